@@ -1,0 +1,71 @@
+//! The modelmon wire contract, version 1.
+//!
+//! An interceptor next to a model API publishes *batches* of request events to the
+//! RabbitMQ topic exchange [`EXCHANGE`], one model per batch, with the routing key
+//! [`routing_key`]`(model)`. The monitor decodes them with [`decode_batch`], which
+//! validates every event on its own: one bad event is rejected with a [`RejectReason`]
+//! and the good events of the same batch are kept.
+//!
+//! Both sides live in this crate so the publisher and the consumer can never drift
+//! apart; the golden vectors in `tests/vectors/` pin the rules for the Python side too.
+
+mod decode;
+mod event;
+
+pub use decode::{BatchError, Decoded, Reject, RejectReason, decode_batch};
+pub use event::{Batch, Event, Source, SourceKind};
+
+/// The topic exchange every publisher writes to and every monitor binds to.
+pub const EXCHANGE: &str = "modelmon";
+/// AMQP `type` property of a batch message.
+pub const MESSAGE_TYPE: &str = "modelmon.events.v1";
+/// AMQP `content_type` property of a batch message.
+pub const CONTENT_TYPE: &str = "application/json";
+/// The only body version this crate speaks.
+pub const VERSION: u64 = 1;
+/// Largest accepted message body.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Most events one batch may carry.
+pub const MAX_EVENTS_PER_BATCH: usize = 10_000;
+/// Longest model name, in characters.
+pub const MAX_MODEL_CHARS: usize = 128;
+/// Longest route, instance, version or error string, in characters.
+pub const MAX_TEXT_CHARS: usize = 256;
+/// Longest HTTP method, in characters.
+pub const MAX_METHOD_CHARS: usize = 16;
+/// Most entries in an event's `ml` object.
+pub const MAX_ML_ENTRIES: usize = 16;
+/// Longest key of an `ml` entry.
+pub const MAX_ML_KEY_CHARS: usize = 64;
+/// An event may claim to start at most this far in the future (clock skew between hosts).
+pub const MAX_FUTURE_US: i64 = 5 * 60 * 1_000_000;
+/// An event older than this is of no use to a 24-hour monitor.
+pub const MAX_AGE_US: i64 = 24 * 3600 * 1_000_000;
+/// Longest accepted duration: one day. Anything longer is a unit mistake.
+pub const MAX_DURATION_US: u64 = 24 * 3600 * 1_000_000;
+
+/// Routing key prefix; the full key is `events.<model>`.
+pub const ROUTING_PREFIX: &str = "events.";
+
+/// The routing key of a batch of `model`'s events.
+pub fn routing_key(model: &str) -> String {
+    format!("{ROUTING_PREFIX}{model}")
+}
+
+/// The model named by a routing key, if it is one of ours.
+pub fn model_of_routing_key(key: &str) -> Option<&str> {
+    key.strip_prefix(ROUTING_PREFIX).filter(|m| !m.is_empty())
+}
+
+/// Whether `s` is an acceptable model name: 1..=128 characters, none of them control characters.
+pub fn is_valid_model_name(s: &str) -> bool {
+    is_clean_text(s, MAX_MODEL_CHARS)
+}
+
+/// 1..=`max` characters and no control characters.
+pub(crate) fn is_clean_text(s: &str, max: usize) -> bool {
+    // Byte length bounds the char count from above, so short strings skip the count.
+    !s.is_empty()
+        && (s.len() <= max || s.chars().count() <= max)
+        && !s.chars().any(char::is_control)
+}

@@ -1,0 +1,109 @@
+//! The golden vectors in `tests/vectors/` pin the contract for every implementation.
+//! The Python package checks the same files, so the two sides cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use modelmon_contract::decode_batch;
+use serde_json::Value;
+
+fn vectors() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors");
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .expect("tests/vectors exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable vector");
+            let name = p.file_stem().expect("named").to_string_lossy().into_owned();
+            (name, serde_json::from_str(&text).expect("vector is JSON"))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn every_golden_vector_decodes_as_expected() {
+    let vectors = vectors();
+    assert!(
+        vectors.len() >= 25,
+        "expected the golden vectors, found {}",
+        vectors.len()
+    );
+    for (name, v) in vectors {
+        let body: Vec<u8> = match (&v["body_text"], &v["body"]) {
+            (Value::String(s), _) => s.as_bytes().to_vec(),
+            (_, body) => serde_json::to_vec(body).expect("serialisable"),
+        };
+        let now = v["now_us"].as_i64().expect("now_us");
+        let routing = v["routing_model"].as_str();
+        let expect = &v["expect"];
+        let got = decode_batch(&body, routing, now);
+        if let Some(reason) = expect["batch_error"].as_str() {
+            let err = got.expect_err(&name);
+            assert_eq!(err.reason.as_str(), reason, "{name}: {}", err.detail);
+            continue;
+        }
+        let d = got.unwrap_or_else(|e| panic!("{name}: unexpected batch error {e}"));
+        assert_eq!(
+            d.events.len() as u64,
+            expect["accepted"].as_u64().expect("accepted"),
+            "{name}: {:?}",
+            d.rejects
+        );
+        assert_eq!(
+            d.dropped,
+            expect["dropped"].as_u64().expect("dropped"),
+            "{name}"
+        );
+        let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &d.rejects {
+            *by_reason.entry(r.reason.as_str().to_owned()).or_default() += 1;
+            assert!(!r.detail.is_empty(), "{name}: a reject must say why");
+        }
+        let want: BTreeMap<String, u64> = expect["rejected"]
+            .as_object()
+            .expect("rejected map")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().expect("count")))
+            .collect();
+        assert_eq!(by_reason, want, "{name}: {:?}", d.rejects);
+    }
+}
+
+#[test]
+fn accepted_events_round_trip_through_the_publisher_encoding() {
+    for (name, v) in vectors() {
+        if !v["expect"]["batch_error"].is_null() || v["body"].is_null() {
+            continue;
+        }
+        let body = serde_json::to_vec(&v["body"]).expect("serialisable");
+        let now = v["now_us"].as_i64().expect("now_us");
+        let first = decode_batch(&body, None, now).expect(&name);
+        let again = modelmon_contract::Batch {
+            v: 1,
+            source: first.source.clone(),
+            dropped: first.dropped,
+            events: first.events.clone(),
+        }
+        .to_json()
+        .expect("finite values");
+        let second = decode_batch(&again, None, now).expect(&name);
+        assert_eq!(first.events, second.events, "{name}");
+    }
+}
+
+#[test]
+fn reject_details_name_the_field() {
+    let body = br#"{"v":1,"source":{"kind":"proxy","instance":"h:1","pid":1},"events":[
+        {"ts":1000000,"model":"m","instance":"h","method":"GET","route":"/","status":"200","duration_us":5}]}"#;
+    let d = decode_batch(body, None, 2_000_000).expect("a batch");
+    assert_eq!(d.rejects.len(), 1);
+    assert!(
+        d.rejects[0].detail.contains("`status`"),
+        "{}",
+        d.rejects[0].detail
+    );
+    assert_eq!(d.rejects[0].model.as_deref(), Some("m"));
+}

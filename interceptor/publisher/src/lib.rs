@@ -1,0 +1,1 @@
+//! Placeholder until the publisher lands (issue 3).
