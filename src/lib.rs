@@ -1,1 +1,14 @@
+//! modelmon: a terminal-first monitor for machine-learning model APIs.
+//!
+//! Data flows one way: `ingest` (RabbitMQ, the demo simulator) feeds the one `store`,
+//! which publishes an immutable [`store::View`]; the fronts (`batch`, the terminal table)
+//! only read views. `runtime` wires them together; `main.rs` only parses and reports.
 
+pub mod batch;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod runtime;
+pub mod store;
+pub mod table;

@@ -1,0 +1,296 @@
+//! The configuration file, its defaults, and the overrides from the command line.
+//!
+//! Precedence: command line > environment > file > defaults. Unknown keys and bad
+//! values are errors that name the key and the line, so a typo never passes silently.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::StoreConfig;
+
+/// The broker the monitor uses when nothing else is said.
+pub const DEFAULT_AMQP_URL: &str = "amqp://127.0.0.1:5672/%2f";
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub amqp: AmqpConfig,
+    pub store: StoreSection,
+}
+
+/// `[amqp]`: where events come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    pub url: String,
+    /// A durable named queue, so events published while the monitor is down wait for it.
+    /// Empty: a server-named, exclusive, auto-delete queue.
+    pub queue: String,
+    /// Bound of the named queue (`x-max-length`); the oldest messages are dropped beyond it.
+    pub queue_max_length: u64,
+    /// Unacknowledged messages the broker may push before waiting for the monitor.
+    pub prefetch: u16,
+    /// Bind only these models (empty: all).
+    pub models: Vec<String>,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_AMQP_URL.to_owned(),
+            queue: String::new(),
+            queue_max_length: 2_000_000,
+            prefetch: 256,
+            models: Vec::new(),
+        }
+    }
+}
+
+/// `[store]`: windows and cardinality caps.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub window: Secs,
+    pub max_models: usize,
+    pub max_routes: usize,
+    pub max_instances: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let d = StoreConfig::default();
+        Self {
+            window: Secs(Duration::from_secs(u64::from(d.window_s))),
+            max_models: d.max_models,
+            max_routes: d.max_routes,
+            max_instances: d.max_instances,
+        }
+    }
+}
+
+/// A duration written with a unit: `250ms`, `60s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secs(pub Duration);
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Secs)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `250ms`, `60s`, `5m`, `1h`, `1.5s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("invalid duration `{s}`: add a unit (ms, s, m, h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration `{s}`: `{num}` is not a number"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration `{s}`: unknown unit `{unit}` (use ms, s, m, h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("invalid duration `{s}`"))
+}
+
+/// What went wrong with the configuration. `main` maps every variant to exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The toml message carries the line, the column and the key.
+    #[error("invalid config file {}:\n{message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`{}: {message}", origin(.path.as_deref()))]
+    Invalid {
+        key: &'static str,
+        path: Option<PathBuf>,
+        message: String,
+    },
+}
+
+fn origin(path: Option<&Path>) -> String {
+    path.as_ref()
+        .map_or_else(String::new, |p| format!(" in {}", p.display()))
+}
+
+impl Config {
+    /// Reads `path`, or the default location when `None`. A missing default file means defaults.
+    pub fn load(path: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => match default_path() {
+                Some(p) => (p, false),
+                None => return Ok((Self::default(), None)),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Self::default(), None));
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let cfg = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.clone(),
+            message,
+        })?;
+        cfg.validate(Some(&path))?;
+        Ok((cfg, Some(path)))
+    }
+
+    /// Parses TOML text; the error is toml's message, with line, column and key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self, path: Option<&Path>) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            path: path.map(Path::to_path_buf),
+            message: message.to_owned(),
+        };
+        let w = self.store.window.0;
+        if w < Duration::from_secs(1) || w > Duration::from_secs(3600) || w.subsec_nanos() != 0 {
+            return Err(invalid(
+                "store.window",
+                "must be whole seconds between 1s and 1h",
+            ));
+        }
+        if self.store.max_models < 2 || self.store.max_routes < 2 || self.store.max_instances < 2 {
+            return Err(invalid(
+                "store.max_*",
+                "caps must be at least 2 (one slot is `(other)`)",
+            ));
+        }
+        if !self.amqp.url.starts_with("amqp://") && !self.amqp.url.starts_with("amqps://") {
+            return Err(invalid("amqp.url", "must start with amqp:// or amqps://"));
+        }
+        if self.amqp.prefetch == 0 {
+            return Err(invalid("amqp.prefetch", "must be at least 1"));
+        }
+        for m in &self.amqp.models {
+            if !modelmon_contract::is_valid_model_name(m) || m.contains(['*', '#', '.']) {
+                return Err(invalid(
+                    "amqp.models",
+                    &format!("{m:?} is not a model name"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            window_s: u32::try_from(self.store.window.0.as_secs()).unwrap_or(60),
+            max_models: self.store.max_models,
+            max_routes: self.store.max_routes,
+            max_instances: self.store.max_instances,
+            ..StoreConfig::default()
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/modelmon/config.toml`, else `~/.config/modelmon/config.toml`.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("modelmon").join("config.toml"))
+}
+
+/// An AMQP URL with its password replaced, fit to show.
+pub struct Redacted<'a>(pub &'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.0;
+        let Some(scheme_end) = url.find("://") else {
+            return f.write_str(url);
+        };
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => {
+                let user = rest[..at].split(':').next().unwrap_or("");
+                write!(
+                    f,
+                    "{}{user}:***@{}",
+                    &url[..scheme_end + 3],
+                    &rest[at + 1..]
+                )
+            }
+            None => f.write_str(url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let text = include_str!("../config.example.toml");
+        let cfg = Config::parse(text).expect("config.example.toml parses");
+        cfg.validate(None).expect("and is valid");
+        assert_eq!(cfg, Config::default(), "the example documents the defaults");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_line() {
+        let err = Config::parse("[amqp]\nurl = \"amqp://x\"\nqueu = \"q\"\n").expect_err("typo");
+        assert!(err.contains("queu") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Config::parse("[store]\nwindow = \"60x\"\n").expect_err("bad unit");
+        assert!(
+            err.contains("window") && err.contains("unknown unit"),
+            "{err}"
+        );
+        let cfg = Config::parse("[store]\nwindow = \"2h\"\n").expect("parses");
+        let err = cfg.validate(None).expect_err("too long").to_string();
+        assert!(err.contains("store.window"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let shown = Redacted("amqp://bob:s3cret@broker:5672/%2f").to_string();
+        assert_eq!(shown, "amqp://bob:***@broker:5672/%2f");
+        assert_eq!(
+            Redacted("amqp://127.0.0.1:5672/%2f").to_string(),
+            "amqp://127.0.0.1:5672/%2f"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The RabbitMQ consumer.
+//!
+//! Declares the `modelmon` topic exchange and its own queue, binds `events.#` (or one
+//! key per watched model), and forwards every body to the store. Acknowledgements are
+//! sent only once the body is handed to the store, and the broker never has more than
+//! `prefetch` unacknowledged messages out: a monitor that falls behind makes the broker
+//! hold messages rather than losing ones it already took. When the broker goes away the
+//! consumer reconnects with exponential backoff and reports its state all along.
+
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use modelmon_contract::{EXCHANGE, model_of_routing_key, routing_key};
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use super::Input;
+use crate::config::{AmqpConfig, Redacted};
+use crate::store::{BrokerState, BrokerView};
+
+/// Acknowledge in groups of this many deliveries, or when the stream goes idle.
+const ACK_EVERY: u64 = 32;
+const ACK_IDLE: Duration = Duration::from_millis(50);
+
+/// Why a consuming session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("{0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker closed the consumer")]
+    ConsumerClosed,
+}
+
+/// Consumes until the store goes away, reconnecting as needed.
+pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
+    let mut delay = Duration::from_millis(100);
+    let mut connections = 0;
+    loop {
+        let connecting = BrokerView {
+            state: BrokerState::Connecting,
+            connections,
+            ..BrokerView::default()
+        };
+        if tx.send(Input::Broker(connecting)).await.is_err() {
+            return;
+        }
+        match consume(&cfg, &tx, &mut delay, &mut connections).await {
+            Ok(()) => return,
+            Err(e) => {
+                let message = format!(
+                    "{} ({}); retrying in {:.1}s",
+                    e,
+                    Redacted(&cfg.url),
+                    delay.as_secs_f64()
+                );
+                tracing::warn!("{message}");
+                let down = BrokerView {
+                    state: BrokerState::Down,
+                    error: Some(message),
+                    queue: None,
+                    connections,
+                };
+                if tx.send(Input::Broker(down)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        // Jitter keeps a fleet of monitors from reconnecting in lockstep after a broker restart.
+        let jitter = rand::rng().random_range(0.8..1.2);
+        tokio::time::sleep(delay.mul_f64(jitter)).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One connected session. Returns `Ok` only when the store has gone away.
+async fn consume(
+    cfg: &AmqpConfig,
+    tx: &mpsc::Sender<Input>,
+    delay: &mut Duration,
+    connections: &mut u64,
+) -> Result<(), AmqpError> {
+    // The pid in the name lets an operator (and the tests) find this connection in `rabbitmqctl`.
+    let name = format!("modelmon-tui pid {}", std::process::id());
+    let props = ConnectionProperties::default().with_connection_name(name.as_str().into());
+    let conn = Connection::connect(&cfg.url, props).await?;
+    let ch = conn.create_channel().await?;
+    ch.exchange_declare(
+        EXCHANGE.into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
+    let queue = if cfg.queue.is_empty() {
+        let opts = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare("".into(), opts, FieldTable::default())
+            .await?
+    } else {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(i64::try_from(cfg.queue_max_length).unwrap_or(i64::MAX)),
+        );
+        // When full, lose the oldest events: the newest say more about the present.
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
+        let opts = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(cfg.queue.as_str().into(), opts, args)
+            .await?
+    };
+    let keys: Vec<String> = if cfg.models.is_empty() {
+        vec![routing_key("#")]
+    } else {
+        cfg.models.iter().map(|m| routing_key(m)).collect()
+    };
+    for key in &keys {
+        ch.queue_bind(
+            queue.name().clone(),
+            EXCHANGE.into(),
+            key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.name().clone(),
+            "modelmon-tui".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    *connections += 1;
+    let connected = BrokerView {
+        state: BrokerState::Connected,
+        error: None,
+        queue: Some(queue.name().to_string()),
+        connections: *connections,
+    };
+    if tx.send(Input::Broker(connected)).await.is_err() {
+        return Ok(());
+    }
+    *delay = Duration::from_millis(100);
+
+    let mut unacked = 0u64;
+    let mut last: Option<lapin::Acker> = None;
+    loop {
+        let next = tokio::time::timeout(ACK_IDLE, consumer.next()).await;
+        let delivery = match next {
+            Err(_idle) => {
+                ack_through(&mut last, &mut unacked).await?;
+                continue;
+            }
+            Ok(None) => return Err(AmqpError::ConsumerClosed),
+            Ok(Some(d)) => d?,
+        };
+        let routing_model = model_of_routing_key(delivery.routing_key.as_str()).map(str::to_owned);
+        let input = Input::Body {
+            body: delivery.data,
+            routing_model,
+        };
+        // Waits while the store is busy: back-pressure reaches the broker through prefetch.
+        if tx.send(input).await.is_err() {
+            return Ok(());
+        }
+        last = Some(delivery.acker);
+        unacked += 1;
+        if unacked >= ACK_EVERY {
+            ack_through(&mut last, &mut unacked).await?;
+        }
+    }
+}
+
+/// Acknowledges every delivery up to the last one handed over.
+async fn ack_through(last: &mut Option<lapin::Acker>, unacked: &mut u64) -> Result<(), AmqpError> {
+    if let Some(acker) = last.take() {
+        acker.ack(BasicAckOptions { multiple: true }).await?;
+    }
+    *unacked = 0;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! A rolling window: the last N time slots of one key (a model, a route, an instance).
+//!
+//! Events land in the slot of their own `ts`, not of their arrival, so a backlog
+//! replayed after an outage is counted in the seconds it happened. Only slots that saw
+//! events are kept (a quiet route costs nothing); a slot that falls out of the window is
+//! handed back to the caller as a [`Slot`] so it can be folded into longer history.
+
+use std::collections::VecDeque;
+
+use super::hist::SparseHist;
+
+/// Counters and latency distribution of one slot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slot {
+    /// Start of the slot, in Unix seconds.
+    pub start: i64,
+    pub requests: u64,
+    /// Status ≥ 500 or an `error` set.
+    pub errors: u64,
+    /// Requests by status class 1xx..5xx.
+    pub status: [u64; 5],
+    pub sum_us: u64,
+    pub max_us: u64,
+    pub latency: SparseHist,
+}
+
+impl Slot {
+    #[inline]
+    pub fn record(&mut self, status: u16, duration_us: u64, is_error: bool) {
+        self.requests += 1;
+        self.errors += u64::from(is_error);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.status[class] += 1;
+        self.sum_us += duration_us;
+        self.max_us = self.max_us.max(duration_us);
+        self.latency.record(duration_us);
+    }
+
+    /// Adds another slot's counts into this one (the distribution included).
+    pub fn absorb(&mut self, other: &Slot) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        for (a, b) in self.status.iter_mut().zip(other.status) {
+            *a += b;
+        }
+        self.sum_us += other.sum_us;
+        self.max_us = self.max_us.max(other.max_us);
+        self.latency.merge_from(&other.latency);
+    }
+
+    pub fn client_errors(&self) -> u64 {
+        self.status[3]
+    }
+}
+
+/// Where an event's timestamp fell relative to the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Counted in the window.
+    InWindow,
+    /// Older than the window: not counted here.
+    Late,
+}
+
+/// The last `len` slots of `slot_secs` seconds each.
+#[derive(Debug, Clone)]
+pub struct Window {
+    slot_secs: i64,
+    len: i64,
+    /// Slots that saw events, oldest first, keyed by `start`.
+    slots: VecDeque<Slot>,
+}
+
+impl Window {
+    pub fn new(slot_secs: u32, len: u32) -> Self {
+        Self {
+            slot_secs: i64::from(slot_secs.max(1)),
+            len: i64::from(len.max(1)),
+            slots: VecDeque::new(),
+        }
+    }
+
+    /// Seconds the window spans.
+    pub fn span_secs(&self) -> i64 {
+        self.slot_secs * self.len
+    }
+
+    fn slot_start(&self, sec: i64) -> i64 {
+        sec.div_euclid(self.slot_secs) * self.slot_secs
+    }
+
+    /// The first second still inside the window at `now_sec`.
+    pub fn oldest_start(&self, now_sec: i64) -> i64 {
+        self.slot_start(now_sec) - (self.len - 1) * self.slot_secs
+    }
+
+    /// Records one request that started at `sec`. Seconds ahead of `now_sec` (clock skew)
+    /// count in the current slot.
+    #[inline]
+    pub fn record(
+        &mut self,
+        sec: i64,
+        now_sec: i64,
+        status: u16,
+        duration_us: u64,
+        is_error: bool,
+    ) -> Placement {
+        let start = self.slot_start(sec.min(now_sec));
+        if start < self.oldest_start(now_sec) {
+            return Placement::Late;
+        }
+        // Events arrive roughly in order: the newest slot is the usual target.
+        let pos = match self.slots.back() {
+            Some(last) if last.start == start => self.slots.len() - 1,
+            Some(last) if last.start < start => self.push_slot(start),
+            None => self.push_slot(start),
+            Some(_) => match self.slots.binary_search_by_key(&start, |s| s.start) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.slots.insert(
+                        i,
+                        Slot {
+                            start,
+                            ..Slot::default()
+                        },
+                    );
+                    i
+                }
+            },
+        };
+        self.slots[pos].record(status, duration_us, is_error);
+        Placement::InWindow
+    }
+
+    fn push_slot(&mut self, start: i64) -> usize {
+        self.slots.push_back(Slot {
+            start,
+            ..Slot::default()
+        });
+        self.slots.len() - 1
+    }
+
+    /// Removes the slots that left the window at `now_sec`, oldest first.
+    pub fn expire(&mut self, now_sec: i64, mut retired: impl FnMut(Slot)) {
+        let oldest = self.oldest_start(now_sec);
+        while self.slots.front().is_some_and(|s| s.start < oldest) {
+            if let Some(s) = self.slots.pop_front() {
+                retired(s);
+            }
+        }
+    }
+
+    /// The slots inside the window, oldest first. Call [`Window::expire`] first.
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self
+                .slots
+                .iter()
+                .map(|s| s.latency.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_land_in_their_own_second_and_age_out() {
+        let mut w = Window::new(1, 60);
+        assert_eq!(w.record(1000, 1000, 200, 5, false), Placement::InWindow);
+        assert_eq!(w.record(990, 1000, 500, 7, true), Placement::InWindow);
+        assert_eq!(w.record(941, 1000, 200, 9, false), Placement::InWindow);
+        assert_eq!(w.record(940, 1000, 200, 9, false), Placement::Late);
+        let starts: Vec<i64> = w.slots().map(|s| s.start).collect();
+        assert_eq!(starts, vec![941, 990, 1000], "slots stay in time order");
+
+        let mut retired = Vec::new();
+        w.expire(1050, |s| retired.push(s.start));
+        assert_eq!(retired, vec![941, 990]);
+        assert_eq!(w.slots().map(|s| s.requests).sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn future_seconds_count_now() {
+        let mut w = Window::new(1, 60);
+        w.record(1010, 1000, 200, 1, false);
+        assert_eq!(w.slots().next().map(|s| s.start), Some(1000));
+    }
+
+    #[test]
+    fn wide_slots_round_down() {
+        let mut w = Window::new(5, 12);
+        w.record(1003, 1004, 200, 1, false);
+        w.record(1001, 1004, 404, 1, false);
+        let s = w.slots().next().expect("one slot");
+        assert_eq!((s.start, s.requests, s.client_errors()), (1000, 2, 1));
+        assert_eq!(w.span_secs(), 60);
+    }
+}

@@ -1,0 +1,205 @@
+//! Events through the real RabbitMQ into `modelmon-tui --batch`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Monitor, Publisher, batch, event, exact_percentile_ms, model, runtime, unique,
+};
+
+/// Durations with a long tail, reproducible: a cheap log-normal-like spread.
+fn durations(n: usize, seed: u64) -> Vec<u64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            (2_000.0 * (3.0 * u * u * u).exp()) as u64
+        })
+        .collect()
+}
+
+#[test]
+fn known_batches_give_exact_counts_rates_and_percentiles() {
+    let name = unique("exact");
+    let other = unique("unwatched");
+    let mon = Monitor::start(&["--models", &name]);
+    mon.wait_connected();
+    let rt = runtime();
+    let samples = durations(2_000, 7);
+    let mut errors = 0u64;
+    let mut client_errors = 0u64;
+    rt.block_on(async {
+        let p = Publisher::connect().await;
+        for (b, chunk) in samples.chunks(100).enumerate() {
+            let events: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let status = match (b * 100 + i) % 50 {
+                        0 => 500,
+                        1 => 404,
+                        _ => 200,
+                    };
+                    errors += u64::from(status == 500);
+                    client_errors += u64::from(status == 404);
+                    event(&name, status, *d)
+                })
+                .collect();
+            p.publish(&name, &batch(events, if b == 3 { 5 } else { 0 }))
+                .await;
+        }
+        // One batch mixing good and bad events: the good one must count.
+        let mut bad_status = event(&name, 200, 1000);
+        bad_status["status"] = json!(700);
+        let mut negative = event(&name, 200, 1000);
+        negative["duration_us"] = json!(-3);
+        let mut no_route = event(&name, 200, 1000);
+        no_route.as_object_mut().expect("object").remove("route");
+        let mut app_error = event(&name, 200, 5_000);
+        app_error["error"] = json!("ValueError");
+        p.publish(
+            &name,
+            &batch(vec![bad_status, negative, no_route, app_error], 0),
+        )
+        .await;
+        p.publish(&name, b"{not json").await;
+        p.publish(&other, &batch(vec![event(&other, 200, 10)], 0))
+            .await;
+    });
+    let want = samples.len() as u64 + 1;
+    let line = mon.wait_for("all events counted", Duration::from_secs(15), |v| {
+        model(v, &name).is_some_and(|m| m["requests"] == want) && v["ingest"]["rejected"] == 4
+    });
+    let m = model(&line, &name).expect("model present");
+    assert_eq!(
+        m["errors"],
+        errors + 1,
+        "5xx and the event with `error` set are errors"
+    );
+    let rate = m["error_rate"].as_f64().expect("rate");
+    assert!(
+        (rate - (errors + 1) as f64 / want as f64).abs() < 1e-6,
+        "{rate}"
+    );
+    assert_eq!(m["client_errors"], client_errors, "4xx are counted apart");
+    assert_eq!(m["status"]["4xx"], client_errors);
+    let mut all = samples.clone();
+    all.push(5_000);
+    for (key, q) in [("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)] {
+        let got = m[key].as_f64().expect("percentile");
+        let exact = exact_percentile_ms(&all, q);
+        assert!(
+            (got - exact).abs() / exact < 0.01,
+            "{key}: {got} vs exact {exact}"
+        );
+    }
+    let exact_max = *all.iter().max().expect("samples") as f64 / 1000.0;
+    assert!((m["max_ms"].as_f64().expect("max") - exact_max).abs() < 1e-3);
+    let ingest = &line["ingest"];
+    assert_eq!(
+        ingest["rejected_by_reason"],
+        json!({"bad_status": 1, "bad_duration": 1, "missing_field": 1, "not_json": 1})
+    );
+    assert_eq!(ingest["dropped_at_source"], 5);
+    assert!(
+        model(&line, &other).is_none(),
+        "--models binds only the named models"
+    );
+    assert!(
+        m["cpu_percent"].is_null() && m["mem_bytes"].is_null(),
+        "unknown is null, never 0"
+    );
+}
+
+/// The `rabbitmqctl` pid of the connection opened by process `pid`.
+fn connection_of(pid: u32) -> Option<String> {
+    // The JSON formatter prints pids in a form close_connection does not take; the plain one does.
+    let out = Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "-q"])
+        .output()
+        .ok()?;
+    let wanted = format!("modelmon-tui pid {pid}\"");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(&wanted))
+        .and_then(|l| l.split('\t').next())
+        .map(str::to_owned)
+}
+
+#[test]
+fn reconnects_when_the_broker_closes_the_connection() {
+    let name = unique("reconnect");
+    let mon = Monitor::start(&["--models", &name]);
+    mon.wait_connected();
+    let conn = (0..50)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            connection_of(mon.pid())
+        })
+        .expect("the monitor's connection is listed by rabbitmqctl");
+    let status = Command::new("rabbitmqctl")
+        .args(["close_connection", &conn, "test: broker-side close"])
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success());
+    mon.wait_for("a second connection", Duration::from_secs(15), |v| {
+        v["broker"]["state"] == "connected" && v["broker"]["connections"] == 2
+    });
+    let rt = runtime();
+    rt.block_on(async {
+        let p = Publisher::connect().await;
+        let events = (0..50).map(|_| event(&name, 200, 1_000)).collect();
+        p.publish(&name, &batch(events, 0)).await;
+    });
+    mon.wait_for("events after the reconnect", Duration::from_secs(10), |v| {
+        model(v, &name).is_some_and(|m| m["requests"] == 50)
+    });
+}
+
+#[test]
+fn a_durable_named_queue_keeps_events_while_the_monitor_is_down() {
+    let name = unique("durable");
+    let queue = unique("modelmon-test-queue");
+    let mut first = Monitor::start(&["--models", &name, "--queue", &queue]);
+    first.wait_connected();
+    first.kill();
+    let rt = runtime();
+    rt.block_on(async {
+        let p = Publisher::connect().await;
+        for _ in 0..3 {
+            let events = (0..10).map(|_| event(&name, 200, 2_000)).collect();
+            p.publish(&name, &batch(events, 0)).await;
+        }
+    });
+    let second = Monitor::start(&["--models", &name, "--queue", &queue]);
+    let line = second.wait_for(
+        "the events published while down",
+        Duration::from_secs(15),
+        |v| model(v, &name).is_some_and(|m| m["requests"] == 30),
+    );
+    assert_eq!(line["broker"]["state"], "connected");
+    drop(second);
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_queue", &queue])
+        .output();
+}
+
+#[test]
+fn a_dead_broker_is_reported_and_the_monitor_keeps_running() {
+    let mon = Monitor::start(&["--amqp", "amqp://127.0.0.1:1/%2f"]);
+    let line = mon.wait_for("the broker to be down", Duration::from_secs(10), |v| {
+        v["broker"]["state"] == "down"
+    });
+    let why = line["broker"]["error"].as_str().expect("a reason");
+    assert!(
+        why.contains("127.0.0.1:1") && why.contains("retrying"),
+        "{why}"
+    );
+    // Still printing lines afterwards: the monitor did not exit.
+    mon.wait_for("another line", Duration::from_secs(5), |_| true);
+}

@@ -1,0 +1,188 @@
+//! The store on a virtual clock: window edges, late events, caps, exact figures.
+
+use modelmon::store::{BrokerView, OTHER, Store, StoreConfig};
+use modelmon_contract::decode_batch;
+use serde_json::{Value, json};
+
+const T0: i64 = 1_800_000_000_000_000; // a fixed "now", in µs
+
+fn ev(model: &str, route: &str, ts: i64, status: u16, duration_us: u64) -> Value {
+    json!({"ts": ts, "model": model, "instance": "i-1", "method": "GET", "route": route,
+           "status": status, "duration_us": duration_us})
+}
+
+fn apply(store: &mut Store, events: Vec<Value>, now: i64) {
+    let body = serde_json::to_vec(
+        &json!({"v": 1, "source": {"kind": "demo", "instance": "t", "pid": 1},
+                                          "events": events}),
+    )
+    .expect("json");
+    let d = decode_batch(&body, None, now).expect("a batch");
+    store.apply(&d, now);
+}
+
+fn stats(store: &mut Store, model: &str, now: i64) -> modelmon::store::view::Stats {
+    let v = store.view(now, BrokerView::default());
+    v.model(model).expect("model present").stats.clone()
+}
+
+#[test]
+fn events_leave_the_window_exactly_when_their_second_does() {
+    let mut s = Store::new(StoreConfig::default());
+    apply(&mut s, vec![ev("m", "/a", T0, 200, 1000)], T0);
+    apply(
+        &mut s,
+        vec![ev("m", "/a", T0 + 30_000_000, 500, 1000)],
+        T0 + 30_000_000,
+    );
+    assert_eq!(
+        stats(&mut s, "m", T0 + 59_999_999).requests,
+        2,
+        "still inside 60 s"
+    );
+    let st = stats(&mut s, "m", T0 + 60_000_000);
+    assert_eq!(
+        (st.requests, st.errors),
+        (1, 1),
+        "the first second has left"
+    );
+    let st = stats(&mut s, "m", T0 + 90_000_000);
+    assert_eq!(st.requests, 0);
+    assert_eq!(st.error_rate, None, "no requests: unknown, not 0");
+    assert_eq!(st.p95_ms, None);
+}
+
+#[test]
+fn a_replayed_backlog_lands_in_the_seconds_it_happened() {
+    let mut s = Store::new(StoreConfig::default());
+    let now = T0 + 100_000_000;
+    // Ten events from 20 s ago and five from 2 minutes ago arrive together.
+    let mut events: Vec<Value> = (0..10)
+        .map(|_| ev("m", "/a", now - 20_000_000, 200, 500))
+        .collect();
+    events.extend((0..5).map(|_| ev("m", "/a", now - 120_000_000, 200, 500)));
+    apply(&mut s, events, now);
+    let v = s.view(now, BrokerView::default());
+    let m = v.model("m").expect("model");
+    assert_eq!(m.stats.requests, 10, "the old five are outside the window");
+    assert_eq!(v.ingest.late, 5, "and counted as late");
+    let sec = now / 1_000_000 - 20;
+    let point = m
+        .series
+        .iter()
+        .find(|p| p.sec == sec)
+        .expect("series covers 5 min");
+    assert_eq!(
+        point.requests, 10,
+        "sparkline shows them in their own second"
+    );
+    assert_eq!(m.series.len(), 300);
+}
+
+#[test]
+fn qps_is_not_diluted_before_a_full_window_has_passed() {
+    let mut s = Store::new(StoreConfig::default());
+    for sec in 0..10 {
+        let t = T0 + sec * 1_000_000;
+        apply(
+            &mut s,
+            (0..20).map(|_| ev("m", "/a", t, 200, 100)).collect(),
+            t,
+        );
+    }
+    let st = stats(&mut s, "m", T0 + 9_500_000);
+    assert!(
+        (st.qps - 20.0).abs() < 1e-9,
+        "10 s seen at 20/s, got {}",
+        st.qps
+    );
+    let st = stats(&mut s, "m", T0 + 120_000_000);
+    assert_eq!(st.qps, 0.0);
+}
+
+#[test]
+fn percentiles_over_the_window_match_exact_values() {
+    let mut s = Store::new(StoreConfig::default());
+    let mut all = Vec::new();
+    let mut x = 99u64;
+    for sec in 0..60 {
+        let t = T0 + sec * 1_000_000;
+        let batch: Vec<Value> = (0..200)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let d = 300 + (x >> 33) % 250_000 * ((sec as u64 % 7) + 1);
+                all.push(d);
+                ev("m", "/a", t, 200, d)
+            })
+            .collect();
+        apply(&mut s, batch, t);
+    }
+    all.sort_unstable();
+    let st = stats(&mut s, "m", T0 + 59_000_000);
+    for (got, q) in [
+        (st.p50_ms, 0.5),
+        (st.p90_ms, 0.9),
+        (st.p95_ms, 0.95),
+        (st.p99_ms, 0.99),
+    ] {
+        let exact = all[((q * all.len() as f64).ceil() as usize) - 1] as f64 / 1000.0;
+        let got = got.expect("percentile");
+        assert!((got - exact).abs() / exact < 0.01, "p{q}: {got} vs {exact}");
+    }
+    assert_eq!(
+        st.max_ms,
+        Some(*all.last().expect("samples") as f64 / 1000.0)
+    );
+}
+
+#[test]
+fn cardinality_caps_fold_overflow_into_other() {
+    let cfg = StoreConfig {
+        max_models: 3,
+        max_routes: 4,
+        ..StoreConfig::default()
+    };
+    let mut s = Store::new(cfg);
+    let routes: Vec<Value> = (0..10)
+        .map(|i| ev("m", &format!("/r{i}"), T0, 200, 100))
+        .collect();
+    apply(&mut s, routes, T0);
+    for m in ["a", "b", "c", "d"] {
+        apply(&mut s, vec![ev(m, "/", T0, 200, 100)], T0);
+    }
+    let v = s.view(T0, BrokerView::default());
+    let names: Vec<&str> = v.models.iter().map(|m| m.model.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![OTHER, "a", "m"],
+        "two named models, then (other)"
+    );
+    assert_eq!(v.model(OTHER).expect("other").stats.requests, 3);
+    let m = v.model("m").expect("m");
+    assert_eq!(m.routes.len(), 4);
+    assert!(
+        m.routes
+            .iter()
+            .any(|r| r.name == OTHER && r.stats.requests == 7)
+    );
+    assert_eq!(m.stats.requests, 10, "nothing is lost, only folded");
+    assert!(v.ingest.overflowed >= 10);
+}
+
+#[test]
+fn rejects_are_counted_by_reason_and_kept_for_display() {
+    let mut s = Store::new(StoreConfig::default());
+    let mut bad = ev("m", "/a", T0, 200, 100);
+    bad["status"] = json!(42);
+    apply(&mut s, vec![bad, ev("m", "/a", T0, 200, 100)], T0);
+    let err = decode_batch(b"[]", Some("m"), T0).expect_err("not a batch");
+    s.apply_error(&err, Some("m"), T0);
+    let v = s.view(T0, BrokerView::default());
+    assert_eq!(v.ingest.events, 1);
+    assert_eq!(v.ingest.rejected, 2);
+    assert_eq!(v.ingest.rejected_by_reason.get("bad_status"), Some(&1));
+    assert_eq!(v.ingest.rejected_by_reason.get("not_a_batch"), Some(&1));
+    assert_eq!(v.recent_rejects.len(), 2);
+    assert!(v.recent_rejects[0].detail.contains("status"));
+    assert_eq!(v.recent_rejects[0].model.as_deref(), Some("m"));
+}

@@ -1,0 +1,180 @@
+//! Shared test helpers: a real publisher, and `modelmon-tui` run as a user would run it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::{Value, json};
+
+pub const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
+
+/// A model name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn now_us() -> i64 {
+    modelmon::clock::now_us()
+}
+
+/// A minimal valid event.
+pub fn event(model: &str, status: u16, duration_us: u64) -> Value {
+    json!({"ts": now_us() - 1000, "model": model, "instance": "test-1", "method": "POST",
+           "route": "/predict", "status": status, "duration_us": duration_us})
+}
+
+pub fn batch(events: Vec<Value>, dropped: u64) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"v": 1, "source": {"kind": "proxy", "instance": "test", "pid": 7},
+                               "dropped": dropped, "events": events}),
+    )
+    .expect("serialisable")
+}
+
+/// Publishes raw bodies to the modelmon exchange, like an interceptor.
+pub struct Publisher {
+    _conn: Connection,
+    ch: lapin::Channel,
+}
+
+impl Publisher {
+    pub async fn connect() -> Self {
+        let conn = Connection::connect(AMQP, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ must answer on 127.0.0.1:5672 (the test script starts it)");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.exchange_declare(
+            "modelmon".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+        Self { _conn: conn, ch }
+    }
+
+    pub async fn publish(&self, model: &str, body: &[u8]) {
+        self.ch
+            .basic_publish(
+                "modelmon".into(),
+                format!("events.{model}").as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+}
+
+/// `modelmon-tui --batch` as a child process, its lines read on a thread.
+pub struct Monitor {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Monitor {
+    pub fn start(args: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"));
+        cmd.args(["--batch", "--interval", "200ms"]);
+        if !args.contains(&"--amqp") && !args.contains(&"--demo") {
+            cmd.args(["--amqp", AMQP]);
+        }
+        let mut child = cmd
+            .args(args)
+            .env_remove("MODELMON_AMQP_URL")
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary runs");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let v: Value = serde_json::from_str(&line).expect("every --batch line is JSON");
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The first line for which `pred` holds, or a panic naming `what` and the last line seen.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => last = v,
+                Err(_) => break,
+            }
+        }
+        panic!("timed out waiting for {what}; last line: {last}");
+    }
+
+    pub fn wait_connected(&self) -> Value {
+        self.wait_for("the broker to be connected", Duration::from_secs(20), |v| {
+            v["broker"]["state"] == "connected"
+        })
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The model's entry in a `--batch` line.
+pub fn model<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
+    line["models"]
+        .as_array()?
+        .iter()
+        .find(|m| m["model"] == name)
+}
+
+/// The exact nearest-rank percentile of `samples`, in ms.
+pub fn exact_percentile_ms(samples: &[u64], q: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1] as f64 / 1000.0
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
