@@ -1,18 +1,15 @@
 //! Decoding and validating a batch body.
 //!
-//! The body is parsed in one pass into *lenient* values: every field is read as whatever
-//! JSON scalar it holds, so a mistyped field in one event cannot make `serde_json` give up
-//! on the whole batch. Validation then turns each lenient event into an [`Event`] or a
-//! [`Reject`] naming the reason. Only a body that is not JSON at all, or not a batch, is
-//! rejected as a whole.
+//! The body is read in one pass. Every field is read as whatever JSON value it holds, so
+//! a mistyped field in one event cannot stop the reading of the batch; each event is
+//! validated as soon as it is read, into an [`Event`] or a [`Reject`] naming the reason.
+//! Only a body that is not JSON at all, or not a batch, is rejected as a whole.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
 use crate::event::{Event, Source, SourceKind};
+use crate::json::{J, Reader, SyntaxError};
 use crate::{
     MAX_AGE_US, MAX_BODY_BYTES, MAX_DURATION_US, MAX_EVENTS_PER_BATCH, MAX_FUTURE_US,
     MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_ML_KEY_CHARS, MAX_MODEL_CHARS, MAX_TEXT_CHARS, VERSION,
@@ -163,119 +160,76 @@ pub fn decode_batch<'a>(
             events: 1,
         });
     }
-    let raw: RawBatch<'a> = serde_json::from_slice(body).map_err(|e| BatchError {
+    // One UTF-8 check of the whole body; the reader then borrows strings from it.
+    let text = std::str::from_utf8(body).map_err(|e| BatchError {
         reason: RejectReason::NotJson,
-        detail: e.to_string(),
+        detail: format!("the body is not UTF-8: {e}"),
         events: 1,
     })?;
-    let RawBatch::Object {
+    let raw = read_batch(text, expected_model, now_us).map_err(|e| BatchError {
+        reason: RejectReason::NotJson,
+        detail: format!("{} at byte {}", e.what, e.pos),
+        events: 1,
+    })?;
+    let RawBatch {
         v,
         source,
         dropped,
         events,
-    } = raw
-    else {
-        return Err(not_a_batch("the body is not a JSON object"));
-    };
+    } = raw;
     match v {
         J::U(VERSION) => {}
-        J::I(i) if i == VERSION as i64 => {}
         J::Absent => return Err(version_error("`v` is missing".into())),
-        other => {
-            return Err(version_error(format!(
-                "`v` is {}, only 1 is understood",
-                other.describe()
-            )));
-        }
+        other => return Err(version_error(format!("`v` is {}, only 1 is understood", other.describe()))),
     }
-    let Some(events) = events else {
+    let Some((good, rejects, n)) = events else {
         return Err(not_a_batch("`events` is missing or not an array"));
     };
-    if events.len() > MAX_EVENTS_PER_BATCH {
+    if n > MAX_EVENTS_PER_BATCH {
         return Err(BatchError {
             reason: RejectReason::TooManyEvents,
-            detail: format!(
-                "{} events, at most {MAX_EVENTS_PER_BATCH} per batch",
-                events.len()
-            ),
-            events: events.len(),
+            detail: format!("{n} events, at most {MAX_EVENTS_PER_BATCH} per batch"),
+            events: n,
         });
     }
     let source = match source {
-        RawSource::Object {
-            kind,
-            instance,
-            pid,
-        } => {
+        RawSource::Object { kind, instance, pid } => {
             let kind = match kind {
                 J::S(s) => SourceKind::parse(&s),
-                _ => {
-                    return Err(not_a_batch_n(
-                        "`source.kind` is missing or not a string",
-                        events.len(),
-                    ));
-                }
+                _ => return Err(not_a_batch_n("`source.kind` is missing or not a string", n)),
             };
             let instance = match instance {
                 J::S(s) if is_clean_text(&s, MAX_TEXT_CHARS) => s,
-                _ => {
-                    return Err(not_a_batch_n(
-                        "`source.instance` is missing or not clean text",
-                        events.len(),
-                    ));
-                }
+                _ => return Err(not_a_batch_n("`source.instance` is missing or not clean text", n)),
             };
             let pid = match pid {
                 J::U(p) => u32::try_from(p).unwrap_or(u32::MAX),
                 J::Absent | J::Null => 0,
-                _ => {
-                    return Err(not_a_batch_n(
-                        "`source.pid` is not a non-negative integer",
-                        events.len(),
-                    ));
-                }
+                _ => return Err(not_a_batch_n("`source.pid` is not a non-negative integer", n)),
             };
-            Source {
-                kind,
-                instance,
-                pid,
-            }
+            Source { kind, instance, pid }
         }
         RawSource::Absent | RawSource::NotObject => {
-            return Err(not_a_batch_n(
-                "`source` is missing or not an object",
-                events.len(),
-            ));
+            return Err(not_a_batch_n("`source` is missing or not an object", n));
         }
     };
     let dropped = match dropped {
         J::Absent | J::Null => 0,
         J::U(d) => d,
-        J::I(_) => return Err(not_a_batch_n("`dropped` is negative", events.len())),
+        J::I(_) => return Err(not_a_batch_n("`dropped` is negative", n)),
         other => {
             return Err(not_a_batch_n(
                 &format!("`dropped` is {}, not a count", other.describe()),
-                events.len(),
+                n,
             ));
         }
     };
-
-    let mut out = Decoded {
+    Ok(Decoded {
         source,
         dropped,
-        events: Vec::with_capacity(events.len()),
-        rejects: Vec::new(),
-    };
-    for (index, slot) in events.into_iter().enumerate() {
-        match slot.and_then(|raw| validate(raw, expected_model, now_us)) {
-            Ok(ev) => out.events.push(ev),
-            Err(mut r) => {
-                r.index = index;
-                out.rejects.push(r);
-            }
-        }
-    }
-    Ok(out)
+        events: good,
+        rejects,
+    })
 }
 
 fn version_error(detail: String) -> BatchError {
@@ -566,50 +520,7 @@ fn ml_field<'a>(raw: RawMl<'a>, m: Option<&str>) -> Result<Vec<(Cow<'a, str>, f6
 }
 
 // ---------------------------------------------------------------------------------------
-// Lenient parsing. Nothing below fails on a wrong type; it records what it saw.
-
-/// The scalar arms of a visitor that expects a container: every scalar becomes `$val`,
-/// and `null` becomes `$null` (absent, for optional containers).
-macro_rules! scalars_are {
-    ($ty:ty, $val:expr) => {
-        scalars_are!($ty, $val, $val);
-    };
-    ($ty:ty, $val:expr, $null:expr) => {
-        fn visit_bool<E>(self, _: bool) -> Result<$ty, E> {
-            Ok($val)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<$ty, E> {
-            Ok($val)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<$ty, E> {
-            Ok($val)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<$ty, E> {
-            Ok($val)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<$ty, E> {
-            Ok($val)
-        }
-        fn visit_unit<E>(self) -> Result<$ty, E> {
-            Ok($null)
-        }
-    };
-}
-
-/// Any JSON value, with containers reduced to their kind.
-#[derive(Debug, Default)]
-enum J<'a> {
-    #[default]
-    Absent,
-    Null,
-    Bool(bool),
-    I(i64),
-    U(u64),
-    F(f64),
-    S(Cow<'a, str>),
-    Arr,
-    Obj,
-}
+// Reading. Nothing below fails on a wrong type, only on broken JSON.
 
 impl J<'_> {
     fn describe(&self) -> String {
@@ -627,226 +538,113 @@ impl J<'_> {
     }
 }
 
-struct JVisitor;
+/// Valid events, rejects, and how many elements `events` held.
+type Events<'a> = (Vec<Event<'a>>, Vec<Reject>, usize);
 
-impl<'de> Visitor<'de> for JVisitor {
-    type Value = J<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<J<'de>, E> {
-        Ok(J::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<J<'de>, E> {
-        // serde_json hands non-negative integers to visit_u64; keep one form for each.
-        Ok(if v >= 0 { J::U(v as u64) } else { J::I(v) })
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<J<'de>, E> {
-        Ok(J::U(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<J<'de>, E> {
-        Ok(J::F(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<J<'de>, E> {
-        Ok(J::S(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<J<'de>, E> {
-        Ok(J::S(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<J<'de>, E> {
-        Ok(J::S(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<J<'de>, E> {
-        Ok(J::Null)
-    }
-    fn visit_none<E>(self) -> Result<J<'de>, E> {
-        Ok(J::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<J<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(J::Arr)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<J<'de>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(J::Obj)
-    }
+struct RawBatch<'a> {
+    v: J<'a>,
+    source: RawSource<'a>,
+    dropped: J<'a>,
+    /// `None` when absent or not an array.
+    events: Option<Events<'a>>,
 }
 
-impl<'de> Deserialize<'de> for J<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JVisitor)
-    }
-}
-
-/// Object keys, matched without allocating; unknown keys are skipped for forward compatibility.
-#[derive(Clone, Copy)]
-enum Key {
-    V,
-    Source,
-    Dropped,
-    Events,
-    Ts,
-    Model,
-    Version,
-    Instance,
-    Method,
-    Route,
-    Status,
-    DurationUs,
-    TtfbUs,
-    ReqBytes,
-    RespBytes,
-    Error,
-    Ml,
-    Kind,
-    Pid,
-    Unknown,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(match v {
-                    "v" => Key::V,
-                    "source" => Key::Source,
-                    "dropped" => Key::Dropped,
-                    "events" => Key::Events,
-                    "ts" => Key::Ts,
-                    "model" => Key::Model,
-                    "version" => Key::Version,
-                    "instance" => Key::Instance,
-                    "method" => Key::Method,
-                    "route" => Key::Route,
-                    "status" => Key::Status,
-                    "duration_us" => Key::DurationUs,
-                    "ttfb_us" => Key::TtfbUs,
-                    "req_bytes" => Key::ReqBytes,
-                    "resp_bytes" => Key::RespBytes,
-                    "error" => Key::Error,
-                    "ml" => Key::Ml,
-                    "kind" => Key::Kind,
-                    "pid" => Key::Pid,
-                    _ => Key::Unknown,
-                })
-            }
-        }
-        d.deserialize_identifier(KeyVisitor)
-    }
-}
-
-enum RawBatch<'a> {
-    Object {
-        v: J<'a>,
-        source: RawSource<'a>,
-        dropped: J<'a>,
-        /// `None` when absent or not an array. Each slot is the event or why it is not one.
-        events: Option<Vec<Result<RawEvent<'a>, Reject>>>,
-    },
+enum RawSource<'a> {
+    Absent,
     NotObject,
+    Object { kind: J<'a>, instance: J<'a>, pid: J<'a> },
 }
 
-impl<'de> Deserialize<'de> for RawBatch<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawBatch<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a batch object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBatch<'de>, A::Error> {
-                let mut v = J::Absent;
-                let mut source = RawSource::Absent;
-                let mut dropped = J::Absent;
-                let mut events = None;
-                while let Some(key) = map.next_key::<Key>()? {
-                    match key {
-                        Key::V => v = map.next_value()?,
-                        Key::Source => source = map.next_value()?,
-                        Key::Dropped => dropped = map.next_value()?,
-                        Key::Events => events = map.next_value::<RawEvents<'de>>()?.0,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(RawBatch::Object {
-                    v,
-                    source,
-                    dropped,
-                    events,
-                })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawBatch<'de>, A::Error> {
-                JVisitor.visit_seq(seq).map(|_| RawBatch::NotObject)
-            }
-            scalars_are!(RawBatch<'de>, RawBatch::NotObject);
-        }
-        d.deserialize_any(V)
+fn read_batch<'a>(text: &'a str, expected_model: Option<&str>, now_us: i64) -> Result<RawBatch<'a>, SyntaxError> {
+    let mut r = Reader::new(text);
+    let mut batch = RawBatch {
+        v: J::Absent,
+        source: RawSource::Absent,
+        dropped: J::Absent,
+        events: None,
+    };
+    if !r.open_object() {
+        r.skip(0)?;
+        r.finish()?;
+        // Not an object: `events` stays missing, which reports it as not a batch.
+        batch.v = J::U(VERSION);
+        return Ok(batch);
     }
-}
-
-struct RawEvents<'a>(Option<Vec<Result<RawEvent<'a>, Reject>>>);
-
-impl<'de> Deserialize<'de> for RawEvents<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawEvents<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of events")
+    let mut first = true;
+    while let Some(key) = r.next_key(&mut first)? {
+        match &*key {
+            "v" => batch.v = r.value()?,
+            "dropped" => batch.dropped = r.value()?,
+            "source" => batch.source = read_source(&mut r)?,
+            "events" if r.open_array() => batch.events = Some(read_events(&mut r, text.len(), expected_model, now_us)?),
+            "events" => {
+                r.skip(0)?;
+                batch.events = None;
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawEvents<'de>, A::Error> {
-                let mut out =
-                    Vec::with_capacity(seq.size_hint().unwrap_or(64).min(MAX_EVENTS_PER_BATCH));
-                while let Some(slot) = seq.next_element::<Slot<'de>>()? {
-                    out.push(slot.0);
-                }
-                Ok(RawEvents(Some(out)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawEvents<'de>, A::Error> {
-                JVisitor.visit_map(map).map(|_| RawEvents(None))
-            }
-            scalars_are!(RawEvents<'de>, RawEvents(None));
+            _ => r.skip(0)?,
         }
-        d.deserialize_any(V)
     }
+    r.finish()?;
+    Ok(batch)
 }
 
-/// One element of `events`: an object becomes a [`RawEvent`], anything else a reject.
-struct Slot<'a>(Result<RawEvent<'a>, Reject>);
-
-impl<'de> Deserialize<'de> for Slot<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Slot<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Slot<'de>, A::Error> {
-                read_event(map).map(|e| Slot(Ok(e)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Slot<'de>, A::Error> {
-                JVisitor.visit_seq(seq).map(|_| not_object())
-            }
-            scalars_are!(Slot<'de>, not_object());
+fn read_source<'a>(r: &mut Reader<'a>) -> Result<RawSource<'a>, SyntaxError> {
+    if !r.open_object() {
+        return Ok(match r.value()? {
+            J::Null => RawSource::Absent,
+            _ => RawSource::NotObject,
+        });
+    }
+    let (mut kind, mut instance, mut pid) = (J::Absent, J::Absent, J::Absent);
+    let mut first = true;
+    while let Some(key) = r.next_key(&mut first)? {
+        match &*key {
+            "kind" => kind = r.value()?,
+            "instance" => instance = r.value()?,
+            "pid" => pid = r.value()?,
+            _ => r.skip(0)?,
         }
-        d.deserialize_any(V)
     }
+    Ok(RawSource::Object { kind, instance, pid })
 }
 
-fn not_object<'a>() -> Slot<'a> {
-    Slot(Err(reject(
-        RejectReason::NotAnObject,
-        None,
-        "an element of `events` is not an object".into(),
-    )))
+/// Reads the open `events` array, validating each event as soon as it is read.
+fn read_events<'a>(
+    r: &mut Reader<'a>,
+    body_len: usize,
+    expected_model: Option<&str>,
+    now_us: i64,
+) -> Result<Events<'a>, SyntaxError> {
+    // A typical event is 150 to 250 bytes: size the vector once, not by doubling.
+    let mut good = Vec::with_capacity((body_len / 160).min(MAX_EVENTS_PER_BATCH));
+    let mut rejects = Vec::new();
+    let mut n = 0usize;
+    let mut first = true;
+    while r.next_element(&mut first)? {
+        let index = n;
+        n += 1;
+        if n > MAX_EVENTS_PER_BATCH {
+            // Keep checking the syntax, but stop validating: the batch will be refused.
+            r.skip(0)?;
+            continue;
+        }
+        if !r.open_object() {
+            r.skip(0)?;
+            let mut rej = reject(RejectReason::NotAnObject, None, "an element of `events` is not an object".into());
+            rej.index = index;
+            rejects.push(rej);
+            continue;
+        }
+        let raw = read_event(r)?;
+        match validate(raw, expected_model, now_us) {
+            Ok(ev) => good.push(ev),
+            Err(mut rej) => {
+                rej.index = index;
+                rejects.push(rej);
+            }
+        }
+    }
+    Ok((good, rejects, n))
 }
 
 #[derive(Default)]
@@ -866,27 +664,33 @@ struct RawEvent<'a> {
     ml: RawMl<'a>,
 }
 
-fn read_event<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawEvent<'de>, A::Error> {
+fn read_event<'a>(r: &mut Reader<'a>) -> Result<RawEvent<'a>, SyntaxError> {
     let mut e = RawEvent::default();
-    while let Some(key) = map.next_key::<Key>()? {
-        match key {
-            Key::Ts => e.ts = map.next_value()?,
-            Key::Model => e.model = map.next_value()?,
-            Key::Version => e.version = map.next_value()?,
-            Key::Instance => e.instance = map.next_value()?,
-            Key::Method => e.method = map.next_value()?,
-            Key::Route => e.route = map.next_value()?,
-            Key::Status => e.status = map.next_value()?,
-            Key::DurationUs => e.duration_us = map.next_value()?,
-            Key::TtfbUs => e.ttfb_us = map.next_value()?,
-            Key::ReqBytes => e.req_bytes = map.next_value()?,
-            Key::RespBytes => e.resp_bytes = map.next_value()?,
-            Key::Error => e.error = map.next_value()?,
-            Key::Ml => e.ml = map.next_value()?,
-            _ => {
-                map.next_value::<IgnoredAny>()?;
+    let mut first = true;
+    while let Some(key) = r.next_key(&mut first)? {
+        let slot = match &*key {
+            "ts" => &mut e.ts,
+            "model" => &mut e.model,
+            "version" => &mut e.version,
+            "instance" => &mut e.instance,
+            "method" => &mut e.method,
+            "route" => &mut e.route,
+            "status" => &mut e.status,
+            "duration_us" => &mut e.duration_us,
+            "ttfb_us" => &mut e.ttfb_us,
+            "req_bytes" => &mut e.req_bytes,
+            "resp_bytes" => &mut e.resp_bytes,
+            "error" => &mut e.error,
+            "ml" => {
+                e.ml = read_ml(r)?;
+                continue;
             }
-        }
+            _ => {
+                r.skip(0)?;
+                continue;
+            }
+        };
+        *slot = r.value()?;
     }
     Ok(e)
 }
@@ -899,79 +703,21 @@ enum RawMl<'a> {
     Entries(Vec<(Cow<'a, str>, J<'a>)>),
 }
 
-impl<'de> Deserialize<'de> for RawMl<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawMl<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an ml object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMl<'de>, A::Error> {
-                let mut out = Vec::new();
-                while let Some(k) = map.next_key::<J<'de>>()? {
-                    let v: J<'de> = map.next_value()?;
-                    // Keep one past the limit so the check can see it was exceeded, no more.
-                    if out.len() <= MAX_ML_ENTRIES {
-                        let k = match k {
-                            J::S(s) => s,
-                            _ => Cow::Borrowed(""),
-                        };
-                        out.push((k, v));
-                    }
-                }
-                Ok(RawMl::Entries(out))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawMl<'de>, A::Error> {
-                JVisitor.visit_seq(seq).map(|_| RawMl::NotObject)
-            }
-            scalars_are!(RawMl<'de>, RawMl::NotObject, RawMl::Absent);
-        }
-        d.deserialize_any(V)
+fn read_ml<'a>(r: &mut Reader<'a>) -> Result<RawMl<'a>, SyntaxError> {
+    if !r.open_object() {
+        return Ok(match r.value()? {
+            J::Null => RawMl::Absent,
+            _ => RawMl::NotObject,
+        });
     }
-}
-
-enum RawSource<'a> {
-    Absent,
-    NotObject,
-    Object {
-        kind: J<'a>,
-        instance: J<'a>,
-        pid: J<'a>,
-    },
-}
-
-impl<'de> Deserialize<'de> for RawSource<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawSource<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a source object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSource<'de>, A::Error> {
-                let (mut kind, mut instance, mut pid) = (J::Absent, J::Absent, J::Absent);
-                while let Some(key) = map.next_key::<Key>()? {
-                    match key {
-                        Key::Kind => kind = map.next_value()?,
-                        Key::Instance => instance = map.next_value()?,
-                        Key::Pid => pid = map.next_value()?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(RawSource::Object {
-                    kind,
-                    instance,
-                    pid,
-                })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawSource<'de>, A::Error> {
-                JVisitor.visit_seq(seq).map(|_| RawSource::NotObject)
-            }
-            scalars_are!(RawSource<'de>, RawSource::NotObject, RawSource::Absent);
+    let mut out = Vec::new();
+    let mut first = true;
+    while let Some(key) = r.next_key(&mut first)? {
+        let v = r.value()?;
+        // Keep one past the limit so the check can see it was exceeded, no more.
+        if out.len() <= MAX_ML_ENTRIES {
+            out.push((key, v));
         }
-        d.deserialize_any(V)
     }
+    Ok(RawMl::Entries(out))
 }

@@ -11,6 +11,7 @@
 
 mod decode;
 mod event;
+mod json;
 
 pub use decode::{BatchError, Decoded, Reject, RejectReason, decode_batch};
 pub use event::{Batch, Event, Source, SourceKind};
@@ -64,8 +65,15 @@ pub fn is_valid_model_name(s: &str) -> bool {
 
 /// 1..=`max` characters and no control characters.
 pub(crate) fn is_clean_text(s: &str, max: usize) -> bool {
-    // Byte length bounds the char count from above, so short strings skip the count.
-    !s.is_empty()
-        && (s.len() <= max || s.chars().count() <= max)
-        && !s.chars().any(char::is_control)
+    if s.is_empty() {
+        return false;
+    }
+    // Nearly every string on the wire is printable ASCII: one vectorisable pass decides.
+    // Otherwise byte length still bounds the char count from above.
+    // (min and max, not `all`: without an early exit the loops vectorise.)
+    let (lo, hi) = (s.bytes().min().unwrap_or(0), s.bytes().max().unwrap_or(0));
+    if (0x20..0x7f).contains(&lo) && (0x20..0x7f).contains(&hi) {
+        return s.len() <= max;
+    }
+    (s.len() <= max || s.chars().count() <= max) && !s.chars().any(char::is_control)
 }

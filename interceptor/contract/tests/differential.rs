@@ -1,0 +1,91 @@
+//! The batch reader must accept exactly the JSON that serde_json accepts, and must never
+//! panic, whatever the bytes. Inputs: the golden vectors, mutated many thousand times.
+//! (The cargo-fuzz target in `fuzz/` explores further; this runs in every test pass.)
+
+use std::path::PathBuf;
+
+use modelmon_contract::{RejectReason, decode_batch};
+
+fn seeds() -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("vectors") {
+        let path = entry.expect("entry").path();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let body = match (&v["body_text"], &v["body"]) {
+            (serde_json::Value::String(s), _) => s.clone().into_bytes(),
+            (_, b) => serde_json::to_vec(b).expect("json"),
+        };
+        if body.len() < 20_000 {
+            out.push(body);
+        }
+    }
+    out.sort();
+    out
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const INTERESTING: &[&[u8]] = &[
+    b"\"", b"\\", b",", b":", b"{", b"}", b"[", b"]", b"-", b"0", b"1e9", b".", b"null", b"\\u00", b"\\ud800", b" ",
+    b"\x01", b"1e999", b"-0", b"01", b"true",
+];
+
+fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..=rng.below(3) {
+        let at = rng.below(b.len() + 1);
+        match rng.below(4) {
+            0 if !b.is_empty() => {
+                let end = (at + 1 + rng.below(8)).min(b.len());
+                b.drain(at.min(b.len())..end.max(at.min(b.len())));
+            }
+            1 => {
+                let piece = INTERESTING[rng.below(INTERESTING.len())];
+                b.splice(at..at, piece.iter().copied());
+            }
+            2 if !b.is_empty() => {
+                let i = at.min(b.len() - 1);
+                b[i] = (rng.next() & 0x7f) as u8;
+            }
+            _ => b.truncate(at),
+        }
+    }
+    b
+}
+
+#[test]
+fn accepts_exactly_what_serde_json_accepts_and_never_panics() {
+    let seeds = seeds();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut disagreements = Vec::new();
+    let mut json_errors = 0;
+    for i in 0..40_000 {
+        let body = mutate(&seeds[i % seeds.len()], &mut rng);
+        let ours = decode_batch(&body, None, 1_780_000_000_000_000);
+        let ours_json_error = matches!(&ours, Err(e) if e.reason == RejectReason::NotJson);
+        let serde_error = serde_json::from_slice::<serde_json::Value>(&body).is_err();
+        json_errors += usize::from(serde_error);
+        if ours_json_error != serde_error {
+            disagreements.push(String::from_utf8_lossy(&body).into_owned());
+        }
+    }
+    assert!(json_errors > 5_000, "the mutations must produce broken JSON too ({json_errors})");
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements with serde_json, first: {:?}",
+        disagreements.len(),
+        disagreements.first()
+    );
+}
