@@ -180,7 +180,12 @@ pub fn decode_batch<'a>(
     match v {
         J::U(VERSION) => {}
         J::Absent => return Err(version_error("`v` is missing".into())),
-        other => return Err(version_error(format!("`v` is {}, only 1 is understood", other.describe()))),
+        other => {
+            return Err(version_error(format!(
+                "`v` is {}, only 1 is understood",
+                other.describe()
+            )));
+        }
     }
     let Some((good, rejects, n)) = events else {
         return Err(not_a_batch("`events` is missing or not an array"));
@@ -193,21 +198,39 @@ pub fn decode_batch<'a>(
         });
     }
     let source = match source {
-        RawSource::Object { kind, instance, pid } => {
+        RawSource::Object {
+            kind,
+            instance,
+            pid,
+        } => {
             let kind = match kind {
                 J::S(s) => SourceKind::parse(&s),
                 _ => return Err(not_a_batch_n("`source.kind` is missing or not a string", n)),
             };
             let instance = match instance {
                 J::S(s) if is_clean_text(&s, MAX_TEXT_CHARS) => s,
-                _ => return Err(not_a_batch_n("`source.instance` is missing or not clean text", n)),
+                _ => {
+                    return Err(not_a_batch_n(
+                        "`source.instance` is missing or not clean text",
+                        n,
+                    ));
+                }
             };
             let pid = match pid {
                 J::U(p) => u32::try_from(p).unwrap_or(u32::MAX),
                 J::Absent | J::Null => 0,
-                _ => return Err(not_a_batch_n("`source.pid` is not a non-negative integer", n)),
+                _ => {
+                    return Err(not_a_batch_n(
+                        "`source.pid` is not a non-negative integer",
+                        n,
+                    ));
+                }
             };
-            Source { kind, instance, pid }
+            Source {
+                kind,
+                instance,
+                pid,
+            }
         }
         RawSource::Absent | RawSource::NotObject => {
             return Err(not_a_batch_n("`source` is missing or not an object", n));
@@ -552,10 +575,18 @@ struct RawBatch<'a> {
 enum RawSource<'a> {
     Absent,
     NotObject,
-    Object { kind: J<'a>, instance: J<'a>, pid: J<'a> },
+    Object {
+        kind: J<'a>,
+        instance: J<'a>,
+        pid: J<'a>,
+    },
 }
 
-fn read_batch<'a>(text: &'a str, expected_model: Option<&str>, now_us: i64) -> Result<RawBatch<'a>, SyntaxError> {
+fn read_batch<'a>(
+    text: &'a str,
+    expected_model: Option<&str>,
+    now_us: i64,
+) -> Result<RawBatch<'a>, SyntaxError> {
     let mut r = Reader::new(text);
     let mut batch = RawBatch {
         v: J::Absent,
@@ -576,7 +607,9 @@ fn read_batch<'a>(text: &'a str, expected_model: Option<&str>, now_us: i64) -> R
             "v" => batch.v = r.value()?,
             "dropped" => batch.dropped = r.value()?,
             "source" => batch.source = read_source(&mut r)?,
-            "events" if r.open_array() => batch.events = Some(read_events(&mut r, text.len(), expected_model, now_us)?),
+            "events" if r.open_array() => {
+                batch.events = Some(read_events(&mut r, text.len(), expected_model, now_us)?)
+            }
             "events" => {
                 r.skip(0)?;
                 batch.events = None;
@@ -605,7 +638,11 @@ fn read_source<'a>(r: &mut Reader<'a>) -> Result<RawSource<'a>, SyntaxError> {
             _ => r.skip(0)?,
         }
     }
-    Ok(RawSource::Object { kind, instance, pid })
+    Ok(RawSource::Object {
+        kind,
+        instance,
+        pid,
+    })
 }
 
 /// Reads the open `events` array, validating each event as soon as it is read.
@@ -630,7 +667,11 @@ fn read_events<'a>(
         }
         if !r.open_object() {
             r.skip(0)?;
-            let mut rej = reject(RejectReason::NotAnObject, None, "an element of `events` is not an object".into());
+            let mut rej = reject(
+                RejectReason::NotAnObject,
+                None,
+                "an element of `events` is not an object".into(),
+            );
             rej.index = index;
             rejects.push(rej);
             continue;
@@ -664,28 +705,69 @@ struct RawEvent<'a> {
     ml: RawMl<'a>,
 }
 
+/// The known event fields. Dispatching on the key's length first keeps the common
+/// case to one or two short comparisons instead of a chain of string compares.
+#[derive(Clone, Copy)]
+enum Field {
+    Ts,
+    Model,
+    Version,
+    Instance,
+    Method,
+    Route,
+    Status,
+    DurationUs,
+    TtfbUs,
+    ReqBytes,
+    RespBytes,
+    Error,
+    Ml,
+    Unknown,
+}
+
+#[inline]
+fn field(key: &str) -> Field {
+    let is = |name: &str| key == name;
+    match key.len() {
+        2 if is("ts") => Field::Ts,
+        2 if is("ml") => Field::Ml,
+        5 if is("model") => Field::Model,
+        5 if is("route") => Field::Route,
+        5 if is("error") => Field::Error,
+        6 if is("method") => Field::Method,
+        6 if is("status") => Field::Status,
+        7 if is("version") => Field::Version,
+        7 if is("ttfb_us") => Field::TtfbUs,
+        8 if is("instance") => Field::Instance,
+        9 if is("req_bytes") => Field::ReqBytes,
+        10 if is("resp_bytes") => Field::RespBytes,
+        11 if is("duration_us") => Field::DurationUs,
+        _ => Field::Unknown,
+    }
+}
+
 fn read_event<'a>(r: &mut Reader<'a>) -> Result<RawEvent<'a>, SyntaxError> {
     let mut e = RawEvent::default();
     let mut first = true;
     while let Some(key) = r.next_key(&mut first)? {
-        let slot = match &*key {
-            "ts" => &mut e.ts,
-            "model" => &mut e.model,
-            "version" => &mut e.version,
-            "instance" => &mut e.instance,
-            "method" => &mut e.method,
-            "route" => &mut e.route,
-            "status" => &mut e.status,
-            "duration_us" => &mut e.duration_us,
-            "ttfb_us" => &mut e.ttfb_us,
-            "req_bytes" => &mut e.req_bytes,
-            "resp_bytes" => &mut e.resp_bytes,
-            "error" => &mut e.error,
-            "ml" => {
+        let slot = match field(&key) {
+            Field::Ts => &mut e.ts,
+            Field::Model => &mut e.model,
+            Field::Version => &mut e.version,
+            Field::Instance => &mut e.instance,
+            Field::Method => &mut e.method,
+            Field::Route => &mut e.route,
+            Field::Status => &mut e.status,
+            Field::DurationUs => &mut e.duration_us,
+            Field::TtfbUs => &mut e.ttfb_us,
+            Field::ReqBytes => &mut e.req_bytes,
+            Field::RespBytes => &mut e.resp_bytes,
+            Field::Error => &mut e.error,
+            Field::Ml => {
                 e.ml = read_ml(r)?;
                 continue;
             }
-            _ => {
+            Field::Unknown => {
                 r.skip(0)?;
                 continue;
             }

@@ -11,7 +11,8 @@ fn seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("vectors") {
         let path = entry.expect("entry").path();
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
         let body = match (&v["body_text"], &v["body"]) {
             (serde_json::Value::String(s), _) => s.clone().into_bytes(),
             (_, b) => serde_json::to_vec(b).expect("json"),
@@ -38,8 +39,8 @@ impl Rng {
 }
 
 const INTERESTING: &[&[u8]] = &[
-    b"\"", b"\\", b",", b":", b"{", b"}", b"[", b"]", b"-", b"0", b"1e9", b".", b"null", b"\\u00", b"\\ud800", b" ",
-    b"\x01", b"1e999", b"-0", b"01", b"true",
+    b"\"", b"\\", b",", b":", b"{", b"}", b"[", b"]", b"-", b"0", b"1e9", b".", b"null", b"\\u00",
+    b"\\ud800", b" ", b"\x01", b"1e999", b"-0", b"01", b"true",
 ];
 
 fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
@@ -81,7 +82,10 @@ fn accepts_exactly_what_serde_json_accepts_and_never_panics() {
             disagreements.push(String::from_utf8_lossy(&body).into_owned());
         }
     }
-    assert!(json_errors > 5_000, "the mutations must produce broken JSON too ({json_errors})");
+    assert!(
+        json_errors > 5_000,
+        "the mutations must produce broken JSON too ({json_errors})"
+    );
     assert!(
         disagreements.is_empty(),
         "{} disagreements with serde_json, first: {:?}",

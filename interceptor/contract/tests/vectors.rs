@@ -107,3 +107,14 @@ fn reject_details_name_the_field() {
     );
     assert_eq!(d.rejects[0].model.as_deref(), Some("m"));
 }
+
+#[test]
+fn a_body_over_one_mebibyte_is_refused_whole() {
+    let mut body =
+        br#"{"v":1,"source":{"kind":"proxy","instance":"h","pid":1},"events":[],"pad":""#.to_vec();
+    body.resize(modelmon_contract::MAX_BODY_BYTES + 1, b'x');
+    body.extend_from_slice(b"\"}");
+    let err = decode_batch(&body, None, 0).expect_err("too large");
+    assert_eq!(err.reason.as_str(), "body_too_large");
+    assert!(err.detail.contains("1048576"), "{}", err.detail);
+}
