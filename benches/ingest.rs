@@ -16,7 +16,9 @@ const EVENTS_PER_BATCH: usize = 100;
 fn bodies() -> Vec<(Vec<u8>, String)> {
     let mut x = 42u64;
     let mut next = || {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         x >> 33
     };
     (0..200)
@@ -62,7 +64,11 @@ fn ingest(c: &mut Criterion) {
     let bodies = bodies();
     let events = (bodies.len() * EVENTS_PER_BATCH) as u64;
     let bytes: usize = bodies.iter().map(|b| b.0.len()).sum();
-    eprintln!("{} batches, {events} events, {:.0} bytes/event", bodies.len(), bytes as f64 / events as f64);
+    eprintln!(
+        "{} batches, {events} events, {:.0} bytes/event",
+        bodies.len(),
+        bytes as f64 / events as f64
+    );
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(events));
     g.bench_function("baseline: serde_json::Value parse", |b| {

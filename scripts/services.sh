@@ -35,9 +35,76 @@ tools() {
   apt_install tmux
 }
 
+# Desktop notifications in tests: a session bus (dbus-daemon) and a real notification
+# daemon (dunst) that needs an X display, which Xvfb provides. The tests start and stop
+# their own instances; this only installs them.
+notify() {
+  local need=()
+  command -v dbus-daemon >/dev/null || need+=(dbus)
+  command -v dbus-launch >/dev/null || need+=(dbus-x11)
+  command -v dunst >/dev/null || need+=(dunst)
+  command -v dunstctl >/dev/null || need+=(dunst)
+  command -v Xvfb >/dev/null || need+=(xvfb)
+  command -v notify-send >/dev/null || need+=(libnotify-bin)
+  [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
+}
+
+# Docker engine for the container-resource tests (tests/docker.rs). No registry is reachable
+# here, so the test image is imported from a tar of Debian's static busybox.
+DOCKER_TEST_IMAGE=modelmon-test-busybox:latest
+
+docker_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+docker_engine() {
+  command -v dockerd >/dev/null || apt_install docker.io
+  if ! docker_answers; then
+    log "starting dockerd (log: ${DOCKERD_LOG:-/tmp/modelmon-dockerd.log})"
+    # No bridge and no iptables: test containers use --network none or host only.
+    nohup dockerd --bridge=none --iptables=false >"${DOCKERD_LOG:-/tmp/modelmon-dockerd.log}" 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    if docker_answers; then docker_test_image; return 0; fi
+    sleep 1
+  done
+  log "dockerd is not answering after 60 s"
+  exit 1
+}
+
+docker_test_image() {
+  docker image inspect "$DOCKER_TEST_IMAGE" >/dev/null 2>&1 && return 0
+  apt_install busybox-static
+  local bb root
+  # The static binary: the image has no libc.
+  bb=$(dpkg -L busybox-static | grep -m1 'bin/busybox$')
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/dev/shm" "$root/proc" "$root/sys" "$root/etc"
+  cp "$bb" "$root/bin/busybox"
+  for applet in sh sleep dd yes cat head tail true false ls echo grep mkdir rm kill env; do
+    ln -s busybox "$root/bin/$applet"
+  done
+  tar -C "$root" -cf "$root.tar" .
+  log "importing $DOCKER_TEST_IMAGE"
+  docker import -c 'ENV PATH=/bin' "$root.tar" "$DOCKER_TEST_IMAGE" >/dev/null
+  rm -rf "$root" "$root.tar"
+}
+
+# The dashboard's browser test (tests/browser/dashboard.mjs): Debian's Chromium, driven by
+# playwright-core, which is told where Chromium is and so downloads no browser.
+browser() {
+  command -v chromium >/dev/null || apt_install chromium
+  local dir; dir="$(dirname "$0")/../tests/browser"
+  if [ ! -d "$dir/node_modules/playwright-core" ]; then
+    log "installing playwright-core"
+    (cd "$dir" && npm ci --no-audit --no-fund >/dev/null)
+  fi
+}
+
 case "${1:-all}" in
   rabbitmq) rabbitmq ;;
   tools) tools ;;
-  all) rabbitmq; tools ;;
-  *) echo "usage: $0 [all|rabbitmq|tools]" >&2; exit 2 ;;
+  notify) notify ;;
+  docker) docker_engine ;;
+  browser) browser ;;
+  all) rabbitmq; tools; notify; docker_engine; browser ;;
+  *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser]" >&2; exit 2 ;;
 esac

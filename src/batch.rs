@@ -8,14 +8,27 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::store::View;
-use crate::store::view::{BrokerState, ModelView, StatusClasses};
+use crate::store::history::{Range, RangeSummary};
+use crate::store::view::{
+    BrokerState, ContainerEventView, ContainerView, DockerState, ModelResources, ModelView,
+    StatusClasses,
+};
 
 #[derive(Serialize)]
 pub struct Line<'a> {
     pub ts_ms: i64,
     pub broker: BrokerLine<'a>,
     pub ingest: &'a crate::store::view::IngestView,
+    pub docker: DockerLine<'a>,
     pub models: Vec<ModelLine<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct DockerLine<'a> {
+    pub state: DockerState,
+    pub error: Option<&'a str>,
+    pub connections: u64,
+    pub containers: usize,
 }
 
 #[derive(Serialize)]
@@ -45,7 +58,21 @@ pub struct ModelLine<'a> {
     pub cpu_percent: Option<f64>,
     pub mem_bytes: Option<u64>,
     pub mem_limit_bytes: Option<u64>,
+    /// Restarts of the model's containers (Docker's restart count, summed).
+    pub restarts: Option<u64>,
+    pub oom_kills: Option<u64>,
+    /// The least healthy replica's state: running, restarting, exited, paused...
+    pub container_state: Option<&'a str>,
+    pub health: Option<&'a str>,
+    /// Per replica, and the last Docker events; absent when no container is mapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<&'a [ContainerView]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_events: Option<&'a [ContainerEventView]>,
     pub alerts: Vec<serde_json::Value>,
+    /// With `--range`: the same figures over that much history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<RangeSummary>,
 }
 
 impl<'a> Line<'a> {
@@ -58,13 +85,27 @@ impl<'a> Line<'a> {
                 connections: view.broker.connections,
             },
             ingest: &view.ingest,
-            models: view.models.iter().map(ModelLine::new).collect(),
+            docker: DockerLine {
+                state: view.docker.state,
+                error: view.docker.error.as_deref(),
+                connections: view.docker.connections,
+                containers: view.docker.containers,
+            },
+            models: view
+                .models
+                .iter()
+                .map(|m| {
+                    let mut line = ModelLine::new(m, view.resources(&m.model));
+                    line.alerts = alert_objects(&view.alerts, &m.model);
+                    line
+                })
+                .collect(),
         }
     }
 }
 
 impl<'a> ModelLine<'a> {
-    fn new(m: &'a ModelView) -> Self {
+    fn new(m: &'a ModelView, res: Option<&'a ModelResources>) -> Self {
         let s = &m.stats;
         Self {
             model: &m.model,
@@ -81,12 +122,42 @@ impl<'a> ModelLine<'a> {
             max_ms: s.max_ms.map(round3),
             status: s.status,
             last_seen_ms_ago: m.last_seen_ms_ago,
-            cpu_percent: None,
-            mem_bytes: None,
-            mem_limit_bytes: None,
+            cpu_percent: res.and_then(|r| r.cpu_percent).map(round3),
+            mem_bytes: res.and_then(|r| r.mem_bytes),
+            mem_limit_bytes: res.and_then(|r| r.mem_limit_bytes),
+            restarts: res.map(|r| r.restarts),
+            oom_kills: res.map(|r| r.oom_kills),
+            container_state: res.map(|r| r.state.as_str()),
+            health: res.and_then(|r| r.health.as_deref()),
+            containers: res.map(|r| r.containers.as_slice()),
+            container_events: res.map(|r| r.events.as_slice()),
             alerts: Vec::new(),
+            range: None,
         }
     }
+}
+
+/// A model's alerts as `--batch` shows them: active ones first, then those resolved in
+/// the last 24 h, newest first. `since` is when the alert entered its current state.
+fn alert_objects(alerts: &crate::alert::AlertsView, model: &str) -> Vec<serde_json::Value> {
+    alerts
+        .for_model(model)
+        .map(|a| {
+            serde_json::json!({
+                "rule": a.rule,
+                "state": a.state.as_str(),
+                "metric": a.metric.as_str(),
+                "severity": a.severity.as_str(),
+                "value": a.value.map(round6),
+                "threshold": a.threshold,
+                "since": a.since_ms,
+                "started_ms": a.started_ms,
+                "resolved_ms": a.resolved_ms,
+                "silenced": a.silenced,
+                "acknowledged": a.acknowledged,
+            })
+        })
+        .collect()
 }
 
 fn round3(x: f64) -> f64 {
@@ -95,6 +166,23 @@ fn round3(x: f64) -> f64 {
 
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// Writes one line for `view`, with each model's figures over `range` when given.
+pub fn write_line_with_range(
+    out: &mut impl Write,
+    view: &View,
+    range: Option<&Range>,
+) -> std::io::Result<()> {
+    let mut line = Line::new(view);
+    if let Some(range) = range {
+        for m in &mut line.models {
+            m.range = view.history.summary(m.model, range, view.ts_ms);
+        }
+    }
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// Writes one line for `view`.

@@ -3,11 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, parse_duration};
+use crate::store::history::Range;
 
 #[derive(Debug, Parser)]
+// Command-line switches are booleans by nature.
+#[allow(clippy::struct_excessive_bools)]
 #[command(
     name = "modelmon-tui",
     version,
@@ -55,9 +58,98 @@ pub struct Cli {
     /// Stop after this many refreshes (with --batch).
     #[arg(long, value_name = "N")]
     pub iterations: Option<u64>,
+
+    /// Run without a display (no terminal needed), e.g. under a service manager.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Most screen refreshes per second of the interactive display.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: u32,
+
+    /// When to use colour: auto honours NO_COLOR.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = crate::tui::theme::ColorChoice::Auto)]
+    pub color: crate::tui::theme::ColorChoice,
+
+    /// Draw with ASCII only (automatic when the locale is not UTF-8).
+    #[arg(long)]
+    pub ascii: bool,
+
+    /// Do not read container resources from Docker (same as `[docker] enabled = false`).
+    #[arg(long)]
+    pub no_docker: bool,
+
+    /// Evaluate no alert rules and send no notifications (same as `[alerts] enabled = false`).
+    #[arg(long)]
+    pub no_alerts: bool,
+
+    /// Where the 24-hour history is saved [default: $XDG_STATE_HOME/modelmon].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub snapshot_dir: Option<PathBuf>,
+
+    /// With --batch: add per model its figures over this much history (5m, 1h, 6h, 24h).
+    #[arg(long, value_name = "RANGE", value_parser = Range::parse)]
+    pub range: Option<Range>,
+
+    /// Serve the live view over HTTP, WebSocket and /metrics (with the display or --headless).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::web::DEFAULT_ADDR)]
+    pub serve: Option<std::net::SocketAddr>,
+
+    /// With --serve: the token clients must send (`Authorization: Bearer`, or `?token=`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "MODELMON_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// With --serve: allow a non-loopback address without a token.
+    #[arg(long)]
+    pub insecure_public: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Summarise the saved history per model, like `sar`: no broker needed.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// How much history: 5m, 1h, 6h, 24h (up to 24h), or FROM_MS..TO_MS.
+    #[arg(long, value_name = "RANGE", value_parser = Range::parse, default_value = "24h")]
+    pub range: Range,
+
+    /// One JSON document for scripts instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only this model.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
 }
 
 impl Cli {
+    /// Whether this run draws the full-screen display: a terminal on stdout, and
+    /// neither `--batch`, `--headless` nor a subcommand.
+    pub fn interactive(&self) -> bool {
+        use std::io::IsTerminal;
+        self.command.is_none() && !self.batch && !self.headless && std::io::stdout().is_terminal()
+    }
+
+    /// How `--serve` runs, from the command line.
+    pub fn web_options(&self) -> crate::web::Options {
+        crate::web::Options {
+            token: self.token.clone(),
+            insecure_public: self.insecure_public,
+            ..crate::web::Options::default()
+        }
+    }
+
     /// The file config with this command line laid over it.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let (mut cfg, path) = Config::load(self.config.as_deref())?;
@@ -72,6 +164,15 @@ impl Cli {
         }
         if let Some(w) = self.window {
             cfg.store.window.0 = w;
+        }
+        if self.no_docker {
+            cfg.docker.enabled = false;
+        }
+        if self.no_alerts {
+            cfg.alerts.enabled = false;
+        }
+        if let Some(d) = &self.snapshot_dir {
+            cfg.history.snapshot_dir = Some(d.clone());
         }
         cfg.validate(path.as_deref())?;
         if self.interval < Duration::from_millis(50) {

@@ -19,6 +19,66 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://127.0.0.1:5672/%2f";
 pub struct Config {
     pub amqp: AmqpConfig,
     pub store: StoreSection,
+    pub history: HistorySection,
+    pub docker: DockerSection,
+    /// `[[models]]`: explicit container-to-model mappings.
+    pub models: Vec<ModelSection>,
+    /// `[alerts]` and `[[alerts.rules]]`: see docs/alerts.md.
+    pub alerts: crate::alert::AlertsSection,
+    /// `[notify.desktop]` and `[[notify.webhooks]]`.
+    pub notify: crate::alert::NotifySection,
+}
+
+/// `[docker]`: container resources per model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerSection {
+    pub enabled: bool,
+    /// The engine; `None`: `DOCKER_HOST`, else the default socket.
+    pub host: Option<String>,
+    /// Containers with this label are mapped to the model it names.
+    pub label_key: String,
+    /// How often each container's figures are taken.
+    pub interval: Secs,
+}
+
+impl Default for DockerSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: None,
+            label_key: "modelmon.model".to_owned(),
+            interval: Secs(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// `[[models]]`: a model served by a container that has no label.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub name: String,
+    /// Container name or id (a prefix of at least 12 hex digits is enough).
+    pub container: String,
+}
+
+/// `[history]`: the 24-hour history's snapshot files.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySection {
+    /// How often the history is saved (and always on a clean exit).
+    pub snapshot_interval: Secs,
+    /// Where; `None`: `$XDG_STATE_HOME/modelmon` (else `~/.local/state/modelmon`).
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        Self {
+            snapshot_interval: Secs(Duration::from_secs(30)),
+            snapshot_dir: None,
+        }
+    }
 }
 
 /// `[amqp]`: where events come from.
@@ -185,6 +245,32 @@ impl Config {
         if !self.amqp.url.starts_with("amqp://") && !self.amqp.url.starts_with("amqps://") {
             return Err(invalid("amqp.url", "must start with amqp:// or amqps://"));
         }
+        if self.history.snapshot_interval.0 < Duration::from_millis(100) {
+            return Err(invalid(
+                "history.snapshot_interval",
+                "must be at least 100ms",
+            ));
+        }
+        if self.docker.interval.0 < Duration::from_secs(1) {
+            return Err(invalid(
+                "docker.interval",
+                "must be at least 1s (Docker samples once a second)",
+            ));
+        }
+        if self.docker.label_key.is_empty() {
+            return Err(invalid("docker.label_key", "must not be empty"));
+        }
+        for m in &self.models {
+            if !modelmon_contract::is_valid_model_name(&m.name) || m.container.is_empty() {
+                return Err(invalid(
+                    "models",
+                    &format!(
+                        "{:?} / {:?} is not a model and a container",
+                        m.name, m.container
+                    ),
+                ));
+            }
+        }
         if self.amqp.prefetch == 0 {
             return Err(invalid("amqp.prefetch", "must be at least 1"));
         }
@@ -195,6 +281,12 @@ impl Config {
                     &format!("{m:?} is not a model name"),
                 ));
             }
+        }
+        if let Err(e) = crate::alert::RuleSet::new(&self.alerts) {
+            return Err(invalid("alerts.rules", &e.to_string()));
+        }
+        if let Err((key, message)) = self.notify.check() {
+            return Err(invalid(key, &message));
         }
         Ok(())
     }

@@ -4,11 +4,16 @@
 //! which publishes an immutable [`store::View`]; the fronts (`batch`, the terminal table)
 //! only read views. `runtime` wires them together; `main.rs` only parses and reports.
 
+pub mod alert;
 pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod report;
 pub mod runtime;
+pub mod snapshots;
 pub mod store;
 pub mod table;
+pub mod tui;
+pub mod web;

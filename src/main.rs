@@ -5,18 +5,27 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use modelmon::cli::Cli;
-use modelmon::runtime::{Monitor, Source};
+use modelmon::cli::{Cli, Command};
+use modelmon::runtime::{Monitor, Source, exit_signal};
 use modelmon::{batch, table};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The full-screen display owns the terminal: a log line written there would tear it
+    // (the header shows the broker's state instead). Redirect stderr to keep the logs.
+    let quiet = cli.interactive() && std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MODELMON_LOG")
                 .unwrap_or_else(|_| "modelmon=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(move || -> Box<dyn Write> {
+            if quiet {
+                Box::new(std::io::sink())
+            } else {
+                Box::new(std::io::stderr())
+            }
+        })
         .init();
     let cfg = match cli.resolve() {
         Ok(c) => c,
@@ -25,6 +34,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Report(args)) = &cli.command {
+        return modelmon::report::main(args, &cfg, cli.demo);
+    }
+    // Refuse an exposed --serve before anything starts, so the refusal is all one sees.
+    if let Some(addr) = cli.serve {
+        if let Err(e) = modelmon::web::check_bind(addr, &cli.web_options()) {
+            eprintln!("modelmon-tui: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -49,7 +68,56 @@ fn main() -> ExitCode {
 
 async fn run(cli: &Cli, cfg: &modelmon::config::Config) -> std::io::Result<()> {
     let source = if cli.demo { Source::Demo } else { Source::Amqp };
+    if cli.interactive() {
+        let opts = modelmon::tui::Options::from_cli(cli).with_alert_rules(&cfg.alerts);
+        // The store publishes a view per frame; the UI draws it only if it changed.
+        let monitor = Monitor::start(cfg, source, opts.frame_period());
+        let web = start_web(cli, &monitor).await?;
+        let result = modelmon::tui::run(monitor.views.clone(), monitor.alerts.clone(), opts).await;
+        if let Some(web) = web {
+            web.stop();
+        }
+        monitor.shutdown().await;
+        return result.map_err(std::io::Error::other);
+    }
+    if cli.headless {
+        let monitor = Monitor::start(cfg, source, cli.interval);
+        let web = start_web(cli, &monitor).await?;
+        exit_signal().await;
+        if let Some(web) = web {
+            web.stop();
+        }
+        monitor.shutdown().await;
+        return Ok(());
+    }
     let mut monitor = Monitor::start(cfg, source, cli.interval);
+    let web = start_web(cli, &monitor).await?;
+    let result = print_views(cli, &mut monitor).await;
+    if let Some(web) = web {
+        web.stop();
+    }
+    // Every way out of the loop is a clean exit: the last snapshot is written first.
+    monitor.shutdown().await;
+    result
+}
+
+/// `--serve`: starts the web server on the monitor's views; says where on stderr
+/// (unless the full-screen display owns the terminal).
+async fn start_web(cli: &Cli, monitor: &Monitor) -> std::io::Result<Option<modelmon::web::Server>> {
+    let Some(addr) = cli.serve else {
+        return Ok(None);
+    };
+    let server = modelmon::web::serve(addr, monitor.views.clone(), cli.web_options())
+        .await
+        .map_err(std::io::Error::other)?;
+    if !cli.interactive() {
+        eprintln!("modelmon-tui: serving on http://{}", server.local_addr);
+    }
+    tracing::info!("serving on http://{}", server.local_addr);
+    Ok(Some(server))
+}
+
+async fn print_views(cli: &Cli, monitor: &mut Monitor) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let clear = !cli.batch && std::io::stdout().is_terminal();
     // The first view is the empty one the channel starts with; skip it.
@@ -62,11 +130,11 @@ async fn run(cli: &Cli, cfg: &modelmon::config::Config) -> std::io::Result<()> {
                     return Err(std::io::Error::other("the store stopped"));
                 }
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = exit_signal() => return Ok(()),
         }
         let view = monitor.views.borrow_and_update().clone();
         if cli.batch {
-            batch::write_line(&mut out, &view)?;
+            batch::write_line_with_range(&mut out, &view, cli.range.as_ref())?;
         } else {
             if clear {
                 out.write_all(b"\x1b[H\x1b[2J")?;

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use modelmon_contract::decode_batch;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::alert::{AlertControl, Alerting, Notifiers, RuleSet};
 use crate::clock::now_us;
 use crate::config::Config;
 use crate::ingest::{self, Input};
+use crate::snapshots::{Snapshots, open_snapshots};
 use crate::store::{BrokerState, BrokerView, Store, View};
 
 /// Bodies queued between ingest and the store. Together with the broker's prefetch
@@ -30,7 +32,11 @@ pub enum Source {
 /// A running monitor: the views it publishes, and its tasks.
 pub struct Monitor {
     pub views: watch::Receiver<Arc<View>>,
+    /// Silence and acknowledge alerts (see docs/alerts.md).
+    pub alerts: AlertControl,
     tasks: Vec<JoinHandle<()>>,
+    store: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Monitor {
@@ -45,10 +51,39 @@ impl Monitor {
             },
             Source::Amqp => BrokerView::default(),
         };
-        let store = Store::new(cfg.store_config());
-        let mut tasks = vec![tokio::spawn(store_task(
-            store, broker, rx, view_tx, refresh,
-        ))];
+        let mut store = Store::new(cfg.store_config());
+        if source == Source::Amqp && cfg.docker.enabled {
+            // Until the first answer, figures are unknown: not "disabled".
+            store.set_docker(crate::store::view::DockerView {
+                state: crate::store::view::DockerState::Unavailable,
+                error: Some("connecting".to_owned()),
+                ..Default::default()
+            });
+        }
+        let snapshots = open_snapshots(cfg, source, &mut store);
+        let (stop, stop_rx) = oneshot::channel();
+        // The config was validated, so the rules build; an empty set is the safe fallback.
+        let (alerting, alerts) = if cfg.alerts.enabled {
+            Alerting::new(
+                RuleSet::new(&cfg.alerts).unwrap_or_default(),
+                Notifiers::start(&cfg.notify),
+            )
+        } else {
+            Alerting::new(RuleSet::default(), Notifiers::none())
+        };
+        let store = Some(tokio::spawn(store_task(
+            store, broker, rx, view_tx, refresh, snapshots, stop_rx, alerting,
+        )));
+        let mut tasks = Vec::with_capacity(2);
+        // The demo's models have no containers: Docker stays out of it.
+        if source == Source::Amqp && cfg.docker.enabled {
+            let settings = ingest::docker::DockerSettings::from_config(cfg);
+            tasks.push(tokio::spawn(ingest::docker::run(
+                settings,
+                tx.clone(),
+                views.clone(),
+            )));
+        }
         tasks.push(match source {
             Source::Demo => tokio::spawn(ingest::demo::run(
                 ingest::demo::default_models(),
@@ -57,16 +92,51 @@ impl Monitor {
             )),
             Source::Amqp => tokio::spawn(ingest::amqp::run(cfg.amqp.clone(), tx)),
         });
-        Self { views, tasks }
+        Self {
+            views,
+            alerts,
+            tasks,
+            store,
+            stop: Some(stop),
+        }
+    }
+
+    /// A clean exit: stops ingest, writes the last snapshot and waits for it to be on disk.
+    pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(store) = self.store.take() {
+            let _ = store.await;
+        }
     }
 }
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.store) {
             t.abort();
         }
     }
+}
+
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or SIGTERM.
+pub async fn exit_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Applies one input to the store.
@@ -83,30 +153,64 @@ pub fn apply(store: &mut Store, broker: &mut BrokerView, input: Input) {
             }
         }
         Input::Broker(b) => *broker = b,
+        Input::Docker(d) => store.set_docker(d),
+        Input::Container(info) => store.container_info(info, now_us()),
+        Input::ContainerGone(id) => store.container_gone(&id),
+        Input::Sample(s) => store.container_sample(s),
+        Input::ContainerEvent(e) => store.container_event(e),
     }
 }
 
+// The store task owns everything it writes; bundling them would only rename the list.
+#[allow(clippy::too_many_arguments)]
 async fn store_task(
     mut store: Store,
     mut broker: BrokerView,
     mut rx: mpsc::Receiver<Input>,
     views: watch::Sender<Arc<View>>,
     refresh: Duration,
+    mut snapshots: Option<Snapshots>,
+    mut stop: oneshot::Receiver<()>,
+    mut alerting: Alerting,
 ) {
+    if let Some(s) = &snapshots {
+        alerting.load(s.dir(), now_us() / 1000);
+    }
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let period = snapshots
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |s| s.interval);
+    let mut snap_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    snap_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             // Views first: under a flood of input the display must still refresh on time.
             biased;
+            _ = &mut stop => {
+                if let Some(s) = &mut snapshots {
+                    s.finish(&mut store).await;
+                    alerting.save(s.dir(), now_us() / 1000);
+                }
+                return;
+            }
             _ = tick.tick() => {
-                let view = store.view(now_us(), broker.clone());
+                let now = now_us();
+                let mut view = store.view(now, broker.clone());
+                // Evaluated here so that the alerts of a view match its figures exactly.
+                view.alerts = alerting.tick(&view, now / 1000);
                 if views.send(Arc::new(view)).is_err() {
                     return;
                 }
             }
             input = rx.recv() => {
-                let Some(input) = input else { return };
+                let Some(input) = input else {
+                    if let Some(s) = &mut snapshots {
+                        s.finish(&mut store).await;
+                        alerting.save(s.dir(), now_us() / 1000);
+                    }
+                    return;
+                };
                 apply(&mut store, &mut broker, input);
                 // Drain what is already queued without going back to the scheduler.
                 for _ in 0..256 {
@@ -114,6 +218,12 @@ async fn store_task(
                         Ok(input) => apply(&mut store, &mut broker, input),
                         Err(_) => break,
                     }
+                }
+            }
+            _ = snap_tick.tick(), if snapshots.is_some() => {
+                if let Some(s) = &mut snapshots {
+                    s.save(&mut store);
+                    alerting.save(s.dir(), now_us() / 1000);
                 }
             }
         }

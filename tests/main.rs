@@ -1,8 +1,17 @@
 //! Integration tests: one binary, one module per area.
 //! Tests that need RabbitMQ use the real broker on 127.0.0.1:5672 (see README).
 
+// Test helpers take owned JSON for brevity, and tests compare exact values on purpose.
+#![allow(clippy::needless_pass_by_value, clippy::float_cmp)]
+
 mod support;
 
+mod alerts;
 mod amqp_ingest;
 mod cli;
+mod docker;
+mod history;
+mod persist;
 mod store_windows;
+mod tui;
+mod web;

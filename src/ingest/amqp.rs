@@ -41,6 +41,8 @@ pub enum AmqpError {
 pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
     let mut delay = Duration::from_millis(100);
     let mut connections = 0;
+    // Warn once per outage; the retries show in every view's broker state.
+    let mut warned_at = None;
     loop {
         let connecting = BrokerView {
             state: BrokerState::Connecting,
@@ -59,7 +61,12 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
                     Redacted(&cfg.url),
                     delay.as_secs_f64()
                 );
-                tracing::warn!("{message}");
+                if warned_at != Some(connections) {
+                    tracing::warn!("{message}");
+                    warned_at = Some(connections);
+                } else {
+                    tracing::debug!("{message}");
+                }
                 let down = BrokerView {
                     state: BrokerState::Down,
                     error: Some(message),

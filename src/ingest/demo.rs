@@ -117,9 +117,30 @@ pub fn default_models() -> Vec<Sim> {
     ]
 }
 
+/// `MODELMON_DEMO_CYCLE=40s` plays the whole incident script in that time, starting
+/// from the first event of the run, so tests see every incident in well under a minute.
+const CYCLE_ENV: &str = "MODELMON_DEMO_CYCLE";
+
+/// The second of the script `from_us` falls in.
+fn phase_of(from_us: i64) -> i64 {
+    static SHORT: std::sync::OnceLock<Option<(i64, i64)>> = std::sync::OnceLock::new();
+    let short = SHORT.get_or_init(|| {
+        let cycle = std::env::var(CYCLE_ENV).ok()?;
+        let cycle = crate::config::parse_duration(&cycle).ok()?;
+        let cycle_us = i64::try_from(cycle.as_micros()).ok().filter(|&c| c > 0)?;
+        Some((from_us, cycle_us))
+    });
+    match *short {
+        Some((start_us, cycle_us)) => {
+            (from_us - start_us).rem_euclid(cycle_us) * CYCLE_S / cycle_us
+        }
+        None => (from_us / 1_000_000).rem_euclid(CYCLE_S),
+    }
+}
+
 /// Generates the events of `sim` that started in `[from_us, to_us)`.
 pub fn events(sim: &Sim, from_us: i64, to_us: i64, rng: &mut SmallRng) -> Vec<Event<'static>> {
-    let phase = (from_us / 1_000_000).rem_euclid(CYCLE_S);
+    let phase = phase_of(from_us);
     let (mut factor, mut error_share, mut silent) = (1.0, 0.003, false);
     match sim.incident {
         Some(Incident::Slow {
@@ -128,7 +149,7 @@ pub fn events(sim: &Sim, from_us: i64, to_us: i64, rng: &mut SmallRng) -> Vec<Ev
             factor: f,
         }) if (from..to).contains(&phase) => factor = f,
         Some(Incident::Errors { from, to, share }) if (from..to).contains(&phase) => {
-            error_share = share
+            error_share = share;
         }
         Some(Incident::Silent { from, to }) if (from..to).contains(&phase) => silent = true,
         _ => {}

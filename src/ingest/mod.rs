@@ -3,8 +3,11 @@
 
 pub mod amqp;
 pub mod demo;
+pub mod docker;
 
 use crate::store::BrokerView;
+use crate::store::containers::{ContainerEvent, ContainerInfo, ContainerSample};
+use crate::store::view::DockerView;
 
 /// What a source sends to the store task.
 #[derive(Debug)]
@@ -16,4 +19,14 @@ pub enum Input {
     },
     /// The broker connection changed state.
     Broker(BrokerView),
+    /// The Docker connection changed state.
+    Docker(DockerView),
+    /// A container mapped to a model appeared or changed state.
+    Container(ContainerInfo),
+    /// A container is gone (removed, or no longer mapped): by full id.
+    ContainerGone(String),
+    /// A resource sample of a container.
+    Sample(ContainerSample),
+    /// A Docker event of a container (die, oom, start, health changes).
+    ContainerEvent(ContainerEvent),
 }

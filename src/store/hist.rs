@@ -169,26 +169,12 @@ impl Merger {
 
     /// Values at the given quantiles (ascending), by nearest rank, as bucket midpoints.
     pub fn quantiles<const N: usize>(&self, qs: &[f64; N]) -> Option<(u64, [f64; N])> {
-        if self.total == 0 {
-            return None;
-        }
-        let mut out = [0.0; N];
-        let mut next = 0;
-        let mut seen = 0u64;
-        for idx in self.lo..self.hi {
-            let c = self.counts[idx];
-            if c == 0 {
-                continue;
-            }
-            seen += c;
-            while next < N && seen >= rank(qs[next], self.total) {
-                out[next] = bucket_value(idx as u16);
-                next += 1;
-            }
-            if next == N {
-                break;
-            }
-        }
+        let out = nearest_rank(
+            &self.counts[self.lo..self.hi.max(self.lo)],
+            self.total,
+            qs,
+            |i| bucket_value((self.lo + i) as u16),
+        )?;
         Some((self.total, out))
     }
 
@@ -200,6 +186,36 @@ impl Merger {
         self.hi = 0;
         self.total = 0;
     }
+}
+
+/// Values at quantiles `qs` (ascending) of a dense histogram of `total` samples, by
+/// nearest rank; `value` maps a bucket's position in `counts` to the value it stands for.
+pub fn nearest_rank<const N: usize>(
+    counts: &[u64],
+    total: u64,
+    qs: &[f64; N],
+    value: impl Fn(usize) -> f64,
+) -> Option<[f64; N]> {
+    if total == 0 {
+        return None;
+    }
+    let mut out = [0.0; N];
+    let mut next = 0;
+    let mut seen = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        seen += c;
+        while next < N && seen >= rank(qs[next], total) {
+            out[next] = value(i);
+            next += 1;
+        }
+        if next == N {
+            break;
+        }
+    }
+    Some(out)
 }
 
 /// The 1-based nearest rank of quantile `q` among `n` samples.

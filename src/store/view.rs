@@ -5,8 +5,11 @@
 //! `null`), never a fake 0.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use super::history::HistoryView;
 
 /// The state of the connection to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -166,10 +169,133 @@ pub struct View {
     pub ingest: IngestView,
     pub recent_rejects: Vec<RejectRecord>,
     pub models: Vec<ModelView>,
+    /// The 24-hour history, rebuilt at most once per 10-s bucket and shared (not
+    /// copied) by every view until then.
+    #[serde(skip)]
+    pub history: Arc<HistoryView>,
+    /// The Docker engine the resource figures come from.
+    #[serde(default)]
+    pub docker: DockerView,
+    /// Container resources per model (only models with a container mapped to them).
+    #[serde(default)]
+    pub resources: BTreeMap<String, ModelResources>,
+    /// Alerts as evaluated on exactly these figures (filled by the store task).
+    #[serde(skip)]
+    pub alerts: Arc<crate::alert::AlertsView>,
 }
 
 impl View {
     pub fn model(&self, name: &str) -> Option<&ModelView> {
         self.models.iter().find(|m| m.model == name)
     }
+
+    /// The container resources of a model, when a container is mapped to it.
+    pub fn resources(&self, model: &str) -> Option<&ModelResources> {
+        self.resources.get(model)
+    }
+}
+
+/// Whether container resources can be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerState {
+    Connected,
+    /// No socket, no permission, or the daemon went away: retried with backoff.
+    Unavailable,
+    /// `--no-docker`, `[docker] enabled = false`, or `--demo`.
+    #[default]
+    Disabled,
+}
+
+impl DockerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Unavailable => "unavailable",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// The Docker engine as every output shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DockerView {
+    pub state: DockerState,
+    /// Why it is unavailable, with how to fix it when that is known.
+    pub error: Option<String>,
+    /// Successful connections so far: above 1 means the engine came back.
+    pub connections: u64,
+    /// Containers mapped to a model.
+    pub containers: usize,
+}
+
+/// One container (an instance of a model) and its latest sample. Figures are `None`
+/// until the first sample, and again once the container stops.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerView {
+    /// Short (12-hex) id, as `docker ps` shows it and as the container's hostname.
+    pub id: String,
+    pub name: String,
+    /// running, restarting, exited, paused, created, dead, removing.
+    pub state: String,
+    /// Health-check status, when the image has a health check.
+    pub health: Option<String>,
+    /// Docker's restart count (restart policy restarts).
+    pub restarts: u64,
+    /// OOM kills seen by this monitor (a `die` after Docker `oom` events).
+    pub oom_kills: u64,
+    /// Whether the last exit was an OOM kill (from Docker's inspect).
+    pub oom_killed: bool,
+    /// 100 % = one core, as `docker stats`.
+    pub cpu_percent: Option<f64>,
+    /// Percent of the container's CPU limit, when it has one.
+    pub cpu_limit_percent: Option<f64>,
+    /// Usage minus inactive file cache, as `docker stats`.
+    pub mem_bytes: Option<u64>,
+    pub mem_limit_bytes: Option<u64>,
+    pub mem_percent: Option<f64>,
+    pub net_rx_bytes_per_s: Option<f64>,
+    pub net_tx_bytes_per_s: Option<f64>,
+    pub blk_read_bytes: Option<u64>,
+    pub blk_write_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// When the sample was taken, Unix ms.
+    pub sampled_at_ms: Option<i64>,
+}
+
+/// A Docker event on a model's timeline: die, oom, start, restart, health changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerEventView {
+    pub at_ms: i64,
+    pub container: String,
+    /// Docker's action: `die`, `oom`, `start`, `restart`, `stop`, `pause`, `unpause`,
+    /// `health_status: unhealthy`, ...
+    pub action: String,
+    /// E.g. the exit code of a `die`.
+    pub detail: Option<String>,
+}
+
+/// A model's containers, summed over its replicas.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelResources {
+    pub cpu_percent: Option<f64>,
+    pub mem_bytes: Option<u64>,
+    pub mem_limit_bytes: Option<u64>,
+    pub mem_percent: Option<f64>,
+    pub net_rx_bytes_per_s: Option<f64>,
+    pub net_tx_bytes_per_s: Option<f64>,
+    pub blk_read_bytes: Option<u64>,
+    pub blk_write_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// Sum of the replicas' restart counts.
+    pub restarts: u64,
+    pub oom_kills: u64,
+    /// The least healthy state among the replicas (running only when all run).
+    pub state: String,
+    /// The least healthy health status among replicas that have a health check.
+    pub health: Option<String>,
+    /// Per replica, by name.
+    pub containers: Vec<ContainerView>,
+    /// The last Docker events of the model's containers, oldest first.
+    pub events: Vec<ContainerEventView>,
 }

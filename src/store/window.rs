@@ -10,15 +10,17 @@ use std::collections::VecDeque;
 use super::hist::SparseHist;
 
 /// Counters and latency distribution of one slot.
+///
+/// Kept small (72 bytes plus the histogram): a full store holds tens of thousands of
+/// slots. Counts are per slot, so `u32` is ample (four billion requests in one slot).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Slot {
     /// Start of the slot, in Unix seconds.
     pub start: i64,
-    pub requests: u64,
-    /// Status ≥ 500 or an `error` set.
-    pub errors: u64,
     /// Requests by status class 1xx..5xx.
-    pub status: [u64; 5],
+    pub status: [u32; 5],
+    /// Status ≥ 500 or an `error` set.
+    pub errors: u32,
     pub sum_us: u64,
     pub max_us: u64,
     pub latency: SparseHist,
@@ -27,21 +29,23 @@ pub struct Slot {
 impl Slot {
     #[inline]
     pub fn record(&mut self, status: u16, duration_us: u64, is_error: bool) {
-        self.requests += 1;
-        self.errors += u64::from(is_error);
+        self.errors = self.errors.saturating_add(u32::from(is_error));
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.status[class] += 1;
+        self.status[class] = self.status[class].saturating_add(1);
         self.sum_us += duration_us;
         self.max_us = self.max_us.max(duration_us);
         self.latency.record(duration_us);
     }
 
+    pub fn requests(&self) -> u64 {
+        self.status.iter().map(|&n| u64::from(n)).sum()
+    }
+
     /// Adds another slot's counts into this one (the distribution included).
     pub fn absorb(&mut self, other: &Slot) {
-        self.requests += other.requests;
-        self.errors += other.errors;
+        self.errors = self.errors.saturating_add(other.errors);
         for (a, b) in self.status.iter_mut().zip(other.status) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         self.sum_us += other.sum_us;
         self.max_us = self.max_us.max(other.max_us);
@@ -49,7 +53,7 @@ impl Slot {
     }
 
     pub fn client_errors(&self) -> u64 {
-        self.status[3]
+        u64::from(self.status[3])
     }
 }
 
@@ -133,6 +137,14 @@ impl Window {
     }
 
     fn push_slot(&mut self, start: i64) -> usize {
+        if self.slots.capacity() == 0 {
+            // Exactly the window, not the doubling growth: thousands of windows add up.
+            self.slots.reserve_exact(self.len as usize);
+        }
+        // The previous newest slot is now mostly complete: give back its spare room.
+        if let Some(prev) = self.slots.back_mut() {
+            prev.latency.shrink();
+        }
         self.slots.push_back(Slot {
             start,
             ..Slot::default()
@@ -187,7 +199,7 @@ mod tests {
         let mut retired = Vec::new();
         w.expire(1050, |s| retired.push(s.start));
         assert_eq!(retired, vec![941, 990]);
-        assert_eq!(w.slots().map(|s| s.requests).sum::<u64>(), 1);
+        assert_eq!(w.slots().map(Slot::requests).sum::<u64>(), 1);
     }
 
     #[test]
@@ -203,7 +215,7 @@ mod tests {
         w.record(1003, 1004, 200, 1, false);
         w.record(1001, 1004, 404, 1, false);
         let s = w.slots().next().expect("one slot");
-        assert_eq!((s.start, s.requests, s.client_errors()), (1000, 2, 1));
+        assert_eq!((s.start, s.requests(), s.client_errors()), (1000, 2, 1));
         assert_eq!(w.span_secs(), 60);
     }
 }

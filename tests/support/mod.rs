@@ -102,6 +102,11 @@ impl Monitor {
             .args(args)
             .env_remove("MODELMON_AMQP_URL")
             .env("XDG_CONFIG_HOME", "/nonexistent")
+            // Each monitor its own history: tests must not load one another's snapshots.
+            .env(
+                "XDG_STATE_HOME",
+                std::env::temp_dir().join(unique("modelmon-test-state")),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

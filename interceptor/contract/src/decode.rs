@@ -608,7 +608,7 @@ fn read_batch<'a>(
             "dropped" => batch.dropped = r.value()?,
             "source" => batch.source = read_source(&mut r)?,
             "events" if r.open_array() => {
-                batch.events = Some(read_events(&mut r, text.len(), expected_model, now_us)?)
+                batch.events = Some(read_events(&mut r, text.len(), expected_model, now_us)?);
             }
             "events" => {
                 r.skip(0)?;

@@ -376,21 +376,10 @@ impl<'a> Reader<'a> {
         if !float {
             // Up to 19 digits always fit a u64; longer ones may not.
             let digits = &self.b[int_start..self.pos];
-            let mut v: u64 = 0;
-            let mut fits = true;
-            for &d in digits {
-                match v
-                    .checked_mul(10)
-                    .and_then(|x| x.checked_add(u64::from(d - b'0')))
-                {
-                    Some(x) => v = x,
-                    None => {
-                        fits = false;
-                        break;
-                    }
-                }
-            }
-            if fits {
+            let parsed = digits.iter().try_fold(0u64, |v, &d| {
+                v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            });
+            if let Some(v) = parsed {
                 if !neg {
                     return Ok(J::U(v));
                 }

@@ -1,1 +1,23 @@
-//! Placeholder until the publisher lands (issue 3).
+//! Publishes modelmon request events to RabbitMQ (wire contract v1).
+//!
+//! [`Publisher::record`] is called on the hot path of a model API, so it only pushes
+//! into a bounded queue and returns. One OS thread, started by [`Publisher::start`],
+//! owns the AMQP connection: it groups events by model, publishes one message per
+//! model per batch with publisher confirms, reconnects with backoff when the broker
+//! goes away, and reports what it dropped in the next batch it delivers.
+
+mod backoff;
+mod config;
+mod error;
+mod link;
+mod pending;
+mod publisher;
+mod stats;
+mod worker;
+
+pub use config::Config;
+pub use error::PublishError;
+pub use publisher::Publisher;
+pub use stats::{BrokerState, Stats};
+
+pub use modelmon_contract::{Event, SourceKind};

@@ -1,0 +1,69 @@
+//! Memory of a full day of history: 100 models × 24 h at 10-s resolution.
+//!
+//! `cargo run --release --example history_memory [MODELS] [KEEP_DIR]` prints the
+//! process's resident memory (VmRSS from /proc/self/status) before and after filling
+//! every ring, and after writing them as a snapshot (kept in KEEP_DIR when given).
+//! Issue 4's bound: 64 MiB for 100 models.
+
+#[path = "../benches/support/history_fill.rs"]
+mod history_fill;
+
+fn status_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let models = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
+    let before = status_kib("VmRSS:");
+    let history = history_fill::fill(models, 42);
+    let after = status_kib("VmRSS:");
+    let peak = status_kib("VmHWM:");
+    let buckets: usize = history
+        .rings()
+        .map(|(_, r)| r.hours().count() * modelmon::store::ring::CELLS_PER_HOUR)
+        .sum();
+    println!(
+        "{models} models, {buckets} ten-second buckets: RSS {:.1} MiB (process before fill {:.1} MiB, \
+         peak {:.1} MiB), heap estimate {:.1} MiB",
+        after as f64 / 1024.0,
+        before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        history.heap_bytes() as f64 / 1_048_576.0
+    );
+
+    // Writing a snapshot streams it to disk: the peak must not grow by the file's size.
+    // A second argument keeps the snapshot there, e.g. to start a monitor on it.
+    let keep = std::env::args().nth(2).map(std::path::PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("modelmon-history-memory-{}", std::process::id()))
+    });
+    let written = modelmon::store::persist::SnapshotDir::open(&dir).and_then(|(sd, _)| {
+        sd.write(&modelmon::store::persist::Snapshot {
+            saved_ms: history_fill::NOW_S * 1000,
+            history: std::sync::Arc::new(history),
+            ingest: modelmon::store::IngestTotals::default(),
+        })
+    });
+    match written {
+        Ok(bytes) => println!(
+            "after writing a {:.1} MiB snapshot: RSS {:.1} MiB, peak {:.1} MiB",
+            bytes as f64 / 1_048_576.0,
+            status_kib("VmRSS:") as f64 / 1024.0,
+            status_kib("VmHWM:") as f64 / 1024.0
+        ),
+        Err(e) => eprintln!("snapshot: {e}"),
+    }
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

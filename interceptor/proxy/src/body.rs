@@ -1,0 +1,192 @@
+//! Bodies that measure what passes through them without holding it back.
+//!
+//! The event of a request is complete only when its response body ends, so the
+//! response body carries the [`Recorder`]: the event is recorded on the last frame,
+//! or, if the body is dropped before its end, as a 499 (the client went away).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use modelmon_contract::Event;
+use modelmon_publisher::Publisher;
+
+/// Status recorded when the client goes away before the response ends (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Counts the bytes of a request body as the upstream reads them.
+#[derive(Debug)]
+pub struct CountingBody<B> {
+    inner: B,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<B> CountingBody<B> {
+    pub fn new(inner: B, bytes: Arc<AtomicU64>) -> Self {
+        CountingBody { inner, bytes }
+    }
+}
+
+impl<B: Body + Unpin> Body for CountingBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes
+                .fetch_add(data.remaining() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The event of one request while it is in flight.
+pub struct Recorder {
+    publisher: Publisher,
+    /// `None` once recorded, or for paths that are not recorded.
+    event: Option<Event<'static>>,
+    start: Instant,
+    ttfb_us: Option<u64>,
+    resp_bytes: u64,
+    req_bytes: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    pub fn new(
+        publisher: Publisher,
+        event: Option<Event<'static>>,
+        start: Instant,
+        req_bytes: Arc<AtomicU64>,
+    ) -> Self {
+        Recorder {
+            publisher,
+            event,
+            start,
+            ttfb_us: None,
+            resp_bytes: 0,
+            req_bytes,
+        }
+    }
+
+    pub fn set_status(&mut self, status: u16) {
+        if let Some(e) = self.event.as_mut() {
+            e.status = status;
+        }
+    }
+
+    pub fn set_error(&mut self, error: &'static str) {
+        if let Some(e) = self.event.as_mut() {
+            e.error = Some(error.into());
+        }
+    }
+
+    fn saw_data(&mut self, len: usize) {
+        if len > 0 && self.ttfb_us.is_none() {
+            self.ttfb_us = Some(self.elapsed_us());
+        }
+        self.resp_bytes += len as u64;
+    }
+
+    fn elapsed_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Records the event once; later calls do nothing.
+    pub fn finish(&mut self) {
+        let Some(mut e) = self.event.take() else {
+            return;
+        };
+        e.duration_us = self.elapsed_us();
+        e.ttfb_us = self.ttfb_us.map(|t| t.min(e.duration_us));
+        e.resp_bytes = Some(self.resp_bytes);
+        e.req_bytes = Some(self.req_bytes.load(Ordering::Relaxed));
+        self.publisher.record(e);
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if self.event.is_some() {
+            self.set_status(CLIENT_CLOSED);
+            self.finish();
+        }
+    }
+}
+
+/// A response body passed through frame by frame; records the event at its end.
+pub struct RecordedBody<B: Body> {
+    inner: B,
+    recorder: Recorder,
+}
+
+impl<B: Body> RecordedBody<B> {
+    pub fn new(inner: B, recorder: Recorder) -> Self {
+        RecordedBody { inner, recorder }
+    }
+}
+
+impl<B: Body + Unpin> Body for RecordedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.recorder.saw_data(data.remaining());
+                }
+                // The server may stop polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.recorder.finish();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.recorder.set_error("upstream_aborted");
+                this.recorder.finish();
+            }
+            Poll::Ready(None) => this.recorder.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Body> Drop for RecordedBody<B> {
+    fn drop(&mut self) {
+        // Empty bodies (HEAD, 204, 304) are never polled: they ended fine.
+        if self.inner.is_end_stream() {
+            self.recorder.finish();
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `modelmon-proxy`: a reverse proxy in front of a model API that records one
+//! modelmon event per request, without changing the API or buffering its bodies.
+
+mod body;
+pub mod config;
+mod error;
+mod headers;
+mod proxy;
+pub mod route;
+mod server;
+
+use std::sync::Arc;
+
+pub use config::{Args, ProxyConfig, Setup};
+pub use error::{ConfigError, RunError};
+pub use proxy::Proxy;
+pub use server::serve;
+
+use modelmon_publisher::Publisher;
+use tokio::net::TcpListener;
+
+/// How long the publisher may take to deliver the last events at shutdown.
+const PUBLISH_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs the proxy until SIGINT or SIGTERM.
+pub async fn run(setup: Setup) -> Result<(), RunError> {
+    let listener = TcpListener::bind(setup.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: setup.listen,
+            source,
+        })?;
+    let publisher = Publisher::start(setup.publisher);
+    let proxy = Arc::new(Proxy::new(setup.proxy, publisher.clone()));
+    eprintln!(
+        "modelmon-proxy: listening on {}, forwarding to {}",
+        listener
+            .local_addr()
+            .map_or_else(|_| setup.listen.to_string(), |a| a.to_string()),
+        proxy_target(&proxy),
+    );
+    serve(listener, proxy, shutdown_signal()).await;
+    let p = publisher.clone();
+    let _ = tokio::task::spawn_blocking(move || p.shutdown(PUBLISH_DRAIN)).await;
+    let s = publisher.stats();
+    eprintln!(
+        "modelmon-proxy: stopped; {} events recorded, {} published, {} dropped",
+        s.recorded, s.published_events, s.dropped
+    );
+    Ok(())
+}
+
+fn proxy_target(proxy: &Proxy) -> String {
+    let up = &proxy.config().upstream;
+    format!("{}://{}{}", up.scheme, up.authority, up.prefix)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

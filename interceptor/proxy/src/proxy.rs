@@ -1,0 +1,225 @@
+//! The request handler: forward to the upstream, stream the answer back, record it.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use modelmon_contract::{Event, is_valid_model_name};
+use modelmon_publisher::Publisher;
+
+use crate::body::{CountingBody, RecordedBody, Recorder};
+use crate::config::ProxyConfig;
+use crate::headers::{append_forwarded_for, strip_hop_by_hop};
+use crate::route::Routed;
+
+/// What the client receives: the upstream's body, or the proxy's own error page.
+pub type ProxyBody = RecordedBody<Either<Incoming, Full<Bytes>>>;
+
+/// How long an unused upstream connection stays in the pool.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub struct Proxy {
+    config: ProxyConfig,
+    client: Client<HttpConnector, CountingBody<Incoming>>,
+    publisher: Publisher,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig, publisher: Publisher) -> Self {
+        let mut connector = HttpConnector::new();
+        // Small request/response exchanges must not wait on Nagle's algorithm.
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
+        Proxy {
+            config,
+            client,
+            publisher,
+        }
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let start = Instant::now();
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let req_bytes = Arc::new(AtomicU64::new(0));
+        let event = self.event_for(&req, ts);
+        // From here on, dropping the recorder (client gone) still records the request.
+        let mut recorder =
+            Recorder::new(self.publisher.clone(), event, start, Arc::clone(&req_bytes));
+
+        let Ok(upstream_req) = self.upstream_request(req, client, req_bytes) else {
+            return Ok(own_answer(
+                recorder,
+                StatusCode::BAD_REQUEST,
+                "bad_request_uri",
+            ));
+        };
+        let answer = tokio::time::timeout(
+            self.config.upstream_timeout,
+            self.client.request(upstream_req),
+        )
+        .await;
+        match answer {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                recorder.set_status(parts.status.as_u16());
+                Ok(Response::from_parts(
+                    parts,
+                    RecordedBody::new(Either::Left(body), recorder),
+                ))
+            }
+            Ok(Err(e)) => {
+                let kind = if e.is_connect() {
+                    "upstream_unreachable"
+                } else {
+                    "upstream_error"
+                };
+                Ok(own_answer(recorder, StatusCode::BAD_GATEWAY, kind))
+            }
+            Err(_) => Ok(own_answer(
+                recorder,
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+            )),
+        }
+    }
+
+    /// The event to fill in, or `None` for an excluded path.
+    fn event_for(&self, req: &Request<Incoming>, ts: i64) -> Option<Event<'static>> {
+        let path = req.uri().path();
+        let route = match self.config.router.route(path) {
+            Routed::Excluded => return None,
+            Routed::Template(t) => t,
+        };
+        let model = self
+            .config
+            .model_from_path
+            .as_ref()
+            .and_then(|p| p.capture(path, "model"))
+            .filter(|m| is_valid_model_name(m))
+            .and_then(|m| self.config.models.get(m))
+            .unwrap_or(self.config.model);
+        Some(Event {
+            ts,
+            model: Cow::Borrowed(model),
+            version: self.config.model_version.map(Cow::Borrowed),
+            instance: Cow::Borrowed(self.config.instance),
+            method: method_name(req.method()),
+            route: Cow::Borrowed(route),
+            status: 0,
+            duration_us: 0,
+            ttfb_us: None,
+            req_bytes: None,
+            resp_bytes: None,
+            error: None,
+            ml: Vec::new(),
+        })
+    }
+
+    fn upstream_request(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        req_bytes: Arc<AtomicU64>,
+    ) -> Result<Request<CountingBody<Incoming>>, ()> {
+        let (mut parts, body) = req.into_parts();
+        let up = &self.config.upstream;
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let target = if up.prefix.is_empty() {
+            Cow::Borrowed(path_and_query)
+        } else {
+            Cow::Owned(format!("{}{path_and_query}", up.prefix))
+        };
+        parts.uri = Uri::builder()
+            .scheme(up.scheme.clone())
+            .authority(up.authority.clone())
+            .path_and_query(target.as_ref())
+            .build()
+            .map_err(|_| ())?;
+        // The upstream hop is ours: HTTP/1.1 with keep-alive, whatever the client spoke.
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        append_forwarded_for(&mut parts.headers, client.ip());
+        Ok(Request::from_parts(
+            parts,
+            CountingBody::new(body, req_bytes),
+        ))
+    }
+}
+
+/// The proxy's own answer when the upstream gave none; recorded with the error kind.
+fn own_answer(
+    mut recorder: Recorder,
+    status: StatusCode,
+    kind: &'static str,
+) -> Response<ProxyBody> {
+    recorder.set_status(status.as_u16());
+    recorder.set_error(kind);
+    let text = format!("modelmon-proxy: {kind}\n");
+    let mut resp = Response::new(RecordedBody::new(
+        Either::Right(Full::new(Bytes::from(text))),
+        recorder,
+    ));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn method_name(m: &Method) -> Cow<'static, str> {
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    match known.iter().position(|k| k == m) {
+        Some(i) => Cow::Borrowed(
+            [
+                "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+            ][i],
+        ),
+        None => Cow::Owned(
+            m.as_str()
+                .chars()
+                .take(modelmon_contract::MAX_METHOD_CHARS)
+                .collect(),
+        ),
+    }
+}

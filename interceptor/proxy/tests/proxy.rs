@@ -1,0 +1,400 @@
+//! The proxy between a real HTTP client, a real upstream and the real RabbitMQ.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use support::{RunningProxy, Sink, Upstream};
+
+type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+fn request(method: Method, url: &str, body: &'static str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_through_the_proxy_is_one_event_with_its_route_status_and_sizes() {
+    let sink = Sink::bind().await;
+    let upstream = Upstream::start().await;
+    let proxy = RunningProxy::start(
+        &upstream.url(),
+        &["--model", "iris", "--route", "/v1/models/{name}/predict"],
+    )
+    .await;
+    let http = client();
+
+    for _ in 0..20 {
+        let mut req = request(
+            Method::POST,
+            &proxy.url("/v1/models/iris/predict"),
+            r#"{"x":[1,2,3,4]}"#,
+        );
+        req.headers_mut()
+            .insert("connection", "keep-alive, x-hop".parse().expect("hv"));
+        req.headers_mut().insert("x-hop", "1".parse().expect("hv"));
+        let resp = http.request(req).await.expect("proxied");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()["x-seen-forwarded-for"],
+            "127.0.0.1",
+            "x-forwarded-for added"
+        );
+        assert_eq!(
+            resp.headers()["x-seen-hop"],
+            "no",
+            "headers named by Connection are hop-by-hop"
+        );
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"x":[1,2,3,4]}"#,
+            "the body is passed through untouched"
+        );
+    }
+    for id in 0..5 {
+        let resp = http
+            .request(request(
+                Method::GET,
+                &proxy.url(&format!("/status/40{id}")),
+                "",
+            ))
+            .await
+            .expect("proxied");
+        assert_eq!(resp.status().as_u16(), 400 + id);
+        let _ = resp.into_body().collect().await;
+    }
+    for _ in 0..3 {
+        let resp = http
+            .request(request(Method::GET, &proxy.url("/health"), ""))
+            .await
+            .expect("proxied");
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "excluded paths are still proxied"
+        );
+        let _ = resp.into_body().collect().await;
+    }
+    proxy.flush().await;
+
+    let mut events = sink.events(&proxy.instance, 25).await;
+    events.extend(sink.more_events(&proxy.instance).await);
+    assert_eq!(
+        events.len(),
+        25,
+        "one event per recorded request, none for /health"
+    );
+    let mut by_route: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    for e in &events {
+        by_route
+            .entry(e.route.to_string())
+            .or_default()
+            .push(e.status);
+        assert_eq!(e.model, "iris");
+        assert_eq!(e.instance, proxy.instance.as_str());
+        // ttfb is the first body byte: absent when the body is empty.
+        assert_eq!(e.ttfb_us.is_some(), e.resp_bytes > Some(0), "{e:?}");
+        assert!(e.ttfb_us.is_none_or(|t| t <= e.duration_us));
+    }
+    assert_eq!(
+        by_route.keys().collect::<Vec<_>>(),
+        ["/status/{id}", "/v1/models/{name}/predict"]
+    );
+    assert_eq!(by_route["/v1/models/{name}/predict"], vec![200; 20]);
+    let mut statuses = by_route["/status/{id}"].clone();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![400, 401, 402, 403, 404]);
+    let predict = events.iter().find(|e| e.method == "POST").expect("a POST");
+    assert_eq!(
+        (predict.req_bytes, predict.resp_bytes),
+        (Some(15), Some(15))
+    );
+    let s = proxy.publisher.stats();
+    assert_eq!((s.recorded, s.dropped), (25, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_closing_its_connections_does_not_break_kept_alive_clients() {
+    let sink = Sink::bind().await;
+    let upstream = Upstream::start().await;
+    let proxy = RunningProxy::start(&upstream.url(), &["--model", "iris"]).await;
+    // One pooled client connection, many requests: the proxy must reconnect upstream.
+    let http = client();
+    for _ in 0..10 {
+        let resp = http
+            .request(request(Method::POST, &proxy.url("/close"), "abc"))
+            .await
+            .expect("proxied");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers().get("connection").is_none(),
+            "hop-by-hop stays upstream"
+        );
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"abc");
+    }
+    proxy.flush().await;
+    let events = sink.events(&proxy.instance, 10).await;
+    assert_eq!(events.len(), 10);
+    assert!(events.iter().all(|e| e.status == 200 && e.error.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_responses_are_forwarded_chunk_by_chunk() {
+    let sink = Sink::bind().await;
+    let upstream = Upstream::start().await;
+    let proxy = RunningProxy::start(&upstream.url(), &["--model", "llm"]).await;
+    let http = client();
+
+    let resp = http
+        .request(request(Method::GET, &proxy.url("/stream"), ""))
+        .await
+        .expect("proxied");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    // The upstream holds its second chunk until the gate opens: only an unbuffered
+    // proxy can hand us the first one now.
+    let first = body
+        .frame()
+        .await
+        .expect("a frame")
+        .expect("ok")
+        .into_data()
+        .expect("data");
+    assert_eq!(&first[..], b"data: first\n\n");
+    upstream.open_gate().await;
+    let remainder = body.collect().await.expect("rest").to_bytes();
+    assert_eq!(&remainder[..], b"data: second\n\n");
+    proxy.flush().await;
+
+    let events = sink.events(&proxy.instance, 1).await;
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        (e.route.as_ref(), e.status, e.resp_bytes),
+        ("/stream", 200, Some(27))
+    );
+    assert!(e.ttfb_us.is_some_and(|t| t <= e.duration_us));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_stream_is_recorded_as_499() {
+    let sink = Sink::bind().await;
+    let upstream = Upstream::start().await;
+    let proxy = RunningProxy::start(&upstream.url(), &["--model", "llm"]).await;
+    let http = client();
+
+    let resp = http
+        .request(request(Method::GET, &proxy.url("/stream"), ""))
+        .await
+        .expect("proxied");
+    let mut body = resp.into_body();
+    let _first = body.frame().await.expect("a frame").expect("ok");
+    drop(body);
+    drop(http);
+
+    // The upstream is still holding its second chunk: the proxy learns of the client's
+    // departure from the closed socket alone.
+    let events = sink.events(&proxy.instance, 1).await;
+    upstream.open_gate().await;
+    assert_eq!(events.len(), 1, "the abandoned request is still recorded");
+    assert_eq!(events[0].status, 499);
+    assert_eq!(
+        events[0].resp_bytes,
+        Some(13),
+        "what was sent before the client left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_answers_502_and_is_recorded() {
+    let sink = Sink::bind().await;
+    // Port 1 on loopback: nothing listens there.
+    let proxy = RunningProxy::start("http://127.0.0.1:1", &["--model", "iris"]).await;
+    let resp = client()
+        .request(request(Method::POST, &proxy.url("/predict"), "{}"))
+        .await
+        .expect("the proxy answers");
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    proxy.flush().await;
+
+    let events = sink.events(&proxy.instance, 1).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, 502);
+    assert_eq!(events[0].error.as_deref(), Some("upstream_unreachable"));
+    assert_eq!(events[0].route, "/predict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_are_templated_models_taken_from_paths_and_exclusions_honoured() {
+    let sink = Sink::bind().await;
+    let upstream = Upstream::start().await;
+    let proxy = RunningProxy::start(
+        &upstream.url(),
+        &[
+            "--model",
+            "fallback",
+            "--model-from-path",
+            "/v2/models/{model}/infer",
+            "--exclude",
+            "/internal/ping",
+            "--max-routes",
+            "3",
+        ],
+    )
+    .await;
+    let http = client();
+    let paths = [
+        (
+            "/v2/models/resnet/infer",
+            "resnet",
+            "/v2/models/{model}/infer",
+        ),
+        ("/v2/models/bert/infer", "bert", "/v2/models/{model}/infer"),
+        ("/users/12345/orders", "fallback", "/users/{id}/orders"),
+        ("/users/777/orders?page=2", "fallback", "/users/{id}/orders"),
+        (
+            "/jobs/3f2b8c1e-0c55-4a8e-9b1f-1c2d3e4f5a6b",
+            "fallback",
+            "/jobs/{id}",
+        ),
+        ("/a/b/c/d/e/f", "fallback", "/a/b/c/d/{rest}"),
+        ("/one-too-many", "fallback", "(other)"),
+        ("/internal/ping", "", ""),
+        ("/healthz", "", ""),
+    ];
+    for (path, _, _) in paths {
+        let resp = http
+            .request(request(Method::POST, &proxy.url(path), "x"))
+            .await
+            .expect("proxied");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let _ = resp.into_body().collect().await;
+    }
+    proxy.flush().await;
+    let mut events = sink.events(&proxy.instance, 7).await;
+    events.extend(sink.more_events(&proxy.instance).await);
+    let mut got: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.model.to_string(), e.route.to_string()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = paths
+        .iter()
+        .filter(|(_, m, _)| !m.is_empty())
+        .map(|(_, m, r)| ((*m).to_owned(), (*r).to_owned()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn bad_usage_exits_with_code_2_and_says_why() {
+    let bin = env!("CARGO_BIN_EXE_modelmon-proxy");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream"));
+
+    let out = run(&["--upstream", "ftp://x", "--model", "iris"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
+
+    let out = run(&["--upstream", "http://127.0.0.1:8000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model is required"));
+
+    let out = run(&[
+        "--upstream",
+        "http://127.0.0.1:8000",
+        "--model",
+        "m",
+        "--route",
+        "/v1/{a",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_proxies_and_delivers_its_events_when_terminated() {
+    let sink = Sink::bind().await;
+    let upstream = Upstream::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let instance = support::unique("proxy-bin");
+    let listen = format!("127.0.0.1:{port}");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
+        .args([
+            "--listen",
+            &listen,
+            "--upstream",
+            &upstream.url(),
+            "--model",
+            "iris",
+        ])
+        .args(["--instance", &instance, "--amqp", support::AMQP])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let url = format!("http://{listen}/v1/models/iris/predict");
+    let http = client();
+    let mut status = None;
+    for _ in 0..200 {
+        match http.request(request(Method::POST, &url, "{}")).await {
+            Ok(resp) => {
+                status = Some(resp.status());
+                let _ = resp.into_body().collect().await;
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+        }
+    }
+    assert_eq!(
+        status,
+        Some(StatusCode::OK),
+        "the proxy came up and answered"
+    );
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().await.expect("exits");
+    assert_eq!(out.status.code(), Some(0), "SIGTERM is a clean stop");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 events recorded, 1 published, 0 dropped"),
+        "{stderr}"
+    );
+
+    let events = sink.events(&instance, 1).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].route, "/v1/models/iris/predict");
+}

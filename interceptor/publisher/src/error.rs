@@ -1,0 +1,21 @@
+//! Why publishing failed, as reported in [`crate::Stats::last_error`].
+
+use std::time::Duration;
+
+/// A failure of the broker link. The publisher never returns these to callers of
+/// `record`; it keeps the latest one, as text, in the stats.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("amqp: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("connecting to the broker took longer than {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("the broker did not confirm a batch within {0:?}")]
+    ConfirmTimeout(Duration),
+    #[error("the broker refused a batch (nack)")]
+    Nacked,
+    #[error("the broker closed the connection")]
+    ConnectionLost,
+    #[error("cannot start the publishing thread: {0}")]
+    Thread(#[source] std::io::Error),
+}

@@ -1,0 +1,127 @@
+//! One live AMQP connection with a confirming channel on which the exchange exists.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_lite::{Stream, StreamExt};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
+use modelmon_contract::{CONTENT_TYPE, EXCHANGE, MESSAGE_TYPE, routing_key};
+
+use crate::{Config, PublishError};
+
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the broker told us about the connection, reduced to what the worker acts on.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    Blocked,
+    Unblocked,
+    Lost(PublishError),
+}
+
+pub(crate) struct Link {
+    connection: Connection,
+    channel: Channel,
+    events: Pin<Box<dyn Stream<Item = lapin::Event> + Send>>,
+    properties: BasicProperties,
+}
+
+impl Link {
+    pub async fn open(config: &Config) -> Result<Link, PublishError> {
+        let fut = Self::open_inner(config);
+        tokio::time::timeout(CONNECT_TIMEOUT, fut)
+            .await
+            .map_err(|_| PublishError::ConnectTimeout(CONNECT_TIMEOUT))?
+    }
+
+    async fn open_inner(config: &Config) -> Result<Link, PublishError> {
+        // The name lets an operator (and our tests) find this connection in
+        // `rabbitmqctl list_connections` among many interceptors.
+        let name = format!(
+            "modelmon {} {} pid {}",
+            config.app_id,
+            config.instance,
+            std::process::id()
+        );
+        let props = ConnectionProperties::default()
+            .with_connection_name(name.into())
+            .with_client_property("product".into(), "modelmon-publisher".into())
+            .with_client_property("version".into(), env!("CARGO_PKG_VERSION").into());
+        let connection = Connection::connect(&config.amqp_url, props).await?;
+        // Subscribe before anything else so a block sent right after the handshake is seen.
+        let events = Box::pin(connection.events_listener());
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .exchange_declare(
+                EXCHANGE.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let properties = BasicProperties::default()
+            .with_content_type(CONTENT_TYPE.into())
+            .with_type(MESSAGE_TYPE.into())
+            .with_app_id(config.app_id.as_str().into())
+            .with_delivery_mode(if config.persistent { 2 } else { 1 });
+        Ok(Link {
+            connection,
+            channel,
+            events,
+            properties,
+        })
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.connection.status().blocked()
+    }
+
+    /// Sends one body; the returned future resolves when the broker confirms it.
+    pub async fn publish(
+        &self,
+        model: &str,
+        body: &[u8],
+    ) -> Result<PublisherConfirm, PublishError> {
+        Ok(self
+            .channel
+            .basic_publish(
+                EXCHANGE.into(),
+                routing_key(model).into(),
+                BasicPublishOptions::default(),
+                body,
+                self.properties.clone(),
+            )
+            .await?)
+    }
+
+    /// The next thing the broker said about the connection; pends forever if nothing.
+    pub async fn next_event(&mut self) -> LinkEvent {
+        loop {
+            match self.events.next().await {
+                Some(lapin::Event::ConnectionBlocked(_)) => return LinkEvent::Blocked,
+                Some(lapin::Event::ConnectionUnblocked) => return LinkEvent::Unblocked,
+                Some(lapin::Event::Error(e)) => return LinkEvent::Lost(e.into()),
+                None => return LinkEvent::Lost(PublishError::ConnectionLost),
+                Some(_) => {}
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.connection.close(200, "publisher shutting down".into()),
+        )
+        .await;
+    }
+}

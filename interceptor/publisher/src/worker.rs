@@ -1,0 +1,353 @@
+//! The publishing thread's loop: take events off the queue, batch them, publish with
+//! confirms, keep the connection alive.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use modelmon_contract::{Event, MAX_EVENTS_PER_BATCH, Source};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+use crate::backoff::Backoff;
+use crate::link::{Link, LinkEvent};
+use crate::pending::{Encoded, Pending, encode, source};
+use crate::stats::Shared;
+use crate::{BrokerState, Config, PublishError};
+
+/// How long the broker may take to confirm a batch before the link is presumed dead.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the worker keeps trying to deliver when the last handle is dropped.
+const DROP_FLUSH: Duration = Duration::from_secs(2);
+/// Bounds of the interval at which the queue is emptied (a fifth of the batch delay).
+const MIN_DRAIN_EVERY: Duration = Duration::from_millis(1);
+const MAX_DRAIN_EVERY: Duration = Duration::from_millis(50);
+
+pub(crate) enum Command {
+    Flush(SyncSender<bool>),
+    Shutdown {
+        timeout: Duration,
+        done: SyncSender<()>,
+    },
+}
+
+pub(crate) struct Worker {
+    config: Config,
+    source: Source<'static>,
+    shared: Arc<Shared>,
+    events: mpsc::Receiver<Event<'static>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events_open: bool,
+    /// The queue is polled on a timer rather than awaited: awaiting it would wake this
+    /// thread once per event, a context switch on every request of the host app.
+    drain_at: Instant,
+    drain_every: Duration,
+    pending: Pending,
+    buf: Vec<Event<'static>>,
+    link: Option<Link>,
+    backoff: Backoff,
+    retry_at: Instant,
+    /// Part of `shared.dropped` already reported in a confirmed batch.
+    reported_dropped: u64,
+    flush_waiters: Vec<SyncSender<bool>>,
+}
+
+impl Worker {
+    pub fn new(
+        mut config: Config,
+        shared: Arc<Shared>,
+        events: mpsc::Receiver<Event<'static>>,
+        commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
+        config.max_batch_events = config.max_batch_events.clamp(1, MAX_EVENTS_PER_BATCH);
+        let drain_every = (config.max_batch_delay / 5).clamp(MIN_DRAIN_EVERY, MAX_DRAIN_EVERY);
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        Worker {
+            source: source(&config),
+            config,
+            shared,
+            events,
+            commands,
+            events_open: true,
+            drain_at: Instant::now(),
+            drain_every,
+            pending: Pending::default(),
+            buf: Vec::new(),
+            link: None,
+            backoff: Backoff::new(seed),
+            retry_at: Instant::now(),
+            reported_dropped: 0,
+            flush_waiters: Vec::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            if self.link.is_none() && Instant::now() >= self.retry_at {
+                self.connect().await;
+            }
+            if self.ready() && !self.pending.is_empty() && (self.full() || self.due()) {
+                self.publish(Instant::now() + CONFIRM_TIMEOUT).await;
+                self.answer_flushes();
+                continue;
+            }
+            let room = self
+                .config
+                .max_batch_events
+                .saturating_sub(self.pending.len());
+            let send_at = if self.ready() {
+                self.pending
+                    .oldest()
+                    .map(|t| Instant::from_std(t) + self.config.max_batch_delay)
+            } else {
+                None
+            };
+            let retry_at = self.link.is_none().then_some(self.retry_at);
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Flush(reply)) => {
+                        self.drain_queue();
+                        self.flush_waiters.push(reply);
+                        if self.ready() && !self.pending.is_empty() {
+                            self.publish(Instant::now() + CONFIRM_TIMEOUT).await;
+                        }
+                        self.answer_flushes();
+                    }
+                    Some(Command::Shutdown { timeout, done }) => {
+                        self.stop(timeout).await;
+                        let _ = done.try_send(());
+                        return;
+                    }
+                    None => {
+                        self.stop(DROP_FLUSH).await;
+                        return;
+                    }
+                },
+                ev = next_link_event(self.link.as_mut()) => self.on_link_event(ev).await,
+                () = sleep_until(self.drain_at), if room > 0 && self.events_open => self.drain_some(room),
+                () = sleep_until(send_at.unwrap_or_else(Instant::now)), if send_at.is_some() => {}
+                () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {}
+            }
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| !l.is_blocked())
+    }
+
+    fn full(&self) -> bool {
+        self.pending.len() >= self.config.max_batch_events
+    }
+
+    fn due(&self) -> bool {
+        self.pending
+            .oldest()
+            .is_some_and(|t| t.elapsed() >= self.config.max_batch_delay)
+    }
+
+    fn take_buf(&mut self) {
+        let now = std::time::Instant::now();
+        let mut sanitised = 0;
+        for ev in self.buf.drain(..) {
+            sanitised += u64::from(self.pending.push(ev, now));
+        }
+        Shared::add(&self.shared.sanitised, sanitised);
+    }
+
+    /// Up to `room` queued events; comes back at once if more may be waiting.
+    fn drain_some(&mut self, room: usize) {
+        while self.buf.len() < room {
+            match self.events.try_recv() {
+                Ok(ev) => self.buf.push(ev),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.events_open = false;
+                    break;
+                }
+            }
+        }
+        let full = self.buf.len() >= room;
+        self.take_buf();
+        self.drain_at = if full {
+            Instant::now()
+        } else {
+            Instant::now() + self.drain_every
+        };
+    }
+
+    /// Everything queued so far, regardless of the batch size: a flush covers all of it.
+    fn drain_queue(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            self.buf.push(ev);
+        }
+        self.take_buf();
+    }
+
+    fn answer_flushes(&mut self) {
+        if self.pending.is_empty() {
+            for w in self.flush_waiters.drain(..) {
+                let _ = w.try_send(true);
+            }
+        }
+    }
+
+    async fn connect(&mut self) {
+        self.shared.set_state(BrokerState::Connecting);
+        match Link::open(&self.config).await {
+            Ok(link) => {
+                self.shared.set_blocked(link.is_blocked());
+                self.link = Some(link);
+                self.backoff.reset();
+                self.shared.set_state(BrokerState::Connected);
+            }
+            Err(e) => {
+                self.shared.set_error(&e);
+                self.shared.set_state(BrokerState::Down);
+                self.retry_at = Instant::now() + self.backoff.next_delay();
+            }
+        }
+    }
+
+    async fn on_link_event(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Blocked => self.shared.set_blocked(true),
+            LinkEvent::Unblocked => self.shared.set_blocked(false),
+            LinkEvent::Lost(e) => self.lose_link(&e).await,
+        }
+    }
+
+    async fn lose_link(&mut self, error: &PublishError) {
+        self.shared.set_error(error);
+        self.shared.set_state(BrokerState::Down);
+        self.shared.set_blocked(false);
+        if let Some(link) = self.link.take() {
+            link.close().await;
+        }
+        self.retry_at = Instant::now() + self.backoff.next_delay();
+    }
+
+    /// Publishes everything pending and waits for the broker's confirms (until
+    /// `deadline`). What is not confirmed goes back to `pending` for the next link.
+    async fn publish(&mut self, deadline: Instant) {
+        let Some(link) = self.link.as_ref() else {
+            return;
+        };
+        if link.is_blocked() {
+            self.shared.set_blocked(true);
+            return;
+        }
+        let mut carry = self
+            .shared
+            .dropped
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.reported_dropped);
+        let mut encoded: Vec<Encoded> = Vec::new();
+        let mut unsendable = 0;
+        for group in self.pending.take(self.config.max_batch_events) {
+            carry = encode(group, &self.source, carry, &mut encoded, &mut unsendable);
+        }
+        Shared::add(&self.shared.dropped, unsendable);
+
+        let mut failed = Vec::new();
+        let mut error: Option<PublishError> = None;
+        let mut in_flight = Vec::with_capacity(encoded.len());
+        for msg in encoded {
+            if error.is_some() {
+                failed.push(msg.group);
+                continue;
+            }
+            match timeout_at(deadline, link.publish(&msg.group.model, &msg.body)).await {
+                Ok(Ok(confirm)) => in_flight.push((msg.group, msg.dropped, confirm)),
+                Ok(Err(e)) => {
+                    error = Some(e);
+                    failed.push(msg.group);
+                }
+                Err(_) => {
+                    error = Some(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
+                    failed.push(msg.group);
+                }
+            }
+        }
+        for (group, dropped, confirm) in in_flight {
+            let n = group.events.len() as u64;
+            match timeout_at(deadline, confirm).await {
+                Ok(Ok(c)) if c.is_ack() => {
+                    Shared::add(&self.shared.published_events, n);
+                    Shared::add(&self.shared.published_batches, 1);
+                    self.reported_dropped += dropped;
+                }
+                Ok(Ok(_)) => {
+                    // A nack means the broker will not take it; retrying would loop.
+                    Shared::add(&self.shared.dropped, n);
+                    self.shared.set_error(&PublishError::Nacked);
+                }
+                Ok(Err(e)) => {
+                    error.get_or_insert(e.into());
+                    failed.push(group);
+                }
+                Err(_) => {
+                    error.get_or_insert(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
+                    failed.push(group);
+                }
+            }
+        }
+        self.pending.restore(failed, std::time::Instant::now());
+        if let Some(e) = error {
+            // A block explains a silent broker; the link stays and we resume on unblock.
+            if self.link.as_ref().is_some_and(Link::is_blocked) {
+                self.shared.set_blocked(true);
+                self.shared.set_error(&e);
+            } else {
+                self.lose_link(&e).await;
+            }
+        }
+    }
+
+    /// Delivers what it can until `timeout`, then counts the rest as dropped and closes.
+    async fn stop(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        // Nothing recorded from now on is accepted, so the count below is final.
+        self.events.close();
+        self.drain_queue();
+        while !self.pending.is_empty() && Instant::now() < deadline {
+            if self.link.is_none() {
+                if Instant::now() >= self.retry_at {
+                    let _ = timeout_at(deadline, self.connect()).await;
+                } else {
+                    sleep_until(self.retry_at.min(deadline)).await;
+                }
+                continue;
+            }
+            if self.ready() {
+                self.publish(deadline.min(Instant::now() + CONFIRM_TIMEOUT))
+                    .await;
+            } else {
+                // Blocked: wait for the broker to say something, or give up at the deadline.
+                if let Ok(ev) = timeout_at(deadline, next_link_event(self.link.as_mut())).await {
+                    self.on_link_event(ev).await;
+                }
+            }
+        }
+        let delivered = self.pending.is_empty();
+        Shared::add(&self.shared.dropped, self.pending.len() as u64);
+        self.pending = Pending::default();
+        for w in self.flush_waiters.drain(..) {
+            let _ = w.try_send(delivered);
+        }
+        if let Some(link) = self.link.take() {
+            link.close().await;
+        }
+        self.shared.set_state(BrokerState::Down);
+    }
+}
+
+async fn next_link_event(link: Option<&mut Link>) -> LinkEvent {
+    match link {
+        Some(l) => l.next_event().await,
+        None => std::future::pending().await,
+    }
+}

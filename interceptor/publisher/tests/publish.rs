@@ -1,0 +1,346 @@
+//! The publisher against the real RabbitMQ on 127.0.0.1:5672.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use modelmon_contract::{CONTENT_TYPE, MESSAGE_TYPE, SourceKind, decode_batch};
+use modelmon_publisher::{BrokerState, Config, Publisher};
+use support::{Sink, event, now_us, unique};
+
+const PATIENCE: Duration = Duration::from_secs(15);
+
+fn config(instance: &str) -> Config {
+    Config {
+        amqp_url: support::URL.into(),
+        source_kind: SourceKind::Proxy,
+        instance: instance.into(),
+        app_id: "modelmon-publisher-test/0".into(),
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_events_arrive_as_a_contract_batch_with_the_right_properties() {
+    let sink = Sink::bind("events.#").await;
+    let instance = unique("pub-props");
+    let model = unique("iris");
+    let publisher = Publisher::start(Config {
+        persistent: true,
+        ..config(&instance)
+    });
+    for status in [200, 404, 500] {
+        publisher.record(event(&model, status));
+    }
+    let p = publisher.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || p.flush(PATIENCE))
+            .await
+            .expect("join")
+    );
+
+    let got = sink.collect(&instance, 1, PATIENCE).await;
+    assert_eq!(got.len(), 1, "one model, one flush: one message");
+    let m = &got[0];
+    assert_eq!(m.routing_key, format!("events.{model}"));
+    assert_eq!(
+        m.properties
+            .content_type()
+            .as_ref()
+            .map(lapin::types::ShortString::as_str),
+        Some(CONTENT_TYPE)
+    );
+    assert_eq!(
+        m.properties
+            .kind()
+            .as_ref()
+            .map(lapin::types::ShortString::as_str),
+        Some(MESSAGE_TYPE)
+    );
+    assert_eq!(
+        m.properties
+            .app_id()
+            .as_ref()
+            .map(lapin::types::ShortString::as_str),
+        Some("modelmon-publisher-test/0")
+    );
+    assert_eq!(*m.properties.delivery_mode(), Some(2));
+
+    let batch = decode_batch(&m.body, Some(&model), now_us()).expect("the monitor accepts it");
+    assert!(batch.rejects.is_empty(), "{:?}", batch.rejects);
+    assert_eq!(batch.source.kind, SourceKind::Proxy);
+    assert_eq!(batch.source.instance, instance);
+    assert_eq!(batch.source.pid, std::process::id());
+    assert_eq!(batch.dropped, 0);
+    let statuses: Vec<u16> = batch.events.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, vec![200, 404, 500]);
+    assert_eq!(batch.events[0].ml, vec![("tokens_out".into(), 7.0)]);
+
+    let s = publisher.stats();
+    assert_eq!(
+        (
+            s.recorded,
+            s.published_events,
+            s.published_batches,
+            s.dropped
+        ),
+        (3, 3, 1, 0)
+    );
+    assert_eq!(s.state, BrokerState::Connected);
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_models_make_one_message_per_model_per_batch() {
+    let sink = Sink::bind("events.#").await;
+    let instance = unique("pub-models");
+    let models: Vec<String> = (0..4).map(|i| unique(&format!("model{i}"))).collect();
+    // A long delay so that only the flush sends: everything lands in one batch.
+    let publisher = Publisher::start(Config {
+        max_batch_delay: Duration::from_secs(60),
+        ..config(&instance)
+    });
+    for round in 0..5 {
+        for m in &models {
+            let mut e = event(m, 200);
+            e.duration_us = round;
+            e.ttfb_us = None;
+            publisher.record(e);
+        }
+    }
+    let p = publisher.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || p.flush(PATIENCE))
+            .await
+            .expect("join")
+    );
+
+    let mut got = sink.collect(&instance, 4, PATIENCE).await;
+    got.extend(sink.drain(&instance, Duration::from_millis(300)).await);
+    assert_eq!(got.len(), 4);
+    let mut keys: Vec<&str> = got.iter().map(|m| m.routing_key.as_str()).collect();
+    keys.sort_unstable();
+    let mut want: Vec<String> = models.iter().map(|m| format!("events.{m}")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+    for m in &got {
+        let model = m.routing_key.strip_prefix("events.").expect("prefix");
+        let batch = decode_batch(&m.body, Some(model), now_us()).expect("decodes");
+        assert!(batch.rejects.is_empty());
+        let order: Vec<u64> = batch.events.iter().map(|e| e.duration_us).collect();
+        assert_eq!(
+            order,
+            vec![0, 1, 2, 3, 4],
+            "events keep their recording order"
+        );
+    }
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_batches_are_split_and_non_finite_ml_does_not_poison_them() {
+    let sink = Sink::bind("events.#").await;
+    let instance = unique("pub-split");
+    let model = unique("split");
+    let publisher = Publisher::start(Config {
+        max_batch_events: 10,
+        ..config(&instance)
+    });
+    for i in 0..25 {
+        let mut e = event(&model, 200);
+        if i == 3 {
+            e.ml.push(("bad".into(), f64::NAN));
+        }
+        publisher.record(e);
+    }
+    let p = publisher.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || p.flush(PATIENCE))
+            .await
+            .expect("join")
+    );
+    let mut got = sink.collect(&instance, 3, PATIENCE).await;
+    got.extend(sink.drain(&instance, Duration::from_millis(300)).await);
+    let mut total = 0;
+    for m in &got {
+        let batch = decode_batch(&m.body, Some(&model), now_us()).expect("decodes");
+        assert!(batch.rejects.is_empty());
+        assert!(batch.events.len() <= 10);
+        total += batch.events.len();
+    }
+    assert_eq!(total, 25);
+    let s = publisher.stats();
+    assert_eq!((s.published_events, s.sanitised, s.dropped), (25, 1, 0));
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+}
+
+#[test]
+fn an_unreachable_broker_never_blocks_record_and_drops_are_counted() {
+    let publisher = Publisher::start(Config {
+        amqp_url: "amqp://127.0.0.1:1/%2f".into(),
+        buffer_events: 100,
+        max_batch_events: 10,
+        ..config(&unique("pub-down"))
+    });
+    for _ in 0..10_000 {
+        publisher.record(event("iris", 200));
+    }
+    // Events with a name the monitor would reject are dropped at once.
+    publisher.record(event("", 200));
+    let s = publisher.stats();
+    assert_eq!(s.recorded, 10_001);
+    // At most the buffer plus one batch can be held while the broker is away.
+    assert!(s.dropped >= 10_001 - 110, "dropped {}", s.dropped);
+    assert_eq!(s.published_events, 0);
+    assert!(
+        !publisher.flush(Duration::from_millis(300)),
+        "nothing can be delivered"
+    );
+
+    let s = publisher.stats();
+    assert!(
+        matches!(s.state, BrokerState::Down | BrokerState::Connecting),
+        "{:?}",
+        s.state
+    );
+    assert!(s.last_error.is_some(), "the refusal is reported");
+
+    publisher.shutdown(Duration::from_millis(200));
+    let s = publisher.stats();
+    assert_eq!(
+        s.dropped, s.recorded,
+        "at shutdown every undelivered event is counted"
+    );
+    assert_eq!(s.state, BrokerState::Down);
+    publisher.record(event("iris", 200));
+    assert_eq!(publisher.stats().dropped, 10_002);
+}
+
+#[test]
+fn a_bad_url_shows_in_stats_instead_of_failing() {
+    let publisher = Publisher::start(Config {
+        amqp_url: "not a url".into(),
+        ..config(&unique("pub-badurl"))
+    });
+    publisher.record(event("iris", 200));
+    let end = Instant::now() + PATIENCE;
+    while publisher.stats().last_error.is_none() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = publisher.stats();
+    assert!(s.last_error.is_some());
+    assert_ne!(s.state, BrokerState::Connected);
+    publisher.shutdown(Duration::from_millis(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_the_broker_closes_the_connection_and_reports_drops() {
+    let sink = Sink::bind("events.#").await;
+    let instance = unique("pub-reconnect");
+    let model = unique("reco");
+    let publisher = Publisher::start(Config {
+        buffer_events: 5,
+        max_batch_events: 5,
+        ..config(&instance)
+    });
+    let blocking = |f: Box<dyn FnOnce() -> bool + Send>| tokio::task::spawn_blocking(f);
+
+    publisher.record(event(&model, 200));
+    let p = publisher.clone();
+    assert!(
+        blocking(Box::new(move || p.flush(PATIENCE)))
+            .await
+            .expect("join")
+    );
+
+    let before = support::connections_with(&instance);
+    assert_eq!(
+        before.len(),
+        1,
+        "our connection is listed by name: {before:?}"
+    );
+    support::close_connection(&before[0]);
+
+    // Wait until the publisher has noticed; then records pile up beyond its buffer.
+    let end = Instant::now() + PATIENCE;
+    while publisher.stats().state == BrokerState::Connected && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_ne!(
+        publisher.stats().state,
+        BrokerState::Connected,
+        "the close was noticed"
+    );
+    assert!(publisher.stats().last_error.is_some());
+    for _ in 0..50 {
+        publisher.record(event(&model, 200));
+    }
+    let dropped = publisher.stats().dropped;
+    assert!(
+        dropped > 0,
+        "a 5-event buffer cannot hold 50 events while the link is down"
+    );
+
+    let p = publisher.clone();
+    assert!(
+        blocking(Box::new(move || p.flush(PATIENCE)))
+            .await
+            .expect("join")
+    );
+    publisher.record(event(&model, 201));
+    let p = publisher.clone();
+    assert!(
+        blocking(Box::new(move || p.flush(PATIENCE)))
+            .await
+            .expect("join")
+    );
+
+    let s = publisher.stats();
+    assert_eq!(s.state, BrokerState::Connected);
+    assert_eq!(s.dropped, dropped, "nothing else was lost");
+    let after = support::connections_with(&instance);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "a new connection");
+
+    let want_events = usize::try_from(s.published_events).expect("small");
+    let mut got = sink
+        .collect(&instance, usize::MAX, Duration::from_millis(500))
+        .await;
+    let end = Instant::now() + PATIENCE;
+    let (events, reported) = loop {
+        let mut events = 0;
+        let mut reported = 0;
+        for m in &got {
+            let b = decode_batch(&m.body, Some(&model), now_us()).expect("decodes");
+            events += b.events.len();
+            reported += b.dropped;
+        }
+        if events >= want_events || Instant::now() > end {
+            break (events, reported);
+        }
+        got.extend(
+            sink.collect(&instance, usize::MAX, Duration::from_millis(200))
+                .await,
+        );
+    };
+    assert_eq!(events, want_events);
+    assert_eq!(s.published_events + s.dropped, s.recorded);
+    assert_eq!(
+        reported, dropped,
+        "the drops are reported in the batches after reconnecting"
+    );
+    let last =
+        decode_batch(&got.last().expect("some").body, Some(&model), now_us()).expect("decodes");
+    assert_eq!(
+        last.events.last().map(|e| e.status),
+        Some(201),
+        "events after the reconnect arrive"
+    );
+    publisher.shutdown(Duration::from_secs(5));
+}

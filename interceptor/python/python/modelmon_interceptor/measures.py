@@ -1,0 +1,76 @@
+"""Per-request state, reachable from inside a handler through a context variable."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+
+class RequestState:
+    """What the middleware learns about one request while it runs.
+
+    Handlers see this object through ``_current`` and add to ``ml``; they never replace
+    it, so what a sync handler records in a worker thread (which runs in a copy of the
+    request's context) still reaches the middleware.
+    """
+
+    __slots__ = (
+        "disconnected",
+        "end_ns",
+        "error",
+        "first_ns",
+        "ml",
+        "params",
+        "req_bytes",
+        "resp_bytes",
+        "route",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.req_bytes = 0
+        self.resp_bytes = 0
+        self.first_ns = 0
+        self.end_ns = 0
+        self.disconnected = False
+        self.error: str | None = None
+        self.ml: dict[str, float] | None = None
+        # Set by framework hooks that know the router's answer (Flask), else None.
+        self.route: str | None = None
+        self.params: dict[str, object] | None = None
+
+
+_current: ContextVar[RequestState | None] = ContextVar("modelmon_request", default=None)
+
+
+def record(**measures: float) -> bool:
+    """Adds model measures (``queue_us=…``, ``tokens_out=…``) to the current request's event.
+
+    Keys must match ``[a-z0-9_]{1,64}`` and values be finite numbers; the first 16 valid
+    measures of a request are kept. Anything else is dropped when the event is built (in
+    the native core, where checking costs nothing worth measuring) rather than raised,
+    because a monitoring mistake must never fail a prediction. Returns False when no
+    request is being recorded here.
+    """
+    state = _current.get()
+    if state is None:
+        return False
+    ml = state.ml
+    if ml is None:
+        state.ml = measures
+    else:
+        ml.update(measures)
+    return True
+
+
+def mark_error(kind: str) -> bool:
+    """Marks the current request as failed with ``kind`` even though it answered normally.
+
+    For handlers that turn a failure into a normal-looking response (a fallback
+    prediction, say) but still want it counted as an error.
+    """
+    state = _current.get()
+    if state is None or not kind:
+        return False
+    state.error = kind
+    return True

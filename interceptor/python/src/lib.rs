@@ -1,0 +1,242 @@
+//! `modelmon_interceptor._core`: the one native call on a model API's request path.
+//!
+//! Python measures the request and calls [`Core::record`] once; this builds an owned
+//! [`Event`] and pushes it into the publisher's bounded queue. Batching, JSON encoding and
+//! AMQP all happen on the publisher's own Rust thread, which never takes the GIL, so a
+//! busy broker link cannot slow the interpreter that serves the model.
+
+mod intern;
+mod stage;
+mod text;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use modelmon_contract::{Event, MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_TEXT_CHARS, SourceKind};
+use modelmon_publisher::{BrokerState, Config, Publisher};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::intern::Interner;
+use crate::stage::Stage;
+use crate::text::{clean_text, is_clean, is_ml_key};
+
+/// A running publisher for one process.
+///
+/// `frozen` keeps the hot path free of the `PyO3` borrow flag: every method takes `&self`.
+/// How often staged events are handed to the publisher (see `stage`).
+const STAGE_INTERVAL: Duration = Duration::from_millis(20);
+
+#[pyclass(module = "modelmon_interceptor._core", frozen)]
+struct Core {
+    stage: Stage,
+    instance: Cow<'static, str>,
+    interned: Interner,
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    #[pyo3(signature = (
+        amqp_url, source_kind, instance, max_batch_events=500, max_batch_delay_ms=200,
+        buffer_events=65_536, persistent=false, app_id=None,
+    ))]
+    fn new(
+        amqp_url: String,
+        source_kind: &str,
+        instance: &str,
+        max_batch_events: usize,
+        max_batch_delay_ms: u64,
+        buffer_events: usize,
+        persistent: bool,
+        app_id: Option<String>,
+    ) -> PyResult<Self> {
+        if max_batch_events == 0 || buffer_events == 0 {
+            return Err(PyValueError::new_err(
+                "max_batch_events and buffer_events must be at least 1",
+            ));
+        }
+        let instance = clean_text(instance, MAX_TEXT_CHARS);
+        let config = Config {
+            amqp_url,
+            source_kind: SourceKind::parse(source_kind),
+            instance: instance.clone().into_owned(),
+            max_batch_events,
+            max_batch_delay: Duration::from_millis(max_batch_delay_ms),
+            buffer_events,
+            persistent,
+            app_id: app_id.unwrap_or_else(|| {
+                concat!("modelmon-interceptor-python/", env!("CARGO_PKG_VERSION")).to_owned()
+            }),
+        };
+        Ok(Core {
+            stage: Stage::start(Publisher::start(config), STAGE_INTERVAL),
+            // Leaked once per process, so that no event copies it.
+            instance: Cow::Borrowed(Box::leak(instance.into_owned().into_boxed_str())),
+            interned: Interner::default(),
+        })
+    }
+
+    /// Queues one request's event. Never blocks: a full buffer drops and counts it.
+    #[pyo3(signature = (
+        ts, model, route, method, status, duration_us, ttfb_us=None, req_bytes=None,
+        resp_bytes=None, error=None, version=None, ml=None,
+    ))]
+    fn record(
+        &self,
+        ts: i64,
+        model: &str,
+        route: &str,
+        method: &str,
+        status: u16,
+        duration_us: u64,
+        ttfb_us: Option<u64>,
+        req_bytes: Option<u64>,
+        resp_bytes: Option<u64>,
+        error: Option<&str>,
+        version: Option<&str>,
+        ml: Option<&Bound<'_, PyDict>>,
+    ) {
+        let event = Event {
+            ts,
+            // The publisher drops (and counts) an invalid model name; nothing to fix here.
+            model: self.interned.get(model),
+            version: version.map(|v| self.intern_clean(v, MAX_TEXT_CHARS)),
+            instance: self.instance.clone(),
+            method: self.intern_clean(method, MAX_METHOD_CHARS),
+            route: self.intern_clean(route, MAX_TEXT_CHARS),
+            status: status.clamp(100, 599),
+            duration_us,
+            // A first byte after the last one is a clock oddity; the monitor would reject it.
+            ttfb_us: ttfb_us.map(|t| t.min(duration_us)),
+            req_bytes,
+            resp_bytes,
+            error: error.map(|e| clean_text(e, MAX_TEXT_CHARS)),
+            ml: ml.map(ml_entries).unwrap_or_default(),
+        };
+        self.stage.record(event);
+    }
+
+    /// Counters of this process's publisher, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        // Staged events count as recorded: hand them over first so the counters add up.
+        self.stage.move_all();
+        let s = self.stage.publisher().stats();
+        let d = PyDict::new(py);
+        d.set_item("recorded", s.recorded)?;
+        d.set_item("published_events", s.published_events)?;
+        d.set_item("published_batches", s.published_batches)?;
+        d.set_item("dropped", s.dropped)?;
+        d.set_item("state", state_name(s.state))?;
+        d.set_item("last_error", s.last_error)?;
+        d.set_item("blocked", s.blocked)?;
+        d.set_item("sanitised", s.sanitised)?;
+        Ok(d)
+    }
+
+    /// Publishes what is buffered; true when the broker confirmed all of it in time.
+    /// The GIL is released meanwhile so request threads keep running.
+    fn flush(&self, py: Python<'_>, timeout_s: f64) -> bool {
+        let timeout = seconds(timeout_s);
+        py.detach(|| {
+            self.stage.move_all();
+            self.stage.publisher().flush(timeout)
+        })
+    }
+
+    /// Flushes for at most `timeout_s` and stops the publishing thread.
+    fn shutdown(&self, py: Python<'_>, timeout_s: f64) {
+        let timeout = seconds(timeout_s);
+        py.detach(|| {
+            self.stage.stop();
+            self.stage.publisher().shutdown(timeout);
+        });
+    }
+
+    /// Called in a forked child: the publishing thread did not survive the fork, and the
+    /// locks it shares with this handle may be frozen in a held state. Leaking one
+    /// reference means nothing here is ever dropped, so the child never touches them.
+    fn abandon(&self) {
+        self.stage.leak();
+    }
+
+    #[getter]
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+}
+
+impl Core {
+    fn intern_clean(&self, s: &str, max: usize) -> Cow<'static, str> {
+        if is_clean(s, max) {
+            self.interned.get(s)
+        } else {
+            clean_text(s, max)
+        }
+    }
+}
+
+fn ml_entries(d: &Bound<'_, PyDict>) -> Vec<(Cow<'static, str>, f64)> {
+    let mut out = Vec::with_capacity(d.len().min(MAX_ML_ENTRIES));
+    for (k, v) in d.iter() {
+        if out.len() == MAX_ML_ENTRIES {
+            break;
+        }
+        let (Ok(key), Ok(value)) = (k.extract::<&str>(), v.extract::<f64>()) else {
+            continue;
+        };
+        if is_ml_key(key) && value.is_finite() {
+            out.push((Cow::Owned(key.to_owned()), value));
+        }
+    }
+    out
+}
+
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::from_secs(3600))
+}
+
+fn state_name(s: BrokerState) -> &'static str {
+    match s {
+        BrokerState::Connected => "connected",
+        BrokerState::Connecting => "connecting",
+        BrokerState::Down => "down",
+    }
+}
+
+/// What the monitor's Rust decoder makes of a body: `(batch_error, accepted, dropped,
+/// {reason: count})`. Lets the tests hold the pure-Python validator to the real decoder
+/// on generated bodies, beyond the golden vectors.
+#[pyfunction]
+#[pyo3(signature = (body, routing_model, now_us))]
+fn rust_decode<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    routing_model: Option<&str>,
+    now_us: i64,
+) -> PyResult<(Option<&'static str>, usize, u64, Bound<'py, PyDict>)> {
+    let rejected = PyDict::new(py);
+    match modelmon_contract::decode_batch(body, routing_model, now_us) {
+        Err(e) => Ok((Some(e.reason.as_str()), 0, 0, rejected)),
+        Ok(d) => {
+            for r in &d.rejects {
+                let key = r.reason.as_str();
+                let n: usize = match rejected.get_item(key)? {
+                    Some(v) => v.extract()?,
+                    None => 0,
+                };
+                rejected.set_item(key, n + 1)?;
+            }
+            Ok((None, d.events.len(), d.dropped, rejected))
+        }
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Core>()?;
+    m.add_function(wrap_pyfunction!(rust_decode, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+"""Flask behind a real threaded werkzeug server; events read back from the real RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import httpx
+from apps import make_flask_app
+from conftest import WerkzeugThread
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def test_a_prediction_becomes_one_event_with_every_field(broker, model):
+    app = make_flask_app(model, version="v7")
+    body = json.dumps({"rows": [[1, 2, 3, 4]] * 2}).encode()
+    with WerkzeugThread(app) as url:
+        before = now_us()
+        resp = httpx.post(f"{url}/v1/models/iris/predict", content=body, headers={"content-type": "application/json"})
+        after = now_us()
+    assert resp.status_code == 200
+    [ev] = broker.wait_events(model, 1)
+    assert ev["route"] == "/v1/models/<name>/predict"
+    assert (ev["method"], ev["status"], ev["version"]) == ("POST", 200, "v7")
+    assert before <= ev["ts"] <= after
+    assert 0 < ev["duration_us"] <= after - before
+    assert ev["req_bytes"] == len(body)
+    assert ev["resp_bytes"] == len(resp.content)
+    assert ev["ml"] == {"queue_us": 3.0, "batch_size": 2.0}
+    assert "error" not in ev
+    [msg] = broker.batches(model)
+    assert msg.batch["source"]["kind"] == "wsgi"
+    assert msg.batch["source"]["pid"] == os.getpid()
+
+
+def test_route_template_comes_from_flasks_router(broker, model):
+    app = make_flask_app(model)
+    with WerkzeugThread(app) as url:
+        assert httpx.get(f"{url}/items/9").status_code == 200
+        assert httpx.get(f"{url}/items/abc").status_code == 404
+        assert httpx.get(f"{url}/nowhere/777").status_code == 404
+    evs = broker.wait_events(model, 3)
+    assert [(e["route"], e["status"]) for e in evs] == [
+        ("/items/<int:item_id>", 200),
+        ("<unmatched>", 404),
+        ("<unmatched>", 404),
+    ]
+    assert not any("777" in json.dumps(e) for e in evs)
+
+
+def test_a_raised_exception_is_a_500_with_its_class(broker, model):
+    app = make_flask_app(model)
+    with WerkzeugThread(app) as url:
+        assert httpx.get(f"{url}/boom").status_code == 500
+        assert httpx.get(f"{url}/items/1").status_code == 200
+    evs = broker.wait_events(model, 2)
+    assert [(e["route"], e["status"], e.get("error")) for e in evs] == [
+        ("/boom", 500, "ModelCrashed"),
+        ("/items/<int:item_id>", 200, None),
+    ]
+
+
+def test_exception_propagating_out_of_the_app_is_reraised(broker, model):
+    app = make_flask_app(model)
+    # In this mode Flask lets the exception out to the server instead of answering 500.
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    with WerkzeugThread(app) as url:
+        assert httpx.get(f"{url}/boom").status_code == 500
+    [ev] = broker.wait_events(model, 1)
+    assert (ev["status"], ev["error"]) == (500, "ModelCrashed")
+
+
+def test_streamed_response_has_a_first_byte_time(broker, model):
+    app = make_flask_app(model)
+    with WerkzeugThread(app) as url:
+        resp = httpx.get(f"{url}/stream")
+    [ev] = broker.wait_events(model, 1)
+    assert ev["resp_bytes"] == len(resp.content)
+    assert 0 < ev["ttfb_us"] < ev["duration_us"]
+
+
+def test_client_going_away_mid_stream_is_a_499(broker, model):
+    app = make_flask_app(model)
+    with WerkzeugThread(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while b"token1" not in got:
+                chunk = s.recv(65536)
+                assert chunk
+                got += chunk
+        [ev] = broker.wait_events(model, 1, timeout=20)
+    assert (ev["route"], ev["status"]) == ("/endless", 499)
+
+
+def test_excluded_paths_and_kill_switch(broker, model, monkeypatch):
+    app = make_flask_app(model)
+    monkeypatch.setenv("MODELMON_DISABLED", "true")
+    off = make_flask_app(model + "-off")
+    with WerkzeugThread(app) as url, WerkzeugThread(off) as url2:
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url2}/items/2").json() == {"item": 2}
+        assert httpx.get(f"{url}/items/1").status_code == 200
+        broker.wait_events(model, 1)
+        broker.wait_for(lambda _: False, timeout=1.0)
+    assert [e["route"] for e in broker.events(model)] == ["/items/<int:item_id>"]
+
+
+def test_model_from_path_param(broker, model):
+    app = make_flask_app(model, model_from_path_param="model_name")
+    with WerkzeugThread(app) as url:
+        for m in ("a", "b"):
+            assert httpx.post(f"{url}/v2/models/{model}-{m}/infer", content=b"xyz").status_code == 200
+    evs = broker.wait_events(model, 2)
+    assert sorted(e["model"] for e in evs) == [f"{model}-a", f"{model}-b"]
+    assert {e["route"] for e in evs} == {"/v2/models/<model_name>/infer"}

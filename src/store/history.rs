@@ -1,0 +1,483 @@
+//! What readers get of the 24-hour history: a frozen set of rings and range queries.
+//!
+//! The store rebuilds a [`HistoryView`] at most once per 10-s bucket; every [`View`]
+//! carries it in an `Arc`, and its hours are shared with the store's own rings, so
+//! handing it to the TUI, the web server or the snapshot writer copies nothing.
+//!
+//! Figures over a range are computed from merged counters and merged distributions,
+//! never from per-bucket percentiles. Inside the last hour distributions are exact to
+//! 10 s; further back they are kept per 5 minutes, so a range edge there widens the
+//! percentile's samples to the enclosing 5 minutes (counts stay exact to 10 s).
+//!
+//! [`View`]: super::View
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::ring::{
+    CELLS_PER_HOUR, COARSE_PER_HOUR, Cell, Dists, HOUR_S, KEEP_S, Merger, Ring, STEP_S,
+};
+
+/// A span of history, relative to now or absolute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    Last(Duration),
+    Between { from_ms: i64, to_ms: i64 },
+}
+
+impl Range {
+    /// `5m`, `1h`, `6h`, `24h` (any duration from 10s to 24h), or `FROM_MS..TO_MS`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some((a, b)) = s.split_once("..") {
+            let parse = |x: &str| {
+                x.trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("invalid range `{s}`: `{x}` is not Unix milliseconds"))
+            };
+            let (from_ms, to_ms) = (parse(a)?, parse(b)?);
+            if from_ms >= to_ms {
+                return Err(format!(
+                    "invalid range `{s}`: the start must be before the end"
+                ));
+            }
+            return Ok(Self::Between { from_ms, to_ms });
+        }
+        let d = crate::config::parse_duration(s)?;
+        if d < Duration::from_secs(10) || d > Duration::from_secs(KEEP_S as u64) {
+            return Err(format!(
+                "invalid range `{s}`: must be between 10s and 24h (history is kept 24 h)"
+            ));
+        }
+        Ok(Self::Last(d))
+    }
+
+    /// `[from, to)` in Unix seconds; the start rounded down to a 10-s bucket.
+    pub fn bounds_s(&self, now_ms: i64) -> (i64, i64) {
+        let (from_ms, to_ms) = match *self {
+            Self::Last(d) => (
+                now_ms - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2),
+                now_ms,
+            ),
+            Self::Between { from_ms, to_ms } => (from_ms, to_ms),
+        };
+        let from = from_ms.div_euclid(1000).div_euclid(STEP_S) * STEP_S;
+        let to = (to_ms + 999).div_euclid(1000).max(from + 1);
+        (from, to)
+    }
+
+    /// How the range reads in a report header.
+    pub fn label(&self) -> String {
+        match *self {
+            Self::Last(d) => {
+                let s = d.as_secs();
+                if s % 3600 == 0 {
+                    format!("last {}h", s / 3600)
+                } else if s % 60 == 0 {
+                    format!("last {}m", s / 60)
+                } else {
+                    format!("last {s}s")
+                }
+            }
+            Self::Between { from_ms, to_ms } => format!("{from_ms}..{to_ms} ms"),
+        }
+    }
+}
+
+/// Figures of one model over a range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RangeSummary {
+    pub requests: u64,
+    /// Requests per second of time the monitor was up inside the range.
+    pub qps: f64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub client_errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub worst_hour: Option<WorstHour>,
+    /// Seconds of the range the monitor was running (or saw traffic for).
+    pub covered_s: u64,
+}
+
+/// The clock hour that went worst: the highest error rate, or, with no error in the
+/// range, the highest p99.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorstHour {
+    pub start_ms: i64,
+    /// `"errors"` or `"p99"`: what made it the worst.
+    pub by: &'static str,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// One point of a history series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    pub start_ms: i64,
+    pub step_s: u32,
+    /// `false`: the monitor was down for all of it. A gap, not zeros.
+    pub covered: bool,
+    pub requests: u64,
+    pub errors: u64,
+    pub client_errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Mean over the point's samples.
+    pub cpu_percent: Option<f64>,
+    /// Peak over the point's samples.
+    pub mem_bytes: Option<u64>,
+}
+
+/// When the monitor was running: sorted, disjoint `[from, to)` spans of Unix seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uptime {
+    spans: Vec<(i64, i64)>,
+}
+
+impl Uptime {
+    pub fn from_spans(mut spans: Vec<(i64, i64)>) -> Self {
+        spans.retain(|(a, b)| a < b);
+        spans.sort_unstable();
+        let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+        for (a, b) in spans {
+            match out.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        Self { spans: out }
+    }
+
+    pub fn spans(&self) -> &[(i64, i64)] {
+        &self.spans
+    }
+
+    /// The run that started at `run_start` is still up at `now_s`.
+    pub fn mark(&mut self, run_start: i64, now_s: i64) {
+        let end = now_s + 1;
+        match self.spans.last_mut() {
+            Some(last) if run_start <= last.1 => {
+                last.1 = last.1.max(end);
+            }
+            _ => self.spans.push((run_start, end.max(run_start + 1))),
+        }
+        let keep_from = now_s - KEEP_S - HOUR_S;
+        self.spans.retain(|s| s.1 > keep_from);
+    }
+
+    /// Seconds of `[from, to)` inside a span.
+    pub fn covered(&self, from: i64, to: i64) -> u64 {
+        self.spans
+            .iter()
+            .map(|&(a, b)| (b.min(to) - a.max(from)).max(0) as u64)
+            .sum()
+    }
+}
+
+/// Counters summed over buckets.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    requests: u64,
+    errors: u64,
+    client_errors: u64,
+    max_us: u64,
+    cpu_sum: f64,
+    cpu_n: u32,
+    mem_max: Option<u64>,
+}
+
+impl Acc {
+    fn add(&mut self, c: &Cell) {
+        self.requests += c.requests();
+        self.errors += u64::from(c.errors);
+        self.client_errors += c.client_errors();
+        self.max_us = self.max_us.max(u64::from(c.max_us));
+    }
+
+    fn absorb(&mut self, o: &Acc) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.client_errors += o.client_errors;
+        self.max_us = self.max_us.max(o.max_us);
+    }
+
+    fn rate(&self, x: u64) -> Option<f64> {
+        (self.requests > 0).then(|| x as f64 / self.requests as f64)
+    }
+}
+
+/// p50, p95, p99 in ms, never above the slowest request (a bucket midpoint can be).
+fn percentiles(m: &Merger, max_us: u64) -> [Option<f64>; 3] {
+    match m.quantiles(&[0.50, 0.95, 0.99]) {
+        Some(q) => q.map(|v| Some(v.min(max_us as f64) / 1000.0)),
+        None => [None; 3],
+    }
+}
+
+/// Adds the cells `[from, to)` of one hour to `acc` and their distributions to `m`.
+fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &mut Merger) {
+    let lo = ((from.max(h.start_s) - h.start_s) / STEP_S) as usize;
+    let hi = ((to.min(h.start_s + HOUR_S) - h.start_s + STEP_S - 1) / STEP_S) as usize;
+    let hi = hi.min(CELLS_PER_HOUR);
+    if lo >= hi {
+        return;
+    }
+    for c in &h.cells[lo..hi] {
+        acc.add(c);
+    }
+    if let Some(res) = &h.res {
+        for r in &res[lo..hi] {
+            if let Some(cpu) = r.cpu_percent() {
+                acc.cpu_sum += f64::from(cpu);
+                acc.cpu_n += 1;
+            }
+            if let Some(mem) = r.mem_bytes() {
+                acc.mem_max = Some(acc.mem_max.map_or(mem, |x| x.max(mem)));
+            }
+        }
+    }
+    match &h.dists {
+        Dists::Fine(d) => d[lo..hi].iter().flatten().for_each(|d| m.add_dist(d)),
+        Dists::Coarse(d) => {
+            let per = CELLS_PER_HOUR / COARSE_PER_HOUR;
+            d[lo / per..hi.div_ceil(per)]
+                .iter()
+                .flatten()
+                .for_each(|d| m.add_dist(d));
+        }
+    }
+}
+
+/// The history every reader sees: per model rings frozen at `built_ms`.
+#[derive(Clone, Default, PartialEq)]
+pub struct HistoryView {
+    pub built_ms: i64,
+    models: BTreeMap<String, Ring>,
+    uptime: Uptime,
+}
+
+impl std::fmt::Debug for HistoryView {
+    // The rings are megabytes of counters: a debug print names only what it holds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryView")
+            .field("built_ms", &self.built_ms)
+            .field("models", &self.models.keys().collect::<Vec<_>>())
+            .field("uptime", &self.uptime)
+            .finish()
+    }
+}
+
+impl HistoryView {
+    pub fn new(built_ms: i64, models: BTreeMap<String, Ring>, uptime: Uptime) -> Self {
+        Self {
+            built_ms,
+            models,
+            uptime,
+        }
+    }
+
+    /// Model names, sorted.
+    pub fn models(&self) -> Vec<&str> {
+        self.models.keys().map(String::as_str).collect()
+    }
+
+    pub fn ring(&self, model: &str) -> Option<&Ring> {
+        self.models.get(model)
+    }
+
+    pub fn rings(&self) -> impl Iterator<Item = (&str, &Ring)> {
+        self.models.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn uptime(&self) -> &Uptime {
+        &self.uptime
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// Heap bytes held by the rings, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.models
+            .iter()
+            .map(|(k, r)| k.len() + r.heap_bytes())
+            .sum()
+    }
+
+    /// A model's figures over `range`; `None` for a model with no history.
+    pub fn summary(&self, model: &str, range: &Range, now_ms: i64) -> Option<RangeSummary> {
+        let ring = self.models.get(model)?;
+        let (from, to) = range.bounds_s(now_ms);
+        let mut total = Acc::default();
+        let mut all = Merger::default();
+        let mut hour_m = Merger::default();
+        let mut hours: Vec<(i64, Acc, Option<f64>)> = Vec::new();
+        for h in ring.hours_between(from, to) {
+            let mut acc = Acc::default();
+            add_hour_span(h, from, to, &mut acc, &mut hour_m);
+            if acc.requests > 0 {
+                hours.push((h.start_s, acc, percentiles(&hour_m, acc.max_us)[2]));
+            }
+            all.add_merger(&hour_m);
+            hour_m.reset();
+            total.absorb(&acc);
+        }
+        let covered = self.covered(from, to, total.requests);
+        let [p50, p95, p99] = percentiles(&all, total.max_us);
+        Some(RangeSummary {
+            requests: total.requests,
+            qps: if covered > 0 {
+                total.requests as f64 / covered as f64
+            } else {
+                0.0
+            },
+            errors: total.errors,
+            error_rate: total.rate(total.errors),
+            client_errors: total.client_errors,
+            p50_ms: p50,
+            p95_ms: p95,
+            p99_ms: p99,
+            max_ms: (total.requests > 0).then(|| total.max_us as f64 / 1000.0),
+            worst_hour: worst_hour(&hours),
+            covered_s: covered,
+        })
+    }
+
+    /// Seconds of `[from, to)` that count as observed. Traffic in a span the monitor
+    /// did not run (a backlog replayed from a durable queue) still counts its buckets.
+    fn covered(&self, from: i64, to: i64, requests: u64) -> u64 {
+        let up = self.uptime.covered(from, to);
+        if up == 0 && requests > 0 {
+            return (to - from) as u64;
+        }
+        up
+    }
+
+    /// A model's series over `range`, at most `max_points` points on a round step
+    /// (10 s, 30 s, 1 m, 5 m, 10 m, 15 m, 30 m, 1 h, ...), aligned to that step.
+    pub fn series(
+        &self,
+        model: &str,
+        range: &Range,
+        now_ms: i64,
+        max_points: usize,
+    ) -> Vec<HistoryPoint> {
+        let Some(ring) = self.models.get(model) else {
+            return Vec::new();
+        };
+        let (from, to) = range.bounds_s(now_ms);
+        let step = step_for(to - from, max_points.max(1));
+        let mut m = Merger::default();
+        let mut out = Vec::new();
+        let mut start = from.div_euclid(step) * step;
+        while start < to {
+            let end = start + step;
+            let mut acc = Acc::default();
+            for h in ring.hours_between(start, end) {
+                add_hour_span(h, start, end, &mut acc, &mut m);
+            }
+            let [p50, p95, p99] = percentiles(&m, acc.max_us);
+            m.reset();
+            out.push(HistoryPoint {
+                start_ms: start * 1000,
+                step_s: step as u32,
+                covered: acc.requests > 0 || self.uptime.covered(start, end) > 0,
+                requests: acc.requests,
+                errors: acc.errors,
+                client_errors: acc.client_errors,
+                p50_ms: p50,
+                p95_ms: p95,
+                p99_ms: p99,
+                cpu_percent: (acc.cpu_n > 0).then(|| acc.cpu_sum / f64::from(acc.cpu_n)),
+                mem_bytes: acc.mem_max,
+            });
+            start = end;
+        }
+        out
+    }
+}
+
+fn worst_hour(hours: &[(i64, Acc, Option<f64>)]) -> Option<WorstHour> {
+    let with_errors = hours.iter().filter(|h| h.1.errors > 0).max_by(|a, b| {
+        let ra = a.1.errors as f64 / a.1.requests as f64;
+        let rb = b.1.errors as f64 / b.1.requests as f64;
+        ra.total_cmp(&rb).then(a.1.errors.cmp(&b.1.errors))
+    });
+    let (h, by) = match with_errors {
+        Some(h) => (h, "errors"),
+        None => (
+            hours
+                .iter()
+                .max_by(|a, b| a.2.unwrap_or(0.0).total_cmp(&b.2.unwrap_or(0.0)))?,
+            "p99",
+        ),
+    };
+    Some(WorstHour {
+        start_ms: h.0 * 1000,
+        by,
+        requests: h.1.requests,
+        errors: h.1.errors,
+        error_rate: h.1.rate(h.1.errors),
+        p99_ms: h.2,
+    })
+}
+
+/// The smallest round step that fits `span_s` in `max_points`.
+fn step_for(span_s: i64, max_points: usize) -> i64 {
+    const STEPS: [i64; 14] = [
+        10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400,
+    ];
+    let n = i64::try_from(max_points).unwrap_or(i64::MAX).max(1);
+    let need = (span_s + n - 1) / n;
+    STEPS.iter().copied().find(|&s| s >= need).unwrap_or(86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_and_bound() {
+        assert_eq!(
+            Range::parse("1h"),
+            Ok(Range::Last(Duration::from_secs(3600)))
+        );
+        assert!(Range::parse("25h").is_err());
+        assert!(Range::parse("5s").is_err());
+        let r = Range::parse("1000..21000").expect("absolute");
+        assert_eq!(r.bounds_s(0), (0, 21));
+        assert_eq!(
+            Range::Last(Duration::from_secs(60)).bounds_s(100_500),
+            (40, 101)
+        );
+        assert_eq!(Range::parse("6h").map(|r| r.label()), Ok("last 6h".into()));
+    }
+
+    #[test]
+    fn uptime_merges_and_measures() {
+        let mut u = Uptime::default();
+        u.mark(100, 100);
+        u.mark(100, 150);
+        assert_eq!(u.spans(), &[(100, 151)]);
+        u.mark(300, 310);
+        assert_eq!(u.covered(0, 1000), 51 + 11);
+        assert_eq!(u.covered(151, 300), 0, "the gap while down");
+        let merged = Uptime::from_spans(vec![(5, 10), (0, 6), (20, 30)]);
+        assert_eq!(merged.spans(), &[(0, 10), (20, 30)]);
+    }
+
+    #[test]
+    fn steps_are_round() {
+        assert_eq!(step_for(86_400, 24), 3600);
+        assert_eq!(step_for(300, 1000), 10);
+        assert_eq!(step_for(21_600, 100), 300);
+    }
+}

@@ -1,0 +1,541 @@
+//! The 24-hour ring of one model: 10-second counters, compact latency distributions.
+//!
+//! Memory is the constraint: 100 models × 8640 ten-second buckets must fit in a few tens
+//! of MiB. So a bucket's counters are a 28-byte [`Cell`], and distributions are kept in
+//! two tiers, like rrdtool's consolidation:
+//!
+//! * the current and the previous clock hour keep one distribution per 10-s bucket
+//!   (so any range inside the last hour is exact to 10 s);
+//! * older hours keep one distribution per 5 minutes, merged from the 10-s ones.
+//!
+//! A distribution uses half the live histogram's resolution (64 sub-buckets per octave:
+//! every percentile within 0.78 % of the sample) and is stored as a run of varints
+//! (a few bytes per hit bucket, one per run of empty ones).
+//!
+//! Hours are `Arc`s: a closed hour is shared, not copied, by every [`HistoryView`] and
+//! snapshot that holds it; the store writes through `Arc::make_mut`, which copies an
+//! hour only when a reader still holds the old one.
+//!
+//! [`HistoryView`]: super::history::HistoryView
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::hist::{SparseHist, bucket_bounds};
+use super::window::Slot;
+
+/// Resolution of the counters, seconds.
+pub const STEP_S: i64 = 10;
+pub const HOUR_S: i64 = 3600;
+pub const CELLS_PER_HOUR: usize = (HOUR_S / STEP_S) as usize;
+/// Resolution of distributions older than [`FINE_HOURS`].
+pub const COARSE_S: i64 = 300;
+pub const COARSE_PER_HOUR: usize = (HOUR_S / COARSE_S) as usize;
+/// History kept.
+pub const KEEP_S: i64 = 24 * HOUR_S;
+/// Hours (the current one included) that keep a distribution per 10-s bucket.
+pub const FINE_HOURS: i64 = 2;
+
+/// Values below this are their own bucket (as in the live histogram).
+const LINEAR: u16 = 256;
+const LIVE_SUB: u16 = 128;
+const SUB: u16 = 64;
+/// One past the largest history bucket index.
+pub const H_BUCKETS: usize = LINEAR as usize + 56 * SUB as usize;
+
+/// The history bucket of a live bucket: two live sub-buckets make one.
+#[inline]
+pub fn hist_index(live: u16) -> u16 {
+    if live < LINEAR {
+        return live;
+    }
+    let k = live - LINEAR;
+    LINEAR + (k / LIVE_SUB) * SUB + (k % LIVE_SUB) / 2
+}
+
+/// The lowest value of a history bucket and its width.
+pub fn hist_bounds(h: u16) -> (u64, u64) {
+    if h < LINEAR {
+        return (u64::from(h), 1);
+    }
+    let k = h - LINEAR;
+    let child = LINEAR + (k / SUB) * LIVE_SUB + (k % SUB) * 2;
+    let (low, width) = bucket_bounds(child);
+    (low, width * 2)
+}
+
+/// The value a history bucket stands for: its midpoint.
+pub fn hist_value(h: u16) -> f64 {
+    let (low, width) = hist_bounds(h);
+    low as f64 + (width - 1) as f64 / 2.0
+}
+
+/// Counters of one 10-second bucket. Requests are the sum of the status classes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cell {
+    /// Requests by status class 1xx..5xx.
+    pub status: [u32; 5],
+    /// Status ≥ 500 or an `error` set.
+    pub errors: u32,
+    /// Slowest request, µs (saturates at 71 minutes).
+    pub max_us: u32,
+}
+
+impl Cell {
+    pub fn requests(&self) -> u64 {
+        self.status.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    pub fn client_errors(&self) -> u64 {
+        u64::from(self.status[3])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests() == 0
+    }
+
+    fn absorb(&mut self, slot: &Slot) {
+        for (a, &b) in self.status.iter_mut().zip(&slot.status) {
+            *a = a.saturating_add(b);
+        }
+        self.errors = self.errors.saturating_add(slot.errors);
+        self.max_us = self
+            .max_us
+            .max(u32::try_from(slot.max_us).unwrap_or(u32::MAX));
+    }
+}
+
+/// CPU and memory of a model's containers in one bucket (filled by Docker polling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Res {
+    /// NaN: no sample.
+    pub cpu: f32,
+    /// KiB; `u32::MAX`: no sample. KiB keeps the cell at 8 bytes and loses nothing a user sees.
+    pub mem_kib: u32,
+}
+
+impl Default for Res {
+    fn default() -> Self {
+        Self {
+            cpu: f32::NAN,
+            mem_kib: u32::MAX,
+        }
+    }
+}
+
+impl Res {
+    pub fn cpu_percent(&self) -> Option<f32> {
+        (!self.cpu.is_nan()).then_some(self.cpu)
+    }
+
+    pub fn mem_bytes(&self) -> Option<u64> {
+        (self.mem_kib != u32::MAX).then(|| u64::from(self.mem_kib) * 1024)
+    }
+}
+
+/// A latency distribution, encoded (see [`Merger::encode`]). Shared, never mutated.
+pub type Dist = Arc<[u8]>;
+
+/// The distributions of one hour, at one of the two resolutions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dists {
+    /// One per 10-s bucket ([`CELLS_PER_HOUR`]).
+    Fine(Box<[Option<Dist>]>),
+    /// One per 5 minutes ([`COARSE_PER_HOUR`]).
+    Coarse(Box<[Option<Dist>]>),
+}
+
+/// One clock hour of a ring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hour {
+    /// Unix second, a multiple of 3600.
+    pub start_s: i64,
+    pub cells: Box<[Cell]>,
+    pub dists: Dists,
+    /// Allocated on the first resource sample: most models never get one.
+    pub res: Option<Box<[Res]>>,
+}
+
+impl Hour {
+    pub fn new(start_s: i64) -> Self {
+        Self {
+            start_s,
+            cells: vec![Cell::default(); CELLS_PER_HOUR].into_boxed_slice(),
+            dists: Dists::Fine(vec![None; CELLS_PER_HOUR].into_boxed_slice()),
+            res: None,
+        }
+    }
+
+    /// Replaces the 10-s distributions by 5-minute ones.
+    fn consolidate(&mut self, merger: &mut Merger) {
+        let Dists::Fine(fine) = &self.dists else {
+            return;
+        };
+        let per = CELLS_PER_HOUR / COARSE_PER_HOUR;
+        let coarse: Vec<Option<Dist>> = fine
+            .chunks(per)
+            .map(|group| {
+                for d in group.iter().flatten() {
+                    merger.add_dist(d);
+                }
+                let out = merger.encode();
+                merger.reset();
+                out
+            })
+            .collect();
+        self.dists = Dists::Coarse(coarse.into_boxed_slice());
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        let dists = match &self.dists {
+            Dists::Fine(d) | Dists::Coarse(d) => {
+                d.len() * std::mem::size_of::<Option<Dist>>()
+                    + d.iter().flatten().map(|d| d.len() + 16).sum::<usize>()
+            }
+        };
+        self.cells.len() * std::mem::size_of::<Cell>()
+            + dists
+            + self
+                .res
+                .as_ref()
+                .map_or(0, |r| r.len() * std::mem::size_of::<Res>())
+    }
+}
+
+/// Start of the 10-s bucket holding `sec`.
+pub fn bucket_of_sec(sec: i64) -> i64 {
+    sec.div_euclid(STEP_S) * STEP_S
+}
+
+fn hour_of(sec: i64) -> i64 {
+    sec.div_euclid(HOUR_S) * HOUR_S
+}
+
+/// 24 hours of one key; hours with no traffic are not allocated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ring {
+    /// Oldest first, by `start_s`.
+    hours: VecDeque<Arc<Hour>>,
+}
+
+impl Ring {
+    pub fn hours(&self) -> impl Iterator<Item = &Hour> {
+        self.hours.iter().map(AsRef::as_ref)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hours.is_empty()
+    }
+
+    /// Builds a ring from hours read back from a snapshot (any order).
+    pub fn from_hours(mut hours: Vec<Hour>) -> Self {
+        hours.sort_by_key(|h| h.start_s);
+        hours.dedup_by_key(|h| h.start_s);
+        Self {
+            hours: hours.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    fn hour_mut(&mut self, start_s: i64) -> &mut Hour {
+        let i = match self.hours.binary_search_by_key(&start_s, |h| h.start_s) {
+            Ok(i) => i,
+            Err(i) => {
+                self.hours.insert(i, Arc::new(Hour::new(start_s)));
+                i
+            }
+        };
+        Arc::make_mut(&mut self.hours[i])
+    }
+
+    /// The hours that overlap `[from_s, to_s)`, oldest first.
+    pub fn hours_between(&self, from_s: i64, to_s: i64) -> impl Iterator<Item = &Hour> {
+        let first = self.hours.partition_point(|h| h.start_s + HOUR_S <= from_s);
+        self.hours
+            .range(first..)
+            .map(AsRef::as_ref)
+            .take_while(move |h| h.start_s < to_s)
+    }
+
+    /// The hour holding `sec`, if it has data.
+    pub fn hour_at(&self, sec: i64) -> Option<&Hour> {
+        let start = hour_of(sec);
+        self.hours
+            .binary_search_by_key(&start, |h| h.start_s)
+            .ok()
+            .map(|i| self.hours[i].as_ref())
+    }
+
+    /// Adds a slot (any span inside one 10-s bucket) to the bucket of `slot.start`.
+    /// Buckets older than 24 h before `now_s` are dropped.
+    pub fn add(&mut self, slot: &Slot, now_s: i64, merger: &mut Merger) {
+        if slot.requests() == 0 || slot.start < now_s - KEEP_S {
+            return;
+        }
+        let hour = self.hour_mut(hour_of(slot.start));
+        let i = ((slot.start - hour.start_s) / STEP_S) as usize;
+        hour.cells[i].absorb(slot);
+        let (target, i) = match &mut hour.dists {
+            Dists::Fine(d) => (d, i),
+            Dists::Coarse(d) => (d, i * COARSE_PER_HOUR / CELLS_PER_HOUR),
+        };
+        if let Some(old) = &target[i] {
+            merger.add_dist(old);
+        }
+        merger.add_live(&slot.latency);
+        target[i] = merger.encode();
+        merger.reset();
+    }
+
+    /// Sets the resource figures of the bucket holding `sec`.
+    pub fn set_res(&mut self, sec: i64, now_s: i64, cpu: Option<f32>, mem_bytes: Option<u64>) {
+        if sec < now_s - KEEP_S {
+            return;
+        }
+        let hour = self.hour_mut(hour_of(sec));
+        let i = ((bucket_of_sec(sec) - hour.start_s) / STEP_S) as usize;
+        let res = hour
+            .res
+            .get_or_insert_with(|| vec![Res::default(); CELLS_PER_HOUR].into_boxed_slice());
+        res[i] = Res {
+            cpu: cpu.unwrap_or(f32::NAN),
+            mem_kib: mem_bytes.map_or(u32::MAX, |b| {
+                u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX - 1)
+            }),
+        };
+    }
+
+    /// Drops hours older than 24 h and consolidates the ones past the fine tier.
+    pub fn age(&mut self, now_s: i64, merger: &mut Merger) {
+        while self
+            .hours
+            .front()
+            .is_some_and(|h| h.start_s + HOUR_S <= now_s - KEEP_S)
+        {
+            self.hours.pop_front();
+        }
+        let fine_from = hour_of(now_s) - (FINE_HOURS - 1) * HOUR_S;
+        for h in &mut self.hours {
+            if h.start_s >= fine_from {
+                break;
+            }
+            if matches!(h.dists, Dists::Fine(_)) {
+                Arc::make_mut(h).consolidate(merger);
+            }
+        }
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.hours.iter().map(|h| h.heap_bytes() + 32).sum()
+    }
+}
+
+/// A dense histogram at history resolution that distributions are merged into, then
+/// read or encoded. Reused: it clears only the range it touched.
+pub struct Merger {
+    counts: Vec<u64>,
+    lo: usize,
+    hi: usize,
+    total: u64,
+}
+
+impl Default for Merger {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; H_BUCKETS],
+            lo: H_BUCKETS,
+            hi: 0,
+            total: 0,
+        }
+    }
+}
+
+/// A distribution that does not decode: only possible from a damaged file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed latency distribution")]
+pub struct BadDist;
+
+impl Merger {
+    #[inline]
+    fn bump(&mut self, idx: usize, n: u64) {
+        self.counts[idx] += n;
+        self.total += n;
+        self.lo = self.lo.min(idx);
+        self.hi = self.hi.max(idx + 1);
+    }
+
+    /// Adds a live (full resolution) distribution.
+    pub fn add_live(&mut self, h: &SparseHist) {
+        for &(idx, n) in h.entries() {
+            self.bump(usize::from(hist_index(idx)), u64::from(n));
+        }
+    }
+
+    /// Adds an encoded distribution. Only a damaged file can hold a bad one; what
+    /// decodes before the damage is kept (snapshots are checked on load anyway).
+    pub fn add_dist(&mut self, d: &[u8]) {
+        let _ = self.try_add_dist(d);
+    }
+
+    /// Adds an encoded distribution, failing on malformed bytes.
+    pub fn try_add_dist(&mut self, d: &[u8]) -> Result<(), BadDist> {
+        let mut r = d;
+        let mut idx = usize::try_from(read_varint(&mut r)?).map_err(|_| BadDist)?;
+        while !r.is_empty() {
+            let c = read_varint(&mut r)?;
+            if c == 0 {
+                let run = usize::try_from(read_varint(&mut r)?).map_err(|_| BadDist)?;
+                idx = idx.checked_add(run).ok_or(BadDist)?;
+            } else {
+                if idx >= H_BUCKETS {
+                    return Err(BadDist);
+                }
+                self.bump(idx, c);
+                idx += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds everything another merger holds.
+    pub fn add_merger(&mut self, other: &Merger) {
+        for idx in other.lo..other.hi {
+            let c = other.counts[idx];
+            if c > 0 {
+                self.bump(idx, c);
+            }
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Encodes the counts: the first index, then per bucket its count as a varint, where
+    /// a 0 is followed by the length of the run of empty buckets it starts.
+    /// `None` when empty.
+    pub fn encode(&self) -> Option<Dist> {
+        if self.total == 0 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(16 + (self.hi - self.lo));
+        write_varint(&mut out, self.lo as u64);
+        let mut idx = self.lo;
+        while idx < self.hi {
+            let c = self.counts[idx];
+            if c == 0 {
+                let run = self.counts[idx..self.hi]
+                    .iter()
+                    .take_while(|&&c| c == 0)
+                    .count();
+                write_varint(&mut out, 0);
+                write_varint(&mut out, run as u64);
+                idx += run;
+            } else {
+                write_varint(&mut out, c);
+                idx += 1;
+            }
+        }
+        Some(out.into())
+    }
+
+    /// Values at the given quantiles (ascending), by nearest rank, as bucket midpoints.
+    pub fn quantiles<const N: usize>(&self, qs: &[f64; N]) -> Option<[f64; N]> {
+        let counts = &self.counts[self.lo..self.hi.max(self.lo)];
+        super::hist::nearest_rank(counts, self.total, qs, |i| hist_value((self.lo + i) as u16))
+    }
+
+    pub fn reset(&mut self) {
+        if self.lo < self.hi {
+            self.counts[self.lo..self.hi].fill(0);
+        }
+        self.lo = H_BUCKETS;
+        self.hi = 0;
+        self.total = 0;
+    }
+}
+
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(crate) fn read_varint(r: &mut &[u8]) -> Result<u64, BadDist> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = r.split_first().ok_or(BadDist)?;
+        *r = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(BadDist)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hist::bucket_of;
+    use super::*;
+
+    #[test]
+    fn history_buckets_nest_the_live_ones_within_one_percent() {
+        for v in (0..20_000u64).chain((10..50).map(|s| (1u64 << s) + 12_345)) {
+            let h = hist_index(bucket_of(v));
+            let (low, width) = hist_bounds(h);
+            assert!(low <= v && v - low < width, "{v} not in [{low}, +{width})");
+            let mid = hist_value(h);
+            assert!(
+                (mid - v as f64).abs() <= v as f64 * 0.008 + 0.5,
+                "{v}: {mid}"
+            );
+        }
+        assert!(usize::from(hist_index(bucket_of(u64::MAX))) < H_BUCKETS);
+    }
+
+    #[test]
+    fn encoding_round_trips_with_gaps() {
+        let mut m = Merger::default();
+        let mut live = SparseHist::default();
+        for v in [5u64, 5, 900, 1_000_000, 1_000_100, 3_000_000_000] {
+            live.record(v);
+        }
+        m.add_live(&live);
+        let d = m.encode().expect("not empty");
+        let q1 = m.quantiles(&[0.1, 0.5, 0.99]);
+        m.reset();
+        m.try_add_dist(&d).expect("decodes");
+        assert_eq!(m.total(), 6);
+        assert_eq!(m.quantiles(&[0.1, 0.5, 0.99]), q1);
+        m.reset();
+        assert!(m.try_add_dist(&d[..d.len() - 1]).is_err() || m.total() < 6);
+    }
+
+    #[test]
+    fn old_hours_consolidate_and_expire() {
+        let mut ring = Ring::default();
+        let mut m = Merger::default();
+        let t0 = 1_800_000_000 - 1_800_000_000 % HOUR_S;
+        let mut slot = Slot {
+            start: t0,
+            ..Slot::default()
+        };
+        slot.record(200, 1500, false);
+        ring.add(&slot, t0, &mut m);
+        ring.age(t0 + HOUR_S, &mut m);
+        assert!(matches!(
+            ring.hours().next().map(|h| &h.dists),
+            Some(Dists::Fine(_))
+        ));
+        ring.age(t0 + 2 * HOUR_S, &mut m);
+        let h = ring.hours().next().expect("kept");
+        assert!(matches!(h.dists, Dists::Coarse(_)));
+        assert_eq!(h.cells[0].requests(), 1);
+        ring.age(t0 + 25 * HOUR_S, &mut m);
+        assert!(ring.is_empty());
+    }
+}

@@ -1,0 +1,528 @@
+//! The state of the UI and every key and mouse action as a pure transition of it.
+//!
+//! Nothing here draws or does I/O: the loop feeds events in, the views read the state
+//! out, and the tests drive it directly.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::{Position, Rect};
+
+use super::health::{Health, Thresholds};
+use super::own_usage::OwnUsage;
+use super::range::Range;
+use super::theme::Theme;
+use super::views::layout;
+use crate::alert::{Alert, AlertPhase, Command, SilenceTarget};
+use crate::store::view::{ModelView, View};
+
+/// What `x` (one alert) and `X` (its model) step through on repeated presses: silences
+/// of growing length, then the silence lifted.
+pub const SILENCE_STEPS: [Duration; 3] = [
+    Duration::from_secs(15 * 60),
+    Duration::from_secs(3600),
+    Duration::from_secs(4 * 3600),
+];
+
+/// Which screen fills the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Screen {
+    #[default]
+    Overview,
+    Detail,
+    Alerts,
+}
+
+/// The overview's sort column. Each has a natural order (see [`SortKey::natural`]);
+/// `reversed` flips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Worst first.
+    #[default]
+    Health,
+    Name,
+    Qps,
+    P50,
+    P95,
+    P99,
+    ErrorRate,
+    ClientErrorRate,
+    LastSeen,
+}
+
+impl SortKey {
+    pub const ALL: [Self; 9] = [
+        Self::Health,
+        Self::Name,
+        Self::Qps,
+        Self::P50,
+        Self::P95,
+        Self::P99,
+        Self::ErrorRate,
+        Self::ClientErrorRate,
+        Self::LastSeen,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::Name => "name",
+            Self::Qps => "qps",
+            Self::P50 => "p50",
+            Self::P95 => "p95",
+            Self::P99 => "p99",
+            Self::ErrorRate => "err%",
+            Self::ClientErrorRate => "4xx%",
+            Self::LastSeen => "seen",
+        }
+    }
+
+    fn step(self, by: isize) -> Self {
+        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0) as isize;
+        let n = Self::ALL.len() as isize;
+        Self::ALL[(i + by).rem_euclid(n) as usize]
+    }
+
+    /// Compares two models in this key's natural order: names A to Z, everything else
+    /// worst or biggest first, stalest first for last seen. Unknown values go last.
+    fn natural(self, a: &ModelView, b: &ModelView) -> Ordering {
+        fn desc(a: Option<f64>, b: Option<f64>) -> Ordering {
+            match (a, b) {
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            }
+        }
+        let (s, t) = (&a.stats, &b.stats);
+        match self {
+            // Health is compared by the caller, which judged each model once.
+            Self::Health | Self::Name => Ordering::Equal,
+            Self::Qps => desc(Some(s.qps), Some(t.qps)),
+            Self::P50 => desc(s.p50_ms, t.p50_ms),
+            Self::P95 => desc(s.p95_ms, t.p95_ms),
+            Self::P99 => desc(s.p99_ms, t.p99_ms),
+            Self::ErrorRate => desc(s.error_rate, t.error_rate),
+            Self::ClientErrorRate => desc(s.client_error_rate, t.client_error_rate),
+            Self::LastSeen => desc(
+                a.last_seen_ms_ago.map(|v| v as f64),
+                b.last_seen_ms_ago.map(|v| v as f64),
+            ),
+        }
+    }
+}
+
+/// What the loop should do after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The state changed: draw it now.
+    Redraw,
+    /// Nothing changed.
+    Ignored,
+    Quit,
+}
+
+/// Everything the UI remembers between frames.
+#[derive(Debug, Clone, Default)]
+pub struct AppState {
+    pub screen: Screen,
+    pub help: bool,
+    /// The selected model, by name, so the selection follows it when rows re-sort.
+    pub selected: Option<String>,
+    /// First overview row shown.
+    pub offset: usize,
+    pub sort: SortKey,
+    pub reversed: bool,
+    /// Case-insensitive substring of model names.
+    pub filter: String,
+    /// Keys go to the filter line.
+    pub editing_filter: bool,
+    pub range: Range,
+    /// The view on screen while paused; data keeps flowing into the store meanwhile.
+    pub frozen: Option<Arc<View>>,
+    pub thresholds: Thresholds,
+    pub theme: Theme,
+    /// Sampled by the loop on every new view; shown in the header.
+    pub own: OwnUsage,
+    /// The selected row of the alerts pane.
+    pub alert_index: usize,
+    /// The last silence typed and its step in [`SILENCE_STEPS`] (the length of the
+    /// array means lifted), so pressing the key again moves to the next step.
+    pub last_silence: Option<(SilenceTarget, usize)>,
+    /// Commands for the alert engine, sent by the loop after each key.
+    pub commands: Vec<Command>,
+    /// What the last action did, shown in the footer until the next key.
+    pub notice: Option<String>,
+}
+
+impl AppState {
+    pub fn new(thresholds: Thresholds, theme: Theme) -> Self {
+        Self {
+            thresholds,
+            theme,
+            ..Self::default()
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// The view to draw: the frozen one while paused, else the live one.
+    pub fn shown<'a>(&'a self, live: &'a Arc<View>) -> &'a Arc<View> {
+        self.frozen.as_ref().unwrap_or(live)
+    }
+
+    /// The overview's rows: filtered by name, sorted by the sort key, ties by name.
+    pub fn rows<'v>(&self, view: &'v View) -> Vec<&'v ModelView> {
+        let needle = self.filter.to_lowercase();
+        // Health is judged once per model, not once per comparison.
+        let mut rows: Vec<(&ModelView, Health)> = view
+            .models
+            .iter()
+            .filter(|m| needle.is_empty() || m.model.to_lowercase().contains(&needle))
+            .map(|m| (m, self.thresholds.health(m)))
+            .collect();
+        rows.sort_by(|(a, ha), (b, hb)| {
+            let o = match self.sort {
+                SortKey::Health => hb.cmp(ha),
+                k => k.natural(a, b),
+            };
+            let o = if self.reversed { o.reverse() } else { o };
+            o.then_with(|| {
+                let by_name = a.model.cmp(&b.model);
+                if self.reversed && self.sort == SortKey::Name {
+                    by_name.reverse()
+                } else {
+                    by_name
+                }
+            })
+        });
+        rows.into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// Index of the selection among `rows`; the first row when the selection is not shown.
+    pub fn selected_index(&self, rows: &[&ModelView]) -> Option<usize> {
+        if rows.is_empty() {
+            return None;
+        }
+        Some(
+            self.selected
+                .as_deref()
+                .and_then(|s| rows.iter().position(|m| m.model == s))
+                .unwrap_or(0),
+        )
+    }
+
+    /// The alerts pane's rows: firing, then pending (as the engine orders them), then
+    /// resolved in the last 24 h, newest first.
+    pub fn alert_rows<'v>(&self, view: &'v View) -> Vec<&'v Alert> {
+        view.alerts
+            .active
+            .iter()
+            .filter(|a| a.state == AlertPhase::Firing)
+            .chain(
+                view.alerts
+                    .active
+                    .iter()
+                    .filter(|a| a.state != AlertPhase::Firing),
+            )
+            .chain(&view.alerts.recent)
+            .collect()
+    }
+
+    /// The commands queued since the last call.
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
+    /// The model the detail view shows.
+    pub fn detail_model<'v>(&self, view: &'v View) -> Option<&'v ModelView> {
+        self.selected.as_deref().and_then(|s| view.model(s))
+    }
+
+    /// Handles one terminal event. `live` is the newest view, `size` the terminal's size.
+    pub fn handle(&mut self, event: &Event, live: &Arc<View>, size: Rect) -> Outcome {
+        match event {
+            Event::Key(k) if k.kind != KeyEventKind::Release => self.on_key(*k, live, size),
+            Event::Mouse(m) => self.on_mouse(*m, live, size),
+            // A resize needs a redraw at the new size, nothing else.
+            Event::Resize(..) => Outcome::Redraw,
+            _ => Outcome::Ignored,
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent, live: &Arc<View>, size: Rect) -> Outcome {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(key.code, KeyCode::Char('c')) {
+            return Outcome::Quit;
+        }
+        if self.editing_filter {
+            return self.on_filter_key(key);
+        }
+        // A notice answers the key before; the next key makes it stale.
+        let had_notice = self.notice.take().is_some();
+        if self.help {
+            if key.code == KeyCode::Char('q') {
+                return Outcome::Quit;
+            }
+            // Any other key just closes the overlay, as in `less`.
+            self.help = false;
+            return Outcome::Redraw;
+        }
+        match key.code {
+            KeyCode::Char('q') => return Outcome::Quit,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('p') => self.toggle_pause(live),
+            _ => {
+                let view = Arc::clone(self.shown(live));
+                let outcome = match self.screen {
+                    Screen::Overview => self.on_overview_key(key, &view, size),
+                    Screen::Detail => self.on_detail_key(key, &view),
+                    Screen::Alerts => self.on_alerts_key(key, &view),
+                };
+                return if had_notice { Outcome::Redraw } else { outcome };
+            }
+        }
+        Outcome::Redraw
+    }
+
+    pub fn toggle_pause(&mut self, live: &Arc<View>) {
+        self.frozen = match self.frozen {
+            Some(_) => None,
+            None => Some(Arc::clone(live)),
+        };
+    }
+
+    fn on_filter_key(&mut self, key: KeyEvent) -> Outcome {
+        match key.code {
+            KeyCode::Enter => self.editing_filter = false,
+            KeyCode::Esc => {
+                self.editing_filter = false;
+                self.filter.clear();
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+            }
+            KeyCode::Char(c) if !c.is_control() => self.filter.push(c),
+            _ => return Outcome::Ignored,
+        }
+        self.offset = 0;
+        Outcome::Redraw
+    }
+
+    fn on_overview_key(&mut self, key: KeyEvent, view: &View, size: Rect) -> Outcome {
+        let page = layout::overview_rows(size).height.max(1) as isize;
+        match key.code {
+            KeyCode::Down | KeyCode::Char('j') => self.move_by(view, 1, size),
+            KeyCode::Up | KeyCode::Char('k') => self.move_by(view, -1, size),
+            KeyCode::PageDown => self.move_by(view, page, size),
+            KeyCode::PageUp => self.move_by(view, -page, size),
+            KeyCode::Char('g') | KeyCode::Home => self.move_by(view, isize::MIN / 2, size),
+            KeyCode::Char('G') | KeyCode::End => self.move_by(view, isize::MAX / 2, size),
+            KeyCode::Enter => return self.open_detail(view),
+            KeyCode::Char('/') => self.editing_filter = true,
+            KeyCode::Char('s') => self.sort = self.sort.step(1),
+            KeyCode::Char('S') => self.sort = self.sort.step(-1),
+            KeyCode::Char('r') => self.reversed = !self.reversed,
+            KeyCode::Char('a') => self.screen = Screen::Alerts,
+            KeyCode::Esc if !self.filter.is_empty() => self.filter.clear(),
+            _ => return Outcome::Ignored,
+        }
+        Outcome::Redraw
+    }
+
+    fn on_detail_key(&mut self, key: KeyEvent, view: &View) -> Outcome {
+        match key.code {
+            KeyCode::Esc | KeyCode::Backspace => self.screen = Screen::Overview,
+            KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => self.step_model(view, 1),
+            KeyCode::BackTab | KeyCode::Left | KeyCode::Char('h') => self.step_model(view, -1),
+            KeyCode::Char('a') => self.screen = Screen::Alerts,
+            KeyCode::Char(c) => match Range::ALL.iter().find(|r| r.key() == c) {
+                Some(r) => self.range = *r,
+                None => return Outcome::Ignored,
+            },
+            _ => return Outcome::Ignored,
+        }
+        Outcome::Redraw
+    }
+
+    fn on_alerts_key(&mut self, key: KeyEvent, view: &View) -> Outcome {
+        let n = self.alert_rows(view).len();
+        let last = n.saturating_sub(1);
+        let at = self.alert_index.min(last);
+        match key.code {
+            KeyCode::Esc | KeyCode::Backspace => self.screen = Screen::Overview,
+            KeyCode::Down | KeyCode::Char('j') => self.alert_index = (at + 1).min(last),
+            KeyCode::Up | KeyCode::Char('k') => self.alert_index = at.saturating_sub(1),
+            KeyCode::Char('g') | KeyCode::Home => self.alert_index = 0,
+            KeyCode::Char('G') | KeyCode::End => self.alert_index = last,
+            KeyCode::Char('x') => return self.silence_selected(view, false),
+            KeyCode::Char('X') => return self.silence_selected(view, true),
+            KeyCode::Char('a') => return self.acknowledge_selected(view),
+            _ => return Outcome::Ignored,
+        }
+        Outcome::Redraw
+    }
+
+    /// The alert under the cursor, cloned so the state can change while it is used.
+    pub fn selected_alert(&self, view: &View) -> Option<Alert> {
+        let rows = self.alert_rows(view);
+        let at = self.alert_index.min(rows.len().checked_sub(1)?);
+        rows.get(at).map(|a| (*a).clone())
+    }
+
+    /// Silences the selected alert (or its whole model) for the next step of
+    /// [`SILENCE_STEPS`]: 15 m on the first press, then 1 h, 4 h, and lifted.
+    fn silence_selected(&mut self, view: &View, whole_model: bool) -> Outcome {
+        let Some(alert) = self.selected_alert(view) else {
+            return Outcome::Ignored;
+        };
+        let (target, what) = if whole_model {
+            (
+                SilenceTarget::Model(alert.model.clone()),
+                format!("every alert of {}", alert.model),
+            )
+        } else {
+            (
+                SilenceTarget::Alert(alert.key()),
+                format!("{} on {}", alert.rule, alert.model),
+            )
+        };
+        let step = match &self.last_silence {
+            Some((t, s)) if *t == target => (s + 1) % (SILENCE_STEPS.len() + 1),
+            _ => 0,
+        };
+        if let Some(d) = SILENCE_STEPS.get(step) {
+            self.commands.push(Command::Silence {
+                target: target.clone(),
+                for_: *d,
+            });
+            self.notice = Some(format!(
+                "silenced {what} for {} (press again: longer, then lifted)",
+                duration_label(*d)
+            ));
+        } else {
+            self.commands.push(Command::Unsilence(target.clone()));
+            self.notice = Some(format!("silence lifted: {what}"));
+        }
+        self.last_silence = Some((target, step));
+        Outcome::Redraw
+    }
+
+    /// Acknowledges the selected alert: no more reminders until it resolves.
+    fn acknowledge_selected(&mut self, view: &View) -> Outcome {
+        let Some(alert) = self.selected_alert(view) else {
+            return Outcome::Ignored;
+        };
+        self.notice = Some(if alert.state == AlertPhase::Firing {
+            self.commands.push(Command::Acknowledge(alert.key()));
+            format!(
+                "acknowledged {} on {}: no reminders until it resolves",
+                alert.rule, alert.model
+            )
+        } else {
+            format!(
+                "{} on {} is {}: only a firing alert can be acknowledged",
+                alert.rule,
+                alert.model,
+                alert.state.as_str()
+            )
+        });
+        Outcome::Redraw
+    }
+
+    fn open_detail(&mut self, view: &View) -> Outcome {
+        let rows = self.rows(view);
+        let Some(i) = self.selected_index(&rows) else {
+            return Outcome::Ignored;
+        };
+        self.selected = Some(rows[i].model.clone());
+        self.screen = Screen::Detail;
+        Outcome::Redraw
+    }
+
+    /// Next or previous model in overview order, wrapping, without leaving the detail view.
+    fn step_model(&mut self, view: &View, by: isize) {
+        let rows = self.rows(view);
+        if let Some(i) = self.selected_index(&rows) {
+            let n = rows.len() as isize;
+            let j = (i as isize + by).rem_euclid(n) as usize;
+            self.selected = Some(rows[j].model.clone());
+        }
+    }
+
+    /// Moves the overview selection, clamped to the rows, and scrolls it into sight.
+    fn move_by(&mut self, view: &View, by: isize, size: Rect) {
+        let rows = self.rows(view);
+        let Some(i) = self.selected_index(&rows) else {
+            return;
+        };
+        let j = (i as isize)
+            .saturating_add(by)
+            .clamp(0, rows.len() as isize - 1) as usize;
+        self.selected = Some(rows[j].model.clone());
+        let height = layout::overview_rows(size).height as usize;
+        self.offset = visible_offset(self.offset, j, height);
+    }
+
+    fn on_mouse(&mut self, m: MouseEvent, live: &Arc<View>, size: Rect) -> Outcome {
+        let view = Arc::clone(self.shown(live));
+        match (self.screen, m.kind) {
+            (Screen::Overview, MouseEventKind::ScrollDown) => self.move_by(&view, 1, size),
+            (Screen::Overview, MouseEventKind::ScrollUp) => self.move_by(&view, -1, size),
+            (Screen::Detail, MouseEventKind::ScrollDown) => self.step_model(&view, 1),
+            (Screen::Detail, MouseEventKind::ScrollUp) => self.step_model(&view, -1),
+            (Screen::Overview, MouseEventKind::Down(MouseButton::Left)) => {
+                let area = layout::overview_rows(size);
+                if !area.contains(Position::new(m.column, m.row)) {
+                    return Outcome::Ignored;
+                }
+                let rows = self.rows(&view);
+                let offset = visible_offset(
+                    self.offset,
+                    self.selected_index(&rows).unwrap_or(0),
+                    area.height as usize,
+                );
+                let Some(hit) = rows.get(offset + usize::from(m.row - area.y)) else {
+                    return Outcome::Ignored;
+                };
+                // A click on the selected row opens it; a click elsewhere selects.
+                if self.selected.as_deref() == Some(hit.model.as_str()) {
+                    self.screen = Screen::Detail;
+                } else {
+                    self.selected = Some(hit.model.clone());
+                }
+            }
+            _ => return Outcome::Ignored,
+        }
+        Outcome::Redraw
+    }
+}
+
+/// `15m`, `1h`, `4h`.
+pub fn duration_label(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}m", s / 60)
+    }
+}
+
+/// The first row to show so that row `selected` is visible, moving `offset` as little
+/// as possible (the list scrolls only when the selection reaches an edge).
+pub fn visible_offset(offset: usize, selected: usize, height: usize) -> usize {
+    let height = height.max(1);
+    if selected < offset {
+        selected
+    } else if selected >= offset + height {
+        selected + 1 - height
+    } else {
+        offset
+    }
+}

@@ -1,0 +1,582 @@
+//! One model in depth: charts over the chosen range, its containers (CPU and memory
+//! charts, replicas, Docker events), the latency distribution, status codes, recent
+//! rejects, and tables per route and per instance.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Axis, Bar, BarChart, BarGroup, Block, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table,
+    Wrap,
+};
+
+use crate::store::view::{DockerState, KeyStats, ModelResources, ModelView, View};
+use crate::tui::app::AppState;
+use crate::tui::format;
+use crate::tui::range::{self, ChartPoint, Range, RangeData};
+
+/// Braille packs two points across per cell; the y labels and borders take about eight.
+fn max_points(chart_width: u16) -> usize {
+    usize::from(chart_width.saturating_sub(8)).max(1) * 2
+}
+
+pub fn render(frame: &mut Frame, area: Rect, view: &View, app: &AppState) {
+    let th = app.theme;
+    let Some(m) = app.detail_model(view) else {
+        frame.render_widget(
+            Paragraph::new("this model is no longer in the view (Esc goes back)")
+                .style(th.dim())
+                .alignment(Alignment::Center)
+                .block(Block::bordered()),
+            area,
+        );
+        return;
+    };
+    let resources = view.resources(&m.model);
+    // A model with containers gets a row for them; the others keep the room for requests.
+    let [title, charts, containers, middle, tables] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Percentage(if resources.is_some() { 32 } else { 40 }),
+        Constraint::Percentage(if resources.is_some() { 28 } else { 0 }),
+        Constraint::Percentage(if resources.is_some() { 20 } else { 28 }),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    render_title(frame, title, view, m, app);
+
+    // Without containers a small box says why; on a narrow terminal the charts need the
+    // room more.
+    let res_w = if resources.is_none() && area.width >= 120 {
+        22
+    } else {
+        0
+    };
+    let [lat, qps, err, res] = Layout::horizontal([
+        Constraint::Fill(3),
+        Constraint::Fill(2),
+        Constraint::Fill(2),
+        Constraint::Length(res_w),
+    ])
+    .areas(charts);
+    // One fetch for the three charts, at the resolution of the narrowest.
+    let narrowest = lat.width.min(qps.width).min(err.width);
+    let data = range::points(view, m, app.range, max_points(narrowest));
+    let x = app.range.secs() as f64;
+    render_chart(
+        frame,
+        lat,
+        "latency ms",
+        &data,
+        x,
+        &[
+            ("p50", |p: &ChartPoint| p.p50_ms),
+            ("p95", |p: &ChartPoint| p.p95_ms),
+            ("p99", |p: &ChartPoint| p.p99_ms),
+        ],
+        app,
+    );
+    render_chart(
+        frame,
+        qps,
+        "requests/s",
+        &data,
+        x,
+        &[("qps", |p: &ChartPoint| Some(p.qps))],
+        app,
+    );
+    render_chart(
+        frame,
+        err,
+        "error %",
+        &data,
+        x,
+        &[("err", |p: &ChartPoint| p.error_rate.map(|r| r * 100.0))],
+        app,
+    );
+    // No figures without a container: say why instead of drawing zeros.
+    if res.width > 0 {
+        let why = match view.docker.state {
+            DockerState::Connected => "no container mapped to this model",
+            DockerState::Unavailable => "docker unavailable",
+            DockerState::Disabled => "docker disabled",
+        };
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::from(format!("cpu {}", th.unknown())),
+                Line::from(format!("mem {}", th.unknown())),
+                Line::from(""),
+                Line::styled(why, th.dim()),
+            ])
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(" container ")),
+            res,
+        );
+    }
+    if let Some(r) = resources {
+        render_resources(frame, containers, view, m, r, app);
+    }
+
+    let [dist, status, rejects] = Layout::horizontal([
+        Constraint::Fill(3),
+        Constraint::Fill(2),
+        Constraint::Fill(4),
+    ])
+    .areas(middle);
+    render_distribution(frame, dist, m, app);
+    render_status(frame, status, m, app);
+    render_rejects(frame, rejects, view, m, app);
+
+    let [routes, instances] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(tables);
+    let routes_title = if m.routes_overflowed > 0 {
+        format!(" routes ({} folded into (other)) ", m.routes_overflowed)
+    } else {
+        " routes ".to_owned()
+    };
+    render_keyed(frame, routes, &routes_title, &m.routes, app);
+    render_keyed(frame, instances, " instances ", &m.instances, app);
+}
+
+/// CPU and memory over the range (from the history at every range: containers have no
+/// per-second series), then the replicas and their Docker events. Below 120 columns
+/// the charts give way to the table.
+fn render_resources(
+    frame: &mut Frame,
+    area: Rect,
+    view: &View,
+    m: &ModelView,
+    r: &ModelResources,
+    app: &AppState,
+) {
+    let charts_w = if area.width >= 120 { 2 } else { 0 };
+    let [cpu, mem, boxed] = Layout::horizontal([
+        Constraint::Fill(charts_w),
+        Constraint::Fill(charts_w),
+        Constraint::Fill(4),
+    ])
+    .areas(area);
+    if charts_w > 0 {
+        let data = range::history_points(view, &m.model, app.range, max_points(cpu.width));
+        let x = app.range.secs() as f64;
+        render_chart(
+            frame,
+            cpu,
+            "cpu %",
+            &data,
+            x,
+            &[("cpu", |p: &ChartPoint| p.cpu_percent)],
+            app,
+        );
+        render_chart(
+            frame,
+            mem,
+            "memory MiB",
+            &data,
+            x,
+            &[("mem", |p: &ChartPoint| p.mem_mib)],
+            app,
+        );
+    }
+    render_containers(frame, boxed, r, app);
+}
+
+fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &AppState) {
+    let th = app.theme;
+    let dash = th.unknown();
+    let block = Block::bordered().title(format!(
+        " containers: {}{} ",
+        r.state,
+        r.health
+            .as_deref()
+            .map_or(String::new(), |h| format!(", {h}"))
+    ));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let table_h = (r.containers.len() as u16 + 1).min(inner.height);
+    let [table_area, events_area] =
+        Layout::vertical([Constraint::Length(table_h), Constraint::Fill(1)]).areas(inner);
+    let right = |s: String| Cell::from(Line::from(s).right_aligned());
+    let header = Row::new([
+        Cell::from("NAME"),
+        Cell::from("STATE"),
+        Cell::from("HEALTH"),
+        Cell::from(Line::from("CPU").right_aligned()),
+        Cell::from(Line::from("MEM/LIMIT").right_aligned()),
+        Cell::from(Line::from("RST").right_aligned()),
+        Cell::from(Line::from("OOM").right_aligned()),
+    ])
+    .style(th.header());
+    let rows = r.containers.iter().map(|c| {
+        let bad_state = c.state != "running";
+        let bad_health = c.health.as_deref() == Some("unhealthy");
+        let mem = match (c.mem_bytes, c.mem_limit_bytes) {
+            (Some(u), Some(l)) => format!("{}/{}", format::bytes_short(u), format::bytes_short(l)),
+            (Some(u), None) => format::bytes_short(u),
+            _ => dash.to_owned(),
+        };
+        let level = |bad: bool| {
+            if bad {
+                th.health(crate::tui::health::Health::Crit)
+            } else {
+                Style::new()
+            }
+        };
+        let mem_style = app
+            .thresholds
+            .mem_level(c.mem_percent)
+            .map_or(Style::new(), |l| th.health(l));
+        Row::new([
+            Cell::from(c.name.clone()),
+            Cell::from(c.state.clone()).style(level(bad_state)),
+            Cell::from(c.health.clone().unwrap_or_else(|| dash.to_owned()))
+                .style(level(bad_health)),
+            right(c.cpu_percent.map_or_else(|| dash.to_owned(), format::cpu)),
+            Cell::from(Line::from(mem).right_aligned()).style(mem_style),
+            right(c.restarts.to_string()),
+            Cell::from(Line::from(c.oom_kills.to_string()).right_aligned())
+                .style(level(c.oom_kills > 0 || c.oom_killed)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(8),
+            Constraint::Length(10),
+            Constraint::Length(9),
+            Constraint::Length(5),
+            Constraint::Length(11),
+            Constraint::Length(3),
+            Constraint::Length(3),
+        ],
+    )
+    .header(header);
+    frame.render_widget(table, table_area);
+    // Newest first: the event that explains the chart's dip is usually the last one.
+    let lines: Vec<Line> = r
+        .events
+        .iter()
+        .rev()
+        .take(usize::from(events_area.height))
+        .map(|e| {
+            let bad = e.action == "die" || e.action == "oom" || e.action.contains("unhealthy");
+            let mut spans = vec![
+                Span::styled(format::clock(e.at_ms), th.dim()),
+                Span::raw(format!(" {} ", e.container)),
+                Span::styled(
+                    e.action.clone(),
+                    if bad {
+                        th.health(crate::tui::health::Health::Crit)
+                    } else {
+                        th.accent()
+                    },
+                ),
+            ];
+            if let Some(d) = &e.detail {
+                spans.push(Span::styled(format!(" ({d})"), th.dim()));
+            }
+            Line::from(spans)
+        })
+        .collect();
+    if lines.is_empty() {
+        frame.render_widget(
+            Paragraph::new("no docker events since the monitor started").style(th.dim()),
+            events_area,
+        );
+    } else {
+        frame.render_widget(Paragraph::new(lines), events_area);
+    }
+}
+
+fn render_title(frame: &mut Frame, area: Rect, view: &View, m: &ModelView, app: &AppState) {
+    let th = app.theme;
+    let rows = app.rows(view);
+    let pos = rows
+        .iter()
+        .position(|r| r.model == m.model)
+        .map_or_else(|| th.unknown().to_owned(), |i| (i + 1).to_string());
+    let mut spans = vec![
+        Span::styled(
+            format!("{} ", th.health_mark(app.thresholds.health(m))),
+            th.health(app.thresholds.health(m)),
+        ),
+        Span::styled(m.model.clone(), th.header()),
+    ];
+    if let Some(v) = &m.version {
+        spans.push(Span::raw(format!("  v{v}")));
+    }
+    spans.push(Span::raw(format!(
+        "  {}/{}  window {}s  {} req  range ",
+        pos,
+        rows.len(),
+        m.window_s,
+        format::count(m.stats.requests)
+    )));
+    for r in Range::ALL {
+        let label = format!("[{}] {}", r.key(), r.label());
+        if r == app.range {
+            spans.push(Span::styled(label, th.selected()));
+        } else {
+            spans.push(Span::styled(label, th.dim()));
+        }
+        spans.push(Span::raw(" "));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+type Pick = fn(&ChartPoint) -> Option<f64>;
+
+fn render_chart(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    data: &RangeData,
+    range_s: f64,
+    lines: &[(&str, Pick)],
+    app: &AppState,
+) {
+    let th = app.theme;
+    let block = Block::bordered().title(format!(" {title} "));
+    let points = match data {
+        RangeData::Points(p) => p,
+        RangeData::Unavailable(why) => {
+            frame.render_widget(
+                Paragraph::new(*why)
+                    .style(th.dim())
+                    .wrap(Wrap { trim: true })
+                    .block(block),
+                area,
+            );
+            return;
+        }
+    };
+    let series: Vec<(&str, Vec<(f64, f64)>)> = lines
+        .iter()
+        .map(|(name, pick)| {
+            let pts = points
+                .iter()
+                .filter_map(|p| pick(p).map(|v| (p.t, v)))
+                .collect();
+            (*name, pts)
+        })
+        .collect();
+    let max = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|(_, v)| *v))
+        .fold(0.0, f64::max);
+    let top = if max > 0.0 { max * 1.1 } else { 1.0 };
+    let marker = if th.ascii {
+        Marker::Custom('*')
+    } else {
+        Marker::Braille
+    };
+    let datasets: Vec<Dataset> = series
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| !s.is_empty())
+        .map(|(i, (name, s))| {
+            let d = Dataset::default();
+            // A lone line is named by the chart's title; a legend would only hide data.
+            let d = if lines.len() > 1 { d.name(*name) } else { d };
+            d.marker(marker)
+                .graph_type(GraphType::Line)
+                .style(th.series(i))
+                .data(s)
+        })
+        .collect();
+    let unit = if title.ends_with('%') { "%" } else { "" };
+    let chart = Chart::new(datasets)
+        .block(block)
+        .x_axis(
+            Axis::default()
+                .bounds([-range_s, 0.0])
+                .labels([format!("-{}", label_of(range_s)), "now".to_owned()])
+                .style(th.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, top])
+                .labels(["0".to_owned(), format!("{}{unit}", compact(top))])
+                .style(th.dim()),
+        )
+        // Always show the legend: without colour it is what tells the lines apart.
+        .hidden_legend_constraints((Constraint::Percentage(100), Constraint::Percentage(100)));
+    frame.render_widget(chart, area);
+}
+
+/// An axis label in at most five characters.
+fn compact(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn label_of(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{}h", (secs / 3600.0) as i64)
+    } else {
+        format!("{}m", (secs / 60.0) as i64)
+    }
+}
+
+/// Latency percentiles of the live window as bars: the shape of the tail at a glance.
+fn render_distribution(frame: &mut Frame, area: Rect, m: &ModelView, app: &AppState) {
+    let th = app.theme;
+    let s = &m.stats;
+    let bars: Vec<Bar> = [
+        ("p50", s.p50_ms),
+        ("p90", s.p90_ms),
+        ("p95", s.p95_ms),
+        ("p99", s.p99_ms),
+        ("max", s.max_ms),
+    ]
+    .into_iter()
+    .map(|(label, v)| {
+        // Bars carry integers: microseconds keep sub-millisecond models visible.
+        Bar::default()
+            .label(Line::from(label))
+            .value(v.map_or(0, |ms| (ms * 1000.0) as u64))
+            .text_value(format::ms(v, th.unknown()))
+            .style(th.series(3))
+    })
+    .collect();
+    let chart = BarChart::default()
+        .block(Block::bordered().title(format!(" latency ms ({}s window) ", m.window_s)))
+        .data(BarGroup::default().bars(&bars))
+        // Five bars share the width; values are printed inside, so keep at least 3 cells.
+        .bar_width(
+            (area.width.saturating_sub(1) / 5)
+                .saturating_sub(1)
+                .clamp(3, 8),
+        )
+        .bar_gap(1);
+    frame.render_widget(chart, area);
+}
+
+fn render_status(frame: &mut Frame, area: Rect, m: &ModelView, app: &AppState) {
+    let th = app.theme;
+    let st = &m.stats.status;
+    let total = m.stats.requests;
+    let share = |n: u64| format::pct((total > 0).then(|| n as f64 / total as f64), th.unknown());
+    // Narrow: drop the counts and keep the shares, which carry the story.
+    let counts = area.width >= 26;
+    let line = |class: &'static str, n: u64, share: String| {
+        let mut cells = vec![Cell::from(class)];
+        if counts {
+            cells.push(Cell::from(Line::from(format::count(n)).right_aligned()));
+        }
+        cells.push(Cell::from(Line::from(share).right_aligned()));
+        Row::new(cells)
+    };
+    let rows = [
+        ("1xx", st.c1xx),
+        ("2xx", st.c2xx),
+        ("3xx", st.c3xx),
+        ("4xx", st.c4xx),
+        ("5xx", st.c5xx),
+    ]
+    .into_iter()
+    .map(|(class, n)| line(class, n, share(n)))
+    .chain(std::iter::once(line(
+        "errors",
+        m.stats.errors,
+        format::pct(m.stats.error_rate, th.unknown()),
+    )));
+    let widths: &[Constraint] = if counts {
+        &[
+            Constraint::Length(6),
+            Constraint::Fill(1),
+            Constraint::Length(6),
+        ]
+    } else {
+        &[Constraint::Length(6), Constraint::Fill(1)]
+    };
+    let table = Table::new(rows, widths.iter().copied()).block(Block::bordered().title(" status "));
+    frame.render_widget(table, area);
+}
+
+fn render_rejects(frame: &mut Frame, area: Rect, view: &View, m: &ModelView, app: &AppState) {
+    let th = app.theme;
+    let lines: Vec<Line> = view
+        .recent_rejects
+        .iter()
+        .rev()
+        .filter(|r| r.model.as_deref() == Some(m.model.as_str()))
+        .take(area.height.saturating_sub(2) as usize)
+        .map(|r| {
+            Line::from(vec![
+                Span::styled(format::clock(r.at_ms), th.dim()),
+                Span::raw(" "),
+                Span::styled(
+                    r.reason.clone(),
+                    th.health(crate::tui::health::Health::Warn),
+                ),
+                Span::raw(" "),
+                Span::raw(r.detail.clone()),
+            ])
+        })
+        .collect();
+    let block = Block::bordered().title(" recent rejects ");
+    if lines.is_empty() {
+        frame.render_widget(
+            Paragraph::new("none for this model")
+                .style(th.dim())
+                .block(block),
+            area,
+        );
+    } else {
+        frame.render_widget(Paragraph::new(lines).block(block), area);
+    }
+}
+
+fn render_keyed(frame: &mut Frame, area: Rect, title: &str, items: &[KeyStats], app: &AppState) {
+    let th = app.theme;
+    let dash = th.unknown();
+    let right = |s: String| Cell::from(Line::from(s).right_aligned());
+    let header = Row::new(
+        ["NAME", "QPS", "P50", "P95", "P99", "ERR"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let l = Line::from(t);
+                Cell::from(if i == 0 { l } else { l.right_aligned() })
+            }),
+    )
+    .style(th.header());
+    let rows = items
+        .iter()
+        .take(area.height.saturating_sub(3) as usize)
+        .map(|k| {
+            let s = &k.stats;
+            Row::new([
+                Cell::from(k.name.clone()),
+                right(format::qps(s.qps)),
+                right(format::ms(s.p50_ms, dash)),
+                right(format::ms(s.p95_ms, dash)),
+                right(format::ms(s.p99_ms, dash)),
+                right(format::pct(s.error_rate, dash)),
+            ])
+        });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(10),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+        ],
+    )
+    .header(header)
+    .block(Block::bordered().title(title.to_owned()))
+    .style(Style::new());
+    frame.render_widget(table, area);
+}

@@ -1,0 +1,100 @@
+//! Two lines on top: the broker, Docker and ingest counters, then the monitor's own
+//! cost, the alert counts and the clock.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::alert::{AlertPhase, Severity};
+use crate::store::view::{BrokerState, DockerState, View};
+use crate::tui::app::AppState;
+use crate::tui::format;
+use crate::tui::health::Health;
+
+pub fn render(frame: &mut Frame, area: Rect, view: &View, app: &AppState) {
+    let th = app.theme;
+    let dash = th.unknown();
+    let i = &view.ingest;
+    let broker_health = match view.broker.state {
+        BrokerState::Connected | BrokerState::Demo => Health::Ok,
+        BrokerState::Connecting => Health::Warn,
+        BrokerState::Down => Health::Crit,
+    };
+    let mut first = vec![
+        Span::styled("modelmon", th.header()),
+        Span::raw("  broker "),
+        Span::styled(view.broker.state.as_str(), th.health(broker_health)),
+    ];
+    if let Some(e) = &view.broker.error {
+        first.push(Span::styled(format!(" ({e})"), th.dim()));
+    }
+    let d = &view.docker;
+    first.push(Span::raw("  docker "));
+    match d.state {
+        DockerState::Connected => {
+            first.push(Span::styled(d.state.as_str(), th.health(Health::Ok)));
+            // On a narrow terminal the ingest counters need the room more.
+            if area.width >= 120 {
+                let plural = if d.containers == 1 { "" } else { "s" };
+                first.push(Span::raw(format!(" ({} container{plural})", d.containers)));
+            }
+        }
+        DockerState::Unavailable => {
+            first.push(Span::styled(d.state.as_str(), th.health(Health::Warn)));
+            if let Some(e) = &d.error {
+                first.push(Span::styled(format!(" ({e})"), th.dim()));
+            }
+        }
+        DockerState::Disabled => first.push(Span::styled(d.state.as_str(), th.dim())),
+    }
+    first.push(Span::raw(format!(
+        "  ingest {}/s  events {}  rejected {}  dropped {}  late {}",
+        format::qps(i.events_per_s),
+        format::count(i.events),
+        format::count(i.rejected),
+        format::count(i.dropped_at_source),
+        format::count(i.late),
+    )));
+
+    // The counts are the alert engine's, so the header agrees with the alerts pane.
+    let (mut crit, mut warn, mut pending) = (0, 0, 0);
+    for a in &view.alerts.active {
+        match (a.state, a.severity) {
+            (AlertPhase::Firing, Severity::Critical) => crit += 1,
+            (AlertPhase::Firing, _) => warn += 1,
+            _ => pending += 1,
+        }
+    }
+    let mut second = vec![
+        Span::raw(format!(
+            "self cpu {}  rss {}  models {}  alerts ",
+            app.own
+                .cpu_percent
+                .map_or_else(|| dash.to_owned(), |c| format!("{c:.1}%")),
+            app.own
+                .rss_bytes
+                .map_or_else(|| dash.to_owned(), format::bytes),
+            view.models.len(),
+        )),
+        Span::styled(
+            format!("{crit} crit"),
+            th.health(if crit > 0 { Health::Crit } else { Health::Idle }),
+        ),
+        Span::raw(" "),
+        Span::styled(
+            format!("{warn} warn"),
+            th.health(if warn > 0 { Health::Warn } else { Health::Idle }),
+        ),
+        Span::styled(format!(" {pending} pend"), th.dim()),
+        Span::raw(format!("  {} UTC", format::clock(view.ts_ms))),
+    ];
+    if app.paused() {
+        second.push(Span::raw("  "));
+        second.push(Span::styled(" PAUSED (p resumes) ", th.paused()));
+    }
+    frame.render_widget(
+        Paragraph::new(vec![Line::from(first), Line::from(second)]),
+        area,
+    );
+}

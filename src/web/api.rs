@@ -1,0 +1,206 @@
+//! The read-only JSON API (docs/api.md). Per-model figures reuse `--batch`'s shape, so
+//! a script written against one reads the other.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::redact::redact_urls;
+use crate::alert::engine::{Alert, AlertPhase};
+use crate::batch::{Line, ModelLine};
+use crate::store::View;
+use crate::store::history::Range;
+use crate::store::view::{KeyStats, ModelResources, ModelView, SeriesPoint};
+
+/// History points per detail series: enough for a chart as wide as a screen.
+const MAX_POINTS: usize = 360;
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+fn current(state: &AppState) -> Arc<View> {
+    state.views.borrow().clone()
+}
+
+/// A model's state, as the overview colours it.
+pub(crate) fn model_state(view: &View, m: &ModelView) -> &'static str {
+    if view.alerts.is_firing(&m.model) {
+        "firing"
+    } else if view
+        .alerts
+        .active
+        .iter()
+        .any(|a| a.model == m.model && a.state == AlertPhase::Pending)
+    {
+        "pending"
+    } else if m.stats.requests == 0 {
+        "idle"
+    } else {
+        "ok"
+    }
+}
+
+#[derive(Serialize)]
+struct OverviewModel<'a> {
+    #[serde(flatten)]
+    line: ModelLine<'a>,
+    state: &'static str,
+    series: &'a [SeriesPoint],
+}
+
+pub(crate) async fn models(State(state): State<AppState>) -> Response {
+    let view = current(&state);
+    let line = Line::new(&view);
+    let models: Vec<OverviewModel<'_>> = line
+        .models
+        .into_iter()
+        .zip(&view.models)
+        .map(|(line, m)| OverviewModel {
+            line,
+            state: model_state(&view, m),
+            series: &m.series,
+        })
+        .collect();
+    Json(json!({
+        "ts_ms": view.ts_ms,
+        "broker": broker_json(&view),
+        "models": models,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DetailQuery {
+    range: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    ts_ms: i64,
+    #[serde(flatten)]
+    line: ModelLine<'a>,
+    state: &'static str,
+    series: &'a [SeriesPoint],
+    routes: &'a [KeyStats],
+    instances: &'a [KeyStats],
+    resources: Option<&'a ModelResources>,
+    range: String,
+    summary: Option<crate::store::history::RangeSummary>,
+    history: Vec<crate::store::history::HistoryPoint>,
+}
+
+pub(crate) async fn model(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> Response {
+    let range_s = q.range.unwrap_or_else(|| "5m".to_owned());
+    let range = match Range::parse(&range_s) {
+        Ok(r @ Range::Last(_)) => r,
+        Ok(Range::Between { .. }) | Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "range must be a duration from 10s to 24h, e.g. 5m, 1h, 6h, 24h",
+            );
+        }
+    };
+    let view = current(&state);
+    let line = Line::new(&view);
+    let Some((line, m)) = line
+        .models
+        .into_iter()
+        .zip(&view.models)
+        .find(|(_, m)| m.model == name)
+    else {
+        return error(StatusCode::NOT_FOUND, "no such model");
+    };
+    let detail = Detail {
+        ts_ms: view.ts_ms,
+        line,
+        state: model_state(&view, m),
+        series: &m.series,
+        routes: &m.routes,
+        instances: &m.instances,
+        resources: view.resources(&m.model),
+        summary: view.history.summary(&m.model, &range, view.ts_ms),
+        history: view
+            .history
+            .series(&m.model, &range, view.ts_ms, MAX_POINTS),
+        range: range_s,
+    };
+    Json(detail).into_response()
+}
+
+pub(crate) async fn alerts(State(state): State<AppState>) -> Response {
+    let view = current(&state);
+    Json(json!({
+        "ts_ms": view.ts_ms,
+        "active": view.alerts.active.iter().map(alert_json).collect::<Vec<_>>(),
+        "recent": view.alerts.recent.iter().map(alert_json).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// Only what a viewer needs: notifier names and their targets stay out.
+fn alert_json(a: &Alert) -> Value {
+    json!({
+        "model": a.model,
+        "rule": a.rule,
+        "state": a.state.as_str(),
+        "metric": a.metric.as_str(),
+        "severity": a.severity.as_str(),
+        "value": a.value,
+        "threshold": a.threshold,
+        "since_ms": a.since_ms,
+        "started_ms": a.started_ms,
+        "resolved_ms": a.resolved_ms,
+        "silenced": a.silenced,
+        "acknowledged": a.acknowledged,
+    })
+}
+
+pub(crate) async fn status(State(state): State<AppState>) -> Response {
+    let view = current(&state);
+    Json(json!({
+        "ts_ms": view.ts_ms,
+        "broker": broker_json(&view),
+        "docker": docker_json(&view),
+        "ingest": view.ingest,
+        "models": view.models.len(),
+        "process": {
+            "cpu_seconds": super::proc_stats::cpu_seconds(),
+            "rss_bytes": super::proc_stats::rss_bytes(),
+            "uptime_s": state.started.elapsed().as_secs(),
+            "ws_clients": state.ws_clients(),
+        },
+    }))
+    .into_response()
+}
+
+pub(crate) fn broker_json(view: &View) -> Value {
+    json!({
+        "state": view.broker.state,
+        "error": view.broker.error.as_deref().map(redact_urls),
+        "connections": view.broker.connections,
+    })
+}
+
+fn docker_json(view: &View) -> Value {
+    json!({
+        "state": view.docker.state,
+        "error": view.docker.error.as_deref().map(redact_urls),
+        "connections": view.docker.connections,
+        "containers": view.docker.containers,
+    })
+}
+
+fn error(code: StatusCode, message: &str) -> Response {
+    (code, Json(json!({ "error": message }))).into_response()
+}

@@ -1,0 +1,313 @@
+//! `/metrics`: the Prometheus text exposition format (version 0.0.4).
+//!
+//! Per-model figures are those of the live window (`modelmon_window_seconds`), exported
+//! as gauges: the window slides, so they are not monotonic counters. Latency is a
+//! Prometheus *summary* (quantiles 0.5/0.9/0.95/0.99 of the window, `_count` and `_sum`):
+//! the store keeps exact-enough percentiles, not buckets, and inventing fixed buckets
+//! would lose the precision it has. The monitor's own ingest counters are true counters.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::api::model_state;
+use crate::store::View;
+
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let view = state.views.borrow().clone();
+    let body = render(&view, state.ws_clients());
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes `# HELP` and `# TYPE` for a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP modelmon_{name} {help}");
+    let _ = writeln!(out, "# TYPE modelmon_{name} {kind}");
+}
+
+pub(crate) fn render(view: &View, ws_clients: usize) -> String {
+    let mut o = String::with_capacity(512 + view.models.len() * 1024);
+    let window = view.models.first().map_or(0, |m| m.window_s);
+    family(
+        &mut o,
+        "window_seconds",
+        "gauge",
+        "Length of the live window behind the per-model figures.",
+    );
+    let _ = writeln!(o, "modelmon_window_seconds {window}");
+
+    family(
+        &mut o,
+        "window_requests",
+        "gauge",
+        "Requests in the live window, by status class.",
+    );
+    for m in &view.models {
+        let n = label(&m.model);
+        let s = &m.stats.status;
+        for (class, v) in [
+            ("1xx", s.c1xx),
+            ("2xx", s.c2xx),
+            ("3xx", s.c3xx),
+            ("4xx", s.c4xx),
+            ("5xx", s.c5xx),
+        ] {
+            let _ = writeln!(
+                o,
+                "modelmon_window_requests{{model=\"{n}\",class=\"{class}\"}} {v}"
+            );
+        }
+    }
+    family(
+        &mut o,
+        "window_errors",
+        "gauge",
+        "Errors (5xx and failures) in the live window.",
+    );
+    for m in &view.models {
+        let _ = writeln!(
+            o,
+            "modelmon_window_errors{{model=\"{}\"}} {}",
+            label(&m.model),
+            m.stats.errors
+        );
+    }
+    family(
+        &mut o,
+        "qps",
+        "gauge",
+        "Requests per second over the live window.",
+    );
+    for m in &view.models {
+        let _ = writeln!(
+            o,
+            "modelmon_qps{{model=\"{}\"}} {}",
+            label(&m.model),
+            m.stats.qps
+        );
+    }
+    family(
+        &mut o,
+        "latency_seconds",
+        "summary",
+        "Request latency over the live window.",
+    );
+    for m in &view.models {
+        let n = label(&m.model);
+        let s = &m.stats;
+        for (q, v) in [
+            ("0.5", s.p50_ms),
+            ("0.9", s.p90_ms),
+            ("0.95", s.p95_ms),
+            ("0.99", s.p99_ms),
+        ] {
+            // An unknown quantile is absent, not a fake 0.
+            if let Some(ms) = v {
+                let _ = writeln!(
+                    o,
+                    "modelmon_latency_seconds{{model=\"{n}\",quantile=\"{q}\"}} {}",
+                    ms / 1e3
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "modelmon_latency_seconds_count{{model=\"{n}\"}} {}",
+            s.requests
+        );
+        if let Some(mean) = s.mean_ms {
+            let _ = writeln!(
+                o,
+                "modelmon_latency_seconds_sum{{model=\"{n}\"}} {}",
+                mean / 1e3 * s.requests as f64
+            );
+        }
+    }
+    family(
+        &mut o,
+        "model_up",
+        "gauge",
+        "1 when the model served a request in the live window.",
+    );
+    for m in &view.models {
+        let up = u8::from(model_state(view, m) != "idle");
+        let _ = writeln!(o, "modelmon_model_up{{model=\"{}\"}} {up}", label(&m.model));
+    }
+
+    family(
+        &mut o,
+        "container_cpu_percent",
+        "gauge",
+        "CPU of the model's containers, 100 = one core.",
+    );
+    for (model, r) in &view.resources {
+        if let Some(v) = r.cpu_percent {
+            let _ = writeln!(
+                o,
+                "modelmon_container_cpu_percent{{model=\"{}\"}} {v}",
+                label(model)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "container_memory_bytes",
+        "gauge",
+        "Memory of the model's containers (without file cache).",
+    );
+    for (model, r) in &view.resources {
+        if let Some(v) = r.mem_bytes {
+            let _ = writeln!(
+                o,
+                "modelmon_container_memory_bytes{{model=\"{}\"}} {v}",
+                label(model)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "container_restarts",
+        "gauge",
+        "Restarts of the model's containers (Docker's count).",
+    );
+    for (model, r) in &view.resources {
+        let _ = writeln!(
+            o,
+            "modelmon_container_restarts{{model=\"{}\"}} {}",
+            label(model),
+            r.restarts
+        );
+    }
+
+    family(
+        &mut o,
+        "alert_active",
+        "gauge",
+        "1 per pending or firing alert.",
+    );
+    for a in &view.alerts.active {
+        let _ = writeln!(
+            o,
+            "modelmon_alert_active{{model=\"{}\",rule=\"{}\",severity=\"{}\",state=\"{}\"}} 1",
+            label(&a.model),
+            label(&a.rule),
+            a.severity.as_str(),
+            a.state.as_str()
+        );
+    }
+
+    let i = &view.ingest;
+    for (name, v, help) in [
+        (
+            "ingest_events_total",
+            i.events,
+            "Events accepted since the monitor started.",
+        ),
+        (
+            "ingest_rejected_total",
+            i.rejected,
+            "Events rejected since the monitor started.",
+        ),
+        (
+            "ingest_batches_total",
+            i.batches,
+            "Messages (batches) received.",
+        ),
+        (
+            "ingest_dropped_at_source_total",
+            i.dropped_at_source,
+            "Events publishers reported dropping.",
+        ),
+        (
+            "ingest_late_total",
+            i.late,
+            "Events older than the live window on arrival.",
+        ),
+        (
+            "ingest_overflowed_total",
+            i.overflowed,
+            "Events folded into (other) by a cardinality cap.",
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "modelmon_{name} {v}");
+    }
+    family(
+        &mut o,
+        "broker_connected",
+        "gauge",
+        "1 while connected to the broker (or running --demo).",
+    );
+    let up = matches!(
+        view.broker.state,
+        crate::store::BrokerState::Connected | crate::store::BrokerState::Demo
+    );
+    let _ = writeln!(o, "modelmon_broker_connected {}", u8::from(up));
+    family(
+        &mut o,
+        "broker_connections_total",
+        "counter",
+        "Successful broker connections.",
+    );
+    let _ = writeln!(
+        o,
+        "modelmon_broker_connections_total {}",
+        view.broker.connections
+    );
+    family(
+        &mut o,
+        "ws_clients",
+        "gauge",
+        "WebSocket clients connected to --serve.",
+    );
+    let _ = writeln!(o, "modelmon_ws_clients {ws_clients}");
+    if let Some(cpu) = super::proc_stats::cpu_seconds() {
+        family(
+            &mut o,
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time used by the monitor.",
+        );
+        let _ = writeln!(o, "modelmon_process_cpu_seconds_total {cpu}");
+    }
+    if let Some(rss) = super::proc_stats::rss_bytes() {
+        family(
+            &mut o,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the monitor.",
+        );
+        let _ = writeln!(o, "modelmon_process_resident_memory_bytes {rss}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(label("resnet50"), "resnet50");
+    }
+}

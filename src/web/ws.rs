@@ -1,0 +1,217 @@
+//! `/ws`: the overview pushed at every refresh, and the detail of one subscribed model.
+//!
+//! The overview is serialised once per refresh and shared by every client. Each client
+//! reads it from a bounded broadcast queue: a client that cannot keep up falls
+//! `QUEUE` messages behind and is dropped, so it never slows the store or other clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
+
+use super::AppState;
+use super::api::model_state;
+use crate::batch::Line;
+use crate::store::View;
+
+/// Overview messages a client may fall behind before it is dropped.
+const QUEUE: usize = 16;
+/// A client whose socket accepts nothing for this long is gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients only send subscriptions: a few hundred bytes at most.
+const MAX_INCOMING: usize = 4096;
+/// Close code 1008 (policy violation): the reason says why.
+const CLOSE_TOO_SLOW: u16 = 1008;
+
+/// The columns of a model row in an overview message (see docs/api.md).
+pub(crate) const COLUMNS: [&str; 12] = [
+    "model",
+    "state",
+    "qps",
+    "error_rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "cpu_percent",
+    "mem_bytes",
+    "sec",
+    "sec_requests",
+    "sec_errors",
+];
+
+/// The overview, serialised once per refresh, for every client.
+#[derive(Clone)]
+pub(crate) struct Broadcast {
+    tx: broadcast::Sender<Utf8Bytes>,
+}
+
+impl Broadcast {
+    pub(crate) fn start(mut views: watch::Receiver<Arc<View>>) -> Self {
+        let (tx, _) = broadcast::channel(QUEUE);
+        let sender = tx.clone();
+        tokio::spawn(async move {
+            while views.changed().await.is_ok() {
+                let view = views.borrow_and_update().clone();
+                // Nobody listening: do not serialise for nothing.
+                if sender.receiver_count() > 0 {
+                    let _ = sender.send(overview_message(&view));
+                }
+            }
+        });
+        Self { tx }
+    }
+}
+
+fn r2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn r4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+/// One row per model, columns as [`COLUMNS`]: arrays, not objects, because 100 models
+/// must fit in a few KB every second.
+pub(crate) fn overview_message(view: &View) -> Utf8Bytes {
+    let rows: Vec<Value> = view
+        .models
+        .iter()
+        .map(|m| {
+            let s = &m.stats;
+            let res = view.resources(&m.model);
+            let last = m.series.last();
+            json!([
+                m.model,
+                model_state(view, m),
+                r2(s.qps),
+                s.error_rate.map(r4),
+                s.p50_ms.map(r2),
+                s.p95_ms.map(r2),
+                s.p99_ms.map(r2),
+                res.and_then(|r| r.cpu_percent).map(r2),
+                res.and_then(|r| r.mem_bytes),
+                last.map(|p| p.sec),
+                last.map(|p| p.requests),
+                last.map(|p| p.errors),
+            ])
+        })
+        .collect();
+    let msg = json!({
+        "t": "o",
+        "ts": view.ts_ms,
+        "broker": view.broker.state,
+        "docker": view.docker.state,
+        "alerts": view.alerts.active.len(),
+        "m": rows,
+    });
+    Utf8Bytes::from(msg.to_string())
+}
+
+fn detail_message(view: &View, name: &str) -> Utf8Bytes {
+    let line = Line::new(view);
+    let found = line
+        .models
+        .into_iter()
+        .zip(&view.models)
+        .find(|(_, m)| m.model == name);
+    let msg = match found {
+        Some((line, m)) => json!({
+            "t": "d",
+            "ts": view.ts_ms,
+            "state": model_state(view, m),
+            "detail": line,
+            "routes": m.routes,
+            "instances": m.instances,
+            "last": m.series.last(),
+        }),
+        None => json!({"t": "d", "ts": view.ts_ms, "detail": null, "model": name,
+                       "error": "no such model"}),
+    };
+    Utf8Bytes::from(msg.to_string())
+}
+
+pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let Ok(permit) = state.ws_slots.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WebSocket clients\n",
+        )
+            .into_response();
+    };
+    ws.max_message_size(MAX_INCOMING)
+        .max_frame_size(MAX_INCOMING)
+        .on_upgrade(move |socket| client(socket, state, permit))
+}
+
+#[derive(Deserialize)]
+struct Subscribe {
+    /// A model name, or `null` to stop receiving details.
+    sub: Option<String>,
+}
+
+async fn send(socket: &mut WebSocket, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn client(mut socket: WebSocket, state: AppState, _permit: OwnedSemaphorePermit) {
+    let mut overview = state.overview.tx.subscribe();
+    let hello = json!({"t": "hello", "cols": COLUMNS}).to_string();
+    let first = overview_message(&state.views.borrow().clone());
+    if !send(&mut socket, Message::Text(hello.into())).await
+        || !send(&mut socket, Message::Text(first)).await
+    {
+        return;
+    }
+    let mut subscribed: Option<String> = None;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(t))) => {
+                    let Ok(sub) = serde_json::from_str::<Subscribe>(t.as_str()) else {
+                        continue;
+                    };
+                    subscribed = sub.sub;
+                    if let Some(name) = &subscribed {
+                        let msg = detail_message(&state.views.borrow().clone(), name);
+                        if !send(&mut socket, Message::Text(msg)).await {
+                            return;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            msg = overview.recv() => match msg {
+                Ok(text) => {
+                    if !send(&mut socket, Message::Text(text)).await {
+                        return;
+                    }
+                    if let Some(name) = &subscribed {
+                        let msg = detail_message(&state.views.borrow().clone(), name);
+                        if !send(&mut socket, Message::Text(msg)).await {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let frame = CloseFrame {
+                        code: CLOSE_TOO_SLOW,
+                        reason: Utf8Bytes::from_static("too slow: fell behind the updates"),
+                    };
+                    let _ = send(&mut socket, Message::Close(Some(frame))).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}

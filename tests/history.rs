@@ -1,0 +1,323 @@
+//! The 24-hour history in process, on a virtual clock: buckets, exact range figures,
+//! gaps, resources, and a snapshot round trip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use modelmon::store::history::{HistoryView, Range};
+use modelmon::store::persist::{self, Snapshot};
+use modelmon::store::{BrokerView, IngestTotals, Store, StoreConfig};
+use modelmon_contract::decode_batch;
+use serde_json::{Value, json};
+
+use crate::support::exact_percentile_ms;
+
+/// A "now" on a 5-minute boundary, so ranges reaching into the 5-minute tier start on
+/// one of its edges and the exact reference is well defined. Seconds.
+const NOW_S: i64 = 1_800_001_500;
+
+struct Sample {
+    ts_us: i64,
+    status: u16,
+    duration_us: u64,
+}
+
+/// Deterministic log-normal-ish latencies (median ~8 ms, long tail) over `span_s`.
+fn samples(n: usize, span_s: i64, seed: u64) -> Vec<Sample> {
+    let mut x = seed;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let age_us = (next() * (span_s * 1_000_000) as f64) as i64;
+            // Sum of uniforms ~ normal; exp of it ~ log-normal.
+            let z = (0..4).map(|_| next()).sum::<f64>() - 2.0;
+            let duration_us = (8_000.0 * (z * 1.1).exp()) as u64 + 50;
+            let r = next();
+            let status = if r < 0.02 {
+                503
+            } else if r < 0.05 {
+                404
+            } else {
+                200
+            };
+            Sample {
+                ts_us: NOW_S * 1_000_000 - 1 - age_us,
+                status,
+                duration_us,
+            }
+        })
+        .collect()
+}
+
+fn apply(store: &mut Store, model: &str, samples: &[Sample], now_us: i64) {
+    for chunk in samples.chunks(5000) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|s| {
+                json!({"ts": s.ts_us, "model": model, "instance": "i-1", "method": "POST",
+                       "route": "/predict", "status": s.status, "duration_us": s.duration_us})
+            })
+            .collect();
+        let body = serde_json::to_vec(&json!({"v": 1,
+            "source": {"kind": "demo", "instance": "t", "pid": 1}, "events": events}))
+        .expect("json");
+        let d = decode_batch(&body, None, now_us).expect("a batch");
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        store.apply(&d, now_us);
+    }
+}
+
+fn history_at(store: &mut Store, now_s: i64) -> Arc<HistoryView> {
+    store.view(now_s * 1_000_000, BrokerView::default()).history
+}
+
+fn within(ours: Option<f64>, exact: f64, what: &str) {
+    let ours = ours.unwrap_or_else(|| panic!("{what}: no value"));
+    assert!(
+        (ours - exact).abs() <= exact * 0.01,
+        "{what}: {ours} ms vs exact {exact} ms"
+    );
+}
+
+/// Checks a range's figures against the samples whose second lies in `[from, to)`.
+fn check_range(h: &HistoryView, model: &str, range: &Range, all: &[Sample], what: &str) {
+    let now_ms = NOW_S * 1000;
+    let (from, to) = range.bounds_s(now_ms);
+    let inside: Vec<&Sample> = all
+        .iter()
+        .filter(|s| (from..to).contains(&s.ts_us.div_euclid(1_000_000)))
+        .collect();
+    let d: Vec<u64> = inside.iter().map(|s| s.duration_us).collect();
+    let sum = h.summary(model, range, now_ms).expect("model in history");
+    assert_eq!(sum.requests, inside.len() as u64, "{what}: requests");
+    assert_eq!(
+        sum.errors,
+        inside.iter().filter(|s| s.status >= 500).count() as u64,
+        "{what}: errors"
+    );
+    assert_eq!(
+        sum.client_errors,
+        inside.iter().filter(|s| s.status == 404).count() as u64,
+        "{what}: 4xx"
+    );
+    within(
+        sum.p50_ms,
+        exact_percentile_ms(&d, 0.50),
+        &format!("{what} p50"),
+    );
+    within(
+        sum.p95_ms,
+        exact_percentile_ms(&d, 0.95),
+        &format!("{what} p95"),
+    );
+    within(
+        sum.p99_ms,
+        exact_percentile_ms(&d, 0.99),
+        &format!("{what} p99"),
+    );
+    let max = d.iter().max().copied().unwrap_or(0) as f64 / 1000.0;
+    assert_eq!(sum.max_ms, Some(max), "{what}: max");
+}
+
+#[test]
+fn twenty_hours_of_old_events_land_in_their_buckets_with_exact_percentiles() {
+    let mut store = Store::new(StoreConfig::default());
+    let all = samples(60_000, 20 * 3600, 7);
+    let now_us = NOW_S * 1_000_000;
+    apply(&mut store, "scorer", &all, now_us);
+    let h = history_at(&mut store, NOW_S);
+
+    for (r, what) in [
+        ("24h", "24 h"),
+        ("6h", "6 h"),
+        ("1h", "1 h"),
+        ("5m", "5 min"),
+    ] {
+        let range = Range::parse(r).expect("valid");
+        check_range(&h, "scorer", &range, &all, what);
+    }
+    // An explicit window inside the last hour: exact to its 10-s edges.
+    let between = Range::Between {
+        from_ms: (NOW_S - 1800) * 1000,
+        to_ms: (NOW_S - 600) * 1000,
+    };
+    check_range(&h, "scorer", &between, &all, "between");
+
+    // Every hour of the hourly series counts exactly the samples of that hour.
+    let series = h.series(
+        "scorer",
+        &Range::parse("24h").expect("valid"),
+        NOW_S * 1000,
+        24,
+    );
+    assert!(series.iter().all(|p| p.step_s == 3600));
+    for p in &series {
+        let from = p.start_ms / 1000;
+        let n = all
+            .iter()
+            .filter(|s| (from..from + 3600).contains(&s.ts_us.div_euclid(1_000_000)))
+            .count() as u64;
+        assert_eq!(p.requests, n, "hour starting {from}");
+    }
+    let total: u64 = series.iter().map(|p| p.requests).sum();
+    assert_eq!(total, all.len() as u64);
+
+    // Ten-second points inside the last hour count their own bucket.
+    let last_hour = h.series(
+        "scorer",
+        &Range::parse("1h").expect("valid"),
+        NOW_S * 1000,
+        360,
+    );
+    assert!(last_hour.iter().all(|p| p.step_s == 10));
+    for p in last_hour.iter().step_by(37) {
+        let from = p.start_ms / 1000;
+        let n = all
+            .iter()
+            .filter(|s| (from..from + 10).contains(&s.ts_us.div_euclid(1_000_000)))
+            .count() as u64;
+        assert_eq!(p.requests, n, "bucket starting {from}");
+    }
+}
+
+#[test]
+fn the_rings_keep_24_hours_and_no_more() {
+    let mut store = Store::new(StoreConfig::default());
+    let now_us = NOW_S * 1_000_000;
+    let mut old = samples(500, 3600, 3);
+    for s in &mut old {
+        s.ts_us -= 22 * 3_600_000_000; // 22 to 23 hours ago
+    }
+    apply(&mut store, "m", &old, now_us);
+    apply(&mut store, "m", &samples(100, 600, 4), now_us);
+    let day = Range::parse("24h").expect("valid");
+    let h = history_at(&mut store, NOW_S);
+    assert_eq!(
+        h.summary("m", &day, NOW_S * 1000).map(|s| s.requests),
+        Some(600)
+    );
+
+    // Two hours later the old events are more than 24 h old.
+    let later = NOW_S + 2 * 3600;
+    let h = history_at(&mut store, later);
+    let sum = h.summary("m", &day, later * 1000).expect("present");
+    assert_eq!(sum.requests, 100, "events older than 24 h are not counted");
+    let ring = h.ring("m").expect("present");
+    assert!(
+        ring.hours().all(|h| h.start_s + 3600 > later - 24 * 3600),
+        "hours past 24 h are freed"
+    );
+}
+
+#[test]
+fn history_continues_after_a_restore_with_a_gap_for_the_time_down() {
+    let mut first = Store::new(StoreConfig::default());
+    let t1 = NOW_S - 3000;
+    // The first run: up from t1 - 120 s to t1, traffic throughout.
+    first.view((t1 - 120) * 1_000_000, BrokerView::default());
+    let mut before = samples(2000, 120, 11);
+    for s in &mut before {
+        s.ts_us -= 3000 * 1_000_000;
+    }
+    apply(&mut first, "m", &before, t1 * 1_000_000);
+    let snap = Snapshot {
+        saved_ms: t1 * 1000,
+        history: first.fresh_history(t1 * 1_000_000),
+        ingest: first.ingest_totals(),
+    };
+    let bytes = persist::encode(&snap);
+    let loaded = persist::decode(&bytes).expect("round trip");
+    assert_eq!(loaded.ingest, first.ingest_totals());
+
+    // Down for 20 minutes, then a second run with new traffic.
+    let mut second = Store::new(StoreConfig::default());
+    let t2 = t1 + 1200;
+    second.restore(&loaded.history, t2 * 1_000_000);
+    second.view(t2 * 1_000_000, BrokerView::default());
+    let mut after = samples(1000, 60, 12);
+    for s in &mut after {
+        s.ts_us -= (NOW_S - t2 - 60) * 1_000_000;
+    }
+    apply(&mut second, "m", &after, (t2 + 60) * 1_000_000);
+    let h = history_at(&mut second, t2 + 70);
+
+    let range = Range::Between {
+        from_ms: (t1 - 120) * 1000,
+        to_ms: (t2 + 70) * 1000,
+    };
+    let sum = h.summary("m", &range, 0).expect("present");
+    assert_eq!(
+        sum.requests, 3000,
+        "history from before the restart is kept"
+    );
+    let points = h.series("m", &range, 0, 1000);
+    let down: Vec<_> = points
+        .iter()
+        .filter(|p| p.start_ms / 1000 >= t1 + 10 && p.start_ms / 1000 + 10 <= t2)
+        .collect();
+    assert!(!down.is_empty());
+    assert!(
+        down.iter().all(|p| !p.covered && p.requests == 0),
+        "the time down is a gap, not zeros"
+    );
+    assert!(
+        points
+            .iter()
+            .filter(|p| p.start_ms / 1000 >= t2 + 10 && p.start_ms / 1000 < t2 + 60)
+            .all(|p| p.covered),
+        "the second run is covered"
+    );
+    // QPS divides by the time the monitor was up, not by the gap.
+    assert!(sum.covered_s < 400, "covered {}", sum.covered_s);
+}
+
+#[test]
+fn resources_are_kept_per_bucket_and_summed_over_instances() {
+    let mut store = Store::new(StoreConfig::default());
+    let t = NOW_S - 100;
+    store.record_resources("m", "a", t * 1_000_000, Some(50.0), Some(1 << 30));
+    store.record_resources("m", "b", t * 1_000_000 + 1, Some(25.0), Some(1 << 29));
+    apply(&mut store, "m", &samples(10, 5, 1), NOW_S * 1_000_000);
+    let h = history_at(&mut store, NOW_S);
+    let points = h.series("m", &Range::parse("5m").expect("valid"), NOW_S * 1000, 30);
+    let at = points
+        .iter()
+        .find(|p| p.start_ms / 1000 == t - t.rem_euclid(10))
+        .expect("the bucket");
+    assert_eq!(at.cpu_percent, Some(75.0));
+    assert_eq!(at.mem_bytes, Some((1 << 30) + (1 << 29)));
+    assert!(
+        points
+            .iter()
+            .filter(|p| p.start_ms != at.start_ms)
+            .all(|p| p.cpu_percent.is_none()),
+        "no sample: unknown, not 0"
+    );
+}
+
+#[test]
+fn snapshots_round_trip_every_figure() {
+    let mut store = Store::new(StoreConfig::default());
+    let all = samples(20_000, 20 * 3600, 5);
+    apply(&mut store, "a", &all, NOW_S * 1_000_000);
+    apply(&mut store, "b", &all[..500], NOW_S * 1_000_000);
+    let h = store.fresh_history(NOW_S * 1_000_000);
+    let snap = Snapshot {
+        saved_ms: NOW_S * 1000,
+        history: Arc::clone(&h),
+        ingest: IngestTotals::default(),
+    };
+    let back = persist::decode(&persist::encode(&snap)).expect("round trip");
+    assert_eq!(*back.history, *h, "identical rings after a round trip");
+    let r = Range::Last(Duration::from_secs(24 * 3600));
+    assert_eq!(
+        back.history.summary("a", &r, NOW_S * 1000),
+        h.summary("a", &r, NOW_S * 1000)
+    );
+    assert_eq!(back.history.models(), vec!["a", "b"]);
+}

@@ -1,0 +1,373 @@
+//! Snapshot files with the real binary: kill -9 during writes, damaged files, restart
+//! continuity, one writer per directory, `report`, and `--batch --range`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use modelmon::store::persist::{self, Snapshot};
+use modelmon::store::{IngestTotals, Store, StoreConfig};
+use serde_json::{Value, json};
+
+use crate::support::{self, Monitor};
+
+fn bin(dir: &Path, config: Option<&Path>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"));
+    cmd.env_remove("MODELMON_AMQP_URL")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .env("XDG_STATE_HOME", "/nonexistent")
+        .arg("--snapshot-dir")
+        .arg(dir);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd
+}
+
+/// A config file that saves the history every `interval`.
+fn config(root: &Path, interval: &str) -> PathBuf {
+    let path = root.join("config.toml");
+    fs::write(
+        &path,
+        format!("[history]\nsnapshot_interval = \"{interval}\"\n"),
+    )
+    .expect("write config");
+    path
+}
+
+/// `--demo --batch` until `iterations` lines are printed, then a clean exit.
+fn run_demo(dir: &Path, iterations: u32) -> Output {
+    bin(dir, None)
+        .args(["--demo", "--batch", "--interval", "200ms", "--iterations"])
+        .arg(iterations.to_string())
+        .stdout(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn spawn_demo(dir: &Path, config: Option<&Path>, stderr: &Path) -> Child {
+    bin(dir, config)
+        .args(["--demo", "--batch", "--interval", "200ms"])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(stderr).expect("stderr file"))
+        .spawn()
+        .expect("the binary runs")
+}
+
+fn report(dir: &Path, args: &[&str]) -> Output {
+    bin(dir, None)
+        .arg("report")
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn report_json(dir: &Path, range: &str) -> Value {
+    let out = report(dir, &["--json", "--range", range]);
+    assert!(
+        out.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report --json is JSON")
+}
+
+/// A snapshot with a day of history for `models` models, so each write takes a while
+/// and a kill has a real chance of landing inside one.
+fn seed_big_snapshot(dir: &Path, models: usize) {
+    let now_us = support::now_us();
+    let mut store = Store::new(StoreConfig::default());
+    for m in 0..models {
+        let events: Vec<Value> = (0..8000i64)
+            .map(|i| {
+                json!({"ts": now_us - 1 - i * 10_700_000, "model": format!("seed-{m:02}"),
+                       "instance": "i", "method": "POST", "route": "/p",
+                       "status": if i % 50 == 0 { 500 } else { 200 },
+                       "duration_us": 2_000 + (i * 7_919) % 40_000})
+            })
+            .collect();
+        for chunk in events.chunks(5000) {
+            let body = support::batch(chunk.to_vec(), 0);
+            let d = modelmon_contract::decode_batch(&body, None, now_us).expect("batch");
+            store.apply(&d, now_us);
+        }
+    }
+    let snap = Snapshot {
+        saved_ms: now_us / 1000,
+        history: store.fresh_history(now_us),
+        ingest: IngestTotals::default(),
+    };
+    fs::create_dir_all(dir).expect("dir");
+    fs::write(dir.join(persist::FILE_NAME), persist::encode(&snap)).expect("seed");
+}
+
+#[test]
+fn kill_9_at_random_moments_never_leaves_a_torn_snapshot() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    let cfg = config(root.path(), "100ms");
+    seed_big_snapshot(&dir, 30);
+    let snap = dir.join(persist::FILE_NAME);
+    let mut x = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut mid_write = 0;
+    let rounds = 20;
+    for round in 0..rounds {
+        let err = root.path().join(format!("stderr-{round}"));
+        let before = fs::metadata(&snap).and_then(|m| m.modified()).ok();
+        let mut child = spawn_demo(&dir, Some(&cfg), &err);
+        // Let it load and start writing, then kill it at a random instant.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while fs::metadata(&snap).and_then(|m| m.modified()).ok() == before {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no snapshot written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let tmp = dir.join(format!("{}.tmp-{}", persist::FILE_NAME, child.id()));
+        if round % 2 == 0 {
+            // Aim inside a write: wait for its temporary file, then a few ms more.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !tmp.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_micros((x >> 33) % 8000));
+        } else {
+            std::thread::sleep(Duration::from_millis(20 + (x >> 33) % 400));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        mid_write += u32::from(tmp.exists());
+
+        let stderr = fs::read_to_string(&err).expect("stderr");
+        assert!(
+            !stderr.contains("unusable"),
+            "round {round}: the snapshot left by the previous kill did not load:\n{stderr}"
+        );
+        let v = report_json(&dir, "24h");
+        assert!(
+            v["models"].as_array().map_or(0, Vec::len) >= 30,
+            "round {round}: the seeded history is still there: {v}"
+        );
+    }
+    let aside: Vec<_> = fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+        .collect();
+    assert!(aside.is_empty(), "no snapshot was ever damaged: {aside:?}");
+    eprintln!("{mid_write} of {rounds} kills landed while a snapshot was being written");
+}
+
+#[test]
+fn damaged_snapshots_are_reported_set_aside_and_the_monitor_starts() {
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage, &str); 3] = [
+        ("truncated", |b| b.truncate(b.len() * 2 / 3), "truncated"),
+        (
+            "bit-flipped",
+            |b| {
+                let i = b.len() - 7;
+                b[i] ^= 0x04;
+            },
+            "checksum mismatch",
+        ),
+        (
+            "future version",
+            |b| b[12..16].copy_from_slice(&2u32.to_le_bytes()),
+            "format version 2",
+        ),
+    ];
+    for (name, damage, expect) in cases {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("state");
+        assert!(run_demo(&dir, 4).status.success());
+        let path = dir.join(persist::FILE_NAME);
+        let mut bytes = fs::read(&path).expect("a snapshot after a clean exit");
+        damage(&mut bytes);
+        fs::write(&path, &bytes).expect("damage");
+
+        let out = report(&dir, &["--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: report must refuse it");
+        assert!(
+            stderr.contains(&*path.to_string_lossy()) && stderr.contains(expect),
+            "{name}: report names the file and why: {stderr}"
+        );
+
+        let out = run_demo(&dir, 3);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: the monitor starts: {stderr}");
+        assert!(
+            stderr.contains(&*path.to_string_lossy())
+                && stderr.contains(expect)
+                && stderr.contains("kept as"),
+            "{name}: a clear message: {stderr}"
+        );
+        let aside: Vec<PathBuf> = fs::read_dir(&dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("history.snap.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{name}: kept aside");
+        assert_eq!(
+            fs::read(&aside[0]).expect("aside"),
+            bytes,
+            "{name}: untouched"
+        );
+        // It started fresh and saved a good snapshot on exit.
+        let v = report_json(&dir, "5m");
+        assert!(
+            !v["models"].as_array().expect("models").is_empty(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn history_survives_a_restart_with_a_gap_while_down() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    assert!(run_demo(&dir, 10).status.success());
+    let first = report_json(&dir, "2m");
+    let before: u64 = first["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["requests"].as_u64().expect("requests"))
+        .sum();
+    assert!(before > 0, "the first run saved its history: {first}");
+
+    // Down long enough that at least one whole 10-s bucket sees no monitor.
+    std::thread::sleep(Duration::from_secs(21));
+    let out = run_demo(&dir, 10);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("unusable"),
+        "loads cleanly"
+    );
+    let v = report_json(&dir, "2m");
+    let m = &v["models"][0];
+    let points = m["series"].as_array().expect("series");
+    assert!(points.iter().all(|p| p["step_s"] == 10), "{m}");
+    let covered: Vec<bool> = points
+        .iter()
+        .map(|p| p["covered"].as_bool().expect("bool"))
+        .collect();
+    let first_up = covered.iter().position(|&c| c).expect("a covered point");
+    let gap = covered[first_up..]
+        .iter()
+        .position(|&c| !c)
+        .map(|i| i + first_up)
+        .expect("a gap while the monitor was down");
+    assert!(
+        covered[gap..].iter().any(|&c| c),
+        "covered again after the restart"
+    );
+    for p in points.iter().filter(|p| p["covered"] == false) {
+        assert_eq!(p["requests"], 0, "a gap is not traffic");
+        assert!(p["p50_ms"].is_null(), "a gap has no latency");
+    }
+    let after: u64 = v["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["requests"].as_u64().expect("requests"))
+        .sum();
+    assert!(
+        after > before,
+        "history before the restart is kept and the new run added to it: {before} -> {after}"
+    );
+    // The text report shows the same gap.
+    let text = report(&dir, &["--range", "2m"]);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("(monitor not running)") && text.contains("every 10s"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_second_monitor_reads_the_history_but_never_writes_it() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    assert!(run_demo(&dir, 3).status.success());
+    let path = dir.join(persist::FILE_NAME);
+    let saved = fs::read(&path).expect("snapshot");
+    // The writer: default interval (30 s), so it does not write during the test.
+    let mut writer = spawn_demo(&dir, None, &root.path().join("writer-stderr"));
+    let lock = dir.join(persist::LOCK_NAME);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(&lock).map(|s| s.trim().to_owned()).ok()
+        != Some(writer.id().to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first monitor takes the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run_demo(&dir, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", writer.id())) && stderr.contains("will not write"),
+        "the second monitor says who writes: {stderr}"
+    );
+    assert_eq!(
+        fs::read(&path).expect("snapshot"),
+        saved,
+        "the reader wrote nothing"
+    );
+    writer.kill().expect("kill");
+    writer.wait().expect("reaped");
+}
+
+#[test]
+fn report_without_a_snapshot_says_so() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let out = report(root.path(), &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no snapshot"), "{stderr}");
+    let out = report(root.path(), &["--range", "2d"]);
+    assert_eq!(out.status.code(), Some(2), "a bad range is a usage error");
+}
+
+#[test]
+fn batch_lines_carry_each_models_figures_over_the_chosen_range() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    let dir = dir.to_string_lossy();
+    let mon = Monitor::start(&["--demo", "--range", "1h", "--snapshot-dir", &dir]);
+    let line = mon.wait_for(
+        "a range object with traffic",
+        Duration::from_secs(30),
+        |v| {
+            v["models"]
+                .as_array()
+                .is_some_and(|ms| ms.iter().any(|m| m["range"]["requests"].as_u64() > Some(0)))
+        },
+    );
+    let m = line["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["range"].is_object())
+        .expect("a model with a range");
+    for key in [
+        "requests",
+        "qps",
+        "errors",
+        "error_rate",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "covered_s",
+    ] {
+        assert!(m["range"].get(key).is_some(), "range.{key} in {m}");
+    }
+}

@@ -1,0 +1,712 @@
+//! `--serve`: the JSON API, /metrics, the WebSocket and the token, against the real
+//! binary serving on 127.0.0.1:0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::{AMQP, Publisher, batch, event, runtime, unique};
+
+/// `modelmon-tui --headless --serve 127.0.0.1:0 ARGS`, and the address it serves on.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Self {
+        let mut child = spawn(args);
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the binary says where it serves before anything else")
+                .expect("stderr is text");
+            if let Some(a) = line.split("serving on http://").nth(1) {
+                break a.trim().parse().expect("an address");
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, addr }
+    }
+
+    fn get(&self, path: &str) -> Response {
+        http_get(self.addr, path, &[])
+    }
+
+    fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        http_get(self.addr, path, headers)
+    }
+
+    /// GETs `path` until `pred` holds on its JSON body.
+    fn wait_json(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let r = self.get(path);
+            if r.status == 200 {
+                last = r.json();
+                if pred(&last) {
+                    return last;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; last {path}: {last}");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"));
+    cmd.args(["--headless", "--no-docker"]);
+    if !args.contains(&"--interval") {
+        cmd.args(["--interval", "200ms"]);
+    }
+    if !args.contains(&"--serve") {
+        cmd.args(["--serve", "127.0.0.1:0"]);
+    }
+    cmd.args(args)
+        .env_remove("MODELMON_AMQP_URL")
+        .env_remove("MODELMON_TOKEN")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join(unique("modelmon-web-state")),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs")
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain HTTP/1.1 GET over a socket: the server must work with the simplest client.
+fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut s = TcpStream::connect(addr).expect("the server accepts connections");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(k);
+        req.push_str(": ");
+        req.push_str(v);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("request sent");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response read");
+    let raw = String::from_utf8(raw).expect("a text response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("headers end");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn model_names(overview: &Value) -> Vec<String> {
+    overview["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["model"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[test]
+fn api_serves_every_demo_model_with_its_figures() {
+    let s = Served::start(&["--demo"]);
+    assert_eq!(s.get("/healthz").status, 200);
+    let overview = s.wait_json("/api/v1/models", "demo traffic", |v| {
+        v["models"].as_array().is_some_and(|m| {
+            !m.is_empty() && m.iter().all(|m| m["requests"].as_u64().unwrap_or(0) > 0)
+        })
+    });
+    assert_eq!(overview["broker"]["state"], "demo");
+    let names = model_names(&overview);
+    for m in overview["models"].as_array().expect("models") {
+        assert!(m["qps"].as_f64().is_some(), "{m}");
+        assert!(m["p95_ms"].as_f64().is_some(), "{m}");
+        assert!(
+            ["ok", "idle", "pending", "firing"].contains(&m["state"].as_str().unwrap_or("")),
+            "{m}"
+        );
+        assert!(!m["series"].as_array().expect("series").is_empty(), "{m}");
+    }
+
+    let name = &names[0];
+    // The history is rebuilt once per 10-s bucket: its first points come within one.
+    s.wait_json(
+        &format!("/api/v1/models/{name}?range=5m"),
+        "history points",
+        |d| d["history"].as_array().is_some_and(|h| !h.is_empty()),
+    );
+    for range in ["5m", "1h", "6h", "24h"] {
+        let d = s.get(&format!("/api/v1/models/{name}?range={range}"));
+        assert_eq!(d.status, 200, "{}", d.body);
+        let d = d.json();
+        assert_eq!(d["model"], name.as_str());
+        assert_eq!(d["range"], range);
+        assert!(!d["history"].as_array().expect("history").is_empty());
+        assert!(d["routes"].as_array().is_some());
+    }
+    assert_eq!(s.get("/api/v1/models/no-such-model").status, 404);
+    assert_eq!(
+        s.get(&format!("/api/v1/models/{name}?range=lots")).status,
+        400
+    );
+
+    let alerts = s.get("/api/v1/alerts").json();
+    assert!(alerts["active"].is_array() && alerts["recent"].is_array());
+    let status = s.get("/api/v1/status").json();
+    assert_eq!(status["broker"]["state"], "demo");
+    // The demo may have started another model since; none goes away.
+    assert!(
+        status["models"].as_u64() >= Some(names.len() as u64),
+        "{status}"
+    );
+    assert!(status["ingest"]["events"].as_u64().unwrap_or(0) > 0);
+    assert!(status["process"]["rss_bytes"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_every_model() {
+    let s = Served::start(&["--demo"]);
+    let overview = s.wait_json("/api/v1/models", "demo traffic", |v| {
+        v["models"].as_array().is_some_and(|m| !m.is_empty())
+    });
+    let r = s.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain")),
+        "{:?}",
+        r.header("content-type")
+    );
+    for line in r.body.lines().filter(|l| !l.is_empty()) {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        assert!(name.starts_with("modelmon_"), "unprefixed series: {line}");
+    }
+    for name in model_names(&overview) {
+        for needle in [
+            format!("modelmon_window_requests{{model=\"{name}\",class=\"2xx\"}}"),
+            format!("modelmon_window_errors{{model=\"{name}\"}}"),
+            format!("modelmon_latency_seconds_count{{model=\"{name}\"}}"),
+        ] {
+            assert!(r.body.contains(&needle), "missing {needle}");
+        }
+    }
+    let events: f64 = r
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("modelmon_ingest_events_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the ingest counter");
+    assert!(events > 0.0);
+}
+
+async fn ws_next(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket stays open")
+            .expect("a frame");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).expect("JSON messages");
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+#[test]
+fn websocket_pushes_the_overview_and_a_subscribed_detail() {
+    let s = Served::start(&["--demo"]);
+    s.wait_json("/api/v1/models", "demo traffic", |v| {
+        v["models"].as_array().is_some_and(|m| !m.is_empty())
+    });
+    runtime().block_on(async {
+        let url = format!("ws://{}/ws", s.addr);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("the WebSocket opens");
+        let hello = ws_next(&mut ws, |v| v["t"] == "hello").await;
+        assert_eq!(hello["cols"][0], "model");
+        let first = ws_next(&mut ws, |v| {
+            v["t"] == "o" && v["m"].as_array().is_some_and(|m| !m.is_empty())
+        })
+        .await;
+        let ts = first["ts"].as_i64().expect("ts");
+        // A pushed update: a later refresh arrives without asking.
+        let next = ws_next(&mut ws, |v| v["t"] == "o" && v["ts"].as_i64() > Some(ts)).await;
+        let name = next["m"][0][0].as_str().expect("a model name").to_owned();
+        assert!(next.to_string().len() < 10 * 1024);
+
+        ws.send(Message::Text(format!("{{\"sub\":\"{name}\"}}").into()))
+            .await
+            .expect("subscribe");
+        let d = ws_next(&mut ws, |v| v["t"] == "d").await;
+        assert_eq!(d["detail"]["model"], name.as_str());
+        assert!(d["detail"]["p99_ms"].is_number() || d["detail"]["p99_ms"].is_null());
+        // Details keep coming with the overview.
+        let d2 = ws_next(&mut ws, |v| {
+            v["t"] == "d" && v["ts"].as_i64() > d["ts"].as_i64()
+        })
+        .await;
+        assert_eq!(d2["detail"]["model"], name.as_str());
+    });
+}
+
+#[test]
+fn events_from_the_real_broker_appear_in_the_api() {
+    let name = unique("web");
+    let s = Served::start(&["--amqp", AMQP, "--models", &name]);
+    s.wait_json("/api/v1/status", "the broker connection", |v| {
+        v["broker"]["state"] == "connected"
+    });
+    runtime().block_on(async {
+        let p = Publisher::connect().await;
+        let events = (0..20)
+            .map(|i| event(&name, if i < 18 { 200 } else { 503 }, 5_000))
+            .collect();
+        p.publish(&name, &batch(events, 0)).await;
+    });
+    let overview = s.wait_json("/api/v1/models", "the published events", |v| {
+        v["models"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["model"] == name.as_str() && m["requests"] == 20)
+        })
+    });
+    let m = overview["models"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["model"] == name.as_str()))
+        .expect("the model");
+    assert_eq!(m["errors"], 2);
+    assert_eq!(m["status"]["5xx"], 2);
+    let metrics = s.get("/metrics").body;
+    assert!(metrics.contains(&format!(
+        "modelmon_window_requests{{model=\"{name}\",class=\"5xx\"}} 2"
+    )));
+}
+
+#[test]
+fn a_public_address_without_a_token_is_refused_with_exit_code_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .args(["--headless", "--demo", "--serve", "0.0.0.0:0"])
+        .env_remove("MODELMON_TOKEN")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to serve on 0.0.0.0"), "{err}");
+    assert!(
+        err.contains("--token") && err.contains("--insecure-public"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_token_is_required_by_header_query_or_cookie() {
+    let s = Served::start(&["--demo", "--token", "letmein"]);
+    // Probes hold no token; the health check reveals nothing.
+    assert_eq!(s.get("/healthz").status, 200);
+    for path in [
+        "/api/v1/models",
+        "/api/v1/status",
+        "/api/v1/alerts",
+        "/metrics",
+        "/ws",
+    ] {
+        assert_eq!(s.get(path).status, 401, "{path} without a token");
+        let wrong = s.get_with(path, &[("Authorization", "Bearer nope")]);
+        assert_eq!(wrong.status, 401, "{path} with a wrong token");
+        assert!(!wrong.body.contains("letmein"));
+    }
+    let ok = s.get_with("/api/v1/status", &[("Authorization", "Bearer letmein")]);
+    assert_eq!(ok.status, 200);
+    let q = s.get("/api/v1/status?token=letmein");
+    assert_eq!(q.status, 200);
+    let cookie = q.header("set-cookie").expect("the token becomes a cookie");
+    let cookie = cookie.split(';').next().expect("name=value");
+    assert_eq!(s.get_with("/metrics", &[("Cookie", cookie)]).status, 200);
+    assert_eq!(s.get("/api/v1/status?token=letmeout").status, 401);
+    runtime().block_on(async {
+        let url = format!("ws://{}/ws", s.addr);
+        assert!(tokio_tungstenite::connect_async(url.clone()).await.is_err());
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut()
+            .insert("Authorization", "Bearer letmein".parse().expect("header"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("the token opens the socket");
+        ws_next(&mut ws, |v| v["t"] == "o").await;
+    });
+}
+
+#[test]
+fn the_amqp_password_never_appears_in_any_response() {
+    let s = Served::start(&["--amqp", "amqp://u:SECRET@127.0.0.1:1/%2f"]);
+    let status = s.wait_json("/api/v1/status", "the broker to be down", |v| {
+        v["broker"]["state"] == "down" || v["broker"]["error"].is_string()
+    });
+    assert!(!status.to_string().contains("SECRET"), "{status}");
+    for path in [
+        "/healthz",
+        "/api/v1/models",
+        "/api/v1/status",
+        "/api/v1/alerts",
+        "/metrics",
+        "/api/v1/models/x?range=1h",
+        "/nonexistent",
+    ] {
+        let r = s.get(path);
+        assert!(!r.body.contains("SECRET"), "{path}: {}", r.body);
+        assert!(
+            r.headers.iter().all(|(_, v)| !v.contains("SECRET")),
+            "{path}"
+        );
+    }
+    runtime().block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr))
+            .await
+            .expect("the WebSocket opens");
+        for _ in 0..3 {
+            let v = ws_next(&mut ws, |_| true).await;
+            assert!(!v.to_string().contains("SECRET"), "{v}");
+        }
+    });
+}
+
+/// The same FNV-1a as web/scripts/source-hash.mjs, over the same files.
+fn dashboard_source_hash(root: &std::path::Path) -> String {
+    fn files(root: &std::path::Path, rel: &str, out: &mut Vec<String>) {
+        let p = root.join(rel);
+        if p.is_dir() {
+            let mut names: Vec<String> = std::fs::read_dir(&p)
+                .expect("readable")
+                .map(|e| e.expect("entry").file_name().into_string().expect("UTF-8"))
+                .collect();
+            names.sort();
+            for n in names {
+                files(root, &format!("{rel}/{n}"), out);
+            }
+        } else {
+            out.push(rel.to_owned());
+        }
+    }
+    let mut all = Vec::new();
+    for s in ["index.html", "package.json", "vite.config.js", "src"] {
+        files(root, s, &mut all);
+    }
+    all.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for rel in &all {
+        feed(rel.as_bytes());
+        feed(&[0]);
+        feed(&std::fs::read(root.join(rel)).expect("readable"));
+        feed(&[0]);
+    }
+    format!("{h:016x}")
+}
+
+#[test]
+fn the_embedded_dashboard_was_built_from_the_current_sources() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    assert_eq!(
+        modelmon::web::assets::SOURCE_HASH.trim(),
+        dashboard_source_hash(&root),
+        "web/dist is stale: run `npm ci && npm run build` in web/ and commit web/dist"
+    );
+}
+
+#[test]
+fn the_dashboard_is_served_gzipped_with_content_types() {
+    let s = Served::start(&["--demo"]);
+    let page = s.get("/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"))
+    );
+    assert!(page.body.contains("/assets/app.js"), "{}", page.body);
+    let js = s.get("/assets/app.js");
+    assert_eq!(js.status, 200);
+    assert!(
+        js.header("content-type")
+            .is_some_and(|c| c.starts_with("text/javascript"))
+    );
+    let css = s.get("/assets/app.css");
+    assert!(
+        css.header("content-type")
+            .is_some_and(|c| c.starts_with("text/css"))
+    );
+    let mut total = 0;
+    for path in ["/", "/assets/app.js", "/assets/app.css"] {
+        let r = http_get_bytes(s.addr, path, &[("Accept-Encoding", "gzip")]);
+        assert_eq!(r.0, 200, "{path}");
+        assert!(
+            r.1.to_ascii_lowercase().contains("content-encoding: gzip"),
+            "{path}"
+        );
+        total += r.2.len();
+    }
+    println!("dashboard first load, gzipped: {total} bytes");
+    assert!(total < 300 * 1024, "first load {total} bytes");
+}
+
+/// A GET returning the status, the raw head and the raw body bytes (for gzip).
+fn http_get_bytes(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("the server accepts connections");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(k);
+        req.push_str(": ");
+        req.push_str(v);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("request sent");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response read");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    (status, head, raw[end + 4..].to_vec())
+}
+
+/// CPU seconds used so far by process `pid` (Linux, 100 ticks/s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    let after = &stat[stat.rfind(')').expect("comm") + 1..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
+
+/// Load figures, not a pass/fail check: 100 models fed through the real broker at one
+/// refresh per second, the server's CPU with no client (baseline) and with 100 WebSocket
+/// clients, and the size of the overview messages. Run:
+/// `cargo test --release --test main web::ws_load -- --ignored --nocapture`
+#[test]
+#[ignore = "a load measurement: run by hand, see docs/api.md"]
+fn ws_load_100_clients_100_models() {
+    const MODELS: usize = 100;
+    const CLIENTS: usize = 100;
+    const MEASURE: Duration = Duration::from_secs(20);
+    let prefix = unique("load");
+    let s = Served::start(&["--amqp", AMQP, "--interval", "1s"]);
+    s.wait_json("/api/v1/status", "the broker connection", |v| {
+        v["broker"]["state"] == "connected"
+    });
+    let pid = s.child.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let names: Vec<String> = (0..MODELS).map(|i| format!("{prefix}-{i}")).collect();
+    let feeder_names = names.clone();
+    let feeder = rt.spawn(async move {
+        let p = Publisher::connect().await;
+        loop {
+            for n in &feeder_names {
+                let events = (0..10)
+                    .map(|i| event(n, if i == 0 { 500 } else { 200 }, 3_000 + i * 500))
+                    .collect();
+                p.publish(n, &batch(events, 0)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    s.wait_json("/api/v1/models", "all load models", |v| {
+        v["models"].as_array().is_some_and(|m| {
+            m.iter()
+                .filter(|m| m["model"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+                .count()
+                == MODELS
+        })
+    });
+    let c0 = cpu_seconds(pid);
+    std::thread::sleep(MEASURE);
+    let baseline = (cpu_seconds(pid) - c0) / MEASURE.as_secs_f64();
+
+    let addr = s.addr;
+    let stats = rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+                .await
+                .expect("the WebSocket opens");
+            tasks.push(tokio::spawn(async move {
+                let mut ws = ws;
+                let (mut n, mut bytes, mut max) = (0usize, 0usize, 0usize);
+                let end = tokio::time::Instant::now() + MEASURE + Duration::from_secs(1);
+                while let Ok(Some(Ok(m))) = tokio::time::timeout_at(end, ws.next()).await {
+                    if let Message::Text(t) = m {
+                        if t.as_str().starts_with("{\"t\":\"o\"")
+                            || t.as_str().contains("\"t\":\"o\"")
+                        {
+                            n += 1;
+                            bytes += t.len();
+                            max = max.max(t.len());
+                        }
+                    }
+                }
+                (n, bytes, max)
+            }));
+        }
+        let c1 = cpu_seconds(pid);
+        tokio::time::sleep(MEASURE).await;
+        let loaded = (cpu_seconds(pid) - c1) / MEASURE.as_secs_f64();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.expect("client task"));
+        }
+        (loaded, all)
+    });
+    feeder.abort();
+    let (loaded, all) = stats;
+    let msgs: usize = all.iter().map(|a| a.0).sum();
+    let bytes: usize = all.iter().map(|a| a.1).sum();
+    let max = all.iter().map(|a| a.2).max().unwrap_or(0);
+    println!(
+        "ws load: {MODELS} models, {CLIENTS} clients, {}s each phase\n\
+         server CPU without clients: {:.2} % of one core\n\
+         server CPU with {CLIENTS} clients: {:.2} % of one core ({:.2}x the baseline)\n\
+         overview messages: {msgs} received, mean {} bytes, max {max} bytes",
+        MEASURE.as_secs(),
+        baseline * 100.0,
+        loaded * 100.0,
+        loaded / baseline.max(1e-9),
+        bytes / msgs.max(1),
+    );
+    assert!(msgs >= CLIENTS, "every client received overviews");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_while_others_keep_receiving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Served::start(&["--demo", "--interval", "50ms"]);
+    s.wait_json("/api/v1/models", "demo traffic", |v| {
+        v["models"].as_array().is_some_and(|m| !m.is_empty())
+    });
+    let addr = s.addr;
+    runtime().block_on(async {
+        // A client with a tiny receive buffer that completes the handshake, then never
+        // reads again: the server's writes to it soon block.
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_recv_buffer_size(2048).expect("small buffer");
+        let mut stalled = sock.connect(addr).await.expect("connects");
+        let handshake = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stalled
+            .write_all(handshake.as_bytes())
+            .await
+            .expect("handshake sent");
+        let mut head = [0u8; 12];
+        stalled.read_exact(&mut head).await.expect("an answer");
+        assert_eq!(&head, b"HTTP/1.1 101");
+
+        let (mut healthy, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("the WebSocket opens");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut clients = 2;
+        while clients > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stalled client was never dropped"
+            );
+            // The healthy client keeps getting overviews meanwhile.
+            ws_next(&mut healthy, |v| v["t"] == "o").await;
+            let status = tokio::task::spawn_blocking(move || http_get(addr, "/api/v1/status", &[]))
+                .await
+                .expect("status");
+            clients = status.json()["process"]["ws_clients"]
+                .as_u64()
+                .expect("count");
+        }
+        // Still served after the other was dropped.
+        let first = ws_next(&mut healthy, |v| v["t"] == "o").await;
+        ws_next(&mut healthy, |v| {
+            v["t"] == "o" && v["ts"].as_i64() > first["ts"].as_i64()
+        })
+        .await;
+        drop(stalled);
+    });
+}

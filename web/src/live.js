@@ -1,0 +1,90 @@
+// The live state: one WebSocket, reconnected with backoff; the overview rows it pushes
+// and a short per-model history of requests/s for the sparklines.
+import { reactive } from 'vue'
+
+const SPARK_POINTS = 120
+
+export const live = reactive({
+  // 'connecting' | 'live' | 'reconnecting'
+  conn: 'connecting',
+  ts: 0,
+  broker: null,
+  docker: null,
+  alerts: 0,
+  cols: [],
+  models: [], // [{ model, state, qps, error_rate, p50_ms, p95_ms, p99_ms, cpu_percent, mem_bytes }]
+  spark: {}, // model -> { x: [sec], y: [requests] }
+  detail: null, // the subscribed model's latest detail message
+})
+
+let socket = null
+let subscribed = null
+let retry = 0
+
+function pushSpark(model, sec, requests) {
+  if (sec == null) return
+  const s = (live.spark[model] ??= { x: [], y: [] })
+  if (s.x.length && s.x[s.x.length - 1] >= sec) return
+  s.x.push(sec)
+  s.y.push(requests)
+  if (s.x.length > SPARK_POINTS) {
+    s.x.shift()
+    s.y.shift()
+  }
+}
+
+// Seeds sparklines from the overview's five minutes of per-second points.
+async function seed() {
+  const r = await fetch('/api/v1/models')
+  if (!r.ok) return
+  const o = await r.json()
+  for (const m of o.models) {
+    const pts = m.series.slice(-SPARK_POINTS)
+    live.spark[m.model] = { x: pts.map((p) => p.sec), y: pts.map((p) => p.requests) }
+  }
+}
+
+function onOverview(msg) {
+  const c = live.cols
+  live.ts = msg.ts
+  live.broker = msg.broker
+  live.docker = msg.docker
+  live.alerts = msg.alerts
+  live.models = msg.m.map((row) => {
+    const o = {}
+    c.forEach((name, i) => (o[name] = row[i]))
+    pushSpark(o.model, o.sec, o.sec_requests)
+    return o
+  })
+}
+
+export function connect() {
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws'
+  socket = new WebSocket(`${proto}://${location.host}/ws`)
+  socket.onopen = () => {
+    retry = 0
+    live.conn = 'live'
+    seed().catch(() => {})
+    if (subscribed) socket.send(JSON.stringify({ sub: subscribed }))
+  }
+  socket.onmessage = (ev) => {
+    const msg = JSON.parse(ev.data)
+    if (msg.t === 'hello') live.cols = msg.cols
+    else if (msg.t === 'o') onOverview(msg)
+    else if (msg.t === 'd' && msg.detail && msg.detail.model === subscribed) live.detail = msg
+  }
+  socket.onclose = () => {
+    live.conn = 'reconnecting'
+    // Back off up to 5 s so a restarting server is not hammered.
+    const delay = Math.min(5000, 500 * 2 ** retry++)
+    setTimeout(connect, delay)
+  }
+}
+
+export function subscribe(model) {
+  subscribed = model
+  live.detail = null
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ sub: model }))
+  }
+}

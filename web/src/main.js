@@ -1,0 +1,8 @@
+import { createApp } from 'vue'
+import 'uplot/dist/uPlot.min.css'
+import './style.css'
+import App from './App.vue'
+import { connect } from './live.js'
+
+connect()
+createApp(App).mount('#app')
