@@ -53,6 +53,7 @@ fn view() -> View {
                         requests: 100,
                         errors: if failing { 10 } else { 0 },
                         p95_ms: Some(60.0),
+                        ..SeriesPoint::default()
                     })
                     .collect(),
                 routes: Vec::new(),

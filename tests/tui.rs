@@ -85,6 +85,7 @@ fn series(qps: f64, p95: f64) -> Vec<SeriesPoint> {
                 requests,
                 errors: if i % 10 == 0 { requests / 20 } else { 0 },
                 p95_ms: (requests > 0).then(|| p95 * spike * (0.8 + (i % 9) as f64 / 20.0)),
+                ..SeriesPoint::default()
             }
         })
         .collect()

@@ -61,11 +61,11 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
                     Redacted(&cfg.url),
                     delay.as_secs_f64()
                 );
-                if warned_at != Some(connections) {
+                if warned_at == Some(connections) {
+                    tracing::debug!("{message}");
+                } else {
                     tracing::warn!("{message}");
                     warned_at = Some(connections);
-                } else {
-                    tracing::debug!("{message}");
                 }
                 let down = BrokerView {
                     state: BrokerState::Down,

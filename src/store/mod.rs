@@ -704,11 +704,15 @@ fn stage(staging: &mut BTreeMap<i64, Slot>, slot: &Slot) {
 
 fn series_point(slot: &Slot, merger: &mut Merger) -> SeriesPoint {
     merger.add(&slot.latency);
+    let q = merger.take();
+    let ms = |v: f64| v.min(slot.max_us as f64) / 1000.0;
     SeriesPoint {
         sec: slot.start,
         requests: slot.requests(),
         errors: u64::from(slot.errors),
-        p95_ms: merger.take().map(|q| q.p95 / 1000.0),
+        p50_ms: q.map(|q| ms(q.p50)),
+        p95_ms: q.map(|q| ms(q.p95)),
+        p99_ms: q.map(|q| ms(q.p99)),
     }
 }
 
@@ -740,9 +744,7 @@ fn model_view(
         } else {
             SeriesPoint {
                 sec,
-                requests: 0,
-                errors: 0,
-                p95_ms: None,
+                ..SeriesPoint::default()
             }
         };
         series.push(point);

@@ -133,13 +133,15 @@ pub struct KeyStats {
 }
 
 /// One second of a model's recent past, for sparklines.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesPoint {
     /// Unix second.
     pub sec: i64,
     pub requests: u64,
     pub errors: u64,
+    pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 /// A model and everything known about it.

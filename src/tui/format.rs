@@ -196,6 +196,7 @@ mod tests {
             requests,
             errors: 0,
             p95_ms: p95,
+            ..SeriesPoint::default()
         }
     }
 

@@ -116,8 +116,8 @@ fn from_history(p: &HistoryPoint, now_ms: i64) -> ChartPoint {
 }
 
 /// The per-second series, folded to at most `max_points`: a point that covers several
-/// seconds has their mean rate, their pooled error rate and their worst p95, so a
-/// one-second spike still shows when five minutes squeeze into a narrow chart.
+/// seconds has their mean rate, their pooled error rate and their worst percentiles, so
+/// a one-second spike still shows when five minutes squeeze into a narrow chart.
 fn from_series(view: &View, model: &ModelView, max_points: usize) -> Vec<ChartPoint> {
     let now_sec = view.ts_ms.div_euclid(1000);
     let s = &model.series;
@@ -133,10 +133,9 @@ fn from_series(view: &View, model: &ModelView, max_points: usize) -> Vec<ChartPo
                 t: (last.sec - now_sec) as f64,
                 qps: requests as f64 / part.len() as f64,
                 error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
-                // The per-second series keeps only p95; p50 and p99 come with the history.
-                p50_ms: None,
+                p50_ms: part.iter().filter_map(|p| p.p50_ms).reduce(f64::max),
                 p95_ms: part.iter().filter_map(|p| p.p95_ms).reduce(f64::max),
-                p99_ms: None,
+                p99_ms: part.iter().filter_map(|p| p.p99_ms).reduce(f64::max),
                 cpu_percent: None,
                 mem_mib: None,
             })

@@ -56,8 +56,12 @@ pub enum WebhookFormat {
 pub struct WebhookConfig {
     /// What rules name in `notify = [...]`.
     pub name: String,
-    /// `http://host:port/path`.
+    /// `http://host:port/path` or `https://…`.
     pub url: String,
+    /// PEM roots trusted for this webhook on top of the system's (a private CA, a
+    /// self-signed relay).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub format: WebhookFormat,
     /// Per attempt: connect, send, and the answer's head.
@@ -101,6 +105,9 @@ impl NotifySection {
             names.push(&w.name);
             if let Err(e) = webhook::parse_url(&w.url) {
                 return Err(("notify.webhooks.url", e.to_string()));
+            }
+            if let Some(Err(e)) = w.ca_file.as_deref().map(webhook::read_ca_file) {
+                return Err(("notify.webhooks.ca_file", e.to_string()));
             }
             if w.queue == 0 {
                 return Err(("notify.webhooks.queue", "must be at least 1".into()));
