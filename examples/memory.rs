@@ -2,7 +2,8 @@
 //! every route busy every second of the window, realistic latency spreads.
 //!
 //! ```sh
-//! cargo run --release --example memory
+//! cargo run --release --example memory            # 64 routes and 64 instances per model
+//! INSTANCES=1 cargo run --release --example memory  # 64 routes, one instance each
 //! ```
 
 use modelmon::store::{BrokerView, Store, StoreConfig};
@@ -17,7 +18,15 @@ fn rss_mib() -> f64 {
         / 1024.0
 }
 
+fn env_or(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
+    let (routes, instances) = (env_or("ROUTES", 64), env_or("INSTANCES", 64));
     let before = rss_mib();
     let mut store = Store::new(StoreConfig::default());
     let t0 = modelmon::clock::now_us() / 1_000_000 * 1_000_000;
@@ -36,9 +45,9 @@ fn main() {
                         ts: now - 1000,
                         model: model.clone().into(),
                         version: None,
-                        instance: format!("{model}-{}", i % 64).into(),
+                        instance: format!("{model}-{}", i % instances).into(),
                         method: "POST".into(),
-                        route: format!("/v1/models/{model}/route{}", i % 64).into(),
+                        route: format!("/v1/models/{model}/route{}", i % routes).into(),
                         status: 200,
                         duration_us: (3000.0 * (2.0 * u).exp()) as u64,
                         ttfb_us: None,

@@ -836,6 +836,35 @@ impl TlsHook {
 }
 
 #[test]
+fn https_urls_are_accepted_and_bad_ca_files_are_config_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").expect("write");
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, TestCa::new().ca_pem).expect("write");
+    let hook = |url: &str, extra: &str| {
+        Config::parse(&format!(
+            "[[notify.webhooks]]\nname = \"x\"\nurl = \"{url}\"\n{extra}\n"
+        ))
+        .expect("parses")
+        .validate(None)
+        .map_err(|e| e.to_string())
+    };
+    let ca = |p: &std::path::Path| format!("ca_file = {:?}", p.display().to_string());
+    hook("https://hooks.slack.example/services/T0/B0/x", "").expect("https is valid");
+    hook("https://127.0.0.1:8443/hook", &ca(&good)).expect("a PEM CA is valid");
+    let err = hook("ftp://127.0.0.1/hook", "").expect_err("not http");
+    assert!(err.contains("notify.webhooks.url"), "{err}");
+    for (path, why) in [
+        (dir.path().join("missing.pem"), "missing"),
+        (not_pem, "not PEM"),
+    ] {
+        let err = hook("https://127.0.0.1/hook", &ca(&path)).expect_err(why);
+        assert!(err.contains("notify.webhooks.ca_file"), "{why}: {err}");
+    }
+}
+
+#[test]
 fn https_webhooks_deliver_to_a_server_trusted_through_ca_file() {
     let ca = TestCa::new();
     let tls = TlsHook::start(&ca);
@@ -869,7 +898,10 @@ fn https_webhooks_deliver_to_a_server_trusted_through_ca_file() {
     let firing = &tls.hook.bodies()[0].body;
     assert_eq!(firing["rule"], "slow");
     assert_eq!(firing["model"], model.as_str());
-    assert!(firing["value"].as_f64().is_some_and(|v| v > 100.0), "{firing}");
+    assert!(
+        firing["value"].as_f64().is_some_and(|v| v > 100.0),
+        "{firing}"
+    );
     assert!(
         tls.refused.lock().expect("lock").is_empty(),
         "every handshake succeeded"
@@ -908,7 +940,7 @@ fn an_untrusted_https_webhook_is_a_tls_error_and_never_blocks_the_monitor() {
     let log = mon.stderr();
     let line = log
         .lines()
-        .find(|l| l.contains("webhook=private") && l.contains("not delivered"))
+        .find(|l| l.contains("private") && l.contains("not delivered"))
         .unwrap_or_else(|| panic!("the TLS failure is logged:\n{log}"));
     assert!(
         line.contains("TLS error") && line.contains("UnknownIssuer"),

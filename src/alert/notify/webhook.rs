@@ -145,15 +145,15 @@ fn tls_cause(err: &hyper_util::client::legacy::Error) -> Option<rustls::Error> {
         if let Some(t) = e.downcast_ref::<rustls::Error>() {
             return Some(t.clone());
         }
-        // io::Error's `source` skips the error it wraps, and rustls errors travel in one.
-        if let Some(t) = e
+        // An io::Error's `source` skips the error it wraps, and the connector nests
+        // rustls's error in two of them: step into the wrapped one instead.
+        cur = match e
             .downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(t.clone());
-        }
-        cur = e.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
