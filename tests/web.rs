@@ -342,6 +342,20 @@ fn events_from_the_real_broker_appear_in_the_api() {
     assert!(metrics.contains(&format!(
         "modelmon_window_requests{{model=\"{name}\",class=\"5xx\"}} 2"
     )));
+    // Counters since start, and a histogram Prometheus can take quantiles of:
+    // every request took 5 ms, so the 5 ms bucket holds all 20 and the 2.5 ms one none.
+    for needle in [
+        format!("modelmon_requests_total{{model=\"{name}\",class=\"2xx\"}} 18"),
+        format!("modelmon_requests_total{{model=\"{name}\",class=\"5xx\"}} 2"),
+        format!("modelmon_errors_total{{model=\"{name}\"}} 2"),
+        format!("modelmon_request_duration_seconds_bucket{{model=\"{name}\",le=\"0.0025\"}} 0"),
+        format!("modelmon_request_duration_seconds_bucket{{model=\"{name}\",le=\"0.005\"}} 20"),
+        format!("modelmon_request_duration_seconds_bucket{{model=\"{name}\",le=\"+Inf\"}} 20"),
+        format!("modelmon_request_duration_seconds_count{{model=\"{name}\"}} 20"),
+        format!("modelmon_request_duration_seconds_sum{{model=\"{name}\"}} 0.1"),
+    ] {
+        assert!(metrics.contains(&needle), "missing {needle}");
+    }
 }
 
 #[test]

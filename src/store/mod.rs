@@ -25,7 +25,9 @@ use hist::Merger;
 use history::{HistoryView, Uptime};
 use ring::{Ring, STEP_S, bucket_of_sec};
 pub use view::{BrokerState, BrokerView, View};
-use view::{IngestView, KeyStats, ModelView, RejectRecord, SeriesPoint, Stats};
+use view::{
+    IngestView, KeyStats, LATENCY_BUCKETS_S, ModelView, RejectRecord, SeriesPoint, Stats, Totals,
+};
 use window::{Placement, Slot, Window};
 
 /// The name that takes the overflow of a cardinality cap.
@@ -223,6 +225,7 @@ struct ModelState {
     staging: BTreeMap<i64, Slot>,
     /// Latest resource sample per instance: (bucket, cpu %, memory bytes).
     resources: Map<(i64, Option<f32>, Option<u64>)>,
+    totals: Totals,
 }
 
 /// All the state of the monitor.
@@ -390,6 +393,7 @@ impl Store {
                 ring: dormant.remove(model).unwrap_or_default(),
                 staging: BTreeMap::new(),
                 resources: Map::default(),
+                totals: Totals::default(),
             }
         })
     }
@@ -627,6 +631,7 @@ impl Store {
 fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, u64) {
     let sec = ev.ts.div_euclid(1_000_000);
     let err = ev.is_error();
+    count_total(&mut m.totals, ev.status, ev.duration_us, err);
     if ev.ts > m.last_seen_us {
         m.last_seen_us = ev.ts;
         if let Some(v) = &ev.version
@@ -654,6 +659,25 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, u64) {
     let (inst, i_over) = m.instances.window(&ev.instance);
     inst.record(sec, now_sec, ev.status, ev.duration_us, err);
     (false, u64::from(r_over) + u64::from(i_over))
+}
+
+/// Adds one request to the counts since start, late ones included.
+#[inline]
+fn count_total(t: &mut Totals, status: u16, duration_us: u64, err: bool) {
+    let c = &mut t.status;
+    match status / 100 {
+        1 => c.c1xx += 1,
+        2 => c.c2xx += 1,
+        3 => c.c3xx += 1,
+        4 => c.c4xx += 1,
+        _ => c.c5xx += 1,
+    }
+    t.errors += u64::from(err);
+    let s = duration_us as f64 / 1e6;
+    t.duration_sum_s += s;
+    if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&b| s <= b) {
+        t.duration_buckets[i] += 1;
+    }
 }
 
 /// A late event still belongs in the five-minute series, if its second is there.
@@ -761,6 +785,7 @@ fn model_view(
         instances: m.instances.stats(now_sec, m.first_sec, merger),
         routes_overflowed: m.routes.overflowed(),
         version: m.version.as_deref().map(str::to_owned),
+        totals: m.totals.clone(),
     }
 }
 

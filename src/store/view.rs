@@ -144,8 +144,32 @@ pub struct SeriesPoint {
     pub p99_ms: Option<f64>,
 }
 
+/// Upper bounds, in seconds, of the cumulative latency buckets in [`Totals`]: the
+/// boundaries most HTTP latency dashboards use, stretched to LLM-scale answers.
+pub const LATENCY_BUCKETS_S: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Counts since the monitor started: monotonic, for Prometheus' `rate()`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub status: StatusClasses,
+    pub errors: u64,
+    /// Sum of all durations, seconds.
+    pub duration_sum_s: f64,
+    /// Requests at or under each bound of [`LATENCY_BUCKETS_S`] (not cumulative here).
+    pub duration_buckets: [u64; LATENCY_BUCKETS_S.len()],
+}
+
+impl Totals {
+    pub fn requests(&self) -> u64 {
+        let s = &self.status;
+        s.c1xx + s.c2xx + s.c3xx + s.c4xx + s.c5xx
+    }
+}
+
 /// A model and everything known about it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelView {
     pub model: String,
     pub window_s: u32,
@@ -161,6 +185,9 @@ pub struct ModelView {
     /// Routes folded into `(other)` after the per-model cap.
     pub routes_overflowed: u64,
     pub version: Option<String>,
+    /// Everything accepted since the monitor started.
+    #[serde(default)]
+    pub totals: Totals,
 }
 
 /// The whole picture.

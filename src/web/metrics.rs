@@ -1,10 +1,11 @@
 //! `/metrics`: the Prometheus text exposition format (version 0.0.4).
 //!
-//! Per-model figures are those of the live window (`modelmon_window_seconds`), exported
-//! as gauges: the window slides, so they are not monotonic counters. Latency is a
-//! Prometheus *summary* (quantiles 0.5/0.9/0.95/0.99 of the window, `_count` and `_sum`):
-//! the store keeps exact-enough percentiles, not buckets, and inventing fixed buckets
-//! would lose the precision it has. The monitor's own ingest counters are true counters.
+//! Two kinds of per-model series. Counters since the monitor started
+//! (`modelmon_requests_total`, `modelmon_errors_total` and the histogram
+//! `modelmon_request_duration_seconds`), for `rate()` and `histogram_quantile()` in the
+//! Prometheus a team already runs. And the live window's own figures as gauges and a
+//! summary (`modelmon_window_*`, `modelmon_latency_seconds`), which are exactly what the
+//! terminal shows (the window slides, so those are not counters).
 
 use std::fmt::Write;
 
@@ -76,6 +77,77 @@ pub(crate) fn render(view: &View, ws_clients: usize) -> String {
                 "modelmon_window_requests{{model=\"{n}\",class=\"{class}\"}} {v}"
             );
         }
+    }
+    family(
+        &mut o,
+        "requests_total",
+        "counter",
+        "Requests since the monitor started, by status class.",
+    );
+    for m in &view.models {
+        let n = label(&m.model);
+        let s = &m.totals.status;
+        for (class, v) in [
+            ("1xx", s.c1xx),
+            ("2xx", s.c2xx),
+            ("3xx", s.c3xx),
+            ("4xx", s.c4xx),
+            ("5xx", s.c5xx),
+        ] {
+            let _ = writeln!(
+                o,
+                "modelmon_requests_total{{model=\"{n}\",class=\"{class}\"}} {v}"
+            );
+        }
+    }
+    family(
+        &mut o,
+        "errors_total",
+        "counter",
+        "Errors (status >= 500 or an error set) since the monitor started.",
+    );
+    for m in &view.models {
+        let _ = writeln!(
+            o,
+            "modelmon_errors_total{{model=\"{}\"}} {}",
+            label(&m.model),
+            m.totals.errors
+        );
+    }
+    family(
+        &mut o,
+        "request_duration_seconds",
+        "histogram",
+        "Request duration (start to last response byte) since the monitor started.",
+    );
+    for m in &view.models {
+        let n = label(&m.model);
+        let t = &m.totals;
+        let mut cumulative = 0;
+        for (bound, count) in crate::store::view::LATENCY_BUCKETS_S
+            .iter()
+            .zip(t.duration_buckets)
+        {
+            cumulative += count;
+            let _ = writeln!(
+                o,
+                "modelmon_request_duration_seconds_bucket{{model=\"{n}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let total = t.requests();
+        let _ = writeln!(
+            o,
+            "modelmon_request_duration_seconds_bucket{{model=\"{n}\",le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            o,
+            "modelmon_request_duration_seconds_sum{{model=\"{n}\"}} {}",
+            t.duration_sum_s
+        );
+        let _ = writeln!(
+            o,
+            "modelmon_request_duration_seconds_count{{model=\"{n}\"}} {total}"
+        );
     }
     family(
         &mut o,
