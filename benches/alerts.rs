@@ -60,7 +60,7 @@ fn view() -> View {
                 instances: Vec::new(),
                 routes_overflowed: 0,
                 version: None,
-                totals: Default::default(),
+                totals: modelmon::store::view::Totals::default(),
             }
         })
         .collect();

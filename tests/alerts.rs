@@ -50,7 +50,7 @@ fn model(name: &str, requests: u64, p95_ms: f64, error_rate: f64, per_sec: u64) 
         instances: Vec::new(),
         routes_overflowed: 0,
         version: None,
-        totals: Default::default(),
+        totals: modelmon::store::view::Totals::default(),
     }
 }
 

@@ -173,7 +173,7 @@ fn fixture() -> View {
                 series: series(s.qps, s.p95),
                 routes_overflowed: 0,
                 version: Some("1.2.0".to_owned()),
-                totals: Default::default(),
+                totals: modelmon::store::view::Totals::default(),
             }
         })
         .collect();

@@ -586,7 +586,7 @@ mod tests {
             instances: Vec::new(),
             routes_overflowed: 0,
             version: None,
-            totals: Default::default(),
+            totals: crate::store::view::Totals::default(),
         }
     }
 
