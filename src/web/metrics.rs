@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::api::model_state;
 use crate::store::View;
+use crate::store::view::{ModelView, StatusClasses};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -45,6 +46,31 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE modelmon_{name} {kind}");
 }
 
+/// One series per model and status class.
+fn by_class(
+    out: &mut String,
+    name: &str,
+    view: &View,
+    classes: impl Fn(&ModelView) -> &StatusClasses,
+) {
+    for m in &view.models {
+        let n = label(&m.model);
+        let s = classes(m);
+        for (class, v) in [
+            ("1xx", s.c1xx),
+            ("2xx", s.c2xx),
+            ("3xx", s.c3xx),
+            ("4xx", s.c4xx),
+            ("5xx", s.c5xx),
+        ] {
+            let _ = writeln!(
+                out,
+                "modelmon_{name}{{model=\"{n}\",class=\"{class}\"}} {v}"
+            );
+        }
+    }
+}
+
 pub(crate) fn render(view: &View, ws_clients: usize) -> String {
     let mut o = String::with_capacity(512 + view.models.len() * 1024);
     let window = view.models.first().map_or(0, |m| m.window_s);
@@ -62,44 +88,14 @@ pub(crate) fn render(view: &View, ws_clients: usize) -> String {
         "gauge",
         "Requests in the live window, by status class.",
     );
-    for m in &view.models {
-        let n = label(&m.model);
-        let s = &m.stats.status;
-        for (class, v) in [
-            ("1xx", s.c1xx),
-            ("2xx", s.c2xx),
-            ("3xx", s.c3xx),
-            ("4xx", s.c4xx),
-            ("5xx", s.c5xx),
-        ] {
-            let _ = writeln!(
-                o,
-                "modelmon_window_requests{{model=\"{n}\",class=\"{class}\"}} {v}"
-            );
-        }
-    }
+    by_class(&mut o, "window_requests", view, |m| &m.stats.status);
     family(
         &mut o,
         "requests_total",
         "counter",
         "Requests since the monitor started, by status class.",
     );
-    for m in &view.models {
-        let n = label(&m.model);
-        let s = &m.totals.status;
-        for (class, v) in [
-            ("1xx", s.c1xx),
-            ("2xx", s.c2xx),
-            ("3xx", s.c3xx),
-            ("4xx", s.c4xx),
-            ("5xx", s.c5xx),
-        ] {
-            let _ = writeln!(
-                o,
-                "modelmon_requests_total{{model=\"{n}\",class=\"{class}\"}} {v}"
-            );
-        }
-    }
+    by_class(&mut o, "requests_total", view, |m| &m.totals.status);
     family(
         &mut o,
         "errors_total",
