@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
 /// Events per message: under the contract's 1 MiB body limit with these events.
@@ -88,17 +87,9 @@ async fn flood(rate: u64, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
         .await
         .expect("RabbitMQ on 127.0.0.1:5672");
     let ch = conn.create_channel().await.expect("channel");
-    ch.exchange_declare(
-        "modelmon".into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
+    modelmon_publisher::declare_exchange(&ch)
+        .await
+        .expect("exchange");
     let batches_per_s = (rate / PER_BATCH as u64).max(1);
     let mut tick = tokio::time::interval(Duration::from_secs(1) / batches_per_s as u32);
     let mut bodies: Vec<Vec<u8>> = Vec::new();

@@ -15,9 +15,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use modelmon_contract::{Batch, Event, Source, SourceKind};
 
 const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
@@ -95,17 +94,9 @@ async fn channel() -> (Connection, lapin::Channel) {
         .await
         .expect("broker");
     let ch = conn.create_channel().await.expect("channel");
-    ch.exchange_declare(
-        "modelmon".into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
+    modelmon_publisher::declare_exchange(&ch)
+        .await
+        .expect("exchange");
     (conn, ch)
 }
 

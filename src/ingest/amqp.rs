@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ConnectionProperties};
 use modelmon_contract::{EXCHANGE, model_of_routing_key, routing_key};
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -97,16 +96,7 @@ async fn consume(
     let props = ConnectionProperties::default().with_connection_name(name.as_str().into());
     let conn = Connection::connect(&cfg.url, props).await?;
     let ch = conn.create_channel().await?;
-    ch.exchange_declare(
-        EXCHANGE.into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
+    modelmon_publisher::declare_exchange(&ch).await?;
     let queue = if cfg.queue.is_empty() {
         let opts = QueueDeclareOptions {
             exclusive: true,

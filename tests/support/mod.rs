@@ -7,9 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
 pub const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
@@ -55,17 +54,9 @@ impl Publisher {
             .await
             .expect("RabbitMQ must answer on 127.0.0.1:5672 (the test script starts it)");
         let ch = conn.create_channel().await.expect("channel");
-        ch.exchange_declare(
-            "modelmon".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("exchange");
+        modelmon_publisher::declare_exchange(&ch)
+            .await
+            .expect("exchange");
         Self { _conn: conn, ch }
     }
 

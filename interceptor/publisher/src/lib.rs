@@ -21,3 +21,20 @@ pub use publisher::Publisher;
 pub use stats::{BrokerState, Stats};
 
 pub use modelmon_contract::{Event, SourceKind};
+
+/// Declares the `modelmon` exchange as the wire contract has it: topic, durable.
+/// Every side declares it the same way (a different declaration fails on the broker
+/// with PRECONDITION_FAILED), so every side calls this.
+pub async fn declare_exchange(channel: &lapin::Channel) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            modelmon_contract::EXCHANGE.into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..lapin::options::ExchangeDeclareOptions::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+}

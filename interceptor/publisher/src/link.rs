@@ -4,11 +4,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_lite::{Stream, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use modelmon_contract::{CONTENT_TYPE, EXCHANGE, MESSAGE_TYPE, routing_key};
 
 use crate::{Config, PublishError};
@@ -58,17 +55,7 @@ impl Link {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        channel
-            .exchange_declare(
-                EXCHANGE.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        crate::declare_exchange(&channel).await?;
         let properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
             .with_type(MESSAGE_TYPE.into())

@@ -17,11 +17,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use lapin::options::{
-    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel as AmqpChannel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel as AmqpChannel, Connection, ConnectionProperties};
 use modelmon_contract::{EXCHANGE, Event, decode_batch, model_of_routing_key};
 use modelmon_proxy::{Args, Proxy};
 use modelmon_publisher::Publisher;
@@ -221,16 +219,7 @@ impl Sink {
             .await
             .expect("connect");
         let channel = conn.create_channel().await.expect("channel");
-        channel
-            .exchange_declare(
-                EXCHANGE.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        modelmon_publisher::declare_exchange(&channel)
             .await
             .expect("exchange");
         let queue = unique("modelmon-proxy-test-q");

@@ -6,11 +6,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lapin::options::{
-    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use modelmon_contract::{EXCHANGE, Event};
 
 pub const URL: &str = "amqp://127.0.0.1:5672/%2f";
@@ -73,16 +71,7 @@ impl Sink {
             .await
             .expect("connect");
         let channel = conn.create_channel().await.expect("channel");
-        channel
-            .exchange_declare(
-                EXCHANGE.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        modelmon_publisher::declare_exchange(&channel)
             .await
             .expect("exchange");
         let queue = unique("modelmon-test-q");
