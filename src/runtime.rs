@@ -161,6 +161,14 @@ pub fn apply(store: &mut Store, broker: &mut BrokerView, input: Input) {
     }
 }
 
+/// A clean exit, whichever way it comes: the last snapshot and the alert state are written.
+async fn save_last(snapshots: Option<&mut Snapshots>, store: &mut Store, alerting: &Alerting) {
+    if let Some(s) = snapshots {
+        s.finish(store).await;
+        alerting.save(s.dir(), now_us() / 1000);
+    }
+}
+
 // The store task owns everything it writes; bundling them would only rename the list.
 #[allow(clippy::too_many_arguments)]
 async fn store_task(
@@ -188,10 +196,7 @@ async fn store_task(
             // Views first: under a flood of input the display must still refresh on time.
             biased;
             _ = &mut stop => {
-                if let Some(s) = &mut snapshots {
-                    s.finish(&mut store).await;
-                    alerting.save(s.dir(), now_us() / 1000);
-                }
+                save_last(snapshots.as_mut(), &mut store, &alerting).await;
                 return;
             }
             _ = tick.tick() => {
@@ -205,10 +210,7 @@ async fn store_task(
             }
             input = rx.recv() => {
                 let Some(input) = input else {
-                    if let Some(s) = &mut snapshots {
-                        s.finish(&mut store).await;
-                        alerting.save(s.dir(), now_us() / 1000);
-                    }
+                    save_last(snapshots.as_mut(), &mut store, &alerting).await;
                     return;
                 };
                 apply(&mut store, &mut broker, input);
