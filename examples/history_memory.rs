@@ -3,7 +3,8 @@
 //! `cargo run --release --example history_memory [MODELS] [KEEP_DIR]` prints the
 //! process's resident memory (VmRSS from /proc/self/status) before and after filling
 //! every ring, and after writing them as a snapshot (kept in KEEP_DIR when given).
-//! Issue 4's bound: 64 MiB for 100 models.
+//! `ROUTES=4 INSTANCES=2` (the defaults are 0) adds that many route and instance
+//! rings per model. Issue 4's bound: 64 MiB for 100 models.
 
 #[path = "../benches/support/history_fill.rs"]
 mod history_fill;
@@ -25,7 +26,14 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100);
     let before = status_kib("VmRSS:");
-    let history = history_fill::fill(models, 42);
+    let env = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (routes, instances) = (env("ROUTES"), env("INSTANCES"));
+    let history = history_fill::fill_with_keys(models, routes, instances, 42);
     let after = status_kib("VmRSS:");
     let peak = status_kib("VmHWM:");
     let buckets: usize = history
@@ -33,7 +41,7 @@ fn main() {
         .map(|(_, r)| r.hours().count() * modelmon::store::ring::CELLS_PER_HOUR)
         .sum();
     println!(
-        "{models} models, {buckets} ten-second buckets: RSS {:.1} MiB (process before fill {:.1} MiB, \
+        "{models} models ({routes} routes, {instances} instances each), {buckets} ten-second buckets: RSS {:.1} MiB (process before fill {:.1} MiB, \
          peak {:.1} MiB), heap estimate {:.1} MiB",
         after as f64 / 1024.0,
         before as f64 / 1024.0,

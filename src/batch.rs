@@ -8,7 +8,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::store::View;
-use crate::store::history::{Range, RangeSummary};
+use crate::store::history::{KeyKind, KeySummary, Range, RangeSummary};
 use crate::store::view::{
     BrokerState, ContainerEventView, ContainerView, DockerState, ModelResources, ModelView,
     StatusClasses,
@@ -73,6 +73,11 @@ pub struct ModelLine<'a> {
     /// With `--range`: the same figures over that much history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub range: Option<RangeSummary>,
+    /// With `--range`: per route and per instance, busiest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_routes: Option<Vec<KeySummary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_instances: Option<Vec<KeySummary>>,
 }
 
 impl<'a> Line<'a> {
@@ -133,6 +138,8 @@ impl<'a> ModelLine<'a> {
             container_events: res.map(|r| r.events.as_slice()),
             alerts: Vec::new(),
             range: None,
+            range_routes: None,
+            range_instances: None,
         }
     }
 }
@@ -177,7 +184,11 @@ pub fn write_line_with_range(
     let mut line = Line::new(view);
     if let Some(range) = range {
         for m in &mut line.models {
-            m.range = view.history.summary(m.model, range, view.ts_ms);
+            let h = &view.history;
+            m.range = h.summary(m.model, range, view.ts_ms);
+            m.range_routes = Some(h.key_summaries(m.model, KeyKind::Route, range, view.ts_ms));
+            m.range_instances =
+                Some(h.key_summaries(m.model, KeyKind::Instance, range, view.ts_ms));
         }
     }
     serde_json::to_writer(&mut *out, &line)?;

@@ -174,6 +174,7 @@ impl Cli {
         if let Some(d) = &self.snapshot_dir {
             cfg.history.snapshot_dir = Some(d.clone());
         }
+        cfg.history.keys_in_views = self.range.is_some();
         cfg.validate(path.as_deref())?;
         if self.interval < Duration::from_millis(50) {
             return Err(ConfigError::Invalid {

@@ -70,6 +70,12 @@ pub struct HistorySection {
     pub snapshot_interval: Secs,
     /// Where; `None`: `$XDG_STATE_HOME/modelmon` (else `~/.local/state/modelmon`).
     pub snapshot_dir: Option<PathBuf>,
+    /// MiB the route and instance rings may take; past it their oldest hours go first.
+    pub key_history_mib: u32,
+    /// Set by `--range`: every view carries the route and instance rings, not only
+    /// the snapshots. Not a file key.
+    #[serde(skip)]
+    pub keys_in_views: bool,
 }
 
 impl Default for HistorySection {
@@ -77,6 +83,8 @@ impl Default for HistorySection {
         Self {
             snapshot_interval: Secs(Duration::from_secs(30)),
             snapshot_dir: None,
+            key_history_mib: 64,
+            keys_in_views: false,
         }
     }
 }
@@ -297,6 +305,8 @@ impl Config {
             max_models: self.store.max_models,
             max_routes: self.store.max_routes,
             max_instances: self.store.max_instances,
+            key_history_bytes: (self.history.key_history_mib as usize) << 20,
+            keys_in_views: self.history.keys_in_views,
             ..StoreConfig::default()
         }
     }

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use crate::cli::ReportArgs;
 use crate::config::Config;
-use crate::store::history::{HistoryPoint, Range, RangeSummary};
+use crate::store::IngestTotals;
+use crate::store::history::{HistoryPoint, KeyKind, KeySummary, Range, RangeSummary};
 use crate::store::persist::{self, PersistError, Snapshot};
 
 /// Points in each model's series: hourly over 24 h, 15 minutes over 6 h, ...
@@ -49,6 +50,8 @@ pub struct SnapshotInfo<'a> {
     pub path: &'a Path,
     pub saved_ms: i64,
     pub format_version: u32,
+    /// Ingest counters of the monitor run that wrote the snapshot, since it started.
+    pub ingest: IngestTotals,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +67,9 @@ pub struct ModelReport {
     #[serde(flatten)]
     pub summary: RangeSummary,
     pub series: Vec<HistoryPoint>,
+    /// The same figures per route and per instance, busiest first.
+    pub routes: Vec<KeySummary>,
+    pub instances: Vec<KeySummary>,
 }
 
 /// Builds the report of `snap` over `range` at `now_ms`.
@@ -87,6 +93,8 @@ pub fn build<'a>(
                 model: name.to_owned(),
                 summary: h.summary(name, range, now_ms)?,
                 series: h.series(name, range, now_ms, SERIES_POINTS),
+                routes: h.key_summaries(name, KeyKind::Route, range, now_ms),
+                instances: h.key_summaries(name, KeyKind::Instance, range, now_ms),
             })
         })
         .collect();
@@ -96,6 +104,7 @@ pub fn build<'a>(
             path,
             saved_ms: snap.saved_ms,
             format_version: persist::VERSION,
+            ingest: snap.ingest,
         },
         range: RangeInfo {
             label: range.label(),
@@ -153,6 +162,19 @@ fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 100.0))
 }
 
+/// The columns REQUESTS, QPS, ERR%, P50ms, P95ms, P99ms of a range summary.
+fn figures(x: &RangeSummary) -> String {
+    format!(
+        "{:>10} {:>9.2} {:>7} {:>9} {:>9} {:>9}",
+        x.requests,
+        x.qps,
+        pct(x.error_rate),
+        opt(x.p50_ms, 2),
+        opt(x.p95_ms, 2),
+        opt(x.p99_ms, 2),
+    )
+}
+
 /// The text report: a summary table, then each model's series.
 pub fn render_text(r: &Report<'_>, now_ms: i64) -> String {
     use std::fmt::Write as _;
@@ -165,6 +187,12 @@ pub fn render_text(r: &Report<'_>, now_ms: i64) -> String {
         utc(r.range.to_ms),
         r.snapshot.path.display(),
         ((now_ms - r.snapshot.saved_ms) / 1000).max(0)
+    );
+    let i = &r.snapshot.ingest;
+    let _ = writeln!(
+        s,
+        "the monitor that saved it had taken {} events ({} rejected, {} late, {} dropped at source) since it started",
+        i.events, i.rejected, i.late, i.dropped_at_source
     );
     let _ = writeln!(
         s,
@@ -180,19 +208,30 @@ pub fn render_text(r: &Report<'_>, now_ms: i64) -> String {
                 format!("{} (p99 {} ms)", hhmm(w.start_ms), opt(w.p99_ms, 2))
             }
         });
-        let _ = writeln!(
-            s,
-            "{:<28} {:>10} {:>9.2} {:>7} {:>9} {:>9} {:>9}  {worst}",
-            m.model,
-            x.requests,
-            x.qps,
-            pct(x.error_rate),
-            opt(x.p50_ms, 2),
-            opt(x.p95_ms, 2),
-            opt(x.p99_ms, 2),
-        );
+        let _ = writeln!(s, "{:<28} {}  {worst}", m.model, figures(x));
     }
     for m in &r.models {
+        for (what, keys) in [("ROUTE", &m.routes), ("INSTANCE", &m.instances)] {
+            if keys.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "\n{} by {}:\n  {:<36} {:>10} {:>9} {:>7} {:>9} {:>9} {:>9}",
+                m.model,
+                what.to_lowercase(),
+                what,
+                "REQUESTS",
+                "QPS",
+                "ERR%",
+                "P50ms",
+                "P95ms",
+                "P99ms"
+            );
+            for k in keys {
+                let _ = writeln!(s, "  {:<36} {}", k.name, figures(&k.summary));
+            }
+        }
         let step = m.series.first().map_or(0, |p| p.step_s);
         let _ = writeln!(s, "\n{} every {}s:", m.model, step);
         let _ = writeln!(

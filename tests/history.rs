@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use modelmon::store::history::{HistoryView, Range};
+use modelmon::store::history::{HistoryView, KeyKind, Range, RangeSummary};
 use modelmon::store::persist::{self, Snapshot};
 use modelmon::store::{BrokerView, IngestTotals, Store, StoreConfig};
 use modelmon_contract::decode_batch;
@@ -20,6 +20,9 @@ struct Sample {
     ts_us: i64,
     status: u16,
     duration_us: u64,
+    /// Which of three routes, and independently which of two instances, served it.
+    route: u8,
+    instance: u8,
 }
 
 /// Deterministic log-normal-ish latencies (median ~8 ms, long tail) over `span_s`.
@@ -49,6 +52,8 @@ fn samples(n: usize, span_s: i64, seed: u64) -> Vec<Sample> {
                 ts_us: NOW_S * 1_000_000 - 1 - age_us,
                 status,
                 duration_us,
+                route: (next() * 3.0) as u8,
+                instance: (next() * 2.0) as u8,
             }
         })
         .collect()
@@ -59,8 +64,9 @@ fn apply(store: &mut Store, model: &str, samples: &[Sample], now_us: i64) {
         let events: Vec<Value> = chunk
             .iter()
             .map(|s| {
-                json!({"ts": s.ts_us, "model": model, "instance": "i-1", "method": "POST",
-                       "route": "/predict", "status": s.status, "duration_us": s.duration_us})
+                json!({"ts": s.ts_us, "model": model, "instance": format!("i-{}", s.instance),
+                       "method": "POST", "route": format!("/r{}", s.route),
+                       "status": s.status, "duration_us": s.duration_us})
             })
             .collect();
         let body = serde_json::to_vec(&json!({"v": 1,
@@ -86,14 +92,24 @@ fn within(ours: Option<f64>, exact: f64, what: &str) {
 
 /// Checks a range's figures against the samples whose second lies in `[from, to)`.
 fn check_range(h: &HistoryView, model: &str, range: &Range, all: &[Sample], what: &str) {
-    let now_ms = NOW_S * 1000;
-    let (from, to) = range.bounds_s(now_ms);
-    let inside: Vec<&Sample> = all
-        .iter()
+    let sum = h
+        .summary(model, range, NOW_S * 1000)
+        .expect("model in history");
+    check_summary(&sum, range, all.iter(), what);
+}
+
+/// Checks figures over `range` against `samples` (those whose second lies inside it).
+fn check_summary<'a>(
+    sum: &RangeSummary,
+    range: &Range,
+    samples: impl Iterator<Item = &'a Sample>,
+    what: &str,
+) {
+    let (from, to) = range.bounds_s(NOW_S * 1000);
+    let inside: Vec<&Sample> = samples
         .filter(|s| (from..to).contains(&s.ts_us.div_euclid(1_000_000)))
         .collect();
     let d: Vec<u64> = inside.iter().map(|s| s.duration_us).collect();
-    let sum = h.summary(model, range, now_ms).expect("model in history");
     assert_eq!(sum.requests, inside.len() as u64, "{what}: requests");
     assert_eq!(
         sum.errors,
@@ -183,6 +199,163 @@ fn twenty_hours_of_old_events_land_in_their_buckets_with_exact_percentiles() {
             .count() as u64;
         assert_eq!(p.requests, n, "bucket starting {from}");
     }
+}
+
+/// A store whose every view carries the route and instance rings (as with `--range`).
+fn keyed_store() -> Store {
+    Store::new(StoreConfig {
+        keys_in_views: true,
+        ..StoreConfig::default()
+    })
+}
+
+#[test]
+fn routes_and_instances_keep_24_hours_with_exact_counts_and_percentiles() {
+    let mut store = keyed_store();
+    let all = samples(60_000, 20 * 3600, 9);
+    apply(&mut store, "scorer", &all, NOW_S * 1_000_000);
+    let h = history_at(&mut store, NOW_S);
+    let now_ms = NOW_S * 1000;
+
+    // Route and instance cells are 5 minutes wide; these ranges start on 5-minute edges.
+    // Their distributions are per 5 minutes for two hours, then per hour, so percentiles
+    // are checked where the range covers whole distributions: 24 h, the last hour, 5 min.
+    for (r, percentiles) in [("24h", true), ("6h", false), ("1h", true), ("5m", true)] {
+        let range = Range::parse(r).expect("valid");
+        let routes = h.key_summaries("scorer", KeyKind::Route, &range, now_ms);
+        let instances = h.key_summaries("scorer", KeyKind::Instance, &range, now_ms);
+        assert_eq!(routes.len(), 3, "{r}: three routes");
+        assert_eq!(instances.len(), 2, "{r}: two instances");
+        for k in &routes {
+            let i: u8 = k.name.trim_start_matches("/r").parse().expect("route name");
+            let mine = all.iter().filter(|s| s.route == i);
+            if percentiles {
+                check_summary(&k.summary, &range, mine, &format!("{r} route {}", k.name));
+            } else {
+                let (from, to) = range.bounds_s(now_ms);
+                let n = mine
+                    .filter(|s| (from..to).contains(&s.ts_us.div_euclid(1_000_000)))
+                    .count() as u64;
+                assert_eq!(k.summary.requests, n, "{r} route {}: requests", k.name);
+            }
+        }
+        for k in &instances {
+            let i: u8 = k
+                .name
+                .trim_start_matches("i-")
+                .parse()
+                .expect("instance name");
+            if percentiles {
+                let mine = all.iter().filter(|s| s.instance == i);
+                check_summary(
+                    &k.summary,
+                    &range,
+                    mine,
+                    &format!("{r} instance {}", k.name),
+                );
+            }
+        }
+        let model = h.summary("scorer", &range, now_ms).expect("model");
+        let by_route: u64 = routes.iter().map(|k| k.summary.requests).sum();
+        let by_instance: u64 = instances.iter().map(|k| k.summary.requests).sum();
+        assert_eq!(
+            (by_route, by_instance),
+            (model.requests, model.requests),
+            "{r}"
+        );
+    }
+
+    // Ten minutes later the routes still hold it all, and a snapshot keeps it.
+    let later = NOW_S + 600;
+    let h = history_at(&mut store, later);
+    let day = Range::parse("24h").expect("valid");
+    let routes = h.key_summaries("scorer", KeyKind::Route, &day, later * 1000);
+    assert_eq!(
+        routes.iter().map(|k| k.summary.requests).sum::<u64>(),
+        all.len() as u64
+    );
+    let snap = Snapshot {
+        saved_ms: later * 1000,
+        history: Arc::clone(&h),
+        ingest: IngestTotals::default(),
+    };
+    let back = persist::decode(&persist::encode(&snap)).expect("round trip");
+    assert_eq!(
+        back.history
+            .key_summaries("scorer", KeyKind::Route, &day, later * 1000),
+        routes
+    );
+
+    // A restarted store continues them.
+    let mut next = keyed_store();
+    next.restore(&back.history, later * 1_000_000);
+    apply(&mut next, "scorer", &samples(100, 60, 1), later * 1_000_000);
+    let h = history_at(&mut next, later + 120);
+    let routes = h.key_summaries("scorer", KeyKind::Route, &day, (later + 120) * 1000);
+    assert_eq!(
+        routes.iter().map(|k| k.summary.requests).sum::<u64>(),
+        all.len() as u64 + 100
+    );
+}
+
+#[test]
+fn by_default_only_snapshots_carry_route_and_instance_rings() {
+    let mut store = Store::new(StoreConfig::default());
+    apply(&mut store, "m", &samples(1000, 3600, 4), NOW_S * 1_000_000);
+    assert!(history_at(&mut store, NOW_S).keys("m").is_none());
+    let full = store.fresh_history(NOW_S * 1_000_000);
+    let routes = full.keys("m").map(|k| k.routes.len());
+    assert_eq!(routes, Some(3), "the snapshot has them");
+    assert!(
+        store.history().keys("m").is_none(),
+        "the views still do not"
+    );
+}
+
+#[test]
+fn route_history_past_its_memory_budget_loses_its_oldest_hours_first() {
+    let cfg = StoreConfig {
+        key_history_bytes: 64 << 10,
+        keys_in_views: true,
+        ..StoreConfig::default()
+    };
+    let mut store = Store::new(cfg);
+    let all = samples(60_000, 20 * 3600, 2);
+    apply(&mut store, "m", &all, NOW_S * 1_000_000);
+    let h = history_at(&mut store, NOW_S);
+    let day = Range::parse("24h").expect("valid");
+    let now_ms = NOW_S * 1000;
+    let kept: u64 = h
+        .key_summaries("m", KeyKind::Route, &day, now_ms)
+        .iter()
+        .map(|k| k.summary.requests)
+        .sum();
+    assert!(kept > 0 && kept < all.len() as u64, "kept {kept}");
+    let hour = Range::parse("1h").expect("valid");
+    let last_hour: u64 = h
+        .key_summaries("m", KeyKind::Route, &hour, now_ms)
+        .iter()
+        .map(|k| k.summary.requests)
+        .sum();
+    let model_hour = h.summary("m", &hour, now_ms).map(|s| s.requests);
+    assert_eq!(
+        Some(last_hour),
+        model_hour,
+        "the newest hours are kept whole"
+    );
+    assert_eq!(
+        h.summary("m", &day, now_ms).map(|s| s.requests),
+        Some(all.len() as u64),
+        "the model's own ring is not affected"
+    );
+    let keyed = h.keys("m").expect("routes");
+    let bytes: usize = keyed
+        .routes
+        .values()
+        .chain(keyed.instances.values())
+        .map(modelmon::store::ring::Ring::heap_bytes)
+        .sum();
+    assert!(bytes <= 96 << 10, "{bytes} bytes kept for a 64 KiB budget");
 }
 
 #[test]

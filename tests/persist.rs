@@ -93,6 +93,11 @@ fn seed_big_snapshot(dir: &Path, models: usize) {
             store.apply(&d, now_us);
         }
     }
+    save(&mut store, dir, now_us);
+}
+
+/// Writes the store's history as the snapshot in `dir`, as a monitor would.
+fn save(store: &mut Store, dir: &Path, now_us: i64) {
     let snap = Snapshot {
         saved_ms: now_us / 1000,
         history: store.fresh_history(now_us),
@@ -176,8 +181,8 @@ fn damaged_snapshots_are_reported_set_aside_and_the_monitor_starts() {
         ),
         (
             "future version",
-            |b| b[12..16].copy_from_slice(&2u32.to_le_bytes()),
-            "format version 2",
+            |b| b[12..16].copy_from_slice(&3u32.to_le_bytes()),
+            "format version 3",
         ),
     ];
     for (name, damage, expect) in cases {
@@ -370,4 +375,72 @@ fn batch_lines_carry_each_models_figures_over_the_chosen_range() {
     ] {
         assert!(m["range"].get(key).is_some(), "range.{key} in {m}");
     }
+    // Per route and per instance, the same requests split by key.
+    for keys in ["range_routes", "range_instances"] {
+        let list = m[keys]
+            .as_array()
+            .unwrap_or_else(|| panic!("{keys} in {m}"));
+        assert!(!list.is_empty(), "{keys} in {m}");
+        let sum: u64 = list.iter().filter_map(|k| k["requests"].as_u64()).sum();
+        assert_eq!(Some(sum), m["range"]["requests"].as_u64(), "{keys} in {m}");
+        assert!(
+            list.iter()
+                .all(|k| k["name"].is_string() && k.get("p95_ms").is_some())
+        );
+    }
+}
+
+#[test]
+fn report_splits_each_model_by_route_and_instance() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    let now_us = support::now_us();
+    let mut store = Store::new(StoreConfig::default());
+    // Three hours of traffic: /slow is slow and fails, /fast is fast; two replicas.
+    let events: Vec<Value> = (0..3000i64)
+        .map(|i| {
+            let slow = i % 3 == 0;
+            json!({"ts": now_us - 1 - i * 3_500_000, "model": "ranker",
+                   "instance": format!("pod-{}", i % 2), "method": "POST",
+                   "route": if slow { "/slow" } else { "/fast" },
+                   "status": if slow && i % 2 == 0 { 500 } else { 200 },
+                   "duration_us": if slow { 200_000 } else { 2_000 }})
+        })
+        .collect();
+    let body = support::batch(events, 0);
+    let d = modelmon_contract::decode_batch(&body, None, now_us).expect("batch");
+    store.apply(&d, now_us);
+    save(&mut store, &dir, now_us);
+
+    let v = report_json(&dir, "24h");
+    assert_eq!(v["snapshot"]["format_version"], 2);
+    assert!(v["snapshot"]["ingest"]["events"].is_u64(), "{v}");
+    let m = &v["models"][0];
+    let routes = m["routes"].as_array().expect("routes");
+    let names: Vec<&str> = routes.iter().filter_map(|k| k["name"].as_str()).collect();
+    assert_eq!(names, ["/fast", "/slow"], "busiest first");
+    assert_eq!(routes[0]["requests"], 2000);
+    assert_eq!(routes[1]["requests"], 1000);
+    assert_eq!(routes[0]["errors"], 0);
+    assert_eq!(routes[1]["error_rate"], 0.5);
+    let p95 = |k: &Value| k["p95_ms"].as_f64().expect("p95");
+    assert!((p95(&routes[1]) - 200.0).abs() < 2.0, "{}", routes[1]);
+    assert!((p95(&routes[0]) - 2.0).abs() < 0.02, "{}", routes[0]);
+    let instances = m["instances"].as_array().expect("instances");
+    assert_eq!(instances.len(), 2);
+    assert!(instances.iter().all(|k| k["requests"] == 1500));
+
+    let out = report(&dir, &["--range", "24h"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ranker by route:"), "{text}");
+    assert!(text.contains("ranker by instance:"), "{text}");
+    let slow_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("/slow"))
+        .expect("a /slow line");
+    assert!(
+        slow_line.contains("50.00"),
+        "error rate column: {slow_line}"
+    );
 }

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use modelmon::store::history::{HistoryView, Uptime};
-use modelmon::store::ring::{HOUR_S, KEEP_S, Merger, Ring, STEP_S};
+use modelmon::store::history::{HistoryView, KeyRings, Uptime};
+use modelmon::store::ring::{COARSE_S, HOUR_S, KEEP_S, Merger, Ring, STEP_S};
 use modelmon::store::window::Slot;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -32,10 +32,40 @@ fn draw_slot(rng: &mut SmallRng, qps: f64, latency: &LogNormal<f64>) -> Slot {
 }
 
 /// 24 hours of 10-s buckets for `models` models.
+#[allow(dead_code)] // each user of this file calls one of the two
 pub fn fill(models: usize, seed: u64) -> HistoryView {
+    fill_with_keys(models, 0, 0, seed)
+}
+
+/// A key's day: each 5-minute cell is thirty slots drawn from `templates`.
+fn key_ring(random: &mut SmallRng, templates: &[Slot], merger: &mut Merger) -> Ring {
+    let mut ring = Ring::keyed();
+    let first = NOW_S - KEEP_S + COARSE_S;
+    let mut t = first - first.rem_euclid(COARSE_S);
+    while t <= NOW_S {
+        let mut cell = Slot {
+            start: t,
+            ..Slot::default()
+        };
+        for _ in 0..COARSE_S / STEP_S {
+            cell.absorb(&templates[random.random_range(0..templates.len())]);
+        }
+        ring.add(&cell, t, merger);
+        if t.rem_euclid(HOUR_S) == 0 {
+            ring.age(t, merger);
+        }
+        t += COARSE_S;
+    }
+    ring.age(NOW_S, merger);
+    ring
+}
+
+/// 24 hours for `models` models, each with `routes` routes and `instances` instances.
+pub fn fill_with_keys(models: usize, routes: usize, instances: usize, seed: u64) -> HistoryView {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut merger = Merger::default();
     let mut rings = BTreeMap::new();
+    let mut keyed = BTreeMap::new();
     for i in 0..models {
         let qps = (rng.random::<f64>() * 200f64.ln()).exp();
         let median_us = (rng.random::<f64>() * (100f64).ln()).exp() * 2_000.0;
@@ -60,11 +90,29 @@ pub fn fill(models: usize, seed: u64) -> HistoryView {
             t += STEP_S;
         }
         day.age(NOW_S, &mut merger);
-        rings.insert(format!("model-{i:03}"), day);
+        let name = format!("model-{i:03}");
+        let mut keys = KeyRings::default();
+        for (n, map, prefix) in [
+            (routes, &mut keys.routes, "/v1/route-"),
+            (instances, &mut keys.instances, "pod-"),
+        ] {
+            for k in 0..n {
+                let templates: Vec<Slot> = (0..TEMPLATES)
+                    .map(|_| draw_slot(&mut rng, qps / n as f64, &latency))
+                    .collect();
+                map.insert(
+                    format!("{prefix}{k}"),
+                    key_ring(&mut rng, &templates, &mut merger),
+                );
+            }
+        }
+        keyed.insert(name.clone(), keys);
+        rings.insert(name, day);
     }
     HistoryView::new(
         NOW_S * 1000,
         rings,
         Uptime::from_spans(vec![(NOW_S - KEEP_S, NOW_S + 1)]),
     )
+    .with_keys(keyed)
 }

@@ -51,9 +51,29 @@ pub fn bucket_value(idx: u16) -> f64 {
 }
 
 /// The buckets hit in one time slot, sorted by bucket index.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A slot is written while it is the newest one of its window, then only read. Once
+/// sealed it drops from 8 bytes per hit bucket to about 2 (varint deltas), which is most
+/// of the live store's memory at its caps: 32 768 route and instance windows of six slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SparseHist {
-    entries: Vec<(u16, u32)>,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Repr {
+    Open(Vec<(u16, u32)>),
+    /// Per entry: the index minus the previous one (the first: itself), then the count,
+    /// both as varints.
+    Sealed(Box<[u8]>),
+}
+
+impl Default for SparseHist {
+    fn default() -> Self {
+        Self {
+            repr: Repr::Open(Vec::new()),
+        }
+    }
 }
 
 impl SparseHist {
@@ -64,44 +84,122 @@ impl SparseHist {
 
     #[inline]
     pub fn record_bucket(&mut self, idx: u16, n: u32) {
+        let entries = self.open_mut();
         // Latencies of one slot cluster tightly, so the last bucket hit is often hit again.
-        if let Some(last) = self.entries.last_mut()
+        if let Some(last) = entries.last_mut()
             && last.0 == idx
         {
             last.1 = last.1.saturating_add(n);
             return;
         }
-        match self.entries.binary_search_by_key(&idx, |e| e.0) {
-            Ok(i) => self.entries[i].1 = self.entries[i].1.saturating_add(n),
-            Err(i) => self.entries.insert(i, (idx, n)),
+        match entries.binary_search_by_key(&idx, |e| e.0) {
+            Ok(i) => entries[i].1 = entries[i].1.saturating_add(n),
+            Err(i) => entries.insert(i, (idx, n)),
+        }
+    }
+
+    /// The entries as a vector to write to, unsealing first (a late event into an old slot).
+    #[inline]
+    fn open_mut(&mut self) -> &mut Vec<(u16, u32)> {
+        if let Repr::Sealed(_) = self.repr {
+            self.repr = Repr::Open(self.iter().collect());
+        }
+        match &mut self.repr {
+            Repr::Open(v) => v,
+            Repr::Sealed(_) => unreachable!("unsealed above"),
         }
     }
 
     pub fn merge_from(&mut self, other: &SparseHist) {
-        for &(idx, n) in &other.entries {
+        for (idx, n) in other.iter() {
             self.record_bucket(idx, n);
         }
     }
 
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
-
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        match &self.repr {
+            Repr::Open(v) => v.is_empty(),
+            Repr::Sealed(b) => b.is_empty(),
+        }
     }
 
-    pub fn entries(&self) -> &[(u16, u32)] {
-        &self.entries
+    /// `(bucket, count)` in bucket order.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
+        let (open, sealed): (&[(u16, u32)], &[u8]) = match &self.repr {
+            Repr::Open(v) => (v, &[]),
+            Repr::Sealed(b) => (&[], b),
+        };
+        open.iter().copied().chain(SealedIter {
+            bytes: sealed,
+            idx: 0,
+        })
+    }
+
+    /// Compacts the entries for a slot that will only be read from now on.
+    pub fn seal(&mut self) {
+        let Repr::Open(v) = &self.repr else {
+            return;
+        };
+        let mut out = Vec::with_capacity(v.len() * 2 + 4);
+        let mut prev = 0u16;
+        for &(idx, n) in v {
+            put_varint(&mut out, u32::from(idx - prev));
+            put_varint(&mut out, n);
+            prev = idx;
+        }
+        self.repr = Repr::Sealed(out.into_boxed_slice());
     }
 
     /// Heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<(u16, u32)>()
+        match &self.repr {
+            Repr::Open(v) => v.capacity() * std::mem::size_of::<(u16, u32)>(),
+            Repr::Sealed(b) => b.len(),
+        }
     }
+}
 
-    pub fn shrink(&mut self) {
-        self.entries.shrink_to_fit();
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads sealed entries. The bytes were written by [`SparseHist::seal`] in this process,
+/// so they are well formed; a short read simply ends the iteration.
+struct SealedIter<'a> {
+    bytes: &'a [u8],
+    idx: u16,
+}
+
+impl SealedIter<'_> {
+    #[inline]
+    fn varint(&mut self) -> Option<u32> {
+        let mut v = 0u32;
+        let mut shift = 0;
+        loop {
+            let (&b, rest) = self.bytes.split_first()?;
+            self.bytes = rest;
+            v |= u32::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+            shift += 7;
+        }
+    }
+}
+
+impl Iterator for SealedIter<'_> {
+    type Item = (u16, u32);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u16, u32)> {
+        let delta = self.varint()?;
+        let n = self.varint()?;
+        self.idx = self.idx.wrapping_add(delta as u16);
+        Some((self.idx, n))
     }
 }
 
@@ -139,14 +237,19 @@ impl Default for Merger {
 
 impl Merger {
     pub fn add(&mut self, h: &SparseHist) {
-        let (Some(first), Some(last)) = (h.entries.first(), h.entries.last()) else {
-            return;
-        };
-        self.lo = self.lo.min(first.0 as usize);
-        self.hi = self.hi.max(last.0 as usize + 1);
-        for &(idx, n) in &h.entries {
-            self.counts[idx as usize] += u64::from(n);
+        // Entries come in bucket order: the first and the last bound the touched range.
+        let mut last = None;
+        for (idx, n) in h.iter() {
+            let idx = usize::from(idx);
+            if last.is_none() {
+                self.lo = self.lo.min(idx);
+            }
+            last = Some(idx);
+            self.counts[idx] += u64::from(n);
             self.total += u64::from(n);
+        }
+        if let Some(idx) = last {
+            self.hi = self.hi.max(idx + 1);
         }
     }
 
@@ -274,6 +377,26 @@ mod tests {
             );
         }
         assert_eq!(q.count, 50_000);
+    }
+
+    #[test]
+    fn sealing_keeps_every_entry_and_a_late_record_reopens() {
+        let mut h = SparseHist::default();
+        for v in [3u64, 900, 901, 70_000, 70_000, 5_000_000_000, 900] {
+            h.record(v);
+        }
+        let before: Vec<_> = h.iter().collect();
+        let open_bytes = h.heap_bytes();
+        h.seal();
+        assert_eq!(h.iter().collect::<Vec<_>>(), before);
+        assert!(h.heap_bytes() < open_bytes, "sealing must shrink");
+        h.record(901);
+        let mut want = before.clone();
+        let b = bucket_of(901);
+        if let Some(e) = want.iter_mut().find(|e| e.0 == b) {
+            e.1 += 1;
+        }
+        assert_eq!(h.iter().collect::<Vec<_>>(), want);
     }
 
     #[test]

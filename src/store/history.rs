@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::ring::{
-    CELLS_PER_HOUR, COARSE_PER_HOUR, Cell, Dists, HOUR_S, KEEP_S, Merger, Ring, STEP_S,
-};
+use super::ring::{Cell, HOUR_S, KEEP_S, Merger, Ring, STEP_S};
 
 /// A span of history, relative to now or absolute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,10 +220,12 @@ fn percentiles(m: &Merger, max_us: u64) -> [Option<f64>; 3] {
 }
 
 /// Adds the cells `[from, to)` of one hour to `acc` and their distributions to `m`.
+/// A cell partly inside the range counts whole.
 fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &mut Merger) {
-    let lo = ((from.max(h.start_s) - h.start_s) / STEP_S) as usize;
-    let hi = ((to.min(h.start_s + HOUR_S) - h.start_s + STEP_S - 1) / STEP_S) as usize;
-    let hi = hi.min(CELLS_PER_HOUR);
+    let step = h.cell_s();
+    let lo = ((from.max(h.start_s) - h.start_s) / step) as usize;
+    let hi = ((to.min(h.start_s + HOUR_S) - h.start_s + step - 1) / step) as usize;
+    let hi = hi.min(h.cells.len());
     if lo >= hi {
         return;
     }
@@ -243,16 +243,52 @@ fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &m
             }
         }
     }
-    match &h.dists {
-        Dists::Fine(d) => d[lo..hi].iter().flatten().for_each(|d| m.add_dist(d)),
-        Dists::Coarse(d) => {
-            let per = CELLS_PER_HOUR / COARSE_PER_HOUR;
-            d[lo / per..hi.div_ceil(per)]
-                .iter()
-                .flatten()
-                .for_each(|d| m.add_dist(d));
+    for d in h.dists.covering(lo, hi, h.cells.len()).iter().flatten() {
+        m.add_dist(d);
+    }
+}
+
+/// The rings of one model's routes and instances.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyRings {
+    pub routes: BTreeMap<String, Ring>,
+    pub instances: BTreeMap<String, Ring>,
+}
+
+impl KeyRings {
+    pub fn get(&self, kind: KeyKind) -> &BTreeMap<String, Ring> {
+        match kind {
+            KeyKind::Route => &self.routes,
+            KeyKind::Instance => &self.instances,
         }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.instances.is_empty()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.routes
+            .iter()
+            .chain(&self.instances)
+            .map(|(k, r)| k.len() + r.heap_bytes() + 64)
+            .sum()
+    }
+}
+
+/// Which keys inside a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Route,
+    Instance,
+}
+
+/// One route's or instance's figures over a range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeySummary {
+    pub name: String,
+    #[serde(flatten)]
+    pub summary: RangeSummary,
 }
 
 /// The history every reader sees: per model rings frozen at `built_ms`.
@@ -260,6 +296,8 @@ fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &m
 pub struct HistoryView {
     pub built_ms: i64,
     models: BTreeMap<String, Ring>,
+    /// Routes and instances, by model.
+    keys: BTreeMap<String, KeyRings>,
     uptime: Uptime,
 }
 
@@ -269,6 +307,7 @@ impl std::fmt::Debug for HistoryView {
         f.debug_struct("HistoryView")
             .field("built_ms", &self.built_ms)
             .field("models", &self.models.keys().collect::<Vec<_>>())
+            .field("keyed", &self.keys.keys().collect::<Vec<_>>())
             .field("uptime", &self.uptime)
             .finish()
     }
@@ -279,8 +318,38 @@ impl HistoryView {
         Self {
             built_ms,
             models,
+            keys: BTreeMap::new(),
             uptime,
         }
+    }
+
+    /// The same history with the rings of routes and instances.
+    #[must_use]
+    pub fn with_keys(mut self, keys: BTreeMap<String, KeyRings>) -> Self {
+        self.keys = keys;
+        self.keys.retain(|_, k| !k.is_empty());
+        self
+    }
+
+    /// The same history without the route and instance rings (the model rings shared).
+    #[must_use]
+    pub fn without_keys(&self) -> Self {
+        Self {
+            built_ms: self.built_ms,
+            models: self.models.clone(),
+            keys: BTreeMap::new(),
+            uptime: self.uptime.clone(),
+        }
+    }
+
+    /// The route and instance rings of a model.
+    pub fn keys(&self, model: &str) -> Option<&KeyRings> {
+        self.keys.get(model)
+    }
+
+    /// Models that have route or instance rings.
+    pub fn keyed_models(&self) -> impl Iterator<Item = (&str, &KeyRings)> {
+        self.keys.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Model names, sorted.
@@ -309,12 +378,46 @@ impl HistoryView {
         self.models
             .iter()
             .map(|(k, r)| k.len() + r.heap_bytes())
-            .sum()
+            .sum::<usize>()
+            + self.keys.values().map(KeyRings::heap_bytes).sum::<usize>()
     }
 
     /// A model's figures over `range`; `None` for a model with no history.
     pub fn summary(&self, model: &str, range: &Range, now_ms: i64) -> Option<RangeSummary> {
-        let ring = self.models.get(model)?;
+        Some(self.ring_summary(self.models.get(model)?, range, now_ms))
+    }
+
+    /// The figures of each route (or instance) of a model over `range`, busiest first;
+    /// keys with no request in the range are left out.
+    pub fn key_summaries(
+        &self,
+        model: &str,
+        kind: KeyKind,
+        range: &Range,
+        now_ms: i64,
+    ) -> Vec<KeySummary> {
+        let Some(keys) = self.keys.get(model) else {
+            return Vec::new();
+        };
+        let mut out: Vec<KeySummary> = keys
+            .get(kind)
+            .iter()
+            .map(|(name, ring)| KeySummary {
+                name: name.clone(),
+                summary: self.ring_summary(ring, range, now_ms),
+            })
+            .filter(|k| k.summary.requests > 0)
+            .collect();
+        out.sort_by(|a, b| {
+            b.summary
+                .requests
+                .cmp(&a.summary.requests)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        out
+    }
+
+    fn ring_summary(&self, ring: &Ring, range: &Range, now_ms: i64) -> RangeSummary {
         let (from, to) = range.bounds_s(now_ms);
         let mut total = Acc::default();
         let mut all = Merger::default();
@@ -332,7 +435,7 @@ impl HistoryView {
         }
         let covered = self.covered(from, to, total.requests);
         let [p50, p95, p99] = percentiles(&all, total.max_us);
-        Some(RangeSummary {
+        RangeSummary {
             requests: total.requests,
             qps: if covered > 0 {
                 total.requests as f64 / covered as f64
@@ -348,7 +451,7 @@ impl HistoryView {
             max_ms: (total.requests > 0).then(|| total.max_us as f64 / 1000.0),
             worst_hour: worst_hour(&hours),
             covered_s: covered,
-        })
+        }
     }
 
     /// Seconds of `[from, to)` that count as observed. Traffic in a span the monitor

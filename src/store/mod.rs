@@ -22,13 +22,13 @@ use foldhash::fast::RandomState;
 use modelmon_contract::{BatchError, Decoded, Event, RejectReason};
 
 use hist::Merger;
-use history::{HistoryView, Uptime};
-use ring::{Ring, STEP_S, bucket_of_sec};
+use history::{HistoryView, KeyRings, Uptime};
+use ring::{HOUR_S, Ring, STEP_S, bucket_of_sec};
 pub use view::{BrokerState, BrokerView, View};
 use view::{
-    IngestView, KeyStats, LATENCY_BUCKETS_S, ModelView, RejectRecord, SeriesPoint, Stats, Totals,
+    IngestView, KeyStats, LATENCY_BUCKETS_US, ModelView, RejectRecord, SeriesPoint, Stats, Totals,
 };
-use window::{Placement, Slot, Window};
+use window::{Hit, Placement, Slot, Window};
 
 /// The name that takes the overflow of a cardinality cap.
 pub const OTHER: &str = "(other)";
@@ -46,6 +46,13 @@ pub struct StoreConfig {
     pub max_instances: usize,
     /// Rejected events kept for display.
     pub recent_rejects: usize,
+    /// Memory the 24-hour rings of routes and instances may take, in bytes. Past it
+    /// their oldest hours go first (models' own rings are not affected).
+    pub key_history_bytes: usize,
+    /// Whether every view's history carries the route and instance rings. Off, only
+    /// snapshots do: a view held by a reader makes the store copy each ring's current
+    /// hour on its next write, which at the caps is tens of MiB for nothing.
+    pub keys_in_views: bool,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +63,8 @@ impl Default for StoreConfig {
             max_routes: 64,
             max_instances: 64,
             recent_rejects: 50,
+            key_history_bytes: 64 << 20,
+            keys_in_views: false,
         }
     }
 }
@@ -145,10 +154,36 @@ impl<'a, V> IntoIterator for &'a Capped<V> {
     }
 }
 
+/// A route or an instance: its live window and its 24-hour ring.
+#[derive(Debug)]
+struct KeyState {
+    window: Window,
+    /// Filled as slots leave the window (and with late events), at [`ring::Grain::Key`].
+    ring: Ring,
+    /// Events older than the window, one slot per ring cell, until the next expiry.
+    late: Vec<Slot>,
+}
+
+impl KeyState {
+    fn record_late(&mut self, sec: i64, hit: &Hit) {
+        let cell = sec.div_euclid(ring::COARSE_S) * ring::COARSE_S;
+        let i = if let Some(i) = self.late.iter().position(|s| s.start == cell) {
+            i
+        } else {
+            self.late.push(Slot {
+                start: cell,
+                ..Slot::default()
+            });
+            self.late.len() - 1
+        };
+        self.late[i].record_hit(hit);
+    }
+}
+
 /// The routes or instances of one model.
 #[derive(Debug)]
 struct Keyed {
-    windows: Capped<Window>,
+    keys: Capped<KeyState>,
     slot_secs: u32,
     len: u32,
 }
@@ -156,33 +191,106 @@ struct Keyed {
 impl Keyed {
     fn new(cap: usize, slot_secs: u32, len: u32) -> Self {
         Self {
-            windows: Capped::new(cap),
+            keys: Capped::new(cap),
             slot_secs,
             len,
         }
     }
 
     #[inline]
-    fn window(&mut self, name: &str) -> (&mut Window, bool) {
+    fn key(&mut self, name: &str) -> (&mut KeyState, bool) {
         let (slot_secs, len) = (self.slot_secs, self.len);
-        self.windows
-            .get_or_insert(name, || Window::new(slot_secs, len))
+        self.keys.get_or_insert(name, || KeyState {
+            window: Window::new(slot_secs, len),
+            ring: Ring::keyed(),
+            late: Vec::new(),
+        })
     }
 
-    fn expire(&mut self, now_sec: i64) {
-        for (_, w) in self.windows.iter_mut() {
-            w.expire(now_sec, drop);
+    /// Records an event; `true` when its key was folded into `(other)`.
+    #[inline]
+    fn record(&mut self, name: &str, sec: i64, now_sec: i64, hit: &Hit) -> bool {
+        let (k, overflowed) = self.key(name);
+        // The model's window has 1-s slots, ours wider ones: an event can be inside
+        // the first and just before the second.
+        if k.window.record_hit(sec, now_sec, hit) == Placement::Late {
+            k.record_late(sec, hit);
         }
+        overflowed
+    }
+
+    /// Records an event too old for the window: straight for the ring.
+    fn record_late(&mut self, name: &str, sec: i64, hit: &Hit) -> bool {
+        let (k, overflowed) = self.key(name);
+        k.record_late(sec, hit);
+        overflowed
+    }
+
+    /// Moves the slots that left the windows, and late events, into the rings.
+    fn expire(&mut self, now_sec: i64, merger: &mut ring::Merger) {
+        for k in self.keys.values_mut() {
+            let ring = &mut k.ring;
+            k.window
+                .expire(now_sec, |slot| ring.add(&slot, now_sec, merger));
+            for slot in k.late.drain(..) {
+                ring.add(&slot, now_sec, merger);
+            }
+        }
+    }
+
+    /// What readers get of the rings: copies that share every hour but the newest, with
+    /// the live window's slots added, so a range over the last minutes is not short.
+    fn rings(&self, now_sec: i64, merger: &mut ring::Merger) -> BTreeMap<String, Ring> {
+        let mut out = BTreeMap::new();
+        for (name, k) in self.keys.iter() {
+            let mut ring = k.ring.clone();
+            // One add per ring cell, not per slot: each add re-encodes the cell.
+            let mut cell: Option<Slot> = None;
+            for s in k.window.slots() {
+                let start = s.start.div_euclid(ring::COARSE_S) * ring::COARSE_S;
+                if cell.as_ref().is_some_and(|c| c.start != start)
+                    && let Some(c) = cell.take()
+                {
+                    ring.add(&c, now_sec, merger);
+                }
+                cell.get_or_insert_with(|| Slot {
+                    start,
+                    ..Slot::default()
+                })
+                .absorb(s);
+            }
+            if let Some(c) = cell {
+                ring.add(&c, now_sec, merger);
+            }
+            if !ring.is_empty() {
+                out.insert(name.to_owned(), ring);
+            }
+        }
+        out
+    }
+
+    /// Continues saved rings; keys beyond the cap are not restored.
+    fn restore(&mut self, saved: &BTreeMap<String, Ring>) {
+        for (name, ring) in saved {
+            let (k, overflowed) = self.key(name);
+            if !overflowed && k.ring.is_empty() {
+                k.ring = ring.clone();
+            }
+        }
+    }
+
+    fn rings_mut(&mut self) -> impl Iterator<Item = &mut Ring> {
+        self.keys.values_mut().map(|k| &mut k.ring)
     }
 
     fn stats(&self, now_sec: i64, first_sec: i64, merger: &mut Merger) -> Vec<KeyStats> {
         let mut out: Vec<KeyStats> = self
-            .windows
+            .keys
             .iter()
-            .filter(|(_, w)| !w.is_empty())
-            .map(|(name, w)| KeyStats {
+            .filter(|(_, k)| !k.window.is_empty())
+            .map(|(name, k)| KeyStats {
                 name: name.to_owned(),
-                stats: window_stats(w, now_sec, first_sec, merger),
+                stats: window_stats(&k.window, now_sec, first_sec, merger),
             })
             .collect();
         out.sort_by(|a, b| {
@@ -195,14 +303,23 @@ impl Keyed {
     }
 
     fn overflowed(&self) -> u64 {
-        self.windows.overflowed
+        self.keys.overflowed
     }
 
-    fn heap_bytes(&self) -> usize {
-        self.windows
+    fn window_bytes(&self) -> usize {
+        self.keys
             .iter()
-            .map(|(k, w)| 2 * k.len() + w.heap_bytes() + 96)
+            .map(|(k, s)| {
+                2 * k.len()
+                    + s.window.heap_bytes()
+                    + s.late.capacity() * std::mem::size_of::<Slot>()
+                    + 128
+            })
             .sum()
+    }
+
+    fn ring_bytes(&self) -> usize {
+        self.keys.iter().map(|(_, s)| s.ring.heap_bytes()).sum()
     }
 }
 
@@ -228,6 +345,13 @@ struct ModelState {
     totals: Totals,
 }
 
+/// The saved history of a model that has not sent since the restart.
+#[derive(Debug, Default)]
+struct Dormant {
+    ring: Ring,
+    keys: KeyRings,
+}
+
 /// All the state of the monitor.
 pub struct Store {
     cfg: StoreConfig,
@@ -248,7 +372,7 @@ pub struct Store {
     run_start_s: Option<i64>,
     /// Rings loaded from a snapshot for models not seen since the restart: they stay
     /// out of the live view until the model sends again, but stay in the history.
-    dormant: BTreeMap<String, Ring>,
+    dormant: BTreeMap<String, Dormant>,
     ring_merger: ring::Merger,
     /// Containers mapped to models, from the Docker poller.
     containers: containers::Containers,
@@ -381,16 +505,21 @@ impl Store {
         self.models.get_or_insert(model, || {
             let sub = sub_slot_secs(cfg.window_s);
             let sub_len = cfg.window_s.div_ceil(sub);
+            // A model back after a restart continues its saved history.
+            let saved = dormant.remove(model).unwrap_or_default();
+            let mut routes = Keyed::new(cfg.max_routes, sub, sub_len);
+            routes.restore(&saved.keys.routes);
+            let mut instances = Keyed::new(cfg.max_instances, sub, sub_len);
+            instances.restore(&saved.keys.instances);
             ModelState {
                 live: Window::new(1, cfg.window_s),
                 past: VecDeque::new(),
-                routes: Keyed::new(cfg.max_routes, sub, sub_len),
-                instances: Keyed::new(cfg.max_instances, sub, sub_len),
+                routes,
+                instances,
                 last_seen_us: i64::MIN,
                 first_sec: now_sec,
                 version: None,
-                // A model back after a restart continues its saved history.
-                ring: dormant.remove(model).unwrap_or_default(),
+                ring: saved.ring,
                 staging: BTreeMap::new(),
                 resources: Map::default(),
                 totals: Totals::default(),
@@ -404,8 +533,6 @@ impl Store {
         let mut models: Vec<ModelView> = Vec::with_capacity(self.models.len());
         for (name, m) in self.models.iter_mut() {
             expire_model(m, now_sec, &mut self.merger, &mut self.ring_merger);
-            m.routes.expire(now_sec);
-            m.instances.expire(now_sec);
             models.push(model_view(
                 name,
                 m,
@@ -416,7 +543,7 @@ impl Store {
         }
         models.sort_by(|a, b| a.model.cmp(&b.model));
         if bucket_of_sec(now_sec) != self.history_bucket {
-            self.rebuild_history(now_us);
+            self.history = Arc::new(self.build_history(now_us, self.cfg.keys_in_views));
         }
 
         let c = &self.counters;
@@ -486,14 +613,20 @@ impl Store {
     }
 
     /// Brings the history up to `now_us` (windows expired, buckets moved into the rings)
-    /// and returns it: for snapshots, which must not wait for the next 10-s bucket.
+    /// and returns it with every ring: for snapshots, which must not wait for the next
+    /// 10-s bucket.
     pub fn fresh_history(&mut self, now_us: i64) -> Arc<HistoryView> {
         let now_sec = now_us.div_euclid(1_000_000);
         for m in self.models.values_mut() {
             expire_model(m, now_sec, &mut self.merger, &mut self.ring_merger);
         }
-        self.rebuild_history(now_us);
-        Arc::clone(&self.history)
+        let full = Arc::new(self.build_history(now_us, true));
+        self.history = if self.cfg.keys_in_views {
+            Arc::clone(&full)
+        } else {
+            Arc::new(full.without_keys())
+        };
+        full
     }
 
     /// The history as of the last rebuild.
@@ -501,11 +634,14 @@ impl Store {
         Arc::clone(&self.history)
     }
 
-    fn rebuild_history(&mut self, now_us: i64) {
+    /// The history as of `now_us`; `with_keys`: with the route and instance rings.
+    fn build_history(&mut self, now_us: i64, with_keys: bool) -> HistoryView {
         let now_sec = now_us.div_euclid(1_000_000);
         let run_start = *self.run_start_s.get_or_insert(now_sec);
         self.uptime.mark(run_start, now_sec);
+        self.age_key_rings(now_sec);
         let mut rings = BTreeMap::new();
+        let mut keys = BTreeMap::new();
         for (name, m) in &self.models {
             // The store's ring holds complete buckets; readers also get the ones still
             // filling, added to a copy (which shares every hour but the current one).
@@ -520,39 +656,92 @@ impl Store {
             if !ring.is_empty() {
                 rings.insert(name.to_string(), ring);
             }
+            if with_keys {
+                keys.insert(
+                    name.to_string(),
+                    KeyRings {
+                        routes: m.routes.rings(now_sec, &mut self.ring_merger),
+                        instances: m.instances.rings(now_sec, &mut self.ring_merger),
+                    },
+                );
+            }
         }
-        self.dormant.retain(|_, r| {
-            r.age(now_sec, &mut self.ring_merger);
-            !r.is_empty()
+        self.dormant.retain(|_, d| {
+            d.ring.age(now_sec, &mut self.ring_merger);
+            !d.ring.is_empty() || !d.keys.is_empty()
         });
-        for (name, r) in &self.dormant {
-            rings.insert(name.clone(), r.clone());
+        for (name, d) in &self.dormant {
+            rings.insert(name.clone(), d.ring.clone());
+            if with_keys {
+                keys.insert(name.clone(), d.keys.clone());
+            }
         }
-        self.history = Arc::new(HistoryView::new(
-            now_us.div_euclid(1000),
-            rings,
-            self.uptime.clone(),
-        ));
         self.history_bucket = bucket_of_sec(now_sec);
+        HistoryView::new(now_us.div_euclid(1000), rings, self.uptime.clone()).with_keys(keys)
+    }
+
+    /// Ages the route and instance rings, and keeps them within their memory budget by
+    /// dropping their oldest hours: at the caps (256 models × 128 keys) a full day of
+    /// them would take gigabytes, and the budget is the bound whatever the senders do.
+    fn age_key_rings(&mut self, now_sec: i64) {
+        let merger = &mut self.ring_merger;
+        let mut by_hour: BTreeMap<i64, usize> = BTreeMap::new();
+        for r in key_rings(&mut self.models, &mut self.dormant) {
+            r.age(now_sec, merger);
+            for h in r.hours() {
+                *by_hour.entry(h.start_s).or_default() += h.heap_bytes() + 32;
+            }
+        }
+        let budget = self.cfg.key_history_bytes;
+        if by_hour.values().sum::<usize>() <= budget {
+            return;
+        }
+        // Keep the newest hours that fit; the current and the previous hour always stay.
+        let mut kept = 0;
+        let Some(cut) = by_hour.iter().rev().find_map(|(&start, &bytes)| {
+            kept += bytes;
+            (kept > budget && start < now_sec - HOUR_S).then_some(start + HOUR_S)
+        }) else {
+            return;
+        };
+        for r in key_rings(&mut self.models, &mut self.dormant) {
+            r.drop_before(cut);
+        }
+        for d in self.dormant.values_mut() {
+            d.keys.routes.retain(|_, r| !r.is_empty());
+            d.keys.instances.retain(|_, r| !r.is_empty());
+        }
     }
 
     /// Continues the rings of a loaded snapshot. Time since it was saved stays a gap.
     pub fn restore(&mut self, saved: &HistoryView, now_us: i64) {
         let now_sec = now_us.div_euclid(1_000_000);
-        for (name, ring) in saved.rings() {
-            if self.models.len() + self.dormant.len() >= self.cfg.max_models {
-                break;
-            }
-            match self.models.get_mut(name) {
-                Some(m) if m.ring.is_empty() => m.ring = ring.clone(),
-                Some(_) => {}
-                None => {
-                    let mut ring = ring.clone();
-                    ring.age(now_sec, &mut self.ring_merger);
-                    if !ring.is_empty() {
-                        self.dormant.insert(name.to_owned(), ring);
-                    }
+        let no_keys = KeyRings::default();
+        let mut names: Vec<&str> = saved.models();
+        names.extend(saved.keyed_models().map(|(n, _)| n));
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let ring = saved.ring(name).cloned().unwrap_or_default();
+            let keys = saved.keys(name).unwrap_or(&no_keys);
+            if let Some(m) = self.models.get_mut(name) {
+                if m.ring.is_empty() {
+                    m.ring = ring;
                 }
+                m.routes.restore(&keys.routes);
+                m.instances.restore(&keys.instances);
+                continue;
+            }
+            if self.models.len() + self.dormant.len() >= self.cfg.max_models {
+                continue;
+            }
+            let mut d = Dormant {
+                ring,
+                keys: keys.clone(),
+            };
+            d.ring.age(now_sec, &mut self.ring_merger);
+            if !d.ring.is_empty() || !d.keys.is_empty() {
+                self.dormant.insert(name.to_owned(), d);
             }
         }
         let mut spans = saved.uptime().spans().to_vec();
@@ -610,20 +799,38 @@ impl Store {
         }
     }
 
-    /// Approximate heap bytes held by the windows, for the memory benchmark.
-    pub fn heap_bytes(&self) -> usize {
-        self.models
-            .iter()
-            .map(|(k, m)| {
-                k.len()
-                    + m.live.heap_bytes()
-                    + m.past.capacity() * std::mem::size_of::<SeriesPoint>()
-                    + m.routes.heap_bytes()
-                    + m.instances.heap_bytes()
-                    + m.ring.heap_bytes()
-            })
-            .sum()
+    /// Approximate heap bytes held: (live windows and series, 24-hour rings), for the
+    /// memory benchmark.
+    pub fn heap_bytes(&self) -> (usize, usize) {
+        let mut live = 0;
+        let mut rings = 0;
+        for (k, m) in &self.models {
+            live += k.len()
+                + m.live.heap_bytes()
+                + m.past.capacity() * std::mem::size_of::<SeriesPoint>()
+                + m.routes.window_bytes()
+                + m.instances.window_bytes();
+            rings += m.ring.heap_bytes() + m.routes.ring_bytes() + m.instances.ring_bytes();
+        }
+        (live, rings)
     }
+}
+
+/// Every route and instance ring: of the models, and of the dormant ones.
+fn key_rings<'a>(
+    models: &'a mut Capped<ModelState>,
+    dormant: &'a mut BTreeMap<String, Dormant>,
+) -> impl Iterator<Item = &'a mut Ring> {
+    let live = models
+        .values_mut()
+        .flat_map(|m| m.routes.rings_mut().chain(m.instances.rings_mut()));
+    let saved = dormant.values_mut().flat_map(|d| {
+        d.keys
+            .routes
+            .values_mut()
+            .chain(d.keys.instances.values_mut())
+    });
+    live.chain(saved)
 }
 
 /// Records one event of a model. Returns whether it was late, and how many names it folded into `(other)`.
@@ -631,6 +838,7 @@ impl Store {
 fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, u64) {
     let sec = ev.ts.div_euclid(1_000_000);
     let err = ev.is_error();
+    let hit = Hit::new(ev.status, ev.duration_us, err);
     count_total(&mut m.totals, ev.status, ev.duration_us, err);
     if ev.ts > m.last_seen_us {
         m.last_seen_us = ev.ts;
@@ -640,7 +848,7 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, u64) {
             m.version = Some(v.as_ref().into());
         }
     }
-    let placement = m.live.record(sec, now_sec, ev.status, ev.duration_us, err);
+    let placement = m.live.record_hit(sec, now_sec, &hit);
     if placement == Placement::Late {
         add_late_to_past(m, sec, err);
         let b = bucket_of_sec(sec);
@@ -650,14 +858,14 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, u64) {
                 start: b,
                 ..Slot::default()
             })
-            .record(ev.status, ev.duration_us, err);
-        return (true, 0);
+            .record_hit(&hit);
+        let r_over = m.routes.record_late(&ev.route, sec, &hit);
+        let i_over = m.instances.record_late(&ev.instance, sec, &hit);
+        return (true, u64::from(r_over) + u64::from(i_over));
     }
     m.first_sec = m.first_sec.min(sec);
-    let (route, r_over) = m.routes.window(&ev.route);
-    route.record(sec, now_sec, ev.status, ev.duration_us, err);
-    let (inst, i_over) = m.instances.window(&ev.instance);
-    inst.record(sec, now_sec, ev.status, ev.duration_us, err);
+    let r_over = m.routes.record(&ev.route, sec, now_sec, &hit);
+    let i_over = m.instances.record(&ev.instance, sec, now_sec, &hit);
     (false, u64::from(r_over) + u64::from(i_over))
 }
 
@@ -673,9 +881,8 @@ fn count_total(t: &mut Totals, status: u16, duration_us: u64, err: bool) {
         _ => c.c5xx += 1,
     }
     t.errors += u64::from(err);
-    let s = duration_us as f64 / 1e6;
-    t.duration_sum_s += s;
-    if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&b| s <= b) {
+    t.duration_sum_s += duration_us as f64 / 1e6;
+    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| duration_us <= b) {
         t.duration_buckets[i] += 1;
     }
 }
@@ -712,6 +919,8 @@ fn expire_model(
         m.ring.add(&entry.remove(), now_sec, ring_merger);
     }
     m.ring.age(now_sec, ring_merger);
+    m.routes.expire(now_sec, ring_merger);
+    m.instances.expire(now_sec, ring_merger);
 }
 
 /// Adds a slot to the 10-s bucket holding its start.

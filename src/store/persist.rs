@@ -10,15 +10,21 @@
 //! ```text
 //! header  "MODELMON" "HIST" version:u32 payload_len:u64 crc32(payload):u32
 //! payload saved_ms:i64 · ingest counters (5 varints) · uptime spans · models
-//! model   name · hours; hour = start_s:i64 tier:u8 has_res:u8 · 360 cells of 7 varints
-//!         · 360 (fine) or 12 (coarse) distributions as varint length + bytes (0 = none)
-//!         · if has_res: 360 × (cpu:f32, mem_kib:u32)
+//! model   name · ring · (v2) routes · instances; routes = count · (name · ring)*
+//! ring    count · hours
+//! hour    start_s:i64 tier:u8 has_res:u8 · N cells of 7 varints
+//!         · distributions as varint length + bytes (0 = none) · if has_res: N × (cpu:f32, mem_kib:u32)
+//! tier    0: model, 360 cells, 360 dists · 1: model, 360 cells, 12 dists
+//!         2: route/instance, 12 cells, 12 dists · 3: route/instance, 12 cells, 1 dist
 //! ```
+//!
+//! Version 1 (no routes and instances) is still read.
 //!
 //! A file that fails any check is never overwritten: the writer renames it aside
 //! (`history.snap.corrupt-<unix s>`) and says so on stderr. One writer per directory is
 //! enforced with an exclusive lock on `lock`; a second monitor reads but never writes.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -27,16 +33,14 @@ use std::sync::Arc;
 use fs4::fs_std::FileExt;
 
 use super::IngestTotals;
-use super::history::{HistoryView, Uptime};
-use super::ring::{
-    self, CELLS_PER_HOUR, COARSE_PER_HOUR, Cell, Dist, Dists, HOUR_S, Hour, Res, Ring, write_varint,
-};
+use super::history::{HistoryView, KeyRings, Uptime};
+use super::ring::{self, Cell, Dist, Dists, Grain, HOUR_S, Hour, Res, Ring, write_varint};
 
 pub const FILE_NAME: &str = "history.snap";
 pub const LOCK_NAME: &str = "lock";
 const MAGIC: &[u8; 12] = b"MODELMONHIST";
-/// The format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format this build writes; it reads this one and every one before it.
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 12 + 4 + 8 + 4;
 
 /// What a snapshot holds.
@@ -54,8 +58,8 @@ pub enum SnapshotError {
     #[error("not a modelmon snapshot (wrong magic bytes)")]
     NotASnapshot,
     #[error(
-        "format version {found} is not one this build reads (it reads version {VERSION}); \
-         it was written by a different modelmon"
+        "format version {found} is not one this build reads (it reads versions 1 to {VERSION}); \
+         it was written by a newer modelmon"
     )]
     UnknownVersion { found: u32 },
     #[error("truncated: {expected} bytes expected, {found} present")]
@@ -141,16 +145,24 @@ pub fn write_to<W: Write + Seek>(w: &mut W, snap: &Snapshot) -> io::Result<u64> 
         p.extend_from_slice(&a.to_le_bytes());
         p.extend_from_slice(&b.to_le_bytes());
     }
-    let models: Vec<(&str, &Ring)> = snap.history.rings().collect();
-    write_varint(&mut p, models.len() as u64);
-    for (name, ring) in models {
-        write_varint(&mut p, name.len() as u64);
-        p.extend_from_slice(name.as_bytes());
-        write_varint(&mut p, ring.hours().count() as u64);
-        for h in ring.hours() {
-            encode_hour(&mut p, h);
-            sum.put(&p)?;
-            p.clear();
+    let h = &snap.history;
+    let mut names: Vec<&str> = h.models();
+    names.extend(h.keyed_models().map(|(n, _)| n));
+    names.sort_unstable();
+    names.dedup();
+    let no_ring = Ring::default();
+    let no_keys = KeyRings::default();
+    write_varint(&mut p, names.len() as u64);
+    for name in names {
+        put_name(&mut p, name);
+        write_ring(&mut sum, &mut p, h.ring(name).unwrap_or(&no_ring))?;
+        let keys = h.keys(name).unwrap_or(&no_keys);
+        for rings in [&keys.routes, &keys.instances] {
+            write_varint(&mut p, rings.len() as u64);
+            for (key, ring) in rings {
+                put_name(&mut p, key);
+                write_ring(&mut sum, &mut p, ring)?;
+            }
         }
     }
     sum.put(&p)?;
@@ -173,11 +185,37 @@ pub fn write_to<W: Write + Seek>(w: &mut W, snap: &Snapshot) -> io::Result<u64> 
     Ok(HEADER_LEN as u64 + len)
 }
 
-fn encode_hour(p: &mut Vec<u8>, h: &Hour) {
+fn put_name(p: &mut Vec<u8>, name: &str) {
+    write_varint(p, name.len() as u64);
+    p.extend_from_slice(name.as_bytes());
+}
+
+/// Appends a ring to `p`, handing the bytes to the writer hour by hour.
+fn write_ring<W: Write>(sum: &mut Summing<W>, p: &mut Vec<u8>, ring: &Ring) -> io::Result<()> {
+    write_varint(p, ring.hours().count() as u64);
+    for h in ring.hours() {
+        encode_hour(p, h, ring.grain());
+        sum.put(p)?;
+        p.clear();
+    }
+    Ok(())
+}
+
+/// The tier byte of an hour: its grain and whether its distributions are per cell.
+fn tier_of(grain: Grain, fine: bool) -> u8 {
+    match (grain, fine) {
+        (Grain::Model, true) => 0,
+        (Grain::Model, false) => 1,
+        (Grain::Key, true) => 2,
+        (Grain::Key, false) => 3,
+    }
+}
+
+fn encode_hour(p: &mut Vec<u8>, h: &Hour, grain: Grain) {
     p.extend_from_slice(&h.start_s.to_le_bytes());
     let (tier, dists) = match &h.dists {
-        Dists::Fine(d) => (0u8, d),
-        Dists::Coarse(d) => (1u8, d),
+        Dists::Fine(d) => (tier_of(grain, true), d),
+        Dists::Coarse(d) => (tier_of(grain, false), d),
     };
     p.push(tier);
     p.push(u8::from(h.res.is_some()));
@@ -336,7 +374,7 @@ fn decode_from(mut r: impl Read, total_len: u64) -> Result<Snapshot, SnapshotErr
         u64::from_le_bytes(b)
     };
     let version = field(MAGIC.len()) as u32;
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(SnapshotError::UnknownVersion { found: version });
     }
     let len = field(MAGIC.len() + 4);
@@ -352,7 +390,7 @@ fn decode_from(mut r: impl Read, total_len: u64) -> Result<Snapshot, SnapshotErr
         crc: crc32fast::Hasher::new(),
         left: len,
     };
-    let decoded = decode_payload(&mut rd);
+    let decoded = decode_payload(&mut rd, version);
     let trailing = rd.left > 0;
     rd.drain();
     if rd.crc.finalize() != crc {
@@ -364,7 +402,7 @@ fn decode_from(mut r: impl Read, total_len: u64) -> Result<Snapshot, SnapshotErr
     decoded
 }
 
-fn decode_payload(r: &mut Reader<impl Read>) -> Result<Snapshot, SnapshotError> {
+fn decode_payload(r: &mut Reader<impl Read>, version: u32) -> Result<Snapshot, SnapshotError> {
     let saved_ms = r.i64()?;
     let mut c = [0u64; 5];
     for v in &mut c {
@@ -383,32 +421,56 @@ fn decode_payload(r: &mut Reader<impl Read>) -> Result<Snapshot, SnapshotError> 
         spans.push((r.i64()?, r.i64()?));
     }
     let n = r.count()?;
-    let mut models = std::collections::BTreeMap::new();
+    let mut models = BTreeMap::new();
+    let mut keyed = BTreeMap::new();
     let mut merger = ring::Merger::default();
     for _ in 0..n {
-        let len = r.count()?;
-        let name = String::from_utf8(r.bytes(len)?)
-            .map_err(|_| SnapshotError::Malformed("model name is not UTF-8"))?;
-        let hours = r.count()?;
-        let mut hs = Vec::with_capacity(hours);
-        for _ in 0..hours {
-            hs.push(decode_hour(r, &mut merger)?);
+        let name = read_name(r)?;
+        let ring = read_ring(r, Grain::Model, &mut merger)?;
+        if version >= 2 {
+            let mut keys = KeyRings::default();
+            for rings in [&mut keys.routes, &mut keys.instances] {
+                for _ in 0..r.count()? {
+                    let key = read_name(r)?;
+                    rings.insert(key, read_ring(r, Grain::Key, &mut merger)?);
+                }
+            }
+            keyed.insert(name.clone(), keys);
         }
-        models.insert(name, Ring::from_hours(hs));
+        if !ring.is_empty() {
+            models.insert(name, ring);
+        }
     }
     Ok(Snapshot {
         saved_ms,
-        history: Arc::new(HistoryView::new(
-            saved_ms,
-            models,
-            Uptime::from_spans(spans),
-        )),
+        history: Arc::new(
+            HistoryView::new(saved_ms, models, Uptime::from_spans(spans)).with_keys(keyed),
+        ),
         ingest,
     })
 }
 
+fn read_name(r: &mut Reader<impl Read>) -> Result<String, SnapshotError> {
+    let len = r.count()?;
+    String::from_utf8(r.bytes(len)?).map_err(|_| SnapshotError::Malformed("name is not UTF-8"))
+}
+
+fn read_ring(
+    r: &mut Reader<impl Read>,
+    grain: Grain,
+    merger: &mut ring::Merger,
+) -> Result<Ring, SnapshotError> {
+    let hours = r.count()?;
+    let mut hs = Vec::with_capacity(hours.min(64));
+    for _ in 0..hours {
+        hs.push(decode_hour(r, grain, merger)?);
+    }
+    Ok(Ring::from_hours(hs, grain))
+}
+
 fn decode_hour(
     r: &mut Reader<impl Read>,
+    grain: Grain,
     merger: &mut ring::Merger,
 ) -> Result<Hour, SnapshotError> {
     let start_s = r.i64()?;
@@ -417,8 +479,16 @@ fn decode_hour(
     }
     let tier = r.u8()?;
     let has_res = r.u8()?;
-    let mut cells = Vec::with_capacity(CELLS_PER_HOUR);
-    for _ in 0..CELLS_PER_HOUR {
+    let fine = if tier == tier_of(grain, true) {
+        true
+    } else if tier == tier_of(grain, false) {
+        false
+    } else {
+        return Err(SnapshotError::Malformed("unknown distribution tier"));
+    };
+    let n_cells = grain.cells_per_hour();
+    let mut cells = Vec::with_capacity(n_cells);
+    for _ in 0..n_cells {
         let mut c = Cell::default();
         for v in &mut c.status {
             *v = r.u32_varint()?;
@@ -427,10 +497,10 @@ fn decode_hour(
         c.max_us = r.u32_varint()?;
         cells.push(c);
     }
-    let n = match tier {
-        0 => CELLS_PER_HOUR,
-        1 => COARSE_PER_HOUR,
-        _ => return Err(SnapshotError::Malformed("unknown distribution tier")),
+    let n = if fine {
+        n_cells
+    } else {
+        grain.coarse_per_hour()
     };
     let mut dists: Vec<Option<Dist>> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -452,8 +522,8 @@ fn decode_hour(
     let res = match has_res {
         0 => None,
         1 => {
-            let mut res = Vec::with_capacity(CELLS_PER_HOUR);
-            for _ in 0..CELLS_PER_HOUR {
+            let mut res = Vec::with_capacity(n_cells);
+            for _ in 0..n_cells {
                 res.push(Res {
                     cpu: f32::from_bits(r.u32()?),
                     mem_kib: r.u32()?,
@@ -466,7 +536,7 @@ fn decode_hour(
     Ok(Hour {
         start_s,
         cells: cells.into_boxed_slice(),
-        dists: if tier == 0 {
+        dists: if fine {
             Dists::Fine(dists)
         } else {
             Dists::Coarse(dists)
@@ -709,5 +779,38 @@ mod tests {
             decode(b"hello world!!").err(),
             Some(SnapshotError::NotASnapshot)
         );
+    }
+
+    #[test]
+    fn a_version_1_snapshot_without_routes_still_loads() {
+        // Version 1 is version 2 without the route and instance lists after each model.
+        let mut ring = Ring::default();
+        let mut slot = super::super::window::Slot {
+            start: 1_800_000_000,
+            ..Default::default()
+        };
+        slot.record(200, 1234, false);
+        let mut merger = ring::Merger::default();
+        ring.add(&slot, 1_800_000_000, &mut merger);
+        let models = BTreeMap::from([("m".to_owned(), ring)]);
+        let history = HistoryView::new(1_800_000_000_000, models, Uptime::default());
+        let snap = Snapshot {
+            saved_ms: 1_800_000_000_000,
+            history: Arc::new(history.clone()),
+            ingest: IngestTotals::default(),
+        };
+        let v2 = encode(&snap);
+        // One model, no keys: its two empty lists are the payload's last two bytes.
+        assert_eq!(&v2[v2.len() - 2..], &[0, 0]);
+        let payload = &v2[HEADER_LEN..v2.len() - 2];
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(MAGIC);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        v1.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        v1.extend_from_slice(payload);
+        let back = decode(&v1).expect("version 1 reads");
+        assert_eq!(*back.history, history);
+        assert!(back.history.keys("m").is_none());
     }
 }

@@ -1,12 +1,17 @@
-//! The 24-hour ring of one model: 10-second counters, compact latency distributions.
+//! The 24-hour ring of one key: counters per time cell, compact latency distributions.
 //!
 //! Memory is the constraint: 100 models × 8640 ten-second buckets must fit in a few tens
 //! of MiB. So a bucket's counters are a 28-byte [`Cell`], and distributions are kept in
-//! two tiers, like rrdtool's consolidation:
+//! two tiers, like rrdtool's consolidation. A model's ring ([`Grain::Model`]):
 //!
+//! * counters per 10 s;
 //! * the current and the previous clock hour keep one distribution per 10-s bucket
 //!   (so any range inside the last hour is exact to 10 s);
 //! * older hours keep one distribution per 5 minutes, merged from the 10-s ones.
+//!
+//! A route or an instance ([`Grain::Key`]) has up to 64 of each per model, so its ring
+//! is thirty times coarser: counters per 5 minutes, one distribution per 5 minutes for
+//! the current and the previous hour, one per hour before that.
 //!
 //! A distribution uses half the live histogram's resolution (64 sub-buckets per octave:
 //! every percentile within 0.78 % of the sample) and is stored as a run of varints
@@ -33,8 +38,44 @@ pub const COARSE_S: i64 = 300;
 pub const COARSE_PER_HOUR: usize = (HOUR_S / COARSE_S) as usize;
 /// History kept.
 pub const KEEP_S: i64 = 24 * HOUR_S;
-/// Hours (the current one included) that keep a distribution per 10-s bucket.
+/// Hours (the current one included) that keep a distribution per cell.
 pub const FINE_HOURS: i64 = 2;
+/// Cells per hour of a route's or an instance's ring: one per 5 minutes.
+pub const KEY_CELLS_PER_HOUR: usize = (HOUR_S / COARSE_S) as usize;
+
+/// How finely a ring keeps time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Grain {
+    /// A model: 10-s cells; distributions per cell, then per 5 minutes.
+    #[default]
+    Model,
+    /// A route or an instance: 5-minute cells; distributions per cell, then per hour.
+    Key,
+}
+
+impl Grain {
+    pub fn cells_per_hour(self) -> usize {
+        match self {
+            Self::Model => CELLS_PER_HOUR,
+            Self::Key => KEY_CELLS_PER_HOUR,
+        }
+    }
+
+    /// Distributions per hour once an hour has left the fine tier.
+    pub fn coarse_per_hour(self) -> usize {
+        match self {
+            Self::Model => COARSE_PER_HOUR,
+            Self::Key => 1,
+        }
+    }
+
+    /// The grain whose hours have `cells` cells.
+    pub fn of_cells(cells: usize) -> Option<Self> {
+        [Self::Model, Self::Key]
+            .into_iter()
+            .find(|g| g.cells_per_hour() == cells)
+    }
+}
 
 /// Values below this are their own bucket (as in the live histogram).
 const LINEAR: u16 = 256;
@@ -139,10 +180,23 @@ pub type Dist = Arc<[u8]>;
 /// The distributions of one hour, at one of the two resolutions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dists {
-    /// One per 10-s bucket ([`CELLS_PER_HOUR`]).
+    /// One per cell.
     Fine(Box<[Option<Dist>]>),
-    /// One per 5 minutes ([`COARSE_PER_HOUR`]).
+    /// Fewer: [`Grain::coarse_per_hour`].
     Coarse(Box<[Option<Dist>]>),
+}
+
+impl Dists {
+    /// The distributions covering cells `[lo, hi)` of an hour of `cells` cells.
+    pub fn covering(&self, lo: usize, hi: usize, cells: usize) -> &[Option<Dist>] {
+        match self {
+            Self::Fine(d) => &d[lo..hi],
+            Self::Coarse(d) => {
+                let per = cells / d.len().max(1);
+                &d[lo / per..hi.div_ceil(per)]
+            }
+        }
+    }
 }
 
 /// One clock hour of a ring.
@@ -157,21 +211,35 @@ pub struct Hour {
 }
 
 impl Hour {
-    pub fn new(start_s: i64) -> Self {
+    pub fn new(start_s: i64, grain: Grain) -> Self {
+        let n = grain.cells_per_hour();
         Self {
             start_s,
-            cells: vec![Cell::default(); CELLS_PER_HOUR].into_boxed_slice(),
-            dists: Dists::Fine(vec![None; CELLS_PER_HOUR].into_boxed_slice()),
+            cells: vec![Cell::default(); n].into_boxed_slice(),
+            dists: Dists::Fine(vec![None; n].into_boxed_slice()),
             res: None,
         }
     }
 
-    /// Replaces the 10-s distributions by 5-minute ones.
+    /// Seconds per cell.
+    pub fn cell_s(&self) -> i64 {
+        HOUR_S / self.cells.len().max(1) as i64
+    }
+
+    /// The cell holding `sec` (which must be inside this hour).
+    fn cell_of(&self, sec: i64) -> usize {
+        ((sec - self.start_s) / self.cell_s()) as usize
+    }
+
+    /// Replaces the per-cell distributions by coarser ones.
     fn consolidate(&mut self, merger: &mut Merger) {
         let Dists::Fine(fine) = &self.dists else {
             return;
         };
-        let per = CELLS_PER_HOUR / COARSE_PER_HOUR;
+        let Some(grain) = Grain::of_cells(self.cells.len()) else {
+            return;
+        };
+        let per = self.cells.len() / grain.coarse_per_hour();
         let coarse: Vec<Option<Dist>> = fine
             .chunks(per)
             .map(|group| {
@@ -217,9 +285,22 @@ fn hour_of(sec: i64) -> i64 {
 pub struct Ring {
     /// Oldest first, by `start_s`.
     hours: VecDeque<Arc<Hour>>,
+    grain: Grain,
 }
 
 impl Ring {
+    /// An empty ring for a route or an instance.
+    pub fn keyed() -> Self {
+        Self {
+            hours: VecDeque::new(),
+            grain: Grain::Key,
+        }
+    }
+
+    pub fn grain(&self) -> Grain {
+        self.grain
+    }
+
     pub fn hours(&self) -> impl Iterator<Item = &Hour> {
         self.hours.iter().map(AsRef::as_ref)
     }
@@ -228,12 +309,14 @@ impl Ring {
         self.hours.is_empty()
     }
 
-    /// Builds a ring from hours read back from a snapshot (any order).
-    pub fn from_hours(mut hours: Vec<Hour>) -> Self {
+    /// Builds a ring from hours read back from a snapshot (any order, all of `grain`).
+    pub fn from_hours(mut hours: Vec<Hour>, grain: Grain) -> Self {
+        hours.retain(|h| h.cells.len() == grain.cells_per_hour());
         hours.sort_by_key(|h| h.start_s);
         hours.dedup_by_key(|h| h.start_s);
         Self {
             hours: hours.into_iter().map(Arc::new).collect(),
+            grain,
         }
     }
 
@@ -241,7 +324,8 @@ impl Ring {
         let i = match self.hours.binary_search_by_key(&start_s, |h| h.start_s) {
             Ok(i) => i,
             Err(i) => {
-                self.hours.insert(i, Arc::new(Hour::new(start_s)));
+                self.hours
+                    .insert(i, Arc::new(Hour::new(start_s, self.grain)));
                 i
             }
         };
@@ -266,18 +350,22 @@ impl Ring {
             .map(|i| self.hours[i].as_ref())
     }
 
-    /// Adds a slot (any span inside one 10-s bucket) to the bucket of `slot.start`.
-    /// Buckets older than 24 h before `now_s` are dropped.
+    /// Adds a slot (any span inside one cell) to the cell of `slot.start`.
+    /// Cells older than 24 h before `now_s` are dropped.
     pub fn add(&mut self, slot: &Slot, now_s: i64, merger: &mut Merger) {
         if slot.requests() == 0 || slot.start < now_s - KEEP_S {
             return;
         }
         let hour = self.hour_mut(hour_of(slot.start));
-        let i = ((slot.start - hour.start_s) / STEP_S) as usize;
+        let i = hour.cell_of(slot.start);
+        let cells = hour.cells.len();
         hour.cells[i].absorb(slot);
         let (target, i) = match &mut hour.dists {
             Dists::Fine(d) => (d, i),
-            Dists::Coarse(d) => (d, i * COARSE_PER_HOUR / CELLS_PER_HOUR),
+            Dists::Coarse(d) => {
+                let n = d.len();
+                (d, i * n / cells)
+            }
         };
         if let Some(old) = &target[i] {
             merger.add_dist(old);
@@ -287,16 +375,17 @@ impl Ring {
         merger.reset();
     }
 
-    /// Sets the resource figures of the bucket holding `sec`.
+    /// Sets the resource figures of the cell holding `sec`.
     pub fn set_res(&mut self, sec: i64, now_s: i64, cpu: Option<f32>, mem_bytes: Option<u64>) {
         if sec < now_s - KEEP_S {
             return;
         }
         let hour = self.hour_mut(hour_of(sec));
-        let i = ((bucket_of_sec(sec) - hour.start_s) / STEP_S) as usize;
+        let i = hour.cell_of(sec);
+        let n = hour.cells.len();
         let res = hour
             .res
-            .get_or_insert_with(|| vec![Res::default(); CELLS_PER_HOUR].into_boxed_slice());
+            .get_or_insert_with(|| vec![Res::default(); n].into_boxed_slice());
         res[i] = Res {
             cpu: cpu.unwrap_or(f32::NAN),
             mem_kib: mem_bytes.map_or(u32::MAX, |b| {
@@ -328,6 +417,13 @@ impl Ring {
     /// Heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.hours.iter().map(|h| h.heap_bytes() + 32).sum()
+    }
+
+    /// Drops the hours that start before `start_s`.
+    pub fn drop_before(&mut self, start_s: i64) {
+        while self.hours.front().is_some_and(|h| h.start_s < start_s) {
+            self.hours.pop_front();
+        }
     }
 }
 
@@ -367,7 +463,7 @@ impl Merger {
 
     /// Adds a live (full resolution) distribution.
     pub fn add_live(&mut self, h: &SparseHist) {
-        for &(idx, n) in h.entries() {
+        for (idx, n) in h.iter() {
             self.bump(usize::from(hist_index(idx)), u64::from(n));
         }
     }
@@ -520,13 +616,22 @@ mod tests {
         let mut ring = Ring::default();
         let mut m = Merger::default();
         let t0 = 1_800_000_000 - 1_800_000_000 % HOUR_S;
+        let mut keyed = Ring::keyed();
         let mut slot = Slot {
             start: t0,
             ..Slot::default()
         };
         slot.record(200, 1500, false);
         ring.add(&slot, t0, &mut m);
+        keyed.add(&slot, t0, &mut m);
+        slot.start = t0 + 610;
+        keyed.add(&slot, t0, &mut m);
         ring.age(t0 + HOUR_S, &mut m);
+        keyed.age(t0 + 2 * HOUR_S, &mut m);
+        let kh = keyed.hours().next().expect("kept");
+        assert_eq!(kh.cells.len(), KEY_CELLS_PER_HOUR);
+        assert_eq!((kh.cells[0].requests(), kh.cells[2].requests()), (1, 1));
+        assert!(matches!(&kh.dists, Dists::Coarse(d) if d.len() == 1));
         assert!(matches!(
             ring.hours().next().map(|h| &h.dists),
             Some(Dists::Fine(_))

@@ -7,7 +7,29 @@
 
 use std::collections::VecDeque;
 
-use super::hist::SparseHist;
+use super::hist::{SparseHist, bucket_of};
+
+/// One request as the windows record it. The histogram bucket is computed once per
+/// event, not once per window it lands in (a model's, a route's, an instance's).
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub status: u16,
+    pub duration_us: u64,
+    pub bucket: u16,
+    pub is_error: bool,
+}
+
+impl Hit {
+    #[inline]
+    pub fn new(status: u16, duration_us: u64, is_error: bool) -> Self {
+        Self {
+            status,
+            duration_us,
+            bucket: bucket_of(duration_us),
+            is_error,
+        }
+    }
+}
 
 /// Counters and latency distribution of one slot.
 ///
@@ -29,12 +51,17 @@ pub struct Slot {
 impl Slot {
     #[inline]
     pub fn record(&mut self, status: u16, duration_us: u64, is_error: bool) {
-        self.errors = self.errors.saturating_add(u32::from(is_error));
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.record_hit(&Hit::new(status, duration_us, is_error));
+    }
+
+    #[inline]
+    pub fn record_hit(&mut self, h: &Hit) {
+        self.errors = self.errors.saturating_add(u32::from(h.is_error));
+        let class = usize::from(h.status / 100).clamp(1, 5) - 1;
         self.status[class] = self.status[class].saturating_add(1);
-        self.sum_us += duration_us;
-        self.max_us = self.max_us.max(duration_us);
-        self.latency.record(duration_us);
+        self.sum_us += h.duration_us;
+        self.max_us = self.max_us.max(h.duration_us);
+        self.latency.record_bucket(h.bucket, 1);
     }
 
     pub fn requests(&self) -> u64 {
@@ -109,6 +136,24 @@ impl Window {
         duration_us: u64,
         is_error: bool,
     ) -> Placement {
+        self.record_hit(sec, now_sec, &Hit::new(status, duration_us, is_error))
+    }
+
+    /// [`Window::record`] with the bucket already computed.
+    #[inline]
+    pub fn record_hit(&mut self, sec: i64, now_sec: i64, h: &Hit) -> Placement {
+        // The usual case: the newest slot, still inside the window. Checked without the
+        // divisions that rounding to a slot takes (they cost more than the rest).
+        let (slot_secs, span) = (self.slot_secs, self.span_secs());
+        if let Some(last) = self.slots.back_mut()
+            && sec >= last.start
+            && sec < last.start + slot_secs
+            && sec <= now_sec
+            && last.start > now_sec - span
+        {
+            last.record_hit(h);
+            return Placement::InWindow;
+        }
         let start = self.slot_start(sec.min(now_sec));
         if start < self.oldest_start(now_sec) {
             return Placement::Late;
@@ -132,18 +177,19 @@ impl Window {
                 }
             },
         };
-        self.slots[pos].record(status, duration_us, is_error);
+        self.slots[pos].record_hit(h);
         Placement::InWindow
     }
 
     fn push_slot(&mut self, start: i64) -> usize {
         if self.slots.capacity() == 0 {
-            // Exactly the window, not the doubling growth: thousands of windows add up.
-            self.slots.reserve_exact(self.len as usize);
+            // Exactly the window, plus the slot that opens before the next expiry drops
+            // the oldest: doubling growth past that would waste half of thousands of windows.
+            self.slots.reserve_exact(self.len as usize + 1);
         }
-        // The previous newest slot is now mostly complete: give back its spare room.
+        // The previous newest slot is now mostly complete: compact it.
         if let Some(prev) = self.slots.back_mut() {
-            prev.latency.shrink();
+            prev.latency.seal();
         }
         self.slots.push_back(Slot {
             start,

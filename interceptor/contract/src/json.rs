@@ -10,18 +10,128 @@
 
 use std::borrow::Cow;
 
-/// Bytes that end the plain run of a string: the quote, the backslash, control characters.
-static STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        t[c] = true;
-        c += 1;
+use crate::is_clean_text;
+
+/// A byte repeated in every lane of a word.
+const fn lanes(byte: u8) -> u64 {
+    0x0101_0101_0101_0101 * byte as u64
+}
+
+const HIGH_BITS: u64 = lanes(0x80);
+
+/// Marks, in its high bit, every lane of `x` that ends the plain run of a string: the
+/// quote, the backslash and control characters.
+///
+/// `v - n & !v` sets a lane's high bit when the lane was below `n` (`n` <= 0x80); a
+/// borrow can only mark lanes above a true mark, so the lowest mark, the only one the
+/// scan uses, is exact. Flipping bit 1 moves the quote (0x22) to 0x20 and keeps control
+/// characters below 0x20 while every other byte stays at 0x21 or above, so one test finds
+/// both; the backslash is the lane equal to it, below 1 once xored.
+#[inline]
+fn stop_marks(x: u64) -> u64 {
+    let quote_or_control = x ^ lanes(0x02);
+    let backslash = x ^ lanes(b'\\');
+    let marks = (quote_or_control.wrapping_sub(lanes(0x21)) & !quote_or_control)
+        | (backslash.wrapping_sub(lanes(1)) & !backslash);
+    marks & HIGH_BITS
+}
+
+/// Marks the lanes of `x` at or above 0x7F: DEL and every byte of a multi-byte char. A carry
+/// can only mark a lane above a 0xFF lane, itself marked.
+#[inline]
+fn wide_marks(x: u64) -> u64 {
+    (x | x.wrapping_add(lanes(1))) & HIGH_BITS
+}
+
+/// The length of the plain run at the start of `rest` (all of it when no byte ends the
+/// run), and whether the run is printable ASCII only.
+///
+/// Eight bytes at a time: wire strings are 5 to 40 bytes, so one to five words, where a
+/// byte loop with a table lookup costs four to five instructions a byte.
+#[inline]
+fn plain_run(rest: &[u8]) -> (usize, bool) {
+    let mut wide = 0;
+    let mut at = 0;
+    while let Some(word) = rest[at..].first_chunk::<8>() {
+        let x = u64::from_le_bytes(*word);
+        let stops = stop_marks(x);
+        if stops != 0 {
+            let lane = (stops.trailing_zeros() / 8) as usize;
+            wide |= wide_marks(x) & ((1 << (8 * lane)) - 1);
+            return (at + lane, wide == 0);
+        }
+        wide |= wide_marks(x);
+        at += 8;
     }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
+    let (n, printable) = short_plain_run(&rest[at..]);
+    (at + n, printable && wide == 0)
+}
+
+/// [`plain_run`] over the last few bytes of the body.
+#[cold]
+fn short_plain_run(rest: &[u8]) -> (usize, bool) {
+    let n = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .unwrap_or(rest.len());
+    (n, rest[..n].iter().all(|&c| c < 0x7f))
+}
+
+const POWERS_OF_TEN: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// The value of the decimal digits that start `bytes`, and how many of the first eight
+/// are digits (none when fewer than eight bytes are given).
+#[inline]
+fn leading_digits(bytes: &[u8]) -> (u64, usize) {
+    let Some(word) = bytes.first_chunk::<8>() else {
+        return (0, 0);
+    };
+    let x = u64::from_le_bytes(*word);
+    // A lane is not a digit when it is below `0` (the subtraction borrows), above `9`
+    // (adding 0x46 reaches 0x80) or not ASCII. Borrows and carries only mark lanes above
+    // a marked one, so the lowest mark is exact.
+    let d = x.wrapping_sub(lanes(b'0'));
+    let not_digit = (x | d | x.wrapping_add(lanes(0x80 - b'9' - 1))) & HIGH_BITS;
+    let n = (not_digit.trailing_zeros() / 8) as usize;
+    // Move the digits to the top lanes (none left when there are none); the zeros shifted
+    // in are leading zeros. Then add up neighbours: lane pairs into 0..99, pairs of those
+    // into 0..9999, and the two halves.
+    let mut v = d.checked_shl(8 * (8 - n as u32)).unwrap_or(0);
+    v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
+    v = (v.wrapping_mul(10_000) + (v >> 32)) & 0x0000_0000_FFFF_FFFF;
+    (v, n)
+}
+
+/// A string value. `printable` is set when it was borrowed as written and holds printable
+/// ASCII only: then it is clean text of `text.len()` characters without another pass.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Str<'a> {
+    pub text: Cow<'a, str>,
+    pub printable: bool,
+}
+
+impl Str<'_> {
+    /// 1..=`max` characters and no control characters; see [`is_clean_text`].
+    #[inline]
+    pub fn is_clean(&self, max: usize) -> bool {
+        if self.printable {
+            (1..=max).contains(&self.text.len())
+        } else {
+            is_clean_text(&self.text, max)
+        }
+    }
+}
 
 /// How deep skipped containers may nest before the body is refused.
 const MAX_DEPTH: usize = 128;
@@ -47,7 +157,7 @@ pub(crate) enum J<'a> {
     /// A non-negative integer.
     U(u64),
     F(f64),
-    S(Cow<'a, str>),
+    S(Str<'a>),
     Arr,
     Obj,
 }
@@ -67,6 +177,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[cold]
     fn err<T>(&self, what: &'static str) -> Result<T> {
         Err(SyntaxError {
             pos: self.pos,
@@ -76,7 +187,11 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.pos) {
+        // Compact bodies have no white space: one comparison settles the common case.
+        while let Some(&c) = self.b.get(self.pos)
+            && c <= b' '
+            && matches!(c, b' ' | b'\n' | b'\r' | b'\t')
+        {
             self.pos += 1;
         }
     }
@@ -130,22 +245,52 @@ impl<'a> Reader<'a> {
     /// `first` tracks whether a comma is due.
     #[inline]
     pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
+        if self.next_member(first)? {
+            self.key().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Whether another member of an open object follows, its comma consumed; `false` once
+    /// `}` is consumed. `first` tracks whether a comma is due. The key is left to
+    /// [`Self::key`], or to a caller that recognises it in [`Self::ahead`].
+    #[inline]
+    pub fn next_member(&mut self, first: &mut bool) -> Result<bool> {
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
-                return Ok(None);
+                return Ok(false);
             }
             Some(b',') if !*first => self.pos += 1,
             _ if !*first => return self.err("expected `,` or `}`"),
             _ => {}
         }
         *first = false;
+        Ok(true)
+    }
+
+    /// The key of a member, and the `:` after it.
+    #[inline]
+    pub fn key(&mut self) -> Result<Cow<'a, str>> {
         if self.peek() != Some(b'"') {
             return self.err("expected a string key");
         }
         let key = self.string()?;
         self.eat(b':', "expected `:`")?;
-        Ok(Some(key))
+        Ok(key.text)
+    }
+
+    /// The unread bytes, so a caller can recognise what comes next without reading it.
+    #[inline]
+    pub fn ahead(&self) -> &'a [u8] {
+        &self.b[self.pos..]
+    }
+
+    /// Consumes `len` bytes that [`Self::ahead`] showed to be complete tokens.
+    #[inline]
+    pub fn skip_known(&mut self, len: usize) {
+        self.pos += len;
     }
 
     /// Whether another element of an open array follows (its comma consumed); `false`
@@ -168,8 +313,35 @@ impl<'a> Reader<'a> {
 
     /// Reads any value; containers are skipped and reported by kind.
     pub fn value(&mut self) -> Result<J<'a>> {
+        let mut v = J::Absent;
+        self.value_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// Reads any value into `slot`, like [`Self::value`].
+    ///
+    /// Strings and plain integers, nearly every value on the wire, are read here; the
+    /// rest is left to an out-of-line call so that this stays small enough to inline.
+    /// Writing in place spares the caller a copy of the value.
+    #[inline]
+    pub fn value_into(&mut self, slot: &mut J<'a>) -> Result<()> {
+        *slot = match self.peek() {
+            Some(b'"') => J::S(self.string()?),
+            Some(b'0'..=b'9') => match self.plain_integer() {
+                Some(v) => J::U(v),
+                None => self.number()?,
+            },
+            _ => self.other_value()?,
+        };
+        Ok(())
+    }
+
+    /// Any value but a string or a plain integer.
+    #[inline(never)]
+    fn other_value(&mut self) -> Result<J<'a>> {
         match self.peek() {
             Some(b'"') => self.string().map(J::S),
+            Some(b'-' | b'0'..=b'9') => self.number(),
             Some(b'{' | b'[') => {
                 let obj = self.b[self.pos] == b'{';
                 self.skip(0)?;
@@ -178,10 +350,34 @@ impl<'a> Reader<'a> {
             Some(b't') => self.literal("true", J::Bool(true)),
             Some(b'f') => self.literal("false", J::Bool(false)),
             Some(b'n') => self.literal("null", J::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => self.err("expected a JSON value"),
             None => self.err("unexpected end of input"),
         }
+    }
+
+    /// A non-negative integer of at most 16 digits that is not the start of a fraction or
+    /// exponent: what nearly every number on the wire is. Parsed eight digits at a time
+    /// as it is scanned, which [`Self::number`] cannot do; `None` (position unchanged)
+    /// leaves any other number, and any error, to it.
+    #[inline]
+    fn plain_integer(&mut self) -> Option<u64> {
+        // A plain integer is followed by at least `,` and `}` in a batch: near the end of
+        // the body, where fewer than 17 bytes are left, there is no such number to read.
+        let digits = self.b[self.pos..].first_chunk::<17>()?;
+        let (head, rest) = digits.split_at(8);
+        let (mut v, mut n) = leading_digits(head);
+        if n == 8 {
+            let (w, k) = leading_digits(rest);
+            v = v * POWERS_OF_TEN[k] + w;
+            n += k;
+        }
+        let leading_zero = n > 1 && digits[0] == b'0';
+        let not_plain = matches!(digits[n], b'0'..=b'9' | b'.' | b'e' | b'E');
+        if leading_zero || not_plain {
+            return None;
+        }
+        self.pos += n;
+        Some(v)
     }
 
     fn literal(&mut self, word: &'static str, v: J<'a>) -> Result<J<'a>> {
@@ -216,34 +412,47 @@ impl<'a> Reader<'a> {
     }
 
     /// A string at `"`. Borrowed from the body unless it holds escapes.
-    #[inline]
-    fn string(&mut self) -> Result<Cow<'a, str>> {
-        self.pos += 1; // the opening quote
-        let start = self.pos;
-        let rest = &self.b[start..];
-        // Strings on the wire are short (5 to 40 bytes): a table-driven byte loop beats
-        // a SIMD search, whose set-up costs more than the scan.
-        let found = rest.iter().position(|&c| STOP[usize::from(c)]);
-        match found {
-            Some(n) if rest[n] == b'"' => {
-                self.pos = start + n + 1;
-                // Bytes up to an ASCII quote in valid UTF-8 end on a char boundary.
-                Ok(Cow::Borrowed(&self.text[start..start + n]))
+    ///
+    /// Inlined into the field loop, where a call cost a third of the work of a short
+    /// string (saving and restoring registers, returning through memory); plain `inline`
+    /// was not heeded.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn string(&mut self) -> Result<Str<'a>> {
+        let start = self.pos + 1; // after the opening quote
+        let (n, printable) = plain_run(&self.b[start..]);
+        let end = start + n;
+        if self.b.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            // Bytes up to an ASCII quote in valid UTF-8 end on a char boundary.
+            Ok(Str {
+                text: Cow::Borrowed(&self.text[start..end]),
+                printable,
+            })
+        } else {
+            self.pos = end;
+            self.string_from_stop(start)
+        }
+    }
+
+    /// The rest of a string whose plain run from `start` ended, at the current position,
+    /// on something other than the closing quote.
+    #[cold]
+    #[inline(never)]
+    fn string_from_stop(&mut self, start: usize) -> Result<Str<'a>> {
+        match self.b.get(self.pos) {
+            Some(b'\\') => {
+                let plain = &self.text[start..self.pos];
+                let mut owned = String::with_capacity(plain.len() + 16);
+                owned.push_str(plain);
+                let text = Cow::Owned(self.escaped(owned)?);
+                Ok(Str {
+                    text,
+                    printable: false,
+                })
             }
-            Some(n) if rest[n] == b'\\' => {
-                self.pos = start + n;
-                let mut owned = String::with_capacity(n + 16);
-                owned.push_str(&self.text[start..start + n]);
-                self.escaped(owned).map(Cow::Owned)
-            }
-            Some(n) => {
-                self.pos = start + n;
-                self.err("control character in a string")
-            }
-            None => {
-                self.pos = self.b.len();
-                self.err("unterminated string")
-            }
+            Some(_) => self.err("control character in a string"),
+            None => self.err("unterminated string"),
         }
     }
 
@@ -281,11 +490,7 @@ impl<'a> Reader<'a> {
                 }
                 c if c < 0x20 => return self.err("control character in a string"),
                 _ => {
-                    let rest = &self.b[self.pos..];
-                    let n = rest
-                        .iter()
-                        .position(|&c| STOP[usize::from(c)])
-                        .unwrap_or(rest.len());
+                    let n = plain_run(&self.b[self.pos..]).0;
                     out.push_str(&self.text[self.pos..self.pos + n]);
                     self.pos += n;
                 }
@@ -339,6 +544,12 @@ impl<'a> Reader<'a> {
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    ///
+    /// Marked cold so that the field loop is laid out for [`Self::plain_integer`]: only
+    /// negative numbers, fractions, exponents and numbers at the very end of the body
+    /// come here.
+    #[cold]
+    #[inline(never)]
     fn number(&mut self) -> Result<J<'a>> {
         let start = self.pos;
         let neg = self.b[self.pos] == b'-';
@@ -426,9 +637,96 @@ mod tests {
         assert_eq!(read("null"), Ok(J::Null));
         assert_eq!(
             read(r#""a\"b\u00e9\ud83d\ude00""#),
-            Ok(J::S("a\"b\u{e9}\u{1F600}".into()))
+            Ok(J::S(Str {
+                text: "a\"b\u{e9}\u{1F600}".into(),
+                printable: false
+            }))
         );
         assert_eq!(read(r#"{"a":[1,{"b":null}]}"#), Ok(J::Obj));
+    }
+
+    /// The plain run and printable flag, one byte at a time.
+    fn plain_run_slowly(rest: &[u8]) -> (usize, bool) {
+        let n = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            .unwrap_or(rest.len());
+        (n, rest[..n].iter().all(|c| (0x20..0x7f).contains(c)))
+    }
+
+    #[test]
+    fn word_at_a_time_scan_matches_the_byte_loop() {
+        // Every byte value at every lane of two words and of a short tail, behind plain
+        // text, printable or not.
+        for len in [3, 13, 24] {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    for fill in [b'a', 0x7f, 0xc3] {
+                        let mut b = vec![fill; len];
+                        b[at] = byte;
+                        assert_eq!(
+                            plain_run(&b),
+                            plain_run_slowly(&b),
+                            "byte {byte:#x} at {at} of {len} after {fill:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn word_at_a_time_digits() {
+        for text in [
+            "0",
+            "7,",
+            "12345678",
+            "1234567",
+            "99999999}",
+            "1x",
+            "x1",
+            ":",
+        ] {
+            let mut b = text.as_bytes().to_vec();
+            b.resize(8, b'}');
+            let n = text.bytes().take_while(u8::is_ascii_digit).count().min(8);
+            let v = text[..n].parse().unwrap_or(0);
+            assert_eq!(leading_digits(&b), (v, n), "{text:?}");
+        }
+        for byte in 0..=255u8 {
+            let mut b = *b"12345678";
+            b[3] = byte;
+            let n = if byte.is_ascii_digit() { 8 } else { 3 };
+            let expect = String::from_utf8_lossy(&b[..n]).parse().unwrap_or(0);
+            assert_eq!(leading_digits(&b), (expect, n), "byte {byte:#x}");
+        }
+        assert_eq!(leading_digits(b"1234567"), (0, 0), "too short");
+    }
+
+    #[test]
+    fn plain_integers_and_what_they_leave_to_number() {
+        let pad = ",\"padding\":0}";
+        for (text, value) in [
+            ("0", J::U(0)),
+            ("200", J::U(200)),
+            ("1800000000000000", J::U(1_800_000_000_000_000)),
+            ("12345678", J::U(12_345_678)),
+            ("123456789012345678", J::U(123_456_789_012_345_678)),
+            ("18446744073709551615", J::U(u64::MAX)),
+            ("18446744073709551616", J::F(18_446_744_073_709_551_616.0)),
+            ("2.5", J::F(2.5)),
+            ("25e1", J::F(250.0)),
+            ("-3", J::I(-3)),
+        ] {
+            let body = format!("{text}{pad}");
+            let mut r = Reader::new(&body);
+            assert_eq!(r.value(), Ok(value), "{text}");
+            assert_eq!(r.pos, text.len(), "{text}");
+        }
+        for bad in ["01", "00", "0123456789", "1.", "1e"] {
+            let body = format!("{bad}{pad}");
+            assert!(Reader::new(&body).value().is_err(), "{bad}");
+        }
     }
 
     #[test]

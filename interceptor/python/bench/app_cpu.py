@@ -93,6 +93,9 @@ async def main() -> None:
         added = statistics.median(x - b for x, b in zip(xs, base))
         ratio = statistics.median(x / b for x, b in zip(xs, base))
         print(f"{name:<12}{statistics.median(xs):>9.1f}{min(xs):>9.1f}{added:>+24.1f}{ratio:>8.3f}")
+    # CPU time per request grows with the machine's load (shared caches, a busy sibling
+    # hyperthread), so the figures only compare within one run.
+    print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ async def main() -> None:
     s = core.stats()
     print(f"publisher: recorded={s['recorded']} published={s['published_events']} dropped={s['dropped']}")
     core.shutdown(5)
+    print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     mm = stats()[0]
     print(f"middleware publisher: recorded={mm['recorded']} published={mm['published_events']} dropped={mm['dropped']}")
 

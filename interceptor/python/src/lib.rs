@@ -10,7 +10,7 @@ mod stage;
 mod text;
 
 use std::borrow::Cow;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use modelmon_contract::{Event, MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_TEXT_CHARS, SourceKind};
 use modelmon_publisher::{BrokerState, Config, Publisher};
@@ -22,17 +22,29 @@ use crate::intern::Interner;
 use crate::stage::Stage;
 use crate::text::{clean_text, is_clean, is_ml_key};
 
-/// A running publisher for one process.
-///
-/// `frozen` keeps the hot path free of the `PyO3` borrow flag: every method takes `&self`.
 /// How often staged events are handed to the publisher (see `stage`).
 const STAGE_INTERVAL: Duration = Duration::from_millis(20);
 
+/// A running publisher for one process.
+///
+/// `frozen` keeps the hot path free of the `PyO3` borrow flag: every method takes `&self`.
 #[pyclass(module = "modelmon_interceptor._core", frozen)]
 struct Core {
     stage: Stage,
     instance: Cow<'static, str>,
-    interned: Interner,
+    /// One table per check a value passes before it is shared, since a value found in a
+    /// table skips that check: model names (checked by the publisher, which counts the
+    /// bad ones), methods and other text (clean, within two different limits), and
+    /// measure names.
+    models: Interner,
+    methods: Interner,
+    texts: Interner,
+    ml_keys: Interner,
+    /// One reading of Python's `time.perf_counter_ns()` and the `Instant` taken right
+    /// after it. Both count the same monotonic clock, so this pair maps any later
+    /// reading of Python's onto ours (see `wall_us_at`).
+    py_clock_ns: i64,
+    clock: Instant,
 }
 
 #[pymethods]
@@ -43,6 +55,7 @@ impl Core {
         buffer_events=65_536, persistent=false, app_id=None,
     ))]
     fn new(
+        py: Python<'_>,
         amqp_url: String,
         source_kind: &str,
         instance: &str,
@@ -70,11 +83,22 @@ impl Core {
                 concat!("modelmon-interceptor-python/", env!("CARGO_PKG_VERSION")).to_owned()
             }),
         };
+        let py_clock_ns = py
+            .import("time")?
+            .getattr("perf_counter_ns")?
+            .call0()?
+            .extract::<i64>()?;
+        let clock = Instant::now();
         Ok(Core {
+            py_clock_ns,
+            clock,
             stage: Stage::start(Publisher::start(config), STAGE_INTERVAL),
             // Leaked once per process, so that no event copies it.
             instance: Cow::Borrowed(Box::leak(instance.into_owned().into_boxed_str())),
-            interned: Interner::default(),
+            models: Interner::default(),
+            methods: Interner::default(),
+            texts: Interner::default(),
+            ml_keys: Interner::default(),
         })
     }
 
@@ -101,11 +125,11 @@ impl Core {
         let event = Event {
             ts,
             // The publisher drops (and counts) an invalid model name; nothing to fix here.
-            model: self.interned.get(model),
-            version: version.map(|v| self.intern_clean(v, MAX_TEXT_CHARS)),
+            model: self.models.get(model),
+            version: version.map(|v| Self::intern_clean(&self.texts, v, MAX_TEXT_CHARS)),
             instance: self.instance.clone(),
-            method: self.intern_clean(method, MAX_METHOD_CHARS),
-            route: self.intern_clean(route, MAX_TEXT_CHARS),
+            method: Self::intern_clean(&self.methods, method, MAX_METHOD_CHARS),
+            route: Self::intern_clean(&self.texts, route, MAX_TEXT_CHARS),
             status: status.clamp(100, 599),
             duration_us,
             // A first byte after the last one is a clock oddity; the monitor would reject it.
@@ -113,9 +137,48 @@ impl Core {
             req_bytes,
             resp_bytes,
             error: error.map(|e| clean_text(e, MAX_TEXT_CHARS)),
-            ml: ml.map(ml_entries).unwrap_or_default(),
+            ml: ml.map(|d| self.ml_entries(d)).unwrap_or_default(),
         };
         self.stage.record(event);
+    }
+
+    /// `record` for a request timed with Python's `time.perf_counter_ns()`: its start, its
+    /// last byte, and its first byte when streamed (else 0). The wall-clock start and the
+    /// durations are worked out here, where they cost no Python clock call or arithmetic.
+    #[pyo3(signature = (
+        start_ns, end_ns, first_ns, model, route, method, status, req_bytes, resp_bytes,
+        error, version, ml,
+    ))]
+    fn request(
+        &self,
+        start_ns: i64,
+        end_ns: i64,
+        first_ns: i64,
+        model: &str,
+        route: &str,
+        method: &str,
+        status: u16,
+        req_bytes: Option<u64>,
+        resp_bytes: Option<u64>,
+        error: Option<&str>,
+        version: Option<&str>,
+        ml: Option<&Bound<'_, PyDict>>,
+    ) {
+        let micros = |ns: i64| (ns.max(0) / 1000) as u64;
+        self.record(
+            self.wall_us_at(start_ns),
+            model,
+            route,
+            method,
+            status,
+            micros(end_ns - start_ns),
+            (first_ns != 0).then(|| micros(first_ns - start_ns)),
+            req_bytes,
+            resp_bytes,
+            error,
+            version,
+            ml,
+        );
     }
 
     /// Counters of this process's publisher, as a dict.
@@ -168,29 +231,42 @@ impl Core {
 }
 
 impl Core {
-    fn intern_clean(&self, s: &str, max: usize) -> Cow<'static, str> {
-        if is_clean(s, max) {
-            self.interned.get(s)
-        } else {
-            clean_text(s, max)
-        }
+    /// Unix time in µs of a reading of Python's `time.perf_counter_ns()`: now on the wall
+    /// clock, less how long ago that reading was on the monotonic one.
+    fn wall_us_at(&self, py_ns: i64) -> i64 {
+        let now_ns = self.py_clock_ns + self.clock.elapsed().as_nanos() as i64;
+        let wall_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        wall_us - (now_ns - py_ns) / 1000
     }
-}
 
-fn ml_entries(d: &Bound<'_, PyDict>) -> Vec<(Cow<'static, str>, f64)> {
-    let mut out = Vec::with_capacity(d.len().min(MAX_ML_ENTRIES));
-    for (k, v) in d.iter() {
-        if out.len() == MAX_ML_ENTRIES {
-            break;
-        }
-        let (Ok(key), Ok(value)) = (k.extract::<&str>(), v.extract::<f64>()) else {
-            continue;
-        };
-        if is_ml_key(key) && value.is_finite() {
-            out.push((Cow::Owned(key.to_owned()), value));
-        }
+    fn intern_clean(table: &Interner, s: &str, max: usize) -> Cow<'static, str> {
+        // Only clean values enter the table, so a value found there needs no check.
+        table
+            .get_if(s, |s| is_clean(s, max))
+            .unwrap_or_else(|| clean_text(s, max))
     }
-    out
+
+    fn ml_entries(&self, d: &Bound<'_, PyDict>) -> Vec<(Cow<'static, str>, f64)> {
+        let mut out = Vec::with_capacity(d.len().min(MAX_ML_ENTRIES));
+        for (k, v) in d.iter() {
+            if out.len() == MAX_ML_ENTRIES {
+                break;
+            }
+            let (Ok(key), Ok(value)) = (k.extract::<&str>(), v.extract::<f64>()) else {
+                continue;
+            };
+            if !value.is_finite() {
+                continue;
+            }
+            // Measure names repeat on every request, like routes.
+            if let Some(key) = self.ml_keys.get_if(key, is_ml_key) {
+                out.push((key, value));
+            }
+        }
+        out
+    }
 }
 
 fn seconds(s: f64) -> Duration {

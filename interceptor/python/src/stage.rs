@@ -7,7 +7,7 @@
 //! under an uncontended lock, and a small thread of ours hands them over in bulk every
 //! few milliseconds: one wake-up per interval instead of one per request.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -28,16 +28,24 @@ struct Shared {
     staged: Mutex<Vec<Event<'static>>>,
     publisher: Publisher,
     stop: AtomicBool,
+    last_moved: AtomicUsize,
 }
 
 impl Shared {
+    /// The staged events, leaving room for as many again, so that the request path does
+    /// not grow the vector (a reallocation and a copy) a few times every interval.
+    /// Allocated outside the lock, and not at all while nothing is recorded.
     fn take(&self) -> Vec<Event<'static>> {
+        let last = self.last_moved.load(Ordering::Relaxed);
+        let fresh = if last == 0 { Vec::new() } else { Vec::with_capacity(last.min(MAX_STAGED)) };
         let mut staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::take(&mut *staged)
+        std::mem::replace(&mut *staged, fresh)
     }
 
     fn move_all(&self) {
-        for event in self.take() {
+        let events = self.take();
+        self.last_moved.store(events.len(), Ordering::Relaxed);
+        for event in events {
             self.publisher.record(event);
         }
     }
@@ -49,6 +57,7 @@ impl Stage {
             staged: Mutex::new(Vec::with_capacity(256)),
             publisher,
             stop: AtomicBool::new(false),
+            last_moved: AtomicUsize::new(0),
         });
         let mover_shared = Arc::clone(&shared);
         let mover = std::thread::Builder::new()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, MutableMapping
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import Any
 
 from .contract import is_valid_model_name
@@ -22,6 +22,46 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # The route of a request no route matched (a 404). Never the raw path: ids in paths
 # would give the monitor one series per id.
 UNMATCHED = "<unmatched>"
+
+
+class _Exchange(RequestState):
+    """One request's state plus the ``receive``/``send`` wrappers that fill it in.
+
+    Bound methods of one object rather than two closures per request: no cells to
+    create, and the state the wrappers write is the object the handler's ``record()``
+    reaches through the context variable.
+    """
+
+    __slots__ = ("app_receive", "app_send")
+
+    async def receive(self) -> Message:
+        message = await self.app_receive()
+        kind = message["type"]
+        if kind == "http.request":
+            self.req_bytes += len(message.get("body", b""))
+        elif kind == "http.disconnect" and not self.end_ns:
+            # A disconnect after the last byte is just the connection closing.
+            self.disconnected = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] != "http.response.body":
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+            await self.app_send(message)
+            return
+        try:
+            await self.app_send(message)
+        except OSError:
+            self.disconnected = True
+            raise
+        now = perf_counter_ns()
+        body = message.get("body", b"")
+        self.resp_bytes += len(body)
+        if not message.get("more_body", False):
+            self.end_ns = now
+        elif body and not self.first_ns:
+            self.first_ns = now
 
 
 class ModelmonMiddleware:
@@ -50,94 +90,70 @@ class ModelmonMiddleware:
         if self._rate < 1.0 and random.random() >= self._rate:
             await self.app(scope, receive, send)
             return
-        ts = time_ns() // 1000
+        r = _Exchange()
+        r.app_receive = receive
+        r.app_send = send
+        # Never reset: the server runs each request in a task of its own, whose context
+        # dies with it, and ``done`` turns later record() calls in a reused context into
+        # no-ops. A reset would cost as much as the set.
+        _current.set(r)
         t0 = perf_counter_ns()
-        r = RequestState()
-        token = _current.set(r)
-
-        async def receive_wrapper() -> Message:
-            message = await receive()
-            kind = message["type"]
-            if kind == "http.request":
-                r.req_bytes += len(message.get("body", b""))
-            elif kind == "http.disconnect" and not r.end_ns:
-                # A disconnect after the last byte is just the connection closing.
-                r.disconnected = True
-            return message
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                body = message.get("body", b"")
-                more = message.get("more_body", False)
-                try:
-                    await send(message)
-                except OSError:
-                    r.disconnected = True
-                    raise
-                now = perf_counter_ns()
-                r.resp_bytes += len(body)
-                if more:
-                    if body and not r.first_ns:
-                        r.first_ns = now
-                else:
-                    r.end_ns = now
-                return
-            if message["type"] == "http.response.start":
-                r.status = message["status"]
-            await send(message)
-
-        exc: BaseException | None = None
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            await self.app(scope, r.receive, r.send)
         except BaseException as e:
-            exc = e
+            r.done = True
+            self._emit(scope, r, t0, e)
             raise
-        finally:
-            _current.reset(token)
-            self._emit(scope, r, ts, t0, exc)
+        r.done = True
+        self._emit(scope, r, t0, None)
 
-    def _emit(self, scope: Scope, r: RequestState, ts: int, t0: int, exc: BaseException | None) -> None:
+    def _emit(self, scope: Scope, r: RequestState, t0: int, exc: BaseException | None) -> None:
         sink = self._sink
         if sink is None:
             return
         try:
-            end = r.end_ns or perf_counter_ns()
+            end = r.end_ns
             status = r.status
             error = r.error
-            if not r.end_ns and (r.disconnected or isinstance(exc, asyncio.CancelledError)):
-                # The client went away before the last byte: nginx's 499, whatever the app said.
-                status = 499
-            elif exc is not None:
-                error = type(exc).__name__
-                if not r.end_ns:
+            if not end or exc is not None or not status:
+                if not end:
+                    end = perf_counter_ns()
+                    if r.disconnected or isinstance(exc, asyncio.CancelledError):
+                        # The client went away before the last byte: nginx's 499, whatever the app said.
+                        status = 499
+                        exc = None
+                    elif exc is not None:
+                        status = 500
+                if exc is not None:
+                    error = type(exc).__name__
+                elif not status:
                     status = 500
-            elif not status:
-                status = 500
-                error = error or "NoResponse"
+                    error = error or "NoResponse"
             model = self._model
             if self._param is not None:
-                params = scope.get("path_params")
-                if params:
-                    candidate = params.get(self._param)
-                    if isinstance(candidate, str) and is_valid_model_name(candidate):
-                        model = candidate
+                model = self._model_from_params(scope)
             req_bytes = r.req_bytes
             if not req_bytes and scope["method"] not in ("GET", "HEAD"):
                 req_bytes = _content_length(scope)
-            route = scope.get("route")
-            template = getattr(route, "path_format", None) or getattr(route, "path", None) if route else None
-            core = sink.core or sink.start()
+            # The router puts the matched route in the scope once the app has run.
+            try:
+                template = scope["route"].path_format
+            except (KeyError, AttributeError):
+                template = None
+            if not template or not isinstance(template, str):
+                template = _template_of(scope.get("route"))
+            core = sink._core or sink.start()
             if core is None:
                 sink.lost += 1
                 return
-            core.record(
-                ts,
+            core.request(
+                t0,
+                end,
+                r.first_ns,
                 model,
-                template if isinstance(template, str) and template else UNMATCHED,
+                template,
                 scope["method"],
                 status,
-                (end - t0) // 1000,
-                (r.first_ns - t0) // 1000 if r.first_ns else None,
                 req_bytes,
                 r.resp_bytes,
                 error,
@@ -146,6 +162,20 @@ class ModelmonMiddleware:
             )
         except Exception:  # noqa: BLE001 - monitoring must never fail a request; count the loss
             sink.lost += 1
+
+    def _model_from_params(self, scope: Scope) -> str:
+        params = scope.get("path_params")
+        if params:
+            candidate = params.get(self._param)
+            if isinstance(candidate, str) and is_valid_model_name(candidate):
+                return candidate
+        return self._model
+
+
+def _template_of(route: Any) -> str:
+    """The template of a route without a usable ``path_format``; never the raw path."""
+    template = getattr(route, "path_format", None) or getattr(route, "path", None) if route else None
+    return template if isinstance(template, str) and template else UNMATCHED
 
 
 def _content_length(scope: Scope) -> int:

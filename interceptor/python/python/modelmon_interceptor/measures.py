@@ -13,8 +13,11 @@ class RequestState:
     request's context) still reaches the middleware.
     """
 
+    # Slots: every field is read on every request, and a slot is the cheapest attribute
+    # there is to read and write.
     __slots__ = (
         "disconnected",
+        "done",
         "end_ns",
         "error",
         "first_ns",
@@ -38,6 +41,8 @@ class RequestState:
         # Set by framework hooks that know the router's answer (Flask), else None.
         self.route: str | None = None
         self.params: dict[str, object] | None = None
+        # Set once the event is built: later record() calls in the same context are no-ops.
+        self.done = False
 
 
 _current: ContextVar[RequestState | None] = ContextVar("modelmon_request", default=None)
@@ -53,7 +58,7 @@ def record(**measures: float) -> bool:
     request is being recorded here.
     """
     state = _current.get()
-    if state is None:
+    if state is None or state.done:
         return False
     ml = state.ml
     if ml is None:
@@ -70,7 +75,7 @@ def mark_error(kind: str) -> bool:
     prediction, say) but still want it counted as an error.
     """
     state = _current.get()
-    if state is None or not kind:
+    if state is None or state.done or not kind:
         return False
     state.error = kind
     return True
