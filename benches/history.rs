@@ -8,6 +8,8 @@
 
 #[path = "support/history_fill.rs"]
 mod history_fill;
+#[path = "support/ingest_bodies.rs"]
+mod ingest_bodies;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -16,10 +18,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use history_fill::NOW_S;
+use ingest_bodies::{NOW, bodies};
 use modelmon::store::history::Range;
 use modelmon::store::persist::{self, Snapshot, SnapshotDir};
 use modelmon::store::{IngestTotals, Store, StoreConfig};
-use modelmon_contract::{Batch, Event, Source, SourceKind, decode_batch};
+use modelmon_contract::decode_batch;
 
 fn snapshot() -> Snapshot {
     Snapshot {
@@ -73,47 +76,9 @@ fn snapshots(c: &mut Criterion) {
     g.finish();
 }
 
-/// 200 batches of 100 events: 10 models, current timestamps.
-fn bodies() -> Vec<(Vec<u8>, String)> {
-    let now_us = NOW_S * 1_000_000;
-    (0..200u64)
-        .map(|b| {
-            let model = format!("model-{:02}", b % 10);
-            let events = (0..100u64)
-                .map(|i| Event {
-                    ts: now_us - 500_000 + (i as i64) * 1000,
-                    model: model.clone().into(),
-                    version: None,
-                    instance: format!("{model}-{}", i % 4).into(),
-                    method: "POST".into(),
-                    route: format!("/v1/route{}", i % 8).into(),
-                    status: if (b + i) % 97 == 0 { 503 } else { 200 },
-                    duration_us: 800 + (b * 7919 + i * 104_729) % 40_000,
-                    ttfb_us: None,
-                    req_bytes: None,
-                    resp_bytes: None,
-                    error: None,
-                    ml: Vec::new(),
-                })
-                .collect();
-            let batch = Batch {
-                v: 1,
-                source: Source {
-                    kind: SourceKind::Asgi,
-                    instance: "bench".into(),
-                    pid: 1,
-                },
-                dropped: 0,
-                events,
-            };
-            (batch.to_json().expect("finite"), model)
-        })
-        .collect()
-}
-
 fn ingest_while_writing(c: &mut Criterion) {
     let bodies = bodies();
-    let now_us = NOW_S * 1_000_000;
+    let now_us = NOW;
     let mut store = Store::new(StoreConfig::default());
     let mut g = c.benchmark_group("ingest (decode + aggregate)");
     g.throughput(Throughput::Elements(20_000));

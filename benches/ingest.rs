@@ -7,58 +7,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use modelmon::store::{BrokerView, Store, StoreConfig};
-use modelmon_contract::{Batch, Event, Source, SourceKind, decode_batch};
+use modelmon_contract::decode_batch;
 
-const NOW: i64 = 1_800_000_000_000_000;
-const EVENTS_PER_BATCH: usize = 100;
-
-/// 200 batches of 100 realistic events: 10 models, 8 routes and 4 instances each.
-fn bodies() -> Vec<(Vec<u8>, String)> {
-    let mut x = 42u64;
-    let mut next = || {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        x >> 33
-    };
-    (0..200)
-        .map(|b| {
-            let model = format!("model-{:02}", b % 10);
-            let events = (0..EVENTS_PER_BATCH)
-                .map(|i| {
-                    let r = next();
-                    let duration_us = 800 + r % 40_000;
-                    Event {
-                        ts: NOW - 2_000_000 + (i as i64) * 10_000,
-                        model: model.clone().into(),
-                        version: Some("2026.11.1".into()),
-                        instance: format!("{model}-7d9f8c-{}", r % 4).into(),
-                        method: "POST".into(),
-                        route: format!("/v1/models/{{name}}/route{}", r % 8).into(),
-                        status: if r % 97 == 0 { 503 } else { 200 },
-                        duration_us,
-                        ttfb_us: Some(duration_us / 2),
-                        req_bytes: Some(512 + r % 1000),
-                        resp_bytes: Some(128 + r % 300),
-                        error: None,
-                        ml: Vec::new(),
-                    }
-                })
-                .collect();
-            let batch = Batch {
-                v: 1,
-                source: Source {
-                    kind: SourceKind::Asgi,
-                    instance: "bench".into(),
-                    pid: 1,
-                },
-                dropped: 0,
-                events,
-            };
-            (batch.to_json().expect("finite"), model)
-        })
-        .collect()
-}
+#[path = "support/ingest_bodies.rs"]
+mod ingest_bodies;
+use ingest_bodies::{EVENTS_PER_BATCH, NOW, bodies};
 
 fn ingest(c: &mut Criterion) {
     let bodies = bodies();

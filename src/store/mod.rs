@@ -86,6 +86,9 @@ struct Capped<V> {
     entries: Vec<(Box<str>, V)>,
     cap: usize,
     overflowed: u64,
+    /// The entry found last. A batch comes from one process, so its events share an
+    /// instance and often a route: comparing with the last name beats hashing it.
+    last: usize,
 }
 
 impl<V> Capped<V> {
@@ -95,13 +98,19 @@ impl<V> Capped<V> {
             entries: Vec::new(),
             cap,
             overflowed: 0,
+            last: usize::MAX,
         }
     }
 
     /// The value of `name`, made by `make` on first use. `true` when folded into `(other)`.
     #[inline]
     fn get_or_insert(&mut self, name: &str, make: impl FnOnce() -> V) -> (&mut V, bool) {
+        let last = self.last;
+        if self.entries.get(last).is_some_and(|e| *e.0 == *name) {
+            return (&mut self.entries[last].1, false);
+        }
         if let Some(&i) = self.index.get(name) {
+            self.last = i;
             return (&mut self.entries[i].1, false);
         }
         let overflow = self.entries.len() >= self.cap.saturating_sub(1) && name != OTHER;
@@ -118,6 +127,9 @@ impl<V> Capped<V> {
             self.index.insert(key.into(), self.entries.len() - 1);
             self.entries.len() - 1
         };
+        if !overflow {
+            self.last = i;
+        }
         (&mut self.entries[i].1, overflow)
     }
 

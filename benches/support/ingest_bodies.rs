@@ -1,0 +1,58 @@
+//! The bodies the ingest benchmarks decode: 200 batches of 100 realistic events.
+//! Shared by `benches/ingest.rs` and `examples/ingest_cost.rs`.
+
+use modelmon_contract::{Batch, Event, Source, SourceKind};
+
+/// "Now" of every decode, Unix µs.
+pub const NOW: i64 = 1_800_000_000_000_000;
+pub const EVENTS_PER_BATCH: usize = 100;
+
+/// 200 batches of 100 realistic events: 10 models, 8 routes and 4 instances each. A
+/// batch comes from one publishing process, so its events share an instance (as every
+/// interceptor sends them); routes vary event by event.
+pub fn bodies() -> Vec<(Vec<u8>, String)> {
+    let mut x = 42u64;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x >> 33
+    };
+    (0..200)
+        .map(|b| {
+            let model = format!("model-{:02}", b % 10);
+            let events = (0..EVENTS_PER_BATCH)
+                .map(|i| {
+                    let r = next();
+                    let duration_us = 800 + r % 40_000;
+                    Event {
+                        ts: NOW - 2_000_000 + (i as i64) * 10_000,
+                        model: model.clone().into(),
+                        version: Some("2026.11.1".into()),
+                        instance: format!("{model}-7d9f8c-{}", b / 10 % 4).into(),
+                        method: "POST".into(),
+                        route: format!("/v1/models/{{name}}/route{}", r % 8).into(),
+                        status: if r % 97 == 0 { 503 } else { 200 },
+                        duration_us,
+                        ttfb_us: Some(duration_us / 2),
+                        req_bytes: Some(512 + r % 1000),
+                        resp_bytes: Some(128 + r % 300),
+                        error: None,
+                        ml: Vec::new(),
+                    }
+                })
+                .collect();
+            let batch = Batch {
+                v: 1,
+                source: Source {
+                    kind: SourceKind::Asgi,
+                    instance: "bench".into(),
+                    pid: 1,
+                },
+                dropped: 0,
+                events,
+            };
+            (batch.to_json().expect("finite"), model)
+        })
+        .collect()
+}
