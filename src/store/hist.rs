@@ -143,8 +143,8 @@ impl SparseHist {
         let mut out = Vec::with_capacity(v.len() * 2 + 4);
         let mut prev = 0u16;
         for &(idx, n) in v {
-            put_varint(&mut out, u32::from(idx - prev));
-            put_varint(&mut out, n);
+            write_varint(&mut out, u64::from(idx - prev));
+            write_varint(&mut out, u64::from(n));
             prev = idx;
         }
         self.repr = Repr::Sealed(out.into_boxed_slice());
@@ -159,12 +159,28 @@ impl SparseHist {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+/// Appends `v` as a LEB128 varint: 7 bits a byte, low bits first.
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// Reads a varint written by [`write_varint`] off the front of `r`; `None` when `r` ends
+/// inside one or it overflows 64 bits.
+pub(crate) fn read_varint(r: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = r.split_first()?;
+        *r = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// Reads sealed entries. The bytes were written by [`SparseHist::seal`] in this process,
@@ -174,32 +190,15 @@ struct SealedIter<'a> {
     idx: u16,
 }
 
-impl SealedIter<'_> {
-    #[inline]
-    fn varint(&mut self) -> Option<u32> {
-        let mut v = 0u32;
-        let mut shift = 0;
-        loop {
-            let (&b, rest) = self.bytes.split_first()?;
-            self.bytes = rest;
-            v |= u32::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-            shift += 7;
-        }
-    }
-}
-
 impl Iterator for SealedIter<'_> {
     type Item = (u16, u32);
 
     #[inline]
     fn next(&mut self) -> Option<(u16, u32)> {
-        let delta = self.varint()?;
-        let n = self.varint()?;
+        let delta = read_varint(&mut self.bytes)?;
+        let n = read_varint(&mut self.bytes)?;
         self.idx = self.idx.wrapping_add(delta as u16);
-        Some((self.idx, n))
+        Some((self.idx, n as u32))
     }
 }
 
@@ -213,48 +212,86 @@ pub struct Quantiles {
     pub p99: f64,
 }
 
-/// A dense scratch histogram that many sparse ones are merged into, then read.
-///
-/// It is reused across reads and clears only the range it touched, so reading a
-/// window costs the number of entries merged, not the number of buckets.
-pub struct Merger {
+/// Counts per bucket over a fixed number of buckets, for merging many distributions
+/// and reading them. Reused: it remembers the range it touched and clears only that, so
+/// a read costs the entries merged, not the number of buckets.
+pub struct Dense {
     counts: Vec<u64>,
     lo: usize,
     hi: usize,
     total: u64,
 }
 
+impl Dense {
+    pub fn new(buckets: usize) -> Self {
+        Self {
+            counts: vec![0; buckets],
+            lo: buckets,
+            hi: 0,
+            total: 0,
+        }
+    }
+
+    #[inline]
+    pub fn bump(&mut self, idx: usize, n: u64) {
+        self.counts[idx] += n;
+        self.total += n;
+        self.lo = self.lo.min(idx);
+        self.hi = self.hi.max(idx + 1);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The first bucket touched and the counts from there to the last one touched.
+    pub fn touched(&self) -> (usize, &[u64]) {
+        (self.lo, &self.counts[self.lo..self.hi.max(self.lo)])
+    }
+
+    /// Values at the given quantiles (ascending), by nearest rank; `value` maps a bucket
+    /// index to the value it stands for.
+    pub fn quantiles<const N: usize>(
+        &self,
+        qs: &[f64; N],
+        value: impl Fn(usize) -> f64,
+    ) -> Option<[f64; N]> {
+        let (lo, counts) = self.touched();
+        nearest_rank(counts, self.total, qs, |i| value(lo + i))
+    }
+
+    pub fn reset(&mut self) {
+        if self.lo < self.hi {
+            self.counts[self.lo..self.hi].fill(0);
+        }
+        self.lo = self.counts.len();
+        self.hi = 0;
+        self.total = 0;
+    }
+}
+
+/// A dense scratch histogram at live resolution that sparse ones are merged into, then read.
+pub struct Merger {
+    dense: Dense,
+}
+
 impl Default for Merger {
     fn default() -> Self {
         Self {
-            counts: vec![0; BUCKETS],
-            lo: BUCKETS,
-            hi: 0,
-            total: 0,
+            dense: Dense::new(BUCKETS),
         }
     }
 }
 
 impl Merger {
     pub fn add(&mut self, h: &SparseHist) {
-        // Entries come in bucket order: the first and the last bound the touched range.
-        let mut last = None;
         for (idx, n) in h.iter() {
-            let idx = usize::from(idx);
-            if last.is_none() {
-                self.lo = self.lo.min(idx);
-            }
-            last = Some(idx);
-            self.counts[idx] += u64::from(n);
-            self.total += u64::from(n);
-        }
-        if let Some(idx) = last {
-            self.hi = self.hi.max(idx + 1);
+            self.dense.bump(usize::from(idx), u64::from(n));
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.total
+        self.dense.total()
     }
 
     /// Reads the percentiles and resets the merger for the next use.
@@ -272,22 +309,12 @@ impl Merger {
 
     /// Values at the given quantiles (ascending), by nearest rank, as bucket midpoints.
     pub fn quantiles<const N: usize>(&self, qs: &[f64; N]) -> Option<(u64, [f64; N])> {
-        let out = nearest_rank(
-            &self.counts[self.lo..self.hi.max(self.lo)],
-            self.total,
-            qs,
-            |i| bucket_value((self.lo + i) as u16),
-        )?;
-        Some((self.total, out))
+        let out = self.dense.quantiles(qs, |i| bucket_value(i as u16))?;
+        Some((self.dense.total(), out))
     }
 
     pub fn reset(&mut self) {
-        if self.lo < self.hi {
-            self.counts[self.lo..self.hi].fill(0);
-        }
-        self.lo = BUCKETS;
-        self.hi = 0;
-        self.total = 0;
+        self.dense.reset();
     }
 }
 

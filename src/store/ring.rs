@@ -26,7 +26,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::hist::{SparseHist, bucket_bounds};
+pub(crate) use super::hist::write_varint;
+use super::hist::{Dense, SparseHist, bucket_bounds, read_varint};
 use super::window::Slot;
 
 /// Resolution of the counters, seconds.
@@ -428,21 +429,15 @@ impl Ring {
 }
 
 /// A dense histogram at history resolution that distributions are merged into, then
-/// read or encoded. Reused: it clears only the range it touched.
+/// read or encoded.
 pub struct Merger {
-    counts: Vec<u64>,
-    lo: usize,
-    hi: usize,
-    total: u64,
+    dense: Dense,
 }
 
 impl Default for Merger {
     fn default() -> Self {
         Self {
-            counts: vec![0; H_BUCKETS],
-            lo: H_BUCKETS,
-            hi: 0,
-            total: 0,
+            dense: Dense::new(H_BUCKETS),
         }
     }
 }
@@ -453,18 +448,10 @@ impl Default for Merger {
 pub struct BadDist;
 
 impl Merger {
-    #[inline]
-    fn bump(&mut self, idx: usize, n: u64) {
-        self.counts[idx] += n;
-        self.total += n;
-        self.lo = self.lo.min(idx);
-        self.hi = self.hi.max(idx + 1);
-    }
-
     /// Adds a live (full resolution) distribution.
     pub fn add_live(&mut self, h: &SparseHist) {
         for (idx, n) in h.iter() {
-            self.bump(usize::from(hist_index(idx)), u64::from(n));
+            self.dense.bump(usize::from(hist_index(idx)), u64::from(n));
         }
     }
 
@@ -477,17 +464,19 @@ impl Merger {
     /// Adds an encoded distribution, failing on malformed bytes.
     pub fn try_add_dist(&mut self, d: &[u8]) -> Result<(), BadDist> {
         let mut r = d;
-        let mut idx = usize::try_from(read_varint(&mut r)?).map_err(|_| BadDist)?;
+        let first = read_varint(&mut r).ok_or(BadDist)?;
+        let mut idx = usize::try_from(first).map_err(|_| BadDist)?;
         while !r.is_empty() {
-            let c = read_varint(&mut r)?;
+            let c = read_varint(&mut r).ok_or(BadDist)?;
             if c == 0 {
-                let run = usize::try_from(read_varint(&mut r)?).map_err(|_| BadDist)?;
+                let run = read_varint(&mut r).ok_or(BadDist)?;
+                let run = usize::try_from(run).map_err(|_| BadDist)?;
                 idx = idx.checked_add(run).ok_or(BadDist)?;
             } else {
                 if idx >= H_BUCKETS {
                     return Err(BadDist);
                 }
-                self.bump(idx, c);
+                self.dense.bump(idx, c);
                 idx += 1;
             }
         }
@@ -496,41 +485,38 @@ impl Merger {
 
     /// Adds everything another merger holds.
     pub fn add_merger(&mut self, other: &Merger) {
-        for idx in other.lo..other.hi {
-            let c = other.counts[idx];
+        let (lo, counts) = other.dense.touched();
+        for (i, &c) in counts.iter().enumerate() {
             if c > 0 {
-                self.bump(idx, c);
+                self.dense.bump(lo + i, c);
             }
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.total
+        self.dense.total()
     }
 
     /// Encodes the counts: the first index, then per bucket its count as a varint, where
     /// a 0 is followed by the length of the run of empty buckets it starts.
     /// `None` when empty.
     pub fn encode(&self) -> Option<Dist> {
-        if self.total == 0 {
+        if self.dense.total() == 0 {
             return None;
         }
-        let mut out = Vec::with_capacity(16 + (self.hi - self.lo));
-        write_varint(&mut out, self.lo as u64);
-        let mut idx = self.lo;
-        while idx < self.hi {
-            let c = self.counts[idx];
-            if c == 0 {
-                let run = self.counts[idx..self.hi]
-                    .iter()
-                    .take_while(|&&c| c == 0)
-                    .count();
+        let (lo, counts) = self.dense.touched();
+        let mut out = Vec::with_capacity(16 + counts.len());
+        write_varint(&mut out, lo as u64);
+        let mut i = 0;
+        while i < counts.len() {
+            if counts[i] == 0 {
+                let run = counts[i..].iter().take_while(|&&c| c == 0).count();
                 write_varint(&mut out, 0);
                 write_varint(&mut out, run as u64);
-                idx += run;
+                i += run;
             } else {
-                write_varint(&mut out, c);
-                idx += 1;
+                write_varint(&mut out, counts[i]);
+                i += 1;
             }
         }
         Some(out.into())
@@ -538,39 +524,12 @@ impl Merger {
 
     /// Values at the given quantiles (ascending), by nearest rank, as bucket midpoints.
     pub fn quantiles<const N: usize>(&self, qs: &[f64; N]) -> Option<[f64; N]> {
-        let counts = &self.counts[self.lo..self.hi.max(self.lo)];
-        super::hist::nearest_rank(counts, self.total, qs, |i| hist_value((self.lo + i) as u16))
+        self.dense.quantiles(qs, |i| hist_value(i as u16))
     }
 
     pub fn reset(&mut self) {
-        if self.lo < self.hi {
-            self.counts[self.lo..self.hi].fill(0);
-        }
-        self.lo = H_BUCKETS;
-        self.hi = 0;
-        self.total = 0;
+        self.dense.reset();
     }
-}
-
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(crate) fn read_varint(r: &mut &[u8]) -> Result<u64, BadDist> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = r.split_first().ok_or(BadDist)?;
-        *r = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(BadDist)
 }
 
 #[cfg(test)]
