@@ -5,8 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
@@ -17,38 +16,17 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel as AmqpChannel, Connection, ConnectionProperties};
-use modelmon_contract::{EXCHANGE, Event, decode_batch, model_of_routing_key};
+use modelmon_contract::{Event, decode_batch, model_of_routing_key};
 use modelmon_proxy::{Args, Proxy};
 use modelmon_publisher::Publisher;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-pub const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
+#[path = "../../../publisher/tests/support/broker.rs"]
+mod broker;
+pub use broker::{URL as AMQP, now_us, unique};
+
 pub const PATIENCE: Duration = Duration::from_secs(15);
-
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_micros() as i64
-}
 
 type UpBody = Either<Full<Bytes>, Channel<Bytes, Infallible>>;
 
@@ -206,50 +184,12 @@ impl Drop for RunningProxy {
     }
 }
 
-/// A queue bound to `events.#`: what a monitor would see.
-pub struct Sink {
-    _conn: Connection,
-    channel: AmqpChannel,
-    queue: String,
-}
+/// A queue bound to `events.#`: what a monitor would see, read back as events.
+pub struct Sink(broker::Sink);
 
 impl Sink {
     pub async fn bind() -> Sink {
-        let conn = Connection::connect(AMQP, ConnectionProperties::default())
-            .await
-            .expect("connect");
-        let channel = conn.create_channel().await.expect("channel");
-        modelmon_publisher::declare_exchange(&channel)
-            .await
-            .expect("exchange");
-        let queue = unique("modelmon-proxy-test-q");
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("queue");
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                EXCHANGE.into(),
-                "events.#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind");
-        Sink {
-            _conn: conn,
-            channel,
-            queue,
-        }
+        Sink(broker::Sink::bind("events.#").await)
     }
 
     /// The valid events published by `instance`, until `want` of them or patience runs out.
@@ -257,28 +197,10 @@ impl Sink {
         let end = Instant::now() + PATIENCE;
         let mut out = Vec::new();
         while out.len() < want && Instant::now() < end {
-            let got = self
-                .channel
-                .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
-                .await
-                .expect("basic_get");
-            let Some(m) = got else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            let d = m.delivery;
-            let model = model_of_routing_key(d.routing_key.as_str()).map(str::to_owned);
-            let batch =
-                decode_batch(&d.data, model.as_deref(), now_us()).expect("a contract batch");
-            if batch.source.instance != instance {
-                continue;
+            match self.0.next().await {
+                Some(m) => out.extend(events_of(&m, instance)),
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
             }
-            assert!(
-                batch.rejects.is_empty(),
-                "the monitor rejects nothing: {:?}",
-                batch.rejects
-            );
-            out.extend(batch.events.into_iter().map(Event::into_owned));
         }
         out
     }
@@ -288,28 +210,26 @@ impl Sink {
         let end = Instant::now() + Duration::from_millis(400);
         let mut out = Vec::new();
         while Instant::now() < end {
-            out.extend(self.events_once(instance).await);
+            while let Some(m) = self.0.next().await {
+                out.extend(events_of(&m, instance));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         out
     }
+}
 
-    async fn events_once(&self, instance: &str) -> Vec<Event<'static>> {
-        let mut out = Vec::new();
-        while let Some(m) = self
-            .channel
-            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic_get")
-        {
-            let d = m.delivery;
-            let model = model_of_routing_key(d.routing_key.as_str()).map(str::to_owned);
-            let batch =
-                decode_batch(&d.data, model.as_deref(), now_us()).expect("a contract batch");
-            if batch.source.instance == instance {
-                out.extend(batch.events.into_iter().map(Event::into_owned));
-            }
-        }
-        out
+/// The events of a message if `instance` published it, decoded as the monitor would.
+fn events_of(m: &broker::Received, instance: &str) -> Vec<Event<'static>> {
+    let model = model_of_routing_key(&m.routing_key);
+    let batch = decode_batch(&m.body, model, now_us()).expect("a contract batch");
+    if batch.source.instance != instance {
+        return Vec::new();
     }
+    assert!(
+        batch.rejects.is_empty(),
+        "the monitor rejects nothing: {:?}",
+        batch.rejects
+    );
+    batch.events.into_iter().map(Event::into_owned).collect()
 }
