@@ -450,6 +450,15 @@ impl Mon {
         Self::start_in(tempfile::tempdir().expect("tempdir"), config, args, env)
     }
 
+    /// A monitor on the broker watching only `model` with a 2-s window, once connected.
+    fn watching(config: &str, model: &str, env: &[(&str, &str)]) -> Self {
+        let mon = Self::start(config, &["--window", "2s", "--models", model], env);
+        mon.wait_for("the broker", Duration::from_secs(20), |v| {
+            v["broker"]["state"] == "connected"
+        });
+        mon
+    }
+
     /// In `dir`: its config, its runtime dir and its state (snapshots, alerts.json).
     fn start_in(dir: tempfile::TempDir, config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let path = dir.path().join("config.toml");
@@ -612,14 +621,7 @@ fn webhooks_get_firing_then_resolved_once_each() {
     let slack = Hook::start(Mode::Ok);
     let model = unique("alert-hook");
     let hooks = webhook("ops", &json.url, "") + &webhook("chat", &slack.url, "format = \"slack\"");
-    let mon = Mon::start(
-        &alerts_config(&hooks, ""),
-        &["--window", "2s", "--models", &model],
-        &[],
-    );
-    mon.wait_for("the broker", Duration::from_secs(20), |v| {
-        v["broker"]["state"] == "connected"
-    });
+    let mon = Mon::watching(&alerts_config(&hooks, ""), &model, &[]);
     let first_bad = play(
         &model,
         Duration::from_secs(3),
@@ -697,14 +699,7 @@ fn failing_and_hanging_webhooks_are_retried_and_never_stall_the_monitor() {
     let hooks = webhook("ok", &ok.url, "")
         + &webhook("flaky", &flaky.url, "")
         + &webhook("hang", &hang.url, "");
-    let mon = Mon::start(
-        &alerts_config(&hooks, ""),
-        &["--window", "2s", "--models", &model],
-        &[],
-    );
-    mon.wait_for("the broker", Duration::from_secs(20), |v| {
-        v["broker"]["state"] == "connected"
-    });
+    let mon = Mon::watching(&alerts_config(&hooks, ""), &model, &[]);
     play(
         &model,
         Duration::from_secs(20),
@@ -878,14 +873,7 @@ fn https_webhooks_deliver_to_a_server_trusted_through_ca_file() {
         &tls.url,
         &format!("ca_file = {:?}", ca_file.display().to_string()),
     );
-    let mon = Mon::start(
-        &alerts_config(&hooks, ""),
-        &["--window", "2s", "--models", &model],
-        &[],
-    );
-    mon.wait_for("the broker", Duration::from_secs(20), |v| {
-        v["broker"]["state"] == "connected"
-    });
+    let mon = Mon::watching(&alerts_config(&hooks, ""), &model, &[]);
     play(
         &model,
         Duration::from_secs(20),
@@ -917,14 +905,7 @@ fn an_untrusted_https_webhook_is_a_tls_error_and_never_blocks_the_monitor() {
     let ok = Hook::start(Mode::Ok);
     let model = unique("alert-untrusted");
     let hooks = webhook("private", &untrusted.url, "") + &webhook("ok", &ok.url, "");
-    let mon = Mon::start(
-        &alerts_config(&hooks, ""),
-        &["--window", "2s", "--models", &model],
-        &[],
-    );
-    mon.wait_for("the broker", Duration::from_secs(20), |v| {
-        v["broker"]["state"] == "connected"
-    });
+    let mon = Mon::watching(&alerts_config(&hooks, ""), &model, &[]);
     play(
         &model,
         Duration::from_secs(20),
@@ -1014,10 +995,7 @@ fn a_restart_neither_refires_nor_forgets_to_resolve() {
 fn with_no_session_bus_desktop_notifications_say_once_why_they_are_off() {
     let model = unique("alert-nobus");
     let cfg = alerts_config("", "").replace("enabled = false", "enabled = true");
-    let mon = Mon::start(&cfg, &["--window", "2s", "--models", &model], &[]);
-    mon.wait_for("the broker", Duration::from_secs(20), |v| {
-        v["broker"]["state"] == "connected"
-    });
+    let mon = Mon::watching(&cfg, &model, &[]);
     play(
         &model,
         Duration::from_secs(3),
@@ -1147,14 +1125,7 @@ fn desktop_notifications_reach_a_real_notification_daemon() {
     }
     let model = unique("alert-desk");
     let cfg = alerts_config("", "").replace("enabled = false", "enabled = true");
-    let mon = Mon::start(
-        &cfg,
-        &["--window", "2s", "--models", &model],
-        &[("DBUS_SESSION_BUS_ADDRESS", bus.as_str())],
-    );
-    mon.wait_for("the broker", Duration::from_secs(20), |v| {
-        v["broker"]["state"] == "connected"
-    });
+    let mon = Mon::watching(&cfg, &model, &[("DBUS_SESSION_BUS_ADDRESS", bus.as_str())]);
     play(
         &model,
         Duration::from_secs(3),
