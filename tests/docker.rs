@@ -49,16 +49,18 @@ impl Container {
 
     fn run_at(host: Option<&str>, name: &str, model: &str, extra: &[&str], cmd: &[&str]) -> Self {
         let label = format!("{LABEL_KEY}={model}");
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            "none",
-            "--label",
-            &label,
-        ];
+        let mut labelled = vec!["--label", &label];
+        labelled.extend_from_slice(extra);
+        Self::launch(host, name, &labelled, cmd)
+    }
+
+    /// A container with no modelmon label, idle for an hour.
+    fn unlabelled(name: &str) -> Self {
+        Self::launch(None, name, &[], &["sleep", "3600"])
+    }
+
+    fn launch(host: Option<&str>, name: &str, extra: &[&str], cmd: &[&str]) -> Self {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
         args.extend_from_slice(extra);
         args.push(IMAGE);
         args.extend_from_slice(cmd);
@@ -554,22 +556,8 @@ fn a_container_whose_id_is_an_event_instance_is_mapped_to_that_model() {
     let m = unique("byinst");
     // No label: the container is found through the events' `instance` (its hostname).
     let name = unique("mm-test");
-    let id = docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        IMAGE,
-        "sleep",
-        "3600",
-    ]);
-    let _guard = Container {
-        name: name.clone(),
-        host: None,
-        id: id.clone(),
-    };
+    let c = Container::unlabelled(&name);
+    let id = c.id.clone();
     let hostname = docker(&["inspect", "-f", "{{.Config.Hostname}}", &name]);
     assert!(
         id.starts_with(&hostname),
@@ -596,22 +584,7 @@ fn a_container_whose_id_is_an_event_instance_is_mapped_to_that_model() {
 fn a_container_named_in_the_config_is_mapped_to_its_model() {
     let m = unique("bycfg");
     let name = unique("mm-test");
-    let id = docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        IMAGE,
-        "sleep",
-        "3600",
-    ]);
-    let _guard = Container {
-        name: name.clone(),
-        host: None,
-        id,
-    };
+    let _c = Container::unlabelled(&name);
     let cfg = config(&format!(
         "interval = \"1s\"\n\n[[models]]\nname = \"{m}\"\ncontainer = \"{name}\""
     ));
