@@ -10,6 +10,20 @@ use support::{Sink, event, now_us, unique};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
+/// Flushes off the async runtime (flush blocks); whether everything was confirmed.
+async fn flushed(publisher: &Publisher) -> bool {
+    let p = publisher.clone();
+    tokio::task::spawn_blocking(move || p.flush(PATIENCE))
+        .await
+        .expect("join")
+}
+
+async fn shut_down(publisher: Publisher) {
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+}
+
 fn config(instance: &str) -> Config {
     Config {
         amqp_url: support::URL.into(),
@@ -32,12 +46,7 @@ async fn recorded_events_arrive_as_a_contract_batch_with_the_right_properties() 
     for status in [200, 404, 500] {
         publisher.record(event(&model, status));
     }
-    let p = publisher.clone();
-    assert!(
-        tokio::task::spawn_blocking(move || p.flush(PATIENCE))
-            .await
-            .expect("join")
-    );
+    assert!(flushed(&publisher).await);
 
     let got = sink.collect(&instance, 1, PATIENCE).await;
     assert_eq!(got.len(), 1, "one model, one flush: one message");
@@ -87,9 +96,7 @@ async fn recorded_events_arrive_as_a_contract_batch_with_the_right_properties() 
         (3, 3, 1, 0)
     );
     assert_eq!(s.state, BrokerState::Connected);
-    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
-        .await
-        .expect("join");
+    shut_down(publisher).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,12 +117,7 @@ async fn many_models_make_one_message_per_model_per_batch() {
             publisher.record(e);
         }
     }
-    let p = publisher.clone();
-    assert!(
-        tokio::task::spawn_blocking(move || p.flush(PATIENCE))
-            .await
-            .expect("join")
-    );
+    assert!(flushed(&publisher).await);
 
     let mut got = sink.collect(&instance, 4, PATIENCE).await;
     got.extend(sink.drain(&instance, Duration::from_millis(300)).await);
@@ -136,9 +138,7 @@ async fn many_models_make_one_message_per_model_per_batch() {
             "events keep their recording order"
         );
     }
-    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
-        .await
-        .expect("join");
+    shut_down(publisher).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,12 +157,7 @@ async fn full_batches_are_split_and_non_finite_ml_does_not_poison_them() {
         }
         publisher.record(e);
     }
-    let p = publisher.clone();
-    assert!(
-        tokio::task::spawn_blocking(move || p.flush(PATIENCE))
-            .await
-            .expect("join")
-    );
+    assert!(flushed(&publisher).await);
     let mut got = sink.collect(&instance, 3, PATIENCE).await;
     got.extend(sink.drain(&instance, Duration::from_millis(300)).await);
     let mut total = 0;
@@ -175,9 +170,7 @@ async fn full_batches_are_split_and_non_finite_ml_does_not_poison_them() {
     assert_eq!(total, 25);
     let s = publisher.stats();
     assert_eq!((s.published_events, s.sanitised, s.dropped), (25, 1, 0));
-    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
-        .await
-        .expect("join");
+    shut_down(publisher).await;
 }
 
 #[test]
@@ -249,15 +242,9 @@ async fn reconnects_after_the_broker_closes_the_connection_and_reports_drops() {
         max_batch_events: 5,
         ..config(&instance)
     });
-    let blocking = |f: Box<dyn FnOnce() -> bool + Send>| tokio::task::spawn_blocking(f);
 
     publisher.record(event(&model, 200));
-    let p = publisher.clone();
-    assert!(
-        blocking(Box::new(move || p.flush(PATIENCE)))
-            .await
-            .expect("join")
-    );
+    assert!(flushed(&publisher).await);
 
     let before = support::connections_with(&instance);
     assert_eq!(
@@ -287,19 +274,9 @@ async fn reconnects_after_the_broker_closes_the_connection_and_reports_drops() {
         "a 5-event buffer cannot hold 50 events while the link is down"
     );
 
-    let p = publisher.clone();
-    assert!(
-        blocking(Box::new(move || p.flush(PATIENCE)))
-            .await
-            .expect("join")
-    );
+    assert!(flushed(&publisher).await);
     publisher.record(event(&model, 201));
-    let p = publisher.clone();
-    assert!(
-        blocking(Box::new(move || p.flush(PATIENCE)))
-            .await
-            .expect("join")
-    );
+    assert!(flushed(&publisher).await);
 
     let s = publisher.stats();
     assert_eq!(s.state, BrokerState::Connected);
