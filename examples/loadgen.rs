@@ -49,7 +49,7 @@ fn events(model: &str, n: usize, ts: i64) -> Vec<u8> {
         dropped: 0,
         events,
     };
-    b.to_json().expect("finite")
+    b.to_json()
 }
 
 fn monitor(

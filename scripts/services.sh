@@ -17,6 +17,9 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# The shared broker on 127.0.0.1:5672. The publisher's resource-alarm test starts a second,
+# private node of its own from the same installation (publisher/tests/support/private_node.rs):
+# it needs nothing more from here.
 rabbitmq() {
   if ! command -v rabbitmq-server >/dev/null; then apt_install rabbitmq-server; fi
   if ! port_open 5672; then

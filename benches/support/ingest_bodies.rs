@@ -52,7 +52,7 @@ pub fn bodies() -> Vec<(Vec<u8>, String)> {
                 dropped: 0,
                 events,
             };
-            (batch.to_json().expect("finite"), model)
+            (batch.to_json(), model)
         })
         .collect()
 }

@@ -217,7 +217,7 @@ pub async fn run(models: Vec<Sim>, tick: Duration, tx: mpsc::Sender<Input>) {
                 dropped: 0,
                 events,
             };
-            let Ok(body) = batch.to_json() else { continue };
+            let body = batch.to_json();
             let input = Input::Body {
                 body,
                 routing_model: Some(sim.name.to_owned()),

@@ -27,8 +27,11 @@ const HIGH_BITS: u64 = lanes(0x80);
 /// scan uses, is exact. Flipping bit 1 moves the quote (0x22) to 0x20 and keeps control
 /// characters below 0x20 while every other byte stays at 0x21 or above, so one test finds
 /// both; the backslash is the lane equal to it, below 1 once xored.
+///
+/// The encoder uses it too, to find the strings that need escaping: the same three kinds
+/// of byte end a plain run in both directions.
 #[inline]
-fn stop_marks(x: u64) -> u64 {
+pub(crate) fn stop_marks(x: u64) -> u64 {
     let quote_or_control = x ^ lanes(0x02);
     let backslash = x ^ lanes(b'\\');
     let marks = (quote_or_control.wrapping_sub(lanes(0x21)) & !quote_or_control)

@@ -10,6 +10,7 @@
 //! apart; the golden vectors in `tests/vectors/` pin the rules for the Python side too.
 
 mod decode;
+mod encode;
 mod event;
 mod json;
 

@@ -2,9 +2,12 @@
 //! panic, whatever the bytes. Inputs: the golden vectors, mutated many thousand times.
 //! (The cargo-fuzz target in `fuzz/` explores further; this runs in every test pass.)
 
+mod support;
+
 use std::path::PathBuf;
 
 use modelmon_contract::{RejectReason, decode_batch};
+use support::Rng;
 
 fn seeds() -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors");
@@ -23,19 +26,6 @@ fn seeds() -> Vec<Vec<u8>> {
     }
     out.sort();
     out
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 const INTERESTING: &[&[u8]] = &[

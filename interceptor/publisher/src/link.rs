@@ -1,13 +1,17 @@
 //! One live AMQP connection with a confirming channel on which the exchange exists.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures_lite::{Stream, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
+};
 use modelmon_contract::{CONTENT_TYPE, EXCHANGE, MESSAGE_TYPE, routing_key};
 
+use crate::pending::Group;
 use crate::{Config, PublishError};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,6 +22,23 @@ pub(crate) enum LinkEvent {
     Blocked,
     Unblocked,
     Lost(PublishError),
+}
+
+/// A message being written; yields the future of its confirm.
+pub(crate) type Sending =
+    Pin<Box<dyn Future<Output = Result<PublisherConfirm, lapin::Error>> + Send>>;
+
+/// A message sent but not confirmed yet, kept while the broker blocks the connection.
+///
+/// Once lapin has queued a message's frames it sends them whatever happens to our
+/// future, and a blocked broker reads them, routes them and confirms them when the
+/// alarm clears. Publishing the same events again on this connection would deliver
+/// them twice (and report their drop count twice), so they wait for that confirm.
+pub(crate) struct Unconfirmed {
+    pub group: Group,
+    /// The drop count this message carries.
+    pub dropped: u64,
+    pub confirm: Pin<Box<dyn Future<Output = Result<Confirmation, lapin::Error>> + Send>>,
 }
 
 pub(crate) struct Link {
@@ -73,22 +94,24 @@ impl Link {
         self.connection.status().blocked()
     }
 
-    /// Sends one body; the returned future resolves when the broker confirms it.
-    pub async fn publish(
-        &self,
-        model: &str,
-        body: &[u8],
-    ) -> Result<PublisherConfirm, PublishError> {
-        Ok(self
-            .channel
-            .basic_publish(
-                EXCHANGE.into(),
-                routing_key(model).into(),
-                BasicPublishOptions::default(),
-                body,
-                self.properties.clone(),
-            )
-            .await?)
+    /// Sends one body: the returned future resolves once lapin has written it, with a
+    /// future of the broker's confirm. Both own what they need, so the worker can set
+    /// them aside while the broker blocks us (see [`Unconfirmed`]).
+    pub fn publish(&self, model: &str, body: Vec<u8>) -> Sending {
+        let channel = self.channel.clone();
+        let routing_key = routing_key(model);
+        let properties = self.properties.clone();
+        Box::pin(async move {
+            channel
+                .basic_publish(
+                    EXCHANGE.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await
+        })
     }
 
     /// The next thing the broker said about the connection; pends forever if nothing.

@@ -127,35 +127,33 @@ pub(crate) fn encode(
             dropped,
             events: group.events,
         };
-        let encoded = batch.to_json();
+        let body = batch.to_json();
         let events = batch.events;
-        match encoded {
-            Ok(body) if body.len() <= MAX_BODY_BYTES => {
-                out.push(Encoded {
-                    group: Group {
-                        model: group.model,
-                        events,
-                    },
-                    body,
-                    dropped,
-                });
-                // The drop count travels once, in the first message that fits.
-                dropped = 0;
-            }
-            Ok(_) if events.len() > 1 => {
-                let mut first = events;
-                let second = first.split_off(first.len() / 2);
-                // Popped in order: first half, then second half.
-                stack.push(Group {
-                    model: group.model.clone(),
-                    events: second,
-                });
-                stack.push(Group {
+        if body.len() <= MAX_BODY_BYTES {
+            out.push(Encoded {
+                group: Group {
                     model: group.model,
-                    events: first,
-                });
-            }
-            _ => *unsendable += events.len() as u64,
+                    events,
+                },
+                body,
+                dropped,
+            });
+            // The drop count travels once, in the first message that fits.
+            dropped = 0;
+        } else if events.len() > 1 {
+            let mut first = events;
+            let second = first.split_off(first.len() / 2);
+            // Popped in order: first half, then second half.
+            stack.push(Group {
+                model: group.model.clone(),
+                events: second,
+            });
+            stack.push(Group {
+                model: group.model,
+                events: first,
+            });
+        } else {
+            *unsendable += events.len() as u64;
         }
     }
     dropped

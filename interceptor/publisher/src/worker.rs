@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::backoff::Backoff;
-use crate::link::{Link, LinkEvent};
+use crate::link::{Link, LinkEvent, Unconfirmed};
 use crate::pending::{Encoded, Pending, encode, source};
 use crate::stats::Shared;
 use crate::{BrokerState, Config, PublishError};
@@ -50,6 +50,8 @@ pub(crate) struct Worker {
     retry_at: Instant,
     /// Part of `shared.dropped` already reported in a confirmed batch.
     reported_dropped: u64,
+    /// Sent on the current link before the broker blocked it, awaiting their confirms.
+    unconfirmed: Vec<Unconfirmed>,
     flush_waiters: Vec<SyncSender<bool>>,
 }
 
@@ -81,6 +83,7 @@ impl Worker {
             backoff: Backoff::new(seed),
             retry_at: Instant::now(),
             reported_dropped: 0,
+            unconfirmed: Vec::new(),
             flush_waiters: Vec::new(),
         }
     }
@@ -90,7 +93,10 @@ impl Worker {
             if self.link.is_none() && Instant::now() >= self.retry_at {
                 self.connect().await;
             }
-            if self.ready() && !self.pending.is_empty() && (self.full() || self.due()) {
+            if self.ready()
+                && (!self.unconfirmed.is_empty()
+                    || (!self.pending.is_empty() && (self.full() || self.due())))
+            {
                 self.publish(Instant::now() + CONFIRM_TIMEOUT).await;
                 self.answer_flushes();
                 continue;
@@ -112,7 +118,7 @@ impl Worker {
                     Some(Command::Flush(reply)) => {
                         self.drain_queue();
                         self.flush_waiters.push(reply);
-                        if self.ready() && !self.pending.is_empty() {
+                        if self.ready() && !self.idle() {
                             self.publish(Instant::now() + CONFIRM_TIMEOUT).await;
                         }
                         self.answer_flushes();
@@ -137,6 +143,11 @@ impl Worker {
 
     fn ready(&self) -> bool {
         self.link.as_ref().is_some_and(|l| !l.is_blocked())
+    }
+
+    /// Nothing waits to be sent or confirmed.
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.unconfirmed.is_empty()
     }
 
     fn full(&self) -> bool {
@@ -188,7 +199,7 @@ impl Worker {
     }
 
     fn answer_flushes(&mut self) {
-        if self.pending.is_empty() {
+        if self.idle() {
             for w in self.flush_waiters.drain(..) {
                 let _ = w.try_send(true);
             }
@@ -224,6 +235,12 @@ impl Worker {
         self.shared.set_error(error);
         self.shared.set_state(BrokerState::Down);
         self.shared.set_blocked(false);
+        // What the lost connection had not confirmed goes out again on the next one.
+        let unconfirmed = std::mem::take(&mut self.unconfirmed);
+        self.pending.restore(
+            unconfirmed.into_iter().map(|u| u.group).collect(),
+            std::time::Instant::now(),
+        );
         if let Some(link) = self.link.take() {
             link.close().await;
         }
@@ -231,7 +248,8 @@ impl Worker {
     }
 
     /// Publishes everything pending and waits for the broker's confirms (until
-    /// `deadline`). What is not confirmed goes back to `pending` for the next link.
+    /// `deadline`). What is not confirmed goes back to `pending` for the next link,
+    /// unless the broker blocked this one: then it stays in `unconfirmed`.
     async fn publish(&mut self, deadline: Instant) {
         let Some(link) = self.link.as_ref() else {
             return;
@@ -240,11 +258,15 @@ impl Worker {
             self.shared.set_blocked(true);
             return;
         }
+        // Messages held through a block were sent first, so they are confirmed first; the
+        // drop counts they carry must not be sent again.
+        let mut in_flight = std::mem::take(&mut self.unconfirmed);
+        let claimed: u64 = in_flight.iter().map(|u| u.dropped).sum();
         let mut carry = self
             .shared
             .dropped
             .load(Ordering::Relaxed)
-            .saturating_sub(self.reported_dropped);
+            .saturating_sub(self.reported_dropped + claimed);
         let mut encoded: Vec<Encoded> = Vec::new();
         let mut unsendable = 0;
         for group in self.pending.take(self.config.max_batch_events) {
@@ -254,31 +276,41 @@ impl Worker {
 
         let mut failed = Vec::new();
         let mut error: Option<PublishError> = None;
-        let mut in_flight = Vec::with_capacity(encoded.len());
         for msg in encoded {
             if error.is_some() {
                 failed.push(msg.group);
                 continue;
             }
-            match timeout_at(deadline, link.publish(&msg.group.model, &msg.body)).await {
-                Ok(Ok(confirm)) => in_flight.push((msg.group, msg.dropped, confirm)),
+            let mut sending = link.publish(&msg.group.model, msg.body);
+            match timeout_at(deadline, &mut sending).await {
+                Ok(Ok(confirm)) => in_flight.push(Unconfirmed {
+                    group: msg.group,
+                    dropped: msg.dropped,
+                    confirm: Box::pin(confirm),
+                }),
                 Ok(Err(e)) => {
-                    error = Some(e);
+                    error = Some(e.into());
                     failed.push(msg.group);
                 }
                 Err(_) => {
                     error = Some(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
-                    failed.push(msg.group);
+                    // Lapin holds its frames and sends them when it can: it is in flight.
+                    in_flight.push(Unconfirmed {
+                        group: msg.group,
+                        dropped: msg.dropped,
+                        confirm: Box::pin(async move { sending.await?.await }),
+                    });
                 }
             }
         }
-        for (group, dropped, confirm) in in_flight {
-            let n = group.events.len() as u64;
-            match timeout_at(deadline, confirm).await {
+        let mut late = Vec::new();
+        for mut msg in in_flight {
+            let n = msg.group.events.len() as u64;
+            match timeout_at(deadline, &mut msg.confirm).await {
                 Ok(Ok(c)) if c.is_ack() => {
                     Shared::add(&self.shared.published_events, n);
                     Shared::add(&self.shared.published_batches, 1);
-                    self.reported_dropped += dropped;
+                    self.reported_dropped += msg.dropped;
                 }
                 Ok(Ok(_)) => {
                     // A nack means the broker will not take it; retrying would loop.
@@ -287,18 +319,25 @@ impl Worker {
                 }
                 Ok(Err(e)) => {
                     error.get_or_insert(e.into());
-                    failed.push(group);
+                    failed.push(msg.group);
                 }
                 Err(_) => {
                     error.get_or_insert(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
-                    failed.push(group);
+                    late.push(msg);
                 }
             }
         }
+        // A block explains a silent broker: the link stays, and what it has not confirmed
+        // yet is confirmed when the alarm clears. Otherwise the link is presumed dead.
+        let blocked = self.link.as_ref().is_some_and(Link::is_blocked);
+        if blocked {
+            self.unconfirmed = late;
+        } else {
+            failed.extend(late.into_iter().map(|u| u.group));
+        }
         self.pending.restore(failed, std::time::Instant::now());
         if let Some(e) = error {
-            // A block explains a silent broker; the link stays and we resume on unblock.
-            if self.link.as_ref().is_some_and(Link::is_blocked) {
+            if blocked {
                 self.shared.set_blocked(true);
                 self.shared.set_error(&e);
             } else {
@@ -313,7 +352,7 @@ impl Worker {
         // Nothing recorded from now on is accepted, so the count below is final.
         self.events.close();
         self.drain_queue();
-        while !self.pending.is_empty() && Instant::now() < deadline {
+        while !self.idle() && Instant::now() < deadline {
             if self.link.is_none() {
                 if Instant::now() >= self.retry_at {
                     let _ = timeout_at(deadline, self.connect()).await;
@@ -332,9 +371,14 @@ impl Worker {
                 }
             }
         }
-        let delivered = self.pending.is_empty();
-        Shared::add(&self.shared.dropped, self.pending.len() as u64);
+        let delivered = self.idle();
+        let unconfirmed: usize = self.unconfirmed.iter().map(|u| u.group.events.len()).sum();
+        Shared::add(
+            &self.shared.dropped,
+            (self.pending.len() + unconfirmed) as u64,
+        );
         self.pending = Pending::default();
+        self.unconfirmed.clear();
         for w in self.flush_waiters.drain(..) {
             let _ = w.try_send(delivered);
         }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use modelmon_contract::{CONTENT_TYPE, MESSAGE_TYPE, SourceKind, decode_batch};
 use modelmon_publisher::{BrokerState, Config, Publisher};
+use support::private_node::PrivateNode;
 use support::{Sink, event, now_us, unique};
 
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -320,4 +321,166 @@ async fn reconnects_after_the_broker_closes_the_connection_and_reports_drops() {
         "events after the reconnect arrive"
     );
     publisher.shutdown(Duration::from_secs(5));
+}
+
+/// Polls `cond` until it holds or `patience` runs out; whether it held.
+async fn eventually(patience: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + patience;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A resource alarm on a node of our own (the shared broker is never alarmed): the broker
+/// blocks the publisher's connection, `record` keeps returning and drops what does not
+/// fit, every drop is counted and reported, and publishing resumes when the alarm clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_by_a_resource_alarm_drops_and_counts_then_resumes() {
+    // The publisher sees a block once a confirm is 5 s late, and an unblock at once; the
+    // rest is margin for a loaded machine.
+    const STATE_CHANGE: Duration = Duration::from_secs(30);
+    const BUFFER: usize = 100;
+    const BATCH: usize = 10;
+    const WHILE_BLOCKED: u64 = 5_000;
+    const AFTER: u64 = 20;
+
+    let node = tokio::task::spawn_blocking(PrivateNode::start)
+        .await
+        .expect("join");
+    let sink = Sink::bind_at(&node.url, "events.#").await;
+    let instance = unique("pub-blocked");
+    let model = unique("blocked");
+    let publisher = Publisher::start(Config {
+        amqp_url: node.url.clone(),
+        buffer_events: BUFFER,
+        max_batch_events: BATCH,
+        max_batch_delay: Duration::from_millis(20),
+        ..config(&instance)
+    });
+    publisher.record(event(&model, 200));
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+    assert!(!publisher.stats().blocked);
+
+    node.memory_alarm(true);
+    // RabbitMQ blocks a connection when it next publishes, so keep giving it something to send.
+    let blocked = eventually(STATE_CHANGE, || {
+        publisher.record(event(&model, 200));
+        publisher.stats().blocked
+    })
+    .await;
+    assert!(
+        blocked,
+        "connection.blocked never showed in the stats: {:?}\n{}",
+        publisher.stats(),
+        node.output()
+    );
+
+    // Far more than the buffer holds, from a thread of its own: if `record` waited for
+    // room it would never return, since nothing leaves while the broker is not reading,
+    // and the deadline turns that hang into a failure.
+    let before = publisher.stats();
+    let (recorder, m) = (publisher.clone(), model.clone());
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..WHILE_BLOCKED {
+            recorder.record(event(&m, 202));
+        }
+        let _ = done.send(());
+    });
+    let returned = tokio::task::spawn_blocking(move || finished.recv_timeout(STATE_CHANGE))
+        .await
+        .expect("join");
+    assert!(returned.is_ok(), "record() waited for the blocked broker");
+    let during = publisher.stats();
+    assert!(during.blocked);
+    assert_eq!(during.recorded, before.recorded + WHILE_BLOCKED);
+    assert_eq!(
+        during.published_events, before.published_events,
+        "nothing is confirmed while blocked"
+    );
+    // Waiting for the broker: the buffer, a batch taken from it, and what was sent
+    // when the block came (at most a batch, and kept for the broker's confirm).
+    let most = (BUFFER + 2 * BATCH) as u64;
+    let held = during.recorded - during.published_events - during.dropped;
+    assert!(
+        held <= most,
+        "{held} events wait for the broker: {during:?}"
+    );
+    assert!(
+        during.dropped - before.dropped >= WHILE_BLOCKED - most,
+        "what does not fit is dropped and counted: {before:?} -> {during:?}"
+    );
+    let p = publisher.clone();
+    let delivered = tokio::task::spawn_blocking(move || p.flush(Duration::from_millis(200)))
+        .await
+        .expect("join");
+    assert!(!delivered, "a flush cannot succeed while blocked");
+
+    node.memory_alarm(false);
+    let unblocked = eventually(STATE_CHANGE, || !publisher.stats().blocked).await;
+    assert!(
+        unblocked,
+        "connection.unblocked never showed in the stats: {:?}\n{}",
+        publisher.stats(),
+        node.output()
+    );
+    for _ in 0..AFTER {
+        publisher.record(event(&model, 201));
+    }
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+    let s = publisher.stats();
+    assert!(!s.blocked);
+    assert_eq!(s.state, BrokerState::Connected);
+    assert_eq!(
+        s.recorded,
+        s.published_events + s.dropped,
+        "once flushed, every event was either delivered or counted as dropped: {s:?}"
+    );
+
+    // What the monitor sees: each confirmed event once, and the drops reported.
+    let mut got = Vec::new();
+    let (mut events, mut reported, mut after) = (0, 0, 0);
+    let end = Instant::now() + PATIENCE;
+    while events < s.published_events && Instant::now() < end {
+        got.extend(
+            sink.collect(&instance, usize::MAX, Duration::from_millis(200))
+                .await,
+        );
+        (events, reported, after) = (0, 0, 0);
+        for m in &got {
+            let b = decode_batch(&m.body, Some(&model), now_us()).expect("decodes");
+            assert!(b.rejects.is_empty(), "{:?}", b.rejects);
+            events += b.events.len() as u64;
+            reported += b.dropped;
+            after += b.events.iter().filter(|e| e.status == 201).count() as u64;
+        }
+    }
+    let extra = sink.drain(&instance, Duration::from_millis(300)).await;
+    assert!(
+        extra.is_empty(),
+        "{} more messages than the publisher confirmed",
+        extra.len()
+    );
+    assert_eq!(
+        events, s.published_events,
+        "each confirmed event arrives once"
+    );
+    assert_eq!(reported, s.dropped, "the drops are reported to the monitor");
+    assert_eq!(
+        after, AFTER,
+        "events recorded after the alarm cleared arrive"
+    );
+
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
 }

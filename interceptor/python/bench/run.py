@@ -100,25 +100,30 @@ def wait_up(port: int, path: str = "/health", timeout: float = 60) -> None:
     raise RuntimeError(f"nothing answering on port {port}")
 
 
+def uvicorn_command(port: int) -> list[str]:
+    """One worker of the example app, as the benchmarks serve it."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
 def start_app(mode: str, amqp: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = dict(os.environ, IRIS_INSTRUMENT=mode, MODELMON_AMQP_URL=amqp, MODELMON_MODEL="bench-iris")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        uvicorn_command(port),
         cwd=APP_DIR,
         env=env,
     )

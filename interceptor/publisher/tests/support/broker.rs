@@ -50,7 +50,12 @@ pub struct Sink {
 impl Sink {
     /// A queue of our own bound to `binding` on the modelmon exchange.
     pub async fn bind(binding: &str) -> Sink {
-        let conn = Connection::connect(URL, ConnectionProperties::default())
+        Self::bind_at(URL, binding).await
+    }
+
+    /// The same on the broker at `url` (a private node, for example).
+    pub async fn bind_at(url: &str, binding: &str) -> Sink {
+        let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .expect("connect");
         let channel = conn.create_channel().await.expect("channel");

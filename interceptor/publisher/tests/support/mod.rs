@@ -1,7 +1,9 @@
-//! What the publisher tests share: the broker consumer, and a valid event to publish.
+//! What the publisher tests share: the broker consumer, a private RabbitMQ node, and a
+//! valid event to publish.
 #![allow(dead_code)]
 
 mod broker;
+pub mod private_node;
 
 use std::borrow::Cow;
 

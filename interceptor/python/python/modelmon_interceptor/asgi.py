@@ -44,24 +44,31 @@ class _Exchange(RequestState):
             self.disconnected = True
         return message
 
-    async def send(self, message: Message) -> None:
-        if message["type"] != "http.response.body":
-            if message["type"] == "http.response.start":
-                self.status = message["status"]
-            await self.app_send(message)
-            return
+    def send(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine: it returns the server's own awaitable, which saves a coroutine
+        # per message. So the last byte's time is taken as it is handed to the server.
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            self.resp_bytes += len(body)
+            if not message.get("more_body", False):
+                self.end_ns = perf_counter_ns()
+            else:
+                if body and not self.first_ns:
+                    self.first_ns = perf_counter_ns()
+                # Mid-stream is where a client that went away shows up (ASGI 2.4 servers
+                # raise OSError from send); the rare streamed chunk can afford a coroutine.
+                return self._send_chunk(message)
+        elif kind == "http.response.start":
+            self.status = message["status"]
+        return self.app_send(message)
+
+    async def _send_chunk(self, message: Message) -> None:
         try:
             await self.app_send(message)
         except OSError:
             self.disconnected = True
             raise
-        now = perf_counter_ns()
-        body = message.get("body", b"")
-        self.resp_bytes += len(body)
-        if not message.get("more_body", False):
-            self.end_ns = now
-        elif body and not self.first_ns:
-            self.first_ns = now
 
 
 class ModelmonMiddleware:
@@ -116,19 +123,23 @@ class ModelmonMiddleware:
             status = r.status
             error = r.error
             if not end or exc is not None or not status:
-                if not end:
-                    end = perf_counter_ns()
-                    if r.disconnected or isinstance(exc, asyncio.CancelledError):
-                        # The client went away before the last byte: nginx's 499, whatever the app said.
-                        status = 499
-                        exc = None
-                    elif exc is not None:
-                        status = 500
-                if exc is not None:
+                if _client_gone(exc) or (
+                    not end and (r.disconnected or isinstance(exc, asyncio.CancelledError))
+                ):
+                    # The client went away before it had the last byte: nginx's 499,
+                    # whatever the app said. (A gone-client error can follow the last
+                    # byte's hand-over: the server then failed to send it.)
+                    status = 499
+                    exc = None
+                elif exc is not None:
                     error = type(exc).__name__
+                    if not end:
+                        status = 500
                 elif not status:
                     status = 500
                     error = error or "NoResponse"
+                if not end:
+                    end = perf_counter_ns()
             model = self._model
             if self._param is not None:
                 model = self._model_from_params(scope)
@@ -170,6 +181,17 @@ class ModelmonMiddleware:
             if isinstance(candidate, str) and is_valid_model_name(candidate):
                 return candidate
         return self._model
+
+
+# What servers and frameworks raise when the client has gone: uvicorn's
+# ``ClientDisconnected`` (an OSError) from ``send``, Starlette's ``ClientDisconnect`` when
+# reading a body or streaming. By name, so neither is imported; a plain OSError is not one
+# of them, since the app's own I/O raises those too.
+_GONE = frozenset(("ClientDisconnected", "ClientDisconnect"))
+
+
+def _client_gone(exc: BaseException | None) -> bool:
+    return exc is not None and type(exc).__name__ in _GONE
 
 
 def _template_of(route: Any) -> str:
