@@ -129,6 +129,23 @@ def test_client_going_away_mid_stream_is_a_499(broker, model):
     assert "error" not in ev
 
 
+def test_client_going_away_while_the_app_reads_the_body_is_a_499(broker, model):
+    # Starlette raises ClientDisconnect from request.body(); the client never saw an answer,
+    # so this is the client's doing (499), not a server error with that class.
+    app = make_fastapi_app(model)
+    with UvicornThread(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(
+                b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
+            )
+            time.sleep(0.2)
+        [ev] = broker.wait_events(model, 1, timeout=20)
+    assert ev["route"] == "/v2/models/{model_name}/infer"
+    assert ev["status"] == 499
+    assert "error" not in ev
+
+
 def test_excluded_paths_and_sampling_are_not_recorded(broker, model):
     app = make_fastapi_app(model)
     unsampled = make_fastapi_app(model + "-unsampled", sample_rate=0.0)
