@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import http.client
 import json
 import os
 import socket
@@ -187,3 +189,30 @@ def test_model_from_path_param_tells_models_apart(broker, model):
     # One model per batch, routed by its own key, so a monitor can bind one model only.
     for m in broker.batches(model):
         assert {e["model"] for e in m.events} == {m.routing_key.removeprefix("events.")}
+
+
+def test_requests_do_not_make_the_garbage_collector_run(broker, model):
+    # Python collects when tracked objects pile up, and on a model server's big heap a full
+    # collection is a pause of tens of milliseconds: the tail latency users would see. A
+    # plain FastAPI request leaves nothing behind; an instrumented one must not either.
+    app = make_fastapi_app(model)
+    with UvicornThread(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port))
+
+        def predict(n: int) -> None:
+            for _ in range(n):
+                conn.request(
+                    "POST", "/v1/models/m/predict", body=b'{"rows": [[1, 2]]}', headers={"content-type": "application/json"}
+                )
+                response = conn.getresponse()
+                assert response.status == 200
+                response.read()
+
+        predict(50)
+        before = gc.get_stats()[0]["collections"]
+        predict(1000)
+        collections = gc.get_stats()[0]["collections"] - before
+        conn.close()
+    broker.wait_events(model, 1050, timeout=30)
+    assert collections <= 5, f"1000 requests ran {collections} young-generation collections"

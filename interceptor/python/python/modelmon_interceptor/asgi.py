@@ -109,9 +109,16 @@ class ModelmonMiddleware:
             await self.app(scope, r.receive, r.send)
         except BaseException as e:
             r.done = True
+            r.app_receive = r.app_send = None
             self._emit(scope, r, t0, e)
             raise
         r.done = True
+        # The request's context holds ``r`` for as long as the server keeps the task's
+        # context around, and with it the server's receive/send and all they reach.
+        # Measured under uvicorn: unless they are dropped here, every thousand requests
+        # run about thirty young-generation collections (none without the middleware),
+        # and so, in time, full ones, which pause a model server for tens of ms.
+        r.app_receive = r.app_send = None
         self._emit(scope, r, t0, None)
 
     def _emit(self, scope: Scope, r: RequestState, t0: int, exc: BaseException | None) -> None:
