@@ -361,18 +361,9 @@ impl<'a> Cursor<'a> {
         self.u64(u64::from(*status))?;
         self.put(DURATION)?;
         self.u64(*duration_us)?;
-        if let Some(ttfb_us) = ttfb_us {
-            self.put(TTFB)?;
-            self.u64(*ttfb_us)?;
-        }
-        if let Some(req_bytes) = req_bytes {
-            self.put(REQ_BYTES)?;
-            self.u64(*req_bytes)?;
-        }
-        if let Some(resp_bytes) = resp_bytes {
-            self.put(RESP_BYTES)?;
-            self.u64(*resp_bytes)?;
-        }
+        self.opt_u64(TTFB, *ttfb_us)?;
+        self.opt_u64(REQ_BYTES, *req_bytes)?;
+        self.opt_u64(RESP_BYTES, *resp_bytes)?;
         if let Some(error) = error {
             self.put(ERROR)?;
             self.text(error)?;
@@ -494,6 +485,16 @@ impl<'a> Cursor<'a> {
             self.put(b"-")?;
         }
         self.u64(n.unsigned_abs())
+    }
+
+    /// `key` and `n` when there is a value; nothing otherwise, as serde skips a `None`.
+    #[inline(always)]
+    fn opt_u64(&mut self, key: &[u8], n: Option<u64>) -> Option<()> {
+        if let Some(n) = n {
+            self.put(key)?;
+            self.u64(n)?;
+        }
+        Some(())
     }
 
     /// Decimal, without leading zeros, four or eight digits at a time.

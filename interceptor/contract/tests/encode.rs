@@ -386,21 +386,7 @@ fn every_ascii_character_and_some_wider_ones_at_every_position() {
     // whole words and a tail), with each character at each position.
     let mut chars: Vec<char> = (0..=0x7f).map(char::from).collect();
     chars.extend(['\u{80}', '\u{9f}', 'é', '\u{2028}', '😀']);
-    let base = Event {
-        ts: NOW,
-        model: "m".into(),
-        version: None,
-        instance: "i".into(),
-        method: "GET".into(),
-        route: "/".into(),
-        status: 200,
-        duration_us: 1,
-        ttfb_us: None,
-        req_bytes: None,
-        resp_bytes: None,
-        error: None,
-        ml: Vec::new(),
-    };
+    let base = minimal_event();
     for len in 0..=25 {
         for at in 0..len.max(1) {
             let events = chars
@@ -486,19 +472,12 @@ fn floats_and_integers_at_their_edges() {
             .filter(|v| v.is_finite())
         {
             events.push(Event {
-                ts: NOW,
-                model: "m".into(),
-                version: None,
-                instance: "i".into(),
-                method: "GET".into(),
-                route: "/".into(),
-                status: 200,
                 duration_us: EDGE_U64[i % EDGE_U64.len()].min(MAX_DURATION_US),
                 ttfb_us: Some(EDGE_U64[i % EDGE_U64.len()].min(MAX_DURATION_US) / 3),
                 req_bytes: Some(u64::MAX),
                 resp_bytes: Some(0),
-                error: None,
                 ml: vec![("v".into(), value)],
+                ..minimal_event()
             });
         }
     }
@@ -586,5 +565,24 @@ fn small_batch(kind: SourceKind, events: Vec<Event<'_>>) -> Batch<'_> {
         },
         dropped: 0,
         events,
+    }
+}
+
+/// An event with every optional field empty, to vary one field at a time.
+fn minimal_event() -> Event<'static> {
+    Event {
+        ts: NOW,
+        model: "m".into(),
+        version: None,
+        instance: "i".into(),
+        method: "GET".into(),
+        route: "/".into(),
+        status: 200,
+        duration_us: 1,
+        ttfb_us: None,
+        req_bytes: None,
+        resp_bytes: None,
+        error: None,
+        ml: Vec::new(),
     }
 }
