@@ -1,0 +1,320 @@
+//! The alert lifecycle on a virtual clock: no I/O, no real time.
+
+use std::time::Duration;
+
+use modelmon::alert::rules::AlertsSection;
+use modelmon::alert::{
+    AlertKey, AlertPhase, AlertState, RuleSet, SilenceTarget, Transition, TransitionKind, evaluate,
+};
+use modelmon::config::Config;
+use modelmon::store::View;
+use modelmon::store::view::{ModelView, SeriesPoint, Stats};
+
+/// A model with `requests` in the live window at this p95 and error rate, and a
+/// per-second series of `per_sec` requests over the last 60 s.
+fn model(name: &str, requests: u64, p95_ms: f64, error_rate: f64, per_sec: u64) -> ModelView {
+    ModelView {
+        model: name.to_owned(),
+        window_s: 60,
+        stats: Stats {
+            requests,
+            qps: requests as f64 / 60.0,
+            errors: (requests as f64 * error_rate) as u64,
+            error_rate: (requests > 0).then_some(error_rate),
+            p50_ms: (requests > 0).then_some(p95_ms / 2.0),
+            p95_ms: (requests > 0).then_some(p95_ms),
+            p99_ms: (requests > 0).then_some(p95_ms * 1.5),
+            ..Stats::default()
+        },
+        last_seen_ms_ago: Some(0),
+        series: (0..60)
+            .map(|s| SeriesPoint {
+                sec: s,
+                requests: per_sec,
+                errors: 0,
+                ..SeriesPoint::default()
+            })
+            .collect(),
+        routes: Vec::new(),
+        instances: Vec::new(),
+        routes_overflowed: 0,
+        version: None,
+        totals: modelmon::store::view::Totals::default(),
+    }
+}
+
+fn view(models: Vec<ModelView>) -> View {
+    View {
+        models,
+        ..View::default()
+    }
+}
+
+/// Rules from TOML, as a user writes them.
+fn engine(toml: &str) -> AlertState {
+    let cfg = Config::parse(toml).expect("the rules parse");
+    cfg.validate(None).expect("and are valid");
+    AlertState::new(RuleSet::new(&cfg.alerts).expect("rules build"))
+}
+
+const SLOW: &str = r#"
+[alerts]
+builtin = false
+[[alerts.rules]]
+name = "slow"
+metric = "p95_ms"
+threshold = 500.0
+resolve = 400.0
+for = "30s"
+min_requests = 20
+repeat_interval = "10m"
+"#;
+
+fn kinds(ts: &[Transition]) -> Vec<(TransitionKind, String)> {
+    ts.iter().map(|t| (t.kind, t.alert.model.clone())).collect()
+}
+
+/// Runs `f(second)` every second over `[from, to)` and gathers what was notified.
+fn run(st: &mut AlertState, from: i64, to: i64, mut f: impl FnMut(i64) -> View) -> Vec<Transition> {
+    (from..to)
+        .flat_map(|s| evaluate(st, &f(s), s * 1000))
+        .collect()
+}
+
+#[test]
+fn pending_turns_firing_only_after_for_held_without_a_break() {
+    let mut st = engine(SLOW);
+    // 20 s bad, one good second, then bad again: the `for` clock starts over.
+    let out = run(&mut st, 0, 20, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    assert!(out.is_empty());
+    assert_eq!(
+        st.active().next().map(|a| a.state),
+        Some(AlertPhase::Pending)
+    );
+    let out = run(&mut st, 20, 21, |_| {
+        view(vec![model("m", 100, 100.0, 0.0, 2)])
+    });
+    assert!(
+        out.is_empty(),
+        "a pending alert that clears is dropped silently"
+    );
+    assert_eq!(st.active().count(), 0);
+    let out = run(&mut st, 21, 50, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    assert!(out.is_empty(), "29 s of the 30 s `for`: still pending");
+    let out = run(&mut st, 50, 52, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    assert_eq!(kinds(&out), [(TransitionKind::Firing, "m".to_owned())]);
+    let a = &out[0].alert;
+    assert_eq!((a.value, a.threshold), (Some(900.0), 500.0));
+    assert_eq!(a.started_ms, Some(51_000));
+}
+
+#[test]
+fn flapping_around_the_threshold_notifies_once_and_resolves_once() {
+    let mut st = engine(SLOW);
+    let out = run(&mut st, 0, 31, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    assert_eq!(out.len(), 1);
+    // 450/550 around the 500 threshold, never under the 400 resolve threshold.
+    let out = run(&mut st, 31, 300, |s| {
+        let p95 = if s % 2 == 0 { 450.0 } else { 550.0 };
+        view(vec![model("m", 100, p95, 0.0, 2)])
+    });
+    assert!(
+        out.is_empty(),
+        "hysteresis: no resolve, no re-fire: {:?}",
+        kinds(&out)
+    );
+    let out = run(&mut st, 300, 310, |_| {
+        view(vec![model("m", 100, 300.0, 0.0, 2)])
+    });
+    assert_eq!(kinds(&out), [(TransitionKind::Resolved, "m".to_owned())]);
+    assert_eq!(out[0].alert.resolved_ms, Some(300_000));
+    let recent = st.view().recent;
+    assert_eq!(recent.len(), 1, "the resolved alert is kept in the history");
+    assert_eq!(recent[0].state, AlertPhase::Resolved);
+}
+
+#[test]
+fn keep_firing_for_holds_a_firing_alert_through_a_short_dip() {
+    let mut st = engine(&format!("{SLOW}keep_firing_for = \"20s\"\n"));
+    run(&mut st, 0, 31, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    // A 15-s dip: still firing, nothing sent.
+    let out = run(&mut st, 31, 46, |_| {
+        view(vec![model("m", 100, 100.0, 0.0, 2)])
+    });
+    assert!(out.is_empty());
+    let out = run(&mut st, 46, 50, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    assert!(
+        out.is_empty(),
+        "the dip did not resolve it, so no new firing either"
+    );
+    // Cleared for good: resolved only after 20 s.
+    let out = run(&mut st, 50, 69, |_| {
+        view(vec![model("m", 100, 100.0, 0.0, 2)])
+    });
+    assert!(out.is_empty());
+    let out = run(&mut st, 69, 71, |_| {
+        view(vec![model("m", 100, 100.0, 0.0, 2)])
+    });
+    assert_eq!(kinds(&out), [(TransitionKind::Resolved, "m".to_owned())]);
+}
+
+#[test]
+fn reminders_repeat_until_acknowledged() {
+    let mut st = engine(SLOW);
+    let bad = |_| view(vec![model("m", 100, 900.0, 0.0, 2)]);
+    let out = run(&mut st, 0, 30 + 1800, bad);
+    let reminders = out
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Reminder)
+        .count();
+    assert_eq!(out[0].kind, TransitionKind::Firing);
+    assert_eq!(reminders, 2, "30 min of firing, reminders every 10 min");
+    let key = AlertKey {
+        rule: "slow".into(),
+        model: "m".into(),
+    };
+    assert!(st.acknowledge(&key));
+    let out = run(&mut st, 1830, 5000, bad);
+    assert!(out.is_empty(), "acknowledged: no more reminders");
+    let out = run(&mut st, 5000, 5001, |_| {
+        view(vec![model("m", 100, 1.0, 0.0, 2)])
+    });
+    assert_eq!(kinds(&out), [(TransitionKind::Resolved, "m".to_owned())]);
+}
+
+#[test]
+fn a_silenced_model_says_nothing_until_the_silence_ends() {
+    let mut st = engine(SLOW);
+    st.silence(SilenceTarget::Model("m".into()), Duration::from_secs(60), 0);
+    let out = run(&mut st, 0, 60, |_| {
+        view(vec![
+            model("m", 100, 900.0, 0.0, 2),
+            model("other", 100, 900.0, 0.0, 2),
+        ])
+    });
+    assert_eq!(
+        kinds(&out),
+        [(TransitionKind::Firing, "other".to_owned())],
+        "only the silenced model is muted"
+    );
+    let firing = st.view().active;
+    assert!(
+        firing
+            .iter()
+            .any(|a| a.model == "m" && a.silenced && a.state == AlertPhase::Firing)
+    );
+    // The silence ends while it still fires: told once, then quiet again.
+    let out = run(&mut st, 60, 120, |_| {
+        view(vec![
+            model("m", 100, 900.0, 0.0, 2),
+            model("other", 100, 900.0, 0.0, 2),
+        ])
+    });
+    assert_eq!(kinds(&out), [(TransitionKind::Firing, "m".to_owned())]);
+    // A silenced alert that resolves unnoticed sends no orphan "resolved".
+    let mut st = engine(SLOW);
+    st.silence(
+        SilenceTarget::Model("m".into()),
+        Duration::from_secs(600),
+        0,
+    );
+    run(&mut st, 0, 40, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    let out = run(&mut st, 40, 41, |_| {
+        view(vec![model("m", 100, 1.0, 0.0, 2)])
+    });
+    assert!(out.is_empty());
+}
+
+#[test]
+fn three_requests_never_fire_latency_or_error_alerts() {
+    let mut st = AlertState::new(RuleSet::new(&AlertsSection::default()).expect("builtin"));
+    let out = run(&mut st, 0, 600, |_| {
+        view(vec![model("m", 3, 60_000.0, 1.0, 0)])
+    });
+    assert!(out.is_empty(), "{:?}", kinds(&out));
+    assert_eq!(st.active().count(), 0, "not even pending");
+}
+
+#[test]
+fn zero_config_detects_latency_errors_and_a_dead_model() {
+    let mut st = AlertState::new(RuleSet::new(&AlertsSection::default()).expect("builtin"));
+    let out = run(&mut st, 0, 120, |_| {
+        view(vec![
+            model("slow", 600, 900.0, 0.0, 10),
+            model("failing", 600, 20.0, 0.3, 10),
+            model("healthy", 600, 20.0, 0.001, 10),
+        ])
+    });
+    let fired: Vec<(String, String)> = out
+        .iter()
+        .map(|t| (t.alert.rule.clone(), t.alert.model.clone()))
+        .collect();
+    assert!(
+        fired.contains(&("high_latency".into(), "slow".into())),
+        "{fired:?}"
+    );
+    assert!(
+        fired.contains(&("high_error_rate".into(), "failing".into())),
+        "{fired:?}"
+    );
+    assert!(!fired.iter().any(|f| f.1 == "healthy"), "{fired:?}");
+    // `healthy` stops: its traffic over 30 s drops to zero.
+    let mut st = AlertState::new(RuleSet::new(&AlertsSection::default()).expect("builtin"));
+    run(&mut st, 0, 60, |_| {
+        view(vec![model("healthy", 600, 20.0, 0.0, 10)])
+    });
+    let out = run(&mut st, 60, 120, |_| {
+        view(vec![model("healthy", 0, 0.0, 0.0, 0)])
+    });
+    assert_eq!(
+        out.iter()
+            .map(|t| (t.kind, t.alert.rule.as_str()))
+            .collect::<Vec<_>>(),
+        [(TransitionKind::Firing, "traffic_drop")]
+    );
+    // A model that never had traffic is not "dropping".
+    let mut st = AlertState::new(RuleSet::new(&AlertsSection::default()).expect("builtin"));
+    let out = run(&mut st, 0, 120, |_| {
+        view(vec![model("idle", 0, 0.0, 0.0, 0)])
+    });
+    assert!(out.is_empty());
+}
+
+#[test]
+fn per_model_overrides_and_config_errors() {
+    let mut st = engine(&format!(
+        "{SLOW}\n[[alerts.rules]]\nname = \"slow\"\nmodels = [\"llm\"]\nthreshold = 5000.0\n"
+    ));
+    let out = run(&mut st, 0, 60, |_| {
+        view(vec![
+            model("llm", 100, 2000.0, 0.0, 2),
+            model("cnn", 100, 2000.0, 0.0, 2),
+        ])
+    });
+    assert_eq!(kinds(&out), [(TransitionKind::Firing, "cnn".to_owned())]);
+    // A new rule without a metric, and an inverted hysteresis, are config errors.
+    for bad in [
+        "[[alerts.rules]]\nname = \"x\"\nthreshold = 1.0\n",
+        "[[alerts.rules]]\nname = \"high_latency\"\nresolve = 900.0\n",
+    ] {
+        let cfg = Config::parse(bad).expect("parses");
+        let err = cfg.validate(None).expect_err("invalid").to_string();
+        assert!(err.contains("alerts.rules"), "{err}");
+    }
+    let err = Config::parse("[[alerts.rules]]\nname = \"x\"\ntreshold = 1.0\n").expect_err("typo");
+    assert!(err.contains("treshold"), "{err}");
+}

@@ -1,0 +1,300 @@
+//! What the notifier tests share: a webhook receiver on loopback, the monitor as a child
+//! process, a publisher playing slow then fast traffic, and config snippets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{self, Publisher, batch};
+
+/// How the test HTTP server answers.
+#[derive(Clone, Copy)]
+pub enum Mode {
+    Ok,
+    /// 500 to the first N requests, then 200.
+    FailFirst(usize),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+/// One POST the hook received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub body: Value,
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1:0 that records every POST body.
+pub struct Hook {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Hook {
+    pub fn start(mode: Mode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&got);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || serve(stream, mode, &seen));
+            }
+        });
+        Self { url, got }
+    }
+
+    pub fn bodies(&self) -> Vec<Received> {
+        self.got.lock().expect("lock").clone()
+    }
+
+    /// Waits until `pred` holds for the bodies received so far.
+    pub fn wait(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if pred(&self.bodies()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let bodies: Vec<Value> = self.bodies().into_iter().map(|r| r.body).collect();
+        panic!("timed out waiting for {what}; received: {bodies:?}");
+    }
+}
+
+pub fn serve(stream: TcpStream, mode: Mode, seen: &Mutex<Vec<Received>>) {
+    let mut reader = BufReader::new(stream);
+    let mut length = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let body: Value = serde_json::from_slice(&body).expect("webhook bodies are JSON");
+    let n = {
+        let mut seen = seen.lock().expect("lock");
+        seen.push(Received {
+            at: Instant::now(),
+            body,
+        });
+        seen.len()
+    };
+    let status = match mode {
+        Mode::Hang => {
+            std::thread::sleep(Duration::from_secs(120));
+            return;
+        }
+        Mode::FailFirst(k) if n <= k => "500 Internal Server Error",
+        _ => "200 OK",
+    };
+    let mut stream = reader.into_inner();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    );
+}
+
+/// `modelmon-tui --batch` with a config file and extra environment, its lines and its
+/// stderr collected.
+pub struct Mon {
+    pub child: Child,
+    pub lines: mpsc::Receiver<Value>,
+    pub stderr: Arc<Mutex<String>>,
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Mon {
+    pub fn start(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), config, args, env)
+    }
+
+    /// A monitor on the broker watching only `model` with a 2-s window, once connected.
+    pub fn watching(config: &str, model: &str, env: &[(&str, &str)]) -> Self {
+        let mon = Self::start(config, &["--window", "2s", "--models", model], env);
+        mon.wait_for("the broker", Duration::from_secs(20), |v| {
+            v["broker"]["state"] == "connected"
+        });
+        mon
+    }
+
+    /// In `dir`: its config, its runtime dir and its state (snapshots, alerts.json).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"));
+        cmd.args(["--batch", "--interval", "200ms", "--config"])
+            .arg(&path)
+            .args(args)
+            .env_remove("MODELMON_AMQP_URL")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("MODELMON_LOG", "modelmon=info");
+        if !args.contains(&"--demo") {
+            cmd.args(["--amqp", support::AMQP]);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr_pipe = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let v: Value = serde_json::from_str(&line).expect("JSON lines");
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines() {
+                let Ok(line) = line else { return };
+                let mut s = sink.lock().expect("lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            dir: Some(dir),
+        }
+    }
+
+    /// A clean exit (SIGTERM, as a service manager stops it); hands back its directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.dir.take().expect("the directory")
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => last = v,
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "timed out waiting for {what}; last line: {last}\nstderr:\n{}",
+            self.stderr.lock().expect("lock")
+        );
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Mon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes, on its own thread, `slow` for `bad` then fast events for `good`, every
+/// 200 ms. Returns when the first slow batch was confirmed by the broker.
+pub fn play(model: &str, bad: Duration, good: Duration, slow: (u16, u64)) -> Instant {
+    let model = model.to_owned();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        support::runtime().block_on(async move {
+            let p = Publisher::connect().await;
+            let start = Instant::now();
+            let mut told = false;
+            while start.elapsed() < bad + good {
+                let (status, us) = if start.elapsed() < bad {
+                    slow
+                } else {
+                    (200, 5_000)
+                };
+                let events = (0..10)
+                    .map(|_| support::event(&model, status, us))
+                    .collect();
+                p.publish(&model, &batch(events, 0)).await;
+                if !told {
+                    let _ = tx.send(Instant::now());
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the publisher connects")
+}
+
+pub fn alerts_config(hooks: &str, rule_extra: &str) -> String {
+    format!(
+        r#"
+[alerts]
+builtin = false
+[[alerts.rules]]
+name = "slow"
+metric = "p95_ms"
+threshold = 100.0
+resolve = 50.0
+for = "1s"
+min_requests = 5
+{rule_extra}
+[notify.desktop]
+enabled = false
+{hooks}
+"#
+    )
+}
+
+pub fn webhook(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[notify.webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"300ms\"\nbackoff = \"100ms\"\nretries = 2\n{extra}\n"
+    )
+}
+
+pub fn statuses(bodies: &[Received]) -> Vec<String> {
+    bodies
+        .iter()
+        .map(|r| r.body["status"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}

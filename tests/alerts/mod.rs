@@ -1,0 +1,10 @@
+//! Alerts: the lifecycle on a virtual clock, and notifications through real services:
+//! webhooks to an HTTP server on loopback, desktop notifications through a real session
+//! bus and dunst, and `--demo`'s scripted incidents end to end.
+
+mod demo;
+mod desktop;
+mod engine;
+mod fixtures;
+mod restart;
+mod webhooks;
