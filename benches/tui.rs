@@ -83,7 +83,7 @@ fn view() -> View {
 }
 
 fn bench(c: &mut Criterion) {
-    let view = view();
+    let view = modelmon::live::Live::from(view());
     let theme = Theme {
         color: true,
         ascii: false,

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::store::View;
+use crate::live::Live;
 use crate::store::history::{KeyKind, KeySummary, Range, RangeSummary};
 use crate::store::view::{
     BrokerState, ContainerEventView, ContainerView, DockerState, ModelResources, ModelView,
@@ -21,6 +21,8 @@ pub struct Line<'a> {
     pub ingest: &'a crate::store::view::IngestView,
     pub docker: DockerLine<'a>,
     pub models: Vec<ModelLine<'a>>,
+    /// The monitor's own alerts (broker, sources, Docker engine), as each model's.
+    pub alerts: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -70,6 +72,9 @@ pub struct ModelLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_events: Option<&'a [ContainerEventView]>,
     pub alerts: Vec<serde_json::Value>,
+    /// The model's normal, as the relative alert rules judge it; `null` before the
+    /// monitor has any history of it.
+    pub baseline: Option<&'a crate::alert::Baseline>,
     /// With `--range`: the same figures over that much history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub range: Option<RangeSummary>,
@@ -81,7 +86,7 @@ pub struct ModelLine<'a> {
 }
 
 impl<'a> Line<'a> {
-    pub fn new(view: &'a View) -> Self {
+    pub fn new(view: &'a Live) -> Self {
         Self {
             ts_ms: view.ts_ms,
             broker: BrokerLine {
@@ -102,9 +107,11 @@ impl<'a> Line<'a> {
                 .map(|m| {
                     let mut line = ModelLine::new(m, view.resources(&m.model));
                     line.alerts = alert_objects(&view.alerts, &m.model);
+                    line.baseline = view.alerts.baseline(&m.model);
                     line
                 })
                 .collect(),
+            alerts: alert_objects(&view.alerts, crate::alert::MONITOR),
         }
     }
 }
@@ -137,6 +144,7 @@ impl<'a> ModelLine<'a> {
             containers: res.map(|r| r.containers.as_slice()),
             container_events: res.map(|r| r.events.as_slice()),
             alerts: Vec::new(),
+            baseline: None,
             range: None,
             range_routes: None,
             range_instances: None,
@@ -144,8 +152,9 @@ impl<'a> ModelLine<'a> {
     }
 }
 
-/// A model's alerts as `--batch` shows them: active ones first, then those resolved in
-/// the last 24 h, newest first. `since` is when the alert entered its current state.
+/// A model's alerts (or the monitor's own) as `--batch` shows them: active ones first,
+/// then those resolved in the last 24 h, newest first. `since` is when the alert entered
+/// its current state; `explanation` says why in one sentence, with the figures.
 fn alert_objects(alerts: &crate::alert::AlertsView, model: &str) -> Vec<serde_json::Value> {
     alerts
         .for_model(model)
@@ -157,6 +166,9 @@ fn alert_objects(alerts: &crate::alert::AlertsView, model: &str) -> Vec<serde_js
                 "severity": a.severity.as_str(),
                 "value": a.value.map(round6),
                 "threshold": a.threshold,
+                "resolve": a.resolve,
+                "normal": a.normal,
+                "explanation": a.explanation,
                 "since": a.since_ms,
                 "started_ms": a.started_ms,
                 "resolved_ms": a.resolved_ms,
@@ -178,7 +190,7 @@ fn round6(x: f64) -> f64 {
 /// Writes one line for `view`, with each model's figures over `range` when given.
 pub fn write_line_with_range(
     out: &mut impl Write,
-    view: &View,
+    view: &Live,
     range: Option<&Range>,
 ) -> std::io::Result<()> {
     let mut line = Line::new(view);
@@ -197,7 +209,7 @@ pub fn write_line_with_range(
 }
 
 /// Writes one line for `view`.
-pub fn write_line(out: &mut impl Write, view: &View) -> std::io::Result<()> {
+pub fn write_line(out: &mut impl Write, view: &Live) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, &Line::new(view))?;
     out.write_all(b"\n")?;
     out.flush()

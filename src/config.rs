@@ -293,6 +293,9 @@ impl Config {
         if let Err(e) = crate::alert::RuleSet::new(&self.alerts) {
             return Err(invalid("alerts.rules", &e.to_string()));
         }
+        if let Err((key, message)) = self.alerts.baseline.check() {
+            return Err(invalid(key, &message));
+        }
         if let Err((key, message)) = self.notify.check() {
             return Err(invalid(key, &message));
         }

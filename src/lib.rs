@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod live;
 pub mod report;
 pub mod runtime;
 pub mod snapshots;

@@ -15,8 +15,9 @@ use crate::alert::{AlertControl, Alerting, Notifiers, RuleSet};
 use crate::clock::now_us;
 use crate::config::Config;
 use crate::ingest::{self, Input};
+use crate::live::Live;
 use crate::snapshots::{Snapshots, open_snapshots};
-use crate::store::{BrokerState, BrokerView, Store, View};
+use crate::store::{BrokerState, BrokerView, Store};
 
 /// Bodies queued between ingest and the store. Together with the broker's prefetch
 /// this bounds what the monitor holds in memory when it falls behind.
@@ -29,9 +30,10 @@ pub enum Source {
     Demo,
 }
 
-/// A running monitor: the views it publishes, and its tasks.
+/// A running monitor: the views it publishes (with the alerts judged on each), and its
+/// tasks.
 pub struct Monitor {
-    pub views: watch::Receiver<Arc<View>>,
+    pub views: watch::Receiver<Live>,
     /// Silence and acknowledge alerts (see docs/alerts.md).
     pub alerts: AlertControl,
     tasks: Vec<JoinHandle<()>>,
@@ -43,7 +45,7 @@ impl Monitor {
     /// Starts ingest and the store task. Views are published every `refresh`.
     pub fn start(cfg: &Config, source: Source, refresh: Duration) -> Self {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-        let (view_tx, views) = watch::channel(Arc::new(View::default()));
+        let (view_tx, views) = watch::channel(Live::default());
         let broker = match source {
             Source::Demo => BrokerView {
                 state: BrokerState::Demo,
@@ -175,7 +177,7 @@ async fn store_task(
     mut store: Store,
     mut broker: BrokerView,
     mut rx: mpsc::Receiver<Input>,
-    views: watch::Sender<Arc<View>>,
+    views: watch::Sender<Live>,
     refresh: Duration,
     mut snapshots: Option<Snapshots>,
     mut stop: oneshot::Receiver<()>,
@@ -201,10 +203,11 @@ async fn store_task(
             }
             _ = tick.tick() => {
                 let now = now_us();
-                let mut view = store.view(now, broker.clone());
-                // Evaluated here so that the alerts of a view match its figures exactly.
-                view.alerts = alerting.tick(&view, now / 1000);
-                if views.send(Arc::new(view)).is_err() {
+                let view = Arc::new(store.view(now, broker.clone()));
+                // Judged here, on this very view, so the alerts published beside it
+                // match its figures exactly.
+                let alerts = alerting.tick(&view, now / 1000);
+                if views.send(Live { view, alerts }).is_err() {
                     return;
                 }
             }

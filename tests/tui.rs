@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use modelmon::alert::engine::Silence;
 use modelmon::alert::{Alert, AlertKey, AlertsView, Command, SilenceTarget};
+use modelmon::live::Live;
 use modelmon::store::view::{
     BrokerState, BrokerView, ContainerEventView, ContainerView, DockerState, DockerView,
     IngestView, KeyStats, ModelResources, ModelView, RejectRecord, SeriesPoint, Stats,
@@ -103,7 +104,14 @@ fn keyed(name: &str, share: f64, s: &Stats) -> KeyStats {
 
 /// A fixed view: a healthy model, a slow one (critical p95), one with errors (warn),
 /// a silent one and a quiet healthy one.
-fn fixture() -> View {
+fn fixture() -> Live {
+    Live {
+        view: Arc::new(fixture_view()),
+        alerts: Arc::new(alerts()),
+    }
+}
+
+fn fixture_view() -> View {
     let specs = [
         Spec {
             name: "fraud-xgb",
@@ -216,7 +224,6 @@ fn fixture() -> View {
             containers: 3,
         },
         resources: resources(),
-        alerts: Arc::new(alerts()),
         ..View::default()
     }
 }
@@ -331,6 +338,7 @@ fn alerts() -> AlertsView {
     );
     oom.silenced = true;
     AlertsView {
+        baselines: Arc::default(),
         active: vec![
             oom,
             alert(
@@ -388,7 +396,7 @@ fn colour() -> Theme {
     }
 }
 
-fn draw(view: &View, app: &AppState, w: u16, h: u16) -> Buffer {
+fn draw(view: &Live, app: &AppState, w: u16, h: u16) -> Buffer {
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("test backend");
     t.draw(|f| views::draw(f, view, app)).expect("draw");
     t.backend().buffer().clone()
@@ -408,7 +416,7 @@ fn text(buf: &Buffer) -> String {
     out
 }
 
-fn screen(view: &View, app: &AppState, w: u16, h: u16) -> String {
+fn screen(view: &Live, app: &AppState, w: u16, h: u16) -> String {
     text(&draw(view, app, w, h))
 }
 
@@ -416,12 +424,12 @@ fn key(code: KeyCode) -> Event {
     Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
 }
 
-fn press(app: &mut AppState, view: &Arc<View>, codes: &[KeyCode]) -> Outcome {
+fn press(app: &mut AppState, view: &Live, codes: &[KeyCode]) -> Outcome {
     press_at(app, view, codes, Rect::new(0, 0, 160, 45))
 }
 
 /// Keys in a terminal of `size`: paging and scrolling depend on it.
-fn press_at(app: &mut AppState, view: &Arc<View>, codes: &[KeyCode], size: Rect) -> Outcome {
+fn press_at(app: &mut AppState, view: &Live, codes: &[KeyCode], size: Rect) -> Outcome {
     let mut last = Outcome::Ignored;
     for c in codes {
         last = app.handle(&key(*c), view, size);
@@ -449,7 +457,7 @@ fn overview_default_sort_puts_the_worst_first() {
 
 #[test]
 fn overview_sorted_by_p95_and_reversed() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     // health -> name -> qps -> p50 -> p95
     press(&mut a, &view, &[KeyCode::Char('s'); 4]);
@@ -465,7 +473,7 @@ fn overview_sorted_by_p95_and_reversed() {
 
 #[test]
 fn overview_filtered_by_name() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     press(
         &mut a,
@@ -518,7 +526,7 @@ fn small_terminal_keeps_the_essential_columns() {
 
 #[test]
 fn detail_at_each_range() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     a.selected = Some("iris-classifier".to_owned());
     press(&mut a, &view, &[KeyCode::Enter]);
@@ -600,7 +608,7 @@ fn view_with_history() -> View {
 
 #[test]
 fn detail_long_ranges_draw_the_history() {
-    let view = Arc::new(view_with_history());
+    let view = Live::from(view_with_history());
     let mut a = app(colour());
     a.selected = Some("iris-classifier".to_owned());
     a.screen = Screen::Detail;
@@ -619,7 +627,7 @@ fn detail_long_ranges_draw_the_history() {
 
 #[test]
 fn detail_at_80x24() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     a.selected = Some("llm-chat".to_owned());
     a.screen = Screen::Detail;
@@ -628,7 +636,7 @@ fn detail_at_80x24() {
 
 #[test]
 fn help_lists_every_key() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     press(&mut a, &view, &[KeyCode::Char('?')]);
     let s = screen(&view, &a, 160, 45);
@@ -655,7 +663,7 @@ fn the_docs_list_every_key_of_the_help() {
 
 #[test]
 fn alerts_pane_lists_firing_then_pending_then_resolved() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     press(&mut a, &view, &[KeyCode::Char('a')]);
     let s = screen(&view, &a, 160, 45);
@@ -696,7 +704,7 @@ fn overview_shows_container_figures_docker_state_and_firing_alerts() {
 
 #[test]
 fn detail_shows_the_containers_and_their_events() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     a.selected = Some("llm-chat".to_owned());
     a.screen = Screen::Detail;
@@ -744,7 +752,7 @@ fn thresholds_follow_the_alert_rules() {
     );
 }
 
-fn alerts_app(view: &Arc<View>) -> AppState {
+fn alerts_app(view: &Live) -> AppState {
     let mut a = app(colour());
     press(&mut a, view, &[KeyCode::Char('a')]);
     assert_eq!(a.screen, Screen::Alerts);
@@ -760,7 +768,7 @@ fn oom_key() -> AlertKey {
 
 #[test]
 fn x_silences_the_selected_alert_longer_on_each_press_then_lifts_it() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = alerts_app(&view);
     let target = SilenceTarget::Alert(oom_key());
     let mut sent = Vec::new();
@@ -790,7 +798,7 @@ fn x_silences_the_selected_alert_longer_on_each_press_then_lifts_it() {
 
 #[test]
 fn capital_x_silences_the_model_of_the_selected_alert_and_moving_restarts_the_cycle() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = alerts_app(&view);
     // Down twice: the pending error-rate alert of iris-classifier.
     press(
@@ -830,7 +838,7 @@ fn capital_x_silences_the_model_of_the_selected_alert_and_moving_restarts_the_cy
 
 #[test]
 fn a_acknowledges_a_firing_alert_only() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = alerts_app(&view);
     press(&mut a, &view, &[KeyCode::Char('a')]);
     assert_eq!(a.take_commands(), [Command::Acknowledge(oom_key())]);
@@ -856,9 +864,7 @@ fn a_acknowledges_a_firing_alert_only() {
 
 #[test]
 fn alert_keys_do_nothing_without_alerts() {
-    let mut v = fixture();
-    v.alerts = Arc::new(AlertsView::default());
-    let view = Arc::new(v);
+    let view = Live::from(fixture_view());
     let mut a = alerts_app(&view);
     for k in ['x', 'X', 'a'] {
         assert_eq!(press(&mut a, &view, &[KeyCode::Char(k)]), Outcome::Ignored);
@@ -906,7 +912,7 @@ fn no_color_draws_no_colour_and_ascii_draws_only_ascii() {
 
 #[test]
 fn an_empty_view_says_it_is_waiting() {
-    let s = screen(&View::default(), &app(colour()), 100, 20);
+    let s = screen(&Live::default(), &app(colour()), 100, 20);
     assert!(s.contains("no events yet"), "{s}");
 }
 
@@ -914,7 +920,7 @@ fn an_empty_view_says_it_is_waiting() {
 
 #[test]
 fn selection_moves_clamps_and_follows_the_model_across_resorts() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     let names =
         |a: &AppState| -> Vec<String> { a.rows(&view).iter().map(|m| m.model.clone()).collect() };
@@ -954,7 +960,7 @@ fn selection_moves_clamps_and_follows_the_model_across_resorts() {
 
 #[test]
 fn sort_cycles_through_every_column_both_ways() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     for k in SortKey::ALL.iter().skip(1) {
         press(&mut a, &view, &[KeyCode::Char('s')]);
@@ -968,7 +974,7 @@ fn sort_cycles_through_every_column_both_ways() {
 
 #[test]
 fn filter_typing_backspace_enter_and_escape() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     press(
         &mut a,
@@ -1001,7 +1007,7 @@ fn filter_typing_backspace_enter_and_escape() {
 
 #[test]
 fn detail_steps_through_models_without_going_back_and_esc_returns() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     let order: Vec<String> = a.rows(&view).iter().map(|m| m.model.clone()).collect();
     press(&mut a, &view, &[KeyCode::Enter]);
@@ -1040,16 +1046,16 @@ fn detail_steps_through_models_without_going_back_and_esc_returns() {
 
 #[test]
 fn pause_freezes_the_shown_view_while_new_views_arrive() {
-    let first = Arc::new(fixture());
+    let first = fixture();
     let mut a = app(colour());
     press(&mut a, &first, &[KeyCode::Char('p')]);
     assert!(a.paused());
-    let mut newer = fixture();
+    let mut newer = fixture_view();
     newer.ts_ms += 1000;
     newer.models[0].stats.qps = 999.0;
-    let newer = Arc::new(newer);
+    let newer = Live::new(newer, alerts());
     assert!(
-        Arc::ptr_eq(a.shown(&newer), &first),
+        a.shown(&newer).same_as(&first),
         "paused: the old view stays"
     );
     let s = screen(a.shown(&newer), &a, 160, 45);
@@ -1058,13 +1064,13 @@ fn pause_freezes_the_shown_view_while_new_views_arrive() {
     press(&mut a, &newer, &[KeyCode::Char('j')]);
     press(&mut a, &newer, &[KeyCode::Char('p')]);
     assert!(!a.paused());
-    assert!(Arc::ptr_eq(a.shown(&newer), &newer));
+    assert!(a.shown(&newer).same_as(&newer));
     assert!(!screen(&newer, &a, 160, 45).contains("PAUSED"));
 }
 
 #[test]
 fn quit_keys_and_help_overlay() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     assert_eq!(press(&mut a, &view, &[KeyCode::Char('q')]), Outcome::Quit);
     let ctrl_c = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
@@ -1084,7 +1090,7 @@ fn quit_keys_and_help_overlay() {
 
 #[test]
 fn mouse_wheel_moves_and_a_click_selects_then_opens() {
-    let view = Arc::new(fixture());
+    let view = fixture();
     let mut a = app(colour());
     let size = Rect::new(0, 0, 160, 45);
     let order: Vec<String> = a.rows(&view).iter().map(|m| m.model.clone()).collect();
@@ -1120,7 +1126,7 @@ fn mouse_wheel_moves_and_a_click_selects_then_opens() {
 
 #[test]
 fn scrolling_a_long_list_keeps_the_selection_on_screen() {
-    let mut view = fixture();
+    let mut view = fixture_view();
     let base = view.models[0].clone();
     view.models = (0..100)
         .map(|i| ModelView {
@@ -1128,7 +1134,7 @@ fn scrolling_a_long_list_keeps_the_selection_on_screen() {
             ..base.clone()
         })
         .collect();
-    let view = Arc::new(view);
+    let view = Live::new(view, alerts());
     let mut a = app(colour());
     let small = Rect::new(0, 0, 80, 24);
     press_at(&mut a, &view, &[KeyCode::Char('s')], small); // by name

@@ -1,7 +1,12 @@
 //! The alert lifecycle, as a pure function of the store's view and a clock.
 //!
-//! inactive → pending → firing → resolved, with Prometheus' semantics: a pending alert
-//! whose condition clears is dropped without a word, and `for` must hold without a break.
+//! inactive → pending → firing → resolved, with Prometheus' semantics and two changes
+//! that noisy figures need: a pending alert survives short dips and samples without a
+//! figure (it is dropped only once the condition has been clear for the rule's grace),
+//! and it fires only if the condition held in at least three quarters of the checks of
+//! its pending time, so one quiet sample cannot reset the clock and a few spikes cannot
+//! fire.
+//!
 //! Nothing here does I/O or reads the time: [`evaluate`] is driven by the store task in
 //! production and by a virtual clock in tests.
 
@@ -11,16 +16,23 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::baseline::{Baselines, SharedBaselines, Spans};
+use super::measure::{self, Reading, Sight};
 use super::rules::{Metric, Rule, RuleSet, Severity};
-use crate::store::view::{ModelResources, ModelView, View};
+use crate::store::view::{BrokerState, DockerState, ModelView, View};
 
 /// Resolved alerts are kept this long for the alerts pane and `--batch`.
 pub const HISTORY_MS: i64 = 24 * 3600 * 1000;
 /// And at most this many, so a flapping fleet cannot grow memory.
 pub const HISTORY_MAX: usize = 1000;
-/// A `qps` rule fires only for a model that had traffic this recently: a model that
-/// went away yesterday is not "dropping traffic" today.
+/// An absolute `qps` rule fires only for a model that had traffic this recently: a model
+/// that went away yesterday is not "dropping traffic" today. A model whose containers
+/// all went away is "down" for as long.
 pub const TRAFFIC_MEMORY_MS: i64 = 3600 * 1000;
+/// The `model` of an alert about the monitor itself (a model name is never empty).
+pub const MONITOR: &str = "";
+/// Spans of blindness kept for the baselines (they look back at most a few hours).
+const BLIND_SPANS: usize = 64;
 
 /// One alert is one rule on one model.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -51,14 +63,23 @@ impl AlertPhase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub rule: String,
+    /// Empty ([`MONITOR`]) for an alert about the monitor itself.
     pub model: String,
     pub metric: Metric,
     pub severity: Severity,
     pub state: AlertPhase,
     /// The latest value; `None` once unknown (too few requests, no data).
     pub value: Option<f64>,
+    /// The limits in force at the latest evaluation (for a relative rule, from the
+    /// model's normal at that time).
     pub threshold: f64,
     pub resolve: f64,
+    /// The model's normal for this metric, for relative rules.
+    #[serde(default)]
+    pub normal: Option<f64>,
+    /// One sentence with the figures: why it fired, or how it stands now.
+    #[serde(default)]
+    pub explanation: String,
     /// When the current state began, Unix ms.
     pub since_ms: i64,
     /// When the condition first held (pending began), Unix ms.
@@ -76,6 +97,12 @@ pub struct Alert {
     pub silenced: bool,
     /// The rule's notifier names, kept so the resolve goes where the firing went.
     pub notify: Option<Vec<String>>,
+    /// Checks with a known value while pending, and how many of them were bad: the
+    /// share decides the firing.
+    #[serde(default)]
+    pub(crate) checks: u32,
+    #[serde(default)]
+    pub(crate) bad_checks: u32,
     /// The evaluation that last visited it.
     #[serde(skip)]
     pub(crate) epoch: u64,
@@ -94,6 +121,20 @@ impl Alert {
         self.notify
             .as_ref()
             .is_none_or(|n| n.iter().any(|x| x == name))
+    }
+
+    /// Whether it is about the monitor itself rather than a model.
+    pub fn is_monitor(&self) -> bool {
+        self.model == MONITOR
+    }
+
+    /// What it is about, for people: the model, or "monitor".
+    pub fn subject(&self) -> &str {
+        if self.is_monitor() {
+            "monitor"
+        } else {
+            &self.model
+        }
     }
 }
 
@@ -139,6 +180,23 @@ pub struct Transition {
     pub alert: Alert,
 }
 
+/// What the engine watches of the monitor's own inputs between evaluations.
+#[derive(Debug, Default)]
+struct Watch {
+    /// Whether the broker was connected (or the demo running) at the last evaluation,
+    /// and since when that holds.
+    broker_up: Option<bool>,
+    broker_since_ms: i64,
+    docker_state: Option<DockerState>,
+    docker_since_ms: i64,
+    /// Spans the broker was down, for the baselines to leave out.
+    blind: VecDeque<(i64, i64)>,
+    /// `(ms, dropped_by_source)` samples over the source-drop window.
+    drops: VecDeque<(i64, BTreeMap<String, u64>)>,
+    /// Last time each model had a running container.
+    had_running: HashMap<String, i64>,
+}
+
 /// All alert state: the engine's memory between evaluations.
 #[derive(Debug, Default)]
 pub struct AlertState {
@@ -146,10 +204,12 @@ pub struct AlertState {
     active: BTreeMap<AlertKey, Alert>,
     history: VecDeque<Alert>,
     silences: Vec<Silence>,
-    /// Last time each `qps` rule saw healthy traffic, per model.
+    /// Last time each absolute `qps` rule saw healthy traffic, per model.
     traffic_seen: HashMap<AlertKey, i64>,
     /// Restart and OOM counters: the last count seen and when it last went up.
     counters: HashMap<AlertKey, (u64, Option<i64>)>,
+    baselines: Baselines,
+    watch: Watch,
     /// Counts evaluations; an active alert not stamped with the current one was not
     /// visited (its model or rule left the view).
     epoch: u64,
@@ -169,10 +229,14 @@ pub struct AlertsView {
     /// Resolved in the last 24 h, newest first.
     pub recent: Vec<Alert>,
     pub silences: Vec<Silence>,
+    /// Each model's normal, as the relative rules judge it.
+    #[serde(skip)]
+    pub baselines: SharedBaselines,
 }
 
 impl AlertsView {
-    /// A model's alerts: active ones, then its resolved ones, newest first.
+    /// A model's alerts (or, for [`MONITOR`], the monitor's own): active ones, then its
+    /// resolved ones, newest first.
     pub fn for_model<'a>(&'a self, model: &'a str) -> impl Iterator<Item = &'a Alert> + 'a {
         self.active
             .iter()
@@ -180,11 +244,20 @@ impl AlertsView {
             .filter(move |a| a.model == model)
     }
 
+    /// The monitor's own alerts (broker, sources, Docker engine).
+    pub fn monitor(&self) -> impl Iterator<Item = &Alert> {
+        self.for_model(MONITOR)
+    }
+
     /// Whether `model` has a firing alert (the overview marks it).
     pub fn is_firing(&self, model: &str) -> bool {
         self.active
             .iter()
             .any(|a| a.model == model && a.state == AlertPhase::Firing)
+    }
+
+    pub fn baseline(&self, model: &str) -> Option<&super::baseline::Baseline> {
+        self.baselines.get(model).map(|b| &**b)
     }
 }
 
@@ -253,6 +326,7 @@ impl AlertState {
             active,
             recent: self.history.iter().rev().cloned().collect(),
             silences: self.silences.clone(),
+            baselines: self.baselines.shared(),
         }
     }
 
@@ -285,56 +359,87 @@ impl AlertState {
     pub fn active(&self) -> impl Iterator<Item = &Alert> {
         self.active.values()
     }
-}
 
-/// The value `rule` judges for model `m`, or `None` when it is unknown: too few
-/// requests, or a container figure nobody feeds (no Docker, no container mapped).
-pub fn value_of(rule: &Rule, m: &ModelView, res: Option<&ModelResources>) -> Option<f64> {
-    let s = &m.stats;
-    let enough = |requests: u64| requests >= rule.min_requests.max(1);
-    match rule.metric {
-        Metric::P50Ms => s.p50_ms.filter(|_| enough(s.requests)),
-        Metric::P95Ms => s.p95_ms.filter(|_| enough(s.requests)),
-        Metric::P99Ms => s.p99_ms.filter(|_| enough(s.requests)),
-        Metric::ErrorRate => match rule.window {
-            None => s.error_rate.filter(|_| enough(s.requests)),
-            Some(w) => {
-                let (requests, errors, _) = series_sums(m, w);
-                enough(requests).then(|| errors as f64 / requests as f64)
-            }
-        },
-        // Zero requests is a known zero, not unknown: that is what a dead model looks like.
-        Metric::Qps => match rule.window {
-            None => Some(s.qps),
-            Some(w) => {
-                let (requests, _, secs) = series_sums(m, w);
-                Some(if secs == 0 {
-                    0.0
-                } else {
-                    requests as f64 / secs as f64
-                })
-            }
-        },
-        Metric::CpuPercent => res?.cpu_percent,
-        Metric::MemoryPercent => res?.mem_percent,
-        Metric::Unhealthy => res?
-            .health
-            .as_deref()
-            .map(|h| f64::from(u8::from(h == "unhealthy"))),
-        // Counters become "went up within the window" in `counter_gate`.
-        Metric::Restarts => res.map(|r| r.restarts as f64),
-        Metric::OomKills => res.map(|r| r.oom_kills as f64),
+    /// The spans a model's baseline must not learn from: its incidents (alerts on
+    /// request figures that fired, from when they were first pending) and the times
+    /// the monitor could not see events.
+    fn excluded(&self, model: &str, now_ms: i64) -> Spans {
+        let incident =
+            |a: &Alert| a.model == model && a.metric.needs_requests() && a.started_ms.is_some();
+        self.active
+            .values()
+            .filter(|a| incident(a))
+            .map(|a| (a.active_since_ms, now_ms))
+            .chain(
+                self.history
+                    .iter()
+                    .filter(|a| incident(a))
+                    .map(|a| (a.active_since_ms, a.resolved_ms.unwrap_or(now_ms))),
+            )
+            .chain(self.watch.blind.iter().copied())
+            .collect()
     }
 }
 
-/// Requests, errors and seconds over the last `window` of the per-second series.
-fn series_sums(m: &ModelView, window: Duration) -> (u64, u64, u64) {
-    let n = usize::try_from(window.as_secs()).unwrap_or(usize::MAX);
-    let tail = &m.series[m.series.len().saturating_sub(n)..];
-    let (r, e) = tail
+/// Notes what changed in the monitor's own inputs, and what it can see now.
+fn observe(state: &mut AlertState, view: &View, now_ms: i64) -> Sight {
+    let w = &mut state.watch;
+    let up = matches!(
+        view.broker.state,
+        BrokerState::Connected | BrokerState::Demo
+    );
+    if w.broker_up != Some(up) {
+        if up && let Some(false) = w.broker_up {
+            if w.blind.len() >= BLIND_SPANS {
+                w.blind.pop_front();
+            }
+            w.blind.push_back((w.broker_since_ms, now_ms));
+        }
+        w.broker_up = Some(up);
+        w.broker_since_ms = now_ms;
+    }
+    if w.docker_state != Some(view.docker.state) {
+        w.docker_state = Some(view.docker.state);
+        w.docker_since_ms = now_ms;
+    }
+    Sight {
+        now_ms,
+        events_since_ms: up.then_some(w.broker_since_ms),
+        docker: view.docker.state == DockerState::Connected,
+        docker_blind: view.docker.state == DockerState::Unavailable,
+    }
+}
+
+/// Events dropped at the source within `window`, in all and by source (largest first).
+fn source_drops(
+    w: &mut Watch,
+    view: &View,
+    window_ms: i64,
+    now_ms: i64,
+) -> (u64, Vec<(String, u64)>) {
+    let latest = &view.ingest.dropped_by_source;
+    // One sample every few seconds is enough to tell "within the last minute".
+    if w.drops.back().is_none_or(|(t, _)| now_ms - t >= 5_000) {
+        w.drops.push_back((now_ms, latest.clone()));
+    }
+    while w.drops.len() > 1 && w.drops[1].0 <= now_ms - window_ms {
+        w.drops.pop_front();
+    }
+    let Some((_, old)) = w.drops.front() else {
+        return (0, Vec::new());
+    };
+    let mut by: Vec<(String, u64)> = latest
         .iter()
-        .fold((0, 0), |(r, e), p| (r + p.requests, e + p.errors));
-    (r, e, tail.len() as u64)
+        .map(|(k, &n)| {
+            (
+                k.clone(),
+                n.saturating_sub(old.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    (by.iter().map(|(_, n)| n).sum(), by)
 }
 
 /// Advances every alert to `now_ms` given `view`, and returns what must be notified.
@@ -342,22 +447,73 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
     let mut out = Vec::new();
     state.silences.retain(|s| s.until_ms > now_ms);
     state.epoch += 1;
+    let sight = observe(state, view, now_ms);
+    refresh_baselines(state, view, now_ms);
+
+    let monitor_rules: Vec<Rule> = state.rules.for_monitor().cloned().collect();
+    for rule in &monitor_rules {
+        let window_ms = ms(rule.window.unwrap_or(Duration::from_secs(60)));
+        let drops = source_drops(&mut state.watch, view, window_ms, now_ms);
+        let w = &state.watch;
+        let reading = measure::monitor_reading(
+            rule,
+            view,
+            now_ms,
+            w.broker_since_ms,
+            w.docker_since_ms,
+            &drops,
+        );
+        let key = AlertKey {
+            rule: rule.name.clone(),
+            model: MONITOR.to_owned(),
+        };
+        step(state, key, Some(rule), reading, now_ms, &mut out);
+    }
+
     for m in &view.models {
+        let res = view.resources(&m.model);
+        if res.is_some_and(|r| r.containers.iter().any(|c| c.state == "running")) {
+            state.watch.had_running.insert(m.model.clone(), now_ms);
+        }
         let rules = state.rules.for_model(&m.model);
+        let container_down = rules
+            .iter()
+            .filter(|r| r.metric == Metric::ContainersDown)
+            .any(|r| {
+                state
+                    .active
+                    .get(&AlertKey {
+                        rule: r.name.clone(),
+                        model: m.model.clone(),
+                    })
+                    .is_some_and(|a| a.state == AlertPhase::Firing)
+            });
         for rule in rules.iter() {
-            let mut value = value_of(rule, m, view.resources(&m.model));
             let key = AlertKey {
                 rule: rule.name.clone(),
                 model: m.model.clone(),
             };
+            let base = state.baselines.get(&m.model);
+            let mut reading = measure::model_reading(rule, m, res, base, &sight);
             match rule.metric {
-                Metric::Qps => value = traffic_gate(state, &key, rule, m, value, now_ms),
-                Metric::Restarts | Metric::OomKills => {
-                    value = counter_gate(state, &key, rule, value, now_ms);
+                Metric::Qps if container_down && reading.value.is_some() => {
+                    // The container being down is the cause, already told; its missing
+                    // traffic is the consequence.
+                    reading = Reading {
+                        why: format!("{} (its container is down)", reading.why),
+                        ..Reading::default()
+                    };
                 }
+                Metric::Qps if rule.relative.is_none() => {
+                    traffic_gate(state, &key, rule, m, &mut reading, now_ms);
+                }
+                Metric::Restarts | Metric::OomKills => {
+                    counter_gate(state, &key, rule, &mut reading, now_ms);
+                }
+                Metric::ContainersDown => gone_gate(state, m, res.is_some(), &sight, &mut reading),
                 _ => {}
             }
-            step(state, key, Some(rule), value, now_ms, &mut out);
+            step(state, key, Some(rule), reading, now_ms, &mut out);
         }
     }
     // Alerts whose model or rule vanished from the view: their value is unknown now.
@@ -369,7 +525,7 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
         .map(|(k, _)| k.clone())
         .collect();
     for key in gone {
-        step(state, key, None, None, now_ms, &mut out);
+        step(state, key, None, Reading::default(), now_ms, &mut out);
     }
     let horizon = now_ms - HISTORY_MS;
     while state
@@ -380,52 +536,96 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
     {
         state.history.pop_front();
     }
+    state
+        .watch
+        .had_running
+        .retain(|_, t| now_ms - *t <= TRAFFIC_MEMORY_MS);
     out
 }
 
-/// A drop in traffic counts only for a model that had healthy traffic within the last
-/// hour: otherwise a model that never had much (or left long ago) would fire forever.
+fn refresh_baselines(state: &mut AlertState, view: &View, now_ms: i64) {
+    let cfg = state.rules.baseline;
+    // The closure borrows the alerts while the baselines are written: take them out.
+    let mut baselines = std::mem::take(&mut state.baselines);
+    baselines.refresh(
+        &view.history,
+        view.models.iter().map(|m| m.model.as_str()),
+        &cfg,
+        now_ms,
+        |model| state.excluded(model, now_ms),
+    );
+    state.baselines = baselines;
+}
+
+/// A drop under an absolute `qps` threshold counts only for a model that had healthy
+/// traffic within the last hour: otherwise a model that never had much (or left long
+/// ago) would fire forever.
 fn traffic_gate(
     state: &mut AlertState,
     key: &AlertKey,
     rule: &Rule,
     m: &ModelView,
-    value: Option<f64>,
+    reading: &mut Reading,
     now_ms: i64,
-) -> Option<f64> {
-    let v = value?;
-    let requests = rule
-        .window
-        .map_or(m.stats.requests, |w| series_sums(m, w).0);
-    if v >= rule.resolve && requests >= rule.min_requests {
+) {
+    let Some(v) = reading.value else { return };
+    if v >= rule.resolve && m.stats.requests >= rule.min_requests {
         state.traffic_seen.insert(key.clone(), now_ms);
     }
     let recent = state
         .traffic_seen
         .get(key)
         .is_some_and(|&t| now_ms - t <= TRAFFIC_MEMORY_MS);
-    recent.then_some(v)
+    if !recent {
+        reading.value = None;
+    }
 }
 
-/// A cumulative counter as "how many times it went up within the window": counts that
-/// were already there when the monitor first saw the model never fire.
+/// A cumulative counter as "went up within the window": counts that were already there
+/// when the monitor first saw the model never fire.
 fn counter_gate(
     state: &mut AlertState,
     key: &AlertKey,
     rule: &Rule,
-    value: Option<f64>,
+    reading: &mut Reading,
     now_ms: i64,
-) -> Option<f64> {
-    let count = value? as u64;
+) {
+    let Some(count) = reading.value else { return };
+    let count = count as u64;
     let window = ms(rule.window.unwrap_or(Duration::from_secs(300)));
     let entry = state.counters.entry(key.clone()).or_insert((count, None));
     if count > entry.0 {
         entry.1 = Some(now_ms);
     }
     entry.0 = count;
-    Some(f64::from(u8::from(
-        entry.1.is_some_and(|t| now_ms - t < window),
-    )))
+    let recent = entry.1.is_some_and(|t| now_ms - t < window);
+    reading.value = Some(f64::from(u8::from(recent)));
+}
+
+/// A model whose every container is gone (removed while Docker watches) is down, if it
+/// had one running within the last hour.
+fn gone_gate(
+    state: &AlertState,
+    m: &ModelView,
+    has_containers: bool,
+    sight: &Sight,
+    reading: &mut Reading,
+) {
+    if has_containers || !sight.docker {
+        return;
+    }
+    if let Some(&t) = state.watch.had_running.get(&m.model) {
+        *reading = Reading {
+            value: Some(1.0),
+            limits: reading.limits.or(Some((0.0, 0.0))),
+            may_fire: true,
+            why: format!(
+                "its container is gone (removed {} ago at most); none running",
+                measure::show_duration_ms(sight.now_ms - t)
+            ),
+            ..Reading::default()
+        };
+    }
 }
 
 /// One alert's step of the lifecycle.
@@ -433,26 +633,36 @@ fn step(
     state: &mut AlertState,
     key: AlertKey,
     rule: Option<&Rule>,
-    value: Option<f64>,
+    reading: Reading,
     now_ms: i64,
     out: &mut Vec<Transition>,
 ) {
     let silenced = state.is_silenced(&key, now_ms);
-    let firing = state
-        .active
-        .get(&key)
-        .is_some_and(|a| a.state == AlertPhase::Firing);
-    let bad = match (rule, value) {
-        (Some(r), Some(v)) => r.is_bad(v, firing),
+    let current = state.active.get(&key).map(|a| a.state);
+    let firing = current == Some(AlertPhase::Firing);
+    let value = reading.value;
+    let bad = match (rule, value, reading.limits) {
+        (Some(r), Some(v), Some(l)) => reading.may_fire && r.is_bad(v, l, firing),
         _ => false,
     };
+    // The monitor cannot see: hold every alert as it is, neither firing nor resolving.
+    if reading.blind && value.is_none() {
+        if let Some(a) = state.active.get_mut(&key) {
+            a.epoch = state.epoch;
+        }
+        return;
+    }
     if firing && value.is_none() && now_ms < state.hold_unknown_until_ms {
+        if let Some(a) = state.active.get_mut(&key) {
+            a.epoch = state.epoch;
+        }
         return;
     }
     let Some(alert) = state.active.get_mut(&key) else {
         let Some(rule) = rule.filter(|_| bad) else {
             return;
         };
+        let (threshold, resolve) = reading.limits.unwrap_or((rule.threshold, rule.resolve));
         let mut alert = Alert {
             rule: key.rule.clone(),
             model: key.model.clone(),
@@ -460,8 +670,10 @@ fn step(
             severity: rule.severity,
             state: AlertPhase::Pending,
             value,
-            threshold: rule.threshold,
-            resolve: rule.resolve,
+            threshold,
+            resolve,
+            normal: reading.normal,
+            explanation: reading.why,
             since_ms: now_ms,
             active_since_ms: now_ms,
             started_ms: None,
@@ -472,6 +684,8 @@ fn step(
             acknowledged: false,
             silenced,
             notify: rule.notify.clone(),
+            checks: 1,
+            bad_checks: 1,
             epoch: state.epoch,
         };
         // `for = 0` fires on the first evaluation, like Prometheus.
@@ -485,16 +699,34 @@ fn step(
     alert.epoch = state.epoch;
     if value.is_some() || rule.is_none() {
         alert.value = value;
+        alert.normal = reading.normal;
+        if let Some((t, r)) = reading.limits {
+            alert.threshold = t;
+            alert.resolve = r;
+        }
+        if !reading.why.is_empty() {
+            alert.explanation = reading.why;
+        }
     }
     match alert.state {
         AlertPhase::Pending => {
-            let Some(rule) = rule.filter(|_| bad) else {
-                // `for` must hold continuously: a break drops the pending alert silently.
+            let Some(rule) = rule else {
                 state.active.remove(&key);
                 return;
             };
-            alert.last_bad_ms = now_ms;
-            if now_ms - alert.active_since_ms >= ms(rule.for_) {
+            if value.is_some() {
+                alert.checks = alert.checks.saturating_add(1);
+                alert.bad_checks = alert.bad_checks.saturating_add(u32::from(bad));
+            }
+            if bad {
+                alert.last_bad_ms = now_ms;
+            } else if now_ms - alert.last_bad_ms > ms(rule.grace()) {
+                // Clear for longer than a dip: the pending alert goes without a word.
+                state.active.remove(&key);
+                return;
+            }
+            let mostly = u64::from(alert.bad_checks) * 4 >= u64::from(alert.checks) * 3;
+            if now_ms - alert.active_since_ms >= ms(rule.for_) && mostly {
                 fire(alert, now_ms, silenced, out);
             }
         }
@@ -560,49 +792,5 @@ fn fire(alert: &mut Alert, now_ms: i64, silenced: bool, out: &mut Vec<Transition
     }
 }
 
-/// Shared, cheap copy of the alert view, as the store publishes it.
+/// Shared, cheap copy of the alert view, as the store task publishes it.
 pub type SharedAlerts = Arc<AlertsView>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::alert::rules::AlertsSection;
-    use crate::store::view::Stats;
-
-    fn model(name: &str, requests: u64, p95: f64) -> ModelView {
-        ModelView {
-            model: name.to_owned(),
-            window_s: 60,
-            stats: Stats {
-                requests,
-                qps: requests as f64 / 60.0,
-                p95_ms: Some(p95),
-                error_rate: Some(0.0),
-                ..Stats::default()
-            },
-            last_seen_ms_ago: Some(0),
-            series: Vec::new(),
-            routes: Vec::new(),
-            instances: Vec::new(),
-            routes_overflowed: 0,
-            version: None,
-            totals: crate::store::view::Totals::default(),
-        }
-    }
-
-    #[test]
-    fn latency_fires_after_for_and_resolves() {
-        let mut st = AlertState::new(RuleSet::new(&AlertsSection::default()).expect("ok"));
-        let view = |p95| View {
-            models: vec![model("m", 100, p95)],
-            ..View::default()
-        };
-        assert!(evaluate(&mut st, &view(900.0), 0).is_empty());
-        assert!(evaluate(&mut st, &view(900.0), 29_000).is_empty());
-        let t = evaluate(&mut st, &view(900.0), 30_000);
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].kind, TransitionKind::Firing);
-        let t = evaluate(&mut st, &view(100.0), 31_000);
-        assert_eq!(t[0].kind, TransitionKind::Resolved);
-    }
-}

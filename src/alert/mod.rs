@@ -1,12 +1,15 @@
 //! Alerts: rules with a Prometheus-like lifecycle, evaluated on every view the store
 //! publishes, and sent to desktop notifications and webhooks.
 //!
-//! The engine ([`engine::evaluate`]) is pure. [`Alerting`] is its one owner: it lives in
-//! the store task, so the alert state has one writer and every view carries the alerts
-//! that were true for exactly its figures. The UI changes alert state only by sending
-//! commands through an [`AlertControl`].
+//! The engine ([`engine::evaluate`]) is pure. [`Alerting`] is its one owner: it runs in
+//! the store task right after each view is built, so the alert state has one writer and
+//! the alerts published beside a view were judged on exactly its figures. The store
+//! knows nothing of alerts. The UI changes alert state only by sending commands through
+//! an [`AlertControl`].
 
+pub mod baseline;
 pub mod engine;
+pub mod measure;
 pub mod notify;
 pub mod persist;
 pub mod rules;
@@ -16,9 +19,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+pub use baseline::Baseline;
 pub use engine::{
-    Alert, AlertKey, AlertPhase, AlertState, AlertsView, SilenceTarget, Transition, TransitionKind,
-    evaluate,
+    Alert, AlertKey, AlertPhase, AlertState, AlertsView, MONITOR, SilenceTarget, Transition,
+    TransitionKind, evaluate,
 };
 pub use notify::{Notifiers, NotifySection};
 pub use rules::{AlertsSection, Metric, Rule, RuleSet, Severity};

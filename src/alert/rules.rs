@@ -22,7 +22,11 @@ pub enum Metric {
     ErrorRate,
     /// Fires when traffic drops *below* the threshold after the model had traffic.
     Qps,
+    /// 100 % = one core, summed over the model's replicas (as `docker stats`).
     CpuPercent,
+    /// CPU as a share of what the containers may use: their CPU limits, or the host's
+    /// cores for a container without one. 100 % = throttled.
+    CpuLimitPercent,
     MemoryPercent,
     /// Container restarts over the window (fed by the Docker poller).
     Restarts,
@@ -30,6 +34,14 @@ pub enum Metric {
     OomKills,
     /// 1 while the container's health check fails (fed by the Docker poller).
     Unhealthy,
+    /// The model's containers that are not running (stopped, died, gone).
+    ContainersDown,
+    /// The monitor's own: 1 while the broker is not connected.
+    BrokerDown,
+    /// The monitor's own: events the publishers reported dropping within the window.
+    SourceDrops,
+    /// The monitor's own: 1 while the Docker engine cannot be reached.
+    DockerDown,
 }
 
 impl Metric {
@@ -41,10 +53,33 @@ impl Metric {
             Self::ErrorRate => "error_rate",
             Self::Qps => "qps",
             Self::CpuPercent => "cpu_percent",
+            Self::CpuLimitPercent => "cpu_limit_percent",
             Self::MemoryPercent => "memory_percent",
             Self::Restarts => "restarts",
             Self::OomKills => "oom_kills",
             Self::Unhealthy => "unhealthy",
+            Self::ContainersDown => "containers_down",
+            Self::BrokerDown => "broker_down",
+            Self::SourceDrops => "source_drops",
+            Self::DockerDown => "docker_down",
+        }
+    }
+
+    /// A value of this metric in its unit, for people: "470 ms", "31 %", "2.1 req/s".
+    pub fn show(self, v: f64) -> String {
+        use super::baseline::{show_ms, show_qps, show_rate};
+        match self {
+            Self::P50Ms | Self::P95Ms | Self::P99Ms => show_ms(v),
+            Self::ErrorRate => show_rate(v),
+            Self::Qps => format!("{} req/s", show_qps(v)),
+            Self::CpuPercent | Self::CpuLimitPercent | Self::MemoryPercent => format!("{v:.0} %"),
+            Self::SourceDrops => format!("{v:.0} events"),
+            Self::Restarts
+            | Self::OomKills
+            | Self::Unhealthy
+            | Self::ContainersDown
+            | Self::BrokerDown
+            | Self::DockerDown => format!("{v:.0}"),
         }
     }
 
@@ -53,11 +88,47 @@ impl Metric {
         matches!(self, Self::Qps)
     }
 
-    /// Figures computed from requests: meaningless on a handful of them.
+    /// Figures computed from request events: meaningless on a handful of them, and
+    /// unknown while the broker is not connected.
     pub fn needs_requests(self) -> bool {
         matches!(
             self,
             Self::P50Ms | Self::P95Ms | Self::P99Ms | Self::ErrorRate | Self::Qps
+        )
+    }
+
+    /// Figures read from the Docker engine: unknown while it cannot be reached.
+    pub fn from_docker(self) -> bool {
+        matches!(
+            self,
+            Self::CpuPercent
+                | Self::CpuLimitPercent
+                | Self::MemoryPercent
+                | Self::Restarts
+                | Self::OomKills
+                | Self::Unhealthy
+                | Self::ContainersDown
+        )
+    }
+
+    /// About the monitor itself, not about a model.
+    pub fn of_monitor(self) -> bool {
+        matches!(
+            self,
+            Self::BrokerDown | Self::SourceDrops | Self::DockerDown
+        )
+    }
+
+    /// Whether a model's baseline has a figure for it, so a rule can be relative.
+    pub fn has_baseline(self) -> bool {
+        self.needs_requests()
+    }
+
+    /// Rate rules judged over a window of the per-second series.
+    pub fn takes_window(self) -> bool {
+        matches!(
+            self,
+            Self::ErrorRate | Self::Qps | Self::Restarts | Self::OomKills | Self::SourceDrops
         )
     }
 }
@@ -84,19 +155,49 @@ impl Severity {
     }
 }
 
+/// A threshold that follows the model's own normal (its baseline) instead of a number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Relative {
+    /// Above rules: fire past `factor ×` normal (≥ 1). `qps`: below `factor ×` normal (< 1).
+    pub factor: f64,
+    /// And at least this far from normal, in the metric's unit, so a 2 → 4 ms wobble
+    /// on a tiny model is not an incident.
+    pub min_change: f64,
+}
+
+impl Relative {
+    /// `(threshold, resolve)` for a model whose normal is `normal`. A firing alert
+    /// resolves halfway back to normal: far enough from the threshold not to flap.
+    pub fn limits(&self, metric: Metric, normal: f64) -> (f64, f64) {
+        let threshold = if metric.fires_below() {
+            (normal * self.factor).min(normal - self.min_change)
+        } else {
+            (normal * self.factor).max(normal + self.min_change)
+        };
+        (threshold, threshold + (normal - threshold) / 2.0)
+    }
+}
+
 /// A rule as the engine uses it: every field known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub name: String,
     pub metric: Metric,
+    /// Absolute rules only; a relative rule's limits come from the baseline.
     pub threshold: f64,
     /// The other side of the hysteresis: a firing alert resolves only once the value is
     /// back on this side (below it for "above" rules, above it for `qps`).
     pub resolve: f64,
-    /// `None`: the store's live window. Error rate and qps can use any window up to
-    /// the 5-minute per-second series; latency percentiles always use the live window.
+    /// `Some`: judged against the model's baseline, `threshold` and `resolve` unused.
+    pub relative: Option<Relative>,
+    /// `None`: the store's live window (and for a relative `qps` rule, a window long
+    /// enough to expect 20 requests at the model's normal rate). Error rate and qps can
+    /// use any window up to the 5-minute per-second series; latency percentiles always
+    /// use the live window.
     pub window: Option<Duration>,
-    /// How long the condition must hold, without a break, before pending turns firing.
+    /// How long the condition must hold before pending turns firing. Short dips (and
+    /// samples without a figure) inside the pending time do not restart the clock; the
+    /// condition must have held in three quarters of the checks.
     pub for_: Duration,
     /// How long a firing alert stays firing after its condition cleared.
     pub keep_firing_for: Duration,
@@ -104,19 +205,31 @@ pub struct Rule {
     pub repeat_interval: Duration,
     /// Below this many requests in the window the value is unknown and never fires.
     pub min_requests: u64,
+    /// Error-rate rules: fewer errors than this in the window never fire.
+    pub min_errors: u64,
     pub severity: Severity,
     /// Notifier names (`desktop` or a webhook's name); `None`: all of them.
     pub notify: Option<Vec<String>>,
 }
 
 impl Rule {
-    /// Whether `value` breaks the rule; a firing alert is judged against `resolve`.
-    pub fn is_bad(&self, value: f64, firing: bool) -> bool {
-        let limit = if firing { self.resolve } else { self.threshold };
+    /// Whether `value` breaks limits `(threshold, resolve)`; a firing alert is judged
+    /// against `resolve`.
+    pub fn is_bad(&self, value: f64, limits: (f64, f64), firing: bool) -> bool {
+        let limit = if firing { limits.1 } else { limits.0 };
         if self.metric.fires_below() {
             value < limit
         } else {
             value > limit
+        }
+    }
+
+    /// `(threshold, resolve)` given the model's normal; `None` for a relative rule
+    /// whose model has no baseline yet.
+    pub fn limits(&self, normal: Option<f64>) -> Option<(f64, f64)> {
+        match self.relative {
+            None => Some((self.threshold, self.resolve)),
+            Some(r) => normal.map(|n| r.limits(self.metric, n)),
         }
     }
 
@@ -125,6 +238,12 @@ impl Rule {
         self.notify
             .as_ref()
             .is_none_or(|n| n.iter().any(|x| x == name))
+    }
+
+    /// How long a pending alert may go without a bad sample before it is dropped: a
+    /// quarter of `for`, from 2 to 10 s. One noisy sample must not restart the clock.
+    pub fn grace(&self) -> Duration {
+        (self.for_ / 4).clamp(secs(2), secs(10))
     }
 }
 
@@ -141,59 +260,69 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// The rules every model gets with no configuration at all (see docs/alerts.md).
+/// The rules every model (and the monitor itself) gets with no configuration at all.
+/// docs/alerts.md gives the reasoning behind each figure.
 pub fn builtin_rules() -> Vec<Rule> {
-    let rule = |name: &str, metric, threshold, resolve, for_s, min_requests, severity| Rule {
+    let rule = |name: &str, metric, threshold, resolve, for_s, severity| Rule {
         name: name.to_owned(),
         metric,
         threshold,
         resolve,
+        relative: None,
         window: None,
         for_: secs(for_s),
         keep_firing_for: Duration::ZERO,
         repeat_interval: secs(4 * 3600),
-        min_requests,
+        min_requests: 0,
+        min_errors: 0,
         severity,
         notify: None,
     };
+    let relative = |factor, min_change| Some(Relative { factor, min_change });
     vec![
-        rule(
-            "high_latency",
-            Metric::P95Ms,
-            500.0,
-            400.0,
-            30,
-            20,
-            Severity::Warning,
-        ),
-        rule(
-            "high_error_rate",
-            Metric::ErrorRate,
-            0.05,
-            0.02,
-            30,
-            20,
-            Severity::Critical,
-        ),
         Rule {
+            relative: relative(3.0, 20.0),
+            min_requests: 20,
+            ..rule(
+                "latency_regression",
+                Metric::P95Ms,
+                0.0,
+                0.0,
+                15,
+                Severity::Warning,
+            )
+        },
+        Rule {
+            relative: relative(2.0, 0.05),
             window: Some(secs(30)),
+            min_requests: 20,
+            min_errors: 5,
+            ..rule(
+                "error_spike",
+                Metric::ErrorRate,
+                0.0,
+                0.0,
+                15,
+                Severity::Critical,
+            )
+        },
+        Rule {
+            relative: relative(0.25, 0.0),
             ..rule(
                 "traffic_drop",
                 Metric::Qps,
-                0.02,
-                0.1,
+                0.0,
+                0.0,
                 10,
-                1,
                 Severity::Critical,
             )
         },
         rule(
             "cpu_saturation",
-            Metric::CpuPercent,
+            Metric::CpuLimitPercent,
             90.0,
             80.0,
-            120,
-            0,
+            20,
             Severity::Warning,
         ),
         rule(
@@ -201,16 +330,22 @@ pub fn builtin_rules() -> Vec<Rule> {
             Metric::MemoryPercent,
             90.0,
             85.0,
-            120,
-            0,
+            20,
             Severity::Warning,
+        ),
+        rule(
+            "container_down",
+            Metric::ContainersDown,
+            0.0,
+            0.0,
+            0,
+            Severity::Critical,
         ),
         rule(
             "container_restarted",
             Metric::Restarts,
             0.0,
             0.0,
-            0,
             0,
             Severity::Warning,
         ),
@@ -220,7 +355,6 @@ pub fn builtin_rules() -> Vec<Rule> {
             0.0,
             0.0,
             0,
-            0,
             Severity::Critical,
         ),
         rule(
@@ -228,11 +362,83 @@ pub fn builtin_rules() -> Vec<Rule> {
             Metric::Unhealthy,
             0.0,
             0.0,
-            30,
-            0,
+            15,
             Severity::Critical,
         ),
+        rule(
+            "broker_down",
+            Metric::BrokerDown,
+            0.0,
+            0.0,
+            10,
+            Severity::Critical,
+        ),
+        Rule {
+            window: Some(secs(60)),
+            ..rule(
+                "source_dropping",
+                Metric::SourceDrops,
+                0.0,
+                0.0,
+                0,
+                Severity::Warning,
+            )
+        },
+        rule(
+            "docker_unavailable",
+            Metric::DockerDown,
+            0.0,
+            0.0,
+            10,
+            Severity::Warning,
+        ),
     ]
+}
+
+/// `[alerts.baseline]`: how each model's normal is learnt (see docs/alerts.md).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineSection {
+    /// History the normal is learnt from.
+    pub learn: Secs,
+    /// The most recent stretch left out, so an incident cannot teach itself as normal.
+    pub skip_recent: Secs,
+    /// Usable history needed before relative rules judge a model.
+    pub min_history: Secs,
+}
+
+impl Default for BaselineSection {
+    fn default() -> Self {
+        Self {
+            learn: Secs(secs(3600)),
+            skip_recent: Secs(secs(300)),
+            min_history: Secs(secs(600)),
+        }
+    }
+}
+
+impl BaselineSection {
+    /// What the types cannot check: `(key, message)`.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let whole_minutes = |d: Duration| d.as_secs() % 60 == 0 && d.subsec_nanos() == 0;
+        if !whole_minutes(self.learn.0) || self.learn.0 < secs(60) || self.learn.0 > secs(6 * 3600)
+        {
+            return Err((
+                "alerts.baseline.learn",
+                "must be whole minutes from 1m to 6h".into(),
+            ));
+        }
+        if self.skip_recent.0 > secs(3600) {
+            return Err(("alerts.baseline.skip_recent", "must be at most 1h".into()));
+        }
+        if self.min_history.0 < secs(60) || self.min_history.0 > self.learn.0 {
+            return Err((
+                "alerts.baseline.min_history",
+                "must be from 1m to `learn`".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[[alerts.rules]]`: a new rule, or an override of the rule with the same name.
@@ -253,6 +459,10 @@ pub struct RuleSpec {
     pub keep_firing_for: Option<Secs>,
     pub repeat_interval: Option<Secs>,
     pub min_requests: Option<u64>,
+    pub min_errors: Option<u64>,
+    /// Makes the rule relative to the model's normal (see [`Relative`]).
+    pub factor: Option<f64>,
+    pub min_change: Option<f64>,
     pub severity: Option<Severity>,
     pub notify: Option<Vec<String>>,
 }
@@ -265,6 +475,7 @@ pub struct AlertsSection {
     /// Start from the built-in rules (false: only the rules written here).
     pub builtin: bool,
     pub rules: Vec<RuleSpec>,
+    pub baseline: BaselineSection,
 }
 
 impl Default for AlertsSection {
@@ -273,6 +484,7 @@ impl Default for AlertsSection {
             enabled: true,
             builtin: true,
             rules: Vec::new(),
+            baseline: BaselineSection::default(),
         }
     }
 }
@@ -280,7 +492,7 @@ impl Default for AlertsSection {
 /// A rule spec that cannot become a rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuleError {
-    #[error("rule `{0}` is new, so it needs `metric` and `threshold`")]
+    #[error("rule `{0}` is new, so it needs `metric` and `threshold` (or `factor`)")]
     Incomplete(String),
     #[error("rule `{name}`: {message}")]
     Invalid { name: String, message: String },
@@ -289,32 +501,46 @@ pub enum RuleError {
 impl RuleSpec {
     /// This spec laid over `base`, or a new rule when there is none.
     fn apply(&self, base: Option<&Rule>) -> Result<Rule, RuleError> {
-        let mut rule = match (base, self.metric, self.threshold) {
-            (Some(b), _, _) => b.clone(),
-            (None, Some(metric), Some(threshold)) => Rule {
+        let mut rule = match (base, self.metric) {
+            (Some(b), _) => b.clone(),
+            (None, Some(metric)) if self.threshold.is_some() || self.factor.is_some() => Rule {
                 name: self.name.clone(),
                 metric,
-                threshold,
-                resolve: default_resolve(metric, threshold),
+                threshold: 0.0,
+                resolve: 0.0,
+                relative: None,
                 window: None,
                 for_: secs(60),
                 keep_firing_for: Duration::ZERO,
                 repeat_interval: secs(4 * 3600),
                 min_requests: if metric.needs_requests() { 20 } else { 0 },
+                min_errors: 0,
                 severity: Severity::Warning,
                 notify: None,
             },
-            (None, _, _) => return Err(RuleError::Incomplete(self.name.clone())),
+            (None, _) => return Err(RuleError::Incomplete(self.name.clone())),
         };
         if let Some(m) = self.metric {
             rule.metric = m;
         }
+        // A threshold makes the rule absolute (an SLO), a factor makes it relative.
         if let Some(t) = self.threshold {
+            rule.relative = None;
             rule.threshold = t;
             rule.resolve = default_resolve(rule.metric, t);
         }
         if let Some(r) = self.resolve {
             rule.resolve = r;
+        }
+        if self.factor.is_some() || self.min_change.is_some() {
+            let was = rule.relative.unwrap_or(Relative {
+                factor: if rule.metric.fires_below() { 0.25 } else { 3.0 },
+                min_change: 0.0,
+            });
+            rule.relative = Some(Relative {
+                factor: self.factor.unwrap_or(was.factor),
+                min_change: self.min_change.unwrap_or(was.min_change),
+            });
         }
         if let Some(w) = self.window {
             rule.window = Some(w.0);
@@ -331,46 +557,91 @@ impl RuleSpec {
         if let Some(n) = self.min_requests {
             rule.min_requests = n;
         }
+        if let Some(n) = self.min_errors {
+            rule.min_errors = n;
+        }
         if let Some(s) = self.severity {
             rule.severity = s;
         }
         if let Some(n) = &self.notify {
             rule.notify = Some(n.clone());
         }
-        check(&rule)?;
+        check(self, &rule)?;
         Ok(rule)
     }
 }
 
-fn check(rule: &Rule) -> Result<(), RuleError> {
+fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
     let invalid = |message: &str| RuleError::Invalid {
         name: rule.name.clone(),
         message: message.to_owned(),
     };
-    if !rule.threshold.is_finite() || !rule.resolve.is_finite() {
-        return Err(invalid("threshold and resolve must be finite numbers"));
+    if spec.threshold.is_some() && spec.factor.is_some() {
+        return Err(invalid(
+            "set `threshold` (a fixed limit) or `factor` (relative to the model's normal), not both",
+        ));
     }
-    let wrong_side = if rule.metric.fires_below() {
-        rule.resolve < rule.threshold
-    } else {
-        rule.resolve > rule.threshold
-    };
-    if wrong_side {
-        return Err(invalid(if rule.metric.fires_below() {
-            "resolve must be at or above threshold for qps"
+    if let Some(r) = rule.relative {
+        if spec.resolve.is_some() {
+            return Err(invalid(
+                "`resolve` needs a fixed `threshold`; a relative rule resolves halfway back to normal",
+            ));
+        }
+        if !rule.metric.has_baseline() {
+            return Err(invalid(&format!(
+                "`factor` needs a metric with a baseline (p50_ms, p95_ms, p99_ms, error_rate, qps), not {}",
+                rule.metric.as_str()
+            )));
+        }
+        if !r.factor.is_finite() || !r.min_change.is_finite() || r.min_change < 0.0 {
+            return Err(invalid(
+                "factor and min_change must be finite, min_change at least 0",
+            ));
+        }
+        let sane = if rule.metric.fires_below() {
+            r.factor > 0.0 && r.factor < 1.0
         } else {
-            "resolve must be at or below threshold"
-        }));
+            r.factor >= 1.0
+        };
+        if !sane {
+            return Err(invalid(if rule.metric.fires_below() {
+                "factor must be between 0 and 1 for qps (a drop below that share of normal)"
+            } else {
+                "factor must be at least 1 (a rise above that many times normal)"
+            }));
+        }
+    } else {
+        if !rule.threshold.is_finite() || !rule.resolve.is_finite() {
+            return Err(invalid("threshold and resolve must be finite numbers"));
+        }
+        let wrong_side = if rule.metric.fires_below() {
+            rule.resolve < rule.threshold
+        } else {
+            rule.resolve > rule.threshold
+        };
+        if wrong_side {
+            return Err(invalid(if rule.metric.fires_below() {
+                "resolve must be at or above threshold for qps"
+            } else {
+                "resolve must be at or below threshold"
+            }));
+        }
     }
     if let Some(w) = rule.window {
         if w < secs(1) || w > secs(300) || w.subsec_nanos() != 0 {
             return Err(invalid("window must be whole seconds from 1s to 5m"));
         }
-        if matches!(rule.metric, Metric::P50Ms | Metric::P95Ms | Metric::P99Ms) {
+        if !rule.metric.takes_window() {
             return Err(invalid(
-                "latency rules use the live window ([store] window); remove `window`",
+                "only error_rate, qps, restarts, oom_kills and source_drops take `window`; latency uses the live window ([store] window)",
             ));
         }
+    }
+    if rule.metric.of_monitor() && !spec.models.is_empty() {
+        return Err(invalid(&format!(
+            "{} is about the monitor itself, not a model: remove `models`",
+            rule.metric.as_str()
+        )));
     }
     Ok(())
 }
@@ -384,6 +655,8 @@ pub struct RuleSet {
     /// Specs that name models, in config order.
     per_model: Vec<RuleSpec>,
     cache: HashMap<String, Arc<[Rule]>>,
+    /// How baselines are learnt.
+    pub baseline: BaselineSection,
 }
 
 impl RuleSet {
@@ -422,7 +695,13 @@ impl RuleSet {
             disabled_base,
             per_model,
             cache: HashMap::new(),
+            baseline: section.baseline,
         })
+    }
+
+    /// The rules about the monitor itself (broker, sources, Docker engine).
+    pub fn for_monitor(&self) -> impl Iterator<Item = &Rule> {
+        self.base.iter().filter(|r| r.metric.of_monitor())
     }
 
     /// The rules for `model`.
@@ -430,7 +709,12 @@ impl RuleSet {
         if let Some(r) = self.cache.get(model) {
             return Arc::clone(r);
         }
-        let mut rules = self.base.clone();
+        let mut rules: Vec<Rule> = self
+            .base
+            .iter()
+            .filter(|r| !r.metric.of_monitor())
+            .cloned()
+            .collect();
         for spec in self
             .per_model
             .iter()

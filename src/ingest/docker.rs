@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -29,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::Input;
 use crate::clock::now_us;
 use crate::config::Config;
+use crate::live::Live;
 use crate::store::View;
 use crate::store::containers::{ContainerEvent, ContainerInfo, ContainerSample};
 use crate::store::view::{DockerState, DockerView};
@@ -123,11 +123,7 @@ impl DockerError {
 }
 
 /// Runs until the store goes away: connects, watches, and reconnects with backoff.
-pub async fn run(
-    settings: DockerSettings,
-    tx: mpsc::Sender<Input>,
-    views: watch::Receiver<Arc<View>>,
-) {
+pub async fn run(settings: DockerSettings, tx: mpsc::Sender<Input>, views: watch::Receiver<Live>) {
     let mut backoff = BACKOFF_MIN;
     let mut connections = 0u64;
     // Say why once per outage, not at every retry: the state is in every view anyway.
@@ -223,7 +219,7 @@ struct Session<'a> {
     settings: &'a DockerSettings,
     host: String,
     tx: mpsc::Sender<Input>,
-    views: watch::Receiver<Arc<View>>,
+    views: watch::Receiver<Live>,
     tracked: HashMap<String, Tracked>,
 }
 
@@ -238,7 +234,7 @@ impl<'a> Session<'a> {
         docker: Docker,
         settings: &'a DockerSettings,
         tx: mpsc::Sender<Input>,
-        views: watch::Receiver<Arc<View>>,
+        views: watch::Receiver<Live>,
     ) -> Self {
         Self {
             docker,
@@ -634,6 +630,11 @@ fn sample_of(
         blk_read_bytes: blk_read,
         blk_write_bytes: blk_write,
         pids: s.pids_stats.as_ref().and_then(|p| p.current),
+        online_cpus: s
+            .cpu_stats
+            .as_ref()
+            .and_then(|c| c.online_cpus)
+            .filter(|n| *n > 0),
     };
     let totals = Previous {
         at: now,

@@ -39,6 +39,8 @@ pub struct ContainerSample {
     pub blk_read_bytes: Option<u64>,
     pub blk_write_bytes: Option<u64>,
     pub pids: Option<u64>,
+    /// The host's online CPUs, what a container without a CPU limit may use.
+    pub online_cpus: Option<u32>,
 }
 
 /// A Docker event of a container mapped to a model.
@@ -164,6 +166,11 @@ fn container_view(e: &Entry) -> ContainerView {
     let cpu = s.and_then(|s| s.cpu_percent);
     let mem = s.and_then(|s| s.mem_bytes);
     let limit = s.and_then(|s| s.mem_limit_bytes);
+    // What it may use: its CPU limit, or every core of its host.
+    let cores = e
+        .info
+        .cpu_limit_cores
+        .or_else(|| s.and_then(|s| s.online_cpus).map(f64::from));
     ContainerView {
         id: e.info.id.chars().take(12).collect(),
         name: e.info.name.clone(),
@@ -173,7 +180,8 @@ fn container_view(e: &Entry) -> ContainerView {
         oom_kills: e.oom_kills,
         oom_killed: e.info.oom_killed,
         cpu_percent: cpu,
-        cpu_limit_percent: cpu.zip(e.info.cpu_limit_cores).map(|(c, l)| c / l),
+        cpu_limit_percent: cpu.zip(cores).map(|(c, l)| c / l),
+        cpu_cores: cores,
         mem_bytes: mem,
         mem_limit_bytes: limit,
         mem_percent: percent(mem, limit),
@@ -224,6 +232,13 @@ fn health_rank(health: &str) -> u8 {
 fn sum_replicas(r: &mut ModelResources) {
     let c = &r.containers;
     r.cpu_percent = sum(c.iter().map(|c| c.cpu_percent));
+    // Only replicas with both figures, so a missing sample does not look like idle cores.
+    let both = || c.iter().filter_map(|c| c.cpu_percent.zip(c.cpu_cores));
+    r.cpu_cores = sum(both().map(|(_, k)| Some(k)));
+    r.cpu_limit_percent = sum(both().map(|(u, _)| Some(u)))
+        .zip(r.cpu_cores)
+        .filter(|(_, k)| *k > 0.0)
+        .map(|(u, k)| u / k);
     r.mem_bytes = sum(c.iter().map(|c| c.mem_bytes));
     r.mem_limit_bytes = sum(c.iter().map(|c| c.mem_limit_bytes));
     r.mem_percent = percent(r.mem_bytes, r.mem_limit_bytes);

@@ -592,7 +592,6 @@ impl Store {
             history: Arc::clone(&self.history),
             docker: self.containers.docker_view(),
             resources: self.containers.by_model(),
-            alerts: Arc::default(),
         }
     }
 

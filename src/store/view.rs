@@ -214,9 +214,6 @@ pub struct View {
     /// Container resources per model (only models with a container mapped to them).
     #[serde(default)]
     pub resources: BTreeMap<String, ModelResources>,
-    /// Alerts as evaluated on exactly these figures (filled by the store task).
-    #[serde(skip)]
-    pub alerts: Arc<crate::alert::AlertsView>,
 }
 
 impl View {
@@ -283,8 +280,12 @@ pub struct ContainerView {
     pub oom_killed: bool,
     /// 100 % = one core, as `docker stats`.
     pub cpu_percent: Option<f64>,
-    /// Percent of the container's CPU limit, when it has one.
+    /// Percent of what the container may use: its CPU limit, or its host's cores when it
+    /// has none. 100 % = throttled.
     pub cpu_limit_percent: Option<f64>,
+    /// Cores it may use: its limit, or its host's online CPUs.
+    #[serde(default)]
+    pub cpu_cores: Option<f64>,
     /// Usage minus inactive file cache, as `docker stats`.
     pub mem_bytes: Option<u64>,
     pub mem_limit_bytes: Option<u64>,
@@ -314,6 +315,12 @@ pub struct ContainerEventView {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelResources {
     pub cpu_percent: Option<f64>,
+    /// CPU as a percent of what the replicas may use (their limits, or their hosts' cores).
+    #[serde(default)]
+    pub cpu_limit_percent: Option<f64>,
+    /// Cores the replicas with a sample may use, summed.
+    #[serde(default)]
+    pub cpu_cores: Option<f64>,
     pub mem_bytes: Option<u64>,
     pub mem_limit_bytes: Option<u64>,
     pub mem_percent: Option<f64>,

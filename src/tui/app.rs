@@ -4,7 +4,6 @@
 //! out, and the tests drive it directly.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossterm::event::{
@@ -18,7 +17,8 @@ use super::range::Range;
 use super::theme::Theme;
 use super::views::layout;
 use crate::alert::{Alert, AlertPhase, Command, SilenceTarget};
-use crate::store::view::{ModelView, View};
+use crate::live::Live;
+use crate::store::view::ModelView;
 
 /// What `x` (one alert) and `X` (its model) step through on repeated presses: silences
 /// of growing length, then the silence lifted.
@@ -143,7 +143,7 @@ pub struct AppState {
     pub editing_filter: bool,
     pub range: Range,
     /// The view on screen while paused; data keeps flowing into the store meanwhile.
-    pub frozen: Option<Arc<View>>,
+    pub frozen: Option<Live>,
     pub thresholds: Thresholds,
     pub theme: Theme,
     /// Sampled by the loop on every new view; shown in the header.
@@ -173,12 +173,12 @@ impl AppState {
     }
 
     /// The view to draw: the frozen one while paused, else the live one.
-    pub fn shown<'a>(&'a self, live: &'a Arc<View>) -> &'a Arc<View> {
+    pub fn shown<'a>(&'a self, live: &'a Live) -> &'a Live {
         self.frozen.as_ref().unwrap_or(live)
     }
 
     /// The overview's rows: filtered by name, sorted by the sort key, ties by name.
-    pub fn rows<'v>(&self, view: &'v View) -> Vec<&'v ModelView> {
+    pub fn rows<'v>(&self, view: &'v Live) -> Vec<&'v ModelView> {
         let needle = self.filter.to_lowercase();
         // Health is judged once per model, not once per comparison.
         let mut rows: Vec<(&ModelView, Health)> = view
@@ -220,7 +220,7 @@ impl AppState {
 
     /// The alerts pane's rows: firing, then pending (as the engine orders them), then
     /// resolved in the last 24 h, newest first.
-    pub fn alert_rows<'v>(&self, view: &'v View) -> Vec<&'v Alert> {
+    pub fn alert_rows<'v>(&self, view: &'v Live) -> Vec<&'v Alert> {
         view.alerts
             .active
             .iter()
@@ -241,12 +241,12 @@ impl AppState {
     }
 
     /// The model the detail view shows.
-    pub fn detail_model<'v>(&self, view: &'v View) -> Option<&'v ModelView> {
+    pub fn detail_model<'v>(&self, view: &'v Live) -> Option<&'v ModelView> {
         self.selected.as_deref().and_then(|s| view.model(s))
     }
 
     /// Handles one terminal event. `live` is the newest view, `size` the terminal's size.
-    pub fn handle(&mut self, event: &Event, live: &Arc<View>, size: Rect) -> Outcome {
+    pub fn handle(&mut self, event: &Event, live: &Live, size: Rect) -> Outcome {
         match event {
             Event::Key(k) if k.kind != KeyEventKind::Release => self.on_key(*k, live, size),
             Event::Mouse(m) => self.on_mouse(*m, live, size),
@@ -256,7 +256,7 @@ impl AppState {
         }
     }
 
-    pub fn on_key(&mut self, key: KeyEvent, live: &Arc<View>, size: Rect) -> Outcome {
+    pub fn on_key(&mut self, key: KeyEvent, live: &Live, size: Rect) -> Outcome {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && matches!(key.code, KeyCode::Char('c')) {
             return Outcome::Quit;
@@ -279,7 +279,7 @@ impl AppState {
             KeyCode::Char('?') => self.help = true,
             KeyCode::Char('p') => self.toggle_pause(live),
             _ => {
-                let view = Arc::clone(self.shown(live));
+                let view = self.shown(live).clone();
                 let outcome = match self.screen {
                     Screen::Overview => self.on_overview_key(key, &view, size),
                     Screen::Detail => self.on_detail_key(key, &view),
@@ -291,10 +291,10 @@ impl AppState {
         Outcome::Redraw
     }
 
-    pub fn toggle_pause(&mut self, live: &Arc<View>) {
+    pub fn toggle_pause(&mut self, live: &Live) {
         self.frozen = match self.frozen {
             Some(_) => None,
-            None => Some(Arc::clone(live)),
+            None => Some(live.clone()),
         };
     }
 
@@ -315,7 +315,7 @@ impl AppState {
         Outcome::Redraw
     }
 
-    fn on_overview_key(&mut self, key: KeyEvent, view: &View, size: Rect) -> Outcome {
+    fn on_overview_key(&mut self, key: KeyEvent, view: &Live, size: Rect) -> Outcome {
         let page = layout::overview_rows(size).height.max(1) as isize;
         match key.code {
             KeyCode::Down | KeyCode::Char('j') => self.move_by(view, 1, size),
@@ -336,7 +336,7 @@ impl AppState {
         Outcome::Redraw
     }
 
-    fn on_detail_key(&mut self, key: KeyEvent, view: &View) -> Outcome {
+    fn on_detail_key(&mut self, key: KeyEvent, view: &Live) -> Outcome {
         match key.code {
             KeyCode::Esc | KeyCode::Backspace => self.screen = Screen::Overview,
             KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => self.step_model(view, 1),
@@ -351,7 +351,7 @@ impl AppState {
         Outcome::Redraw
     }
 
-    fn on_alerts_key(&mut self, key: KeyEvent, view: &View) -> Outcome {
+    fn on_alerts_key(&mut self, key: KeyEvent, view: &Live) -> Outcome {
         let n = self.alert_rows(view).len();
         let last = n.saturating_sub(1);
         let at = self.alert_index.min(last);
@@ -370,7 +370,7 @@ impl AppState {
     }
 
     /// The alert under the cursor, cloned so the state can change while it is used.
-    pub fn selected_alert(&self, view: &View) -> Option<Alert> {
+    pub fn selected_alert(&self, view: &Live) -> Option<Alert> {
         let rows = self.alert_rows(view);
         let at = self.alert_index.min(rows.len().checked_sub(1)?);
         rows.get(at).map(|a| (*a).clone())
@@ -378,7 +378,7 @@ impl AppState {
 
     /// Silences the selected alert (or its whole model) for the next step of
     /// [`SILENCE_STEPS`]: 15 m on the first press, then 1 h, 4 h, and lifted.
-    fn silence_selected(&mut self, view: &View, whole_model: bool) -> Outcome {
+    fn silence_selected(&mut self, view: &Live, whole_model: bool) -> Outcome {
         let Some(alert) = self.selected_alert(view) else {
             return Outcome::Ignored;
         };
@@ -415,7 +415,7 @@ impl AppState {
     }
 
     /// Acknowledges the selected alert: no more reminders until it resolves.
-    fn acknowledge_selected(&mut self, view: &View) -> Outcome {
+    fn acknowledge_selected(&mut self, view: &Live) -> Outcome {
         let Some(alert) = self.selected_alert(view) else {
             return Outcome::Ignored;
         };
@@ -436,7 +436,7 @@ impl AppState {
         Outcome::Redraw
     }
 
-    fn open_detail(&mut self, view: &View) -> Outcome {
+    fn open_detail(&mut self, view: &Live) -> Outcome {
         let rows = self.rows(view);
         let Some(i) = self.selected_index(&rows) else {
             return Outcome::Ignored;
@@ -447,7 +447,7 @@ impl AppState {
     }
 
     /// Next or previous model in overview order, wrapping, without leaving the detail view.
-    fn step_model(&mut self, view: &View, by: isize) {
+    fn step_model(&mut self, view: &Live, by: isize) {
         let rows = self.rows(view);
         if let Some(i) = self.selected_index(&rows) {
             let n = rows.len() as isize;
@@ -457,7 +457,7 @@ impl AppState {
     }
 
     /// Moves the overview selection, clamped to the rows, and scrolls it into sight.
-    fn move_by(&mut self, view: &View, by: isize, size: Rect) {
+    fn move_by(&mut self, view: &Live, by: isize, size: Rect) {
         let rows = self.rows(view);
         let Some(i) = self.selected_index(&rows) else {
             return;
@@ -470,8 +470,8 @@ impl AppState {
         self.offset = visible_offset(self.offset, j, height);
     }
 
-    fn on_mouse(&mut self, m: MouseEvent, live: &Arc<View>, size: Rect) -> Outcome {
-        let view = Arc::clone(self.shown(live));
+    fn on_mouse(&mut self, m: MouseEvent, live: &Live, size: Rect) -> Outcome {
+        let view = self.shown(live).clone();
         match (self.screen, m.kind) {
             (Screen::Overview, MouseEventKind::ScrollDown) => self.move_by(&view, 1, size),
             (Screen::Overview, MouseEventKind::ScrollUp) => self.move_by(&view, -1, size),

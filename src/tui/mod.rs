@@ -15,7 +15,6 @@ pub mod term;
 pub mod theme;
 pub mod views;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crossterm::event::EventStream;
@@ -30,7 +29,7 @@ use own_usage::Sampler;
 use theme::Theme;
 
 use crate::alert::{AlertControl, Command};
-use crate::store::View;
+use crate::live::Live;
 
 /// How the UI runs.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +80,7 @@ pub enum TuiError {
 /// Runs the UI until the user quits or a signal arrives. The terminal is restored on
 /// every way out. Silences and acknowledgements typed in the alerts pane go to `alerts`.
 pub async fn run(
-    views: watch::Receiver<Arc<View>>,
+    views: watch::Receiver<Live>,
     alerts: AlertControl,
     opts: Options,
 ) -> Result<(), TuiError> {
@@ -93,7 +92,7 @@ pub async fn run(
 
 async fn event_loop(
     session: &mut term::Session,
-    mut views: watch::Receiver<Arc<View>>,
+    mut views: watch::Receiver<Live>,
     alerts: &AlertControl,
     opts: Options,
 ) -> Result<(), TuiError> {
@@ -106,7 +105,7 @@ async fn event_loop(
     let mut app = AppState::new(opts.thresholds, opts.theme);
     let mut sampler = Sampler::default();
     app.own = sampler.sample();
-    let mut live = Arc::clone(&views.borrow_and_update());
+    let mut live = views.borrow_and_update().clone();
     let mut dirty = true;
     loop {
         tokio::select! {
@@ -134,7 +133,7 @@ async fn event_loop(
                 if changed.is_err() {
                     return Err(TuiError::StoreStopped);
                 }
-                live = Arc::clone(&views.borrow_and_update());
+                live = views.borrow_and_update().clone();
                 app.own = sampler.sample();
                 // Paused: the frozen view stays on screen, so there is nothing to redraw.
                 dirty |= !app.paused();
@@ -161,7 +160,7 @@ fn send_commands(app: &mut AppState, alerts: &AlertControl) {
     }
 }
 
-fn draw(session: &mut term::Session, live: &Arc<View>, app: &AppState) -> std::io::Result<()> {
+fn draw(session: &mut term::Session, live: &Live, app: &AppState) -> std::io::Result<()> {
     let view = app.shown(live);
     session
         .terminal()

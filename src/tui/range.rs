@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use crate::live::Live;
 use crate::store::history::{HistoryPoint, Range as HistoryRange};
-use crate::store::view::{ModelView, View};
+use crate::store::view::ModelView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Range {
@@ -73,7 +74,7 @@ pub enum RangeData {
 }
 
 /// The chart points of `model` over `range`, at most `max_points` of them.
-pub fn points(view: &View, model: &ModelView, range: Range, max_points: usize) -> RangeData {
+pub fn points(view: &Live, model: &ModelView, range: Range, max_points: usize) -> RangeData {
     match range {
         Range::Min5 => RangeData::Points(from_series(view, model, max_points)),
         Range::Hour1 | Range::Hour6 | Range::Day1 => {
@@ -84,7 +85,7 @@ pub fn points(view: &View, model: &ModelView, range: Range, max_points: usize) -
 
 /// The points of `model` over `range` from the 24-hour history only. Container CPU and
 /// memory have no per-second series, so their charts read this at every range.
-pub fn history_points(view: &View, model: &str, range: Range, max_points: usize) -> RangeData {
+pub fn history_points(view: &Live, model: &str, range: Range, max_points: usize) -> RangeData {
     let span = HistoryRange::Last(Duration::from_secs(range.secs().unsigned_abs()));
     let points = view.history.series(model, &span, view.ts_ms, max_points);
     if points.iter().all(|p| !p.covered) {
@@ -118,7 +119,7 @@ fn from_history(p: &HistoryPoint, now_ms: i64) -> ChartPoint {
 /// The per-second series, folded to at most `max_points`: a point that covers several
 /// seconds has their mean rate, their pooled error rate and their worst percentiles, so
 /// a one-second spike still shows when five minutes squeeze into a narrow chart.
-fn from_series(view: &View, model: &ModelView, max_points: usize) -> Vec<ChartPoint> {
+fn from_series(view: &Live, model: &ModelView, max_points: usize) -> Vec<ChartPoint> {
     let now_sec = view.ts_ms.div_euclid(1000);
     let s = &model.series;
     let n = s.len();

@@ -1,8 +1,6 @@
 //! The read-only JSON API (docs/api.md). Per-model figures reuse `--batch`'s shape, so
 //! a script written against one reads the other.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -14,7 +12,7 @@ use super::AppState;
 use super::redact::redact_urls;
 use crate::alert::engine::{Alert, AlertPhase};
 use crate::batch::{Line, ModelLine};
-use crate::store::View;
+use crate::live::Live;
 use crate::store::history::Range;
 use crate::store::view::{KeyStats, ModelResources, ModelView, SeriesPoint};
 
@@ -25,12 +23,12 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-fn current(state: &AppState) -> Arc<View> {
+fn current(state: &AppState) -> Live {
     state.views.borrow().clone()
 }
 
 /// A model's state, as the overview colours it.
-pub(crate) fn model_state(view: &View, m: &ModelView) -> &'static str {
+pub(crate) fn model_state(view: &Live, m: &ModelView) -> &'static str {
     if view.alerts.is_firing(&m.model) {
         "firing"
     } else if view
@@ -184,7 +182,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-pub(crate) fn broker_json(view: &View) -> Value {
+pub(crate) fn broker_json(view: &Live) -> Value {
     json!({
         "state": view.broker.state,
         "error": view.broker.error.as_deref().map(redact_urls),
@@ -192,7 +190,7 @@ pub(crate) fn broker_json(view: &View) -> Value {
     })
 }
 
-fn docker_json(view: &View) -> Value {
+fn docker_json(view: &Live) -> Value {
     json!({
         "state": view.docker.state,
         "error": view.docker.error.as_deref().map(redact_urls),

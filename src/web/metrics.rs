@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::api::model_state;
-use crate::store::View;
+use crate::live::Live;
 use crate::store::view::{ModelView, StatusClasses};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,7 +50,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 fn by_class(
     out: &mut String,
     name: &str,
-    view: &View,
+    view: &Live,
     classes: impl Fn(&ModelView) -> &StatusClasses,
 ) {
     for m in &view.models {
@@ -71,7 +71,7 @@ fn by_class(
     }
 }
 
-pub(crate) fn render(view: &View, ws_clients: usize) -> String {
+pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
     let mut o = String::with_capacity(512 + view.models.len() * 1024);
     let window = view.models.first().map_or(0, |m| m.window_s);
     family(

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::store::View;
+use crate::live::Live;
 
 /// Where `--serve` listens when given no address: loopback, Prometheus' port range.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
@@ -96,7 +96,7 @@ impl Server {
 /// What every handler reads.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    views: watch::Receiver<Arc<View>>,
+    views: watch::Receiver<Live>,
     token: Option<Arc<str>>,
     ws_slots: Arc<Semaphore>,
     ws_max: usize,
@@ -107,7 +107,7 @@ pub(crate) struct AppState {
 /// Binds `addr` and serves the views in a background task.
 pub async fn serve(
     addr: SocketAddr,
-    views: watch::Receiver<Arc<View>>,
+    views: watch::Receiver<Live>,
     opts: Options,
 ) -> Result<Server, WebError> {
     check_bind(addr, &opts)?;

@@ -4,7 +4,6 @@
 //! reads it from a bounded broadcast queue: a client that cannot keep up falls
 //! `QUEUE` messages behind and is dropped, so it never slows the store or other clients.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -18,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 use super::AppState;
 use super::api::model_state;
 use crate::batch::Line;
-use crate::store::View;
+use crate::live::Live;
 
 /// Overview messages a client may fall behind before it is dropped.
 const QUEUE: usize = 16;
@@ -52,7 +51,7 @@ pub(crate) struct Broadcast {
 }
 
 impl Broadcast {
-    pub(crate) fn start(mut views: watch::Receiver<Arc<View>>) -> Self {
+    pub(crate) fn start(mut views: watch::Receiver<Live>) -> Self {
         let (tx, _) = broadcast::channel(QUEUE);
         let sender = tx.clone();
         tokio::spawn(async move {
@@ -78,7 +77,7 @@ fn r4(x: f64) -> f64 {
 
 /// One row per model, columns as [`COLUMNS`]: arrays, not objects, because 100 models
 /// must fit in a few KB every second.
-pub(crate) fn overview_message(view: &View) -> Utf8Bytes {
+pub(crate) fn overview_message(view: &Live) -> Utf8Bytes {
     let rows: Vec<Value> = view
         .models
         .iter()
@@ -113,7 +112,7 @@ pub(crate) fn overview_message(view: &View) -> Utf8Bytes {
     Utf8Bytes::from(msg.to_string())
 }
 
-fn detail_message(view: &View, name: &str) -> Utf8Bytes {
+fn detail_message(view: &Live, name: &str) -> Utf8Bytes {
     let line = Line::new(view);
     let found = line
         .models

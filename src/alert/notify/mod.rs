@@ -214,17 +214,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// A value with the unit its metric has, for people.
 pub fn show_value(metric: super::rules::Metric, v: Option<f64>) -> String {
-    use super::rules::Metric;
-    let Some(v) = v else {
-        return "unknown".into();
-    };
-    match metric {
-        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => format!("{v:.0} ms"),
-        Metric::ErrorRate => format!("{:.1} %", v * 100.0),
-        Metric::Qps => format!("{v:.2} req/s"),
-        Metric::CpuPercent | Metric::MemoryPercent => format!("{v:.0} %"),
-        Metric::Restarts | Metric::OomKills | Metric::Unhealthy => format!("{v:.0}"),
-    }
+    v.map_or_else(|| "unknown".into(), |v| metric.show(v))
 }
 
 /// One line a person reads: what, where, how bad, against what.

@@ -9,12 +9,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 
 use crate::alert::{Alert, AlertPhase, Metric, Severity, SilenceTarget};
-use crate::store::view::View;
+use crate::live::Live;
 use crate::tui::app::AppState;
 use crate::tui::format;
 use crate::tui::health::Health;
 
-pub fn render(frame: &mut Frame, area: Rect, view: &View, app: &AppState) {
+pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     let th = app.theme;
     let dash = th.unknown();
     let rows = app.alert_rows(view);
@@ -151,7 +151,9 @@ fn value(metric: Metric, v: Option<f64>, dash: &str) -> String {
         }
         Metric::ErrorRate => format::pct(Some(v), dash),
         Metric::Qps => format!("{}/s", format::qps(v)),
-        Metric::CpuPercent | Metric::MemoryPercent => format!("{v:.0}%"),
-        Metric::Restarts | Metric::OomKills | Metric::Unhealthy => format!("{v:.0}"),
+        Metric::CpuPercent | Metric::CpuLimitPercent | Metric::MemoryPercent => {
+            format!("{v:.0}%")
+        }
+        m => m.show(v),
     }
 }

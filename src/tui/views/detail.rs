@@ -12,7 +12,8 @@ use ratatui::widgets::{
     Wrap,
 };
 
-use crate::store::view::{DockerState, KeyStats, ModelResources, ModelView, View};
+use crate::live::Live;
+use crate::store::view::{DockerState, KeyStats, ModelResources, ModelView};
 use crate::tui::app::AppState;
 use crate::tui::format;
 use crate::tui::range::{self, ChartPoint, Range, RangeData};
@@ -22,7 +23,7 @@ fn max_points(chart_width: u16) -> usize {
     usize::from(chart_width.saturating_sub(8)).max(1) * 2
 }
 
-pub fn render(frame: &mut Frame, area: Rect, view: &View, app: &AppState) {
+pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     let th = app.theme;
     let Some(m) = app.detail_model(view) else {
         frame.render_widget(
@@ -145,7 +146,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &View, app: &AppState) {
 fn render_resources(
     frame: &mut Frame,
     area: Rect,
-    view: &View,
+    view: &Live,
     m: &ModelView,
     r: &ModelResources,
     app: &AppState,
@@ -289,7 +290,7 @@ fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &Ap
     }
 }
 
-fn render_title(frame: &mut Frame, area: Rect, view: &View, m: &ModelView, app: &AppState) {
+fn render_title(frame: &mut Frame, area: Rect, view: &Live, m: &ModelView, app: &AppState) {
     let th = app.theme;
     let rows = app.rows(view);
     let pos = rows
@@ -502,7 +503,7 @@ fn render_status(frame: &mut Frame, area: Rect, m: &ModelView, app: &AppState) {
     frame.render_widget(table, area);
 }
 
-fn render_rejects(frame: &mut Frame, area: Rect, view: &View, m: &ModelView, app: &AppState) {
+fn render_rejects(frame: &mut Frame, area: Rect, view: &Live, m: &ModelView, app: &AppState) {
     let th = app.theme;
     let lines: Vec<Line> = view
         .recent_rejects

@@ -6,10 +6,10 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::store::view::View;
+use crate::live::Live;
 use crate::tui::app::{AppState, Screen};
 
-pub fn render(frame: &mut Frame, area: Rect, _view: &View, app: &AppState) {
+pub fn render(frame: &mut Frame, area: Rect, _view: &Live, app: &AppState) {
     let th = app.theme;
     let line = if app.editing_filter {
         Line::from(vec![

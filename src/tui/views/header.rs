@@ -7,12 +7,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::alert::{AlertPhase, Severity};
-use crate::store::view::{BrokerState, DockerState, View};
+use crate::live::Live;
+use crate::store::view::{BrokerState, DockerState};
 use crate::tui::app::AppState;
 use crate::tui::format;
 use crate::tui::health::Health;
 
-pub fn render(frame: &mut Frame, area: Rect, view: &View, app: &AppState) {
+pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     let th = app.theme;
     let dash = th.unknown();
     let i = &view.ingest;

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
-use crate::store::view::View;
+use crate::live::Live;
 use crate::tui::app::AppState;
 
 /// Every key: where it works, the key, what it does.
@@ -33,7 +33,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("alerts", "Esc, Backspace", "back to the overview"),
 ];
 
-pub fn render(frame: &mut Frame, area: Rect, _view: &View, app: &AppState) {
+pub fn render(frame: &mut Frame, area: Rect, _view: &Live, app: &AppState) {
     let th = app.theme;
     let width = 70.min(area.width);
     let height = (KEYS.len() as u16 + 4).min(area.height);

@@ -13,10 +13,10 @@ use ratatui::Frame;
 use ratatui::buffer::Buffer;
 
 use super::app::{AppState, Screen};
-use crate::store::view::View;
+use crate::live::Live;
 
 /// Draws the whole screen.
-pub fn draw(frame: &mut Frame, view: &View, app: &AppState) {
+pub fn draw(frame: &mut Frame, view: &Live, app: &AppState) {
     let [head, body, foot] = layout::frame_areas(frame.area());
     header::render(frame, head, view, app);
     match app.screen {

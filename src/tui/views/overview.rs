@@ -11,7 +11,8 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::layout;
 use crate::alert::{AlertPhase, Severity};
-use crate::store::view::{ModelView, SeriesPoint, View};
+use crate::live::Live;
+use crate::store::view::{ModelView, SeriesPoint};
 use crate::tui::app::{AppState, SortKey, visible_offset};
 use crate::tui::format::{self, Fold};
 use crate::tui::health::{Health, Metric};
@@ -169,7 +170,7 @@ fn columns(width: u16, longest_name: u16) -> Vec<(Col, u16)> {
         .collect()
 }
 
-pub fn render(frame: &mut Frame, area: Rect, view: &View, app: &AppState) {
+pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     let th = app.theme;
     let rows = app.rows(view);
     let mut title = format!(
@@ -318,7 +319,7 @@ fn draw_sparklines(
     }
 }
 
-fn row(view: &View, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(String, Style)> {
+fn row(view: &Live, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(String, Style)> {
     let th = app.theme;
     let dash = th.unknown();
     let s = &m.stats;
@@ -373,7 +374,7 @@ fn row(view: &View, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(
 
 /// How many alerts of the model fire, in the colour of the worst severity; a model with
 /// only pending alerts shows how many, dimmed. The rules are in the alerts pane (`a`).
-fn alert_badge(view: &View, model: &str, app: &AppState) -> (String, Style) {
+fn alert_badge(view: &Live, model: &str, app: &AppState) -> (String, Style) {
     let th = app.theme;
     let (mut firing, mut pending) = (0, 0);
     let mut worst = Severity::Info;

@@ -1,0 +1,289 @@
+//! Each model's normal, learnt from its own history, so rules can judge "slow for this
+//! model" instead of "slower than a number one slow model breaks forever".
+//!
+//! A baseline is computed from the per-minute figures of the 24-hour rings the store
+//! already keeps: the last hour (`learn`), leaving out the most recent minutes
+//! (`skip_recent`), the minutes spent in an incident and the minutes the monitor was
+//! blind (broker down). Latency and traffic are medians of the minutes, so a burst that
+//! never became an alert moves them little; the error rate is pooled over the minutes
+//! kept. An incident therefore does not become the new normal: its minutes are left out
+//! while it lasts, and a long one would take half the learning window to move a median.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::rules::BaselineSection;
+use crate::store::history::{HistoryView, Range};
+
+/// A minute needs this many requests for its percentiles to count.
+const MIN_REQUESTS_PER_MINUTE: u64 = 5;
+/// And this many such minutes make a latency baseline.
+const MIN_LATENCY_MINUTES: usize = 3;
+/// Baselines move slowly: each is recomputed once a minute.
+const REFRESH_MS: i64 = 60_000;
+/// Recomputed per evaluation at most, so a fleet of models spreads the work over ticks.
+const PER_TICK: usize = 16;
+
+/// One model's normal. Figures are `None` until enough history is learnt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Baseline {
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    pub qps: Option<f64>,
+    /// Seconds of history the figures come from.
+    pub over_s: u64,
+    /// The span looked at, Unix ms.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Seconds of that span left out as incidents or blindness.
+    pub excluded_s: u64,
+    /// Whether `over_s` reaches `min_history`: relative rules judge only then.
+    pub ready: bool,
+    /// How it was computed, in one sentence.
+    pub explanation: String,
+}
+
+/// Spans `[from_ms, to_ms)` a baseline must not learn from.
+pub type Spans = Vec<(i64, i64)>;
+
+fn overlaps(spans: &[(i64, i64)], from_ms: i64, to_ms: i64) -> bool {
+    spans.iter().any(|&(a, b)| a < to_ms && b > from_ms)
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        f64::midpoint(xs[n / 2 - 1], xs[n / 2])
+    })
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// The baseline of `model` at `now_ms`, leaving out `excluded` spans.
+pub fn compute(
+    history: &HistoryView,
+    model: &str,
+    cfg: &BaselineSection,
+    excluded: &[(i64, i64)],
+    now_ms: i64,
+) -> Baseline {
+    // Whole minutes, so a minute's figures are never half a minute's.
+    let to_ms = (now_ms - ms(cfg.skip_recent.0)).div_euclid(60_000) * 60_000;
+    let from_ms = to_ms - ms(cfg.learn.0);
+    let minutes = usize::try_from(cfg.learn.0.as_secs() / 60).unwrap_or(60);
+    let points = history.series(
+        model,
+        &Range::Between { from_ms, to_ms },
+        now_ms,
+        minutes.max(1),
+    );
+    let (mut qps, mut p50, mut p95, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
+    for p in points.iter().filter(|p| p.covered) {
+        let step_ms = i64::from(p.step_s) * 1000;
+        if overlaps(excluded, p.start_ms, p.start_ms + step_ms) {
+            excluded_s += u64::from(p.step_s);
+            continue;
+        }
+        used_s += u64::from(p.step_s);
+        requests += p.requests;
+        errors += p.errors;
+        qps.push(p.requests as f64 / f64::from(p.step_s.max(1)));
+        if p.requests >= MIN_REQUESTS_PER_MINUTE {
+            p50.extend(p.p50_ms);
+            p95.extend(p.p95_ms);
+            p99.extend(p.p99_ms);
+        }
+    }
+    let ready = used_s >= cfg.min_history.0.as_secs();
+    let latency = |xs: Vec<f64>| {
+        (ready && xs.len() >= MIN_LATENCY_MINUTES)
+            .then(|| median(xs))
+            .flatten()
+    };
+    let mut b = Baseline {
+        p50_ms: latency(p50),
+        p95_ms: latency(p95),
+        p99_ms: latency(p99),
+        error_rate: (ready && requests > 0).then(|| errors as f64 / requests as f64),
+        qps: if ready { median(qps) } else { None },
+        over_s: used_s,
+        from_ms,
+        to_ms,
+        excluded_s,
+        ready,
+        explanation: String::new(),
+    };
+    b.explanation = describe(&b, cfg);
+    b
+}
+
+fn minutes(s: u64) -> String {
+    let m = s / 60;
+    if m >= 120 && m % 60 == 0 {
+        format!("{} h", m / 60)
+    } else {
+        format!("{m} min")
+    }
+}
+
+/// One sentence: what the normal is and where it comes from.
+fn describe(b: &Baseline, cfg: &BaselineSection) -> String {
+    let learn = minutes(cfg.learn.0.as_secs());
+    if !b.ready {
+        return format!(
+            "learning: {} of the {} of history needed (from the last {learn})",
+            minutes(b.over_s),
+            minutes(cfg.min_history.0.as_secs()),
+        );
+    }
+    let mut figures = Vec::new();
+    if let Some(p) = b.p95_ms {
+        figures.push(format!("p95 {}", show_ms(p)));
+    }
+    if let Some(e) = b.error_rate {
+        figures.push(format!("{} errors", show_rate(e)));
+    }
+    if let Some(q) = b.qps {
+        figures.push(format!("{} req/s", show_qps(q)));
+    }
+    let mut left_out = vec![format!("the last {}", minutes(cfg.skip_recent.0.as_secs()))];
+    if b.excluded_s > 0 {
+        left_out.push(format!("{} of incidents", minutes(b.excluded_s)));
+    }
+    format!(
+        "{}: per-minute medians over {} of the last {learn} ({} left out)",
+        figures.join(", "),
+        minutes(b.over_s),
+        left_out.join(" and "),
+    )
+}
+
+/// Milliseconds for people: 0.42 ms, 4.0 ms, 470 ms, 2.3 s.
+pub fn show_ms(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0} s", v / 1000.0)
+    } else if v >= 1000.0 {
+        format!("{:.1} s", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else if v >= 1.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.2} ms")
+    }
+}
+
+/// A ratio as a percentage with the precision it deserves: 0.04 %, 2.5 %, 31 %.
+pub fn show_rate(r: f64) -> String {
+    let p = r * 100.0;
+    if p >= 10.0 {
+        format!("{p:.0} %")
+    } else if p >= 1.0 {
+        format!("{p:.1} %")
+    } else {
+        format!("{p:.2} %")
+    }
+}
+
+pub fn show_qps(q: f64) -> String {
+    if q >= 100.0 {
+        format!("{q:.0}")
+    } else if q >= 1.0 {
+        format!("{q:.1}")
+    } else {
+        format!("{q:.2}")
+    }
+}
+
+/// Every model's baseline, as readers get it: shared, rebuilt only when one changes.
+pub type SharedBaselines = Arc<BTreeMap<String, Arc<Baseline>>>;
+
+/// The baselines of every model, refreshed a few per evaluation.
+#[derive(Debug, Default)]
+pub struct Baselines {
+    by_model: HashMap<String, (i64, Arc<Baseline>)>,
+    shared: SharedBaselines,
+}
+
+impl Baselines {
+    /// Recomputes the baselines that are a minute old (at most [`PER_TICK`] of them) and
+    /// forgets models no longer in `models`. `excluded(model)` gives the spans to leave out.
+    pub fn refresh<'a>(
+        &mut self,
+        history: &HistoryView,
+        models: impl Iterator<Item = &'a str>,
+        cfg: &BaselineSection,
+        now_ms: i64,
+        mut excluded: impl FnMut(&str) -> Spans,
+    ) {
+        let mut seen = Vec::new();
+        let mut budget = PER_TICK;
+        let mut changed = false;
+        for model in models {
+            seen.push(model);
+            let stale = self
+                .by_model
+                .get(model)
+                .is_none_or(|(at, _)| now_ms - at >= REFRESH_MS || now_ms < *at);
+            if stale && budget > 0 {
+                budget -= 1;
+                let b = compute(history, model, cfg, &excluded(model), now_ms);
+                changed |= self.get(model) != Some(&b);
+                self.by_model
+                    .insert(model.to_owned(), (now_ms, Arc::new(b)));
+            }
+        }
+        if self.by_model.len() > seen.len() {
+            self.by_model.retain(|k, _| seen.contains(&k.as_str()));
+            changed = true;
+        }
+        if changed {
+            self.shared = Arc::new(
+                self.by_model
+                    .iter()
+                    .map(|(k, (_, b))| (k.clone(), Arc::clone(b)))
+                    .collect(),
+            );
+        }
+    }
+
+    pub fn get(&self, model: &str) -> Option<&Baseline> {
+        self.by_model.get(model).map(|(_, b)| &**b)
+    }
+
+    /// Every model's baseline, for readers.
+    pub fn shared(&self) -> SharedBaselines {
+        Arc::clone(&self.shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_shown_figures() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
+        assert_eq!(show_ms(4.04), "4.0 ms");
+        assert_eq!(show_ms(470.2), "470 ms");
+        assert_eq!(show_ms(2300.0), "2.3 s");
+        assert_eq!(show_rate(0.3123), "31 %");
+        assert_eq!(show_rate(0.001), "0.10 %");
+    }
+}

@@ -1,0 +1,542 @@
+//! What each rule reads from a view, and the one sentence that says it with its figures.
+//!
+//! A reading is unknown (`value: None`) when there is nothing to judge: too few requests,
+//! no container, no baseline yet. It is *blind* when the monitor cannot see at all (the
+//! broker or the Docker engine is unreachable): then alerts stay as they are instead of
+//! taking "no events" for "no traffic".
+
+use std::time::Duration;
+
+use super::baseline::{Baseline, show_ms, show_qps, show_rate};
+use super::rules::{Metric, Rule};
+use crate::store::view::{ModelResources, ModelView, View};
+
+/// Seconds of the per-second series left out at its young end: their events may still
+/// be on their way (publishers batch, the broker delivers).
+const SETTLING_S: usize = 2;
+/// A traffic drop is judged over a window long enough to expect this many requests at
+/// the model's normal rate: fewer would make silence a matter of luck.
+const TRAFFIC_EXPECTED: f64 = 20.0;
+const TRAFFIC_MIN_WINDOW_S: f64 = 30.0;
+const TRAFFIC_MAX_WINDOW_S: f64 = 300.0;
+
+/// One rule's look at one model (or at the monitor) at one evaluation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reading {
+    pub value: Option<f64>,
+    /// `(threshold, resolve)` in force; `None` when the rule cannot judge yet.
+    pub limits: Option<(f64, f64)>,
+    /// The model's normal for this metric, for relative rules.
+    pub normal: Option<f64>,
+    /// Unknown because the monitor cannot see: alerts hold their state.
+    pub blind: bool,
+    /// `false` when the value is past the threshold on too little evidence (fewer
+    /// errors than `min_errors`): shown, but never fires.
+    pub may_fire: bool,
+    pub why: String,
+}
+
+impl Reading {
+    fn known(value: f64, limits: Option<(f64, f64)>, why: String) -> Self {
+        Self {
+            value: Some(value),
+            limits,
+            may_fire: true,
+            why,
+            ..Self::default()
+        }
+    }
+
+    fn unknown(why: String) -> Self {
+        Self {
+            why,
+            ..Self::default()
+        }
+    }
+
+    fn blind(why: &str) -> Self {
+        Self {
+            blind: true,
+            why: why.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What the engine knows beyond one view: how long the monitor has seen events and the
+/// Docker engine without a break.
+#[derive(Debug, Clone, Copy)]
+pub struct Sight {
+    pub now_ms: i64,
+    /// Since when events arrive without a break (the broker connected, or the demo
+    /// started); `None` while the broker is not connected.
+    pub events_since_ms: Option<i64>,
+    /// Whether container figures can be read (Docker connected).
+    pub docker: bool,
+    /// The Docker engine is configured but unreachable: container rules are blind.
+    pub docker_blind: bool,
+}
+
+/// "2 s", "45 s", "3 min", "2 h 5 min".
+pub fn show_duration_ms(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 7200 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{} h {} min", s / 3600, s / 60 % 60)
+    }
+}
+
+/// The learning window as people say it: "last hour", "last 30 min".
+fn over(b: &Baseline) -> String {
+    let m = (b.to_ms - b.from_ms) / 60_000;
+    if m == 60 {
+        "last hour".into()
+    } else if m % 60 == 0 {
+        format!("last {} h", m / 60)
+    } else {
+        format!("last {m} min")
+    }
+}
+
+fn ratio(v: f64, normal: f64) -> String {
+    if normal <= 0.0 {
+        return String::new();
+    }
+    let r = v / normal;
+    if r >= 10.0 {
+        format!("{r:.0}×")
+    } else {
+        format!("{r:.1}×")
+    }
+}
+
+/// Requests and errors over the last `secs` settled seconds of the series.
+fn series_sums(m: &ModelView, secs: usize) -> (u64, u64, usize) {
+    let end = m.series.len().saturating_sub(SETTLING_S);
+    let tail = &m.series[end.saturating_sub(secs)..end];
+    let (r, e) = tail
+        .iter()
+        .fold((0, 0), |(r, e), p| (r + p.requests, e + p.errors));
+    (r, e, tail.len())
+}
+
+fn window_secs(w: Duration) -> usize {
+    usize::try_from(w.as_secs()).unwrap_or(usize::MAX)
+}
+
+/// The reading of a model rule.
+pub fn model_reading(
+    rule: &Rule,
+    m: &ModelView,
+    res: Option<&ModelResources>,
+    base: Option<&Baseline>,
+    sight: &Sight,
+) -> Reading {
+    if rule.metric.needs_requests() && sight.events_since_ms.is_none() {
+        return Reading::blind("the broker is not connected: request figures are unknown");
+    }
+    if rule.metric.from_docker() && sight.docker_blind {
+        return Reading::blind(
+            "the Docker engine cannot be reached: container figures are unknown",
+        );
+    }
+    match rule.metric {
+        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => latency(rule, m, base),
+        Metric::ErrorRate => error_rate(rule, m, base),
+        Metric::Qps => traffic(rule, m, base, sight),
+        _ => container(rule, res, sight),
+    }
+}
+
+fn normal_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
+    let b = base?;
+    match rule.metric {
+        Metric::P50Ms => b.p50_ms,
+        Metric::P95Ms => b.p95_ms,
+        Metric::P99Ms => b.p99_ms,
+        Metric::ErrorRate => b.error_rate,
+        Metric::Qps => b.qps,
+        _ => None,
+    }
+}
+
+/// Why a relative rule cannot judge yet.
+fn no_normal(what: &str, base: Option<&Baseline>) -> String {
+    match base {
+        Some(b) if !b.ready => format!(
+            "{what}; its normal is still being learnt ({})",
+            b.explanation
+        ),
+        _ => format!("{what}; no normal known for it yet"),
+    }
+}
+
+fn latency(rule: &Rule, m: &ModelView, base: Option<&Baseline>) -> Reading {
+    let s = &m.stats;
+    let (name, v) = match rule.metric {
+        Metric::P50Ms => ("p50", s.p50_ms),
+        Metric::P99Ms => ("p99", s.p99_ms),
+        _ => ("p95", s.p95_ms),
+    };
+    let need = rule.min_requests.max(1);
+    let Some(v) = v.filter(|_| s.requests >= need) else {
+        return Reading::unknown(format!(
+            "too few requests to judge {name} ({} in the last {} s, {need} needed)",
+            s.requests, m.window_s
+        ));
+    };
+    let normal = normal_of(rule, base);
+    let limits = rule.limits(normal);
+    let why = match (rule.relative, normal, limits) {
+        (Some(_), Some(n), Some(_)) => format!(
+            "{name} {}, {} its normal {} ({})",
+            show_ms(v),
+            ratio(v, n),
+            show_ms(n),
+            base.map_or_else(String::new, over)
+        ),
+        (Some(_), _, _) => no_normal(&format!("{name} {}", show_ms(v)), base),
+        (None, _, _) => absolute(&format!("{name} {}", show_ms(v)), rule, v, show_ms),
+    };
+    Reading {
+        normal,
+        ..Reading::known(v, limits, why)
+    }
+}
+
+/// "p95 870 ms, above its limit 800 ms".
+fn absolute(what: &str, rule: &Rule, v: f64, show: fn(f64) -> String) -> String {
+    let bad = rule.is_bad(v, (rule.threshold, rule.resolve), false);
+    let side = match (bad, rule.metric.fires_below()) {
+        (true, false) => "above",
+        (true, true) => "below",
+        (false, _) => "within",
+    };
+    format!("{what}, {side} its limit {}", show(rule.threshold))
+}
+
+fn error_rate(rule: &Rule, m: &ModelView, base: Option<&Baseline>) -> Reading {
+    let (requests, errors, span) = match rule.window {
+        Some(w) => {
+            let (requests, errors, secs) = series_sums(m, window_secs(w));
+            (requests, errors, format!("{secs} s"))
+        }
+        None => (
+            m.stats.requests,
+            m.stats.errors,
+            format!("{} s", m.window_s),
+        ),
+    };
+    let need = rule.min_requests.max(1);
+    if requests < need {
+        return Reading::unknown(format!(
+            "too few requests to judge the error rate ({requests} in the last {span}, {need} needed)"
+        ));
+    }
+    let v = errors as f64 / requests as f64;
+    let normal = normal_of(rule, base);
+    let limits = rule.limits(normal);
+    let what = format!(
+        "{} errors ({errors} of {requests} requests in {span})",
+        show_rate(v)
+    );
+    let why = match (rule.relative, normal) {
+        (Some(_), Some(n)) => format!(
+            "{what}, normal {} ({})",
+            show_rate(n),
+            base.map_or_else(String::new, over)
+        ),
+        (Some(_), None) => no_normal(&what, base),
+        (None, _) => absolute(&what, rule, v, show_rate),
+    };
+    Reading {
+        normal,
+        may_fire: errors >= rule.min_errors,
+        ..Reading::known(v, limits, why)
+    }
+}
+
+fn traffic(rule: &Rule, m: &ModelView, base: Option<&Baseline>, sight: &Sight) -> Reading {
+    let normal = normal_of(rule, base);
+    // Only seconds the monitor saw whole: not before the broker (re)connected.
+    let seen_s = sight.events_since_ms.map_or(0.0, |t| {
+        ((sight.now_ms - t) / 1000) as f64 - SETTLING_S as f64
+    });
+    let wanted_s = match (rule.window, rule.relative, normal) {
+        (Some(w), _, _) => w.as_secs_f64(),
+        (None, Some(_), Some(n)) if n > 0.0 => {
+            (TRAFFIC_EXPECTED / n).clamp(TRAFFIC_MIN_WINDOW_S, TRAFFIC_MAX_WINDOW_S)
+        }
+        (None, Some(_), _) => TRAFFIC_MIN_WINDOW_S,
+        (None, None, _) => f64::from(m.window_s),
+    };
+    let secs = wanted_s.min(seen_s).floor();
+    if secs < wanted_s.min(TRAFFIC_MIN_WINDOW_S) {
+        return Reading::unknown(format!(
+            "events seen for only {} s since the broker connected: too soon to judge traffic",
+            seen_s.max(0.0) as i64
+        ));
+    }
+    let (requests, _, n) = series_sums(m, secs as usize);
+    let v = if n == 0 {
+        0.0
+    } else {
+        requests as f64 / n as f64
+    };
+    let limits = rule.limits(normal);
+    let what = format!("{} req/s over the last {n} s", show_qps(v));
+    let why = match (rule.relative, normal) {
+        (Some(_), Some(nq)) if nq * secs < TRAFFIC_EXPECTED => {
+            return Reading {
+                normal,
+                ..Reading::unknown(format!(
+                    "{what}; its normal {} req/s is too little traffic to tell a drop from chance",
+                    show_qps(nq)
+                ))
+            };
+        }
+        (Some(_), Some(nq)) => format!(
+            "{what}, {:.0} % of its normal {} req/s ({})",
+            if nq > 0.0 { v / nq * 100.0 } else { 100.0 },
+            show_qps(nq),
+            base.map_or_else(String::new, over)
+        ),
+        (Some(_), None) => no_normal(&what, base),
+        (None, _) => absolute(&what, rule, v, show_qps),
+    };
+    Reading {
+        normal,
+        ..Reading::known(v, limits, why)
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.0} MiB", b as f64 / f64::from(1u32 << 20))
+}
+
+/// The latest Docker event of one of `actions` on the model's timeline.
+fn last_event<'a>(
+    res: &'a ModelResources,
+    actions: &[&str],
+) -> Option<&'a crate::store::view::ContainerEventView> {
+    res.events
+        .iter()
+        .rev()
+        .find(|e| actions.iter().any(|a| e.action.starts_with(a)))
+}
+
+fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Reading {
+    let limits = Some((rule.threshold, rule.resolve));
+    let Some(res) = res.filter(|_| sight.docker) else {
+        return Reading::unknown("no container is mapped to this model".into());
+    };
+    let known = |v: f64, why: String| Reading::known(v, limits, why);
+    match rule.metric {
+        Metric::CpuPercent => match res.cpu_percent {
+            Some(v) => known(
+                v,
+                absolute(&format!("CPU {v:.0} % (100 % = one core)"), rule, v, pct),
+            ),
+            None => Reading::unknown("no CPU sample yet".into()),
+        },
+        Metric::CpuLimitPercent => match (res.cpu_limit_percent, res.cpu_cores) {
+            (Some(v), Some(cores)) => known(
+                v,
+                absolute(
+                    &format!(
+                        "CPU at {v:.0} % of what its containers may use ({cores:.1} {})",
+                        if (cores - 1.0).abs() < 1e-9 {
+                            "core"
+                        } else {
+                            "cores"
+                        }
+                    ),
+                    rule,
+                    v,
+                    pct,
+                ),
+            ),
+            _ => Reading::unknown("no CPU sample yet".into()),
+        },
+        Metric::MemoryPercent => match (res.mem_percent, res.mem_bytes, res.mem_limit_bytes) {
+            (Some(v), Some(used), Some(limit)) => known(
+                v,
+                absolute(
+                    &format!("memory {} of {} ({v:.0} %)", mib(used), mib(limit)),
+                    rule,
+                    v,
+                    pct,
+                ),
+            ),
+            _ => Reading::unknown("no memory sample with a limit yet".into()),
+        },
+        Metric::Restarts => {
+            let why = last_event(res, &["restart"]).map_or_else(
+                || format!("{} restarts in all", res.restarts),
+                |e| {
+                    format!(
+                        "container {} restarted ({})",
+                        e.container,
+                        e.detail.as_deref().unwrap_or("restart")
+                    )
+                },
+            );
+            known(res.restarts as f64, why)
+        }
+        Metric::OomKills => {
+            let why = last_event(res, &["oom"]).map_or_else(
+                || format!("{} OOM kills in all", res.oom_kills),
+                |e| {
+                    let limit = res
+                        .containers
+                        .iter()
+                        .find(|c| c.name == e.container)
+                        .and_then(|c| c.mem_limit_bytes)
+                        .or(res.mem_limit_bytes);
+                    format!(
+                        "container {} was killed for lack of memory{}",
+                        e.container,
+                        limit.map_or_else(String::new, |l| format!(" (limit {})", mib(l)))
+                    )
+                },
+            );
+            known(res.oom_kills as f64, why)
+        }
+        Metric::Unhealthy => match res.health.as_deref() {
+            Some(h) => {
+                let sick: Vec<&str> = res
+                    .containers
+                    .iter()
+                    .filter(|c| c.health.as_deref() == Some("unhealthy"))
+                    .map(|c| c.name.as_str())
+                    .collect();
+                let why = if sick.is_empty() {
+                    format!("health check {h}")
+                } else {
+                    format!("health check failing on {}", sick.join(", "))
+                };
+                known(f64::from(u8::from(h == "unhealthy")), why)
+            }
+            None => Reading::unknown("no health check".into()),
+        },
+        _ => down_reading(rule, res, sight.now_ms),
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{v:.0} %")
+}
+
+/// How many of the model's containers are not running, and which.
+fn down_reading(rule: &Rule, res: &ModelResources, now_ms: i64) -> Reading {
+    let down: Vec<&crate::store::view::ContainerView> = res
+        .containers
+        .iter()
+        .filter(|c| c.state != "running")
+        .collect();
+    let total = res.containers.len();
+    let running = total - down.len();
+    let why = match down.first() {
+        None => format!("{running} of {total} running"),
+        Some(c) => {
+            let event = res.events.iter().rev().find(|e| {
+                e.container == c.name
+                    && matches!(e.action.as_str(), "die" | "oom" | "stop" | "kill" | "pause")
+            });
+            let how = event.map_or_else(String::new, |e| {
+                format!(
+                    "{}{} ago",
+                    e.detail
+                        .as_deref()
+                        .map_or_else(String::new, |d| format!(" ({d})")),
+                    format_args!(" {}", show_duration_ms(now_ms - e.at_ms))
+                )
+            });
+            let others = if down.len() > 1 {
+                format!(" and {} more", down.len() - 1)
+            } else {
+                String::new()
+            };
+            format!(
+                "container {} is {}{how}{others}; {running} of {total} running",
+                c.name, c.state
+            )
+        }
+    };
+    Reading::known(down.len() as f64, Some((rule.threshold, rule.resolve)), why)
+}
+
+/// The reading of a rule about the monitor itself. `since_ms` is when the broker or the
+/// Docker engine entered its current state; `drops` the events dropped within the
+/// rule's window and by whom.
+pub fn monitor_reading(
+    rule: &Rule,
+    view: &View,
+    now_ms: i64,
+    broker_since_ms: i64,
+    docker_since_ms: i64,
+    drops: &(u64, Vec<(String, u64)>),
+) -> Reading {
+    use crate::store::view::{BrokerState, DockerState};
+    let limits = Some((rule.threshold, rule.resolve));
+    match rule.metric {
+        Metric::BrokerDown => {
+            let b = &view.broker;
+            let down = matches!(b.state, BrokerState::Down | BrokerState::Connecting);
+            let why = if down {
+                format!(
+                    "no connection to the broker for {}{}; request figures are unknown until it is back",
+                    show_duration_ms(now_ms - broker_since_ms),
+                    b.error
+                        .as_deref()
+                        .map_or_else(String::new, |e| format!(" ({e})"))
+                )
+            } else {
+                format!("connected to the broker ({})", b.state.as_str())
+            };
+            Reading::known(f64::from(u8::from(down)), limits, why)
+        }
+        Metric::DockerDown => {
+            let d = &view.docker;
+            let down = d.state == DockerState::Unavailable;
+            let why = if down {
+                format!(
+                    "cannot reach the Docker engine for {}{}; container figures are unknown until it is back",
+                    show_duration_ms(now_ms - docker_since_ms),
+                    d.error
+                        .as_deref()
+                        .map_or_else(String::new, |e| format!(" ({e})"))
+                )
+            } else {
+                format!("Docker engine {}", d.state.as_str())
+            };
+            Reading::known(f64::from(u8::from(down)), limits, why)
+        }
+        _ => {
+            let (total, by) = drops;
+            let secs = rule.window.map_or(60, |w| w.as_secs());
+            let why = if *total == 0 {
+                format!("no events dropped at the source in the last {secs} s")
+            } else {
+                let who: Vec<String> = by
+                    .iter()
+                    .take(3)
+                    .map(|(s, n)| format!("{s} dropped {n}"))
+                    .collect();
+                let more = if by.len() > 3 {
+                    format!(" and {} more sources", by.len() - 3)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}{more} events in the last {secs} s before they reached the broker (buffer full or broker unreachable)",
+                    who.join(", ")
+                )
+            };
+            Reading::known(*total as f64, limits, why)
+        }
+    }
+}
