@@ -44,6 +44,9 @@ pub struct Baseline {
     pub excluded_s: u64,
     /// Whether `over_s` reaches `min_history`: relative rules judge only then.
     pub ready: bool,
+    /// Kept from an earlier computation because incidents now fill too much of the
+    /// learning window: a long incident must not leave the model without a normal.
+    pub held: bool,
     /// How it was computed, in one sentence.
     pub explanation: String,
 }
@@ -125,6 +128,7 @@ pub fn compute(
         to_ms,
         excluded_s,
         ready,
+        held: false,
         explanation: String::new(),
     };
     b.explanation = describe(&b, cfg);
@@ -209,6 +213,22 @@ pub fn show_qps(q: f64) -> String {
     }
 }
 
+/// The normal to keep while incidents fill the learning window.
+fn held(old: &Baseline) -> Baseline {
+    Baseline {
+        held: true,
+        explanation: if old.held {
+            old.explanation.clone()
+        } else {
+            format!(
+                "{}; kept while incidents fill the recent history",
+                old.explanation
+            )
+        },
+        ..old.clone()
+    }
+}
+
 /// Every model's baseline, as readers get it: shared, rebuilt only when one changes.
 pub type SharedBaselines = Arc<BTreeMap<String, Arc<Baseline>>>;
 
@@ -241,7 +261,13 @@ impl Baselines {
                 .is_none_or(|(at, _)| now_ms - at >= REFRESH_MS || now_ms < *at);
             if stale && budget > 0 {
                 budget -= 1;
-                let b = compute(history, model, cfg, &excluded(model), now_ms);
+                let mut b = compute(history, model, cfg, &excluded(model), now_ms);
+                if let Some(old) = self
+                    .get(model)
+                    .filter(|o| o.ready && !b.ready && b.excluded_s > 0)
+                {
+                    b = held(old);
+                }
                 changed |= self.get(model) != Some(&b);
                 self.by_model
                     .insert(model.to_owned(), (now_ms, Arc::new(b)));

@@ -3,9 +3,9 @@
 //! inactive → pending → firing → resolved, with Prometheus' semantics and two changes
 //! that noisy figures need: a pending alert survives short dips and samples without a
 //! figure (it is dropped only once the condition has been clear for the rule's grace),
-//! and it fires only if the condition held in at least three quarters of the checks of
-//! its pending time, so one quiet sample cannot reset the clock and a few spikes cannot
-//! fire.
+//! and it fires only if the condition holds now and held in at least three quarters of
+//! the checks of its pending time, so one quiet sample cannot reset the clock and a few
+//! spikes cannot fire.
 //!
 //! Nothing here does I/O or reads the time: [`evaluate`] is driven by the store task in
 //! production and by a virtual clock in tests.
@@ -726,12 +726,22 @@ fn step(
                 return;
             }
             let mostly = u64::from(alert.bad_checks) * 4 >= u64::from(alert.checks) * 3;
-            if now_ms - alert.active_since_ms >= ms(rule.for_) && mostly {
+            // Fired on a bad check, so the alert's sentence is one that says why.
+            if now_ms - alert.active_since_ms >= ms(rule.for_) && mostly && bad {
                 fire(alert, now_ms, silenced, out);
             }
         }
         AlertPhase::Firing => {
-            let keep = rule.map_or(0, |r| ms(r.keep_firing_for));
+            // A known good value resolves after `keep_firing_for`; an unknown one (a
+            // missed sample) only once it has lasted the rule's grace as well.
+            let keep = rule.map_or(0, |r| {
+                let keep = ms(r.keep_firing_for);
+                if value.is_some() {
+                    keep
+                } else {
+                    keep.max(ms(r.grace()))
+                }
+            });
             if bad {
                 alert.last_bad_ms = now_ms;
             } else if now_ms - alert.last_bad_ms >= keep {

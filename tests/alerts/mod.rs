@@ -6,5 +6,6 @@ mod demo;
 mod desktop;
 mod engine;
 mod fixtures;
+mod judgement;
 mod restart;
 mod webhooks;

@@ -1,0 +1,475 @@
+//! The built-in rules judged against each model's own normal, through the real store on
+//! a virtual clock: events are decoded and aggregated as they are from the broker, the
+//! 24-hour rings fill, baselines are learnt from them, and the engine reads each view.
+
+use std::collections::BTreeMap;
+
+use modelmon::alert::{AlertPhase, AlertState, RuleSet, Transition, TransitionKind, evaluate};
+use modelmon::config::Config;
+use modelmon::store::view::View;
+use modelmon::store::{BrokerState, BrokerView, Store, StoreConfig};
+use modelmon_contract::decode_batch;
+use serde_json::{Value, json};
+
+/// A Unix second on an hour boundary, so minutes and hours line up with the rings.
+const T0: i64 = 1_800_000_000;
+
+/// How a model behaves during one second.
+#[derive(Debug, Clone, Copy)]
+struct Traffic {
+    rps: u32,
+    /// Median latency; each request is spread log-normally around it.
+    median_ms: f64,
+    /// Log-normal sigma.
+    sigma: f64,
+    error_share: f64,
+}
+
+impl Traffic {
+    fn steady(rps: u32, median_ms: f64) -> Self {
+        Self {
+            rps,
+            median_ms,
+            sigma: 0.35,
+            error_share: 0.002,
+        }
+    }
+
+    fn slower(self, factor: f64) -> Self {
+        Self {
+            median_ms: self.median_ms * factor,
+            ..self
+        }
+    }
+
+    fn failing(self, share: f64) -> Self {
+        Self {
+            error_share: share,
+            ..self
+        }
+    }
+
+    fn silent(self) -> Self {
+        Self { rps: 0, ..self }
+    }
+}
+
+/// The store, the engine and a clock, one second at a time.
+struct Sim {
+    store: Store,
+    alerts: AlertState,
+    now_s: i64,
+    rng: u64,
+    broker: BrokerState,
+    dropped: u64,
+    /// Everything notified so far, with the second it happened.
+    sent: Vec<(i64, Transition)>,
+    last: View,
+}
+
+impl Sim {
+    fn new(config: &str) -> Self {
+        let cfg = Config::parse(config).expect("the config parses");
+        cfg.validate(None).expect("and is valid");
+        Self {
+            store: Store::new(StoreConfig::default()),
+            alerts: AlertState::new(RuleSet::new(&cfg.alerts).expect("rules build")),
+            now_s: T0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            broker: BrokerState::Connected,
+            dropped: 0,
+            sent: Vec::new(),
+            last: View::default(),
+        }
+    }
+
+    /// Short learning, so a test warms up in simulated minutes, not an hour.
+    fn quick() -> Self {
+        Self::new(QUICK)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        // xorshift64*: deterministic, no dependency.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        // Box-Muller.
+        let (u, v) = (self.uniform().max(1e-12), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// One second of traffic for each model (none while the broker is down: the
+    /// monitor receives nothing), then one evaluation.
+    fn second(&mut self, traffic: &[(&str, Traffic)]) {
+        let now_us = self.now_s * 1_000_000;
+        if self.broker == BrokerState::Connected {
+            for &(model, t) in traffic {
+                let events: Vec<Value> = (0..t.rps)
+                    .map(|i| {
+                        let ms = t.median_ms * (t.sigma * self.normal()).exp();
+                        let failed = self.uniform() < t.error_share;
+                        json!({"ts": now_us - 1_000_000 + i64::from(i) * 1_000_000 / i64::from(t.rps.max(1)),
+                               "model": model, "instance": "i-1", "method": "POST",
+                               "route": "/predict", "status": if failed { 503 } else { 200 },
+                               "duration_us": (ms * 1000.0) as u64})
+                    })
+                    .collect();
+                let dropped = std::mem::take(&mut self.dropped);
+                if events.is_empty() && dropped == 0 {
+                    continue;
+                }
+                let body = serde_json::to_vec(&json!({"v": 1,
+                    "source": {"kind": "proxy", "instance": "edge-1", "pid": 42},
+                    "dropped": dropped, "events": events}))
+                .expect("json");
+                let d = decode_batch(&body, None, now_us).expect("a batch");
+                self.store.apply(&d, now_us);
+            }
+        }
+        let view = self.store.view(
+            now_us,
+            BrokerView {
+                state: self.broker,
+                ..BrokerView::default()
+            },
+        );
+        for t in evaluate(&mut self.alerts, &view, self.now_s * 1000) {
+            self.sent.push((self.now_s, t));
+        }
+        self.last = view;
+        self.now_s += 1;
+    }
+
+    fn run(&mut self, secs: i64, traffic: &[(&str, Traffic)]) {
+        for _ in 0..secs {
+            self.second(traffic);
+        }
+    }
+
+    /// `(rule, model)` of every firing notification since second `from`.
+    fn fired_since(&self, from: i64) -> Vec<(String, String)> {
+        self.sent
+            .iter()
+            .filter(|(s, t)| *s >= from && t.kind == TransitionKind::Firing)
+            .map(|(_, t)| (t.alert.rule.clone(), t.alert.model.clone()))
+            .collect()
+    }
+
+    /// Seconds from `from` until `rule` on `model` first reached `phase`.
+    fn seconds_to(&self, from: i64, rule: &str, model: &str, phase: TransitionKind) -> Option<i64> {
+        self.sent
+            .iter()
+            .find(|(s, t)| {
+                *s >= from && t.kind == phase && t.alert.rule == rule && t.alert.model == model
+            })
+            .map(|(s, _)| s - from)
+    }
+
+    fn active(&self, rule: &str, model: &str) -> Option<AlertPhase> {
+        self.alerts
+            .active()
+            .find(|a| a.rule == rule && a.model == model)
+            .map(|a| a.state)
+    }
+
+    fn baseline(&self, model: &str) -> modelmon::alert::Baseline {
+        self.alerts
+            .view()
+            .baseline(model)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Learning shortened to minutes; everything else is the zero-configuration default.
+const QUICK: &str = r#"
+[alerts.baseline]
+learn = "20m"
+skip_recent = "2m"
+min_history = "5m"
+"#;
+
+fn fired_list(sim: &Sim) -> BTreeMap<(String, String), usize> {
+    let mut m = BTreeMap::new();
+    for k in sim.fired_since(0) {
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn before_a_normal_is_learnt_relative_rules_stay_quiet_and_say_why() {
+    let mut sim = Sim::quick();
+    let fast = Traffic::steady(20, 4.0);
+    sim.run(60, &[("iris", fast)]);
+    // Even a huge regression: nothing to compare with yet.
+    sim.run(60, &[("iris", fast.slower(100.0))]);
+    assert!(sim.fired_since(0).is_empty(), "{:?}", sim.fired_since(0));
+    let b = sim.baseline("iris");
+    assert!(!b.ready);
+    assert!(b.explanation.starts_with("learning:"), "{}", b.explanation);
+    assert_eq!(b.p95_ms, None);
+}
+
+#[test]
+fn zero_config_names_a_latency_regression_an_error_burst_and_a_traffic_drop() {
+    let mut sim = Sim::quick();
+    let iris = Traffic::steady(20, 4.0);
+    let fraud = Traffic::steady(40, 2.5);
+    let bert = Traffic::steady(15, 16.0);
+    sim.run(8 * 60, &[("iris", iris), ("fraud", fraud), ("bert", bert)]);
+    let b = sim.baseline("iris");
+    assert!(b.ready, "{}", b.explanation);
+    let p95 = b.p95_ms.expect("a p95 baseline");
+    assert!((5.0..9.0).contains(&p95), "iris normal p95 {p95}");
+    let q = b.qps.expect("a traffic baseline");
+    assert!((19.0..=21.0).contains(&q), "iris normal qps {q}");
+    assert!(
+        b.explanation.contains("per-minute medians"),
+        "{}",
+        b.explanation
+    );
+    assert!(sim.fired_since(0).is_empty(), "{:?}", fired_list(&sim));
+
+    // Every request of iris 100× slower, fraud answers 30 % 503s, bert stops.
+    let t = sim.now_s;
+    sim.run(
+        45,
+        &[
+            ("iris", iris.slower(100.0)),
+            ("fraud", fraud.failing(0.3)),
+            ("bert", bert.silent()),
+        ],
+    );
+    let to = |rule, model, phase| sim.seconds_to(t, rule, model, phase);
+    let shown = |rule: &str, model: &str| {
+        sim.alerts
+            .view()
+            .active
+            .iter()
+            .chain(&sim.alerts.view().recent)
+            .find(|a| a.rule == rule && a.model == model)
+            .map(|a| a.active_since_ms / 1000 - t)
+    };
+    // A drop is judged over at least 30 s, so clients that send in bursts do not
+    // look dead between them: it shows later than the others.
+    for (rule, model, shown_s, firing_s) in [
+        ("latency_regression", "iris", 10, 30),
+        ("error_spike", "fraud", 10, 30),
+        ("traffic_drop", "bert", 30, 45),
+    ] {
+        let pending = shown(rule, model).unwrap_or(i64::MAX);
+        let firing = to(rule, model, TransitionKind::Firing).unwrap_or(i64::MAX);
+        eprintln!("{rule} on {model}: shown after {pending} s, firing after {firing} s");
+        assert!(
+            pending <= shown_s,
+            "{rule} on {model} shown after {pending} s"
+        );
+        assert!(
+            firing <= firing_s,
+            "{rule} on {model} firing after {firing} s"
+        );
+    }
+    let fired = fired_list(&sim);
+    assert_eq!(
+        fired.len(),
+        3,
+        "exactly the three causes, nothing else: {fired:?}"
+    );
+    let view = sim.alerts.view();
+    let why = |rule: &str| {
+        view.active
+            .iter()
+            .find(|a| a.rule == rule)
+            .map(|a| a.explanation.clone())
+            .unwrap_or_default()
+    };
+    let latency = why("latency_regression");
+    assert!(
+        latency.starts_with("p95 ") && latency.contains("× its normal") && latency.contains("ms"),
+        "{latency}"
+    );
+    let errors = why("error_spike");
+    assert!(
+        errors.contains("errors (") && errors.contains("normal"),
+        "{errors}"
+    );
+    let traffic = why("traffic_drop");
+    assert!(
+        traffic.starts_with("0.00 req/s") && traffic.contains("of its normal"),
+        "{traffic}"
+    );
+
+    // Back to normal: each resolves.
+    sim.run(150, &[("iris", iris), ("fraud", fraud), ("bert", bert)]);
+    for (rule, model) in [
+        ("latency_regression", "iris"),
+        ("error_spike", "fraud"),
+        ("traffic_drop", "bert"),
+    ] {
+        assert!(
+            sim.seconds_to(t, rule, model, TransitionKind::Resolved)
+                .is_some(),
+            "{rule} on {model} resolves after the fault"
+        );
+    }
+}
+
+#[test]
+fn a_fast_models_wobble_and_a_slow_models_own_normal_never_fire() {
+    let mut sim = Sim::quick();
+    // A 2 ms model that doubles now and then, and an LLM whose normal p95 is seconds.
+    let tiny = Traffic::steady(30, 2.0);
+    let llm = Traffic {
+        rps: 4,
+        median_ms: 900.0,
+        sigma: 0.6,
+        error_share: 0.01,
+    };
+    sim.run(8 * 60, &[("tiny", tiny), ("llm", llm)]);
+    // Ten minutes more: tiny doubles for 40 s every two minutes (2 → 4 ms), the LLM
+    // keeps its own noise.
+    for i in 0..600 {
+        let t = if i % 120 < 40 { tiny.slower(2.0) } else { tiny };
+        sim.second(&[("tiny", t), ("llm", llm)]);
+    }
+    assert!(
+        sim.fired_since(0).is_empty(),
+        "nothing fires: {:?}",
+        fired_list(&sim)
+    );
+    let llm_normal = sim.baseline("llm").p95_ms.expect("the LLM's normal");
+    assert!(
+        llm_normal > 1500.0,
+        "its own normal is seconds: {llm_normal}"
+    );
+}
+
+#[test]
+fn an_incident_does_not_become_the_new_normal() {
+    let mut sim = Sim::quick();
+    let fast = Traffic::steady(20, 4.0);
+    sim.run(8 * 60, &[("iris", fast)]);
+    let before = sim.baseline("iris").p95_ms.expect("learnt");
+    // Twenty minutes slow: the whole learning window.
+    let t = sim.now_s;
+    sim.run(20 * 60, &[("iris", fast.slower(50.0))]);
+    assert_eq!(
+        sim.active("latency_regression", "iris"),
+        Some(AlertPhase::Firing),
+        "still firing after 20 min: the slow minutes were left out"
+    );
+    let during = sim.baseline("iris");
+    assert!(during.held, "{}", during.explanation);
+    let p95 = during.p95_ms.expect("still known");
+    assert!(
+        (p95 - before).abs() / before < 0.25,
+        "normal {p95} vs {before} before: {}",
+        during.explanation
+    );
+    assert!(
+        during
+            .explanation
+            .contains("kept while incidents fill the recent history"),
+        "{}",
+        during.explanation
+    );
+    let fired = sim.fired_since(t);
+    assert_eq!(fired.len(), 1, "one alert, not a storm: {fired:?}");
+    // A shorter incident is left out of a normal that is still learnt afresh.
+    let mut sim = Sim::quick();
+    sim.run(8 * 60, &[("iris", fast)]);
+    sim.run(4 * 60, &[("iris", fast.slower(50.0))]);
+    sim.run(6 * 60, &[("iris", fast)]);
+    let after = sim.baseline("iris");
+    assert!(!after.held && after.excluded_s >= 4 * 60, "{after:?}");
+    assert!(
+        after.explanation.contains("of incidents"),
+        "{}",
+        after.explanation
+    );
+    let p95 = after.p95_ms.expect("learnt");
+    assert!((p95 - before).abs() / before < 0.25, "{p95} vs {before}");
+}
+
+#[test]
+fn a_broker_outage_makes_figures_unknown_with_one_alert_about_the_monitor() {
+    let mut sim = Sim::quick();
+    let models = [
+        ("a", Traffic::steady(20, 5.0)),
+        ("b", Traffic::steady(10, 8.0)),
+        ("c", Traffic::steady(5, 30.0)),
+    ];
+    sim.run(8 * 60, &models);
+    assert!(sim.baseline("c").qps.is_some(), "traffic_drop is armed");
+    let t = sim.now_s;
+    sim.broker = BrokerState::Down;
+    sim.run(60, &models);
+    sim.broker = BrokerState::Connected;
+    sim.run(90, &models);
+    let fired = sim.fired_since(t);
+    assert_eq!(
+        fired,
+        [("broker_down".to_owned(), String::new())],
+        "one alert, about the monitor; no traffic_drop"
+    );
+    let down = sim.seconds_to(t, "broker_down", "", TransitionKind::Firing);
+    assert_eq!(down, Some(10), "after the 10-s grace");
+    assert!(
+        sim.seconds_to(t, "broker_down", "", TransitionKind::Resolved)
+            .is_some_and(|s| (60..=62).contains(&s)),
+        "resolved once connected again"
+    );
+    let why = &sim
+        .sent
+        .iter()
+        .find(|(_, t)| t.alert.rule == "broker_down")
+        .map(|(_, t)| t.alert.explanation.clone())
+        .unwrap_or_default();
+    assert!(
+        why.starts_with("no connection to the broker for 10 s"),
+        "{why}"
+    );
+    // Counts resumed: the last view has traffic for every model again.
+    for (m, _) in models {
+        let mv = sim.last.model(m).expect("the model");
+        assert!(
+            mv.series.iter().rev().take(10).any(|p| p.requests > 0),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn a_source_dropping_events_is_one_alert_naming_it() {
+    let mut sim = Sim::quick();
+    let m = [("iris", Traffic::steady(10, 4.0))];
+    sim.run(30, &m);
+    sim.dropped = 512;
+    sim.run(5, &m);
+    let fired = sim.fired_since(0);
+    assert_eq!(fired, [("source_dropping".to_owned(), String::new())]);
+    let why = sim
+        .alerts
+        .view()
+        .monitor()
+        .next()
+        .map(|a| a.explanation.clone())
+        .unwrap_or_default();
+    assert!(
+        why.starts_with("proxy/edge-1/42 dropped 512 events in the last 60 s"),
+        "{why}"
+    );
+    // A minute without drops resolves it.
+    sim.run(70, &m);
+    assert!(
+        sim.alerts
+            .view()
+            .monitor()
+            .all(|a| a.state == AlertPhase::Resolved)
+    );
+}
