@@ -5,6 +5,6 @@
 mod demo;
 mod desktop;
 mod engine;
-mod fixtures;
+pub mod fixtures;
 mod restart;
 mod webhooks;
