@@ -8,6 +8,7 @@ mod support;
 
 mod alerts;
 mod amqp_ingest;
+mod broker_outage;
 mod cli;
 mod docker;
 mod history;

@@ -148,7 +148,12 @@ impl Mon {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"));
-        cmd.args(["--batch", "--interval", "200ms", "--config"])
+        cmd.arg("--batch");
+        // clap refuses an option given twice, so a caller's own choice replaces the default.
+        if !args.contains(&"--interval") {
+            cmd.args(["--interval", "200ms"]);
+        }
+        cmd.arg("--config")
             .arg(&path)
             .args(args)
             .env_remove("MODELMON_AMQP_URL")
@@ -156,7 +161,7 @@ impl Mon {
             .env("XDG_RUNTIME_DIR", dir.path())
             .env("XDG_STATE_HOME", dir.path().join("state"))
             .env("MODELMON_LOG", "modelmon=info");
-        if !args.contains(&"--demo") {
+        if !args.contains(&"--demo") && !args.contains(&"--amqp") {
             cmd.args(["--amqp", support::AMQP]);
         }
         for (k, v) in env {

@@ -5,7 +5,7 @@
 mod demo;
 mod desktop;
 mod engine;
-mod fixtures;
+pub mod fixtures;
 mod judgement;
 mod restart;
 mod webhooks;

@@ -11,6 +11,10 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
+// One helper for a RabbitMQ node of a test's own, shared with the publisher's tests.
+#[path = "../../interceptor/publisher/tests/support/private_node.rs"]
+pub mod private_node;
+
 pub const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
 
 /// A model name no other test uses.

@@ -1,8 +1,10 @@
 //! A RabbitMQ node of the test's own, for what must not happen to the shared broker on
-//! 127.0.0.1:5672 (other tests publish to it concurrently): resource alarms.
+//! 127.0.0.1:5672 (other tests publish to it concurrently): resource alarms, outages.
 //!
 //! The node runs as the test's user, with its own ports, data, logs, config and Erlang
 //! cookie in a temporary directory, so nothing it does reaches the shared node or its files.
+//!
+//! The publisher's tests and the monitor's (`tests/support/mod.rs`) include this one file.
 #![allow(dead_code)]
 
 use std::fs;
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const BOOT_PATIENCE: Duration = Duration::from_secs(60);
 /// How long a clean `rabbitmqctl stop` may take before the node is killed.
 const STOP_PATIENCE: Duration = Duration::from_secs(15);
+/// `stop_app` returns once the listeners are closed; the margin is for a loaded machine.
+const LISTENER_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Debian's `/usr/sbin/rabbitmq-*` wrappers re-run themselves as the `rabbitmq` user
 /// through `su` when started as root, which resets `HOME` (so the cookie below would not
@@ -44,6 +48,8 @@ pub struct PrivateNode {
     pub node: String,
     /// The AMQP URL of this node, guest/guest.
     pub url: String,
+    /// Its AMQP port: the same for the node's whole life, across `stop_app`/`start_app`.
+    pub port: u16,
     dir: PathBuf,
     env: Vec<(String, String)>,
     server: Child,
@@ -58,7 +64,7 @@ impl PrivateNode {
             .expect("clock")
             .subsec_nanos();
         let tag = format!("{}-{nanos}", std::process::id());
-        let node = format!("modelmon-blocked-{tag}@localhost");
+        let node = format!("modelmon-private-{tag}@localhost");
         let dir = std::env::temp_dir().join(format!("modelmon-rabbit-{tag}"));
         fs::create_dir_all(&dir).expect("private node directory");
 
@@ -123,16 +129,21 @@ impl PrivateNode {
             .expect("rabbitmq-server starts (installed by scripts/services.sh)");
         let mut me = PrivateNode {
             url: format!("amqp://guest:guest@127.0.0.1:{amqp_port}/%2f"),
+            port: amqp_port,
             node,
             dir,
             env,
             server,
         };
-        me.wait_until_booted(amqp_port);
+        me.wait_until_booted();
         me
     }
 
-    fn wait_until_booted(&mut self, amqp_port: u16) {
+    fn listening(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    fn wait_until_booted(&mut self) {
         let end = Instant::now() + BOOT_PATIENCE;
         loop {
             if let Ok(Some(status)) = self.server.try_wait() {
@@ -142,7 +153,7 @@ impl PrivateNode {
                 );
             }
             // The AMQP listener opens in one of the last boot steps.
-            if TcpStream::connect(("127.0.0.1", amqp_port)).is_ok() {
+            if self.listening() {
                 break;
             }
             assert!(
@@ -189,6 +200,54 @@ impl PrivateNode {
     /// the node then blocks every connection that publishes.
     pub fn memory_alarm(&self, on: bool) {
         self.ctl_ok(&["set_vm_memory_high_watermark", if on { "0" } else { "0.4" }]);
+    }
+
+    /// An outage, as clients see one: RabbitMQ itself stops inside the node, closing every
+    /// client connection (clients read `CONNECTION_FORCED`, or a reset when the socket
+    /// goes first) and its AMQP listener, so reconnects are refused until
+    /// [`PrivateNode::start_app`]. The Erlang VM keeps running, which keeps
+    /// the node's name, ports and data, and lets `rabbitmqctl` reach it meanwhile.
+    pub fn stop_app(&self) {
+        self.ctl_ok(&["stop_app"]);
+        let end = Instant::now() + LISTENER_PATIENCE;
+        while self.listening() {
+            assert!(
+                Instant::now() < end,
+                "port {} still accepts connections after stop_app:\n{}",
+                self.port,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Ends the outage: the same node comes back on the same port and URL, with the
+    /// durable exchange it had; returns once it accepts AMQP connections again.
+    pub fn start_app(&mut self) {
+        self.ctl_ok(&["start_app"]);
+        self.wait_until_booted();
+    }
+
+    /// One line per client connection: its `name` (the client's address and port, so a
+    /// reconnect shows as a new name), a tab, and its client properties, which hold the
+    /// name the client gave it (RabbitMQ 3.10 has no `user_provided_name` column).
+    pub fn connections(&self) -> Vec<String> {
+        let out = self.ctl(&[
+            "list_connections",
+            "--no-table-headers",
+            "name",
+            "client_properties",
+        ]);
+        assert!(
+            out.status.success(),
+            "rabbitmqctl list_connections failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The node's console output and log, for failure messages.
