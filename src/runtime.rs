@@ -63,6 +63,9 @@ impl Monitor {
             });
         }
         let snapshots = open_snapshots(cfg, source, &mut store);
+        if source == Source::Demo {
+            demo_history(&mut store, cfg);
+        }
         let (stop, stop_rx) = oneshot::channel();
         // The config was validated, so the rules build; an empty set is the safe fallback.
         let (alerting, alerts) = if cfg.alerts.enabled {
@@ -122,6 +125,23 @@ impl Drop for Monitor {
         for t in self.tasks.iter().chain(&self.store) {
             t.abort();
         }
+    }
+}
+
+/// A demo with no history of the span baselines learn from gets that span played in
+/// quietly first; one that ran recently (its snapshot covers any of it) keeps its own.
+fn demo_history(store: &mut Store, cfg: &Config) {
+    let b = &cfg.alerts.baseline;
+    let span_us = i64::try_from((b.learn.0 + b.skip_recent.0).as_micros()).unwrap_or(0);
+    let now = now_us();
+    let from = now - span_us;
+    let covered = store
+        .view(now, BrokerView::default())
+        .history
+        .uptime()
+        .covered(from / 1_000_000, now / 1_000_000);
+    if covered == 0 {
+        ingest::demo::backfill(store, &ingest::demo::default_models(), from, now);
     }
 }
 

@@ -1,14 +1,19 @@
 //! `--demo`: simulated models with realistic latency and scripted incidents.
 //!
 //! Latencies are log-normal (a long right tail, like real inference), traffic is Poisson,
-//! and every five minutes the script plays a latency spike, an error burst and a traffic
-//! drop on different models, so every part of the monitor has something to show.
-//! Batches are encoded as real wire-contract JSON and decoded like broker traffic.
+//! and every five minutes the script plays two latency regressions (a fast model and a
+//! slow one), an error burst and a traffic stop on different models, so every rule has
+//! something to catch. Batches are encoded as real wire-contract JSON and decoded like
+//! broker traffic.
+//!
+//! A fresh demo has no history to learn each model's normal from, so it first plays the
+//! last hour, quietly, into the store on a virtual clock ([`backfill`]): the first
+//! incident is judged against a normal, as it would be after an hour of real running.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use modelmon_contract::{Batch, Event, Source, SourceKind};
+use modelmon_contract::{Batch, Decoded, Event, Source, SourceKind};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Poisson};
@@ -16,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::Input;
 use crate::clock::now_us;
+use crate::store::{BrokerState, BrokerView, Store};
 
 /// Length of the incident script; it repeats.
 pub const CYCLE_S: i64 = 300;
@@ -74,7 +80,12 @@ pub fn default_models() -> Vec<Sim> {
             sigma: 0.35,
             routes: &["/predict", "/predict_proba"],
             replicas: 2,
-            incident: None,
+            // A fast model gone slow: 4 ms → 80 ms, far under any fixed "slow" limit.
+            incident: Some(Incident::Slow {
+                from: 10,
+                to: 50,
+                factor: 20.0,
+            }),
             streams: false,
         },
         Sim {
@@ -120,6 +131,12 @@ pub fn default_models() -> Vec<Sim> {
 /// `MODELMON_DEMO_CYCLE=40s` plays the whole incident script in that time, starting
 /// from the first event of the run, so tests see every incident in well under a minute.
 const CYCLE_ENV: &str = "MODELMON_DEMO_CYCLE";
+/// `MODELMON_DEMO_INCIDENTS=off`: only the models' own noise, for false-alarm runs.
+const INCIDENTS_ENV: &str = "MODELMON_DEMO_INCIDENTS";
+
+fn incidents_on() -> bool {
+    !std::env::var(INCIDENTS_ENV).is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false"))
+}
 
 /// The second of the script `from_us` falls in.
 fn phase_of(from_us: i64) -> i64 {
@@ -138,11 +155,27 @@ fn phase_of(from_us: i64) -> i64 {
     }
 }
 
-/// Generates the events of `sim` that started in `[from_us, to_us)`.
+/// Generates the events of `sim` that started in `[from_us, to_us)`, its incident
+/// playing when the script says so.
 pub fn events(sim: &Sim, from_us: i64, to_us: i64, rng: &mut SmallRng) -> Vec<Event<'static>> {
-    let phase = phase_of(from_us);
+    let incident = if incidents_on() { sim.incident } else { None };
+    events_with(sim, incident, from_us, to_us, rng)
+}
+
+fn events_with(
+    sim: &Sim,
+    incident: Option<Incident>,
+    from_us: i64,
+    to_us: i64,
+    rng: &mut SmallRng,
+) -> Vec<Event<'static>> {
+    let phase = if incident.is_some() {
+        phase_of(from_us)
+    } else {
+        0
+    };
     let (mut factor, mut error_share, mut silent) = (1.0, 0.003, false);
-    match sim.incident {
+    match incident {
         Some(Incident::Slow {
             from,
             to,
@@ -192,6 +225,55 @@ pub fn events(sim: &Sim, from_us: i64, to_us: i64, rng: &mut SmallRng) -> Vec<Ev
     out
 }
 
+fn batch(events: Vec<Event<'static>>, pid: u32) -> Batch<'static> {
+    Batch {
+        v: 1,
+        source: Source {
+            kind: SourceKind::Demo,
+            instance: Cow::Borrowed("demo"),
+            pid,
+        },
+        dropped: 0,
+        events,
+    }
+}
+
+/// Plays `[from_us, to_us)` of the models' own traffic, incidents off, straight into the
+/// store on a virtual clock, so the demo starts with the history a baseline is learnt
+/// from. The store sees each second as it happens (no event is late); the history
+/// shows the demo as running over that span.
+pub fn backfill(store: &mut Store, models: &[Sim], from_us: i64, to_us: i64) {
+    let mut rng = SmallRng::from_os_rng();
+    let pid = std::process::id();
+    let broker = BrokerView {
+        state: BrokerState::Demo,
+        ..BrokerView::default()
+    };
+    let mut t = from_us;
+    while t < to_us {
+        let next = (t + 1_000_000).min(to_us);
+        for sim in models {
+            let events = events_with(sim, None, t, next, &mut rng);
+            if events.is_empty() {
+                continue;
+            }
+            let b = batch(events, pid);
+            let decoded = Decoded {
+                source: b.source,
+                dropped: 0,
+                events: b.events,
+                rejects: Vec::new(),
+            };
+            store.apply(&decoded, next);
+        }
+        // Seconds leave the live window into the 24-hour rings as views are built.
+        if (next / 1_000_000) % 10 == 0 {
+            store.view(next, broker.clone());
+        }
+        t = next;
+    }
+}
+
 /// Feeds the store with simulated batches every `tick` until the store goes away.
 pub async fn run(models: Vec<Sim>, tick: Duration, tx: mpsc::Sender<Input>) {
     let mut rng = SmallRng::from_os_rng();
@@ -207,17 +289,7 @@ pub async fn run(models: Vec<Sim>, tick: Duration, tx: mpsc::Sender<Input>) {
             if events.is_empty() {
                 continue;
             }
-            let batch = Batch {
-                v: 1,
-                source: Source {
-                    kind: SourceKind::Demo,
-                    instance: Cow::Borrowed("demo"),
-                    pid,
-                },
-                dropped: 0,
-                events,
-            };
-            let body = batch.to_json();
+            let body = batch(events, pid).to_json();
             let input = Input::Body {
                 body,
                 routing_model: Some(sim.name.to_owned()),
