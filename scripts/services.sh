@@ -91,6 +91,12 @@ docker_test_image() {
   rm -rf "$root" "$root.tar"
 }
 
+# Prometheus Alertmanager for the `format = "alertmanager"` test (tests/alerts/alertmanager.rs),
+# which starts its own instance on a free loopback port: this only installs it.
+alertmanager() {
+  command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertmanager
+}
+
 # The dashboard's browser test (tests/browser/dashboard.mjs): Debian's Chromium, driven by
 # playwright-core, which is told where Chromium is and so downloads no browser.
 browser() {
@@ -108,6 +114,7 @@ case "${1:-all}" in
   notify) notify ;;
   docker) docker_engine ;;
   browser) browser ;;
-  all) rabbitmq; tools; notify; docker_engine; browser ;;
-  *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser]" >&2; exit 2 ;;
+  alertmanager) alertmanager ;;
+  all) rabbitmq; tools; notify; docker_engine; browser; alertmanager ;;
+  *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser|alertmanager]" >&2; exit 2 ;;
 esac

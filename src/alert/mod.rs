@@ -92,7 +92,18 @@ impl Alerting {
     /// Takes back the state saved in `dir` by a previous run, if any.
     pub fn load(&mut self, dir: &std::path::Path, now_ms: i64) {
         match persist::load(dir) {
-            Ok(Some(saved)) => self.state.restore(saved, now_ms),
+            Ok(Some(saved)) => {
+                self.state.restore(saved, now_ms);
+                // Notifiers that keep alerts alive by re-posting them (Alertmanager)
+                // must go on with what the previous run left firing.
+                let firing: Vec<Alert> = self
+                    .state
+                    .active()
+                    .filter(|a| a.state == AlertPhase::Firing)
+                    .cloned()
+                    .collect();
+                self.notifiers.resume(&firing);
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!("{e}; alerts start afresh"),
         }

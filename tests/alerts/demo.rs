@@ -40,9 +40,9 @@ enabled = false
         ("traffic_drop", "sentiment-bert"),
     ];
     let of = |b: &[Received], rule: &str, model: &str| -> Vec<String> {
-        b.iter()
-            .filter(|r| r.body["rule"] == rule && r.body["model"] == model)
-            .map(|r| r.body["status"].as_str().unwrap_or("?").to_owned())
+        alerts(b)
+            .filter(|a| a["rule"] == rule && a["model"] == model)
+            .map(|a| a["status"].as_str().unwrap_or("?").to_owned())
             .collect()
     };
     hook.wait(
@@ -64,7 +64,7 @@ enabled = false
     }
     // Healthy models stay quiet on the rules the script exercises.
     assert!(
-        !b.iter().any(|r| r.body["model"] == "iris-classifier"),
+        !alerts(&b).any(|a| a["model"] == "iris-classifier"),
         "{:?}",
         b.iter().map(|r| &r.body).collect::<Vec<_>>()
     );

@@ -73,8 +73,16 @@ fn dunstctl(bus: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Summaries and ids in `dunstctl history`.
-fn history(bus: &str) -> Vec<(String, i64)> {
+/// One notification in dunst's history.
+#[derive(Debug)]
+struct Shown {
+    summary: String,
+    body: String,
+    id: i64,
+}
+
+/// What `dunstctl history` holds.
+fn history(bus: &str) -> Vec<Shown> {
     let Some(text) = dunstctl(bus, &["history"]) else {
         return Vec::new();
     };
@@ -83,11 +91,10 @@ fn history(bus: &str) -> Vec<(String, i64)> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|n| {
-                    (
-                        n["summary"]["data"].as_str().unwrap_or("").to_owned(),
-                        n["id"]["data"].as_i64().unwrap_or(-1),
-                    )
+                .map(|n| Shown {
+                    summary: n["summary"]["data"].as_str().unwrap_or("").to_owned(),
+                    body: n["body"]["data"].as_str().unwrap_or("").to_owned(),
+                    id: n["id"]["data"].as_i64().unwrap_or(-1),
                 })
                 .collect()
         })
@@ -152,36 +159,77 @@ fn desktop_notifications_reach_a_real_notification_daemon() {
     );
     let firing = format!("{model}: slow firing");
     let resolved = format!("{model}: slow resolved");
-    // Closing moves what is shown into the history, where dunstctl can read it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        dunstctl(&bus, &["close-all"]);
-        seen = history(&bus);
-        let has = |s: &str| seen.iter().any(|(x, _)| x == s);
-        if has(&firing) && has(&resolved) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let id = |s: &str| seen.iter().find(|(x, _)| x == s).map(|(_, id)| *id);
-    assert!(
-        id(&firing).is_some(),
-        "firing not in dunst's history: {seen:?}\n{}",
-        mon.stderr()
-    );
-    assert!(
-        id(&resolved).is_some(),
-        "resolved not in dunst's history: {seen:?}"
-    );
+    let seen = wait_shown(&bus, &[&firing, &resolved]);
+    let shown = |s: &str| seen.iter().find(|n| n.summary == s);
+    let (Some(f), Some(r)) = (shown(&firing), shown(&resolved)) else {
+        panic!(
+            "firing and resolved not both in dunst's history: {seen:?}\n{}",
+            mon.stderr()
+        );
+    };
     assert_eq!(
-        id(&firing),
-        id(&resolved),
+        f.id, r.id,
         "the resolved notification replaces the firing one (same id)"
     );
+    // The body is the alert's explanation, with the figures.
+    assert!(
+        f.body.starts_with("p95 ") && f.body.contains("above its limit 100 ms"),
+        "{f:?}"
+    );
+    assert!(!r.body.is_empty(), "{r:?}");
     assert!(
         !mon.stderr().contains("desktop notifications are off"),
         "{}",
         mon.stderr()
     );
+    drop(mon);
+
+    // Two models going bad in the same evaluation: one notification with a line each.
+    let (a, b) = (unique("alert-desk"), unique("alert-desk"));
+    let cfg = alerts_config("", "")
+        .replace("enabled = false", "enabled = true")
+        .replace("for = \"1s\"", "for = \"0s\"");
+    let mon = Mon::watching(
+        &cfg,
+        &format!("{a},{b}"),
+        &[("DBUS_SESSION_BUS_ADDRESS", bus.as_str())],
+    );
+    play_together(&mon, &[&a, &b], Duration::from_secs(4), Duration::ZERO);
+    let seen = wait_shown(&bus, &["modelmon: 2 firing"]);
+    let group = seen
+        .iter()
+        .find(|n| n.summary == "modelmon: 2 firing")
+        .unwrap_or_else(|| panic!("no grouped notification: {seen:?}\n{}", mon.stderr()));
+    let lines: Vec<&str> = group.body.lines().collect();
+    assert_eq!(lines.len(), 2, "{group:?}");
+    for m in [&a, &b] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{m} slow: p95 "))),
+            "a line for {m}: {group:?}"
+        );
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|n| n.summary == format!("{a}: slow firing")),
+        "no separate notification per model: {seen:?}"
+    );
+}
+
+/// Waits until every summary of `want` is in dunst's history; what it holds then.
+fn wait_shown(bus: &str, want: &[&str]) -> Vec<Shown> {
+    // Closing moves what is shown into the history, where dunstctl can read it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        dunstctl(bus, &["close-all"]);
+        seen = history(bus);
+        if want.iter().all(|w| seen.iter().any(|n| n.summary == *w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    seen
 }

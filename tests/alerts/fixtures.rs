@@ -271,6 +271,45 @@ pub fn play(model: &str, bad: Duration, good: Duration, slow: (u16, u64)) -> Ins
         .expect("the publisher connects")
 }
 
+/// Publishes slow events for every model of `models` for `bad`, then fast ones for
+/// `good`, every 200 ms, with the first slow batches of all models landing in the same
+/// evaluation of `mon`: they go out back to back right after one of its lines, i.e.
+/// right after a refresh, with a whole refresh (200 ms) before the next one.
+pub fn play_together(mon: &Mon, models: &[&str], bad: Duration, good: Duration) {
+    let models: Vec<String> = models.iter().map(|m| (*m).to_owned()).collect();
+    let (ready_tx, ready) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        support::runtime().block_on(async move {
+            let p = Publisher::connect().await;
+            let _ = ready_tx.send(());
+            if go_rx.recv().is_err() {
+                return;
+            }
+            let start = Instant::now();
+            while start.elapsed() < bad + good {
+                let us = if start.elapsed() < bad {
+                    300_000
+                } else {
+                    5_000
+                };
+                for model in &models {
+                    let events = (0..10).map(|_| support::event(model, 200, us)).collect();
+                    p.publish(model, &batch(events, 0)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    });
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the publisher connects");
+    // Drain what is queued: the line waited for below must be a fresh one.
+    while mon.lines.try_recv().is_ok() {}
+    mon.wait_for("a refresh", Duration::from_secs(5), |_| true);
+    go.send(()).expect("the publisher waits");
+}
+
 pub fn alerts_config(hooks: &str, rule_extra: &str) -> String {
     format!(
         r#"
@@ -297,6 +336,14 @@ pub fn webhook(name: &str, url: &str, extra: &str) -> String {
     )
 }
 
+/// Every alert of every `format = "json"` body, in the order they arrived.
+pub fn alerts(bodies: &[Received]) -> impl Iterator<Item = &Value> {
+    bodies
+        .iter()
+        .flat_map(|r| r.body["alerts"].as_array().into_iter().flatten())
+}
+
+/// The `status` of each body (a group's: firing if any of its alerts fires).
 pub fn statuses(bodies: &[Received]) -> Vec<String> {
     bodies
         .iter()

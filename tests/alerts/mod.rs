@@ -1,7 +1,8 @@
 //! Alerts: the lifecycle on a virtual clock, and notifications through real services:
 //! webhooks to an HTTP server on loopback, desktop notifications through a real session
-//! bus and dunst, and `--demo`'s scripted incidents end to end.
+//! bus and dunst, a real Alertmanager, and `--demo`'s scripted incidents end to end.
 
+mod alertmanager;
 mod demo;
 mod desktop;
 mod engine;

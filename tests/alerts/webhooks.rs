@@ -49,29 +49,53 @@ fn webhooks_get_firing_then_resolved_once_each() {
     std::thread::sleep(Duration::from_secs(2));
     let got = json.bodies();
     assert_eq!(statuses(&got), ["firing", "resolved"]);
-    let (firing, resolved) = (&got[0].body, &got[1].body);
+    for (r, status) in got.iter().zip(["firing", "resolved"]) {
+        let g = &r.body;
+        assert_eq!(g["version"], 2, "{g}");
+        assert_eq!(g["alerts"].as_array().map(Vec::len), Some(1), "{g}");
+        assert_eq!(g[status], 1, "{g}");
+    }
+    let (firing, resolved) = (&got[0].body["alerts"][0], &got[1].body["alerts"][0]);
+    assert_eq!(firing["status"], "firing");
+    assert_eq!(firing["reminder"], false);
     assert_eq!(firing["rule"], "slow");
     assert_eq!(firing["model"], model.as_str());
     assert_eq!(firing["threshold"], 100.0);
     assert!(firing["value"].as_f64().is_some_and(|v| v > 100.0));
+    assert!(firing["normal"].is_null(), "an absolute rule has no normal");
+    let why = firing["explanation"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("p95 ") && why.contains("above its limit 100 ms"),
+        "{firing}"
+    );
     assert!(
         firing["started_at"]
             .as_str()
             .is_some_and(|s| s.ends_with('Z'))
     );
     assert!(firing["resolved_at"].is_null());
+    assert!(firing["link"].is_null(), "no [notify] link, no link");
+    assert_eq!(resolved["status"], "resolved");
     assert!(resolved["resolved_at"].as_str().is_some());
     assert_eq!(resolved["started_at"], firing["started_at"]);
+    assert!(
+        resolved["explanation"]
+            .as_str()
+            .is_some_and(|w| !w.is_empty()),
+        "{resolved}"
+    );
     let texts: Vec<String> = slack
         .bodies()
         .iter()
         .map(|r| r.body["text"].as_str().unwrap_or("").to_owned())
         .collect();
     assert!(
-        texts[0].contains("FIRING") && texts[0].contains(&model),
-        "{texts:?}"
+        texts[0].starts_with(&format!("[FIRING] warning slow on {model}: p95 "))
+            && texts[0].ends_with(why),
+        "the line ends with the explanation: {texts:?}"
     );
-    assert!(texts[1].contains("RESOLVED"), "{texts:?}");
+    assert!(texts[1].starts_with("[RESOLVED]"), "{texts:?}");
+    assert_eq!(texts[1].lines().count(), 1, "{texts:?}");
     let resolved_line = mon.wait_for(
         "the resolved alert in --batch",
         Duration::from_secs(5),
@@ -83,6 +107,88 @@ fn webhooks_get_firing_then_resolved_once_each() {
         "figure: first bad event -> webhook POST = {:?} (rule for = 1s, --window 2s, refresh 200ms)",
         got[0].at.duration_since(first_bad)
     );
+}
+
+#[test]
+fn alerts_of_one_evaluation_arrive_in_one_post_linking_to_each_model() {
+    let hook = Hook::start(Mode::Ok);
+    // Takes whatever is posted to it, at any path: here, what Alertmanager would get.
+    let am = Hook::start(Mode::Ok);
+    // A name the dashboard's route can only take percent-encoded.
+    let plain = unique("alert-group");
+    let odd = format!("{} /v2+ü", unique("alert-group"));
+    let hooks = "[notify]\nlink = \"http://monitor.example:9464/\"\n".to_owned()
+        + &webhook("ops", &hook.url, "")
+        + &webhook("am", &am.url, "format = \"alertmanager\"");
+    // `for = 0s` fires on the first evaluation that sees the slow events.
+    let cfg = alerts_config(&hooks, "").replace("for = \"1s\"", "for = \"0s\"");
+    let mon = Mon::watching(&cfg, &format!("{plain},{odd}"), &[]);
+    play_together(
+        &mon,
+        &[&plain, &odd],
+        Duration::from_secs(4),
+        Duration::ZERO,
+    );
+    hook.wait("the firing", Duration::from_secs(15), |b| !b.is_empty());
+    // Whatever else arrives (the resolves, later) must not be a second firing.
+    std::thread::sleep(Duration::from_secs(1));
+    let got = hook.bodies();
+    let firing: Vec<&serde_json::Value> = got
+        .iter()
+        .filter(|r| r.body["firing"].as_u64() > Some(0))
+        .map(|r| &r.body)
+        .collect();
+    assert_eq!(firing.len(), 1, "one POST for one evaluation: {firing:?}");
+    let group = firing[0];
+    assert_eq!(group["version"], 2);
+    assert_eq!(group["status"], "firing");
+    assert_eq!(group["firing"], 2, "{group}");
+    assert_eq!(group["resolved"], 0, "{group}");
+    let alerts = group["alerts"].as_array().cloned().unwrap_or_default();
+    let mut models: Vec<&str> = alerts.iter().filter_map(|a| a["model"].as_str()).collect();
+    models.sort_unstable();
+    let mut want = vec![plain.as_str(), odd.as_str()];
+    want.sort_unstable();
+    assert_eq!(models, want);
+    let link = |m: &str| {
+        alerts
+            .iter()
+            .find(|a| a["model"] == m)
+            .and_then(|a| a["link"].as_str())
+            .map(str::to_owned)
+    };
+    let encoded = odd.replace(" /v2+ü", "%20%2Fv2%2B%C3%BC");
+    assert_eq!(
+        link(&odd).as_deref(),
+        Some(format!("http://monitor.example:9464/#/model/{encoded}").as_str())
+    );
+    assert_eq!(
+        link(&plain).as_deref(),
+        Some(format!("http://monitor.example:9464/#/model/{plain}").as_str())
+    );
+    for a in &alerts {
+        assert_eq!(a["status"], "firing");
+        assert!(
+            a["explanation"]
+                .as_str()
+                .is_some_and(|w| w.contains("above its limit 100 ms")),
+            "{a}"
+        );
+    }
+    // Alertmanager gets the same two alerts in one post too.
+    let posts = am.bodies();
+    let first = &posts.first().expect("a post to Alertmanager").body;
+    let mut labelled: Vec<&str> = first
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["labels"]["model"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    labelled.sort_unstable();
+    assert_eq!(labelled, want, "{first}");
+    assert!(!mon.stderr().contains("not delivered"), "{}", mon.stderr());
 }
 
 #[test]
@@ -279,7 +385,7 @@ fn https_webhooks_deliver_to_a_server_trusted_through_ca_file() {
         .wait("the firing over https", Duration::from_secs(20), |b| {
             statuses(b) == ["firing"]
         });
-    let firing = &tls.hook.bodies()[0].body;
+    let firing = &tls.hook.bodies()[0].body["alerts"][0];
     assert_eq!(firing["rule"], "slow");
     assert_eq!(firing["model"], model.as_str());
     assert!(

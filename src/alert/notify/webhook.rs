@@ -1,4 +1,4 @@
-//! Webhooks: an HTTP POST of JSON per alert transition.
+//! Webhooks: an HTTP POST of JSON per evaluation that changed something (a [`Group`]).
 //!
 //! One task per endpoint sends its queue in order (a resolve never overtakes its
 //! firing), each attempt bounded by a timeout, retried with doubling pauses. Only
@@ -26,7 +26,9 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{WebhookConfig, WebhookFormat, headline, rfc3339};
+use super::{
+    Group, WebhookConfig, WebhookFormat, counts, deep_link, explanation, headline_on, rfc3339,
+};
 use crate::alert::engine::{Transition, TransitionKind};
 
 /// The longest pause between two attempts.
@@ -158,86 +160,153 @@ fn tls_cause(err: &hyper_util::client::legacy::Error) -> Option<rustls::Error> {
     None
 }
 
-/// The body sent for `t`.
-pub fn payload(format: WebhookFormat, t: &Transition, link: Option<&str>) -> Value {
-    let a = &t.alert;
-    let link = link.map(|base| format!("{}/#/models/{}", base.trim_end_matches('/'), a.model));
+/// The version of the `format = "json"` body: 2 is the group (1 was one alert per POST).
+pub const JSON_VERSION: u32 = 2;
+
+/// The body sent for `group`. (The Alertmanager notifier builds its own bodies, with
+/// its `resend`; the body here is the one it sends with the default.)
+pub fn payload(format: WebhookFormat, group: &Group, link: Option<&str>) -> Value {
     match format {
-        WebhookFormat::Json => json!({
-            "status": match t.kind {
-                TransitionKind::Resolved => "resolved",
-                TransitionKind::Firing | TransitionKind::Reminder => "firing",
-            },
-            "reminder": t.kind == TransitionKind::Reminder,
-            "rule": a.rule,
-            "model": a.model,
-            "metric": a.metric.as_str(),
-            "severity": a.severity.as_str(),
-            "value": a.value,
-            "threshold": a.threshold,
-            "resolve_threshold": a.resolve,
-            "started_at": a.started_ms.map(rfc3339),
-            "resolved_at": a.resolved_ms.map(rfc3339),
-            "started_at_ms": a.started_ms,
-            "resolved_at_ms": a.resolved_ms,
-            "acknowledged": a.acknowledged,
-            "link": link,
-        }),
-        WebhookFormat::Slack => {
-            let text = match link {
-                Some(l) => format!("{} <{l}|open>", headline(t)),
-                None => headline(t),
-            };
-            json!({ "text": text })
+        WebhookFormat::Json => {
+            let (firing, resolved) = counts(group);
+            let alerts: Vec<Value> = group
+                .iter()
+                .map(|t| {
+                    let a = &t.alert;
+                    json!({
+                        "status": status(t.kind),
+                        "reminder": t.kind == TransitionKind::Reminder,
+                        "rule": a.rule,
+                        "model": a.model,
+                        "metric": a.metric.as_str(),
+                        "severity": a.severity.as_str(),
+                        "value": a.value,
+                        "threshold": a.threshold,
+                        "resolve_threshold": a.resolve,
+                        "normal": a.normal,
+                        "explanation": explanation(a),
+                        "started_at": a.started_ms.map(rfc3339),
+                        "resolved_at": a.resolved_ms.map(rfc3339),
+                        "started_at_ms": a.started_ms,
+                        "resolved_at_ms": a.resolved_ms,
+                        "acknowledged": a.acknowledged,
+                        "link": link.map(|base| deep_link(base, a)),
+                    })
+                })
+                .collect();
+            json!({
+                "version": JSON_VERSION,
+                "status": if firing > 0 { "firing" } else { "resolved" },
+                "firing": firing,
+                "resolved": resolved,
+                "alerts": alerts,
+            })
         }
+        WebhookFormat::Slack => {
+            let lines: Vec<String> = group
+                .iter()
+                .map(|t| match link {
+                    Some(base) => headline_on(
+                        t,
+                        &format!("<{}|{}>", deep_link(base, &t.alert), t.alert.subject()),
+                    ),
+                    None => headline_on(t, t.alert.subject()),
+                })
+                .collect();
+            json!({ "text": lines.join("\n") })
+        }
+        WebhookFormat::Alertmanager => super::alertmanager::payload(
+            group.iter(),
+            link,
+            crate::clock::now_us() / 1000,
+            super::alertmanager::DEFAULT_RESEND,
+        ),
     }
 }
 
-/// Sends what arrives on `rx` to the endpoint until the monitor stops.
-pub async fn run(
-    cfg: WebhookConfig,
-    link: Option<String>,
-    mut rx: mpsc::Receiver<Arc<Transition>>,
-) {
-    let uri = match parse_url(&cfg.url) {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(webhook = %cfg.name, "{e}; this webhook is off");
-            return;
+fn status(kind: TransitionKind) -> &'static str {
+    match kind {
+        TransitionKind::Resolved => "resolved",
+        TransitionKind::Firing | TransitionKind::Reminder => "firing",
+    }
+}
+
+/// One endpoint: where, through which client, and how hard to try.
+pub(super) struct Endpoint {
+    name: String,
+    uri: Uri,
+    client: HttpsClient,
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+}
+
+impl Endpoint {
+    /// `None` (told once in the log) when the URL or `ca_file` cannot be used: the
+    /// config check refuses both, so this only happens if a file changed since.
+    pub(super) fn new(cfg: &WebhookConfig, uri: Result<Uri, WebhookError>) -> Option<Self> {
+        let built = uri.and_then(|uri| Ok((uri, client(cfg.ca_file.as_deref())?)));
+        match built {
+            Ok((uri, client)) => Some(Self {
+                name: cfg.name.clone(),
+                uri,
+                client,
+                timeout: cfg.timeout.0,
+                retries: cfg.retries,
+                backoff: cfg.backoff.0,
+            }),
+            Err(e) => {
+                tracing::warn!(webhook = %cfg.name, "{e}; this webhook is off");
+                None
+            }
         }
-    };
-    let client = match client(cfg.ca_file.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(webhook = %cfg.name, "{e}; this webhook is off");
-            return;
-        }
-    };
-    while let Some(t) = rx.recv().await {
-        let body = Bytes::from(payload(cfg.format, &t, link.as_deref()).to_string());
-        let mut pause = cfg.backoff.0;
+    }
+
+    /// POSTs `body`, retrying what may succeed on retry; `what` names the alerts in the
+    /// log line of a notification that could not be delivered.
+    pub(super) async fn deliver(&self, body: Bytes, what: impl FnOnce() -> String) -> bool {
+        let mut pause = self.backoff;
         let mut attempt = 0;
         loop {
-            match post(&client, &uri, body.clone(), cfg.timeout.0).await {
-                Ok(()) => break,
-                Err(e) if e.retryable() && attempt < cfg.retries => {
-                    tracing::debug!(webhook = %cfg.name, attempt, "{e}; retrying in {pause:?}");
+            match post(&self.client, &self.uri, body.clone(), self.timeout).await {
+                Ok(()) => return true,
+                Err(e) if e.retryable() && attempt < self.retries => {
+                    tracing::debug!(webhook = %self.name, attempt, "{e}; retrying in {pause:?}");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_BACKOFF);
                     attempt += 1;
                 }
                 Err(e) => {
                     tracing::warn!(
-                        webhook = %cfg.name,
-                        rule = %t.alert.rule,
-                        model = %t.alert.model,
+                        webhook = %self.name,
+                        alerts = %what(),
                         "alert notification not delivered after {} attempt(s): {e}",
                         attempt + 1
                     );
-                    break;
+                    return false;
                 }
             }
         }
+    }
+}
+
+/// `rule@subject, …` for log lines.
+pub(super) fn names<'a>(group: impl IntoIterator<Item = &'a Transition>) -> String {
+    group
+        .into_iter()
+        .map(|t| format!("{}@{}", t.alert.rule, t.alert.subject()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sends what arrives on `rx` to the endpoint until the monitor stops.
+pub async fn run(cfg: WebhookConfig, link: Option<String>, mut rx: mpsc::Receiver<Group>) {
+    let Some(endpoint) = Endpoint::new(&cfg, parse_url(&cfg.url)) else {
+        return;
+    };
+    while let Some(group) = rx.recv().await {
+        let body = Bytes::from(payload(cfg.format, &group, link.as_deref()).to_string());
+        endpoint.deliver(body, || names(group.iter())).await;
     }
 }
 
@@ -267,5 +336,70 @@ async fn post(
         Ok(())
     } else {
         Err(WebhookError::Status(status.as_u16()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::MONITOR;
+    use crate::alert::notify::tests::transition;
+
+    #[test]
+    fn the_json_body_is_a_group_with_each_alert_as_before() {
+        let group: Group = vec![
+            transition(TransitionKind::Firing, "slow", "resnet50"),
+            transition(TransitionKind::Resolved, "broker_down", MONITOR),
+        ]
+        .into();
+        let body = payload(WebhookFormat::Json, &group, Some("http://mon:9464"));
+        assert_eq!(body["version"], 2);
+        assert_eq!(body["status"], "firing");
+        assert_eq!(body["firing"], 1);
+        assert_eq!(body["resolved"], 1);
+        let a = &body["alerts"][0];
+        assert_eq!(a["status"], "firing");
+        assert_eq!(a["reminder"], false);
+        assert_eq!(a["model"], "resnet50");
+        assert_eq!(a["threshold"], 12.0);
+        assert_eq!(a["resolve_threshold"], 8.0);
+        assert_eq!(a["normal"], 4.0);
+        assert_eq!(
+            a["explanation"],
+            "p95 470 ms, 117× its normal 4.0 ms (last hour)"
+        );
+        assert_eq!(a["link"], "http://mon:9464/#/model/resnet50");
+        let m = &body["alerts"][1];
+        assert_eq!(m["status"], "resolved");
+        assert_eq!(m["model"], "");
+        assert_eq!(m["link"], "http://mon:9464/");
+        assert!(m["resolved_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+
+        let resolved: Group = vec![transition(TransitionKind::Resolved, "slow", "a")].into();
+        assert_eq!(
+            payload(WebhookFormat::Json, &resolved, None)["status"],
+            "resolved"
+        );
+    }
+
+    #[test]
+    fn the_slack_text_is_one_line_per_alert_ending_with_the_explanation() {
+        let group: Group = vec![
+            transition(TransitionKind::Firing, "slow", "a b"),
+            transition(TransitionKind::Reminder, "slow", "c"),
+        ]
+        .into();
+        let text = payload(WebhookFormat::Slack, &group, Some("http://mon:9464/"))["text"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "[FIRING] warning slow on <http://mon:9464/#/model/a%20b|a b>: p95 470 ms, 117× its normal 4.0 ms (last hour)",
+                "[STILL FIRING] warning slow on <http://mon:9464/#/model/c|c>: p95 470 ms, 117× its normal 4.0 ms (last hour)",
+            ]
+        );
     }
 }
