@@ -11,6 +11,7 @@ mod amqp_ingest;
 mod cli;
 mod docker;
 mod history;
+mod model_api;
 mod persist;
 mod store_windows;
 mod tui;

@@ -11,6 +11,8 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
+pub mod model_api;
+
 pub const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
 
 /// A model name no other test uses.
@@ -84,8 +86,13 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_every("200ms", args)
+    }
+
+    /// Like `start`, one line every `interval`.
+    pub fn start_every(interval: &str, args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"));
-        cmd.args(["--batch", "--interval", "200ms"]);
+        cmd.args(["--batch", "--interval", interval]);
         if !args.contains(&"--amqp") && !args.contains(&"--demo") {
             cmd.args(["--amqp", AMQP]);
         }
