@@ -116,7 +116,7 @@ fn latency_errors_cpu_and_a_stop_show_in_the_batch_figures() {
         "errors: error_rate {rate:.3} for a share of 0.3 ({} requests, 5xx {})",
         row["requests"], row["status"]["5xx"]
     );
-    assert!((rate - 0.3).abs() <= 0.08, "error_rate ≈ 0.3: {row}");
+    assert!((rate - 0.3).abs() <= 0.1, "error_rate ≈ 0.3: {row}");
     assert!(row["status"]["5xx"].as_u64() > Some(0), "{row}");
     assert!(
         num(row, "p95_ms") < 100.0,

@@ -17,6 +17,9 @@ A PUT replaces the whole set: a field left out is off. What each fault does:
 - ``cpu_burn``: a child process spins, so the container sits at its CPU limit. A
   process, not a thread: a spinning Python thread would hold the GIL and starve the
   event loop, and the fault to show would be "the API stopped answering" instead.
+  ``cpu_burners`` (default 1) spins more of them: one fills ``--cpus 1`` on an idle
+  host, a second keeps the limit full when other work on the host takes turns on the
+  cores (it also leaves the API less of the quota, so it slows down more).
 - ``leak_mib_per_s``: memory is allocated, written and kept at that rate until the
   fault is cleared or the kernel's OOM killer ends the container.
 
@@ -50,6 +53,7 @@ class FaultSet(BaseModel):
     error_share: float = Field(0.0, ge=0.0, le=1.0)
     error_status: int = Field(503, ge=400, le=599)
     cpu_burn: bool = False
+    cpu_burners: int = Field(1, ge=1, le=16)
     leak_mib_per_s: float = Field(0.0, ge=0.0, le=4096.0)
 
     @field_validator("latency_ms")
@@ -66,7 +70,7 @@ class Faults:
     def __init__(self) -> None:
         self.current = FaultSet()
         self._lock = threading.Lock()
-        self._burner: subprocess.Popen | None = None
+        self._burners: list[subprocess.Popen] = []
         self._leak_stop: threading.Event | None = None
         self._leaked: list[bytearray] = []
         self.injected_errors = 0
@@ -84,28 +88,27 @@ class Faults:
 
     def replace(self, new: FaultSet) -> None:
         with self._lock:
-            self._set_burn(new.cpu_burn)
+            self._set_burn(new.cpu_burners if new.cpu_burn else 0)
             self._set_leak(new.leak_mib_per_s)
             self.current = new
 
     def state(self) -> dict:
-        burner = self._burner
         return {
             "faults": self.current.model_dump(),
-            "burner_pid": burner.pid if burner is not None and burner.poll() is None else None,
+            "burner_pids": [b.pid for b in self._burners if b.poll() is None],
             "leaked_mib": round(sum(len(b) for b in self._leaked) / MIB, 1),
             "delayed": self.delayed,
             "injected_errors": self.injected_errors,
         }
 
-    def _set_burn(self, on: bool) -> None:
-        burner = self._burner
-        if on and (burner is None or burner.poll() is not None):
-            self._burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        elif not on and burner is not None:
-            burner.kill()
-            burner.wait()
-            self._burner = None
+    def _set_burn(self, n: int) -> None:
+        self._burners = [b for b in self._burners if b.poll() is None]
+        while len(self._burners) < n:
+            self._burners.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        while len(self._burners) > n:
+            b = self._burners.pop()
+            b.kill()
+            b.wait()
 
     def _set_leak(self, mib_per_s: float) -> None:
         if self._leak_stop is not None:
