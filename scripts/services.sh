@@ -101,11 +101,13 @@ MODELAPI_VENV="${MODELMON_VENV:-/var/cache/modelmon/iris-venv}"
 modelapi_stamp() {
   local root="$1" py="$2"
   # The native core compiles the contract and publisher crates too: they are inputs.
+  # Their tests and benchmarks are not, and would only force needless rebuilds.
   {
     "$py" -c 'import sys; print(sys.version, sys.base_prefix)'
     (cd "$root" && find interceptor/python interceptor/contract interceptor/publisher \
         examples/iris-fastapi/requirements.txt \
-        \( -name target -o -name __pycache__ -o -name '*.egg-info' \) -prune -o -type f -print0 |
+        \( -name target -o -name __pycache__ -o -name '*.egg-info' -o -name tests \
+           -o -name bench -o -name benches \) -prune -o -type f -print0 |
       LC_ALL=C sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -d' ' -f1
 }
