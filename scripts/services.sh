@@ -97,6 +97,52 @@ alertmanager() {
   command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertmanager
 }
 
+# The fault-injection harness (tests/support/model_api.rs, benches/detection.py) runs the
+# iris example in a container built from bind mounts: this venv, the Python it links to
+# and the app directory. The interceptor's native core is compiled here (maturin, through
+# pip), which takes minutes, so a stamp of everything that goes into the venv lets a run
+# with nothing changed return at once.
+MODELAPI_VENV="${MODELMON_VENV:-/var/cache/modelmon/iris-venv}"
+
+modelapi_stamp() {
+  local root="$1" py="$2"
+  # The native core compiles the contract and publisher crates too: they are inputs.
+  # Their tests and benchmarks are not, and would only force needless rebuilds.
+  {
+    "$py" -c 'import sys; print(sys.version, sys.base_prefix)'
+    (cd "$root" && find interceptor/python interceptor/contract interceptor/publisher \
+        examples/iris-fastapi/requirements.txt \
+        \( -name target -o -name __pycache__ -o -name '*.egg-info' -o -name tests \
+           -o -name bench -o -name benches \) -prune -o -type f -print0 |
+      LC_ALL=C sort -z | xargs -0 sha256sum)
+  } | sha256sum | cut -d' ' -f1
+}
+
+modelapi() {
+  local root py venv="$MODELAPI_VENV" stamp want
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  # The interpreter itself, not a pyenv shim: the venv's python links to it, and the
+  # container mounts its prefix at the same path.
+  py="$("${MODELMON_PYTHON:-python3}" -c 'import sys; print(sys.executable)')"
+  stamp="$venv/.modelmon-stamp"
+  want="$(modelapi_stamp "$root" "$py")"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c '' 2>/dev/null &&
+     [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "building the model API venv at $venv (the interceptor's native core compiles: minutes)"
+  mkdir -p "$(dirname "$venv")"
+  if ! "$venv/bin/python" -c '' 2>/dev/null; then "$py" -m venv --clear "$venv"; fi
+  export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+  "$venv/bin/python" -m pip install -q -r "$root/examples/iris-fastapi/requirements.txt"
+  # Cargo's build of the core outlives this run (and the clone) in a cache of its own, so
+  # a changed source recompiles only what changed.
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/modelmon/interceptor-target}" \
+    "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$root/interceptor/python"
+  "$venv/bin/python" -c 'import fastapi, uvicorn, sklearn, numpy, modelmon_interceptor._core'
+  echo "$want" >"$stamp"
+}
+
 # The dashboard's browser test (tests/browser/dashboard.mjs): Debian's Chromium, driven by
 # playwright-core, which is told where Chromium is and so downloads no browser.
 browser() {
@@ -108,13 +154,18 @@ browser() {
   fi
 }
 
-case "${1:-all}" in
-  rabbitmq) rabbitmq ;;
-  tools) tools ;;
-  notify) notify ;;
-  docker) docker_engine ;;
-  browser) browser ;;
-  alertmanager) alertmanager ;;
-  all) rabbitmq; tools; notify; docker_engine; browser; alertmanager ;;
-  *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser|alertmanager]" >&2; exit 2 ;;
-esac
+# Several steps in one call: scripts/services.sh docker modelapi
+[ $# -gt 0 ] || set -- all
+for step in "$@"; do
+  case "$step" in
+    rabbitmq) rabbitmq ;;
+    tools) tools ;;
+    notify) notify ;;
+    docker) docker_engine ;;
+    browser) browser ;;
+    alertmanager) alertmanager ;;
+    modelapi) modelapi ;;
+    all) rabbitmq; tools; notify; docker_engine; browser; alertmanager; modelapi ;;
+    *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser|alertmanager|modelapi]..." >&2; exit 2 ;;
+  esac
+done

@@ -12,6 +12,7 @@ mod broker_outage;
 mod cli;
 mod docker;
 mod history;
+mod model_api;
 mod persist;
 mod store_windows;
 mod tui;

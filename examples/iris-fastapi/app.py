@@ -8,6 +8,10 @@ nothing is downloaded. One line (``instrument``) reports every request to Rabbit
 IRIS_INSTRUMENT picks how the app is watched, so the benchmark can serve the very same
 app every way: ``modelmon`` (default), ``none``, or ``prometheus``
 (prometheus-fastapi-instrumentator, for comparison).
+
+IRIS_FAULTS=1 adds fault switches (``PUT/GET/DELETE /faults``: added latency, a share
+of errors, a CPU burner, a memory leak) for detection tests and benchmarks; see
+faults.py. Without it the example has none of that.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ class PredictResponse(BaseModel):
 
 app = FastAPI(title="iris model API")
 
+faults = None
+if os.environ.get("IRIS_FAULTS") == "1":
+    import faults as fault_switches
+
+    faults = fault_switches.install(app)
+
 
 @app.get("/v1/models/{name}")
 async def metadata(name: str) -> dict:
@@ -60,6 +70,8 @@ async def metadata(name: str) -> dict:
 async def predict(name: str, req: PredictRequest) -> PredictResponse:
     if name != MODEL_NAME:
         raise HTTPException(404, f"no model {name!r}")
+    if faults is not None:
+        await faults.before_predict()
     x = np.asarray(req.instances, dtype=float)
     if x.shape[1] != 4:
         raise HTTPException(422, "each instance has 4 features")
@@ -81,7 +93,13 @@ async def health() -> dict:
 
 mode = os.environ.get("IRIS_INSTRUMENT", "modelmon")
 if mode == "modelmon":
-    modelmon_interceptor.instrument(app, model=MODEL_NAME, version=MODEL_VERSION)
+    options = {}
+    if faults is not None:
+        # Switching faults is not model traffic.
+        from modelmon_interceptor.settings import DEFAULT_EXCLUDE
+
+        options["exclude"] = [*DEFAULT_EXCLUDE, *fault_switches.PATHS]
+    modelmon_interceptor.instrument(app, model=MODEL_NAME, version=MODEL_VERSION, **options)
 elif mode == "prometheus":
     from prometheus_fastapi_instrumentator import Instrumentator
 

@@ -11,6 +11,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
+pub mod model_api;
 // One helper for a RabbitMQ node of a test's own, shared with the publisher's tests.
 #[path = "../../interceptor/publisher/tests/support/private_node.rs"]
 pub mod private_node;
@@ -88,8 +89,13 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_every("200ms", args)
+    }
+
+    /// Like `start`, one line every `interval`.
+    pub fn start_every(interval: &str, args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"));
-        cmd.args(["--batch", "--interval", "200ms"]);
+        cmd.args(["--batch", "--interval", interval]);
         if !args.contains(&"--amqp") && !args.contains(&"--demo") {
             cmd.args(["--amqp", AMQP]);
         }
