@@ -20,10 +20,12 @@ use crate::store::history::{HistoryView, Range};
 
 /// A minute needs this many requests for its percentiles to count.
 const MIN_REQUESTS_PER_MINUTE: u64 = 5;
-/// And this many such minutes make a latency baseline.
+/// And this many such minutes make a latency baseline (fewer if `min_history` is shorter).
 const MIN_LATENCY_MINUTES: usize = 3;
-/// Baselines move slowly: each is recomputed once a minute.
+/// Baselines move slowly: each is recomputed once a minute; one still learning every
+/// 10 s (a cell of the rings), so rules can judge as soon as there is enough history.
 const REFRESH_MS: i64 = 60_000;
+const LEARNING_REFRESH_MS: i64 = 10_000;
 /// Recomputed per evaluation at most, so a fleet of models spreads the work over ticks.
 const PER_TICK: usize = 16;
 
@@ -112,8 +114,10 @@ pub fn compute(
         }
     }
     let ready = used_s >= cfg.min_history.0.as_secs();
+    let min_minutes = MIN_LATENCY_MINUTES
+        .min(usize::try_from(cfg.min_history.0.as_secs() / 60).unwrap_or(MIN_LATENCY_MINUTES));
     let latency = |xs: Vec<f64>| {
-        (ready && xs.len() >= MIN_LATENCY_MINUTES)
+        (ready && xs.len() >= min_minutes.max(1))
             .then(|| median(xs))
             .flatten()
     };
@@ -164,15 +168,25 @@ fn describe(b: &Baseline, cfg: &BaselineSection) -> String {
     if let Some(q) = b.qps {
         figures.push(format!("{} req/s", show_qps(q)));
     }
-    let mut left_out = vec![format!("the last {}", minutes(cfg.skip_recent.0.as_secs()))];
-    if b.excluded_s > 0 {
-        left_out.push(format!("{} of incidents", minutes(b.excluded_s)));
+    let mut left_out = Vec::new();
+    if cfg.skip_recent.0.as_secs() >= 60 {
+        left_out.push(format!("the last {}", minutes(cfg.skip_recent.0.as_secs())));
     }
+    if b.excluded_s > 0 {
+        left_out.push(format!(
+            "{} of incidents and outages",
+            minutes(b.excluded_s)
+        ));
+    }
+    let left_out = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} left out)", left_out.join(" and "))
+    };
     format!(
-        "{}: per-minute medians over {} of the last {learn} ({} left out)",
+        "{}: per-minute medians over {} of the last {learn}{left_out}",
         figures.join(", "),
         minutes(b.over_s),
-        left_out.join(" and "),
     )
 }
 
@@ -255,10 +269,14 @@ impl Baselines {
         let mut changed = false;
         for model in models {
             seen.push(model);
-            let stale = self
-                .by_model
-                .get(model)
-                .is_none_or(|(at, _)| now_ms - at >= REFRESH_MS || now_ms < *at);
+            let stale = self.by_model.get(model).is_none_or(|(at, b)| {
+                let every = if b.ready {
+                    REFRESH_MS
+                } else {
+                    LEARNING_REFRESH_MS
+                };
+                now_ms - at >= every || now_ms < *at
+            });
             if stale && budget > 0 {
                 budget -= 1;
                 let mut b = compute(history, model, cfg, &excluded(model), now_ms);

@@ -186,6 +186,8 @@ struct Watch {
     /// Whether the broker was connected (or the demo running) at the last evaluation,
     /// and since when that holds.
     broker_up: Option<bool>,
+    /// Whether the broker was ever connected (or the demo running).
+    was_up: bool,
     broker_since_ms: i64,
     docker_state: Option<DockerState>,
     docker_since_ms: i64,
@@ -389,13 +391,15 @@ fn observe(state: &mut AlertState, view: &View, now_ms: i64) -> Sight {
         BrokerState::Connected | BrokerState::Demo
     );
     if w.broker_up != Some(up) {
-        if up && let Some(false) = w.broker_up {
+        // Blind spans are outages: the wait for the first connection is not one.
+        if up && w.broker_up == Some(false) && w.was_up {
             if w.blind.len() >= BLIND_SPANS {
                 w.blind.pop_front();
             }
             w.blind.push_back((w.broker_since_ms, now_ms));
         }
         w.broker_up = Some(up);
+        w.was_up |= up;
         w.broker_since_ms = now_ms;
     }
     if w.docker_state != Some(view.docker.state) {

@@ -430,6 +430,16 @@ fn pct(v: f64) -> String {
     format!("{v:.0} %")
 }
 
+/// A container's state as a sentence says it.
+fn state_words(state: &str) -> String {
+    match state {
+        "exited" => "exited".into(),
+        "created" => "was created but never started".into(),
+        "removing" => "is being removed".into(),
+        s => format!("is {s}"),
+    }
+}
+
 /// How many of the model's containers are not running, and which.
 fn down_reading(rule: &Rule, res: &ModelResources, now_ms: i64) -> Reading {
     let down: Vec<&crate::store::view::ContainerView> = res
@@ -461,8 +471,9 @@ fn down_reading(rule: &Rule, res: &ModelResources, now_ms: i64) -> Reading {
                 String::new()
             };
             format!(
-                "container {} is {}{how}{others}; {running} of {total} running",
-                c.name, c.state
+                "container {} {}{how}{others}; {running} of {total} running",
+                c.name,
+                state_words(&c.state)
             )
         }
     };

@@ -461,7 +461,7 @@ fn a_stopped_container_fires_at_once_naming_it_and_its_exit() {
     );
     assert_eq!(
         out[0].alert.explanation,
-        "container iris-1 is exited (exit code 137) 29 s ago; 1 of 2 running"
+        "container iris-1 exited (exit code 137) 29 s ago; 1 of 2 running"
     );
     // Removed altogether while Docker watches: still down, until one runs again.
     let out = run(&mut st, 31, 40, |_| {

@@ -388,7 +388,7 @@ fn an_incident_does_not_become_the_new_normal() {
     let after = sim.baseline("iris");
     assert!(!after.held && after.excluded_s >= 4 * 60, "{after:?}");
     assert!(
-        after.explanation.contains("of incidents"),
+        after.explanation.contains("of incidents and outages"),
         "{}",
         after.explanation
     );
