@@ -29,6 +29,7 @@ Then:
     python3 benches/detection.py --fast-baseline       # learn = 3m, skip_recent = 0s, min_history = 1m
     python3 benches/detection.py --faults latency,stop --timeout 60
     python3 benches/detection.py --steady 30           # no faults for 30 min: what fires anyway?
+    python3 benches/detection.py --steady 30 --demo    # the same over --demo, its incidents off
 
 With the real defaults ([alerts.baseline] learn 1h, skip_recent 5m, min_history 10m)
 the warm-up alone takes about min_history + skip_recent (15 min); --fast-baseline writes
@@ -256,7 +257,7 @@ class Load:
 class Monitor:
     """`modelmon-tui --batch` as a child; its lines parsed on a thread."""
 
-    def __init__(self, binary: Path, model: str, amqp: str, config_text: str, record: Path | None) -> None:
+    def __init__(self, binary: Path, model: str | None, amqp: str, config_text: str, record: Path | None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="modelmon-detect-"))
         self.config = self.dir / "config.toml"
         self.config.write_text(config_text)
@@ -264,9 +265,14 @@ class Monitor:
         env = {k: v for k, v in os.environ.items() if k != "MODELMON_AMQP_URL"}
         # Fresh history: the baseline is learnt from scratch, which is what warm-up measures.
         env["XDG_STATE_HOME"] = str(self.dir / "state")
+        if model is None:
+            # --demo with its scripted incidents off: only the models' own noise.
+            source = ["--demo"]
+            env["MODELMON_DEMO_INCIDENTS"] = "off"
+        else:
+            source = ["--amqp", amqp, "--models", model]
         self.proc = subprocess.Popen(
-            [str(binary), "--batch", "--interval", "500ms", "--config", str(self.config),
-             "--amqp", amqp, "--models", model],
+            [str(binary), "--batch", "--interval", "500ms", "--config", str(self.config), *source],
             stdout=subprocess.PIPE, stderr=self.stderr_path.open("w"), text=True, env=env,
         )
         self.lines: queue.Queue = queue.Queue()
@@ -508,6 +514,14 @@ class Bench:
         if args.fast_baseline:
             config += "\n[alerts.baseline]\n" + "".join(f'{k} = "{v}"\n' for k, v in baseline.items())
         api = mon = load = None
+        if args.demo:
+            if args.steady is None:
+                raise SystemExit("--demo goes with --steady MINUTES")
+            mon = Monitor(args.monitor, None, args.amqp, config, args.record)
+            try:
+                return self.steady(mon, None)
+            finally:
+                mon.close()
         try:
             log(f"starting the model API ({self.model}, --cpus {args.cpus} --memory {args.memory})")
             api = ModelApi(self.model, args.cpus, args.memory, args.label_key, args.amqp)
@@ -533,7 +547,7 @@ class Bench:
             if api is not None:
                 api.remove()
 
-    def steady(self, mon: Monitor, load: Load) -> int:
+    def steady(self, mon: Monitor, load: Load | None) -> int:
         """No faults: every alert that fires over the run, with its explanation."""
         t0 = time.monotonic()
         end = t0 + self.args.steady * 60
@@ -544,12 +558,12 @@ class Bench:
             line = mon.next(left)
             if line is None:
                 break
-            row = row_of(line, self.model) or {}
-            b = row.get("baseline")
-            if ready_at is None and isinstance(b, dict) and b.get("ready"):
+            rows = line.get("models", []) if self.args.demo else [row_of(line, self.model) or {}]
+            bs = [r.get("baseline") for r in rows]
+            if ready_at is None and bs and all(isinstance(b, dict) and b.get("ready") for b in bs):
                 ready_at = time.monotonic() - t0
-                log(f"baseline ready after {ready_at:.0f} s: {b.get('explanation')}")
-            scoped = [(self.model, a) for a in row.get("alerts") or []]
+                log(f"baseline ready after {ready_at:.0f} s: {bs[0].get('explanation')}")
+            scoped = [(r.get("model", self.model), a) for r in rows for a in r.get("alerts") or []]
             scoped += [("(monitor)", a) for a in monitor_alerts(line)]
             for who, a in scoped:
                 if a.get("state") != "firing":
@@ -564,13 +578,15 @@ class Bench:
                     f"{a.get('threshold')} normal {a.get('normal')}: {a.get('explanation')}")
             self.progress(f"steady +{time.monotonic() - t0:.0f}s", line, every=60)
         minutes = self.args.steady
-        print(f"steady run: {minutes:g} min, {self.args.rps:g} req/s, no faults; "
+        what = "--demo, incidents off" if self.args.demo else f"{self.args.rps:g} req/s"
+        print(f"steady run: {minutes:g} min, {what}, no faults; "
               f"baseline ready after {'%.0f s' % ready_at if ready_at is not None else 'never'}")
         print(f"alerts that fired: {len(fired)}")
         for at, who, a in fired:
             when = "before" if ready_at is None or at < ready_at else "after"
             print(f"  +{at:6.0f}s  {who}  {a.get('rule')}  ({when} the baseline was ready)  {a.get('explanation') or ''}")
-        log(f"load: {load.counts()}")
+        if load is not None:
+            log(f"load: {load.counts()}")
         return 0
 
     def table(self, results: list[Result], ready: float | None) -> None:
@@ -613,6 +629,8 @@ def main() -> int:
     p.add_argument("--fast-baseline", action="store_true",
                    help='[alerts.baseline] learn = "3m", skip_recent = "0s", min_history = "1m"')
     p.add_argument("--steady", type=float, metavar="MINUTES", help="no faults: count what fires in MINUTES")
+    p.add_argument("--demo", action="store_true",
+                   help="with --steady: watch --demo (incidents off) instead of the model API")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for each fault's rule (120)")
     p.add_argument("--recovery-timeout", type=float, default=420,
                    help="seconds to wait for all alerts to resolve after a fault (420)")
