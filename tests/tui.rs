@@ -848,10 +848,23 @@ fn alerts_pane_explains_each_alert_and_the_selected_one_in_full() {
         assert!(story.contains(want), "{want} in:\n{story}");
     }
     insta::assert_snapshot!("alerts_selected_regression", s);
-    // On a narrow terminal the explanation column goes; the box keeps the sentence.
+    // On a narrow terminal columns go whole, by priority, instead of being squeezed into
+    // stubs; the box keeps the sentence and the limits.
     let s = screen(&view, &a, 80, 24);
-    assert!(!s.contains("WHY"), "{s}");
-    assert!(s.contains("12× its normal 160 ms"), "{s}");
+    let header = s.lines().nth(row_of(&s, "STATE")).unwrap_or_default();
+    for (col, kept) in [
+        ("RULE", true),
+        ("MODEL", true),
+        ("THRESHOLD", true),
+        ("SEVERITY", false),
+        ("NORMAL", false),
+        ("WHY", false),
+    ] {
+        assert_eq!(header.contains(col), kept, "{col}:\n{s}");
+    }
+    assert!(s.contains("latency_regression  llm-chat"), "{s}");
+    assert!(s.contains("p95 1.8 s, 12× its normal 160 ms"), "{s}");
+    assert!(s.contains("normal 160 ms"), "{s}");
 }
 
 #[test]
@@ -917,7 +930,7 @@ fn detail_shows_the_normal_beside_the_live_figures_and_the_alerts_explained() {
 }
 
 /// The fixture with the broker gone for a while and the monitor's own alerts firing.
-fn blind() -> Live {
+pub(crate) fn blind() -> Live {
     let mut view = fixture_view();
     view.broker = BrokerView {
         state: BrokerState::Down,
