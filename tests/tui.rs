@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use modelmon::alert::engine::Silence;
-use modelmon::alert::{Alert, AlertKey, AlertsView, Command, SilenceTarget};
+use modelmon::alert::{Alert, AlertKey, AlertsView, Baseline, Command, SilenceTarget};
 use modelmon::live::Live;
 use modelmon::store::view::{
     BrokerState, BrokerView, ContainerEventView, ContainerView, DockerState, DockerView,
@@ -323,55 +323,98 @@ fn alert(
     .expect("an alert")
 }
 
-/// Two firing alerts (llm-chat: latency, warning, and OOM, critical and silenced), one
-/// pending (iris-classifier's error rate) and one resolved (fraud-xgb's latency).
+/// An alert judged against the model's normal, with the engine's sentence for it.
+fn relative(mut a: Alert, normal: f64, explanation: &str) -> Alert {
+    a.normal = Some(normal);
+    explanation.clone_into(&mut a.explanation);
+    a
+}
+
+fn explained(mut a: Alert, explanation: &str) -> Alert {
+    explanation.clone_into(&mut a.explanation);
+    a
+}
+
+/// Two firing alerts (llm-chat: a latency regression, warning, and OOM, critical and
+/// silenced), one pending (iris-classifier's error spike) and two resolved (fraud-xgb's
+/// latency, and the monitor's own broker outage of earlier today).
 fn alerts() -> AlertsView {
-    let mut oom = alert(
-        "oom_killed",
-        "llm-chat",
-        "oom_kills",
-        "critical",
-        "firing",
-        Some(1.0),
-        0.0,
-        95,
+    let mut oom = explained(
+        alert(
+            "oom_killed",
+            "llm-chat",
+            "oom_kills",
+            "critical",
+            "firing",
+            Some(1.0),
+            0.0,
+            95,
+        ),
+        "container llm-chat-2 was killed for lack of memory (limit 2048 MiB)",
     );
     oom.silenced = true;
     AlertsView {
-        baselines: Arc::default(),
+        baselines: Arc::new(baselines()),
         active: vec![
             oom,
-            alert(
-                "high_latency",
-                "llm-chat",
-                "p95_ms",
-                "warning",
-                "firing",
-                Some(1840.0),
-                500.0,
-                240,
+            relative(
+                alert(
+                    "latency_regression",
+                    "llm-chat",
+                    "p95_ms",
+                    "warning",
+                    "firing",
+                    Some(1840.0),
+                    480.0,
+                    240,
+                ),
+                160.0,
+                "p95 1.8 s, 12× its normal 160 ms (last hour)",
             ),
-            alert(
-                "high_error_rate",
-                "iris-classifier",
-                "error_rate",
-                "critical",
-                "pending",
-                Some(0.061),
-                0.05,
-                12,
+            relative(
+                alert(
+                    "error_spike",
+                    "iris-classifier",
+                    "error_rate",
+                    "critical",
+                    "pending",
+                    Some(0.061),
+                    0.054,
+                    12,
+                ),
+                0.004,
+                "6.1 % errors (11 of 180 requests in 30 s), normal 0.40 % (last hour)",
             ),
         ],
-        recent: vec![alert(
-            "high_latency",
-            "fraud-xgb",
-            "p95_ms",
-            "warning",
-            "resolved",
-            Some(380.0),
-            500.0,
-            1800,
-        )],
+        recent: vec![
+            relative(
+                alert(
+                    "latency_regression",
+                    "fraud-xgb",
+                    "p95_ms",
+                    "warning",
+                    "resolved",
+                    Some(5.1),
+                    24.0,
+                    1800,
+                ),
+                4.0,
+                "p95 5.1 ms, 1.3× its normal 4.0 ms (last hour)",
+            ),
+            explained(
+                alert(
+                    "broker_down",
+                    "",
+                    "broker_down",
+                    "critical",
+                    "resolved",
+                    Some(0.0),
+                    0.0,
+                    7200,
+                ),
+                "connected to the broker (connected)",
+            ),
+        ],
         silences: vec![Silence {
             target: SilenceTarget::Alert(AlertKey {
                 rule: "oom_killed".to_owned(),
@@ -380,6 +423,56 @@ fn alerts() -> AlertsView {
             until_ms: NOW_MS + 3_600_000,
         }],
     }
+}
+
+/// Normals as the engine learns them: llm-chat and iris-classifier have an hour of
+/// history, embedder-v2 is still learning, the others have none yet.
+fn baselines() -> BTreeMap<String, Arc<Baseline>> {
+    let ready = |p95: f64, err: f64, qps: f64, explanation: &str| Baseline {
+        p50_ms: Some(p95 / 2.0),
+        p95_ms: Some(p95),
+        p99_ms: Some(p95 * 1.5),
+        error_rate: Some(err),
+        qps: Some(qps),
+        over_s: 3300,
+        from_ms: NOW_MS - 65 * 60_000,
+        to_ms: NOW_MS - 5 * 60_000,
+        excluded_s: 0,
+        ready: true,
+        explanation: explanation.to_owned(),
+    };
+    BTreeMap::from([
+        (
+            "llm-chat".to_owned(),
+            Arc::new(ready(
+                160.0,
+                0.002,
+                6.0,
+                "p95 160 ms, 0.20 % errors, 6.0 req/s: per-minute medians over 55 min \
+                 of the last 60 min (the last 5 min left out)",
+            )),
+        ),
+        (
+            "iris-classifier".to_owned(),
+            Arc::new(ready(
+                6.5,
+                0.004,
+                58.0,
+                "p95 6.5 ms, 0.40 % errors, 58 req/s: per-minute medians over 55 min \
+                 of the last 60 min (the last 5 min left out)",
+            )),
+        ),
+        (
+            "embedder-v2".to_owned(),
+            Arc::new(Baseline {
+                over_s: 240,
+                explanation: "learning: 4 min of the 10 min of history needed \
+                              (from the last 60 min)"
+                    .to_owned(),
+                ..Baseline::default()
+            }),
+        ),
+    ])
 }
 
 fn app(theme: Theme) -> AppState {
@@ -626,6 +719,35 @@ fn detail_long_ranges_draw_the_history() {
 }
 
 #[test]
+fn detail_shows_the_normal_the_alert_engine_learnt_from_the_history() {
+    use modelmon::alert::engine::{AlertState, evaluate};
+    use modelmon::alert::{AlertsSection, RuleSet};
+    let view = view_with_history();
+    // The real engine with the built-in rules, on the same view: what it learns is what
+    // the detail must show.
+    let mut engine = AlertState::new(RuleSet::new(&AlertsSection::default()).expect("builtin"));
+    evaluate(&mut engine, &view, NOW_MS);
+    let alerts = engine.view();
+    let learnt = alerts
+        .baseline("iris-classifier")
+        .expect("a baseline for the model")
+        .clone();
+    assert!(learnt.ready, "{learnt:?}");
+    let live = Live::new(view, alerts);
+    let mut a = app(colour());
+    a.selected = Some("iris-classifier".to_owned());
+    a.screen = Screen::Detail;
+    let s = screen(&live, &a, 160, 45);
+    assert!(
+        s.contains(&learnt.explanation),
+        "{}\n{s}",
+        learnt.explanation
+    );
+    let p95 = modelmon::alert::baseline::show_ms(learnt.p95_ms.expect("a p95 normal"));
+    assert!(s.contains(&format!("normal {p95}")), "{p95}:\n{s}");
+}
+
+#[test]
 fn detail_at_80x24() {
     let view = fixture();
     let mut a = app(colour());
@@ -667,10 +789,10 @@ fn alerts_pane_lists_firing_then_pending_then_resolved() {
     let mut a = app(colour());
     press(&mut a, &view, &[KeyCode::Char('a')]);
     let s = screen(&view, &a, 160, 45);
-    assert!(s.contains("2 firing · 1 pending · 1 resolved"), "{s}");
+    assert!(s.contains("2 firing · 1 pending · 2 resolved"), "{s}");
     let line_of = |needle: &str| row_of(&s, needle);
-    assert!(line_of("oom_killed") < line_of("high_error_rate"));
-    assert!(line_of("high_error_rate") < line_of("fraud-xgb"));
+    assert!(line_of("oom_killed") < line_of("error_spike"));
+    assert!(line_of("error_spike") < line_of("fraud-xgb"));
     assert!(
         s.lines()
             .any(|l| l.contains("oom_killed") && l.contains("silenced")),
@@ -678,6 +800,252 @@ fn alerts_pane_lists_firing_then_pending_then_resolved() {
     );
     assert!(s.contains("until 13:00:00 UTC"), "the silence is listed");
     insta::assert_snapshot!("alerts", s);
+}
+
+#[test]
+fn alerts_pane_explains_each_alert_and_the_selected_one_in_full() {
+    let view = fixture();
+    let mut a = alerts_app(&view);
+    let s = screen(&view, &a, 160, 45);
+    let row = |needle: &str| s.lines().nth(row_of(&s, needle)).unwrap_or_default();
+    // A relative rule: the threshold in force and the normal it came from, then the why.
+    let regression = row("latency_regression");
+    for want in ["1840 ms", "> 480 ms", "160 ms", "p95 1.8 s, 12× its normal"] {
+        assert!(regression.contains(want), "{want} in:\n{regression}");
+    }
+    // The monitor's own alert has "monitor" as its subject, not an empty cell.
+    let broker = row("broker_down");
+    assert!(broker.contains(" monitor "), "{broker}");
+    // The selected alert (the first, OOM) in full below the table.
+    let boxed = s
+        .lines()
+        .position(|l| l.contains("oom_killed on llm-chat"))
+        .expect("the selected alert's box");
+    assert!(boxed > row_of(&s, "broker_down"), "below the table:\n{s}");
+    assert!(
+        s.lines()
+            .skip(boxed)
+            .take(4)
+            .any(|l| l
+                .contains("container llm-chat-2 was killed for lack of memory (limit 2048 MiB)")),
+        "the whole explanation of the selected alert:\n{s}"
+    );
+    // Moving the selection moves the box to the next alert, limits and normal included.
+    press(&mut a, &view, &[KeyCode::Down]);
+    let s = screen(&view, &a, 160, 45);
+    let at = s
+        .lines()
+        .position(|l| l.contains("latency_regression on llm-chat"))
+        .expect("the box follows the selection");
+    let story: String = s.lines().skip(at).take(4).collect::<Vec<_>>().join("\n");
+    for want in [
+        "fires above 480 ms",
+        "resolves below 384 ms",
+        "normal 160 ms",
+        "firing since 11:56:00 UTC",
+        "p95 1.8 s, 12× its normal 160 ms (last hour)",
+    ] {
+        assert!(story.contains(want), "{want} in:\n{story}");
+    }
+    insta::assert_snapshot!("alerts_selected_regression", s);
+    // On a narrow terminal columns go whole, by priority, instead of being squeezed into
+    // stubs; the box keeps the sentence and the limits.
+    let s = screen(&view, &a, 80, 24);
+    let header = s.lines().nth(row_of(&s, "STATE")).unwrap_or_default();
+    for (col, kept) in [
+        ("RULE", true),
+        ("MODEL", true),
+        ("THRESHOLD", true),
+        ("SEVERITY", false),
+        ("NORMAL", false),
+        ("WHY", false),
+    ] {
+        assert_eq!(header.contains(col), kept, "{col}:\n{s}");
+    }
+    assert!(s.contains("latency_regression  llm-chat"), "{s}");
+    assert!(s.contains("p95 1.8 s, 12× its normal 160 ms"), "{s}");
+    assert!(s.contains("normal 160 ms"), "{s}");
+}
+
+#[test]
+fn detail_shows_the_normal_beside_the_live_figures_and_the_alerts_explained() {
+    let view = fixture();
+    let mut a = app(colour());
+    a.selected = Some("llm-chat".to_owned());
+    a.screen = Screen::Detail;
+    let s = screen(&view, &a, 160, 45);
+    let figures = s
+        .lines()
+        .nth(row_of(&s, "normal 160 ms"))
+        .unwrap_or_default();
+    for want in [
+        "p95 1.8 s, normal 160 ms",
+        "errors 0.30 %, normal 0.20 %",
+        "traffic 6.2 req/s, normal 6.0 req/s",
+    ] {
+        assert!(figures.contains(want), "{want} in:\n{figures}");
+    }
+    assert!(
+        s.contains("per-minute medians over 55 min of the last 60 min"),
+        "how the normal was learnt:\n{s}"
+    );
+    let alert = s
+        .lines()
+        .nth(row_of(&s, "latency_regression firing 4m"))
+        .unwrap_or_default();
+    assert!(
+        alert.contains("p95 1.8 s, 12× its normal 160 ms (last hour)"),
+        "{alert}"
+    );
+    assert!(
+        s.contains("oom_killed firing 1m: container llm-chat-2 was killed for lack of memory"),
+        "{s}"
+    );
+    assert!(
+        row_of(&s, "normal and alerts") < row_of(&s, "latency ms"),
+        "the judgement comes before the charts:\n{s}"
+    );
+    insta::assert_snapshot!("detail_normal_and_alerts", s);
+
+    // Still learning: the figures are unknown and the sentence says how far it got.
+    a.selected = Some("embedder-v2".to_owned());
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.contains("p95 –, normal –"), "{s}");
+    assert!(
+        s.contains("learning: 4 min of the 10 min of history needed"),
+        "{s}"
+    );
+    assert!(s.contains("no alert firing or pending"), "{s}");
+    // No history at all: said, not drawn as zeros.
+    a.selected = Some("resnet50".to_owned());
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.contains("normal not known yet"), "{s}");
+    // A pending alert shows too, with its sentence.
+    a.selected = Some("iris-classifier".to_owned());
+    let s = screen(&view, &a, 160, 45);
+    assert!(
+        s.contains("error_spike pending 12s: 6.1 % errors (11 of 180 requests in 30 s)"),
+        "{s}"
+    );
+}
+
+/// The fixture with the broker gone for a while and the monitor's own alerts firing.
+pub(crate) fn blind() -> Live {
+    let mut view = fixture_view();
+    view.broker = BrokerView {
+        state: BrokerState::Down,
+        error: Some("IO error: Connection refused (os error 111)".to_owned()),
+        queue: None,
+        connections: 1,
+    };
+    view.docker.state = DockerState::Unavailable;
+    let mut alerts = alerts();
+    let broker = explained(
+        alert(
+            "broker_down",
+            "",
+            "broker_down",
+            "critical",
+            "firing",
+            Some(1.0),
+            0.0,
+            80,
+        ),
+        "no connection to the broker for 1 min (IO error: Connection refused (os error 111)); \
+         request figures are unknown until it is back",
+    );
+    let docker = explained(
+        alert(
+            "docker_unavailable",
+            "",
+            "docker_down",
+            "warning",
+            "firing",
+            Some(1.0),
+            0.0,
+            30,
+        ),
+        "cannot reach the Docker engine for 40 s; container figures are unknown until it is back",
+    );
+    alerts.active.insert(0, broker);
+    alerts.active.insert(2, docker);
+    Live::new(view, alerts)
+}
+
+#[test]
+fn a_firing_monitor_alert_says_in_the_header_that_the_monitor_is_blind() {
+    let view = blind();
+    let s = screen(&view, &app(colour()), 160, 45);
+    let first = s.lines().next().unwrap_or_default();
+    // The broker has been down since the alert was first pending: 80 s + 30 s.
+    assert!(
+        first.starts_with("modelmon   BLIND: broker down 1m, no request figures"),
+        "{first}"
+    );
+    assert!(
+        first.contains("BLIND to containers: Docker unreachable 1m"),
+        "{first}"
+    );
+    assert!(
+        first.contains("broker down (IO error"),
+        "the state stays:\n{first}"
+    );
+    let second = s.lines().nth(1).unwrap_or_default();
+    assert!(second.contains("alerts 2 crit 2 warn 1 pend"), "{second}");
+    // Reversed, in the colour of the severity, so it reads as a banner without colour.
+    let buf = draw(&view, &app(colour()), 160, 45);
+    let cell = &buf[(11, 0)];
+    assert_eq!(cell.symbol(), "B");
+    assert_eq!(cell.fg, Color::Red);
+    assert!(cell.modifier.contains(ratatui::style::Modifier::REVERSED));
+    // In the alerts pane the monitor is the subject, and the sentence says what it means.
+    let mut a = alerts_app(&view);
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.contains("broker_down on monitor"), "{s}");
+    assert!(
+        s.contains("request figures are unknown until it is back"),
+        "{s}"
+    );
+    press(&mut a, &view, &[KeyCode::Char('X')]);
+    assert_eq!(
+        a.take_commands(),
+        [Command::Silence {
+            target: SilenceTarget::Model(String::new()),
+            for_: SILENCE_STEPS[0],
+        }]
+    );
+    let s = screen(&view, &a, 160, 45);
+    assert!(
+        s.contains("silenced every alert of the monitor for 15m"),
+        "{s}"
+    );
+
+    // Events dropped at the source: the figures are low, not blind.
+    let mut dropping = fixture();
+    let mut alerts = (*dropping.alerts).clone();
+    alerts.active.push(explained(
+        alert(
+            "source_dropping",
+            "",
+            "source_drops",
+            "warning",
+            "firing",
+            Some(120.0),
+            0.0,
+            20,
+        ),
+        "api-1 dropped 120 events in the last 60 s before they reached the broker",
+    ));
+    dropping.alerts = Arc::new(alerts);
+    let s = screen(&dropping, &app(colour()), 160, 45);
+    let first = s.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("DROPPING: sources lost 120 events"),
+        "{first}"
+    );
+    // Pending is not yet a banner: the broker state already says "down".
+    let s = screen(&fixture(), &app(colour()), 160, 45);
+    assert!(!s.contains("BLIND") && !s.contains("DROPPING"), "{s}");
 }
 
 #[test]
@@ -710,7 +1078,11 @@ fn detail_shows_the_containers_and_their_events() {
     a.screen = Screen::Detail;
     let s = screen(&view, &a, 160, 45);
     assert!(s.contains("containers: restarting, unhealthy"), "{s}");
-    let replica = s.lines().nth(row_of(&s, "llm-chat-2 ")).unwrap_or_default();
+    // The replica's row, not the OOM alert's sentence that names it too.
+    let replica = s
+        .lines()
+        .nth(row_of(&s, "llm-chat-2   "))
+        .unwrap_or_default();
     for want in ["restarting", "unhealthy", "3", "1"] {
         assert!(replica.contains(want), "{want} in {replica}");
     }
@@ -733,16 +1105,32 @@ fn thresholds_follow_the_alert_rules() {
     assert_eq!(
         Thresholds::default().with_rules(&rules),
         Thresholds::default(),
-        "the built-in rules are the defaults"
+        "the built-in rules are the defaults: the relative ones follow each model's \
+         normal, so they cannot colour a column every model shares"
     );
-    for r in &mut rules {
-        if r.name == "high_latency" {
-            r.threshold = 5000.0;
-        }
-    }
+    // A user's SLO on p95 (an absolute rule) sets the warning level.
+    let slo = modelmon::alert::Rule {
+        name: "p95_slo".to_owned(),
+        metric: modelmon::alert::Metric::P95Ms,
+        threshold: 5000.0,
+        resolve: 4000.0,
+        relative: None,
+        severity: modelmon::alert::Severity::Warning,
+        ..rules
+            .iter()
+            .find(|r| r.name == "latency_regression")
+            .expect("the built-in latency rule")
+            .clone()
+    };
+    rules.push(slo);
     let t = Thresholds::default().with_rules(&rules);
     assert_eq!(t.p95_warn_ms, 5000.0);
     assert!(t.p95_crit_ms >= 5000.0, "warn never exceeds critical");
+    assert_eq!(
+        (t.error_warn, t.error_crit),
+        (0.01, 0.05),
+        "error_spike is relative: the error colours keep their defaults"
+    );
     let view = fixture();
     let llm = view.model("llm-chat").expect("llm-chat");
     assert_eq!(
@@ -819,7 +1207,7 @@ fn capital_x_silences_the_model_of_the_selected_alert_and_moving_restarts_the_cy
         a.take_commands(),
         [Command::Silence {
             target: SilenceTarget::Alert(AlertKey {
-                rule: "high_latency".to_owned(),
+                rule: "latency_regression".to_owned(),
                 model: "llm-chat".to_owned(),
             }),
             for_: SILENCE_STEPS[0],
@@ -831,7 +1219,7 @@ fn capital_x_silences_the_model_of_the_selected_alert_and_moving_restarts_the_cy
         &view,
         &[KeyCode::Char('G'), KeyCode::Down, KeyCode::Down],
     );
-    assert_eq!(a.alert_index, 3);
+    assert_eq!(a.alert_index, 4);
     press(&mut a, &view, &[KeyCode::Char('g'), KeyCode::Up]);
     assert_eq!(a.alert_index, 0);
 }
@@ -1410,9 +1798,18 @@ fn tmux_no_color_and_ascii_fallback() {
 fn tmux_broker_down_shows_in_the_header_without_log_lines_tearing_the_screen() {
     let t = Tmux::start(120, 30, "");
     // Port 1 on loopback: nothing listens, so every connection attempt fails at once.
-    t.run_monitor("--amqp amqp://127.0.0.1:1/%2f");
+    // Without Docker: containers other tests run on this machine's engine would appear.
+    t.run_monitor("--amqp amqp://127.0.0.1:1/%2f --no-docker");
     let s = t.wait("the broker reported down", |s| s.contains("broker down"));
     assert!(s.contains("no events yet"), "{s}");
+    // After broker_down's 10 s the header says the monitor is blind, first thing.
+    let s = t.wait("broker_down to fire", |s| s.contains("BLIND: broker down"));
+    assert!(
+        s.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("modelmon   BLIND: broker down")),
+        "{s}"
+    );
     // Give the reconnect loop time to log a few warnings, had they gone to the screen.
     std::thread::sleep(std::time::Duration::from_secs(2));
     let s = t.screen();

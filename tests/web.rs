@@ -312,6 +312,197 @@ fn websocket_pushes_the_overview_and_a_subscribed_detail() {
     });
 }
 
+/// The server over a hand-built state (the TUI tests' view with the broker down): fixed
+/// normals and alerts, no hour of traffic to wait for. Serves until dropped.
+struct Fixed {
+    addr: SocketAddr,
+    _views: tokio::sync::watch::Sender<modelmon::live::Live>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Fixed {
+    fn start(live: modelmon::live::Live) -> Self {
+        // Its own worker thread, so the test's blocking requests do not stall it.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (tx, rx) = tokio::sync::watch::channel(live);
+        let server = rt
+            .block_on(modelmon::web::serve(
+                "127.0.0.1:0".parse().expect("addr"),
+                rx,
+                modelmon::web::Options::default(),
+            ))
+            .expect("serves");
+        Self {
+            addr: server.local_addr,
+            _views: tx,
+            rt,
+        }
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let r = http_get(self.addr, path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+}
+
+fn find<'a>(list: &'a Value, key: &str, want: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|v| v[key] == want))
+        .unwrap_or_else(|| panic!("no {key} = {want} in {list}"))
+}
+
+#[test]
+fn the_api_carries_each_models_normal_and_every_alerts_explanation() {
+    let mut live = crate::tui::blind();
+    // A broker error quoting its URL, password included, as lapin's errors may.
+    let mut alerts = (*live.alerts).clone();
+    for a in &mut alerts.active {
+        if a.rule == "broker_down" {
+            a.explanation = "no connection to the broker for 1 min (amqp://u:SECRET@mq:5672/%2f \
+                             refused); request figures are unknown until it is back"
+                .to_owned();
+        }
+    }
+    live.alerts = std::sync::Arc::new(alerts);
+    let server = Fixed::start(live);
+
+    // The overview: per model the --batch baseline and explained alerts; the monitor's own
+    // alerts at the top level.
+    let overview = server.json("/api/v1/models");
+    let llm = find(&overview["models"], "model", "llm-chat");
+    assert_eq!(llm["baseline"]["p95_ms"], 160.0);
+    assert_eq!(llm["baseline"]["ready"], true);
+    assert!(
+        llm["baseline"]["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("per-minute medians over 55 min")),
+        "{llm}"
+    );
+    let regression = find(&llm["alerts"], "rule", "latency_regression");
+    assert_eq!(
+        regression["explanation"],
+        "p95 1.8 s, 12× its normal 160 ms (last hour)"
+    );
+    assert_eq!(regression["normal"], 160.0);
+    assert_eq!(regression["threshold"], 480.0);
+    assert_eq!(regression["resolve"], 384.0);
+    let learning = find(&overview["models"], "model", "embedder-v2");
+    assert_eq!(learning["baseline"]["ready"], false);
+    assert!(learning["baseline"]["p95_ms"].is_null(), "unknown, not 0");
+    assert!(find(&overview["models"], "model", "resnet50")["baseline"].is_null());
+    let broker = find(&overview["alerts"], "rule", "broker_down");
+    assert_eq!(broker["state"], "firing");
+    assert!(
+        broker["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("amqp://u:***@mq:5672")),
+        "{broker}"
+    );
+
+    // A model's detail: the same objects.
+    let detail = server.json("/api/v1/models/llm-chat?range=1h");
+    assert_eq!(detail["baseline"], llm["baseline"]);
+    assert_eq!(
+        find(&detail["alerts"], "rule", "oom_killed")["explanation"],
+        "container llm-chat-2 was killed for lack of memory (limit 2048 MiB)"
+    );
+
+    // The alerts list: explanation, normal and resolve on each; the monitor's own listed
+    // apart too, with a scope instead of an empty model.
+    let list = server.json("/api/v1/alerts");
+    let pending = find(&list["active"], "rule", "error_spike");
+    assert_eq!(pending["scope"], "model");
+    assert_eq!(pending["normal"], 0.004);
+    assert_eq!(pending["resolve"], 0.054 * 0.8);
+    assert!(
+        pending["explanation"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("6.1 % errors (11 of 180 requests in 30 s)")),
+        "{pending}"
+    );
+    let monitor: Vec<(&str, &str)> = list["monitor"]
+        .as_array()
+        .expect("monitor")
+        .iter()
+        .map(|m| {
+            (
+                m["rule"].as_str().unwrap_or(""),
+                m["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        monitor,
+        [
+            ("broker_down", "firing"),
+            ("docker_unavailable", "firing"),
+            ("broker_down", "resolved")
+        ]
+    );
+    assert!(list["monitor"].as_array().is_some_and(|m| {
+        m.iter()
+            .all(|m| m["scope"] == "monitor" && m["model"] == "")
+    }));
+
+    // /metrics: the monitor's alerts have a scope, never an empty model label.
+    let metrics = http_get(server.addr, "/metrics", &[]).body;
+    assert!(
+        metrics.contains(
+            "modelmon_alert_active{scope=\"monitor\",rule=\"broker_down\",severity=\"critical\",state=\"firing\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "modelmon_alert_active{model=\"llm-chat\",rule=\"latency_regression\",severity=\"warning\",state=\"firing\"} 1"
+    ));
+    assert!(!metrics.contains("model=\"\""), "{metrics}");
+
+    // The WebSocket: the monitor's active alerts with each overview, the baseline and
+    // explained alerts in a subscribed detail.
+    server.rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+            .await
+            .expect("the WebSocket opens");
+        let pushed = ws_next(&mut ws, |v| v["t"] == "o").await;
+        let broker = find(&pushed["monitor"], "rule", "broker_down");
+        assert!(
+            broker["explanation"]
+                .as_str()
+                .is_some_and(|e| e.contains("request figures are unknown")),
+            "{pushed}"
+        );
+        assert_eq!(
+            pushed["monitor"].as_array().map(Vec::len),
+            Some(2),
+            "active only"
+        );
+        ws.send(Message::Text("{\"sub\":\"llm-chat\"}".into()))
+            .await
+            .expect("subscribe");
+        let sub = ws_next(&mut ws, |v| v["t"] == "d").await;
+        assert_eq!(sub["detail"]["baseline"]["qps"], 6.0);
+        assert_eq!(
+            find(&sub["detail"]["alerts"], "rule", "latency_regression")["normal"],
+            160.0
+        );
+        assert!(!sub.to_string().contains("SECRET") && !pushed.to_string().contains("SECRET"));
+    });
+    for path in [
+        "/api/v1/models",
+        "/api/v1/models/llm-chat",
+        "/api/v1/alerts",
+        "/metrics",
+    ] {
+        let r = http_get(server.addr, path, &[]);
+        assert!(!r.body.contains("SECRET"), "{path}: {}", r.body);
+    }
+}
+
 #[test]
 fn events_from_the_real_broker_appear_in_the_api() {
     let name = unique("web");
@@ -420,6 +611,13 @@ fn the_amqp_password_never_appears_in_any_response() {
         v["broker"]["state"] == "down" || v["broker"]["error"].is_string()
     });
     assert!(!status.to_string().contains("SECRET"), "{status}");
+    // broker_down's explanation quotes the broker's error, URL included.
+    let alerts = s.wait_json("/api/v1/alerts", "broker_down", |v| {
+        v["monitor"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|a| a["rule"] == "broker_down"))
+    });
+    assert!(!alerts.to_string().contains("SECRET"), "{alerts}");
     for path in [
         "/healthz",
         "/api/v1/models",

@@ -385,12 +385,16 @@ impl AppState {
         let (target, what) = if whole_model {
             (
                 SilenceTarget::Model(alert.model.clone()),
-                format!("every alert of {}", alert.model),
+                if alert.is_monitor() {
+                    "every alert of the monitor".to_owned()
+                } else {
+                    format!("every alert of {}", alert.model)
+                },
             )
         } else {
             (
                 SilenceTarget::Alert(alert.key()),
-                format!("{} on {}", alert.rule, alert.model),
+                format!("{} on {}", alert.rule, alert.subject()),
             )
         };
         let step = match &self.last_silence {
@@ -423,13 +427,14 @@ impl AppState {
             self.commands.push(Command::Acknowledge(alert.key()));
             format!(
                 "acknowledged {} on {}: no reminders until it resolves",
-                alert.rule, alert.model
+                alert.rule,
+                alert.subject()
             )
         } else {
             format!(
                 "{} on {} is {}: only a firing alert can be acknowledged",
                 alert.rule,
-                alert.model,
+                alert.subject(),
                 alert.state.as_str()
             )
         });

@@ -77,13 +77,15 @@ pub struct Breach {
 }
 
 impl Thresholds {
-    /// These thresholds with the levels of the alert rules that watch the same figure.
-    /// A rule has one threshold and a severity: a critical rule sets the critical level,
-    /// any other the warning level; the other level keeps its default, moved if needed so
-    /// that warn never exceeds critical. With the built-in rules nothing changes.
+    /// These thresholds with the levels of the absolute alert rules that watch the same
+    /// figure. A rule has one threshold and a severity: a critical rule sets the critical
+    /// level, any other the warning level; the other level keeps its default, moved if
+    /// needed so that warn never exceeds critical. Relative rules are left out: their
+    /// limit follows each model's own normal, so no one number can colour a column every
+    /// model shares. With the built-in rules nothing changes.
     #[must_use]
     pub fn with_rules(mut self, rules: &[Rule]) -> Self {
-        for r in rules {
+        for r in rules.iter().filter(|r| r.relative.is_none()) {
             let (warn, crit) = match r.metric {
                 RuleMetric::P95Ms => (&mut self.p95_warn_ms, &mut self.p95_crit_ms),
                 RuleMetric::ErrorRate => (&mut self.error_warn, &mut self.error_crit),

@@ -55,23 +55,39 @@ struct OverviewModel<'a> {
 
 pub(crate) async fn models(State(state): State<AppState>) -> Response {
     let view = current(&state);
-    let line = Line::new(&view);
+    let mut line = Line::new(&view);
+    redact_alerts(&mut line.alerts);
     let models: Vec<OverviewModel<'_>> = line
         .models
         .into_iter()
         .zip(&view.models)
-        .map(|(line, m)| OverviewModel {
-            line,
-            state: model_state(&view, m),
-            series: &m.series,
+        .map(|(mut line, m)| {
+            redact_alerts(&mut line.alerts);
+            OverviewModel {
+                line,
+                state: model_state(&view, m),
+                series: &m.series,
+            }
         })
         .collect();
     Json(json!({
         "ts_ms": view.ts_ms,
         "broker": broker_json(&view),
         "models": models,
+        // The monitor's own alerts, as --batch's top-level `alerts`.
+        "alerts": line.alerts,
     }))
     .into_response()
+}
+
+/// Alert explanations quote error messages (the broker's, Docker's), which may carry a
+/// URL with a password: the same redaction as the broker's error.
+pub(crate) fn redact_alerts(alerts: &mut [Value]) {
+    for a in alerts {
+        if let Some(Value::String(why)) = a.get_mut("explanation") {
+            *why = redact_urls(why);
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -111,7 +127,7 @@ pub(crate) async fn model(
     };
     let view = current(&state);
     let line = Line::new(&view);
-    let Some((line, m)) = line
+    let Some((mut line, m)) = line
         .models
         .into_iter()
         .zip(&view.models)
@@ -119,6 +135,7 @@ pub(crate) async fn model(
     else {
         return error(StatusCode::NOT_FOUND, "no such model");
     };
+    redact_alerts(&mut line.alerts);
     let detail = Detail {
         ts_ms: view.ts_ms,
         line,
@@ -142,20 +159,27 @@ pub(crate) async fn alerts(State(state): State<AppState>) -> Response {
         "ts_ms": view.ts_ms,
         "active": view.alerts.active.iter().map(alert_json).collect::<Vec<_>>(),
         "recent": view.alerts.recent.iter().map(alert_json).collect::<Vec<_>>(),
+        // The monitor's own alerts (also in `active` and `recent`), active first.
+        "monitor": view.alerts.monitor().map(alert_json).collect::<Vec<_>>(),
     }))
     .into_response()
 }
 
-/// Only what a viewer needs: notifier names and their targets stay out.
-fn alert_json(a: &Alert) -> Value {
+/// Only what a viewer needs: notifier names and their targets stay out. `model` is ""
+/// for an alert about the monitor itself; `scope` says so without string tests.
+pub(crate) fn alert_json(a: &Alert) -> Value {
     json!({
         "model": a.model,
+        "scope": if a.is_monitor() { "monitor" } else { "model" },
         "rule": a.rule,
         "state": a.state.as_str(),
         "metric": a.metric.as_str(),
         "severity": a.severity.as_str(),
         "value": a.value,
         "threshold": a.threshold,
+        "resolve": a.resolve,
+        "normal": a.normal,
+        "explanation": redact_urls(&a.explanation),
         "since_ms": a.since_ms,
         "started_ms": a.started_ms,
         "resolved_ms": a.resolved_ms,

@@ -270,13 +270,19 @@ pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
         &mut o,
         "alert_active",
         "gauge",
-        "1 per pending or firing alert.",
+        "1 per pending or firing alert; the monitor's own have scope=\"monitor\" and no model.",
     );
     for a in &view.alerts.active {
+        // An alert about the monitor has no model: an empty `model` label would read as
+        // a model named "" and would vanish in `by (model)` aggregations.
+        let subject = if a.is_monitor() {
+            "scope=\"monitor\"".to_owned()
+        } else {
+            format!("model=\"{}\"", label(&a.model))
+        };
         let _ = writeln!(
             o,
-            "modelmon_alert_active{{model=\"{}\",rule=\"{}\",severity=\"{}\",state=\"{}\"}} 1",
-            label(&a.model),
+            "modelmon_alert_active{{{subject},rule=\"{}\",severity=\"{}\",state=\"{}\"}} 1",
             label(&a.rule),
             a.severity.as_str(),
             a.state.as_str()

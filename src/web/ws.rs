@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 
 use super::AppState;
-use super::api::model_state;
+use super::api::{alert_json, model_state, redact_alerts};
 use crate::batch::Line;
 use crate::live::Live;
 
@@ -101,12 +101,22 @@ pub(crate) fn overview_message(view: &Live) -> Utf8Bytes {
             ])
         })
         .collect();
+    // The monitor's own active alerts, whole: a handful at most, and what a dashboard
+    // must show first (its figures are blind or short without them).
+    let monitor: Vec<Value> = view
+        .alerts
+        .active
+        .iter()
+        .filter(|a| a.is_monitor())
+        .map(alert_json)
+        .collect();
     let msg = json!({
         "t": "o",
         "ts": view.ts_ms,
         "broker": view.broker.state,
         "docker": view.docker.state,
         "alerts": view.alerts.active.len(),
+        "monitor": monitor,
         "m": rows,
     });
     Utf8Bytes::from(msg.to_string())
@@ -120,15 +130,18 @@ fn detail_message(view: &Live, name: &str) -> Utf8Bytes {
         .zip(&view.models)
         .find(|(_, m)| m.model == name);
     let msg = match found {
-        Some((line, m)) => json!({
-            "t": "d",
-            "ts": view.ts_ms,
-            "state": model_state(view, m),
-            "detail": line,
-            "routes": m.routes,
-            "instances": m.instances,
-            "last": m.series.last(),
-        }),
+        Some((mut line, m)) => {
+            redact_alerts(&mut line.alerts);
+            json!({
+                "t": "d",
+                "ts": view.ts_ms,
+                "state": model_state(view, m),
+                "detail": line,
+                "routes": m.routes,
+                "instances": m.instances,
+                "last": m.series.last(),
+            })
+        }
         None => json!({"t": "d", "ts": view.ts_ms, "detail": null, "model": name,
                        "error": "no such model"}),
     };

@@ -1,9 +1,11 @@
 // The dashboard in a real browser: Debian's headless Chromium driven by playwright-core,
-// against `modelmon-tui --headless --demo --serve 127.0.0.1:0`.
+// against `modelmon-tui --headless --demo --serve 127.0.0.1:0` (learning shortened to
+// minutes and an SLO every demo model breaks, so a normal and a firing alert come
+// within two minutes), and a second monitor whose broker never answers.
 // Usage: node tests/browser/dashboard.mjs   (MODELMON_TUI=path overrides the binary)
 // Exits non-zero when a check fails; screenshots go to tests/browser/artifacts/.
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,9 +19,33 @@ const bin =
 const artifacts = join(here, 'artifacts')
 mkdirSync(artifacts, { recursive: true })
 
-function startServer() {
+// A normal after one minute of demo traffic instead of ten; an SLO of 0.01 ms on p95,
+// which llm-chat breaks at once (on that model only: the minutes a model spends in an
+// incident are left out of its normal, so the others keep learning theirs); no desktop
+// notifications from a test.
+const SLO_MODEL = 'llm-chat'
+const CONFIG = `
+[alerts.baseline]
+learn = "3m"
+skip_recent = "0s"
+min_history = "1m"
+
+[[alerts.rules]]
+name = "p95_slo"
+metric = "p95_ms"
+threshold = 0.01
+for = "0s"
+models = ["${SLO_MODEL}"]
+
+[notify.desktop]
+enabled = false
+`
+
+function startServer(args) {
   const state = mkdtempSync(join(tmpdir(), 'modelmon-browser-'))
-  const child = spawn(bin, ['--headless', '--demo', '--no-docker', '--serve', '127.0.0.1:0'], {
+  const config = join(state, 'modelmon.toml')
+  writeFileSync(config, CONFIG)
+  const child = spawn(bin, ['--headless', '--no-docker', '--config', config, '--serve', '127.0.0.1:0', ...args], {
     env: { ...process.env, XDG_CONFIG_HOME: '/nonexistent', XDG_STATE_HOME: state, MODELMON_TOKEN: '' },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
@@ -48,7 +74,11 @@ async function check(name, fn) {
   }
 }
 
-const server = await startServer()
+const server = await startServer(['--demo'])
+// Port 1 on loopback: nothing listens, so broker_down fires after its 10 s.
+const blind = await startServer(['--amqp', 'amqp://127.0.0.1:1/%2f'])
+const api = async (srv, path) => (await fetch(srv.url + path)).json()
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const profile = mkdtempSync(join(tmpdir(), 'modelmon-chromium-'))
 const ctx = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
@@ -105,15 +135,78 @@ try {
     await page.screenshot({ path: join(artifacts, 'detail.png'), fullPage: true })
   })
 
+  await check("the detail page shows a firing alert's explanation", async () => {
+    await page.goto(server.url + '/#/model/' + encodeURIComponent(SLO_MODEL))
+    const item = page.locator('[data-testid=model-alerts] li', { hasText: 'p95_slo' })
+    await item.waitFor({ timeout: 20000 })
+    await page.locator('[data-testid=model-alerts] li', { hasText: 'firing' }).waitFor({ timeout: 10000 })
+    const text = await item.innerText()
+    // The engine's sentence, with the live figure and the limit, as the API has it.
+    if (!/p95 [\d.]+ m?s, above its limit 0\.01 ms/.test(text)) {
+      throw new Error(`the alert does not explain itself: ${text}`)
+    }
+    const d = await api(server, '/api/v1/models/' + encodeURIComponent(SLO_MODEL))
+    const fromApi = d.alerts.find((a) => a.rule === 'p95_slo')
+    if (!fromApi?.explanation.includes('above its limit 0.01 ms')) throw new Error(JSON.stringify(d.alerts))
+    await page.screenshot({ path: join(artifacts, 'detail-alert.png'), fullPage: true })
+  })
+
+  await check("the detail page shows the model's normal beside the live figures", async () => {
+    // The first normal needs a whole minute of history: up to three minutes of traffic.
+    let pick = null
+    for (let i = 0; i < 200 && !pick; i++) {
+      const o = await api(server, '/api/v1/models')
+      pick = o.models.find((m) => m.model !== SLO_MODEL && m.baseline?.ready && m.baseline.qps != null)
+      if (!pick) await sleep(1000)
+    }
+    if (!pick) throw new Error('no model learnt a normal within 200 s')
+    await page.goto(server.url + '/#/model/' + encodeURIComponent(pick.model))
+    // How it was learnt, in the engine's words, and its figure beside the live one.
+    const baseline = page.locator('[data-testid=baseline]')
+    await baseline.filter({ hasText: 'per-minute medians over' }).waitFor({ timeout: 10000 })
+    const b = await baseline.innerText()
+    if (!b.includes('of the last 3 min')) throw new Error(`the normal's explanation: ${b}`)
+    const normalQps = (await page.locator('[data-testid=normal-qps]').innerText()).trim()
+    if (!/^normal \d+\.\d$/.test(normalQps)) throw new Error(`the normal QPS: ${normalQps}`)
+    const want = (await api(server, '/api/v1/models/' + encodeURIComponent(pick.model))).baseline.qps
+    if (Math.abs(Number(normalQps.slice(7)) - want) > 0.051) {
+      throw new Error(`the page says ${normalQps}, the API ${want}`)
+    }
+    await page.screenshot({ path: join(artifacts, 'detail-normal.png'), fullPage: true })
+  })
+
+  await check('a monitor whose broker is down says so in a banner', async () => {
+    const p2 = await ctx.newPage()
+    try {
+      await p2.goto(blind.url + '/')
+      const banner = p2.locator('[data-testid=monitor-alert]', { hasText: 'broker down' })
+      await banner.waitFor({ timeout: 20000 })
+      const text = await banner.innerText()
+      if (!text.includes('no connection to the broker') || !text.includes('request figures are unknown')) {
+        throw new Error(`the banner: ${text}`)
+      }
+      // The alerts list has it too, with "monitor" as its subject and its explanation.
+      const row = p2.locator('[data-testid=alerts] tr', { hasText: 'broker_down' })
+      await row.waitFor({ timeout: 10000 })
+      const cells = await row.innerText()
+      if (!cells.includes('monitor') || !cells.includes('no connection to the broker')) throw new Error(cells)
+      await p2.screenshot({ path: join(artifacts, 'monitor-banner.png'), fullPage: true })
+    } finally {
+      await p2.close()
+    }
+  })
+
   await check('a lost server shows "reconnecting"', async () => {
     server.child.kill('SIGKILL')
     await page.locator('[data-testid=conn]', { hasText: 'reconnecting' }).waitFor({ timeout: 5000 })
   })
 } finally {
   await ctx.close()
-  server.child.kill('SIGKILL')
+  for (const srv of [server, blind]) {
+    srv.child.kill('SIGKILL')
+    rmSync(srv.state, { recursive: true, force: true })
+  }
   rmSync(profile, { recursive: true, force: true })
-  rmSync(server.state, { recursive: true, force: true })
 }
 
 const passed = results.filter((r) => r[1]).length

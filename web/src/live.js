@@ -11,6 +11,7 @@ export const live = reactive({
   broker: null,
   docker: null,
   alerts: 0,
+  monitor: [], // the monitor's own active alerts (broker down, Docker unavailable, sources dropping)
   cols: [],
   models: [], // [{ model, state, qps, error_rate, p50_ms, p95_ms, p99_ms, cpu_percent, mem_bytes }]
   spark: {}, // model -> { x: [sec], y: [requests] }
@@ -50,6 +51,7 @@ function onOverview(msg) {
   live.broker = msg.broker
   live.docker = msg.docker
   live.alerts = msg.alerts
+  live.monitor = msg.monitor ?? []
   live.models = msg.m.map((row) => {
     const o = {}
     c.forEach((name, i) => (o[name] = row[i]))

@@ -1,4 +1,5 @@
-//! One model in depth: charts over the chosen range, its containers (CPU and memory
+//! One model in depth: its normal beside its live figures and its active alerts with
+//! their explanations, charts over the chosen range, its containers (CPU and memory
 //! charts, replicas, Docker events), the latency distribution, status codes, recent
 //! rejects, and tables per route and per instance.
 
@@ -8,10 +9,13 @@ use ratatui::style::Style;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Axis, Bar, BarChart, BarGroup, Block, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table,
-    Wrap,
+    Axis, Bar, BarChart, BarGroup, Block, Borders, Cell, Chart, Dataset, GraphType, Paragraph, Row,
+    Table, Wrap,
 };
 
+use super::alerts::level_of;
+use crate::alert::baseline::{show_ms, show_qps, show_rate};
+use crate::alert::{AlertPhase, Metric};
 use crate::live::Live;
 use crate::store::view::{DockerState, KeyStats, ModelResources, ModelView};
 use crate::tui::app::AppState;
@@ -36,16 +40,35 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         return;
     };
     let resources = view.resources(&m.model);
-    // A model with containers gets a row for them; the others keep the room for requests.
-    let [title, charts, containers, middle, tables] = Layout::vertical([
+    // The judgement (normal and alerts) gets a sixth of the height at most: the charts
+    // below show what it is about. On a short terminal only a top rule frames it.
+    let tall = area.height >= 30;
+    let judged = judgement_lines(view, m, app, (area.height / 6).max(2).into(), area.width);
+    let frame_h = if tall { 2 } else { 1 };
+    let [title, judgement, rest] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(judged.len() as u16 + frame_h),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    // A model with containers gets a row for them; the others keep the room for requests.
+    let [charts, containers, middle, tables] = Layout::vertical([
         Constraint::Percentage(if resources.is_some() { 32 } else { 40 }),
         Constraint::Percentage(if resources.is_some() { 28 } else { 0 }),
         Constraint::Percentage(if resources.is_some() { 20 } else { 28 }),
         Constraint::Fill(1),
     ])
-    .areas(area);
+    .areas(rest);
     render_title(frame, title, view, m, app);
+    let block = if tall {
+        Block::bordered()
+    } else {
+        Block::new().borders(Borders::TOP)
+    };
+    frame.render_widget(
+        Paragraph::new(judged).block(block.title(" normal and alerts ")),
+        judgement,
+    );
 
     // Without containers a small box says why; on a narrow terminal the charts need the
     // room more.
@@ -324,6 +347,124 @@ fn render_title(frame: &mut Frame, area: Rect, view: &Live, m: &ModelView, app: 
         spans.push(Span::raw(" "));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// At most `max` lines: the live p95, error rate and traffic beside the model's normal,
+/// how that normal was learnt, then each active alert with the sentence that explains
+/// it. Short of room, the alerts go before the sentence about the normal.
+fn judgement_lines(
+    view: &Live,
+    m: &ModelView,
+    app: &AppState,
+    max: usize,
+    width: u16,
+) -> Vec<Line<'static>> {
+    let th = app.theme;
+    let dash = th.unknown();
+    let base = view.alerts.baseline(&m.model);
+    let active: Vec<_> = view
+        .alerts
+        .for_model(&m.model)
+        .filter(|a| a.state != AlertPhase::Resolved)
+        .collect();
+    // A live figure an active alert is about takes that alert's colour.
+    let style_of = |metrics: &[Metric]| {
+        active
+            .iter()
+            .filter(|a| metrics.contains(&a.metric))
+            .map(|a| level_of(a))
+            .max()
+            .map_or(Style::new(), |l| th.health(l))
+    };
+    let show = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| dash.to_owned(), f);
+    let s = &m.stats;
+    let latency = style_of(&[Metric::P50Ms, Metric::P95Ms, Metric::P99Ms]);
+    let errors = style_of(&[Metric::ErrorRate]);
+    let traffic = style_of(&[Metric::Qps]);
+    let normal_p95 = show(base.and_then(|b| b.p95_ms), show_ms);
+    let normal_err = show(base.and_then(|b| b.error_rate), show_rate);
+    let figures = if width >= 100 {
+        let normal = |v: String| Span::styled(format!(", normal {v}"), th.dim());
+        Line::from(vec![
+            Span::raw("p95 "),
+            Span::styled(show(s.p95_ms, show_ms), latency),
+            normal(normal_p95),
+            Span::raw("   errors "),
+            Span::styled(show(s.error_rate, show_rate), errors),
+            normal(normal_err),
+            Span::raw("   traffic "),
+            Span::styled(format!("{} req/s", show_qps(s.qps)), traffic),
+            normal(show(base.and_then(|b| b.qps), |q| {
+                format!("{} req/s", show_qps(q))
+            })),
+        ])
+    } else {
+        // Narrow: "now/normal" pairs, so the three still fit in 80 columns.
+        let normal = |v: String| Span::styled(format!("/{v}"), th.dim());
+        Line::from(vec![
+            Span::styled("now/normal ", th.dim()),
+            Span::raw("p95 "),
+            Span::styled(show(s.p95_ms, show_ms), latency),
+            normal(normal_p95),
+            Span::raw("  err "),
+            Span::styled(show(s.error_rate, show_rate), errors),
+            normal(normal_err),
+            Span::raw("  req/s "),
+            Span::styled(show_qps(s.qps), traffic),
+            normal(show(base.and_then(|b| b.qps), show_qps)),
+        ])
+    };
+    let learnt = match base {
+        Some(b) if !b.explanation.is_empty() => b.explanation.clone(),
+        _ => "normal not known yet: nothing learnt of this model so far".to_owned(),
+    };
+    let mut alerts: Vec<Line> = active
+        .iter()
+        .map(|a| {
+            let level = level_of(a);
+            Line::from(vec![
+                Span::styled(format!("{} ", th.health_mark(level)), th.health(level)),
+                Span::styled(a.rule.clone(), th.header()),
+                Span::styled(
+                    format!(
+                        " {} {}",
+                        a.state.as_str(),
+                        format::age(Some(view.ts_ms - a.since_ms), dash)
+                    ),
+                    th.health(level),
+                ),
+                Span::raw(format!(": {}", a.explanation)),
+            ])
+        })
+        .collect();
+    if alerts.is_empty() {
+        alerts.push(Line::styled("no alert firing or pending", th.dim()));
+    }
+    let max = max.max(2);
+    let mut lines = vec![figures];
+    let with_learnt = 2 + alerts.len() <= max;
+    if with_learnt {
+        lines.push(Line::styled(learnt, th.dim()));
+    }
+    let room = max - lines.len();
+    if alerts.len() > room {
+        // Say how many more the alerts pane has: on a line of its own when there is
+        // room for one besides an alert, else at the end of the one alert shown.
+        let keep = room.saturating_sub(1).max(1);
+        let more = Span::styled(
+            format!("and {} more: a opens the alerts pane", alerts.len() - keep),
+            th.dim(),
+        );
+        alerts.truncate(keep);
+        if keep < room {
+            alerts.push(Line::from(more));
+        } else if let Some(last) = alerts.last_mut() {
+            last.spans.insert(1, more);
+            last.spans.insert(2, Span::raw(" · "));
+        }
+    }
+    lines.extend(alerts);
+    lines
 }
 
 type Pick = fn(&ChartPoint) -> Option<f64>;

@@ -1,12 +1,14 @@
-//! Two lines on top: the broker, Docker and ingest counters, then the monitor's own
-//! cost, the alert counts and the clock.
+//! Two lines on top: what the monitor cannot see (its own firing alerts), the broker,
+//! Docker and ingest counters, then the monitor's own cost, the alert counts and the
+//! clock.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::alert::{AlertPhase, Severity};
+use crate::alert::{AlertPhase, Metric, Severity};
 use crate::live::Live;
 use crate::store::view::{BrokerState, DockerState};
 use crate::tui::app::AppState;
@@ -22,11 +24,21 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         BrokerState::Connecting => Health::Warn,
         BrokerState::Down => Health::Crit,
     };
-    let mut first = vec![
-        Span::styled("modelmon", th.header()),
-        Span::raw("  broker "),
-        Span::styled(view.broker.state.as_str(), th.health(broker_health)),
-    ];
+    let mut first = vec![Span::styled("modelmon", th.header())];
+    // What the monitor cannot see comes first: on a narrow terminal the end of the line
+    // is cut, and every figure on screen is only as good as this.
+    for (text, level) in monitor_banners(view) {
+        first.push(Span::raw("  "));
+        first.push(Span::styled(
+            text,
+            th.health(level).add_modifier(Modifier::REVERSED),
+        ));
+    }
+    first.push(Span::raw("  broker "));
+    first.push(Span::styled(
+        view.broker.state.as_str(),
+        th.health(broker_health),
+    ));
     if let Some(e) = &view.broker.error {
         first.push(Span::styled(format!(" ({e})"), th.dim()));
     }
@@ -98,4 +110,36 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         Paragraph::new(vec![Line::from(first), Line::from(second)]),
         area,
     );
+}
+
+/// One short badge per firing alert about the monitor itself, saying what it means for
+/// the figures on screen: blind to requests, blind to containers, or losing events.
+/// The full sentence is in the alerts pane.
+fn monitor_banners(view: &Live) -> Vec<(String, Health)> {
+    view.alerts
+        .active
+        .iter()
+        .filter(|a| a.is_monitor() && a.state == AlertPhase::Firing)
+        .map(|a| {
+            let for_ = format::age(Some(view.ts_ms - a.active_since_ms), "");
+            let text = match a.metric {
+                Metric::BrokerDown => format!(" BLIND: broker down {for_}, no request figures "),
+                Metric::DockerDown => {
+                    format!(" BLIND to containers: Docker unreachable {for_} ")
+                }
+                Metric::SourceDrops => format!(
+                    " DROPPING: sources lost {} events ",
+                    a.value
+                        .map_or_else(|| "some".to_owned(), |v| format!("{v:.0}"))
+                ),
+                _ => format!(" monitor: {} ", a.rule),
+            };
+            let level = if a.severity == Severity::Critical {
+                Health::Crit
+            } else {
+                Health::Warn
+            };
+            (text, level)
+        })
+        .collect()
 }
