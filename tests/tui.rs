@@ -439,6 +439,7 @@ fn baselines() -> BTreeMap<String, Arc<Baseline>> {
         to_ms: NOW_MS - 5 * 60_000,
         excluded_s: 0,
         ready: true,
+        held: false,
         explanation: explanation.to_owned(),
     };
     BTreeMap::from([

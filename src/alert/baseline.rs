@@ -97,8 +97,16 @@ pub fn compute(
     );
     let (mut qps, mut p50, mut p95, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
+    let uptime = history.uptime();
     for p in points.iter().filter(|p| p.covered) {
         let step_ms = i64::from(p.step_s) * 1000;
+        let start_s = p.start_ms / 1000;
+        // A minute the monitor saw only part of would count its requests against the
+        // whole minute; a backlog replayed for a minute it never ran is still whole.
+        let seen_s = uptime.covered(start_s, start_s + i64::from(p.step_s));
+        if seen_s > 0 && seen_s < u64::from(p.step_s) {
+            continue;
+        }
         if overlaps(excluded, p.start_ms, p.start_ms + step_ms) {
             excluded_s += u64::from(p.step_s);
             continue;

@@ -74,9 +74,12 @@ pub struct Alert {
     /// model's normal at that time).
     pub threshold: f64,
     pub resolve: f64,
-    /// The model's normal for this metric, for relative rules.
+    /// The model's normal for this metric, when known.
     #[serde(default)]
     pub normal: Option<f64>,
+    /// Judged against the model's normal (a relative rule), not a fixed limit.
+    #[serde(default)]
+    pub relative: bool,
     /// One sentence with the figures: why it fired, or how it stands now.
     #[serde(default)]
     pub explanation: String,
@@ -362,12 +365,12 @@ impl AlertState {
         self.active.values()
     }
 
-    /// The spans a model's baseline must not learn from: its incidents (alerts on
-    /// request figures that fired, from when they were first pending) and the times
-    /// the monitor could not see events.
+    /// The spans a model's baseline must not learn from: its incidents (relative
+    /// alerts that fired, from when they were first pending) and the times the monitor
+    /// could not see events. A broken SLO is not left out: a model that is always over
+    /// its fixed limit would otherwise never get a normal.
     fn excluded(&self, model: &str, now_ms: i64) -> Spans {
-        let incident =
-            |a: &Alert| a.model == model && a.metric.needs_requests() && a.started_ms.is_some();
+        let incident = |a: &Alert| a.model == model && a.relative && a.started_ms.is_some();
         self.active
             .values()
             .filter(|a| incident(a))
@@ -677,6 +680,7 @@ fn step(
             threshold,
             resolve,
             normal: reading.normal,
+            relative: rule.relative.is_some(),
             explanation: reading.why,
             since_ms: now_ms,
             active_since_ms: now_ms,

@@ -473,3 +473,24 @@ fn a_source_dropping_events_is_one_alert_naming_it() {
             .all(|a| a.state == AlertPhase::Resolved)
     );
 }
+
+#[test]
+fn a_model_always_over_its_slo_still_learns_its_normal() {
+    // The team's limit is 500 ms; the LLM's own normal is seconds. The SLO alert fires
+    // and stays firing, which is right; its minutes are not "incidents" to leave out of
+    // the normal, or the model would never get one.
+    let mut sim = Sim::new(&format!(
+        "{QUICK}\n[[alerts.rules]]\nname = \"p95_slo\"\nmodels = [\"llm\"]\nmetric = \"p95_ms\"\nthreshold = 500.0\nfor = \"30s\"\n"
+    ));
+    let llm = Traffic {
+        rps: 4,
+        median_ms: 900.0,
+        sigma: 0.6,
+        error_share: 0.01,
+    };
+    sim.run(8 * 60, &[("llm", llm)]);
+    assert_eq!(sim.active("p95_slo", "llm"), Some(AlertPhase::Firing));
+    let b = sim.baseline("llm");
+    assert!(b.ready && b.excluded_s == 0, "{b:?}");
+    assert_eq!(fired_list(&sim).len(), 1, "{:?}", fired_list(&sim));
+}

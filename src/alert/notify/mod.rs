@@ -418,6 +418,7 @@ mod tests {
                 threshold: 12.0,
                 resolve: 8.0,
                 normal: Some(4.0),
+                relative: true,
                 explanation: "p95 470 ms, 117× its normal 4.0 ms (last hour)".into(),
                 since_ms: 1_795_905_631_200,
                 active_since_ms: 1_795_905_616_200,
