@@ -135,12 +135,7 @@ fn demo_history(store: &mut Store, cfg: &Config) {
     let span_us = i64::try_from((b.learn.0 + b.skip_recent.0).as_micros()).unwrap_or(0);
     let now = now_us();
     let from = now - span_us;
-    let covered = store
-        .view(now, BrokerView::default())
-        .history
-        .uptime()
-        .covered(from / 1_000_000, now / 1_000_000);
-    if covered == 0 {
+    if store.covered_s(from / 1_000_000, now / 1_000_000) == 0 {
         ingest::demo::backfill(store, &ingest::demo::default_models(), from, now);
     }
 }

@@ -36,9 +36,23 @@ fn config(root: &Path, interval: &str) -> PathBuf {
     path
 }
 
+/// A config whose baseline learns from one minute: the demo then plays only that minute
+/// into a fresh history before it starts (it plays the whole learning window, an hour
+/// by default), so these tests see the history begin where they expect it.
+fn short_learning(dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir).expect("state dir");
+    let path = dir.with_extension("toml");
+    fs::write(
+        &path,
+        "[alerts.baseline]\nlearn = \"1m\"\nskip_recent = \"0s\"\nmin_history = \"1m\"\n",
+    )
+    .expect("write config");
+    path
+}
+
 /// `--demo --batch` until `iterations` lines are printed, then a clean exit.
 fn run_demo(dir: &Path, iterations: u32) -> Output {
-    bin(dir, None)
+    bin(dir, Some(&short_learning(dir)))
         .args(["--demo", "--batch", "--interval", "200ms", "--iterations"])
         .arg(iterations.to_string())
         .stdout(Stdio::null())
@@ -347,7 +361,17 @@ fn batch_lines_carry_each_models_figures_over_the_chosen_range() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("state");
     let dir = dir.to_string_lossy();
-    let mon = Monitor::start(&["--demo", "--range", "1h", "--snapshot-dir", &dir]);
+    let cfg = short_learning(Path::new(&*dir));
+    let cfg = cfg.to_string_lossy();
+    let mon = Monitor::start(&[
+        "--demo",
+        "--range",
+        "1h",
+        "--snapshot-dir",
+        &dir,
+        "--config",
+        &cfg,
+    ]);
     let line = mon.wait_for(
         "a range object with traffic",
         Duration::from_secs(30),

@@ -640,6 +640,12 @@ impl Store {
         full
     }
 
+    /// Seconds of `[from_s, to_s)` the history covers: this run's and the restored
+    /// snapshot's spans. Reading it starts no run.
+    pub fn covered_s(&self, from_s: i64, to_s: i64) -> u64 {
+        self.uptime.covered(from_s, to_s)
+    }
+
     /// The history as of the last rebuild.
     pub fn history(&self) -> Arc<HistoryView> {
         Arc::clone(&self.history)

@@ -172,18 +172,8 @@ impl Mon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the binary runs");
-        let stdout = child.stdout.take().expect("piped");
+        let lines = support::json_lines(child.stdout.take().expect("piped"));
         let stderr_pipe = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let v: Value = serde_json::from_str(&line).expect("JSON lines");
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&stderr);
         std::thread::spawn(move || {

@@ -112,17 +112,7 @@ impl Monitor {
             .stderr(Stdio::null())
             .spawn()
             .expect("the binary runs");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let v: Value = serde_json::from_str(&line).expect("every --batch line is JSON");
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = json_lines(child.stdout.take().expect("piped"));
         Self { child, lines }
     }
 
@@ -160,6 +150,21 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The `--batch` lines a child prints, parsed on a thread of their own.
+pub fn json_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<Value> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let v: Value = serde_json::from_str(&line).expect("every --batch line is JSON");
+            if tx.send(v).is_err() {
+                return;
+            }
+        }
+    });
+    lines
 }
 
 /// The model's entry in a `--batch` line.
