@@ -3,13 +3,27 @@
 //!
 //! Goal: ≤ 1 ms per evaluation. Baseline in the same run: cloning the same view (what
 //! any reader that keeps a view pays), so the figure is also reported as a ratio.
+//!
+//! The second group prices the baselines: learning 100 models' normals from a filled
+//! 24-hour history (what the engine spreads over its evaluations, 16 models a tick,
+//! once a minute each), beside a 1-hour range summary of the same models (what
+//! `--batch --range 1h` reads from the same rings).
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+#[path = "support/history_fill.rs"]
+mod history_fill;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use modelmon::alert::baseline::compute;
+use modelmon::alert::rules::BaselineSection;
 use modelmon::alert::{AlertState, RuleSet, evaluate};
 use modelmon::config::Config;
 use modelmon::store::View;
+use modelmon::store::history::Range;
 use modelmon::store::view::{ModelView, SeriesPoint, Stats};
 
 /// Eight built-in rules plus two of the user's: ten per model.
@@ -99,5 +113,45 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn baselines(c: &mut Criterion) {
+    let history = history_fill::fill(100, 7);
+    let now_ms = history_fill::NOW_S * 1000;
+    let names: Vec<String> = history.models().into_iter().map(str::to_owned).collect();
+    let cfg = BaselineSection::default();
+    let mut g = c.benchmark_group("baselines_100_models");
+    g.bench_function("baseline_range_summary_1h", |b| {
+        b.iter(|| {
+            for m in &names {
+                black_box(history.summary(m, &Range::Last(Duration::from_secs(3600)), now_ms));
+            }
+        });
+    });
+    g.bench_function("learn_every_normal", |b| {
+        b.iter(|| {
+            for m in &names {
+                black_box(compute(&history, m, &cfg, &[], now_ms));
+            }
+        });
+    });
+    // One evaluation that refreshes 16 stale baselines, as the engine does each tick
+    // until every model's normal is a minute old at most.
+    let mut v = view();
+    v.broker.state = modelmon::store::BrokerState::Connected;
+    v.history = Arc::new(history);
+    let rules = RuleSet::new(&Config::parse(RULES).expect("rules parse").alerts).expect("rules");
+    let mut state = AlertState::new(rules);
+    let mut tick = 0i64;
+    g.bench_function("evaluate_refreshing_16_normals", |b| {
+        b.iter(|| {
+            // A minute on, then back: every baseline is stale at every tick, and the
+            // learning window stays on the filled history.
+            tick += 1;
+            let now = now_ms + (tick % 2) * 60_000;
+            black_box(evaluate(&mut state, black_box(&v), now))
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, baselines);
 criterion_main!(benches);

@@ -11,7 +11,6 @@
 //! production and by a virtual clock in tests.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -812,6 +811,3 @@ fn fire(alert: &mut Alert, now_ms: i64, silenced: bool, out: &mut Vec<Transition
         });
     }
 }
-
-/// Shared, cheap copy of the alert view, as the store task publishes it.
-pub type SharedAlerts = Arc<AlertsView>;

@@ -395,6 +395,42 @@ pub fn builtin_rules() -> Vec<Rule> {
     ]
 }
 
+/// Fixed limits that are off unless a config names them (see [`RuleSet::new`]): an SLO
+/// every model is held to is rarely right for all of them.
+pub fn fixed_limit_rules() -> Vec<Rule> {
+    let rule = |name: &str, metric, threshold, resolve, severity| Rule {
+        name: name.to_owned(),
+        metric,
+        threshold,
+        resolve,
+        relative: None,
+        window: None,
+        for_: secs(30),
+        keep_firing_for: Duration::ZERO,
+        repeat_interval: secs(4 * 3600),
+        min_requests: 20,
+        min_errors: 0,
+        severity,
+        notify: None,
+    };
+    vec![
+        rule(
+            "high_latency",
+            Metric::P95Ms,
+            500.0,
+            400.0,
+            Severity::Warning,
+        ),
+        rule(
+            "high_error_rate",
+            Metric::ErrorRate,
+            0.05,
+            0.02,
+            Severity::Critical,
+        ),
+    ]
+}
+
 /// `[alerts.baseline]`: how each model's normal is learnt (see docs/alerts.md).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -650,7 +686,8 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     base: Vec<Rule>,
-    /// Rules switched off for every model, kept so a per-model spec can switch them on.
+    /// Rules off for every model (switched off, or fixed limits no spec named), kept so
+    /// a per-model spec can switch them on.
     disabled_base: Vec<Rule>,
     /// Specs that name models, in config order.
     per_model: Vec<RuleSpec>,
@@ -667,8 +704,19 @@ impl RuleSet {
         } else {
             Vec::new()
         };
+        // Off unless a spec names them: the fixed limits that were built in before the
+        // rules judged each model against its normal. Naming one (for every model or a
+        // few) turns it on with the spec's keys, so configs written for them still work.
+        let mut dormant = if section.builtin {
+            fixed_limit_rules()
+        } else {
+            Vec::new()
+        };
         let mut disabled = Vec::new();
         for spec in section.rules.iter().filter(|s| s.models.is_empty()) {
+            if let Some(i) = dormant.iter().position(|r| r.name == spec.name) {
+                base.push(dormant.swap_remove(i));
+            }
             let at = base.iter().position(|r| r.name == spec.name);
             let rule = spec.apply(at.map(|i| &base[i]))?;
             if spec.enabled == Some(false) {
@@ -687,9 +735,16 @@ impl RuleSet {
             .collect();
         // A per-model spec must make a valid rule too; try it against its base now.
         for spec in &per_model {
-            spec.apply(base.iter().find(|r| r.name == spec.name))?;
+            let named = |r: &&Rule| r.name == spec.name;
+            spec.apply(
+                base.iter()
+                    .find(named)
+                    .or_else(|| dormant.iter().find(named)),
+            )?;
         }
-        let (base, disabled_base) = base.into_iter().partition(|r| !disabled.contains(&r.name));
+        let (base, mut disabled_base): (Vec<Rule>, Vec<Rule>) =
+            base.into_iter().partition(|r| !disabled.contains(&r.name));
+        disabled_base.extend(dormant);
         Ok(Self {
             base,
             disabled_base,

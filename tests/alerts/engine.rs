@@ -518,3 +518,34 @@ fn an_unreachable_docker_engine_is_one_alert_and_holds_container_alerts() {
     );
     assert!(st.view().is_firing("iris"), "held while blind");
 }
+
+#[test]
+fn configs_naming_the_former_fixed_limits_still_work_and_turn_them_on() {
+    // `high_latency` (p95 > 500 ms) and `high_error_rate` (> 5 %) are no longer on for
+    // every model; a config that names them turns them on where it says.
+    let mut st = engine(
+        "[[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\"]\nthreshold = 5000.0\n\
+         [[alerts.rules]]\nname = \"high_error_rate\"\n",
+    );
+    let out = run(&mut st, 0, 60, |_| {
+        view(vec![
+            model("llm", 100, 6000.0, 0.0, 2),
+            model("cnn", 100, 900.0, 0.2, 2),
+        ])
+    });
+    let mut fired: Vec<(&str, &str)> = out
+        .iter()
+        .map(|t| (t.alert.rule.as_str(), t.alert.model.as_str()))
+        .collect();
+    fired.sort_unstable();
+    assert_eq!(
+        fired,
+        [("high_error_rate", "cnn"), ("high_latency", "llm")],
+        "cnn's 900 ms is not held to a limit nobody set for it"
+    );
+    let mut st = builtin();
+    let out = run(&mut st, 0, 60, |_| {
+        view(vec![model("cnn", 100, 900.0, 0.2, 2)])
+    });
+    assert!(out.is_empty(), "off by default: {:?}", kinds(&out));
+}
