@@ -419,7 +419,9 @@ fn observe(state: &mut AlertState, view: &View, now_ms: i64) -> Sight {
     }
 }
 
-/// Events dropped at the source within `window`, in all and by source (largest first).
+/// Events dropped at the source within `window_ms`, in all and by source (largest
+/// first). One sample of the counters every few seconds, kept for the longest window a
+/// rule may take (5 min), is enough to tell "within the last minute".
 fn source_drops(
     w: &mut Watch,
     view: &View,
@@ -427,14 +429,21 @@ fn source_drops(
     now_ms: i64,
 ) -> (u64, Vec<(String, u64)>) {
     let latest = &view.ingest.dropped_by_source;
-    // One sample every few seconds is enough to tell "within the last minute".
     if w.drops.back().is_none_or(|(t, _)| now_ms - t >= 5_000) {
         w.drops.push_back((now_ms, latest.clone()));
     }
-    while w.drops.len() > 1 && w.drops[1].0 <= now_ms - window_ms {
+    while w.drops.len() > 1 && w.drops[1].0 <= now_ms - 300_000 {
         w.drops.pop_front();
     }
-    let Some((_, old)) = w.drops.front() else {
+    // The newest sample at least `window_ms` old, or the oldest there is.
+    let old = w
+        .drops
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= now_ms - window_ms)
+        .or(w.drops.front())
+        .map(|(_, m)| m);
+    let Some(old) = old else {
         return (0, Vec::new());
     };
     let mut by: Vec<(String, u64)> = latest
@@ -461,8 +470,12 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
 
     let monitor_rules: Vec<Rule> = state.rules.for_monitor().cloned().collect();
     for rule in &monitor_rules {
-        let window_ms = ms(rule.window.unwrap_or(Duration::from_secs(60)));
-        let drops = source_drops(&mut state.watch, view, window_ms, now_ms);
+        let drops = if rule.metric == Metric::SourceDrops {
+            let window_ms = ms(rule.window.unwrap_or(Duration::from_secs(60)));
+            source_drops(&mut state.watch, view, window_ms, now_ms)
+        } else {
+            (0, Vec::new())
+        };
         let w = &state.watch;
         let reading = measure::monitor_reading(
             rule,
