@@ -5,7 +5,7 @@
 //! any reader that keeps a view pays), so the figure is also reported as a ratio.
 //!
 //! The second group prices the baselines: learning 100 models' normals from a filled
-//! 24-hour history (what the engine spreads over its evaluations, 16 models a tick,
+//! 24-hour history (what the engine spreads over its evaluations, 4 models a tick,
 //! once a minute each), beside a 1-hour range summary of the same models (what
 //! `--batch --range 1h` reads from the same rings).
 
@@ -133,7 +133,7 @@ fn baselines(c: &mut Criterion) {
             }
         });
     });
-    // One evaluation that refreshes 16 stale baselines, as the engine does each tick
+    // One evaluation that refreshes 4 stale baselines, as the engine does each tick
     // until every model's normal is a minute old at most.
     let mut v = view();
     v.broker.state = modelmon::store::BrokerState::Connected;
@@ -141,7 +141,7 @@ fn baselines(c: &mut Criterion) {
     let rules = RuleSet::new(&Config::parse(RULES).expect("rules parse").alerts).expect("rules");
     let mut state = AlertState::new(rules);
     let mut tick = 0i64;
-    g.bench_function("evaluate_refreshing_16_normals", |b| {
+    g.bench_function("evaluate_refreshing_4_normals", |b| {
         b.iter(|| {
             // A minute on, then back: every baseline is stale at every tick, and the
             // learning window stays on the filled history.

@@ -27,7 +27,7 @@ const MIN_LATENCY_MINUTES: usize = 3;
 const REFRESH_MS: i64 = 60_000;
 const LEARNING_REFRESH_MS: i64 = 10_000;
 /// Recomputed per evaluation at most, so a fleet of models spreads the work over ticks.
-const PER_TICK: usize = 16;
+const PER_TICK: usize = 4;
 
 /// One model's normal. Figures are `None` until enough history is learnt.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
