@@ -468,7 +468,7 @@ fn baselines() -> BTreeMap<String, Arc<Baseline>> {
             Arc::new(Baseline {
                 over_s: 240,
                 explanation: "learning: 4 min of the 10 min of history needed \
-                              (from the last 60 min)"
+                              (a minute counts once 5 min old)"
                     .to_owned(),
                 ..Baseline::default()
             }),

@@ -161,9 +161,17 @@ fn describe(b: &Baseline, cfg: &BaselineSection) -> String {
     let learn = minutes(cfg.learn.0.as_secs());
     if !b.ready {
         return format!(
-            "learning: {} of the {} of history needed (from the last {learn})",
+            "learning: {} of the {} of history needed{}",
             minutes(b.over_s),
             minutes(cfg.min_history.0.as_secs()),
+            if cfg.skip_recent.0.as_secs() >= 60 {
+                format!(
+                    " (a minute counts once {} old)",
+                    minutes(cfg.skip_recent.0.as_secs())
+                )
+            } else {
+                String::new()
+            }
         );
     }
     let mut figures = Vec::new();
