@@ -213,6 +213,32 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule with a fixed limit and the defaults every other key starts from.
+    pub fn fixed(
+        name: &str,
+        metric: Metric,
+        threshold: f64,
+        resolve: f64,
+        for_: Duration,
+        severity: Severity,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            metric,
+            threshold,
+            resolve,
+            relative: None,
+            window: None,
+            for_,
+            keep_firing_for: Duration::ZERO,
+            repeat_interval: secs(4 * 3600),
+            min_requests: if metric.needs_requests() { 20 } else { 0 },
+            min_errors: 0,
+            severity,
+            notify: None,
+        }
+    }
+
     /// Whether `value` breaks limits `(threshold, resolve)`; a firing alert is judged
     /// against `resolve`.
     pub fn is_bad(&self, value: f64, limits: (f64, f64), firing: bool) -> bool {
@@ -263,20 +289,8 @@ fn secs(s: u64) -> Duration {
 /// The rules every model (and the monitor itself) gets with no configuration at all.
 /// docs/alerts.md gives the reasoning behind each figure.
 pub fn builtin_rules() -> Vec<Rule> {
-    let rule = |name: &str, metric, threshold, resolve, for_s, severity| Rule {
-        name: name.to_owned(),
-        metric,
-        threshold,
-        resolve,
-        relative: None,
-        window: None,
-        for_: secs(for_s),
-        keep_firing_for: Duration::ZERO,
-        repeat_interval: secs(4 * 3600),
-        min_requests: 0,
-        min_errors: 0,
-        severity,
-        notify: None,
+    let rule = |name: &str, metric, threshold, resolve, for_s, severity| {
+        Rule::fixed(name, metric, threshold, resolve, secs(for_s), severity)
     };
     let relative = |factor, min_change| Some(Relative { factor, min_change });
     vec![
@@ -398,20 +412,8 @@ pub fn builtin_rules() -> Vec<Rule> {
 /// Fixed limits that are off unless a config names them (see [`RuleSet::new`]): an SLO
 /// every model is held to is rarely right for all of them.
 pub fn fixed_limit_rules() -> Vec<Rule> {
-    let rule = |name: &str, metric, threshold, resolve, severity| Rule {
-        name: name.to_owned(),
-        metric,
-        threshold,
-        resolve,
-        relative: None,
-        window: None,
-        for_: secs(30),
-        keep_firing_for: Duration::ZERO,
-        repeat_interval: secs(4 * 3600),
-        min_requests: 20,
-        min_errors: 0,
-        severity,
-        notify: None,
+    let rule = |name: &str, metric, threshold, resolve, severity| {
+        Rule::fixed(name, metric, threshold, resolve, secs(30), severity)
     };
     vec![
         rule(
@@ -539,21 +541,9 @@ impl RuleSpec {
     fn apply(&self, base: Option<&Rule>) -> Result<Rule, RuleError> {
         let mut rule = match (base, self.metric) {
             (Some(b), _) => b.clone(),
-            (None, Some(metric)) if self.threshold.is_some() || self.factor.is_some() => Rule {
-                name: self.name.clone(),
-                metric,
-                threshold: 0.0,
-                resolve: 0.0,
-                relative: None,
-                window: None,
-                for_: secs(60),
-                keep_firing_for: Duration::ZERO,
-                repeat_interval: secs(4 * 3600),
-                min_requests: if metric.needs_requests() { 20 } else { 0 },
-                min_errors: 0,
-                severity: Severity::Warning,
-                notify: None,
-            },
+            (None, Some(metric)) if self.threshold.is_some() || self.factor.is_some() => {
+                Rule::fixed(&self.name, metric, 0.0, 0.0, secs(60), Severity::Warning)
+            }
             (None, _) => return Err(RuleError::Incomplete(self.name.clone())),
         };
         if let Some(m) = self.metric {
