@@ -185,7 +185,7 @@ impl AppState {
             .models
             .iter()
             .filter(|m| needle.is_empty() || m.model.to_lowercase().contains(&needle))
-            .map(|m| (m, self.thresholds.health(m)))
+            .map(|m| (m, self.thresholds.health(m, &view.alerts)))
             .collect();
         rows.sort_by(|(a, ha), (b, hb)| {
             let o = match self.sort {

@@ -1,8 +1,10 @@
-//! Thresholds and what they say about a model: the colours of the display. They come
-//! from the alert rules where a rule watches the same figure (see [`Thresholds::with_rules`]),
-//! so a cell turns yellow or red at the level the alert engine judges it by.
+//! What the display's colours say about a model. A cell turns yellow or red because the
+//! alert engine judges it so: an alert pending or firing on that figure (judged against
+//! the model's own normal), or the fixed level of an SLO rule the team set (see
+//! [`Thresholds::with_rules`]). No fixed latency or error level is built in: a 3-s p95 is
+//! an LLM's normal and would paint it red forever.
 
-use crate::alert::{Metric as RuleMetric, Rule, Severity};
+use crate::alert::{AlertPhase, AlertsView, Metric as RuleMetric, Rule, Severity};
 use crate::store::view::ModelView;
 
 /// Warn and critical levels. One struct, so the alert config can replace it wholesale.
@@ -26,10 +28,10 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
-            p95_warn_ms: 500.0,
-            p95_crit_ms: 1000.0,
-            error_warn: 0.01,
-            error_crit: 0.05,
+            p95_warn_ms: f64::INFINITY,
+            p95_crit_ms: f64::INFINITY,
+            error_warn: f64::INFINITY,
+            error_crit: f64::INFINITY,
             silent_warn_s: 30.0,
             cpu_warn_pct: 90.0,
             cpu_crit_pct: f64::INFINITY,
@@ -114,9 +116,32 @@ impl Thresholds {
         level(pct, self.mem_warn_pct, self.mem_crit_pct)
     }
 
-    /// Every threshold the model crosses, worst first.
-    pub fn breaches(&self, m: &ModelView) -> Vec<Breach> {
-        let mut out = Vec::new();
+    /// Every threshold the model crosses, and every figure an alert of its is pending
+    /// or firing on, worst first.
+    pub fn breaches(&self, m: &ModelView, alerts: &AlertsView) -> Vec<Breach> {
+        let mut out: Vec<Breach> = alerts
+            .active
+            .iter()
+            .filter(|a| a.model == m.model)
+            .filter_map(|a| {
+                let metric = match a.metric {
+                    RuleMetric::P50Ms | RuleMetric::P95Ms | RuleMetric::P99Ms => Metric::P95,
+                    RuleMetric::ErrorRate => Metric::ErrorRate,
+                    _ => return None,
+                };
+                let level = if a.state == AlertPhase::Firing && a.severity == Severity::Critical {
+                    Health::Crit
+                } else {
+                    Health::Warn
+                };
+                Some(Breach {
+                    metric,
+                    level,
+                    value: a.value?,
+                    threshold: a.threshold,
+                })
+            })
+            .collect();
         let mut check = |metric, value: Option<f64>, warn: f64, crit: f64| {
             let Some(v) = value else { return };
             let (level, threshold) = if v >= crit {
@@ -156,8 +181,22 @@ impl Thresholds {
         out
     }
 
-    pub fn health(&self, m: &ModelView) -> Health {
-        let worst = self.breaches(m).first().map(|b| b.level);
+    /// The worst of the model's breaches and of its alerts (a firing critical one is
+    /// red, anything else pending or firing yellow).
+    pub fn health(&self, m: &ModelView, alerts: &AlertsView) -> Health {
+        let alerted = alerts
+            .active
+            .iter()
+            .filter(|a| a.model == m.model)
+            .map(|a| {
+                if a.state == AlertPhase::Firing && a.severity == Severity::Critical {
+                    Health::Crit
+                } else {
+                    Health::Warn
+                }
+            })
+            .max();
+        let worst = self.breaches(m, alerts).first().map(|b| b.level).max(alerted);
         match worst {
             Some(h) => h,
             None if m.stats.requests == 0 => Health::Idle,

@@ -320,11 +320,9 @@ fn render_title(frame: &mut Frame, area: Rect, view: &Live, m: &ModelView, app: 
         .iter()
         .position(|r| r.model == m.model)
         .map_or_else(|| th.unknown().to_owned(), |i| (i + 1).to_string());
+    let health = app.thresholds.health(m, &view.alerts);
     let mut spans = vec![
-        Span::styled(
-            format!("{} ", th.health_mark(app.thresholds.health(m))),
-            th.health(app.thresholds.health(m)),
-        ),
+        Span::styled(format!("{} ", th.health_mark(health)), th.health(health)),
         Span::styled(m.model.clone(), th.header()),
     ];
     if let Some(v) = &m.version {

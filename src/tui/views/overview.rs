@@ -323,14 +323,14 @@ fn row(view: &Live, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(
     let th = app.theme;
     let dash = th.unknown();
     let s = &m.stats;
-    let breaches = app.thresholds.breaches(m);
+    let breaches = app.thresholds.breaches(m, &view.alerts);
     let level_of = |metric: Metric| {
         breaches
             .iter()
             .find(|b| b.metric == metric)
             .map_or(Style::new(), |b| th.health(b.level))
     };
-    let health = app.thresholds.health(m);
+    let health = app.thresholds.health(m, &view.alerts);
     let res = view.resources(&m.model);
     let cpu = res.and_then(|r| r.cpu_percent);
     let level_or_plain = |l: Option<Health>| l.map_or(Style::new(), |l| th.health(l));
