@@ -452,10 +452,14 @@ fn down_reading(rule: &Rule, res: &ModelResources, now_ms: i64) -> Reading {
     let why = match down.first() {
         None => format!("{running} of {total} running"),
         Some(c) => {
-            let event = res.events.iter().rev().find(|e| {
-                e.container == c.name
-                    && matches!(e.action.as_str(), "die" | "oom" | "stop" | "kill" | "pause")
-            });
+            // The exit (with its code) says most; a stop or kill only until it arrives.
+            let last = |actions: &[&str]| {
+                res.events
+                    .iter()
+                    .rev()
+                    .find(|e| e.container == c.name && actions.contains(&e.action.as_str()))
+            };
+            let event = last(&["die", "oom"]).or_else(|| last(&["stop", "kill", "pause"]));
             let how = event.map_or_else(String::new, |e| {
                 format!(
                     "{}{} ago",

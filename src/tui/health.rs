@@ -196,7 +196,11 @@ impl Thresholds {
                 }
             })
             .max();
-        let worst = self.breaches(m, alerts).first().map(|b| b.level).max(alerted);
+        let worst = self
+            .breaches(m, alerts)
+            .first()
+            .map(|b| b.level)
+            .max(alerted);
         match worst {
             Some(h) => h,
             None if m.stats.requests == 0 => Health::Idle,
