@@ -391,6 +391,16 @@ fn a_missing_socket_is_unavailable_with_a_hint_and_nulls() {
     );
     // The broker side is not held up by it.
     mon.wait_connected();
+    // A regular file where the socket should be is named as such, not "refused".
+    let file = std::env::temp_dir().join(format!("{}.sock", unique("plain-file")));
+    std::fs::write(&file, b"not a socket").expect("write");
+    let mon = monitor(&format!("host = \"unix://{}\"", file.display()));
+    let line = mon.wait_for("docker unavailable", Duration::from_secs(20), |v| {
+        v["docker"]["state"] == "unavailable" && v["docker"]["error"] != "connecting"
+    });
+    let err = line["docker"]["error"].as_str().expect("a reason");
+    assert!(err.contains("is not a socket"), "{err}");
+    let _ = std::fs::remove_file(&file);
 }
 
 #[test]

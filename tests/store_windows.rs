@@ -166,7 +166,60 @@ fn cardinality_caps_fold_overflow_into_other() {
             .any(|r| r.name == OTHER && r.stats.requests == 7)
     );
     assert_eq!(m.stats.requests, 10, "nothing is lost, only folded");
-    assert!(v.ingest.overflowed >= 10);
+    assert_eq!(
+        v.ingest.overflowed, 10,
+        "7 events of m's folded routes and 3 of folded models"
+    );
+    // A folded model's events whose routes fold too (within `(other)`) count once each.
+    let routes: Vec<Value> = (0..10)
+        .map(|i| ev("e", &format!("/x{i}"), T0, 200, 100))
+        .collect();
+    apply(&mut s, routes, T0);
+    let v = s.view(T0, BrokerView::default());
+    assert_eq!(v.ingest.overflowed, 20, "events, not cap hits");
+}
+
+#[test]
+fn a_sender_claiming_huge_drops_cannot_wrap_the_counts() {
+    let mut s = Store::new(StoreConfig::default());
+    for dropped in [u64::MAX - 5, 100] {
+        let body = serde_json::to_vec(&json!({"v": 1,
+            "source": {"kind": "proxy", "instance": "edge", "pid": 9},
+            "dropped": dropped, "events": [ev("m", "/a", T0, 200, 100)]}))
+        .expect("json");
+        let d = decode_batch(&body, None, T0).expect("a batch");
+        s.apply(&d, T0);
+    }
+    let v = s.view(T0, BrokerView::default());
+    assert_eq!(
+        v.ingest.dropped_at_source,
+        u64::MAX,
+        "saturated, not wrapped"
+    );
+    assert_eq!(
+        v.ingest.dropped_by_source.get("proxy/edge/9"),
+        Some(&u64::MAX)
+    );
+    // Publishers that come and go (a new pid each time) share `(other)` past a cap.
+    for pid in 0..300 {
+        let body = serde_json::to_vec(&json!({"v": 1,
+            "source": {"kind": "asgi", "instance": "w", "pid": pid},
+            "dropped": 1, "events": []}))
+        .expect("json");
+        let d = decode_batch(&body, None, T0).expect("a batch");
+        s.apply(&d, T0);
+    }
+    let v = s.view(T0, BrokerView::default());
+    assert_eq!(
+        v.ingest.dropped_by_source.len(),
+        modelmon::store::MAX_DROP_SOURCES + 1
+    );
+    assert!(
+        v.ingest
+            .dropped_by_source
+            .get(OTHER)
+            .is_some_and(|n| *n > 0)
+    );
 }
 
 #[test]

@@ -100,6 +100,10 @@ pub enum DockerError {
         "permission denied on {path}: add your user to the `docker` group (then log in again), or set DOCKER_HOST to an engine you may use"
     )]
     PermissionDenied { path: String },
+    #[error(
+        "{path} is not a socket: set DOCKER_HOST or [docker] host to the Docker engine's socket (unix:///var/run/docker.sock by default)"
+    )]
+    NotASocket { path: String },
     #[error("the Docker engine at {host} refused the connection: is it running?")]
     Refused { host: String },
     #[error("Docker at {host}: {message}")]
@@ -177,7 +181,14 @@ async fn connect(settings: &DockerSettings) -> Result<Docker, DockerError> {
     let host = settings.host();
     if let Some(path) = host.strip_prefix("unix://") {
         if let Err(e) = tokio::net::UnixStream::connect(path).await {
+            // Connecting to a file that is not a socket is refused like a dead engine;
+            // say what it really is.
+            let not_socket = std::fs::metadata(path)
+                .is_ok_and(|m| !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
             let path = path.to_owned();
+            if not_socket {
+                return Err(DockerError::NotASocket { path });
+            }
             return Err(match e.kind() {
                 std::io::ErrorKind::NotFound => DockerError::NoSocket { path },
                 std::io::ErrorKind::PermissionDenied => DockerError::PermissionDenied { path },

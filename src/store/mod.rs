@@ -33,6 +33,9 @@ use window::{Hit, Placement, Slot, Window};
 /// The name that takes the overflow of a cardinality cap.
 pub const OTHER: &str = "(other)";
 
+/// Publishing processes whose drops are counted apart (`ingest.dropped_by_source`).
+pub const MAX_DROP_SOURCES: usize = 256;
+
 /// Seconds of per-second series kept for sparklines.
 pub const SERIES_SECS: i64 = 300;
 
@@ -439,14 +442,28 @@ impl Store {
     pub fn apply(&mut self, batch: &Decoded<'_>, now_us: i64) {
         self.counters.batches += 1;
         if batch.dropped > 0 {
-            self.counters.dropped_at_source += batch.dropped;
+            // Senders write `dropped`: a bogus one near 2^64 must not wrap the count.
+            self.counters.dropped_at_source = self
+                .counters
+                .dropped_at_source
+                .saturating_add(batch.dropped);
             let key = format!(
                 "{}/{}/{}",
                 batch.source.kind.as_str(),
                 batch.source.instance,
                 batch.source.pid
             );
-            *self.dropped_by_source.entry(key).or_default() += batch.dropped;
+            // One entry per publishing process; past the cap they share `(other)`, so
+            // sources that come and go (new pids) cannot grow the map without bound.
+            let key = if self.dropped_by_source.len() >= MAX_DROP_SOURCES
+                && !self.dropped_by_source.contains_key(&key)
+            {
+                OTHER.to_owned()
+            } else {
+                key
+            };
+            let n = self.dropped_by_source.entry(key).or_default();
+            *n = n.saturating_add(batch.dropped);
         }
         for r in &batch.rejects {
             self.note_reject(r.reason, 1, r.model.clone(), r.detail.clone(), now_us);
@@ -498,11 +515,13 @@ impl Store {
             let run = events[i..].iter().take_while(|e| e.model == *model).count();
             let (state, overflowed) = self.model_state(model, now_sec);
             let mut late = 0u64;
-            let mut folded = u64::from(overflowed) * run as u64;
+            // An event counts once however many of its names (model, route, instance)
+            // a cap folded: `ingest.overflowed` is events, as documented.
+            let mut folded = 0u64;
             for ev in &events[i..i + run] {
                 let (l, f) = record_one(state, ev, now_sec);
                 late += u64::from(l);
-                folded += f;
+                folded += u64::from(f || overflowed);
             }
             self.counters.events += run as u64;
             self.counters.late += late;
@@ -852,7 +871,9 @@ fn key_rings<'a>(
 
 /// Records one event of a model. Returns whether it was late, and how many names it folded into `(other)`.
 #[inline]
-fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, u64) {
+/// Records one event; returns whether it was late and whether its route or instance
+/// was folded into `(other)`.
+fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) {
     let sec = ev.ts.div_euclid(1_000_000);
     let err = ev.is_error();
     let hit = Hit::new(ev.status, ev.duration_us, err);
@@ -878,12 +899,12 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, u64) {
             .record_hit(&hit);
         let r_over = m.routes.record_late(&ev.route, sec, &hit);
         let i_over = m.instances.record_late(&ev.instance, sec, &hit);
-        return (true, u64::from(r_over) + u64::from(i_over));
+        return (true, r_over || i_over);
     }
     m.first_sec = m.first_sec.min(sec);
     let r_over = m.routes.record(&ev.route, sec, now_sec, &hit);
     let i_over = m.instances.record(&ev.instance, sec, now_sec, &hit);
-    (false, u64::from(r_over) + u64::from(i_over))
+    (false, r_over || i_over)
 }
 
 /// Adds one request to the counts since start, late ones included.
