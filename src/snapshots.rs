@@ -2,6 +2,7 @@
 //! at start, and writing snapshots off the ingest path while it runs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -18,6 +19,9 @@ pub struct Snapshots {
     pub interval: Duration,
     /// The write in flight, if any: at most one at a time.
     writing: Option<JoinHandle<()>>,
+    /// Whether the last write failed: a full disk is told once when writes start
+    /// failing and once when they succeed again, not at every interval.
+    failing: Arc<AtomicBool>,
 }
 
 impl Snapshots {
@@ -39,9 +43,21 @@ impl Snapshots {
             ingest: store.ingest_totals(),
         };
         let dir = Arc::clone(&self.dir);
+        let failing = Arc::clone(&self.failing);
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            if let Err(e) = dir.write(&snap) {
-                tracing::warn!("{e}");
+            match dir.write(&snap) {
+                Err(e) => {
+                    if !failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "{e}; the history is kept in memory and saved again once writing works"
+                        );
+                    }
+                }
+                Ok(_) => {
+                    if failing.swap(false, Ordering::Relaxed) {
+                        tracing::warn!("snapshots are written again to {}", dir.dir().display());
+                    }
+                }
             }
         }));
     }
@@ -107,5 +123,6 @@ pub fn open_snapshots(cfg: &Config, source: Source, store: &mut Store) -> Option
         dir: Arc::new(dir),
         interval: cfg.history.snapshot_interval.0,
         writing: None,
+        failing: Arc::new(AtomicBool::new(false)),
     })
 }

@@ -468,3 +468,128 @@ fn report_splits_each_model_by_route_and_instance() {
         "error rate column: {slow_line}"
     );
 }
+
+#[test]
+fn a_read_only_snapshot_directory_still_gives_its_history() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    assert!(run_demo(&dir, 10).status.success());
+    let saved = report_json(&dir, "5m")["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["requests"].as_u64().expect("requests"))
+        .sum::<u64>();
+    // Readable by anyone, writable by no one but root; the monitor runs as `nobody`
+    // (the tests run as root, whom permissions do not stop).
+    let cfg = short_learning(&dir);
+    for (path, mode) in [
+        (root.path(), 0o755),
+        (dir.as_path(), 0o555),
+        (cfg.as_path(), 0o644),
+    ] {
+        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+    }
+    for e in fs::read_dir(&dir).expect("dir").flatten() {
+        fs::set_permissions(
+            e.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o444),
+        )
+        .expect("chmod");
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .args([
+            "--demo",
+            "--batch",
+            "--interval",
+            "200ms",
+            "--iterations",
+            "5",
+        ])
+        .args(["--range", "5m", "--snapshot-dir"])
+        .arg(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("MODELMON_AMQP_URL")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .env("XDG_STATE_HOME", "/nonexistent")
+        .output()
+        .expect("setpriv runs the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is read-only"), "told once: {stderr}");
+    let line: Value =
+        // The last line: models show once their first live batch is in.
+        serde_json::from_slice(
+            out.stdout
+                .split(|&b| b == b'\n')
+                .rfind(|l| !l.is_empty())
+                .expect("a line"),
+        )
+        .expect("JSON");
+    let range: u64 = line["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["range"]["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        range >= saved / 2,
+        "the saved history is shown: {range} in range, {saved} saved\n{stderr}\n{line}"
+    );
+    // Loaded history covers the learning window, so the demo did not play one in.
+    let events = line["ingest"]["events"].as_u64().expect("events");
+    assert!(events < saved / 2, "no history played in: {events} events");
+}
+
+#[test]
+fn a_snapshot_that_cannot_be_written_is_told_once_then_once_when_it_can() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    let cfg = root.path().join("fast.toml");
+    fs::write(
+        &cfg,
+        "[history]\nsnapshot_interval = \"200ms\"\n[alerts.baseline]\nlearn = \"1m\"\nskip_recent = \"0s\"\nmin_history = \"1m\"\n",
+    )
+    .expect("config");
+    let err_path = root.path().join("stderr.txt");
+    let mut child = spawn_demo(&dir, Some(&cfg), &err_path);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("history.snap").is_file() {
+        assert!(Instant::now() < deadline, "no first snapshot");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The directory goes away under it: every write fails, as on a full disk.
+    fs::remove_dir_all(&dir).expect("remove the directory");
+    std::thread::sleep(Duration::from_secs(4));
+    let failing = fs::read_to_string(&err_path).expect("stderr");
+    assert_eq!(
+        failing.matches("saved again once writing works").count(),
+        1,
+        "about twenty failed writes, one warning: {failing}"
+    );
+    fs::create_dir_all(&dir).expect("the directory back");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&err_path)
+        .expect("stderr")
+        .contains("snapshots are written again")
+    {
+        assert!(Instant::now() < deadline, "never told it recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        dir.join("history.snap").is_file(),
+        "written once it could be"
+    );
+    let all = fs::read_to_string(&err_path).expect("stderr");
+    assert_eq!(
+        all.matches("snapshots are written again").count(),
+        1,
+        "{all}"
+    );
+}

@@ -569,6 +569,14 @@ pub fn read_file(path: &Path) -> Result<Option<Snapshot>, PersistError> {
 }
 
 /// Temporary files of writers killed mid-write: only the lock holder may remove them.
+/// Whether `e` says the directory cannot be written (not that it is missing or broken).
+fn is_read_only(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
 fn remove_stale_temps(dir: &Path) {
     let prefix = format!("{FILE_NAME}.tmp-");
     let Ok(entries) = fs::read_dir(dir) else {
@@ -612,15 +620,33 @@ impl SnapshotDir {
             path: dir.to_path_buf(),
             source,
         };
-        fs::create_dir_all(dir).map_err(dir_err)?;
         let lock_path = dir.join(LOCK_NAME);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(dir_err)?;
+        let opened = fs::create_dir_all(dir).and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+        });
+        let mut file = match opened {
+            Ok(f) => f,
+            // A directory this monitor may read but not write (a read-only mount, another
+            // user's): its history is still worth showing.
+            Err(e) if dir.is_dir() && is_read_only(&e) => {
+                return Ok((
+                    Self {
+                        dir: dir.to_path_buf(),
+                        lock: None,
+                    },
+                    Some(format!(
+                        "{} is read-only ({e}): its history is read, nothing will be saved",
+                        dir.display()
+                    )),
+                ));
+            }
+            Err(e) => return Err(dir_err(e)),
+        };
         match FileExt::try_lock_exclusive(&file) {
             Ok(true) => {
                 // The pid is for the other monitor's message, nothing relies on it.
