@@ -605,9 +605,12 @@ impl<'a> Reader<'a> {
                 }
             }
         }
+        // A number too large for an f64 (`1e400`) is still valid JSON: it reads as
+        // infinite, and the field holding it rejects its event alone (every reader of
+        // `J::F` checks finiteness), so the good events of the batch are kept.
         match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(J::F(f)),
-            _ => {
+            Ok(f) => Ok(J::F(f)),
+            Err(_) => {
                 self.pos = start;
                 self.err("number out of range")
             }
@@ -759,10 +762,12 @@ mod tests {
             "\"abc",
             "[1",
             "{\"a\":1",
-            "1e999",
         ] {
             assert!(read(bad).is_err(), "{bad:?} must be rejected");
         }
+        // Valid JSON past f64's range: read as infinite, left for the field to reject.
+        assert_eq!(read("1e999"), Ok(J::F(f64::INFINITY)));
+        assert_eq!(read("-1e999"), Ok(J::F(f64::NEG_INFINITY)));
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(read(&deep).is_err(), "nesting is bounded");
     }

@@ -66,7 +66,17 @@ fn accepts_exactly_what_serde_json_accepts_and_never_panics() {
         let body = mutate(&seeds[i % seeds.len()], &mut rng);
         let ours = decode_batch(&body, None, 1_780_000_000_000_000);
         let ours_json_error = matches!(&ours, Err(e) if e.reason == RejectReason::NotJson);
-        let serde_error = serde_json::from_slice::<serde_json::Value>(&body).is_err();
+        let reference = serde_json::from_slice::<serde_json::Value>(&body);
+        // serde_json stops at a number past f64's range; we read it as infinite and let
+        // its field reject the event (tests/vectors/huge_number.json). serde's answer
+        // says nothing about the rest of such a body: no reference to compare with.
+        if reference
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("number out of range"))
+        {
+            continue;
+        }
+        let serde_error = reference.is_err();
         json_errors += usize::from(serde_error);
         if ours_json_error != serde_error {
             disagreements.push(String::from_utf8_lossy(&body).into_owned());
