@@ -608,12 +608,11 @@ impl<'a> Reader<'a> {
         // A number too large for an f64 (`1e400`) is still valid JSON: it reads as
         // infinite, and the field holding it rejects its event alone (every reader of
         // `J::F` checks finiteness), so the good events of the batch are kept.
-        match text.parse::<f64>() {
-            Ok(f) => Ok(J::F(f)),
-            Err(_) => {
-                self.pos = start;
-                self.err("number out of range")
-            }
+        if let Ok(f) = text.parse::<f64>() {
+            Ok(J::F(f))
+        } else {
+            self.pos = start;
+            self.err("not a number")
         }
     }
 }
