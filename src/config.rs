@@ -103,6 +103,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// Bind only these models (empty: all).
     pub models: Vec<String>,
+    /// AMQP heartbeat asked of the broker (unless the URL sets `heartbeat`): a broker that
+    /// stops answering is noticed within twice this.
+    pub heartbeat: Secs,
 }
 
 impl Default for AmqpConfig {
@@ -113,6 +116,7 @@ impl Default for AmqpConfig {
             queue_max_length: 2_000_000,
             prefetch: 256,
             models: Vec::new(),
+            heartbeat: Secs(Duration::from_secs(5)),
         }
     }
 }
@@ -278,6 +282,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        let hb = self.amqp.heartbeat.0;
+        if hb < Duration::from_secs(1) || hb > Duration::from_secs(600) || hb.subsec_nanos() != 0 {
+            return Err(invalid(
+                "amqp.heartbeat",
+                "must be whole seconds from 1s to 10m",
+            ));
         }
         if self.amqp.prefetch == 0 {
             return Err(invalid("amqp.prefetch", "must be at least 1"));

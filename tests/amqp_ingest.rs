@@ -203,3 +203,29 @@ fn a_dead_broker_is_reported_and_the_monitor_keeps_running() {
     // Still printing lines afterwards: the monitor did not exit.
     mon.wait_for("another line", Duration::from_secs(5), |_| true);
 }
+
+#[test]
+fn a_frozen_broker_is_shown_down_within_seconds_with_the_reason() {
+    let node = crate::support::private_node::PrivateNode::start();
+    let mon = Monitor::start(&["--amqp", &node.url, "--no-docker"]);
+    mon.wait_connected();
+    let t = std::time::Instant::now();
+    node.freeze();
+    let down = mon.wait_for("the broker shown down", Duration::from_secs(60), |v| {
+        v["broker"]["state"] == "down"
+    });
+    let after = t.elapsed();
+    eprintln!(
+        "frozen broker shown down after {after:?}: {}",
+        down["broker"]["error"]
+    );
+    let err = down["broker"]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("heartbeat") || err.contains("did not finish the connection"),
+        "the reason names what happened: {err}"
+    );
+    node.thaw();
+    mon.wait_for("connected again", Duration::from_secs(60), |v| {
+        v["broker"]["state"] == "connected" && v["broker"]["connections"].as_u64() >= Some(2)
+    });
+}

@@ -14,6 +14,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use modelmon_contract::{EXCHANGE, model_of_routing_key, routing_key};
 use rand::Rng;
@@ -34,7 +35,14 @@ pub enum AmqpError {
     Broker(#[from] lapin::Error),
     #[error("the broker closed the consumer")]
     ConsumerClosed,
+    #[error("invalid broker URL: {0}")]
+    Url(String),
+    #[error("the broker did not finish the connection within {0:?} (frozen or overloaded?)")]
+    SetupTimeout(Duration),
 }
+
+/// The longest a connection's setup may take, from TCP connect to consuming.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Consumes until the store goes away, reconnecting as needed.
 pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
@@ -42,14 +50,19 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
     let mut connections = 0;
     // Warn once per outage; the retries show in every view's broker state.
     let mut warned_at = None;
+    let mut down = false;
     loop {
-        let connecting = BrokerView {
-            state: BrokerState::Connecting,
-            connections,
-            ..BrokerView::default()
-        };
-        if tx.send(Input::Broker(connecting)).await.is_err() {
-            return;
+        // After a failure the state stays `down`, with its reason, while retrying: a
+        // broker that went away is not "connecting" again every few seconds.
+        if !down {
+            let connecting = BrokerView {
+                state: BrokerState::Connecting,
+                connections,
+                ..BrokerView::default()
+            };
+            if tx.send(Input::Broker(connecting)).await.is_err() {
+                return;
+            }
         }
         match consume(&cfg, &tx, &mut delay, &mut connections).await {
             Ok(()) => return,
@@ -66,17 +79,18 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
                     tracing::warn!("{message}");
                     warned_at = Some(connections);
                 }
-                let down = BrokerView {
+                let view = BrokerView {
                     state: BrokerState::Down,
                     error: Some(message),
                     queue: None,
                     connections,
                 };
-                if tx.send(Input::Broker(down)).await.is_err() {
+                if tx.send(Input::Broker(view)).await.is_err() {
                     return;
                 }
             }
         }
+        down = true;
         // Jitter keeps a fleet of monitors from reconnecting in lockstep after a broker restart.
         let jitter = rand::rng().random_range(0.8..1.2);
         tokio::time::sleep(delay.mul_f64(jitter)).await;
@@ -91,10 +105,69 @@ async fn consume(
     delay: &mut Duration,
     connections: &mut u64,
 ) -> Result<(), AmqpError> {
+    // A broker that accepts the connection and then never answers (frozen, overloaded)
+    // must not leave the monitor "connecting" for ever: the whole setup has a deadline.
+    let (_conn, ch, queue, mut consumer) = tokio::time::timeout(SETUP_TIMEOUT, open(cfg))
+        .await
+        .map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??;
+    *connections += 1;
+    let connected = BrokerView {
+        state: BrokerState::Connected,
+        error: None,
+        queue: Some(queue),
+        connections: *connections,
+    };
+    if tx.send(Input::Broker(connected)).await.is_err() {
+        return Ok(());
+    }
+    *delay = Duration::from_millis(100);
+    // The channel lives as long as the consumer reads from it.
+    let _ch = ch;
+
+    let mut unacked = 0u64;
+    let mut last: Option<lapin::Acker> = None;
+    loop {
+        let next = tokio::time::timeout(ACK_IDLE, consumer.next()).await;
+        let delivery = match next {
+            Err(_idle) => {
+                ack_through(&mut last, &mut unacked).await?;
+                continue;
+            }
+            Ok(None) => return Err(AmqpError::ConsumerClosed),
+            Ok(Some(d)) => d?,
+        };
+        let routing_model = model_of_routing_key(delivery.routing_key.as_str()).map(str::to_owned);
+        let input = Input::Body {
+            body: delivery.data,
+            routing_model,
+        };
+        // Waits while the store is busy: back-pressure reaches the broker through prefetch.
+        if tx.send(input).await.is_err() {
+            return Ok(());
+        }
+        last = Some(delivery.acker);
+        unacked += 1;
+        if unacked >= ACK_EVERY {
+            ack_through(&mut last, &mut unacked).await?;
+        }
+    }
+}
+
+/// Connects, declares the exchange and the queue, binds it and starts consuming.
+async fn open(
+    cfg: &AmqpConfig,
+) -> Result<(Connection, lapin::Channel, String, lapin::Consumer), AmqpError> {
+    let mut uri: AMQPUri = cfg.url.parse().map_err(AmqpError::Url)?;
+    // Heartbeats notice a broker that stopped answering (a paused VM, a SIGSTOPped node)
+    // in twice this, instead of the broker's default of two minutes; a URL that sets its
+    // own `heartbeat` keeps it.
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(u16::try_from(cfg.heartbeat.0.as_secs()).unwrap_or(u16::MAX));
+    }
     // The pid in the name lets an operator (and the tests) find this connection in `rabbitmqctl`.
     let name = format!("modelmon-tui pid {}", std::process::id());
     let props = ConnectionProperties::default().with_connection_name(name.as_str().into());
-    let conn = Connection::connect(&cfg.url, props).await?;
+    let conn = Connection::connect_uri(uri, props).await?;
     let ch = conn.create_channel().await?;
     modelmon_publisher::declare_exchange(&ch).await?;
     let queue = if cfg.queue.is_empty() {
@@ -140,7 +213,7 @@ async fn consume(
     }
     ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
         .await?;
-    let mut consumer = ch
+    let consumer = ch
         .basic_consume(
             queue.name().clone(),
             "modelmon-tui".into(),
@@ -148,45 +221,7 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
-    *connections += 1;
-    let connected = BrokerView {
-        state: BrokerState::Connected,
-        error: None,
-        queue: Some(queue.name().to_string()),
-        connections: *connections,
-    };
-    if tx.send(Input::Broker(connected)).await.is_err() {
-        return Ok(());
-    }
-    *delay = Duration::from_millis(100);
-
-    let mut unacked = 0u64;
-    let mut last: Option<lapin::Acker> = None;
-    loop {
-        let next = tokio::time::timeout(ACK_IDLE, consumer.next()).await;
-        let delivery = match next {
-            Err(_idle) => {
-                ack_through(&mut last, &mut unacked).await?;
-                continue;
-            }
-            Ok(None) => return Err(AmqpError::ConsumerClosed),
-            Ok(Some(d)) => d?,
-        };
-        let routing_model = model_of_routing_key(delivery.routing_key.as_str()).map(str::to_owned);
-        let input = Input::Body {
-            body: delivery.data,
-            routing_model,
-        };
-        // Waits while the store is busy: back-pressure reaches the broker through prefetch.
-        if tx.send(input).await.is_err() {
-            return Ok(());
-        }
-        last = Some(delivery.acker);
-        unacked += 1;
-        if unacked >= ACK_EVERY {
-            ack_through(&mut last, &mut unacked).await?;
-        }
-    }
+    Ok((conn, ch, queue.name().to_string(), consumer))
 }
 
 /// Acknowledges every delivery up to the last one handed over.

@@ -250,6 +250,26 @@ impl PrivateNode {
             .collect()
     }
 
+    /// A frozen broker, as a paused VM or a hung node looks to clients: the node's whole
+    /// process group stops (SIGSTOP). The kernel still accepts TCP connections on its
+    /// port and nothing answers them; connections already open stay open and silent.
+    pub fn freeze(&self) {
+        self.signal_group("STOP");
+    }
+
+    /// Ends [`PrivateNode::freeze`]: the node carries on where it stopped.
+    pub fn thaw(&self) {
+        self.signal_group("CONT");
+    }
+
+    fn signal_group(&self, signal: &str) {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill -{signal} -{}", self.server.id())])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot send SIG{signal} to the node's process group");
+    }
+
     /// The node's console output and log, for failure messages.
     pub fn output(&self) -> String {
         let console = fs::read_to_string(self.dir.join("server.out")).unwrap_or_default();
@@ -266,6 +286,10 @@ impl PrivateNode {
 impl Drop for PrivateNode {
     /// Runs when the test passes and when it panics, so no node outlives its test.
     fn drop(&mut self) {
+        // A node frozen by a failed test would not answer `stop`.
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -CONT -{}", self.server.id())])
+            .status();
         let stopped = self.ctl(&["stop"]).status.success();
         let end = Instant::now()
             + if stopped {
