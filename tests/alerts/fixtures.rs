@@ -19,6 +19,8 @@ pub enum Mode {
     FailFirst(usize),
     /// Reads the request and never answers.
     Hang,
+    /// Hangs on the first N requests, then answers 200.
+    HangFirst(usize),
 }
 
 /// One POST the hook received.
@@ -102,6 +104,10 @@ pub fn serve(stream: TcpStream, mode: Mode, seen: &Mutex<Vec<Received>>) {
     };
     let status = match mode {
         Mode::Hang => {
+            std::thread::sleep(Duration::from_secs(120));
+            return;
+        }
+        Mode::HangFirst(k) if n <= k => {
             std::thread::sleep(Duration::from_secs(120));
             return;
         }

@@ -450,3 +450,53 @@ fn an_untrusted_https_webhook_is_a_tls_error_and_never_blocks_the_monitor() {
         "the monitor did try the endpoint"
     );
 }
+
+#[test]
+fn what_queues_behind_a_hanging_receiver_goes_out_together_in_the_next_post() {
+    // The receiver hangs on its first three requests: the first notification's attempt
+    // and both retries. Alerts that fire meanwhile must not each wait their turn behind
+    // it: they go out together in the next POST.
+    let hook = Hook::start(Mode::HangFirst(3));
+    let models: Vec<String> = (0..4).map(|_| unique("alert-queue")).collect();
+    let cfg = alerts_config(&webhook("ops", &hook.url, ""), "");
+    let mon = Mon::start(
+        &cfg,
+        &["--window", "2s", "--models", &models.join(",")],
+        &[],
+    );
+    mon.wait_for("the broker", Duration::from_secs(20), |v| {
+        v["broker"]["state"] == "connected"
+    });
+    for m in &models {
+        play(m, Duration::from_secs(20), Duration::ZERO, (200, 300_000));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let firing = |b: &[Received]| -> Vec<String> {
+        alerts(b)
+            .filter(|a| a["status"] == "firing")
+            .map(|a| a["model"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    hook.wait("the alerts that queued", Duration::from_secs(30), |b| {
+        b.len() > 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let b = hook.bodies();
+    assert_eq!(
+        b.len(),
+        4,
+        "three hung attempts of the first notification, then one POST: {:?}",
+        b.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    let mut all = firing(&b);
+    all.sort();
+    all.dedup();
+    let mut want = models.clone();
+    want.sort();
+    assert_eq!(all, want, "every model's alert was in one of them");
+    assert!(
+        firing(&b[3..]).len() >= 2,
+        "the POST after the hang carries what queued: {}",
+        b[3].body
+    );
+}

@@ -265,12 +265,24 @@ impl Endpoint {
     /// POSTs `body`, retrying what may succeed on retry; `what` names the alerts in the
     /// log line of a notification that could not be delivered.
     pub(super) async fn deliver(&self, body: Bytes, what: impl FnOnce() -> String) -> bool {
+        self.deliver_with(body, self.retries, what).await
+    }
+
+    /// [`Endpoint::deliver`] with `retries` of its own: one attempt while the endpoint is
+    /// known to be down, so a dead receiver costs each later delivery one timeout, not the
+    /// whole retry schedule.
+    pub(super) async fn deliver_with(
+        &self,
+        body: Bytes,
+        retries: u32,
+        what: impl FnOnce() -> String,
+    ) -> bool {
         let mut pause = self.backoff;
         let mut attempt = 0;
         loop {
             match post(&self.client, &self.uri, body.clone(), self.timeout).await {
                 Ok(()) => return true,
-                Err(e) if e.retryable() && attempt < self.retries => {
+                Err(e) if e.retryable() && attempt < retries => {
                     tracing::debug!(webhook = %self.name, attempt, "{e}; retrying in {pause:?}");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_BACKOFF);
@@ -300,13 +312,27 @@ pub(super) fn names<'a>(group: impl IntoIterator<Item = &'a Transition>) -> Stri
 }
 
 /// Sends what arrives on `rx` to the endpoint until the monitor stops.
+///
+/// A slow or hanging receiver must not hold every later alert behind it for minutes:
+/// whatever queued up meanwhile goes out together in the next POST (in the order it
+/// happened, so a resolve still follows its firing), and while the endpoint is down
+/// (its last delivery failed) each POST gets one attempt instead of the full retries.
 pub async fn run(cfg: WebhookConfig, link: Option<String>, mut rx: mpsc::Receiver<Group>) {
     let Some(endpoint) = Endpoint::new(&cfg, parse_url(&cfg.url)) else {
         return;
     };
-    while let Some(group) = rx.recv().await {
+    let mut down = false;
+    while let Some(first) = rx.recv().await {
+        let mut alerts: Vec<Transition> = first.to_vec();
+        while let Ok(more) = rx.try_recv() {
+            alerts.extend(more.iter().cloned());
+        }
+        let group: Group = alerts.into();
         let body = Bytes::from(payload(cfg.format, &group, link.as_deref()).to_string());
-        endpoint.deliver(body, || names(group.iter())).await;
+        let retries = if down { 0 } else { endpoint.retries };
+        down = !endpoint
+            .deliver_with(body, retries, || names(group.iter()))
+            .await;
     }
 }
 
