@@ -123,8 +123,9 @@ fn latency_errors_cpu_and_a_stop_show_in_the_batch_figures() {
         "latency back to normal once the latency fault is off: {row}"
     );
 
-    // CPU: a burner process holds the container at its --cpus 1 limit.
-    api.set_faults(&json!({"cpu_burn": true}));
+    // CPU: burner processes hold the container at its --cpus 1 limit. Two of them, so
+    // the limit is what holds it even while the tests beside it load the machine's cores.
+    api.set_faults(&json!({"cpu_burn": true, "cpu_burners": 2}));
     let t = Instant::now();
     let line = mon.wait_for("CPU at the limit", Duration::from_secs(40), |v| {
         model(v, &m).is_some_and(|r| r["cpu_percent"].as_f64() >= Some(85.0))

@@ -270,8 +270,9 @@ pub struct Baselines {
 }
 
 impl Baselines {
-    /// Recomputes the baselines that are a minute old (at most [`PER_TICK`] of them) and
-    /// forgets models no longer in `models`. `excluded(model)` gives the spans to leave out.
+    /// Computes the baselines of models seen for the first time, recomputes those that
+    /// are a minute old (at most [`PER_TICK`] of them), and forgets models no longer in
+    /// `models`. `excluded(model)` gives the spans to leave out.
     pub fn refresh<'a>(
         &mut self,
         history: &HistoryView,
@@ -293,8 +294,11 @@ impl Baselines {
                 };
                 now_ms - at >= every || now_ms < *at
             });
-            if stale && budget > 0 {
-                budget -= 1;
+            // A model seen for the first time gets its normal at once (a restart with a
+            // snapshot judges from its first view); refreshes share the budget.
+            let first = !self.by_model.contains_key(model);
+            if first || (stale && budget > 0) {
+                budget = budget.saturating_sub(1);
                 let mut b = compute(history, model, cfg, &excluded(model), now_ms);
                 if let Some(old) = self
                     .get(model)
