@@ -484,3 +484,105 @@ async fn blocked_by_a_resource_alarm_drops_and_counts_then_resumes() {
         .await
         .expect("join");
 }
+
+/// The monitor's default queue vanishes with a broker restart, and a publisher that is
+/// back first publishes into an exchange with nothing bound. On a node of our own (where
+/// no other test binds `events.#`): a batch nobody routes comes back, is held rather than
+/// counted as published, goes out again once a queue is bound, and arrives once, with
+/// the drop count it carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_no_queue_takes_comes_back_and_arrives_once_a_queue_is_bound() {
+    let node = tokio::task::spawn_blocking(PrivateNode::start)
+        .await
+        .expect("join");
+    let instance = unique("pub-returned");
+    let model = unique("unbound");
+    let publisher = Publisher::start(Config {
+        amqp_url: node.url.clone(),
+        max_batch_delay: Duration::from_millis(20),
+        ..config(&instance)
+    });
+    // A name the monitor would refuse is dropped at once: the first batch carries that.
+    publisher.record(event("", 200));
+    for _ in 0..3 {
+        publisher.record(event(&model, 200));
+    }
+    let returned = eventually(PATIENCE, || {
+        let s = publisher.stats();
+        s.returned >= 1 && s.held == 3
+    })
+    .await;
+    let s = publisher.stats();
+    assert!(returned, "the unrouted batch came back and is held: {s:?}");
+    assert_eq!(
+        (
+            s.published_events,
+            s.published_batches,
+            s.dropped,
+            s.unrouted
+        ),
+        (0, 0, 1, 0),
+        "a returned batch is not published"
+    );
+    // More of the same model wait behind it instead of being sent to come back too.
+    publisher.record(event(&model, 201));
+    publisher.record(event(&model, 202));
+    assert!(
+        eventually(PATIENCE, || publisher.stats().held == 5).await,
+        "{:?}",
+        publisher.stats()
+    );
+    let p = publisher.clone();
+    let delivered = tokio::task::spawn_blocking(move || p.flush(Duration::from_millis(300)))
+        .await
+        .expect("join");
+    assert!(!delivered, "held events are not delivered yet");
+    let probes = publisher.stats().returned;
+
+    let sink = Sink::bind_at(&node.url, "events.#").await;
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+    let s = publisher.stats();
+    assert_eq!(
+        (
+            s.recorded,
+            s.published_events,
+            s.dropped,
+            s.held,
+            s.unrouted
+        ),
+        (6, 5, 1, 0, 0),
+        "{s:?}"
+    );
+    // Probes back off: a handful of returns, not one per loop.
+    assert!(probes < 10, "{probes} returns before the queue was bound");
+
+    let mut got = sink
+        .collect(&instance, usize::MAX, Duration::from_secs(1))
+        .await;
+    got.extend(sink.drain(&instance, Duration::from_millis(500)).await);
+    let mut statuses = Vec::new();
+    let mut reported = 0;
+    for m in &got {
+        let b = decode_batch(&m.body, Some(&model), now_us()).expect("decodes");
+        assert!(b.rejects.is_empty(), "{:?}", b.rejects);
+        statuses.extend(b.events.iter().map(|e| e.status));
+        reported += b.dropped;
+        assert!(
+            m.properties.message_id().is_some(),
+            "each message has an id"
+        );
+    }
+    assert_eq!(
+        statuses,
+        vec![200, 200, 200, 201, 202],
+        "each event once, oldest first"
+    );
+    assert_eq!(reported, 1, "the drop count travels until it is delivered");
+
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
+}
