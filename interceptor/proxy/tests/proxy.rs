@@ -595,3 +595,61 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
         .await
         .expect("join");
 }
+
+/// Wrong credentials are not a network problem, and the operator is told so once, while
+/// the proxy keeps serving and retrying (the shared broker is only asked to log us in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_told_once_with_the_reason() {
+    use std::time::Duration;
+    use tokio::io::AsyncBufReadExt;
+
+    let upstream = Upstream::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
+        .args(["--listen", &listen, "--upstream", &upstream.url()])
+        .args(["--model", "iris"])
+        .args([
+            "--amqp",
+            "amqp://modelmon-nobody:not-the-password@127.0.0.1:5672/%2f",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    // Long enough for several retries (100 ms doubling): each would be a line if the
+    // proxy told every attempt.
+    let end = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(end, lines.next_line()).await {
+        seen.push(line);
+    }
+    let url = format!("http://{listen}/v1/models/iris/predict");
+    let resp = client()
+        .request(request(Method::POST, &url, "{}"))
+        .await
+        .expect("the proxy serves without a broker");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _ = child.start_kill();
+
+    let refused: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("the broker refused the login at"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{seen:#?}");
+    assert!(
+        refused[0].contains("modelmon-nobody:***@127.0.0.1:5672"),
+        "the password is masked: {}",
+        refused[0]
+    );
+    assert!(
+        refused[0].contains("ACCESS_REFUSED") || refused[0].contains("ACCESS-REFUSED"),
+        "the broker's reason is given: {}",
+        refused[0]
+    );
+    assert!(!seen.iter().any(|l| l.contains("not-the-password")));
+}

@@ -36,9 +36,12 @@ struct HeldGroup {
 
 /// One model whose batches come back.
 struct Unrouted {
-    /// Start of the episode, or of the current connection if later: the "watched by
-    /// nobody" verdict needs [`HOLD`] of returns the broker could have routed.
-    since: Instant,
+    /// The "watched by nobody" verdict needs [`HOLD`] of returns while connected: time
+    /// without a broker says nothing about who watches. This is the connected time
+    /// counted on earlier connections...
+    counted: Duration,
+    /// ... and when counting began on this one (`None` while disconnected).
+    since: Option<Instant>,
     retry_at: Instant,
     backoff: Duration,
     /// Oldest first.
@@ -54,7 +57,16 @@ struct Unrouted {
 
 impl Unrouted {
     fn unwatched(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.since) >= HOLD
+        self.counted
+            + self
+                .since
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+            >= HOLD
+    }
+
+    /// When the verdict falls, if connected.
+    fn verdict_at(&self) -> Option<Instant> {
+        Some(self.since? + HOLD.saturating_sub(self.counted))
     }
 }
 
@@ -88,6 +100,11 @@ impl Held {
 
     pub fn is_empty(&self) -> bool {
         self.events == 0
+    }
+
+    /// No model's batches come back: nothing here needs tending.
+    pub fn tracks_nothing(&self) -> bool {
+        self.models.is_empty()
     }
 
     /// Whether batches of `model` come back: then new ones are not sent but go through
@@ -139,7 +156,8 @@ impl Held {
             .models
             .entry(group.model.clone())
             .or_insert_with(|| Unrouted {
-                since: now,
+                counted: Duration::ZERO,
+                since: Some(now),
                 retry_at: now + PROBE_FIRST,
                 backoff: PROBE_FIRST,
                 groups: VecDeque::new(),
@@ -189,23 +207,32 @@ impl Held {
         }
     }
 
-    /// The link was lost. Probes in flight went with it, and the time spent without a
-    /// broker says nothing about whether anybody watches these models: each starts a new
-    /// hold period and is probed soon after the next connection.
+    /// The link was lost. Probes in flight went with it, and the verdict's clock stops
+    /// until the next connection, after which every model is probed soon: a monitor may
+    /// have come back with the broker.
     pub fn link_lost(&mut self, now: Instant) {
         for u in self.models.values_mut() {
             u.probing = false;
             u.probe_since = None;
-            u.since = now;
+            if let Some(s) = u.since.take() {
+                u.counted += now.saturating_duration_since(s);
+            }
             u.backoff = PROBE_FIRST;
             u.retry_at = now;
         }
     }
 
-    /// Connected again: the hold period that decides "nobody watches" counts from here.
+    /// Shutting down: there is no later to back off to, so every model is probed now.
+    pub fn probe_now(&mut self, now: Instant) {
+        for u in self.models.values_mut() {
+            u.retry_at = u.retry_at.min(now);
+        }
+    }
+
+    /// Connected again: the verdict's clock runs again.
     pub fn connected(&mut self, now: Instant) {
         for u in self.models.values_mut() {
-            u.since = now;
+            u.since = Some(now);
             u.retry_at = now + PROBE_FIRST;
         }
     }
@@ -284,7 +311,10 @@ impl Held {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.models
             .values()
-            .filter_map(|u| Some(u.groups.front()?.since.min(u.since) + HOLD))
+            .filter_map(|u| {
+                let own = u.groups.front()?.since + HOLD;
+                Some(u.verdict_at().map_or(own, |v| v.min(own)))
+            })
             .min()
     }
 }
@@ -391,21 +421,35 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_link_restarts_the_hold_period() {
+    fn only_connected_time_counts_towards_watched_by_nobody() {
         let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
         let mut h = Held::default();
         let mut lg = LetGo::default();
-        h.returned(group("a", 1), false, t0, &mut lg);
-        h.link_lost(t0 + Duration::from_secs(20));
-        h.connected(t0 + Duration::from_secs(40));
+        h.returned(group("a", 1), false, at(0), &mut lg);
+        // 20 s connected, 20 s without a broker.
+        h.link_lost(at(20));
+        h.connected(at(40));
         // The first batch is past its own bound; the model is not judged unwatched.
-        let lg = h.expire(t0 + Duration::from_secs(41));
+        let lg = h.expire(at(41));
         assert_eq!(lg.dropped, 1);
         let mut lg = LetGo::default();
-        assert!(
-            h.withhold(group("a", 1), t0 + Duration::from_secs(41), &mut lg)
-                .is_none()
-        );
-        assert_eq!((h.len(), lg.unrouted), (1, 0));
+        assert!(h.withhold(group("a", 2), at(41), &mut lg).is_none());
+        assert_eq!((h.len(), lg.unrouted), (2, 0));
+        // 10 s more connected make 30: what is held goes, and later batches are let go.
+        assert_eq!(h.next_expiry(), Some(at(50)));
+        assert_eq!(h.expire(at(50)).dropped, 2);
+        let probe = h.withhold(group("a", 3), at(50), &mut lg);
+        assert!(probe.is_some(), "the first batch after the verdict probes");
+        assert!(h.withhold(group("a", 4), at(50), &mut lg).is_none());
+        assert_eq!((h.len(), lg.unrouted), (0, 4));
+        // The verdict survives a reconnect: a monitor that comes with the broker is
+        // found by the next probe.
+        h.probe_failed("a");
+        h.link_lost(at(60));
+        h.connected(at(70));
+        assert!(h.withhold(group("a", 5), at(70), &mut lg).is_none());
+        assert_eq!(lg.unrouted, 9);
+        assert!(h.withhold(group("a", 1), at(71), &mut lg).is_some());
     }
 }

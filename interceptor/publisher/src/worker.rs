@@ -193,9 +193,9 @@ impl Worker {
     }
 
     /// Keeps held events within their bounds: the hold time, and the buffer shared with
-    /// the queue (the oldest go first, as a full queue would have dropped the newest).
+    /// the queue (the oldest held events go first).
     fn tend_held(&mut self) {
-        if self.held.is_empty() && self.shared.held.load(Ordering::Relaxed) == 0 {
+        if self.held.tracks_nothing() {
             return;
         }
         let mut let_go = self.held.expire(std::time::Instant::now());
@@ -482,6 +482,7 @@ impl Worker {
         // Nothing recorded from now on is accepted, so the count below is final.
         self.events.close();
         self.drain_queue();
+        self.held.probe_now(std::time::Instant::now());
         while !self.idle() && Instant::now() < deadline {
             if self.link.is_none() {
                 if Instant::now() >= self.retry_at {

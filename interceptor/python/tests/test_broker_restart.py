@@ -34,7 +34,7 @@ def test_restarts_under_load_lose_nothing_silently(private_node, model, tmp_path
     sink = None
     try:
         mon.wait("the monitor to connect", lambda v: v["broker"]["state"] == "connected", PATIENCE_S)
-        app = make_fastapi_app(model, amqp_url=private_node.url, buffer_events=2000, max_batch_delay_ms=50)
+        app = make_fastapi_app(model, amqp_url=private_node.url, buffer_events=500, max_batch_delay_ms=50)
         stop = threading.Event()
         answered = [0]
         failures: list[object] = []
@@ -87,6 +87,8 @@ def test_restarts_under_load_lose_nothing_silently(private_node, model, tmp_path
         ingest = mon.wait("a line", lambda v: True)["ingest"]
         assert (ingest["events"], ingest["dropped_at_source"]) == (s["published_events"], s["dropped"]), (ingest, s)
         assert ingest["rejected"] == 0, ingest
+        # Shown with -s: how the restarts went.
+        print(f"\npublisher: {s}\nmonitor ingest: {ingest}")
     finally:
         mon.close()
         if sink is not None:
