@@ -8,6 +8,7 @@ mod headers;
 mod proxy;
 pub mod route;
 mod server;
+mod watch;
 
 use std::sync::Arc;
 
@@ -30,7 +31,9 @@ pub async fn run(setup: Setup) -> Result<(), RunError> {
             addr: setup.listen,
             source,
         })?;
+    let amqp_url = setup.publisher.amqp_url.clone();
     let publisher = Publisher::start(setup.publisher);
+    let watcher = tokio::spawn(watch::watch(publisher.clone(), amqp_url));
     let proxy = Arc::new(Proxy::new(setup.proxy, publisher.clone()));
     eprintln!(
         "modelmon-proxy: listening on {}, forwarding to {}",
@@ -42,9 +45,19 @@ pub async fn run(setup: Setup) -> Result<(), RunError> {
     serve(listener, proxy, shutdown_signal()).await;
     let p = publisher.clone();
     let _ = tokio::task::spawn_blocking(move || p.shutdown(PUBLISH_DRAIN)).await;
+    // The shutdown's own outcome is told below, not as an outage.
+    watcher.abort();
     let s = publisher.stats();
+    let unrouted = if s.unrouted > 0 {
+        format!(
+            ", {} let go because no queue was bound to their model",
+            s.unrouted
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "modelmon-proxy: stopped; {} events recorded, {} published, {} dropped",
+        "modelmon-proxy: stopped; {} events recorded, {} published, {} dropped{unrouted}",
         s.recorded, s.published_events, s.dropped
     );
     Ok(())

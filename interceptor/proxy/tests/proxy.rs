@@ -398,3 +398,258 @@ async fn the_binary_proxies_and_delivers_its_events_when_terminated() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].route, "/v1/models/iris/predict");
 }
+
+/// Broker restarts under load, as an operator sees them: a private node (the shared
+/// broker is never stopped) restarted five times for five seconds while a client keeps
+/// the proxy busy and the real monitor consumes on its default queue, which vanishes
+/// with each restart. Every event the proxy published is counted by the monitor, and
+/// whatever it dropped is reported to it; the proxy says once per outage that the broker
+/// is gone, and once that it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use support::Monitor;
+    use support::private_node::PrivateNode;
+    use tokio::io::AsyncBufReadExt;
+
+    const RESTARTS: usize = 5;
+    const OUTAGE: Duration = Duration::from_secs(5);
+    /// Reconnects back off to 5 s (jittered) on both sides; the rest is a loaded machine.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    let mut node = tokio::task::spawn_blocking(PrivateNode::start)
+        .await
+        .expect("join");
+    let mut monitor = Monitor::start(&node.url);
+    let connected = monitor
+        .wait(PATIENCE, |l| l["broker"]["state"] == "connected")
+        .await;
+    assert!(connected.is_some_and(|l| l["broker"]["state"] == "connected"));
+
+    let upstream = Upstream::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
+        .args(["--listen", &listen, "--upstream", &upstream.url()])
+        .args(["--model", "iris", "--amqp", &node.url, "--threads", "1"])
+        .args(["--instance", &support::unique("proxy-restarts")])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let (log_tx, mut log) = tokio::sync::watch::channel(Vec::<String>::new());
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log_tx.send_modify(|l| l.push(line));
+        }
+        log_tx.borrow().clone()
+    });
+    let told = |log: &tokio::sync::watch::Receiver<Vec<String>>, what: &str| {
+        log.borrow().iter().filter(|l| l.contains(what)).count()
+    };
+
+    // One client, one request after another, for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+        let url = format!("http://{listen}/v1/models/iris/predict");
+        tokio::spawn(async move {
+            let http = client();
+            let mut failed = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match http.request(request(Method::POST, &url, "{}")).await {
+                    Ok(resp) => {
+                        assert_eq!(resp.status(), StatusCode::OK, "the model API answers");
+                        let _ = resp.into_body().collect().await;
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Only while the proxy starts.
+                    Err(_) if answered.load(Ordering::Relaxed) == 0 => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        assert!(failed < 3, "the proxy stopped answering: {e}");
+                    }
+                }
+            }
+        })
+    };
+    let flowing = monitor
+        .wait(PATIENCE, |l| Monitor::ingest(l, "events") > 0)
+        .await;
+    assert!(flowing.is_some_and(|l| Monitor::ingest(&l, "events") > 0));
+
+    for round in 1..=RESTARTS {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        node = tokio::task::spawn_blocking(move || {
+            node.stop_app();
+            node
+        })
+        .await
+        .expect("join");
+        tokio::time::sleep(OUTAGE).await;
+        node = tokio::task::spawn_blocking(move || {
+            node.start_app();
+            node
+        })
+        .await
+        .expect("join");
+        let back = tokio::time::timeout(
+            PATIENCE,
+            log.wait_for(|l| l.iter().filter(|l| l.contains("reachable again")).count() >= round),
+        )
+        .await
+        .is_ok_and(|seen| seen.is_ok());
+        assert!(back, "restart {round}: {:?}", log.borrow());
+    }
+    // Traffic that flows once the monitor is back, then a quiet end.
+    let before = monitor.wait(PATIENCE, |_| true).await.expect("a line");
+    let grown = monitor
+        .wait(PATIENCE, |l| {
+            Monitor::ingest(l, "events") > Monitor::ingest(&before, "events") + 100
+        })
+        .await
+        .expect("a line");
+    assert!(Monitor::ingest(&grown, "events") > Monitor::ingest(&before, "events"));
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("the client ran to the end");
+    // The last events reach the monitor (batches leave every 250 ms) before the stop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().await.expect("exits");
+    assert_eq!(status.code(), Some(0));
+    let lines = reader.await.expect("stderr read");
+    // Shown with --nocapture: how the restarts went.
+    println!("{}", lines.join("\n"));
+    let last = lines.last().cloned().unwrap_or_default();
+    // "modelmon-proxy: stopped; N events recorded, P published, D dropped"
+    let numbers: Vec<u64> = last
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [recorded, published, dropped] = numbers[..] else {
+        panic!("no final counts: {lines:#?}");
+    };
+    assert_eq!(
+        recorded,
+        answered.load(Ordering::Relaxed),
+        "every answered request was recorded: {last}"
+    );
+    assert_eq!(
+        recorded,
+        published + dropped,
+        "nothing is left unaccounted for: {last}"
+    );
+
+    let counted = monitor
+        .wait(PATIENCE, |l| {
+            Monitor::ingest(l, "events") >= published
+                && Monitor::ingest(l, "dropped_at_source") >= dropped
+        })
+        .await
+        .expect("a line");
+    // Anything more would arrive within a few refreshes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let line = monitor.wait(PATIENCE, |_| true).await.expect("a line");
+    assert_eq!(
+        (
+            Monitor::ingest(&line, "events"),
+            Monitor::ingest(&line, "dropped_at_source")
+        ),
+        (published, dropped),
+        "the monitor counts every published event once and is told of every drop \
+         (first matching line {counted}); proxy log:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(Monitor::ingest(&line, "rejected"), 0);
+
+    assert_eq!(
+        told(&log, "cannot reach the broker"),
+        RESTARTS,
+        "one line per outage:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        told(&log, "reachable again"),
+        RESTARTS,
+        "one line per recovery:\n{}",
+        lines.join("\n")
+    );
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
+}
+
+/// Wrong credentials are not a network problem, and the operator is told so once, while
+/// the proxy keeps serving and retrying (the shared broker is only asked to log us in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_told_once_with_the_reason() {
+    use std::time::Duration;
+    use tokio::io::AsyncBufReadExt;
+
+    let upstream = Upstream::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
+        .args(["--listen", &listen, "--upstream", &upstream.url()])
+        .args(["--model", "iris"])
+        .args([
+            "--amqp",
+            "amqp://modelmon-nobody:not-the-password@127.0.0.1:5672/%2f",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    // Long enough for several retries (100 ms doubling): each would be a line if the
+    // proxy told every attempt.
+    let end = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(end, lines.next_line()).await {
+        seen.push(line);
+    }
+    let url = format!("http://{listen}/v1/models/iris/predict");
+    let resp = client()
+        .request(request(Method::POST, &url, "{}"))
+        .await
+        .expect("the proxy serves without a broker");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _ = child.start_kill();
+
+    let refused: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("the broker refused the login at"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{seen:#?}");
+    assert!(
+        refused[0].contains("modelmon-nobody:***@127.0.0.1:5672"),
+        "the password is masked: {}",
+        refused[0]
+    );
+    assert!(
+        refused[0].contains("ACCESS_REFUSED") || refused[0].contains("ACCESS-REFUSED"),
+        "the broker's reason is given: {}",
+        refused[0]
+    );
+    assert!(!seen.iter().any(|l| l.contains("not-the-password")));
+}

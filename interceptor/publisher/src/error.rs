@@ -19,3 +19,22 @@ pub enum PublishError {
     #[error("cannot start the publishing thread: {0}")]
     Thread(#[source] std::io::Error),
 }
+
+impl PublishError {
+    /// The broker refused our credentials: retrying will not help until they change,
+    /// which an operator should be told in other words than "unreachable".
+    pub fn kind(&self) -> crate::FailureKind {
+        use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+        match self {
+            PublishError::Amqp(e) => match e.kind() {
+                lapin::ErrorKind::ProtocolError(p)
+                    if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)) =>
+                {
+                    crate::FailureKind::LoginRefused
+                }
+                _ => crate::FailureKind::Other,
+            },
+            _ => crate::FailureKind::Other,
+        }
+    }
+}

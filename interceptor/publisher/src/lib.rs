@@ -9,6 +9,7 @@
 mod backoff;
 mod config;
 mod error;
+mod held;
 mod link;
 mod pending;
 mod publisher;
@@ -18,7 +19,7 @@ mod worker;
 pub use config::Config;
 pub use error::PublishError;
 pub use publisher::Publisher;
-pub use stats::{BrokerState, Stats};
+pub use stats::{BrokerState, FailureKind, Stats};
 
 pub use modelmon_contract::{Event, SourceKind};
 

@@ -38,6 +38,10 @@ pub(crate) struct Unconfirmed {
     pub group: Group,
     /// The drop count this message carries.
     pub dropped: u64,
+    /// Its `message_id`: how a returned message is told apart from the others.
+    pub id: u64,
+    /// It is its model's probe (see `held`).
+    pub probe: bool,
     pub confirm: Pin<Box<dyn Future<Output = Result<Confirmation, lapin::Error>> + Send>>,
 }
 
@@ -97,16 +101,25 @@ impl Link {
     /// Sends one body: the returned future resolves once lapin has written it, with a
     /// future of the broker's confirm. Both own what they need, so the worker can set
     /// them aside while the broker blocks us (see [`Unconfirmed`]).
-    pub fn publish(&self, model: &str, body: Vec<u8>) -> Sending {
+    ///
+    /// Published `mandatory`: a body no queue takes comes back to us (before its confirm)
+    /// instead of vanishing, and `id`, sent as its `message_id`, tells which one it was.
+    pub fn publish(&self, model: &str, body: Vec<u8>, id: u64) -> Sending {
         let channel = self.channel.clone();
         let routing_key = routing_key(model);
-        let properties = self.properties.clone();
+        let properties = self
+            .properties
+            .clone()
+            .with_message_id(id.to_string().into());
         Box::pin(async move {
             channel
                 .basic_publish(
                     EXCHANGE.into(),
                     routing_key.into(),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &body,
                     properties,
                 )

@@ -36,9 +36,10 @@ impl Publisher {
     /// [`Publisher::stats`].
     pub fn start(config: Config) -> Publisher {
         let shared = Arc::new(Shared::new());
-        let (events, events_rx) = mpsc::channel(config.buffer_events.clamp(1, MAX_BUFFER));
+        let buffer = config.buffer_events.clamp(1, MAX_BUFFER);
+        let (events, events_rx) = mpsc::channel(buffer);
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let worker = Worker::new(config, Arc::clone(&shared), events_rx, commands_rx);
+        let worker = Worker::new(config, buffer, Arc::clone(&shared), events_rx, commands_rx);
         let thread_shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("modelmon-publisher".into())
@@ -89,7 +90,9 @@ impl Publisher {
         self.inner.shared.snapshot()
     }
 
-    /// Sends what is buffered; true if all of it was confirmed by the broker within `timeout`.
+    /// Sends what is buffered; true if, within `timeout`, nothing is left waiting: every
+    /// event delivered (confirmed and routed) or counted as dropped. Events held for a
+    /// queue to be bound are still waiting.
     /// Blocks the calling thread until then: from async code, call it via `spawn_blocking`.
     pub fn flush(&self, timeout: Duration) -> bool {
         let (tx, rx) = sync_channel(1);

@@ -12,6 +12,16 @@ pub enum BrokerState {
     Down,
 }
 
+/// What went wrong with the broker link, coarsely: enough to tell an operator whether to
+/// look at the network or at the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The broker refused the user name or password (`ACCESS_REFUSED`).
+    LoginRefused,
+    /// Anything else: not reachable, closed, timed out, refused a batch.
+    Other,
+}
+
 /// A snapshot of a publisher's counters. Counts are in events unless named otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -22,10 +32,25 @@ pub struct Stats {
     /// Messages the broker confirmed.
     pub published_batches: u64,
     /// Events dropped: buffer full, broker down past the buffer, invalid model name,
-    /// refused by the broker, or still buffered at shutdown.
+    /// refused by the broker, held for a queue longer than the hold bound, or still
+    /// waiting at shutdown. Each is reported in the `dropped` field of a later batch.
     pub dropped: u64,
+    /// Messages the broker returned because no queue was bound to their routing key (a
+    /// message sent again and returned again counts again). Not published: their events
+    /// are held and sent again, or counted in `dropped` or `unrouted`.
+    pub returned: u64,
+    /// Events let go because no queue took their model's batches for longer than the hold
+    /// bound: the model is watched by nobody. Not counted in `dropped` (no monitor lost
+    /// them) and so not reported on the wire.
+    pub unrouted: u64,
+    /// Events held now, out of batches that came back unrouted, waiting for a queue.
+    pub held: u64,
+    /// Successful connections to the broker: above 1 means it reconnected.
+    pub connections: u64,
     pub state: BrokerState,
     pub last_error: Option<String>,
+    /// What kind of failure `last_error` is, for callers that word their own message.
+    pub last_error_kind: Option<FailureKind>,
     /// The broker sent `connection.blocked` (alarm) and has not unblocked yet.
     pub blocked: bool,
     /// Events whose `ml` lost non-finite values or entries past the contract's 16.
@@ -39,9 +64,13 @@ pub(crate) struct Shared {
     pub published_batches: AtomicU64,
     pub dropped: AtomicU64,
     pub sanitised: AtomicU64,
+    pub returned: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub held: AtomicU64,
+    pub connections: AtomicU64,
     state: AtomicU8,
     blocked: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    last_error: Mutex<Option<(String, FailureKind)>>,
 }
 
 impl Shared {
@@ -52,6 +81,10 @@ impl Shared {
             published_batches: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             sanitised: AtomicU64::new(0),
+            returned: AtomicU64::new(0),
+            unrouted: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             state: AtomicU8::new(encode(BrokerState::Connecting)),
             blocked: AtomicBool::new(false),
             last_error: Mutex::new(None),
@@ -60,6 +93,10 @@ impl Shared {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Ordering::Relaxed);
     }
 
     pub fn set_state(&self, state: BrokerState) {
@@ -76,22 +113,28 @@ impl Shared {
             .last_error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = Some(error.to_string());
+        *slot = Some((error.to_string(), error.kind()));
     }
 
     pub fn snapshot(&self) -> Stats {
-        let last_error = self
+        let (last_error, last_error_kind) = self
             .last_error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+            .clone()
+            .unzip();
         Stats {
             recorded: self.recorded.load(Ordering::Relaxed),
             published_events: self.published_events.load(Ordering::Relaxed),
             published_batches: self.published_batches.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            returned: self.returned.load(Ordering::Relaxed),
+            unrouted: self.unrouted.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
             state: decode(self.state.load(Ordering::Relaxed)),
             last_error,
+            last_error_kind,
             blocked: self.blocked.load(Ordering::Relaxed),
             sanitised: self.sanitised.load(Ordering::Relaxed),
         }

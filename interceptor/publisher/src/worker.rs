@@ -1,16 +1,19 @@
 //! The publishing thread's loop: take events off the queue, batch them, publish with
 //! confirms, keep the connection alive.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use lapin::Confirmation;
 use modelmon_contract::{Event, MAX_EVENTS_PER_BATCH, Source};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::backoff::Backoff;
+use crate::held::{Held, LetGo};
 use crate::link::{Link, LinkEvent, Unconfirmed};
 use crate::pending::{Encoded, Pending, encode, source};
 use crate::stats::Shared;
@@ -52,12 +55,23 @@ pub(crate) struct Worker {
     reported_dropped: u64,
     /// Sent on the current link before the broker blocked it, awaiting their confirms.
     unconfirmed: Vec<Unconfirmed>,
+    /// Batches that came back unrouted, waiting for a queue.
+    held: Held,
+    /// Held and queued events together stay within this (the configured buffer).
+    buffer_events: usize,
+    /// The `message_id` of the next message.
+    next_id: u64,
+    /// Ids of messages the broker returned whose confirm has not been seen yet: lapin
+    /// hands a returned message to whichever confirm it resolves next, not always the
+    /// returned message's own.
+    returned_ids: HashSet<u64>,
     flush_waiters: Vec<SyncSender<bool>>,
 }
 
 impl Worker {
     pub fn new(
         mut config: Config,
+        buffer_events: usize,
         shared: Arc<Shared>,
         events: mpsc::Receiver<Event<'static>>,
         commands: mpsc::UnboundedReceiver<Command>,
@@ -84,17 +98,24 @@ impl Worker {
             retry_at: Instant::now(),
             reported_dropped: 0,
             unconfirmed: Vec::new(),
+            held: Held::default(),
+            buffer_events,
+            next_id: 0,
+            returned_ids: HashSet::new(),
             flush_waiters: Vec::new(),
         }
     }
 
     pub async fn run(mut self) {
         loop {
+            self.tend_held();
+            self.answer_flushes();
             if self.link.is_none() && Instant::now() >= self.retry_at {
                 self.connect().await;
             }
             if self.ready()
                 && (!self.unconfirmed.is_empty()
+                    || self.probe_due()
                     || (!self.pending.is_empty() && (self.full() || self.due())))
             {
                 self.publish(Instant::now() + CONFIRM_TIMEOUT).await;
@@ -113,6 +134,15 @@ impl Worker {
                 None
             };
             let retry_at = self.link.is_none().then_some(self.retry_at);
+            // Probes only go out on a usable link; expiries happen regardless.
+            let held_at = self
+                .ready()
+                .then(|| self.held.next_probe())
+                .flatten()
+                .into_iter()
+                .chain(self.held.next_expiry())
+                .min()
+                .map(Instant::from_std);
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Flush(reply)) => {
@@ -137,6 +167,7 @@ impl Worker {
                 () = sleep_until(self.drain_at), if room > 0 && self.events_open => self.drain_some(room),
                 () = sleep_until(send_at.unwrap_or_else(Instant::now)), if send_at.is_some() => {}
                 () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {}
+                () = sleep_until(held_at.unwrap_or_else(Instant::now)), if held_at.is_some() => {}
             }
         }
     }
@@ -145,9 +176,35 @@ impl Worker {
         self.link.as_ref().is_some_and(|l| !l.is_blocked())
     }
 
-    /// Nothing waits to be sent or confirmed.
+    /// Nothing waits to be sent, confirmed, or routed.
     fn idle(&self) -> bool {
-        self.pending.is_empty() && self.unconfirmed.is_empty()
+        self.pending.is_empty() && self.unconfirmed.is_empty() && self.held.is_empty()
+    }
+
+    fn probe_due(&self) -> bool {
+        self.held
+            .next_probe()
+            .is_some_and(|t| t <= std::time::Instant::now())
+    }
+
+    fn count_let_go(&self, let_go: LetGo) {
+        Shared::add(&self.shared.dropped, let_go.dropped);
+        Shared::add(&self.shared.unrouted, let_go.unrouted);
+    }
+
+    /// Keeps held events within their bounds: the hold time, and the buffer shared with
+    /// the queue (the oldest held events go first).
+    fn tend_held(&mut self) {
+        if self.held.tracks_nothing() {
+            return;
+        }
+        let mut let_go = self.held.expire(std::time::Instant::now());
+        let excess = (self.events.len() + self.held.len()).saturating_sub(self.buffer_events);
+        if excess > 0 {
+            let_go.dropped += self.held.evict(excess);
+        }
+        self.count_let_go(let_go);
+        Shared::set(&self.shared.held, self.held.len() as u64);
     }
 
     fn full(&self) -> bool {
@@ -213,6 +270,8 @@ impl Worker {
                 self.shared.set_blocked(link.is_blocked());
                 self.link = Some(link);
                 self.backoff.reset();
+                self.held.connected(std::time::Instant::now());
+                Shared::add(&self.shared.connections, 1);
                 self.shared.set_state(BrokerState::Connected);
             }
             Err(e) => {
@@ -241,15 +300,19 @@ impl Worker {
             unconfirmed.into_iter().map(|u| u.group).collect(),
             std::time::Instant::now(),
         );
+        // Returns of this link that were not matched yet belong to messages just put back.
+        self.returned_ids.clear();
+        self.held.link_lost(std::time::Instant::now());
         if let Some(link) = self.link.take() {
             link.close().await;
         }
         self.retry_at = Instant::now() + self.backoff.next_delay();
     }
 
-    /// Publishes everything pending and waits for the broker's confirms (until
-    /// `deadline`). What is not confirmed goes back to `pending` for the next link,
-    /// unless the broker blocked this one: then it stays in `unconfirmed`.
+    /// Publishes everything pending (and the probes due) and waits for the broker's
+    /// confirms (until `deadline`). What is not confirmed goes back to `pending` for the
+    /// next link, unless the broker blocked this one: then it stays in `unconfirmed`.
+    /// What comes back unrouted is held (see `held`), and its drop count travels again.
     async fn publish(&mut self, deadline: Instant) {
         let Some(link) = self.link.as_ref() else {
             return;
@@ -258,6 +321,8 @@ impl Worker {
             self.shared.set_blocked(true);
             return;
         }
+        let now = std::time::Instant::now();
+        let mut let_go = LetGo::default();
         // Messages held through a block were sent first, so they are confirmed first; the
         // drop counts they carry must not be sent again.
         let mut in_flight = std::mem::take(&mut self.unconfirmed);
@@ -267,25 +332,48 @@ impl Worker {
             .dropped
             .load(Ordering::Relaxed)
             .saturating_sub(self.reported_dropped + claimed);
+        // A model whose batches come back sends only its probe; the rest waits (or, if
+        // nobody watches it, is let go) instead of coming back again.
+        let mut routed = Vec::new();
+        let mut probes = Vec::new();
+        for group in self.pending.take(self.config.max_batch_events) {
+            if self.held.is_unrouted(&group.model) {
+                probes.extend(self.held.withhold(group, now, &mut let_go));
+            } else {
+                routed.push(group);
+            }
+        }
+        probes.extend(self.held.probes(now));
         let mut encoded: Vec<Encoded> = Vec::new();
         let mut unsendable = 0;
-        for group in self.pending.take(self.config.max_batch_events) {
+        // Probes last: the drop count rides in the first body, which should be one
+        // that is likely to be routed.
+        for group in routed {
+            carry = encode(group, &self.source, carry, &mut encoded, &mut unsendable);
+        }
+        let first_probe = encoded.len();
+        for group in probes {
             carry = encode(group, &self.source, carry, &mut encoded, &mut unsendable);
         }
         Shared::add(&self.shared.dropped, unsendable);
 
         let mut failed = Vec::new();
         let mut error: Option<PublishError> = None;
-        for msg in encoded {
+        for (i, msg) in encoded.into_iter().enumerate() {
+            let probe = i >= first_probe;
             if error.is_some() {
                 failed.push(msg.group);
                 continue;
             }
-            let mut sending = link.publish(&msg.group.model, msg.body);
+            let id = self.next_id;
+            self.next_id += 1;
+            let mut sending = link.publish(&msg.group.model, msg.body, id);
             match timeout_at(deadline, &mut sending).await {
                 Ok(Ok(confirm)) => in_flight.push(Unconfirmed {
                     group: msg.group,
                     dropped: msg.dropped,
+                    id,
+                    probe,
                     confirm: Box::pin(confirm),
                 }),
                 Ok(Err(e)) => {
@@ -298,27 +386,40 @@ impl Worker {
                     in_flight.push(Unconfirmed {
                         group: msg.group,
                         dropped: msg.dropped,
+                        id,
+                        probe,
                         confirm: Box::pin(async move { sending.await?.await }),
                     });
                 }
             }
         }
+        // Every confirm first: a returned message may ride on another message's confirm.
         let mut late = Vec::new();
+        let mut settled = Vec::new();
         for mut msg in in_flight {
-            let n = msg.group.events.len() as u64;
             match timeout_at(deadline, &mut msg.confirm).await {
-                Ok(Ok(c)) if c.is_ack() => {
-                    Shared::add(&self.shared.published_events, n);
-                    Shared::add(&self.shared.published_batches, 1);
-                    self.reported_dropped += msg.dropped;
-                }
-                Ok(Ok(_)) => {
-                    // A nack means the broker will not take it; retrying would loop.
-                    Shared::add(&self.shared.dropped, n);
-                    self.shared.set_error(&PublishError::Nacked);
+                Ok(Ok(c)) => {
+                    let (ack, returned) = match c {
+                        Confirmation::Ack(r) => (true, r),
+                        Confirmation::Nack(r) => (false, r),
+                        Confirmation::NotRequested => (true, None),
+                    };
+                    // A return without our id cannot be matched; every message we send has one.
+                    if let Some(id) = returned.and_then(|r| {
+                        r.properties
+                            .message_id()
+                            .as_ref()
+                            .and_then(|id| id.as_str().parse::<u64>().ok())
+                    }) {
+                        self.returned_ids.insert(id);
+                    }
+                    settled.push((msg, ack));
                 }
                 Ok(Err(e)) => {
                     error.get_or_insert(e.into());
+                    if msg.probe {
+                        self.held.probe_failed(&msg.group.model);
+                    }
                     failed.push(msg.group);
                 }
                 Err(_) => {
@@ -327,6 +428,35 @@ impl Worker {
                 }
             }
         }
+        let now = std::time::Instant::now();
+        for (msg, ack) in settled {
+            let n = msg.group.events.len() as u64;
+            let returned = self.returned_ids.remove(&msg.id);
+            if !ack {
+                // A nack means the broker will not take it; retrying would loop.
+                Shared::add(&self.shared.dropped, n);
+                self.shared.set_error(&PublishError::Nacked);
+                if msg.probe {
+                    self.held.probe_failed(&msg.group.model);
+                }
+            } else if returned {
+                // Not published: no queue took it. Its drop count was not delivered
+                // either, so it is carried by a later batch.
+                Shared::add(&self.shared.returned, 1);
+                self.held.returned(msg.group, msg.probe, now, &mut let_go);
+            } else {
+                Shared::add(&self.shared.published_events, n);
+                Shared::add(&self.shared.published_batches, 1);
+                self.reported_dropped += msg.dropped;
+                if self.held.is_unrouted(&msg.group.model) {
+                    // A queue takes this model again: what waited for one goes out now.
+                    self.pending
+                        .restore(self.held.routed(&msg.group.model), now);
+                }
+            }
+        }
+        self.count_let_go(let_go);
+        Shared::set(&self.shared.held, self.held.len() as u64);
         // A block explains a silent broker: the link stays, and what it has not confirmed
         // yet is confirmed when the alarm clears. Otherwise the link is presumed dead.
         let blocked = self.link.as_ref().is_some_and(Link::is_blocked);
@@ -352,6 +482,7 @@ impl Worker {
         // Nothing recorded from now on is accepted, so the count below is final.
         self.events.close();
         self.drain_queue();
+        self.held.probe_now(std::time::Instant::now());
         while !self.idle() && Instant::now() < deadline {
             if self.link.is_none() {
                 if Instant::now() >= self.retry_at {
@@ -362,8 +493,20 @@ impl Worker {
                 continue;
             }
             if self.ready() {
-                self.publish(deadline.min(Instant::now() + CONFIRM_TIMEOUT))
-                    .await;
+                let sendable =
+                    !self.pending.is_empty() || !self.unconfirmed.is_empty() || self.probe_due();
+                if sendable {
+                    self.publish(deadline.min(Instant::now() + CONFIRM_TIMEOUT))
+                        .await;
+                } else {
+                    // Only held batches are left: wait for their next probe.
+                    let wake = self
+                        .held
+                        .next_probe()
+                        .map_or(deadline, Instant::from_std)
+                        .min(deadline);
+                    sleep_until(wake).await;
+                }
             } else {
                 // Blocked: wait for the broker to say something, or give up at the deadline.
                 if let Ok(ev) = timeout_at(deadline, next_link_event(self.link.as_mut())).await {
@@ -375,8 +518,9 @@ impl Worker {
         let unconfirmed: usize = self.unconfirmed.iter().map(|u| u.group.events.len()).sum();
         Shared::add(
             &self.shared.dropped,
-            (self.pending.len() + unconfirmed) as u64,
+            (self.pending.len() + unconfirmed) as u64 + self.held.clear(),
         );
+        Shared::set(&self.shared.held, 0);
         self.pending = Pending::default();
         self.unconfirmed.clear();
         for w in self.flush_waiters.drain(..) {

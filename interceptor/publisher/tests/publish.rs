@@ -484,3 +484,190 @@ async fn blocked_by_a_resource_alarm_drops_and_counts_then_resumes() {
         .await
         .expect("join");
 }
+
+/// The monitor's default queue vanishes with a broker restart, and a publisher that is
+/// back first publishes into an exchange with nothing bound. On a node of our own (where
+/// no other test binds `events.#`): a batch nobody routes comes back, is held rather than
+/// counted as published, goes out again once a queue is bound, and arrives once, with
+/// the drop count it carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_no_queue_takes_comes_back_and_arrives_once_a_queue_is_bound() {
+    let node = tokio::task::spawn_blocking(PrivateNode::start)
+        .await
+        .expect("join");
+    let instance = unique("pub-returned");
+    let model = unique("unbound");
+    let publisher = Publisher::start(Config {
+        amqp_url: node.url.clone(),
+        max_batch_delay: Duration::from_millis(20),
+        ..config(&instance)
+    });
+    // A name the monitor would refuse is dropped at once: the first batch carries that.
+    publisher.record(event("", 200));
+    for _ in 0..3 {
+        publisher.record(event(&model, 200));
+    }
+    let returned = eventually(PATIENCE, || {
+        let s = publisher.stats();
+        s.returned >= 1 && s.held == 3
+    })
+    .await;
+    let s = publisher.stats();
+    assert!(returned, "the unrouted batch came back and is held: {s:?}");
+    assert_eq!(
+        (
+            s.published_events,
+            s.published_batches,
+            s.dropped,
+            s.unrouted
+        ),
+        (0, 0, 1, 0),
+        "a returned batch is not published"
+    );
+    // More of the same model wait behind it instead of being sent to come back too.
+    publisher.record(event(&model, 201));
+    publisher.record(event(&model, 202));
+    assert!(
+        eventually(PATIENCE, || publisher.stats().held == 5).await,
+        "{:?}",
+        publisher.stats()
+    );
+    let p = publisher.clone();
+    let delivered = tokio::task::spawn_blocking(move || p.flush(Duration::from_millis(300)))
+        .await
+        .expect("join");
+    assert!(!delivered, "held events are not delivered yet");
+    let probes = publisher.stats().returned;
+
+    let sink = Sink::bind_at(&node.url, "events.#").await;
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+    let s = publisher.stats();
+    assert_eq!(
+        (
+            s.recorded,
+            s.published_events,
+            s.dropped,
+            s.held,
+            s.unrouted
+        ),
+        (6, 5, 1, 0, 0),
+        "{s:?}"
+    );
+    // Probes back off: a handful of returns, not one per loop.
+    assert!(probes < 10, "{probes} returns before the queue was bound");
+
+    let mut got = sink
+        .collect(&instance, usize::MAX, Duration::from_secs(1))
+        .await;
+    got.extend(sink.drain(&instance, Duration::from_millis(500)).await);
+    let mut statuses = Vec::new();
+    let mut reported = 0;
+    for m in &got {
+        let b = decode_batch(&m.body, Some(&model), now_us()).expect("decodes");
+        assert!(b.rejects.is_empty(), "{:?}", b.rejects);
+        statuses.extend(b.events.iter().map(|e| e.status));
+        reported += b.dropped;
+        assert!(
+            m.properties.message_id().is_some(),
+            "each message has an id"
+        );
+    }
+    assert_eq!(
+        statuses,
+        vec![200, 200, 200, 201, 202],
+        "each event once, oldest first"
+    );
+    assert_eq!(reported, 1, "the drop count travels until it is delivered");
+
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
+}
+
+/// A model nobody binds (every monitor runs with `--models` for others): its batches are
+/// held for the hold bound (30 s), then let go as they come, counted as `unrouted` and
+/// not reported as drops; the broker sees a probe now and then, not every batch, and
+/// memory stays flat. The watched model is not held up meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_nobody_binds_costs_neither_memory_nor_a_flood_of_returns() {
+    /// Past the 30-s hold, so that the model is taken to be watched by nobody.
+    const RUN: Duration = Duration::from_secs(45);
+    const EVERY: Duration = Duration::from_millis(10);
+
+    let node = tokio::task::spawn_blocking(PrivateNode::start)
+        .await
+        .expect("join");
+    let instance = unique("pub-unbound");
+    let watched = unique("watched");
+    let nobody = unique("nobody");
+    let sink = Sink::bind_at(&node.url, &format!("events.{watched}")).await;
+    let publisher = Publisher::start(Config {
+        amqp_url: node.url.clone(),
+        ..config(&instance)
+    });
+    let start = Instant::now();
+    let (mut rounds, mut most_held) = (0u64, 0u64);
+    while start.elapsed() < RUN {
+        publisher.record(event(&watched, 200));
+        publisher.record(event(&nobody, 200));
+        rounds += 1;
+        most_held = most_held.max(publisher.stats().held);
+        tokio::time::sleep(EVERY).await;
+    }
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+    let s = publisher.stats();
+    // Shown with --nocapture.
+    println!("{rounds} rounds, held at most {most_held}: {s:?}");
+
+    assert_eq!(s.recorded, 2 * rounds);
+    assert_eq!(
+        s.recorded,
+        s.published_events + s.dropped + s.unrouted,
+        "every event accounted for: {s:?}"
+    );
+    assert_eq!(
+        s.published_events, rounds,
+        "the watched model's events all went out"
+    );
+    assert_eq!(
+        s.held, 0,
+        "nothing is held once nobody is taken to watch the model"
+    );
+    assert!(s.unrouted > 0, "{s:?}");
+    // At most 30 s of the unwatched model's events are ever held, and those are the
+    // only ones reported as dropped.
+    let thirty_s = 30 * 1000 / EVERY.as_millis() as u64;
+    assert!(most_held <= thirty_s, "held at most {most_held}");
+    assert!(s.dropped <= thirty_s, "{s:?}");
+    // One batch goes out every 250 ms: returning each would be some 180 returns.
+    assert!(s.returned < 40, "{} returns", s.returned);
+
+    let mut got = sink
+        .collect(&instance, usize::MAX, Duration::from_secs(2))
+        .await;
+    got.extend(sink.drain(&instance, Duration::from_millis(500)).await);
+    let (mut events, mut reported) = (0, 0);
+    for m in &got {
+        let b = decode_batch(&m.body, Some(&watched), now_us()).expect("decodes");
+        events += b.events.len() as u64;
+        reported += b.dropped;
+    }
+    assert_eq!(
+        events, rounds,
+        "the watched model's monitor gets each event once"
+    );
+    assert_eq!(
+        reported, s.dropped,
+        "drops are reported; what nobody watched is not a drop"
+    );
+
+    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("join");
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
+}

@@ -191,6 +191,10 @@ impl Core {
         d.set_item("published_events", s.published_events)?;
         d.set_item("published_batches", s.published_batches)?;
         d.set_item("dropped", s.dropped)?;
+        d.set_item("returned", s.returned)?;
+        d.set_item("unrouted", s.unrouted)?;
+        d.set_item("held", s.held)?;
+        d.set_item("connections", s.connections)?;
         d.set_item("state", state_name(s.state))?;
         d.set_item("last_error", s.last_error)?;
         d.set_item("blocked", s.blocked)?;
@@ -198,7 +202,8 @@ impl Core {
         Ok(d)
     }
 
-    /// Publishes what is buffered; true when the broker confirmed all of it in time.
+    /// Publishes what is buffered; true when, in time, all of it was delivered (confirmed
+    /// and routed) or counted as dropped.
     /// The GIL is released meanwhile so request threads keep running.
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> bool {
         let timeout = seconds(timeout_s);

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -23,6 +26,7 @@ from modelmon_interceptor.contract import (
 )
 
 TEST_PREFIX = "pyt-"
+ROOT = Path(__file__).resolve().parents[3]
 AMQP_URL = os.environ.get("MODELMON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 
 
@@ -156,3 +160,82 @@ class WerkzeugThread:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.thread.join(10)
+
+
+def target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+
+
+class PrivateNode:
+    """A RabbitMQ node of the test's own, for outages: the shared broker on 5672 carries
+    other tests' traffic and is never stopped.
+
+    It is the Rust tests' helper (``interceptor/publisher/tests/support/private_node.rs``)
+    run as the publisher's ``private_node`` example (test.sh builds it), driven over its
+    stdin, so both languages make outages the same way. Closing its stdin stops the node,
+    which also happens when this process dies.
+    """
+
+    BOOT_S = 90.0
+    COMMAND_S = 60.0
+
+    def __init__(self) -> None:
+        binary = Path(os.environ.get("MODELMON_PRIVATE_NODE", target_dir() / "debug" / "examples" / "private_node"))
+        if not binary.exists():
+            pytest.fail(
+                f"{binary} is missing: build it with "
+                "`cargo build -p modelmon-publisher --example private_node` (test.sh does)"
+            )
+        # Its stderr is left to pytest's capture: a failing node explains itself there.
+        self.proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        first = self._next(self.BOOT_S)
+        assert first.startswith("url "), f"the private node did not start: {first!r}"
+        self.url = first.split(" ", 1)[1]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.strip())
+        self._lines.put(None)
+
+    def _next(self, timeout: float) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the private node did not answer within {timeout} s") from None
+        if line is None:
+            raise AssertionError(f"the private node exited ({self.proc.wait()})")
+        return line
+
+    def _do(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        answer = self._next(self.COMMAND_S)
+        assert answer == "ok", f"{command}: {answer}"
+
+    def stop_app(self) -> None:
+        """An outage: every client connection is closed and new ones are refused."""
+        self._do("stop_app")
+
+    def start_app(self) -> None:
+        """The same node back on the same URL; returns once it accepts connections."""
+        self._do("start_app")
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def private_node() -> Iterator[PrivateNode]:
+    node = PrivateNode()
+    yield node
+    node.close()

@@ -30,14 +30,20 @@ def monitor_binary() -> Path:
 
 
 class BatchMonitor:
-    """``modelmon-tui --batch`` bound to one model; its JSON lines read on a thread."""
+    """``modelmon-tui --batch`` bound to one model (or to all, on its default queue, with
+    ``model=None``); its JSON lines read on a thread."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str | None, amqp: str | None = None, extra: tuple[str, ...] = ()) -> None:
         binary = monitor_binary()
         if not binary.exists():
             pytest.fail(f"{binary} is missing: build it with `cargo build` (scripts/test.sh does)")
+        args = [str(binary), "--batch", "--interval", "200ms", *extra]
+        if model is not None:
+            args += ["--models", model]
+        if amqp is not None:
+            args += ["--amqp", amqp]
         self.proc = subprocess.Popen(
-            [str(binary), "--batch", "--interval", "200ms", "--models", model],
+            args,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -1,5 +1,6 @@
 //! Real servers for the proxy tests: a small upstream model API, the proxy itself on
-//! 127.0.0.1:0, and a RabbitMQ queue that reads back what the proxy published.
+//! 127.0.0.1:0, a RabbitMQ queue that reads back what the proxy published, and the real
+//! monitor (`modelmon-tui --batch`) where what it counts is the question.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -25,6 +26,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 #[path = "../../../publisher/tests/support/broker.rs"]
 mod broker;
 pub use broker::{URL as AMQP, now_us, unique};
+#[path = "../../../publisher/tests/support/private_node.rs"]
+pub mod private_node;
 
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -232,4 +235,121 @@ fn events_of(m: &broker::Received, instance: &str) -> Vec<Event<'static>> {
         batch.rejects
     );
     batch.events.into_iter().map(Event::into_owned).collect()
+}
+
+/// The real monitor, `modelmon-tui --batch`, on its default queue, as a user runs it;
+/// its latest JSON line is kept.
+pub struct Monitor {
+    child: tokio::process::Child,
+    last: tokio::sync::watch::Receiver<Option<serde_json::Value>>,
+    _state: TempDir,
+}
+
+/// A directory removed on drop, for the monitor's snapshots and config lookups.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `modelmon-tui` of this build. Cargo builds it for the workspace's tests
+/// (`cargo test --workspace`); a run of this package alone needs
+/// `cargo build --bin modelmon-tui` first.
+fn monitor_binary() -> std::path::PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/modelmon-tui
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .join("modelmon-tui");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin modelmon-tui` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+impl Monitor {
+    pub fn start(amqp_url: &str) -> Monitor {
+        use tokio::io::AsyncBufReadExt;
+        let state = TempDir::new("modelmon-proxy-test-monitor");
+        let mut child = tokio::process::Command::new(monitor_binary())
+            .args([
+                "--batch",
+                "--interval",
+                "250ms",
+                "--no-docker",
+                "--no-alerts",
+            ])
+            .args(["--amqp", amqp_url])
+            .arg("--snapshot-dir")
+            .arg(&state.0)
+            .env("XDG_CONFIG_HOME", &state.0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("modelmon-tui starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, last) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                if tx.send(Some(v)).is_err() {
+                    return;
+                }
+            }
+        });
+        Monitor {
+            child,
+            last,
+            _state: state,
+        }
+    }
+
+    /// The first line for which `pred` holds, or the last one seen when `patience` runs out.
+    pub async fn wait(
+        &mut self,
+        patience: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let end = tokio::time::Instant::now() + patience;
+        loop {
+            let seen = self.last.borrow_and_update().clone();
+            if seen.as_ref().is_some_and(&pred) {
+                return seen;
+            }
+            if tokio::time::timeout_at(end, self.last.changed())
+                .await
+                .is_err()
+            {
+                return seen;
+            }
+        }
+    }
+
+    /// `ingest.<key>` of a line, as a count.
+    pub fn ingest(line: &serde_json::Value, key: &str) -> u64 {
+        line["ingest"][key].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
 }

@@ -37,7 +37,8 @@ def stats() -> list[dict[str, Any]]:
 
 
 def flush(timeout_s: float = 5.0) -> bool:
-    """Publishes what is buffered; True when the broker confirmed all of it in time."""
+    """Publishes what is buffered; True when, in time, all of it was delivered (confirmed
+    and routed to a queue) or counted as dropped."""
     # Every sink gets its flush, even after one has failed.
     results = [s.flush(timeout_s) for s in all_sinks()]
     return all(results)
