@@ -101,19 +101,18 @@ impl<'a> Line<'a> {
                 connections: view.docker.connections,
                 containers: view.docker.containers,
             },
-            models: view
-                .models
-                .iter()
-                .map(|m| {
-                    let mut line = ModelLine::new(m, view.resources(&m.model));
-                    line.alerts = alert_objects(&view.alerts, &m.model);
-                    line.baseline = view.alerts.baseline(&m.model);
-                    line
-                })
-                .collect(),
+            models: view.models.iter().map(|m| model_line(view, m)).collect(),
             alerts: alert_objects(&view.alerts, crate::alert::MONITOR),
         }
     }
+}
+
+/// One model's object of a line, with its alerts and normal.
+pub fn model_line<'a>(view: &'a Live, m: &'a ModelView) -> ModelLine<'a> {
+    let mut line = ModelLine::new(m, view.resources(&m.model));
+    line.alerts = alert_objects(&view.alerts, &m.model);
+    line.baseline = view.alerts.baseline(&m.model);
+    line
 }
 
 impl<'a> ModelLine<'a> {

@@ -175,6 +175,11 @@ fn api_serves_every_demo_model_with_its_figures() {
             ["ok", "idle", "pending", "firing"].contains(&m["state"].as_str().unwrap_or("")),
             "{m}"
         );
+        // Per-second points only when asked for (below): they are most of the weight.
+        assert!(m.get("series").is_none(), "{m}");
+    }
+    let with_series = s.get("/api/v1/models?series=1").json();
+    for m in with_series["models"].as_array().expect("models") {
         assert!(!m["series"].as_array().expect("series").is_empty(), "{m}");
     }
 
@@ -726,6 +731,76 @@ fn the_dashboard_is_served_gzipped_with_content_types() {
     }
     println!("dashboard first load, gzipped: {total} bytes");
     assert!(total < 300 * 1024, "first load {total} bytes");
+}
+
+#[test]
+fn api_bodies_are_shared_per_refresh_gzipped_and_revalidated() {
+    // A slow refresh, so that several requests fall within one view.
+    let s = Served::start(&["--demo", "--interval", "3s"]);
+    s.wait_json("/api/v1/models", "demo traffic", |v| {
+        v["models"].as_array().is_some_and(|m| !m.is_empty())
+    });
+    let name = model_names(&s.get("/api/v1/models").json())[0].clone();
+    let detail = format!("/api/v1/models/{name}?range=1h");
+    for path in [
+        "/api/v1/models",
+        "/api/v1/models?series=1",
+        &detail,
+        "/api/v1/alerts",
+    ] {
+        let mut checked = false;
+        for _ in 0..10 {
+            let plain = http_get_bytes(s.addr, path, &[]);
+            let zipped = http_get_bytes(s.addr, path, &[("Accept-Encoding", "gzip")]);
+            assert_eq!((plain.0, zipped.0), (200, 200), "{path}");
+            let etag = |head: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix("etag: ").or(l.strip_prefix("ETag: ")))
+                    .map_or_else(|| panic!("{path}: no ETag in {head}"), str::to_owned)
+            };
+            let (tag, tag_zipped) = (etag(&plain.1), etag(&zipped.1));
+            let head = zipped.1.to_ascii_lowercase();
+            let body: Vec<u8> = if head.contains("content-encoding: gzip") {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&zipped.2[..])
+                    .read_to_end(&mut out)
+                    .expect("a gzip body");
+                assert!(
+                    zipped.2.len() * 3 < out.len(),
+                    "{path}: gzip barely shrinks it"
+                );
+                out
+            } else {
+                // Tiny bodies (no alert yet) go out plain.
+                assert!(
+                    zipped.2.len() < 1024,
+                    "{path}: {} bytes not gzipped",
+                    zipped.2.len()
+                );
+                zipped.2.clone()
+            };
+            assert!(
+                !plain.1.to_ascii_lowercase().contains("content-encoding"),
+                "{path}"
+            );
+            serde_json::from_slice::<Value>(&body).expect("JSON");
+            if tag != tag_zipped {
+                continue; // a refresh fell between the two requests
+            }
+            // The same view: the very same body, whichever encoding.
+            assert_eq!(plain.2, body, "{path}");
+            // A client holding it is told so, without the body.
+            let again = http_get_bytes(s.addr, path, &[("If-None-Match", &tag)]);
+            if etag(&again.1) != tag {
+                continue;
+            }
+            assert_eq!(again.0, 304, "{path}");
+            assert!(again.2.is_empty(), "{path}");
+            checked = true;
+            break;
+        }
+        assert!(checked, "{path}: never two requests within one view of 3 s");
+    }
 }
 
 /// A GET returning the status, the raw head and the raw body bytes (for gzip).

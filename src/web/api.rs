@@ -3,15 +3,16 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::cache::Key;
 use super::redact::redact_urls;
 use crate::alert::engine::{Alert, AlertPhase};
-use crate::batch::{Line, ModelLine};
+use crate::batch::{Line, ModelLine, model_line};
 use crate::live::Live;
 use crate::store::history::Range;
 use crate::store::view::{KeyStats, ModelResources, ModelView, SeriesPoint};
@@ -21,10 +22,6 @@ const MAX_POINTS: usize = 360;
 
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
-}
-
-fn current(state: &AppState) -> Live {
-    state.views.borrow().clone()
 }
 
 /// A model's state, as the overview colours it.
@@ -50,12 +47,37 @@ struct OverviewModel<'a> {
     #[serde(flatten)]
     line: ModelLine<'a>,
     state: &'static str,
-    series: &'a [SeriesPoint],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series: Option<&'a [SeriesPoint]>,
 }
 
-pub(crate) async fn models(State(state): State<AppState>) -> Response {
-    let view = current(&state);
-    let mut line = Line::new(&view);
+#[derive(Deserialize)]
+pub(crate) struct OverviewQuery {
+    /// `series=1`: each model's per-second points of the last five minutes too.
+    #[serde(default)]
+    series: Option<String>,
+}
+
+pub(crate) async fn models(
+    State(state): State<AppState>,
+    Query(q): Query<OverviewQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let series = q
+        .series
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    match state
+        .cache
+        .get(Key::Overview { series }, move |view| overview(view, series))
+        .await
+    {
+        Ok(body) => body.respond(&headers),
+        Err(busy) => busy.into_response(),
+    }
+}
+
+fn overview(view: &Live, with_series: bool) -> Vec<u8> {
+    let mut line = Line::new(view);
     redact_alerts(&mut line.alerts);
     let models: Vec<OverviewModel<'_>> = line
         .models
@@ -65,19 +87,23 @@ pub(crate) async fn models(State(state): State<AppState>) -> Response {
             redact_alerts(&mut line.alerts);
             OverviewModel {
                 line,
-                state: model_state(&view, m),
-                series: &m.series,
+                state: model_state(view, m),
+                series: with_series.then_some(m.series.as_slice()),
             }
         })
         .collect();
-    Json(json!({
+    to_json(&json!({
         "ts_ms": view.ts_ms,
-        "broker": broker_json(&view),
+        "broker": broker_json(view),
         "models": models,
         // The monitor's own alerts, as --batch's top-level `alerts`.
         "alerts": line.alerts,
     }))
-    .into_response()
+}
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    // Serialising plain data into memory cannot fail: no map has non-string keys.
+    serde_json::to_vec(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes())
 }
 
 /// Alert explanations quote error messages (the broker's, Docker's), which may carry a
@@ -114,6 +140,7 @@ pub(crate) async fn model(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<DetailQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let range_s = q.range.unwrap_or_else(|| "5m".to_owned());
     let range = match Range::parse(&range_s) {
@@ -125,44 +152,60 @@ pub(crate) async fn model(
             );
         }
     };
-    let view = current(&state);
-    let line = Line::new(&view);
-    let Some((mut line, m)) = line
-        .models
-        .into_iter()
-        .zip(&view.models)
-        .find(|(_, m)| m.model == name)
-    else {
+    // Checked before the cache, so unknown names cost nothing and are not kept.
+    if state.cache.live().model(&name).is_none() {
         return error(StatusCode::NOT_FOUND, "no such model");
+    }
+    // Keyed by the range as given: the body echoes it.
+    let key = Key::Detail {
+        model: name.clone(),
+        range: range_s.clone(),
     };
+    match state
+        .cache
+        .get(key, move |view| detail(view, &name, &range, range_s))
+        .await
+    {
+        Ok(body) => body.respond(&headers),
+        Err(busy) => busy.into_response(),
+    }
+}
+
+fn detail(view: &Live, name: &str, range: &Range, range_s: String) -> Vec<u8> {
+    let Some(m) = view.model(name) else {
+        // Gone between the check and this build (folded away): say so in the body.
+        return to_json(&json!({"error": "no such model"}));
+    };
+    let mut line = model_line(view, m);
     redact_alerts(&mut line.alerts);
-    let detail = Detail {
+    to_json(&Detail {
         ts_ms: view.ts_ms,
         line,
-        state: model_state(&view, m),
+        state: model_state(view, m),
         series: &m.series,
         routes: &m.routes,
         instances: &m.instances,
         resources: view.resources(&m.model),
-        summary: view.history.summary(&m.model, &range, view.ts_ms),
-        history: view
-            .history
-            .series(&m.model, &range, view.ts_ms, MAX_POINTS),
+        summary: view.history.summary(&m.model, range, view.ts_ms),
+        history: view.history.series(&m.model, range, view.ts_ms, MAX_POINTS),
         range: range_s,
-    };
-    Json(detail).into_response()
+    })
 }
 
-pub(crate) async fn alerts(State(state): State<AppState>) -> Response {
-    let view = current(&state);
-    Json(json!({
-        "ts_ms": view.ts_ms,
-        "active": view.alerts.active.iter().map(alert_json).collect::<Vec<_>>(),
-        "recent": view.alerts.recent.iter().map(alert_json).collect::<Vec<_>>(),
-        // The monitor's own alerts (also in `active` and `recent`), active first.
-        "monitor": view.alerts.monitor().map(alert_json).collect::<Vec<_>>(),
-    }))
-    .into_response()
+pub(crate) async fn alerts(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let built = state.cache.get(Key::Alerts, |view| {
+        to_json(&json!({
+            "ts_ms": view.ts_ms,
+            "active": view.alerts.active.iter().map(alert_json).collect::<Vec<_>>(),
+            "recent": view.alerts.recent.iter().map(alert_json).collect::<Vec<_>>(),
+            // The monitor's own alerts (also in `active` and `recent`), active first.
+            "monitor": view.alerts.monitor().map(alert_json).collect::<Vec<_>>(),
+        }))
+    });
+    match built.await {
+        Ok(body) => body.respond(&headers),
+        Err(busy) => busy.into_response(),
+    }
 }
 
 /// Only what a viewer needs: notifier names and their targets stay out. `model` is ""
@@ -189,7 +232,7 @@ pub(crate) fn alert_json(a: &Alert) -> Value {
 }
 
 pub(crate) async fn status(State(state): State<AppState>) -> Response {
-    let view = current(&state);
+    let view = state.cache.live();
     Json(json!({
         "ts_ms": view.ts_ms,
         "broker": broker_json(&view),

@@ -6,6 +6,7 @@
 mod api;
 pub mod assets;
 mod auth;
+mod cache;
 mod metrics;
 mod proc_stats;
 mod redact;
@@ -97,6 +98,7 @@ impl Server {
 #[derive(Clone)]
 pub(crate) struct AppState {
     views: watch::Receiver<Live>,
+    cache: Arc<cache::Cache>,
     token: Option<Arc<str>>,
     ws_slots: Arc<Semaphore>,
     ws_max: usize,
@@ -119,6 +121,7 @@ pub async fn serve(
         .map_err(|source| WebError::Bind { addr, source })?;
     let state = AppState {
         overview: ws::Broadcast::start(views.clone()),
+        cache: Arc::new(cache::Cache::new(views.clone())),
         views,
         token: opts
             .token

@@ -16,7 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 
 use super::AppState;
 use super::api::{alert_json, model_state, redact_alerts};
-use crate::batch::Line;
+use super::cache::Key;
+use crate::batch::model_line;
 use crate::live::Live;
 
 /// Overview messages a client may fall behind before it is dropped.
@@ -122,15 +123,10 @@ pub(crate) fn overview_message(view: &Live) -> Utf8Bytes {
     Utf8Bytes::from(msg.to_string())
 }
 
-fn detail_message(view: &Live, name: &str) -> Utf8Bytes {
-    let line = Line::new(view);
-    let found = line
-        .models
-        .into_iter()
-        .zip(&view.models)
-        .find(|(_, m)| m.model == name);
-    let msg = match found {
-        Some((mut line, m)) => {
+fn detail_message(view: &Live, name: &str) -> Vec<u8> {
+    let msg = match view.model(name) {
+        Some(m) => {
+            let mut line = model_line(view, m);
             redact_alerts(&mut line.alerts);
             json!({
                 "t": "d",
@@ -145,7 +141,22 @@ fn detail_message(view: &Live, name: &str) -> Utf8Bytes {
         None => json!({"t": "d", "ts": view.ts_ms, "detail": null, "model": name,
                        "error": "no such model"}),
     };
-    Utf8Bytes::from(msg.to_string())
+    msg.to_string().into_bytes()
+}
+
+/// The detail message of `name` on the newest view, built once for every client
+/// subscribed to it. `None`: no build slot in time; the next refresh brings another.
+async fn shared_detail(state: &AppState, name: &str) -> Option<Utf8Bytes> {
+    let owned = name.to_owned();
+    let key = Key::WsDetail {
+        model: owned.clone(),
+    };
+    let body = state
+        .cache
+        .get(key, move |view| detail_message(view, &owned))
+        .await
+        .ok()?;
+    Utf8Bytes::try_from(body.json.clone()).ok()
 }
 
 pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
@@ -192,11 +203,11 @@ async fn client(mut socket: WebSocket, state: AppState, _permit: OwnedSemaphoreP
                         continue;
                     };
                     subscribed = sub.sub;
-                    if let Some(name) = &subscribed {
-                        let msg = detail_message(&state.views.borrow().clone(), name);
-                        if !send(&mut socket, Message::Text(msg)).await {
-                            return;
-                        }
+                    if let Some(name) = &subscribed
+                        && let Some(msg) = shared_detail(&state, name).await
+                        && !send(&mut socket, Message::Text(msg)).await
+                    {
+                        return;
                     }
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
@@ -207,11 +218,11 @@ async fn client(mut socket: WebSocket, state: AppState, _permit: OwnedSemaphoreP
                     if !send(&mut socket, Message::Text(text)).await {
                         return;
                     }
-                    if let Some(name) = &subscribed {
-                        let msg = detail_message(&state.views.borrow().clone(), name);
-                        if !send(&mut socket, Message::Text(msg)).await {
-                            return;
-                        }
+                    if let Some(name) = &subscribed
+                        && let Some(msg) = shared_detail(&state, name).await
+                        && !send(&mut socket, Message::Text(msg)).await
+                    {
+                        return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {

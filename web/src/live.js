@@ -36,7 +36,7 @@ function pushSpark(model, sec, requests) {
 
 // Seeds sparklines from the overview's five minutes of per-second points.
 async function seed() {
-  const r = await fetch('/api/v1/models')
+  const r = await fetch('/api/v1/models?series=1')
   if (!r.ok) return
   const o = await r.json()
   for (const m of o.models) {
