@@ -208,19 +208,12 @@ impl Mon {
     }
 
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        let mut last = Value::Null;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(v) if pred(&v) => return v,
-                Ok(v) => last = v,
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "timed out waiting for {what}; last line: {last}\nstderr:\n{}",
-            self.stderr.lock().expect("lock")
-        );
+        support::first_line(&self.lines, timeout, pred).unwrap_or_else(|last| {
+            panic!(
+                "timed out waiting for {what}; last line: {last}\nstderr:\n{}",
+                self.stderr.lock().expect("lock")
+            )
+        })
     }
 
     pub fn stderr(&self) -> String {

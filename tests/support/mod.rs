@@ -122,16 +122,8 @@ impl Monitor {
 
     /// The first line for which `pred` holds, or a panic naming `what` and the last line seen.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        let mut last = Value::Null;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(v) if pred(&v) => return v,
-                Ok(v) => last = v,
-                Err(_) => break,
-            }
-        }
-        panic!("timed out waiting for {what}; last line: {last}");
+        first_line(&self.lines, timeout, pred)
+            .unwrap_or_else(|last| panic!("timed out waiting for {what}; last line: {last}"))
     }
 
     pub fn wait_connected(&self) -> Value {
@@ -188,4 +180,23 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// The first of a monitor's `--batch` lines within `timeout` for which `pred` holds, or
+/// the last line seen (`null` for none).
+pub fn first_line(
+    lines: &mpsc::Receiver<Value>,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value, Value> {
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(v) if pred(&v) => return Ok(v),
+            Ok(v) => last = v,
+            Err(_) => break,
+        }
+    }
+    Err(last)
 }

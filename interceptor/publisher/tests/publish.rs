@@ -25,6 +25,14 @@ async fn shut_down(publisher: Publisher) {
         .expect("join");
 }
 
+/// Shuts the publisher down, then stops its private node (both block, off the runtime).
+async fn shut_down_on(publisher: Publisher, node: PrivateNode) {
+    shut_down(publisher).await;
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
+}
+
 fn config(instance: &str) -> Config {
     Config {
         amqp_url: support::URL.into(),
@@ -477,12 +485,7 @@ async fn blocked_by_a_resource_alarm_drops_and_counts_then_resumes() {
         "events recorded after the alarm cleared arrive"
     );
 
-    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
-        .await
-        .expect("join");
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .expect("join");
+    shut_down_on(publisher, node).await;
 }
 
 /// The monitor's default queue vanishes with a broker restart, and a publisher that is
@@ -579,12 +582,7 @@ async fn a_batch_no_queue_takes_comes_back_and_arrives_once_a_queue_is_bound() {
     );
     assert_eq!(reported, 1, "the drop count travels until it is delivered");
 
-    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
-        .await
-        .expect("join");
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .expect("join");
+    shut_down_on(publisher, node).await;
 }
 
 /// A model nobody binds (every monitor runs with `--models` for others): its batches are
@@ -664,10 +662,5 @@ async fn a_model_nobody_binds_costs_neither_memory_nor_a_flood_of_returns() {
         "drops are reported; what nobody watched is not a drop"
     );
 
-    tokio::task::spawn_blocking(move || publisher.shutdown(Duration::from_secs(5)))
-        .await
-        .expect("join");
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .expect("join");
+    shut_down_on(publisher, node).await;
 }
