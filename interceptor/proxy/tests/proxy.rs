@@ -459,6 +459,7 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
     // One client, one request after another, for the whole test.
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
+    let proxy_pid = child.id().expect("pid");
     let load = {
         let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
         let url = format!("http://{listen}/v1/models/iris/predict");
@@ -478,7 +479,12 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
                     }
                     Err(e) => {
                         failed += 1;
-                        assert!(failed < 3, "the proxy stopped answering: {e}");
+                        let alive = std::path::Path::new(&format!("/proc/{proxy_pid}")).exists();
+                        assert!(
+                            failed < 3,
+                            "the proxy stopped answering: {e:?} (its process is {})",
+                            if alive { "alive" } else { "gone" }
+                        );
                     }
                 }
             }
@@ -520,7 +526,11 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
         })
         .await
         .expect("a line");
-    assert!(Monitor::ingest(&grown, "events") > Monitor::ingest(&before, "events"));
+    assert!(
+        Monitor::ingest(&grown, "events") > Monitor::ingest(&before, "events"),
+        "no traffic after the restarts; the proxy said: {:#?}",
+        log.borrow()
+    );
     stop.store(true, Ordering::Relaxed);
     load.await.expect("the client ran to the end");
     // The last events reach the monitor (batches leave every 250 ms) before the stop.
