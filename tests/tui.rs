@@ -68,6 +68,7 @@ fn stats(qps: f64, p50: f64, p95: f64, p99: f64, err: f64, client: f64) -> Stats
         p95_ms: known.then_some(p95),
         p99_ms: known.then_some(p99),
         max_ms: known.then_some(p99 * 1.5),
+        ..Stats::default()
     }
 }
 
