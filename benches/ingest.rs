@@ -2,6 +2,8 @@
 //!
 //! Goal (issue 2): at least 3 million events/s. Baseline in the same run: parsing the
 //! same bodies into a generic `serde_json::Value`, the least any JSON consumer must do.
+//! The bodies carry `ttfb_us` on every event (issue 15's costlier case); the `no ttfb`
+//! variant measures models that never stream.
 
 use std::hint::black_box;
 
@@ -11,7 +13,7 @@ use modelmon_contract::decode_batch;
 
 #[path = "support/ingest_bodies.rs"]
 mod ingest_bodies;
-use ingest_bodies::{EVENTS_PER_BATCH, NOW, bodies};
+use ingest_bodies::{EVENTS_PER_BATCH, NOW, bodies, bodies_with};
 
 fn ingest(c: &mut Criterion) {
     let bodies = bodies();
@@ -47,8 +49,20 @@ fn ingest(c: &mut Criterion) {
             }
         });
     });
+    // Models that never stream: what the TTFB windows must not make dearer.
+    let plain = bodies_with(false);
+    let mut store_plain = Store::new(StoreConfig::default());
+    g.bench_function("decode + validate + aggregate, no ttfb", |b| {
+        b.iter(|| {
+            for (body, model) in &plain {
+                let d = decode_batch(body, Some(model), NOW).expect("valid");
+                store_plain.apply(&d, NOW);
+            }
+        });
+    });
     g.finish();
     black_box(store.view(NOW, BrokerView::default()));
+    black_box(store_plain.view(NOW, BrokerView::default()));
 }
 
 fn view(c: &mut Criterion) {

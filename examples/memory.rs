@@ -6,7 +6,10 @@
 //! ```sh
 //! cargo run --release --example memory            # 64 routes and 64 instances per model
 //! INSTANCES=1 cargo run --release --example memory  # 64 routes, one instance each
+//! TTFB=1 cargo run --release --example memory       # every event a streamed answer
 //! ```
+//!
+//! Without `TTFB=1` no event carries `ttfb_us`, as for models that never stream.
 
 use modelmon::store::{BrokerView, Store, StoreConfig};
 use modelmon_contract::{Batch, Event, Source, SourceKind, decode_batch};
@@ -35,6 +38,7 @@ fn main() {
     let mut x = 7u64;
     let mut events = 0u64;
     let secs = env_or("SECS", 70) as i64;
+    let ttfb = env_or("TTFB", 0) != 0;
     for sec in 0..secs {
         let now = t0 + sec * 1_000_000;
         for m in 0..256 {
@@ -44,6 +48,7 @@ fn main() {
                 .map(|i| {
                     x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                     let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                    let duration_us = (3000.0 * (2.0 * u).exp()) as u64;
                     Event {
                         ts: now - 1000,
                         model: model.clone().into(),
@@ -52,8 +57,8 @@ fn main() {
                         method: "POST".into(),
                         route: format!("/v1/models/{model}/route{}", i % routes).into(),
                         status: 200,
-                        duration_us: (3000.0 * (2.0 * u).exp()) as u64,
-                        ttfb_us: None,
+                        duration_us,
+                        ttfb_us: ttfb.then_some(duration_us / 3),
                         req_bytes: None,
                         resp_bytes: None,
                         error: None,

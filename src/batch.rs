@@ -54,6 +54,16 @@ pub struct ModelLine<'a> {
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// Streamed answers (events with `ttfb_us`) in the window; the TTFB and generation
+    /// figures are over those only, `null` when there were none.
+    pub ttfb_requests: u64,
+    pub ttfb_mean_ms: Option<f64>,
+    pub ttfb_p50_ms: Option<f64>,
+    pub ttfb_p95_ms: Option<f64>,
+    pub ttfb_p99_ms: Option<f64>,
+    /// Generation time: duration − TTFB per streamed answer.
+    pub gen_p50_ms: Option<f64>,
+    pub gen_p95_ms: Option<f64>,
     pub status: StatusClasses,
     pub last_seen_ms_ago: Option<i64>,
     /// Container resources arrive with Docker polling; unknown until then.
@@ -131,6 +141,13 @@ impl<'a> ModelLine<'a> {
             p95_ms: s.p95_ms.map(round3),
             p99_ms: s.p99_ms.map(round3),
             max_ms: s.max_ms.map(round3),
+            ttfb_requests: s.ttfb_requests,
+            ttfb_mean_ms: s.ttfb_mean_ms.map(round3),
+            ttfb_p50_ms: s.ttfb_p50_ms.map(round3),
+            ttfb_p95_ms: s.ttfb_p95_ms.map(round3),
+            ttfb_p99_ms: s.ttfb_p99_ms.map(round3),
+            gen_p50_ms: s.gen_p50_ms.map(round3),
+            gen_p95_ms: s.gen_p95_ms.map(round3),
             status: s.status,
             last_seen_ms_ago: m.last_seen_ms_ago,
             cpu_percent: res.and_then(|r| r.cpu_percent).map(round3),

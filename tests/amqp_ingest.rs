@@ -116,6 +116,77 @@ fn known_batches_give_exact_counts_rates_and_percentiles() {
     );
 }
 
+#[test]
+fn streamed_answers_bring_their_time_to_first_byte_to_batch() {
+    let llm = unique("ttfb-llm");
+    let plain = unique("ttfb-plain");
+    let mon = Monitor::start(&["--models", &format!("{llm},{plain}")]);
+    mon.wait_connected();
+    // First tokens after 50 ms to 1 s; then a generation time of its own, 2 to 40 ms.
+    let ttfbs: Vec<u64> = durations(500, 11).iter().map(|d| d * 25).collect();
+    let gens = durations(500, 12);
+    rt_publish(&llm, &ttfbs, &gens);
+    runtime().block_on(async {
+        let p = Publisher::connect().await;
+        let events = (0..50).map(|_| event(&plain, 200, 4_000)).collect();
+        p.publish(&plain, &batch(events, 0)).await;
+    });
+    let line = mon.wait_for("both models counted", Duration::from_secs(15), |v| {
+        model(v, &llm).is_some_and(|m| m["requests"] == 500)
+            && model(v, &plain).is_some_and(|m| m["requests"] == 50)
+    });
+    let m = model(&line, &llm).expect("the streaming model");
+    assert_eq!(m["ttfb_requests"], 500);
+    for (key, samples, q) in [
+        ("ttfb_p50_ms", &ttfbs, 0.50),
+        ("ttfb_p95_ms", &ttfbs, 0.95),
+        ("ttfb_p99_ms", &ttfbs, 0.99),
+        ("gen_p50_ms", &gens, 0.50),
+        ("gen_p95_ms", &gens, 0.95),
+    ] {
+        let got = m[key].as_f64().unwrap_or_else(|| panic!("{key} in {m}"));
+        let exact = exact_percentile_ms(samples, q);
+        assert!(
+            (got - exact).abs() / exact < 0.01,
+            "{key}: {got} vs exact {exact}"
+        );
+    }
+    let p = model(&line, &plain).expect("the plain model");
+    for key in [
+        "ttfb_mean_ms",
+        "ttfb_p50_ms",
+        "ttfb_p95_ms",
+        "ttfb_p99_ms",
+        "gen_p50_ms",
+        "gen_p95_ms",
+    ] {
+        assert!(
+            p[key].is_null(),
+            "{key} of a model that never streams is null: {p}"
+        );
+    }
+    assert_eq!(p["ttfb_requests"], 0);
+}
+
+/// Publishes one streamed answer per (TTFB, generation) pair, 100 to a batch.
+fn rt_publish(name: &str, ttfbs: &[u64], gens: &[u64]) {
+    runtime().block_on(async {
+        let p = Publisher::connect().await;
+        let pairs: Vec<(u64, u64)> = ttfbs.iter().copied().zip(gens.iter().copied()).collect();
+        for chunk in pairs.chunks(100) {
+            let events = chunk
+                .iter()
+                .map(|&(ttfb, generation)| {
+                    let mut e = event(name, 200, ttfb + generation);
+                    e["ttfb_us"] = json!(ttfb);
+                    e
+                })
+                .collect();
+            p.publish(name, &batch(events, 0)).await;
+        }
+    });
+}
+
 /// The `rabbitmqctl` pid of the connection opened by process `pid`.
 fn connection_of(pid: u32) -> Option<String> {
     // The JSON formatter prints pids in a form close_connection does not take; the plain one does.

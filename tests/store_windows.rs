@@ -239,3 +239,167 @@ fn rejects_are_counted_by_reason_and_kept_for_display() {
     assert!(v.recent_rejects[0].detail.contains("status"));
     assert_eq!(v.recent_rejects[0].model.as_deref(), Some("m"));
 }
+
+/// An event of a streamed answer: first byte after `ttfb_us`, last after `duration_us`.
+fn streamed(model: &str, route: &str, ts: i64, duration_us: u64, ttfb_us: u64) -> Value {
+    let mut e = ev(model, route, ts, 200, duration_us);
+    e["ttfb_us"] = json!(ttfb_us);
+    e
+}
+
+fn nearest_rank_ms(samples: &[u64], q: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1] as f64 / 1000.0
+}
+
+fn close(got: Option<f64>, exact: f64, what: &str) {
+    let got = got.unwrap_or_else(|| panic!("{what} unknown"));
+    assert!(
+        (got - exact).abs() / exact < 0.01,
+        "{what}: {got} vs exact {exact}"
+    );
+}
+
+#[test]
+fn ttfb_and_generation_percentiles_come_from_streamed_events_only() {
+    let mut s = Store::new(StoreConfig::default());
+    let (mut ttfbs, mut gens) = (Vec::new(), Vec::new());
+    for sec in 0..30 {
+        let t = T0 + sec * 1_000_000;
+        let mut batch = Vec::new();
+        for i in 0..10u64 {
+            // TTFB 20..320 ms; generation 5..40 times longer, not in step with it.
+            let ttfb = 20_000 + (sec as u64 * 10 + i) * 1_000;
+            let generation = ttfb * (5 + (i * 7 + sec as u64) % 36);
+            ttfbs.push(ttfb);
+            gens.push(generation);
+            batch.push(streamed("llm", "/chat", t, ttfb + generation, ttfb));
+        }
+        // Answers that were not streamed: fast, and no TTFB to count.
+        batch.extend((0..5).map(|_| ev("llm", "/health", t, 200, 400)));
+        apply(&mut s, batch, t);
+    }
+    // A streamed answer from two minutes ago arrives late: outside the window.
+    apply(
+        &mut s,
+        vec![streamed(
+            "llm",
+            "/chat",
+            T0 - 120_000_000,
+            9_000_000,
+            8_000_000,
+        )],
+        T0 + 29_000_000,
+    );
+    apply(&mut s, vec![ev("plain", "/predict", T0, 200, 3_000)], T0);
+
+    let v = s.view(T0 + 29_000_000, BrokerView::default());
+    let m = v.model("llm").expect("model present");
+    let st = &m.stats;
+    assert_eq!(
+        st.requests, 450,
+        "streamed and plain answers are requests alike"
+    );
+    assert_eq!(st.ttfb_requests, 300, "only the streamed ones have a TTFB");
+    close(st.ttfb_p50_ms, nearest_rank_ms(&ttfbs, 0.50), "ttfb p50");
+    close(st.ttfb_p95_ms, nearest_rank_ms(&ttfbs, 0.95), "ttfb p95");
+    close(st.ttfb_p99_ms, nearest_rank_ms(&ttfbs, 0.99), "ttfb p99");
+    close(
+        st.gen_p50_ms,
+        nearest_rank_ms(&gens, 0.50),
+        "generation p50",
+    );
+    close(
+        st.gen_p95_ms,
+        nearest_rank_ms(&gens, 0.95),
+        "generation p95",
+    );
+    let mean = ttfbs.iter().sum::<u64>() as f64 / ttfbs.len() as f64 / 1000.0;
+    close(st.ttfb_mean_ms, mean, "ttfb mean");
+
+    let route = |name: &str| {
+        m.routes
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("route {name}"))
+    };
+    let chat = &route("/chat").stats;
+    assert_eq!(chat.ttfb_requests, 300);
+    close(
+        chat.ttfb_p95_ms,
+        nearest_rank_ms(&ttfbs, 0.95),
+        "/chat ttfb p95",
+    );
+    let health = &route("/health").stats;
+    assert_eq!(
+        (health.ttfb_requests, health.ttfb_p95_ms, health.gen_p50_ms),
+        (0, None, None)
+    );
+    let inst = m.instances.first().expect("one instance");
+    close(
+        inst.stats.ttfb_p99_ms,
+        nearest_rank_ms(&ttfbs, 0.99),
+        "instance ttfb p99",
+    );
+
+    let plain = &v.model("plain").expect("model present").stats;
+    assert_eq!(plain.requests, 1);
+    assert_eq!(
+        (
+            plain.ttfb_requests,
+            plain.ttfb_p50_ms,
+            plain.ttfb_p95_ms,
+            plain.ttfb_p99_ms
+        ),
+        (0, None, None, None),
+        "a model that never streams has no TTFB: unknown, not 0"
+    );
+    assert_eq!(
+        (plain.gen_p50_ms, plain.gen_p95_ms, plain.ttfb_mean_ms),
+        (None, None, None)
+    );
+    let totals = m.totals.ttfb.as_ref().expect("counted since start");
+    assert_eq!(
+        totals.count, 301,
+        "the late answer counts since start, not in the window"
+    );
+    assert!(v.model("plain").expect("model").totals.ttfb.is_none());
+}
+
+#[test]
+fn ttfb_leaves_the_window_with_its_second() {
+    let mut s = Store::new(StoreConfig::default());
+    apply(
+        &mut s,
+        vec![streamed("llm", "/chat", T0, 900_000, 150_000)],
+        T0,
+    );
+    apply(
+        &mut s,
+        vec![ev("llm", "/chat", T0 + 40_000_000, 200, 1_000)],
+        T0 + 40_000_000,
+    );
+    let st = stats(&mut s, "llm", T0 + 59_000_000);
+    close(st.ttfb_p50_ms, 150.0, "ttfb while in the window");
+    close(st.gen_p50_ms, 750.0, "generation while in the window");
+    let v = s.view(T0 + 60_000_000, BrokerView::default());
+    let m = v.model("llm").expect("model present");
+    assert_eq!(
+        m.stats.requests, 1,
+        "the plain answer is still in the window"
+    );
+    assert_eq!(
+        (
+            m.stats.ttfb_requests,
+            m.stats.ttfb_p50_ms,
+            m.stats.gen_p95_ms
+        ),
+        (0, None, None)
+    );
+    let route = m.routes.first().expect("route /chat");
+    assert_eq!(
+        route.stats.ttfb_p99_ms, None,
+        "and has left the route's window too"
+    );
+}

@@ -68,7 +68,18 @@ fn stats(qps: f64, p50: f64, p95: f64, p99: f64, err: f64, client: f64) -> Stats
         p95_ms: known.then_some(p95),
         p99_ms: known.then_some(p99),
         max_ms: known.then_some(p99 * 1.5),
+        ..Stats::default()
     }
+}
+
+/// What a model that streams its answers (an LLM) adds: TTFB over most of its requests.
+fn streamed(mut s: Stats, ttfb: [f64; 3]) -> Stats {
+    s.ttfb_requests = s.requests * 9 / 10;
+    s.ttfb_mean_ms = Some(ttfb[0] * 1.1);
+    [s.ttfb_p50_ms, s.ttfb_p95_ms, s.ttfb_p99_ms] = ttfb.map(Some);
+    s.gen_p50_ms = s.p50_ms.map(|p| p - ttfb[0]);
+    s.gen_p95_ms = s.p95_ms.map(|p| p - ttfb[1]);
+    s
 }
 
 /// Five minutes of per-second points with a repeatable shape: traffic ramps up with
@@ -167,7 +178,10 @@ fn fixture_view() -> View {
     let models = specs
         .iter()
         .map(|s| {
-            let st = stats(s.qps, s.p50, s.p95, s.p99, s.err, s.client);
+            let mut st = stats(s.qps, s.p50, s.p95, s.p99, s.err, s.client);
+            if s.name == "llm-chat" {
+                st = streamed(st, [182.0, 420.0, 615.0]);
+            }
             ModelView {
                 model: s.name.to_owned(),
                 window_s: 60,
@@ -746,6 +760,25 @@ fn detail_shows_the_normal_the_alert_engine_learnt_from_the_history() {
     );
     let p95 = modelmon::alert::baseline::show_ms(learnt.p95_ms.expect("a p95 normal"));
     assert!(s.contains(&format!("normal {p95}")), "{p95}:\n{s}");
+}
+
+#[test]
+fn detail_shows_ttfb_beside_latency_only_for_a_model_that_streams() {
+    let view = fixture();
+    let mut a = app(colour());
+    a.screen = Screen::Detail;
+    a.selected = Some("llm-chat".to_owned());
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.contains("ttfb ms: p50 182 p95 420 p99 615"), "{s}");
+    // Narrow, the labels go and the figures stay.
+    let s = screen(&view, &a, 80, 24);
+    assert!(s.contains("ttfb 182/420/615"), "{s}");
+    a.selected = Some("iris-classifier".to_owned());
+    let s = screen(&view, &a, 160, 45);
+    assert!(
+        !s.contains("ttfb"),
+        "a model that never streams shows no TTFB:\n{s}"
+    );
 }
 
 #[test]

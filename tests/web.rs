@@ -247,6 +247,10 @@ fn metrics_are_prometheus_text_with_every_model() {
         ] {
             assert!(r.body.contains(&needle), "missing {needle}");
         }
+        // The demo's LLM streams its answers; the other models never send a TTFB and
+        // get no TTFB series (not series of zeros).
+        let ttfb = format!("modelmon_time_to_first_byte_seconds_count{{model=\"{name}\"}}");
+        assert_eq!(r.body.contains(&ttfb), name == "llm-chat", "{ttfb}");
     }
     let events: f64 = r
         .body
@@ -517,8 +521,15 @@ fn events_from_the_real_broker_appear_in_the_api() {
     });
     runtime().block_on(async {
         let p = Publisher::connect().await;
+        // Half of them streamed: first byte after 2 ms of the 5.
         let events = (0..20)
-            .map(|i| event(&name, if i < 18 { 200 } else { 503 }, 5_000))
+            .map(|i| {
+                let mut e = event(&name, if i < 18 { 200 } else { 503 }, 5_000);
+                if i % 2 == 0 {
+                    e["ttfb_us"] = serde_json::json!(2_000);
+                }
+                e
+            })
             .collect();
         p.publish(&name, &batch(events, 0)).await;
     });
@@ -534,6 +545,22 @@ fn events_from_the_real_broker_appear_in_the_api() {
         .expect("the model");
     assert_eq!(m["errors"], 2);
     assert_eq!(m["status"]["5xx"], 2);
+    assert_eq!(m["ttfb_requests"], 10, "{m}");
+    assert_eq!(
+        (m["ttfb_p95_ms"].as_f64(), m["gen_p95_ms"].as_f64()),
+        (Some(2.0), Some(3.0)),
+        "{m}"
+    );
+    // Routes and instances carry the same figures.
+    let detail = s.get(&format!("/api/v1/models/{name}")).json();
+    for key in ["routes", "instances"] {
+        let k = &detail[key][0];
+        assert_eq!(
+            (k["ttfb_requests"].as_u64(), k["ttfb_p50_ms"].as_f64()),
+            (Some(10), Some(2.0)),
+            "{key}: {k}"
+        );
+    }
     let metrics = s.get("/metrics").body;
     assert!(metrics.contains(&format!(
         "modelmon_window_requests{{model=\"{name}\",class=\"5xx\"}} 2"
@@ -549,6 +576,16 @@ fn events_from_the_real_broker_appear_in_the_api() {
         format!("modelmon_request_duration_seconds_bucket{{model=\"{name}\",le=\"+Inf\"}} 20"),
         format!("modelmon_request_duration_seconds_count{{model=\"{name}\"}} 20"),
         format!("modelmon_request_duration_seconds_sum{{model=\"{name}\"}} 0.1"),
+        // Time to first byte: the ten streamed answers only, on the same buckets.
+        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"0.001\"}} 0"),
+        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"0.0025\"}} 10"),
+        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"+Inf\"}} 10"),
+        format!("modelmon_time_to_first_byte_seconds_count{{model=\"{name}\"}} 10"),
+        format!("modelmon_time_to_first_byte_seconds_sum{{model=\"{name}\"}} 0.02"),
+        format!(
+            "modelmon_window_time_to_first_byte_seconds{{model=\"{name}\",quantile=\"0.99\"}} 0.002\n"
+        ),
+        format!("modelmon_window_time_to_first_byte_seconds_count{{model=\"{name}\"}} 10"),
     ] {
         assert!(metrics.contains(&needle), "missing {needle}");
     }

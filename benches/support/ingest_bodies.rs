@@ -9,8 +9,14 @@ pub const EVENTS_PER_BATCH: usize = 100;
 
 /// 200 batches of 100 realistic events: 10 models, 8 routes and 4 instances each. A
 /// batch comes from one publishing process, so its events share an instance (as every
-/// interceptor sends them); routes vary event by event.
+/// interceptor sends them); routes vary event by event. Every event carries a `ttfb_us`,
+/// the costlier case for the store (streamed answers: SSE, LLM tokens).
 pub fn bodies() -> Vec<(Vec<u8>, String)> {
+    bodies_with(true)
+}
+
+/// [`bodies`], with or without `ttfb_us` on every event.
+pub fn bodies_with(ttfb: bool) -> Vec<(Vec<u8>, String)> {
     let mut x = 42u64;
     let mut next = || {
         x = x
@@ -34,7 +40,7 @@ pub fn bodies() -> Vec<(Vec<u8>, String)> {
                         route: format!("/v1/models/{{name}}/route{}", r % 8).into(),
                         status: if r % 97 == 0 { 503 } else { 200 },
                         duration_us,
-                        ttfb_us: Some(duration_us / 2),
+                        ttfb_us: ttfb.then_some(duration_us / 2),
                         req_bytes: Some(512 + r % 1000),
                         resp_bytes: Some(128 + r % 300),
                         error: None,

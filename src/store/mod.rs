@@ -12,6 +12,7 @@ pub mod hist;
 pub mod history;
 pub mod persist;
 pub mod ring;
+pub mod ttfb;
 pub mod view;
 pub mod window;
 
@@ -27,6 +28,7 @@ use ring::{HOUR_S, Ring, STEP_S, bucket_of_sec};
 pub use view::{BrokerState, BrokerView, View};
 use view::{
     IngestView, KeyStats, LATENCY_BUCKETS_US, ModelView, RejectRecord, SeriesPoint, Stats, Totals,
+    TtfbTotals,
 };
 use window::{Hit, Placement, Slot, Window};
 
@@ -876,8 +878,11 @@ fn key_rings<'a>(
 fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) {
     let sec = ev.ts.div_euclid(1_000_000);
     let err = ev.is_error();
-    let hit = Hit::new(ev.status, ev.duration_us, err);
+    let hit = Hit::new(ev.status, ev.duration_us, err).with_ttfb(ev.ttfb_us);
     count_total(&mut m.totals, ev.status, ev.duration_us, err);
+    if let Some(ttfb_us) = ev.ttfb_us {
+        count_ttfb(m.totals.ttfb.get_or_insert_default(), ttfb_us);
+    }
     if ev.ts > m.last_seen_us {
         m.last_seen_us = ev.ts;
         if let Some(v) = &ev.version
@@ -922,6 +927,16 @@ fn count_total(t: &mut Totals, status: u16, duration_us: u64, err: bool) {
     t.duration_sum_s += duration_us as f64 / 1e6;
     if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| duration_us <= b) {
         t.duration_buckets[i] += 1;
+    }
+}
+
+/// Adds one streamed answer's first byte to the counts since start, late ones included.
+#[inline]
+fn count_ttfb(t: &mut TtfbTotals, ttfb_us: u64) {
+    t.count += 1;
+    t.sum_s += ttfb_us as f64 / 1e6;
+    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| ttfb_us <= b) {
+        t.buckets[i] += 1;
     }
 }
 
@@ -1052,6 +1067,7 @@ fn window_stats(w: &Window, now_sec: i64, first_sec: i64, merger: &mut Merger) -
         merger.add(&s.latency);
     }
     let q = merger.take();
+    let t = w.ttfb_stats(merger);
     let span = w.span_secs();
     let covered = (now_sec - first_sec + 1).clamp(1, span);
     let n: u64 = status.iter().sum();
@@ -1072,5 +1088,12 @@ fn window_stats(w: &Window, now_sec: i64, first_sec: i64, merger: &mut Merger) -
         p95_ms: q.map(|q| ms(q.p95)),
         p99_ms: q.map(|q| ms(q.p99)),
         max_ms: (n > 0).then(|| ms(max_us as f64)),
+        ttfb_requests: t.count,
+        ttfb_mean_ms: t.mean_ms,
+        ttfb_p50_ms: t.ttfb_ms.map(|p| p[0]),
+        ttfb_p95_ms: t.ttfb_ms.map(|p| p[1]),
+        ttfb_p99_ms: t.ttfb_ms.map(|p| p[2]),
+        gen_p50_ms: t.gen_ms.map(|p| p[0]),
+        gen_p95_ms: t.gen_ms.map(|p| p[1]),
     }
 }

@@ -122,6 +122,25 @@ pub struct Stats {
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// Requests of the window whose event carried `ttfb_us` (streamed answers); the
+    /// figures below are over those only, and `None` when there were none.
+    #[serde(default)]
+    pub ttfb_requests: u64,
+    /// Time to first byte.
+    #[serde(default)]
+    pub ttfb_mean_ms: Option<f64>,
+    #[serde(default)]
+    pub ttfb_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub ttfb_p95_ms: Option<f64>,
+    #[serde(default)]
+    pub ttfb_p99_ms: Option<f64>,
+    /// Generation time: duration − TTFB of each streamed answer (first byte to last),
+    /// then its percentiles (not the difference of two percentiles).
+    #[serde(default)]
+    pub gen_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub gen_p95_ms: Option<f64>,
 }
 
 /// A route or an instance of a model, with its figures.
@@ -165,6 +184,21 @@ pub struct Totals {
     pub duration_sum_s: f64,
     /// Requests at or under each bound of [`LATENCY_BUCKETS_S`] (not cumulative here).
     pub duration_buckets: [u64; LATENCY_BUCKETS_S.len()],
+    /// Times to first byte; `None` until the model sends an event with `ttfb_us`, so
+    /// models that never stream carry nothing.
+    #[serde(default)]
+    pub ttfb: Option<Box<TtfbTotals>>,
+}
+
+/// Times to first byte since the monitor started, over the events that carry one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TtfbTotals {
+    pub count: u64,
+    /// Sum of all TTFBs, seconds.
+    pub sum_s: f64,
+    /// Answers whose TTFB is at or under each bound of [`LATENCY_BUCKETS_S`] (not
+    /// cumulative here; those above the last bound only in `count`).
+    pub buckets: [u64; LATENCY_BUCKETS_S.len()],
 }
 
 impl Totals {

@@ -7,9 +7,10 @@
 
 use std::collections::VecDeque;
 
-use super::hist::{SparseHist, bucket_of};
+use super::hist::{Merger, SparseHist, bucket_of};
+use super::ttfb::{FirstByte, TtfbSlots, TtfbStats};
 
-/// One request as the windows record it. The histogram bucket is computed once per
+/// One request as the windows record it. The histogram buckets are computed once per
 /// event, not once per window it lands in (a model's, a route's, an instance's).
 #[derive(Debug, Clone, Copy)]
 pub struct Hit {
@@ -17,6 +18,8 @@ pub struct Hit {
     pub duration_us: u64,
     pub bucket: u16,
     pub is_error: bool,
+    /// A streamed answer's first byte; only the live windows keep it.
+    pub first_byte: Option<FirstByte>,
 }
 
 impl Hit {
@@ -27,7 +30,16 @@ impl Hit {
             duration_us,
             bucket: bucket_of(duration_us),
             is_error,
+            first_byte: None,
         }
+    }
+
+    /// With the event's `ttfb_us`, when it has one.
+    #[inline]
+    #[must_use]
+    pub fn with_ttfb(mut self, ttfb_us: Option<u64>) -> Self {
+        self.first_byte = ttfb_us.map(|t| FirstByte::new(self.duration_us, t));
+        self
     }
 }
 
@@ -100,6 +112,10 @@ pub struct Window {
     len: i64,
     /// Slots that saw events, oldest first, keyed by `start`.
     slots: VecDeque<Slot>,
+    /// Time to first byte, in slots of the same starts: `None` until a streamed answer
+    /// lands in the window, and again once the last has left it. Not in [`Slot`], which
+    /// every window and ring cell holds by the ten thousand, streamed or not.
+    ttfb: Option<Box<TtfbSlots>>,
 }
 
 impl Window {
@@ -108,6 +124,7 @@ impl Window {
             slot_secs: i64::from(slot_secs.max(1)),
             len: i64::from(len.max(1)),
             slots: VecDeque::new(),
+            ttfb: None,
         }
     }
 
@@ -152,6 +169,10 @@ impl Window {
             && last.start > now_sec - span
         {
             last.record_hit(h);
+            if let Some(fb) = &h.first_byte {
+                let start = last.start;
+                self.ttfb.get_or_insert_default().record(start, fb);
+            }
             return Placement::InWindow;
         }
         let start = self.slot_start(sec.min(now_sec));
@@ -178,6 +199,9 @@ impl Window {
             },
         };
         self.slots[pos].record_hit(h);
+        if let Some(fb) = &h.first_byte {
+            self.ttfb.get_or_insert_default().record(start, fb);
+        }
         Placement::InWindow
     }
 
@@ -206,6 +230,19 @@ impl Window {
                 retired(s);
             }
         }
+        // The 24-hour rings keep no TTFB: its slots just go, and with the last of them
+        // the allocation, so a model that stopped streaming is back to costing nothing.
+        if self.ttfb.as_mut().is_some_and(|t| t.expire(oldest)) {
+            self.ttfb = None;
+        }
+    }
+
+    /// TTFB over the window's streamed answers (all zero and `None` without any).
+    /// Call [`Window::expire`] first. `merger` must be empty; it is left empty.
+    pub fn ttfb_stats(&self, merger: &mut Merger) -> TtfbStats {
+        self.ttfb
+            .as_ref()
+            .map_or_else(TtfbStats::default, |t| t.stats(merger))
     }
 
     /// The slots inside the window, oldest first. Call [`Window::expire`] first.
@@ -225,6 +262,10 @@ impl Window {
                 .iter()
                 .map(|s| s.latency.heap_bytes())
                 .sum::<usize>()
+            + self
+                .ttfb
+                .as_ref()
+                .map_or(0, |t| std::mem::size_of::<TtfbSlots>() + t.heap_bytes())
     }
 }
 
@@ -253,6 +294,25 @@ mod tests {
         let mut w = Window::new(1, 60);
         w.record(1010, 1000, 200, 1, false);
         assert_eq!(w.slots().next().map(|s| s.start), Some(1000));
+    }
+
+    #[test]
+    fn ttfb_is_held_only_while_a_streamed_answer_is_in_the_window() {
+        let mut w = Window::new(1, 60);
+        let mut m = Merger::default();
+        w.record(1000, 1000, 200, 5_000, false);
+        assert!(w.ttfb.is_none(), "a plain answer allocates nothing");
+        let streamed = Hit::new(200, 9_000, false).with_ttfb(Some(2_000));
+        assert_eq!(w.record_hit(1010, 1010, &streamed), Placement::InWindow);
+        // Late in the window (an older second) and past it (not counted).
+        assert_eq!(w.record_hit(1005, 1010, &streamed), Placement::InWindow);
+        assert_eq!(w.record_hit(900, 1010, &streamed), Placement::Late);
+        assert_eq!(w.ttfb_stats(&mut m).count, 2);
+        w.expire(1065, |_| {});
+        assert_eq!(w.ttfb_stats(&mut m).count, 1, "the 1005 answer has left");
+        w.expire(1070, |_| {});
+        assert!(w.ttfb.is_none(), "freed with the last streamed answer");
+        assert_eq!(w.ttfb_stats(&mut m), TtfbStats::default());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! `modelmon_request_duration_seconds`), for `rate()` and `histogram_quantile()` in the
 //! Prometheus a team already runs. And the live window's own figures as gauges and a
 //! summary (`modelmon_window_*`, `modelmon_latency_seconds`), which are exactly what the
-//! terminal shows (the window slides, so those are not counters).
+//! terminal shows (the window slides, so those are not counters). Time to first byte has
+//! one of each, only for models whose events carry it.
 
 use std::fmt::Write;
 
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::api::model_state;
 use crate::live::Live;
-use crate::store::view::{ModelView, StatusClasses};
+use crate::store::view::{ModelView, StatusClasses, TtfbTotals};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -66,6 +67,100 @@ fn by_class(
             let _ = writeln!(
                 out,
                 "modelmon_{name}{{model=\"{n}\",class=\"{class}\"}} {v}"
+            );
+        }
+    }
+}
+
+/// `modelmon_time_to_first_byte_seconds`: a histogram since start, on the request
+/// duration's buckets so the two compare bucket for bucket, for models that have sent a
+/// TTFB (a model that never streams has no series, rather than series of zeros).
+fn ttfb_histograms(o: &mut String, view: &Live) {
+    let streaming: Vec<(&str, &TtfbTotals)> = view
+        .models
+        .iter()
+        .filter_map(|m| Some((m.model.as_str(), m.totals.ttfb.as_deref()?)))
+        .collect();
+    if streaming.is_empty() {
+        return;
+    }
+    family(
+        o,
+        "time_to_first_byte_seconds",
+        "histogram",
+        "Time to first response byte (first token of a streamed answer) since the monitor started, over events that carry one.",
+    );
+    for (model, t) in streaming {
+        let n = label(model);
+        let mut cumulative = 0;
+        for (bound, count) in crate::store::view::LATENCY_BUCKETS_S.iter().zip(t.buckets) {
+            cumulative += count;
+            let _ = writeln!(
+                o,
+                "modelmon_time_to_first_byte_seconds_bucket{{model=\"{n}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "modelmon_time_to_first_byte_seconds_bucket{{model=\"{n}\",le=\"+Inf\"}} {}",
+            t.count
+        );
+        let _ = writeln!(
+            o,
+            "modelmon_time_to_first_byte_seconds_sum{{model=\"{n}\"}} {}",
+            t.sum_s
+        );
+        let _ = writeln!(
+            o,
+            "modelmon_time_to_first_byte_seconds_count{{model=\"{n}\"}} {}",
+            t.count
+        );
+    }
+}
+
+/// `modelmon_window_time_to_first_byte_seconds`: the window's TTFB percentiles, as
+/// `modelmon_latency_seconds` has the latency's, for models with a TTFB in the window.
+fn ttfb_summaries(o: &mut String, view: &Live) {
+    let streaming: Vec<&ModelView> = view
+        .models
+        .iter()
+        .filter(|m| m.stats.ttfb_requests > 0)
+        .collect();
+    if streaming.is_empty() {
+        return;
+    }
+    family(
+        o,
+        "window_time_to_first_byte_seconds",
+        "summary",
+        "Time to first response byte over the live window, over events that carry one.",
+    );
+    for m in streaming {
+        let n = label(&m.model);
+        let s = &m.stats;
+        for (q, v) in [
+            ("0.5", s.ttfb_p50_ms),
+            ("0.95", s.ttfb_p95_ms),
+            ("0.99", s.ttfb_p99_ms),
+        ] {
+            if let Some(ms) = v {
+                let _ = writeln!(
+                    o,
+                    "modelmon_window_time_to_first_byte_seconds{{model=\"{n}\",quantile=\"{q}\"}} {}",
+                    ms / 1e3
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "modelmon_window_time_to_first_byte_seconds_count{{model=\"{n}\"}} {}",
+            s.ttfb_requests
+        );
+        if let Some(mean) = s.ttfb_mean_ms {
+            let _ = writeln!(
+                o,
+                "modelmon_window_time_to_first_byte_seconds_sum{{model=\"{n}\"}} {}",
+                mean / 1e3 * s.ttfb_requests as f64
             );
         }
     }
@@ -145,6 +240,7 @@ pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
             "modelmon_request_duration_seconds_count{{model=\"{n}\"}} {total}"
         );
     }
+    ttfb_histograms(&mut o, view);
     family(
         &mut o,
         "window_errors",
@@ -210,6 +306,7 @@ pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
             );
         }
     }
+    ttfb_summaries(&mut o, view);
     family(
         &mut o,
         "model_up",

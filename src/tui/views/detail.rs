@@ -587,8 +587,12 @@ fn render_distribution(frame: &mut Frame, area: Rect, m: &ModelView, app: &AppSt
             .style(th.series(3))
     })
     .collect();
+    let mut block = Block::bordered().title(format!(" latency ms ({}s window) ", m.window_s));
+    if let Some(ttfb) = ttfb_title(m, area.width, th.unknown()) {
+        block = block.title_bottom(ttfb);
+    }
     let chart = BarChart::default()
-        .block(Block::bordered().title(format!(" latency ms ({}s window) ", m.window_s)))
+        .block(block)
         .data(BarGroup::default().bars(&bars))
         // Five bars share the width; values are printed inside, so keep at least 3 cells.
         .bar_width(
@@ -598,6 +602,23 @@ fn render_distribution(frame: &mut Frame, area: Rect, m: &ModelView, app: &AppSt
         )
         .bar_gap(1);
     frame.render_widget(chart, area);
+}
+
+/// Time to first byte over the window, for the bottom edge of the latency box: only
+/// when some answer in the window streamed (a model that never does gets no zeros).
+/// Labelled when it fits the box, else the three figures alone.
+fn ttfb_title(m: &ModelView, width: u16, dash: &str) -> Option<String> {
+    let s = &m.stats;
+    s.ttfb_p50_ms?;
+    let [p50, p95, p99] =
+        [s.ttfb_p50_ms, s.ttfb_p95_ms, s.ttfb_p99_ms].map(|v| format::ms(v, dash));
+    let full = format!(" ttfb ms: p50 {p50} p95 {p95} p99 {p99} ");
+    // Two cells for the corners.
+    if full.chars().count() + 2 <= usize::from(width) {
+        Some(full)
+    } else {
+        Some(format!(" ttfb {p50}/{p95}/{p99} "))
+    }
 }
 
 fn render_status(frame: &mut Frame, area: Rect, m: &ModelView, app: &AppState) {
