@@ -47,6 +47,53 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE modelmon_{name} {kind}");
 }
 
+/// One model's cumulative histogram, buckets `LATENCY_BUCKETS_S`, of `modelmon_{name}`.
+fn histogram(o: &mut String, name: &str, model: &str, buckets: &[u64], sum_s: f64, count: u64) {
+    let mut cumulative = 0;
+    for (bound, n) in crate::store::view::LATENCY_BUCKETS_S.iter().zip(buckets) {
+        cumulative += n;
+        let _ = writeln!(
+            o,
+            "modelmon_{name}_bucket{{model=\"{model}\",le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "modelmon_{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(o, "modelmon_{name}_sum{{model=\"{model}\"}} {sum_s}");
+    let _ = writeln!(o, "modelmon_{name}_count{{model=\"{model}\"}} {count}");
+}
+
+/// One model's window quantiles (given in ms, written in seconds) of `modelmon_{name}`.
+fn summary(
+    o: &mut String,
+    name: &str,
+    model: &str,
+    quantiles: &[(&str, Option<f64>)],
+    count: u64,
+    mean_ms: Option<f64>,
+) {
+    for (q, v) in quantiles {
+        // An unknown quantile is absent, not a fake 0.
+        if let Some(ms) = v {
+            let _ = writeln!(
+                o,
+                "modelmon_{name}{{model=\"{model}\",quantile=\"{q}\"}} {}",
+                ms / 1e3
+            );
+        }
+    }
+    let _ = writeln!(o, "modelmon_{name}_count{{model=\"{model}\"}} {count}");
+    if let Some(mean) = mean_ms {
+        let _ = writeln!(
+            o,
+            "modelmon_{name}_sum{{model=\"{model}\"}} {}",
+            mean / 1e3 * count as f64
+        );
+    }
+}
+
 /// One series per model and status class.
 fn by_class(
     out: &mut String,
@@ -91,29 +138,13 @@ fn ttfb_histograms(o: &mut String, view: &Live) {
         "Time to first response byte (first token of a streamed answer) since the monitor started, over events that carry one.",
     );
     for (model, t) in streaming {
-        let n = label(model);
-        let mut cumulative = 0;
-        for (bound, count) in crate::store::view::LATENCY_BUCKETS_S.iter().zip(t.buckets) {
-            cumulative += count;
-            let _ = writeln!(
-                o,
-                "modelmon_time_to_first_byte_seconds_bucket{{model=\"{n}\",le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
+        histogram(
             o,
-            "modelmon_time_to_first_byte_seconds_bucket{{model=\"{n}\",le=\"+Inf\"}} {}",
-            t.count
-        );
-        let _ = writeln!(
-            o,
-            "modelmon_time_to_first_byte_seconds_sum{{model=\"{n}\"}} {}",
-            t.sum_s
-        );
-        let _ = writeln!(
-            o,
-            "modelmon_time_to_first_byte_seconds_count{{model=\"{n}\"}} {}",
-            t.count
+            "time_to_first_byte_seconds",
+            &label(model),
+            &t.buckets,
+            t.sum_s,
+            t.count,
         );
     }
 }
@@ -136,33 +167,19 @@ fn ttfb_summaries(o: &mut String, view: &Live) {
         "Time to first response byte over the live window, over events that carry one.",
     );
     for m in streaming {
-        let n = label(&m.model);
         let s = &m.stats;
-        for (q, v) in [
-            ("0.5", s.ttfb_p50_ms),
-            ("0.95", s.ttfb_p95_ms),
-            ("0.99", s.ttfb_p99_ms),
-        ] {
-            if let Some(ms) = v {
-                let _ = writeln!(
-                    o,
-                    "modelmon_window_time_to_first_byte_seconds{{model=\"{n}\",quantile=\"{q}\"}} {}",
-                    ms / 1e3
-                );
-            }
-        }
-        let _ = writeln!(
+        summary(
             o,
-            "modelmon_window_time_to_first_byte_seconds_count{{model=\"{n}\"}} {}",
-            s.ttfb_requests
+            "window_time_to_first_byte_seconds",
+            &label(&m.model),
+            &[
+                ("0.5", s.ttfb_p50_ms),
+                ("0.95", s.ttfb_p95_ms),
+                ("0.99", s.ttfb_p99_ms),
+            ],
+            s.ttfb_requests,
+            s.ttfb_mean_ms,
         );
-        if let Some(mean) = s.ttfb_mean_ms {
-            let _ = writeln!(
-                o,
-                "modelmon_window_time_to_first_byte_seconds_sum{{model=\"{n}\"}} {}",
-                mean / 1e3 * s.ttfb_requests as f64
-            );
-        }
     }
 }
 
@@ -212,32 +229,14 @@ pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
         "Request duration (start to last response byte) since the monitor started.",
     );
     for m in &view.models {
-        let n = label(&m.model);
         let t = &m.totals;
-        let mut cumulative = 0;
-        for (bound, count) in crate::store::view::LATENCY_BUCKETS_S
-            .iter()
-            .zip(t.duration_buckets)
-        {
-            cumulative += count;
-            let _ = writeln!(
-                o,
-                "modelmon_request_duration_seconds_bucket{{model=\"{n}\",le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let total = t.requests();
-        let _ = writeln!(
-            o,
-            "modelmon_request_duration_seconds_bucket{{model=\"{n}\",le=\"+Inf\"}} {total}"
-        );
-        let _ = writeln!(
-            o,
-            "modelmon_request_duration_seconds_sum{{model=\"{n}\"}} {}",
-            t.duration_sum_s
-        );
-        let _ = writeln!(
-            o,
-            "modelmon_request_duration_seconds_count{{model=\"{n}\"}} {total}"
+        histogram(
+            &mut o,
+            "request_duration_seconds",
+            &label(&m.model),
+            &t.duration_buckets,
+            t.duration_sum_s,
+            t.requests(),
         );
     }
     ttfb_histograms(&mut o, view);
@@ -276,35 +275,20 @@ pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
         "Request latency over the live window.",
     );
     for m in &view.models {
-        let n = label(&m.model);
         let s = &m.stats;
-        for (q, v) in [
-            ("0.5", s.p50_ms),
-            ("0.9", s.p90_ms),
-            ("0.95", s.p95_ms),
-            ("0.99", s.p99_ms),
-        ] {
-            // An unknown quantile is absent, not a fake 0.
-            if let Some(ms) = v {
-                let _ = writeln!(
-                    o,
-                    "modelmon_latency_seconds{{model=\"{n}\",quantile=\"{q}\"}} {}",
-                    ms / 1e3
-                );
-            }
-        }
-        let _ = writeln!(
-            o,
-            "modelmon_latency_seconds_count{{model=\"{n}\"}} {}",
-            s.requests
+        summary(
+            &mut o,
+            "latency_seconds",
+            &label(&m.model),
+            &[
+                ("0.5", s.p50_ms),
+                ("0.9", s.p90_ms),
+                ("0.95", s.p95_ms),
+                ("0.99", s.p99_ms),
+            ],
+            s.requests,
+            s.mean_ms,
         );
-        if let Some(mean) = s.mean_ms {
-            let _ = writeln!(
-                o,
-                "modelmon_latency_seconds_sum{{model=\"{n}\"}} {}",
-                mean / 1e3 * s.requests as f64
-            );
-        }
     }
     ttfb_summaries(&mut o, view);
     family(
