@@ -18,6 +18,15 @@ fn client() -> TestClient {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
+/// A loopback address with a free port, for the proxy binary to listen on.
+fn free_listen_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 fn request(method: Method, url: &str, body: &'static str) -> Request<Full<Bytes>> {
     Request::builder()
         .method(method)
@@ -342,12 +351,8 @@ fn bad_usage_exits_with_code_2_and_says_why() {
 async fn the_binary_proxies_and_delivers_its_events_when_terminated() {
     let sink = Sink::bind().await;
     let upstream = Upstream::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
     let instance = support::unique("proxy-bin");
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_addr();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
         .args([
             "--listen",
@@ -430,11 +435,7 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
     assert!(connected.is_some_and(|l| l["broker"]["state"] == "connected"));
 
     let upstream = Upstream::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_addr();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
         .args(["--listen", &listen, "--upstream", &upstream.url()])
         .args(["--model", "iris", "--amqp", &node.url, "--threads", "1"])
@@ -614,11 +615,7 @@ async fn a_refused_login_is_told_once_with_the_reason() {
     use tokio::io::AsyncBufReadExt;
 
     let upstream = Upstream::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_addr();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
         .args(["--listen", &listen, "--upstream", &upstream.url()])
         .args(["--model", "iris"])
