@@ -568,7 +568,6 @@ pub fn read_file(path: &Path) -> Result<Option<Snapshot>, PersistError> {
         })
 }
 
-/// Temporary files of writers killed mid-write: only the lock holder may remove them.
 /// Whether `e` says the directory cannot be written (not that it is missing or broken).
 fn is_read_only(e: &io::Error) -> bool {
     matches!(
@@ -577,6 +576,7 @@ fn is_read_only(e: &io::Error) -> bool {
     )
 }
 
+/// Temporary files of writers killed mid-write: only the lock holder may remove them.
 fn remove_stale_temps(dir: &Path) {
     let prefix = format!("{FILE_NAME}.tmp-");
     let Ok(entries) = fs::read_dir(dir) else {
