@@ -924,19 +924,23 @@ fn count_total(t: &mut Totals, status: u16, duration_us: u64, err: bool) {
         _ => c.c5xx += 1,
     }
     t.errors += u64::from(err);
-    t.duration_sum_s += duration_us as f64 / 1e6;
-    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| duration_us <= b) {
-        t.duration_buckets[i] += 1;
-    }
+    count_duration(&mut t.duration_buckets, &mut t.duration_sum_s, duration_us);
 }
 
 /// Adds one streamed answer's first byte to the counts since start, late ones included.
 #[inline]
 fn count_ttfb(t: &mut TtfbTotals, ttfb_us: u64) {
     t.count += 1;
-    t.sum_s += ttfb_us as f64 / 1e6;
-    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| ttfb_us <= b) {
-        t.buckets[i] += 1;
+    count_duration(&mut t.buckets, &mut t.sum_s, ttfb_us);
+}
+
+/// Adds a duration to a `/metrics` histogram: its sum, and the first bound it is under
+/// (one above every bound is only in the caller's count).
+#[inline]
+fn count_duration(buckets: &mut [u64; LATENCY_BUCKETS_US.len()], sum_s: &mut f64, us: u64) {
+    *sum_s += us as f64 / 1e6;
+    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us <= b) {
+        buckets[i] += 1;
     }
 }
 
