@@ -70,11 +70,7 @@ fn view() -> View {
                         ..SeriesPoint::default()
                     })
                     .collect(),
-                routes: Vec::new(),
-                instances: Vec::new(),
-                routes_overflowed: 0,
-                version: None,
-                totals: modelmon::store::view::Totals::default(),
+                ..ModelView::default()
             }
         })
         .collect();

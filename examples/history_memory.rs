@@ -3,8 +3,9 @@
 //! `cargo run --release --example history_memory [MODELS] [KEEP_DIR]` prints the
 //! process's resident memory (VmRSS from /proc/self/status) before and after filling
 //! every ring, and after writing them as a snapshot (kept in KEEP_DIR when given).
-//! `ROUTES=4 INSTANCES=2` (the defaults are 0) adds that many route and instance
-//! rings per model. Issue 4's bound: 64 MiB for 100 models.
+//! `ROUTES=4 INSTANCES=2 VERSIONS=2 MEASURES=4` (the defaults are 0) adds that many
+//! route, instance, version and `ml` measure rings per model. The bound: 64 MiB for
+//! 100 models with those four.
 
 #[path = "../benches/support/history_fill.rs"]
 mod history_fill;
@@ -32,8 +33,8 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let (routes, instances) = (env("ROUTES"), env("INSTANCES"));
-    let history = history_fill::fill_with_keys(models, routes, instances, 42);
+    let keys = ["ROUTES", "INSTANCES", "VERSIONS", "MEASURES"].map(env);
+    let history = history_fill::fill_with_keys(models, keys, 42);
     let after = status_kib("VmRSS:");
     let peak = status_kib("VmHWM:");
     let buckets: usize = history
@@ -41,8 +42,12 @@ fn main() {
         .map(|(_, r)| r.hours().count() * modelmon::store::ring::CELLS_PER_HOUR)
         .sum();
     println!(
-        "{models} models ({routes} routes, {instances} instances each), {buckets} ten-second buckets: RSS {:.1} MiB (process before fill {:.1} MiB, \
+        "{models} models ({} routes, {} instances, {} versions, {} measures each), {buckets} ten-second buckets: RSS {:.1} MiB (process before fill {:.1} MiB, \
          peak {:.1} MiB), heap estimate {:.1} MiB",
+        keys[0],
+        keys[1],
+        keys[2],
+        keys[3],
         after as f64 / 1024.0,
         before as f64 / 1024.0,
         peak as f64 / 1024.0,

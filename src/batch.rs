@@ -3,15 +3,16 @@
 //! The line is a stable interface for scripts (see README): keys are only ever added.
 //! Values the monitor does not know are `null`, never a fake 0.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::Serialize;
 
 use crate::live::Live;
-use crate::store::history::{KeyKind, KeySummary, Range, RangeSummary};
+use crate::store::history::{KeyKind, KeySummary, MeasureSummary, Range, RangeSummary};
 use crate::store::view::{
-    BrokerState, ContainerEventView, ContainerView, DockerState, ModelResources, ModelView,
-    StatusClasses,
+    BrokerState, ContainerEventView, ContainerView, DockerState, MeasureStats, ModelResources,
+    ModelView, StatusClasses, VersionStats,
 };
 
 #[derive(Serialize)]
@@ -64,6 +65,12 @@ pub struct ModelLine<'a> {
     /// Generation time: duration − TTFB per streamed answer.
     pub gen_p50_ms: Option<f64>,
     pub gen_p95_ms: Option<f64>,
+    /// Each version in the window side by side, busiest first, with its share.
+    pub versions: &'a [VersionStats],
+    /// Model measures (`ml` keys) by key: distribution, sum and rate per second.
+    pub ml: &'a BTreeMap<String, MeasureStats>,
+    /// `req_bytes` and `resp_bytes`, the same way, when events carry them.
+    pub sizes: &'a BTreeMap<String, MeasureStats>,
     pub status: StatusClasses,
     pub last_seen_ms_ago: Option<i64>,
     /// Container resources arrive with Docker polling; unknown until then.
@@ -93,6 +100,14 @@ pub struct ModelLine<'a> {
     pub range_routes: Option<Vec<KeySummary>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub range_instances: Option<Vec<KeySummary>>,
+    /// With `--range`: per version, per `ml` key, and the streams' `ttfb` and
+    /// `generation` (durations, like latency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_versions: Option<Vec<KeySummary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_ml: Option<Vec<MeasureSummary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_streams: Option<Vec<KeySummary>>,
 }
 
 impl<'a> Line<'a> {
@@ -148,6 +163,9 @@ impl<'a> ModelLine<'a> {
             ttfb_p99_ms: s.ttfb_p99_ms.map(round3),
             gen_p50_ms: s.gen_p50_ms.map(round3),
             gen_p95_ms: s.gen_p95_ms.map(round3),
+            versions: &m.versions,
+            ml: &m.ml,
+            sizes: &m.sizes,
             status: s.status,
             last_seen_ms_ago: m.last_seen_ms_ago,
             cpu_percent: res.and_then(|r| r.cpu_percent).map(round3),
@@ -164,6 +182,9 @@ impl<'a> ModelLine<'a> {
             range: None,
             range_routes: None,
             range_instances: None,
+            range_versions: None,
+            range_ml: None,
+            range_streams: None,
         }
     }
 }
@@ -214,9 +235,12 @@ pub fn write_line_with_range(
         for m in &mut line.models {
             let h = &view.history;
             m.range = h.summary(m.model, range, view.ts_ms);
-            m.range_routes = Some(h.key_summaries(m.model, KeyKind::Route, range, view.ts_ms));
-            m.range_instances =
-                Some(h.key_summaries(m.model, KeyKind::Instance, range, view.ts_ms));
+            let keys = |kind| Some(h.key_summaries(m.model, kind, range, view.ts_ms));
+            m.range_routes = keys(KeyKind::Route);
+            m.range_instances = keys(KeyKind::Instance);
+            m.range_versions = keys(KeyKind::Version);
+            m.range_ml = Some(h.measure_summaries(m.model, range, view.ts_ms));
+            m.range_streams = keys(KeyKind::Stream);
         }
     }
     serde_json::to_writer(&mut *out, &line)?;

@@ -129,6 +129,8 @@ pub struct StoreSection {
     pub max_models: usize,
     pub max_routes: usize,
     pub max_instances: usize,
+    pub max_versions: usize,
+    pub max_measures: usize,
 }
 
 impl Default for StoreSection {
@@ -139,6 +141,8 @@ impl Default for StoreSection {
             max_models: d.max_models,
             max_routes: d.max_routes,
             max_instances: d.max_instances,
+            max_versions: d.max_versions,
+            max_measures: d.max_measures,
         }
     }
 }
@@ -248,7 +252,17 @@ impl Config {
                 "must be whole seconds between 1s and 1h",
             ));
         }
-        if self.store.max_models < 2 || self.store.max_routes < 2 || self.store.max_instances < 2 {
+        let st = &self.store;
+        if [
+            st.max_models,
+            st.max_routes,
+            st.max_instances,
+            st.max_versions,
+            st.max_measures,
+        ]
+        .iter()
+        .any(|&cap| cap < 2)
+        {
             return Err(invalid(
                 "store.max_*",
                 "caps must be at least 2 (one slot is `(other)`)",
@@ -319,6 +333,8 @@ impl Config {
             max_models: self.store.max_models,
             max_routes: self.store.max_routes,
             max_instances: self.store.max_instances,
+            max_versions: self.store.max_versions,
+            max_measures: self.store.max_measures,
             key_history_bytes: (self.history.key_history_mib as usize) << 20,
             keys_in_views: self.history.keys_in_views,
             ..StoreConfig::default()

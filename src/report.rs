@@ -14,7 +14,9 @@ use serde::Serialize;
 use crate::cli::ReportArgs;
 use crate::config::Config;
 use crate::store::IngestTotals;
-use crate::store::history::{HistoryPoint, KeyKind, KeySummary, Range, RangeSummary};
+use crate::store::history::{
+    HistoryPoint, KeyKind, KeySummary, MeasureSummary, Range, RangeSummary,
+};
 use crate::store::persist::{self, PersistError, Snapshot};
 
 /// Points in each model's series: hourly over 24 h, 15 minutes over 6 h, ...
@@ -70,6 +72,12 @@ pub struct ModelReport {
     /// The same figures per route and per instance, busiest first.
     pub routes: Vec<KeySummary>,
     pub instances: Vec<KeySummary>,
+    /// Versions side by side, busiest first.
+    pub versions: Vec<KeySummary>,
+    /// Model measures (`ml` keys).
+    pub ml: Vec<MeasureSummary>,
+    /// Streamed answers: `ttfb` (time to first byte) and `generation` (the rest).
+    pub streams: Vec<KeySummary>,
 }
 
 /// Builds the report of `snap` over `range` at `now_ms`.
@@ -95,6 +103,9 @@ pub fn build<'a>(
                 series: h.series(name, range, now_ms, SERIES_POINTS),
                 routes: h.key_summaries(name, KeyKind::Route, range, now_ms),
                 instances: h.key_summaries(name, KeyKind::Instance, range, now_ms),
+                versions: h.key_summaries(name, KeyKind::Version, range, now_ms),
+                ml: h.measure_summaries(name, range, now_ms),
+                streams: h.key_summaries(name, KeyKind::Stream, range, now_ms),
             })
         })
         .collect();

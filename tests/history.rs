@@ -494,3 +494,143 @@ fn snapshots_round_trip_every_figure() {
     );
     assert_eq!(back.history.models(), vec!["a", "b"]);
 }
+
+/// Streamed answers of two versions with `tokens_out`, one every 2 s over `span_s`
+/// ending at `end_s`: (ts µs, version, ttfb µs, duration µs, tokens).
+fn llm_answers(span_s: i64, end_s: i64) -> Vec<(i64, &'static str, u64, u64, u64)> {
+    (0..span_s / 2)
+        .map(|i| {
+            let ts = (end_s - span_s + 2 * i) * 1_000_000;
+            let canary = i % 4 == 0;
+            let ttfb = 200_000 + (i as u64 % 50) * 4_000 + if canary { 300_000 } else { 0 };
+            let tokens = 40 + i as u64 % 200;
+            // 25 ms a token after the first byte.
+            let duration = ttfb + tokens * 25_000;
+            let version = if canary { "2.0" } else { "1.0" };
+            (ts, version, ttfb, duration, tokens)
+        })
+        .collect()
+}
+
+fn apply_llm(store: &mut Store, answers: &[(i64, &str, u64, u64, u64)], now_us: i64) {
+    for chunk in answers.chunks(2000) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|&(ts, version, ttfb, duration, tokens)| {
+                json!({"ts": ts, "model": "llm", "version": version, "instance": "gpu-0",
+                       "method": "POST", "route": "/v1/chat/completions", "status": 200,
+                       "duration_us": duration, "ttfb_us": ttfb,
+                       "ml": {"tokens_out": tokens}})
+            })
+            .collect();
+        let body = serde_json::to_vec(&json!({"v": 1,
+            "source": {"kind": "demo", "instance": "t", "pid": 1}, "events": events}))
+        .expect("json");
+        let d = decode_batch(&body, None, now_us).expect("a batch");
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        store.apply(&d, now_us);
+    }
+}
+
+#[test]
+fn versions_measures_and_first_bytes_keep_24_hours_and_survive_a_snapshot() {
+    let mut store = keyed_store();
+    // Six hours replayed at once (late for the live window), then ten minutes live, the
+    // clock moving on so their first bytes leave the live window for the rings too.
+    let backlog = llm_answers(6 * 3600, NOW_S - 600);
+    apply_llm(&mut store, &backlog, NOW_S * 1_000_000 - 600_000_000);
+    let live = llm_answers(600, NOW_S);
+    for (i, chunk) in live.chunks(15).enumerate() {
+        let now_s = NOW_S - 600 + 30 * (i as i64 + 1);
+        apply_llm(&mut store, chunk, now_s * 1_000_000);
+        store.view(now_s * 1_000_000, BrokerView::default());
+    }
+    let later = NOW_S + 120;
+    let h = store.fresh_history(later * 1_000_000);
+    let all: Vec<_> = backlog.iter().chain(&live).collect();
+    let day = Range::parse("24h").expect("valid");
+    let now_ms = later * 1000;
+
+    let versions = h.key_summaries("llm", KeyKind::Version, &day, now_ms);
+    let names: Vec<(&str, u64)> = versions
+        .iter()
+        .map(|k| (k.name.as_str(), k.summary.requests))
+        .collect();
+    let canaries = all.iter().filter(|a| a.1 == "2.0").count() as u64;
+    assert_eq!(
+        names,
+        [("1.0", all.len() as u64 - canaries), ("2.0", canaries)],
+        "every answer in its version, busiest first"
+    );
+    let slow: Vec<u64> = all.iter().filter(|a| a.1 == "2.0").map(|a| a.3).collect();
+    within(
+        versions[1].summary.p95_ms,
+        exact_percentile_ms(&slow, 0.95),
+        "canary p95 over 24 h",
+    );
+
+    let streams = h.key_summaries("llm", KeyKind::Stream, &day, now_ms);
+    let by_name = |n: &str| {
+        &streams
+            .iter()
+            .find(|k| k.name == n)
+            .unwrap_or_else(|| panic!("{n} kept"))
+            .summary
+    };
+    let ttfbs: Vec<u64> = all.iter().map(|a| a.2).collect();
+    let gens: Vec<u64> = all.iter().map(|a| a.3 - a.2).collect();
+    assert_eq!(by_name("ttfb").requests, all.len() as u64);
+    within(
+        by_name("ttfb").p95_ms,
+        exact_percentile_ms(&ttfbs, 0.95),
+        "ttfb p95 over 24 h",
+    );
+    within(
+        by_name("generation").p50_ms,
+        exact_percentile_ms(&gens, 0.50),
+        "generation p50 over 24 h",
+    );
+
+    let ml = h.measure_summaries("llm", &day, now_ms);
+    let tokens = ml
+        .iter()
+        .find(|m| m.name == "tokens_out")
+        .expect("tokens_out");
+    let sum: u64 = all.iter().map(|a| a.4).sum();
+    assert_eq!(tokens.count, all.len() as u64);
+    assert!(
+        (tokens.sum - sum as f64).abs() <= sum as f64 * 0.01,
+        "24-h sum {} vs exact {sum}",
+        tokens.sum
+    );
+    let mut t: Vec<u64> = all.iter().map(|a| a.4).collect();
+    t.sort_unstable();
+    let p95 = t[(0.95 * t.len() as f64).ceil() as usize - 1] as f64;
+    assert!(
+        tokens.p95.is_some_and(|v| (v - p95).abs() <= p95 * 0.01),
+        "tokens p95 {:?} vs {p95}",
+        tokens.p95
+    );
+
+    // A snapshot keeps all three, and a restarted store continues them.
+    let snap = Snapshot {
+        saved_ms: now_ms,
+        history: Arc::clone(&h),
+        ingest: IngestTotals::default(),
+    };
+    let back = persist::decode(&persist::encode(&snap)).expect("round trip");
+    assert_eq!(*back.history, *h, "identical rings after a round trip");
+    let mut next = keyed_store();
+    next.restore(&back.history, later * 1_000_000);
+    apply_llm(
+        &mut next,
+        &llm_answers(60, later + 60),
+        (later + 60) * 1_000_000,
+    );
+    let h = next.fresh_history((later + 180) * 1_000_000);
+    let versions = h.key_summaries("llm", KeyKind::Version, &day, (later + 180) * 1000);
+    assert_eq!(
+        versions.iter().map(|k| k.summary.requests).sum::<u64>(),
+        all.len() as u64 + 30
+    );
+}

@@ -195,8 +195,8 @@ fn damaged_snapshots_are_reported_set_aside_and_the_monitor_starts() {
         ),
         (
             "future version",
-            |b| b[12..16].copy_from_slice(&3u32.to_le_bytes()),
-            "format version 3",
+            |b| b[12..16].copy_from_slice(&(persist::VERSION + 1).to_le_bytes()),
+            "format version 4",
         ),
     ];
     for (name, damage, expect) in cases {
@@ -437,7 +437,7 @@ fn report_splits_each_model_by_route_and_instance() {
     save(&mut store, &dir, now_us);
 
     let v = report_json(&dir, "24h");
-    assert_eq!(v["snapshot"]["format_version"], 2);
+    assert_eq!(v["snapshot"]["format_version"], persist::VERSION);
     assert!(v["snapshot"]["ingest"]["events"].is_u64(), "{v}");
     let m = &v["models"][0];
     let routes = m["routes"].as_array().expect("routes");

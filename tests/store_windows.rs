@@ -403,3 +403,143 @@ fn ttfb_leaves_the_window_with_its_second() {
         "and has left the route's window too"
     );
 }
+
+/// An event of `version` carrying `ml` measures and sizes.
+fn rich(version: &str, ts: i64, status: u16, duration_us: u64, ml: Value) -> Value {
+    let mut e = ev("m", "/v1/chat", ts, status, duration_us);
+    e["version"] = json!(version);
+    e["ml"] = ml;
+    e["req_bytes"] = json!(duration_us / 10);
+    e["resp_bytes"] = json!(duration_us);
+    e
+}
+
+#[test]
+fn versions_are_counted_side_by_side_with_their_share() {
+    let mut s = Store::new(StoreConfig::default());
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for sec in 0..20 {
+        let t = T0 + sec * 1_000_000;
+        let mut batch = Vec::new();
+        for i in 0..9u64 {
+            let us = 10_000 + i * 1_000;
+            old.push(us);
+            batch.push(rich("1.0", t, 200, us, json!({})));
+        }
+        // The canary: one request in ten, four times slower, one in three failing.
+        let us = 40_000 + sec as u64 * 1_000;
+        new.push(us);
+        let status = if sec % 3 == 0 { 503 } else { 200 };
+        batch.push(rich("1.1", t + 500_000, status, us, json!({})));
+        apply(&mut s, batch, t);
+    }
+    let v = s.view(T0 + 19_000_000, BrokerView::default());
+    let m = v.model("m").expect("model present");
+    let names: Vec<&str> = m.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(names, ["1.0", "1.1"], "busiest first");
+    let (stable, canary) = (&m.versions[0], &m.versions[1]);
+    assert_eq!((stable.stats.requests, canary.stats.requests), (180, 20));
+    close(stable.share, 0.9, "old share");
+    close(canary.share, 0.1, "canary share");
+    close(stable.stats.p95_ms, nearest_rank_ms(&old, 0.95), "old p95");
+    close(
+        canary.stats.p95_ms,
+        nearest_rank_ms(&new, 0.95),
+        "canary p95",
+    );
+    assert_eq!((stable.stats.errors, canary.stats.errors), (0, 7));
+    close(canary.stats.error_rate, 7.0 / 20.0, "canary error rate");
+    assert_eq!(
+        m.version.as_deref(),
+        Some("1.1"),
+        "the newest event's version"
+    );
+}
+
+#[test]
+fn measures_give_distribution_sum_and_rate_per_key() {
+    let mut s = Store::new(StoreConfig::default());
+    let mut tokens = Vec::new();
+    for sec in 0..30 {
+        let t = T0 + sec * 1_000_000;
+        let batch = (0..4u64)
+            .map(|i| {
+                let out = 50 + sec as u64 * 10 + i;
+                tokens.push(out);
+                rich(
+                    "1.0",
+                    t,
+                    200,
+                    1_000 + out,
+                    json!({"tokens_out": out, "score": 0.25, "offset": -3.0}),
+                )
+            })
+            .collect();
+        apply(&mut s, batch, t);
+    }
+    let v = s.view(T0 + 29_000_000, BrokerView::default());
+    let m = v.model("m").expect("model present");
+    let t = m.ml.get("tokens_out").expect("tokens_out measured");
+    let sum: u64 = tokens.iter().sum();
+    assert_eq!(t.count, 120);
+    close(Some(t.sum), sum as f64, "sum");
+    // 30 s seen of a 60-s window: per second of what was seen.
+    close(Some(t.rate_per_s), sum as f64 / 30.0, "tokens per second");
+    close(t.mean, sum as f64 / 120.0, "tokens per request");
+    for (got, q) in [(t.p50, 0.5), (t.p95, 0.95), (t.p99, 0.99)] {
+        close(
+            got,
+            nearest_rank_ms(&tokens, q) * 1000.0,
+            "tokens percentile",
+        );
+    }
+    close(t.max, 50.0 + 290.0 + 3.0, "max");
+    let score = m.ml.get("score").expect("score measured");
+    close(score.p50, 0.25, "a fraction keeps its thousandths");
+    let offset = m.ml.get("offset").expect("offset measured");
+    assert_eq!(
+        (offset.count, offset.p50),
+        (120, Some(0.0)),
+        "negative counts as 0"
+    );
+
+    let resp = m.sizes.get("resp_bytes").expect("response sizes");
+    close(
+        resp.p50,
+        nearest_rank_ms(&tokens, 0.5) * 1000.0 + 1000.0,
+        "resp p50",
+    );
+    let req = m.sizes.get("req_bytes").expect("request sizes");
+    assert_eq!(req.count, 120);
+    assert!(v.model("m").expect("m").ml.len() == 3);
+}
+
+#[test]
+fn versions_and_measures_past_their_caps_share_other() {
+    let cfg = StoreConfig {
+        max_versions: 3,
+        max_measures: 3,
+        ..StoreConfig::default()
+    };
+    let mut s = Store::new(cfg);
+    let batch = (0..5)
+        .map(|i| {
+            let mut ml = serde_json::Map::new();
+            ml.insert(format!("k{i}"), json!(i));
+            rich(&format!("v{i}"), T0, 200, 1_000, Value::Object(ml))
+        })
+        .collect();
+    apply(&mut s, batch, T0);
+    let v = s.view(T0, BrokerView::default());
+    let m = v.model("m").expect("model present");
+    let mut versions: Vec<(&str, u64)> = m
+        .versions
+        .iter()
+        .map(|v| (v.version.as_str(), v.stats.requests))
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, [(OTHER, 3), ("v0", 1), ("v1", 1)]);
+    let keys: Vec<(&str, u64)> = m.ml.iter().map(|(k, s)| (k.as_str(), s.count)).collect();
+    assert_eq!(keys, [(OTHER, 3), ("k0", 1), ("k1", 1)]);
+    assert_eq!(v.ingest.overflowed, 3, "events whose version was folded");
+}

@@ -193,9 +193,8 @@ fn fixture_view() -> View {
                 stats: st,
                 last_seen_ms_ago: Some(s.seen_ms),
                 series: series(s.qps, s.p95),
-                routes_overflowed: 0,
                 version: Some("1.2.0".to_owned()),
-                totals: modelmon::store::view::Totals::default(),
+                ..ModelView::default()
             }
         })
         .collect();

@@ -34,7 +34,7 @@ fn draw_slot(rng: &mut SmallRng, qps: f64, latency: &LogNormal<f64>) -> Slot {
 /// 24 hours of 10-s buckets for `models` models.
 #[allow(dead_code)] // each user of this file calls one of the two
 pub fn fill(models: usize, seed: u64) -> HistoryView {
-    fill_with_keys(models, 0, 0, seed)
+    fill_with_keys(models, [0; 4], seed)
 }
 
 /// A key's day: each 5-minute cell is thirty slots drawn from `templates`.
@@ -60,8 +60,9 @@ fn key_ring(random: &mut SmallRng, templates: &[Slot], merger: &mut Merger) -> R
     ring
 }
 
-/// 24 hours for `models` models, each with `routes` routes and `instances` instances.
-pub fn fill_with_keys(models: usize, routes: usize, instances: usize, seed: u64) -> HistoryView {
+/// 24 hours for `models` models, each with `keys` routes, instances, versions and `ml`
+/// measures (a measure's values drawn like latencies: the same spread of a distribution).
+pub fn fill_with_keys(models: usize, keys: [usize; 4], seed: u64) -> HistoryView {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut merger = Merger::default();
     let mut rings = BTreeMap::new();
@@ -91,11 +92,9 @@ pub fn fill_with_keys(models: usize, routes: usize, instances: usize, seed: u64)
         }
         day.age(NOW_S, &mut merger);
         let name = format!("model-{i:03}");
-        let mut keys = KeyRings::default();
-        for (n, map, prefix) in [
-            (routes, &mut keys.routes, "/v1/route-"),
-            (instances, &mut keys.instances, "pod-"),
-        ] {
+        let mut key_rings = KeyRings::default();
+        let prefixes = ["/v1/route-", "pod-", "v", "measure_"];
+        for ((map, n), prefix) in key_rings.by_kind_mut().into_iter().zip(keys).zip(prefixes) {
             for k in 0..n {
                 let templates: Vec<Slot> = (0..TEMPLATES)
                     .map(|_| draw_slot(&mut rng, qps / n as f64, &latency))
@@ -106,7 +105,7 @@ pub fn fill_with_keys(models: usize, routes: usize, instances: usize, seed: u64)
                 );
             }
         }
-        keyed.insert(name.clone(), keys);
+        keyed.insert(name.clone(), key_rings);
         rings.insert(name, day);
     }
     HistoryView::new(

@@ -92,6 +92,8 @@ pub struct RangeSummary {
     pub errors: u64,
     pub error_rate: Option<f64>,
     pub client_errors: u64,
+    /// From the distributions: within 1 %.
+    pub mean_ms: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -248,11 +250,16 @@ fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &m
     }
 }
 
-/// The rings of one model's routes and instances.
+/// The rings of one model's keys: routes, instances, versions, measures and streams.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeyRings {
     pub routes: BTreeMap<String, Ring>,
     pub instances: BTreeMap<String, Ring>,
+    pub versions: BTreeMap<String, Ring>,
+    /// `ml` keys; values in thousandths (a ring's "ms" read as the value).
+    pub measures: BTreeMap<String, Ring>,
+    /// `ttfb` and `generation` of streamed answers, as durations.
+    pub streams: BTreeMap<String, Ring>,
 }
 
 impl KeyRings {
@@ -260,17 +267,35 @@ impl KeyRings {
         match kind {
             KeyKind::Route => &self.routes,
             KeyKind::Instance => &self.instances,
+            KeyKind::Version => &self.versions,
+            KeyKind::Measure => &self.measures,
+            KeyKind::Stream => &self.streams,
         }
     }
 
+    /// Every family, in [`KeyKind::ALL`] order.
+    pub fn by_kind(&self) -> [&BTreeMap<String, Ring>; KeyKind::ALL.len()] {
+        KeyKind::ALL.map(|k| self.get(k))
+    }
+
+    pub fn by_kind_mut(&mut self) -> [&mut BTreeMap<String, Ring>; KeyKind::ALL.len()] {
+        [
+            &mut self.routes,
+            &mut self.instances,
+            &mut self.versions,
+            &mut self.measures,
+            &mut self.streams,
+        ]
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.instances.is_empty()
+        self.by_kind().iter().all(|r| r.is_empty())
     }
 
     fn heap_bytes(&self) -> usize {
-        self.routes
-            .iter()
-            .chain(&self.instances)
+        self.by_kind()
+            .into_iter()
+            .flatten()
             .map(|(k, r)| k.len() + r.heap_bytes() + 64)
             .sum()
     }
@@ -281,6 +306,59 @@ impl KeyRings {
 pub enum KeyKind {
     Route,
     Instance,
+    Version,
+    Measure,
+    Stream,
+}
+
+impl KeyKind {
+    /// In the order snapshots keep them (routes and instances since version 2, the
+    /// others since 3).
+    pub const ALL: [Self; 5] = [
+        Self::Route,
+        Self::Instance,
+        Self::Version,
+        Self::Measure,
+        Self::Stream,
+    ];
+}
+
+/// One model measure (`ml` key) over a range: as [`super::view::MeasureStats`], the
+/// sum taken from the distributions (so within 1 %).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeasureSummary {
+    pub name: String,
+    pub count: u64,
+    pub sum: f64,
+    pub rate_per_s: f64,
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl From<KeySummary> for MeasureSummary {
+    /// The rings keep measures in thousandths: their "ms" are the values.
+    fn from(k: KeySummary) -> Self {
+        let s = k.summary;
+        let sum = s.mean_ms.unwrap_or(0.0) * s.requests as f64;
+        Self {
+            name: k.name,
+            count: s.requests,
+            sum,
+            rate_per_s: if s.covered_s > 0 {
+                sum / s.covered_s as f64
+            } else {
+                0.0
+            },
+            mean: s.mean_ms,
+            p50: s.p50_ms,
+            p95: s.p95_ms,
+            p99: s.p99_ms,
+            max: s.max_ms,
+        }
+    }
 }
 
 /// One route's or instance's figures over a range.
@@ -417,6 +495,19 @@ impl HistoryView {
         out
     }
 
+    /// A model's measures over `range`, busiest first.
+    pub fn measure_summaries(
+        &self,
+        model: &str,
+        range: &Range,
+        now_ms: i64,
+    ) -> Vec<MeasureSummary> {
+        self.key_summaries(model, KeyKind::Measure, range, now_ms)
+            .into_iter()
+            .map(MeasureSummary::from)
+            .collect()
+    }
+
     fn ring_summary(&self, ring: &Ring, range: &Range, now_ms: i64) -> RangeSummary {
         let (from, to) = range.bounds_s(now_ms);
         let mut total = Acc::default();
@@ -445,6 +536,7 @@ impl HistoryView {
             errors: total.errors,
             error_rate: total.rate(total.errors),
             client_errors: total.client_errors,
+            mean_ms: all.mean().map(|v| v.min(total.max_us as f64) / 1000.0),
             p50_ms: p50,
             p95_ms: p95,
             p99_ms: p99,

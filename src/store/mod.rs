@@ -23,12 +23,12 @@ use foldhash::fast::RandomState;
 use modelmon_contract::{BatchError, Decoded, Event, RejectReason};
 
 use hist::Merger;
-use history::{HistoryView, KeyRings, Uptime};
+use history::{HistoryView, KeyKind, KeyRings, Uptime};
 use ring::{HOUR_S, Ring, STEP_S, bucket_of_sec};
 pub use view::{BrokerState, BrokerView, View};
 use view::{
-    IngestView, KeyStats, LATENCY_BUCKETS_US, ModelView, RejectRecord, SeriesPoint, Stats, Totals,
-    TtfbTotals,
+    IngestView, KeyStats, LATENCY_BUCKETS_US, MeasureStats, ModelView, RejectRecord, SeriesPoint,
+    Stats, Totals, TtfbTotals, VersionStats,
 };
 use window::{Hit, Placement, Slot, Window};
 
@@ -37,6 +37,12 @@ pub const OTHER: &str = "(other)";
 
 /// Publishing processes whose drops are counted apart (`ingest.dropped_by_source`).
 pub const MAX_DROP_SOURCES: usize = 256;
+
+/// The rings of a streaming model's first bytes: time to first byte, generation time.
+pub const STREAMS: [&str; 2] = ["ttfb", "generation"];
+
+/// The sizes a model's events may carry.
+pub const SIZES: [&str; 2] = ["req_bytes", "resp_bytes"];
 
 /// Seconds of per-second series kept for sparklines.
 pub const SERIES_SECS: i64 = 300;
@@ -49,6 +55,10 @@ pub struct StoreConfig {
     pub max_models: usize,
     pub max_routes: usize,
     pub max_instances: usize,
+    /// Versions of one model tracked side by side.
+    pub max_versions: usize,
+    /// `ml` keys of one model.
+    pub max_measures: usize,
     /// Rejected events kept for display.
     pub recent_rejects: usize,
     /// Memory the 24-hour rings of routes and instances may take, in bytes. Past it
@@ -67,6 +77,8 @@ impl Default for StoreConfig {
             max_models: 256,
             max_routes: 64,
             max_instances: 64,
+            max_versions: 8,
+            max_measures: 16,
             recent_rejects: 50,
             key_history_bytes: 64 << 20,
             keys_in_views: false,
@@ -183,6 +195,11 @@ struct KeyState {
 
 impl KeyState {
     fn record_late(&mut self, sec: i64, hit: &Hit) {
+        self.late_cell(sec).record_hit(hit);
+    }
+
+    /// The slot of late events for the ring cell holding `sec`.
+    fn late_cell(&mut self, sec: i64) -> &mut Slot {
         let cell = sec.div_euclid(ring::COARSE_S) * ring::COARSE_S;
         let i = if let Some(i) = self.late.iter().position(|s| s.start == cell) {
             i
@@ -193,16 +210,18 @@ impl KeyState {
             });
             self.late.len() - 1
         };
-        self.late[i].record_hit(hit);
+        &mut self.late[i]
     }
 }
 
-/// The routes or instances of one model.
+/// The routes, instances, versions or measures of one model.
 #[derive(Debug)]
 struct Keyed {
     keys: Capped<KeyState>,
     slot_secs: u32,
     len: u32,
+    /// Whether slots leaving the windows go into the rings (sizes keep only the window).
+    history: bool,
 }
 
 impl Keyed {
@@ -211,7 +230,27 @@ impl Keyed {
             keys: Capped::new(cap),
             slot_secs,
             len,
+            history: true,
         }
+    }
+
+    fn live_only(mut self) -> Self {
+        self.history = false;
+        self
+    }
+
+    /// Records a measure's value (kept in thousandths, see [`measure_hit`]).
+    #[inline]
+    fn record_value(&mut self, name: &str, sec: i64, now_sec: i64, value: f64) -> bool {
+        let hit = measure_hit(value);
+        self.record(name, sec, now_sec, &hit)
+    }
+
+    /// Adds a whole slot of `name` straight to its ring (TTFB slots leaving the model's
+    /// live window).
+    fn absorb_retired(&mut self, name: &str, slot: &Slot) {
+        let (k, _) = self.key(name);
+        k.late_cell(slot.start).absorb(slot);
     }
 
     #[inline]
@@ -245,12 +284,18 @@ impl Keyed {
 
     /// Moves the slots that left the windows, and late events, into the rings.
     fn expire(&mut self, now_sec: i64, merger: &mut ring::Merger) {
+        let history = self.history;
         for k in self.keys.values_mut() {
             let ring = &mut k.ring;
-            k.window
-                .expire(now_sec, |slot| ring.add(&slot, now_sec, merger));
+            k.window.expire(now_sec, |slot| {
+                if history {
+                    ring.add(&slot, now_sec, merger);
+                }
+            });
             for slot in k.late.drain(..) {
-                ring.add(&slot, now_sec, merger);
+                if history {
+                    ring.add(&slot, now_sec, merger);
+                }
             }
         }
     }
@@ -300,6 +345,23 @@ impl Keyed {
         self.keys.values_mut().map(|k| &mut k.ring)
     }
 
+    /// Measures by name (values in thousandths, see [`measure_hit`]).
+    fn measures(
+        &self,
+        now_sec: i64,
+        first_sec: i64,
+        merger: &mut Merger,
+    ) -> BTreeMap<String, MeasureStats> {
+        self.keys
+            .iter()
+            .filter(|(_, k)| !k.window.is_empty())
+            .map(|(name, k)| {
+                let s = window_stats(&k.window, now_sec, first_sec, merger);
+                (name.to_owned(), MeasureStats::from_window(&s))
+            })
+            .collect()
+    }
+
     fn stats(&self, now_sec: i64, first_sec: i64, merger: &mut Merger) -> Vec<KeyStats> {
         let mut out: Vec<KeyStats> = self
             .keys
@@ -347,6 +409,14 @@ struct ModelState {
     past: VecDeque<SeriesPoint>,
     routes: Keyed,
     instances: Keyed,
+    versions: Keyed,
+    /// `ml` keys, values kept in thousandths.
+    measures: Keyed,
+    /// `req_bytes` and `resp_bytes`: live windows only.
+    sizes: Keyed,
+    /// Time to first byte and generation time, as TTFB slots leave the live window:
+    /// rings only, no live windows (the model's own window has them).
+    streams: Keyed,
     /// Newest event start seen, Unix µs.
     last_seen_us: i64,
     /// The first second seen, so QPS is not diluted before a full window has passed.
@@ -360,6 +430,29 @@ struct ModelState {
     /// Latest resource sample per instance: (bucket, cpu %, memory bytes).
     resources: Map<(i64, Option<f32>, Option<u64>)>,
     totals: Totals,
+}
+
+impl ModelState {
+    /// The families that keep 24-hour rings, in [`KeyKind::ALL`] order.
+    fn ringed(&self) -> [&Keyed; KeyKind::ALL.len()] {
+        [
+            &self.routes,
+            &self.instances,
+            &self.versions,
+            &self.measures,
+            &self.streams,
+        ]
+    }
+
+    fn ringed_mut(&mut self) -> [&mut Keyed; KeyKind::ALL.len()] {
+        [
+            &mut self.routes,
+            &mut self.instances,
+            &mut self.versions,
+            &mut self.measures,
+            &mut self.streams,
+        ]
+    }
 }
 
 /// The saved history of a model that has not sent since the restart.
@@ -544,11 +637,21 @@ impl Store {
             routes.restore(&saved.keys.routes);
             let mut instances = Keyed::new(cfg.max_instances, sub, sub_len);
             instances.restore(&saved.keys.instances);
+            let mut versions = Keyed::new(cfg.max_versions, sub, sub_len);
+            versions.restore(&saved.keys.versions);
+            let mut measures = Keyed::new(cfg.max_measures, sub, sub_len);
+            measures.restore(&saved.keys.measures);
+            let mut streams = Keyed::new(STREAMS.len() + 1, sub, sub_len);
+            streams.restore(&saved.keys.streams);
             ModelState {
                 live: Window::new(1, cfg.window_s),
                 past: VecDeque::new(),
                 routes,
                 instances,
+                versions,
+                measures,
+                sizes: Keyed::new(SIZES.len() + 1, sub, sub_len).live_only(),
+                streams,
                 last_seen_us: i64::MIN,
                 first_sec: now_sec,
                 version: None,
@@ -695,13 +798,11 @@ impl Store {
                 rings.insert(name.to_string(), ring);
             }
             if with_keys {
-                keys.insert(
-                    name.to_string(),
-                    KeyRings {
-                        routes: m.routes.rings(now_sec, &mut self.ring_merger),
-                        instances: m.instances.rings(now_sec, &mut self.ring_merger),
-                    },
-                );
+                let mut k = KeyRings::default();
+                for (rings, keyed) in k.by_kind_mut().into_iter().zip(m.ringed()) {
+                    *rings = keyed.rings(now_sec, &mut self.ring_merger);
+                }
+                keys.insert(name.to_string(), k);
             }
         }
         self.dormant.retain(|_, d| {
@@ -746,8 +847,9 @@ impl Store {
             r.drop_before(cut);
         }
         for d in self.dormant.values_mut() {
-            d.keys.routes.retain(|_, r| !r.is_empty());
-            d.keys.instances.retain(|_, r| !r.is_empty());
+            for rings in d.keys.by_kind_mut() {
+                rings.retain(|_, r| !r.is_empty());
+            }
         }
     }
 
@@ -766,8 +868,9 @@ impl Store {
                 if m.ring.is_empty() {
                     m.ring = ring;
                 }
-                m.routes.restore(&keys.routes);
-                m.instances.restore(&keys.instances);
+                for (keyed, rings) in m.ringed_mut().into_iter().zip(keys.by_kind()) {
+                    keyed.restore(rings);
+                }
                 continue;
             }
             if self.models.len() + self.dormant.len() >= self.cfg.max_models {
@@ -846,9 +949,9 @@ impl Store {
             live += k.len()
                 + m.live.heap_bytes()
                 + m.past.capacity() * std::mem::size_of::<SeriesPoint>()
-                + m.routes.window_bytes()
-                + m.instances.window_bytes();
-            rings += m.ring.heap_bytes() + m.routes.ring_bytes() + m.instances.ring_bytes();
+                + m.sizes.window_bytes()
+                + m.ringed().iter().map(|k| k.window_bytes()).sum::<usize>();
+            rings += m.ring.heap_bytes() + m.ringed().iter().map(|k| k.ring_bytes()).sum::<usize>();
         }
         (live, rings)
     }
@@ -861,12 +964,12 @@ fn key_rings<'a>(
 ) -> impl Iterator<Item = &'a mut Ring> {
     let live = models
         .values_mut()
-        .flat_map(|m| m.routes.rings_mut().chain(m.instances.rings_mut()));
+        .flat_map(|m| m.ringed_mut().into_iter().flat_map(Keyed::rings_mut));
     let saved = dormant.values_mut().flat_map(|d| {
         d.keys
-            .routes
-            .values_mut()
-            .chain(d.keys.instances.values_mut())
+            .by_kind_mut()
+            .into_iter()
+            .flat_map(|r| r.values_mut())
     });
     live.chain(saved)
 }
@@ -904,12 +1007,45 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) 
             .record_hit(&hit);
         let r_over = m.routes.record_late(&ev.route, sec, &hit);
         let i_over = m.instances.record_late(&ev.instance, sec, &hit);
-        return (true, r_over || i_over);
+        let v_over = ev
+            .version
+            .as_ref()
+            .is_some_and(|v| m.versions.record_late(v, sec, &hit));
+        for (key, value) in &ev.ml {
+            m.measures.record_late(key, sec, &measure_hit(*value));
+        }
+        if let Some(fb) = &hit.first_byte {
+            for (name, us) in STREAMS.iter().zip([fb.ttfb_us, fb.gen_us]) {
+                m.streams.record_late(name, sec, &Hit::new(200, us, false));
+            }
+        }
+        return (true, r_over || i_over || v_over);
     }
     m.first_sec = m.first_sec.min(sec);
     let r_over = m.routes.record(&ev.route, sec, now_sec, &hit);
     let i_over = m.instances.record(&ev.instance, sec, now_sec, &hit);
-    (false, r_over || i_over)
+    let v_over = ev
+        .version
+        .as_ref()
+        .is_some_and(|v| m.versions.record(v, sec, now_sec, &hit));
+    for (key, value) in &ev.ml {
+        m.measures.record_value(key, sec, now_sec, *value);
+    }
+    for (name, bytes) in SIZES.iter().zip([ev.req_bytes, ev.resp_bytes]) {
+        if let Some(b) = bytes {
+            m.sizes.record_value(name, sec, now_sec, b as f64);
+        }
+    }
+    (false, r_over || i_over || v_over)
+}
+
+/// A measure's value as a window records it: in thousandths, as if microseconds, so
+/// the window's millisecond figures read as the value itself. Distributions need a
+/// non-negative integer: negative values count as 0.
+#[inline]
+fn measure_hit(value: f64) -> Hit {
+    // `as` saturates: a value past u64 (finite, the decoder checked) is the largest.
+    Hit::new(200, (value.max(0.0) * 1000.0).round() as u64, false)
 }
 
 /// Adds one request to the counts since start, late ones included.
@@ -960,10 +1096,19 @@ fn expire_model(
 ) {
     let past = &mut m.past;
     let staging = &mut m.staging;
-    m.live.expire(now_sec, |slot| {
-        past.push_back(series_point(&slot, merger));
-        stage(staging, &slot);
-    });
+    let streams = &mut m.streams;
+    m.live.expire_streamed(
+        now_sec,
+        |slot| {
+            past.push_back(series_point(&slot, merger));
+            stage(staging, &slot);
+        },
+        |slots| {
+            for (name, slot) in STREAMS.iter().zip(&slots) {
+                streams.absorb_retired(name, slot);
+            }
+        },
+    );
     while past.front().is_some_and(|p| p.sec <= now_sec - SERIES_SECS) {
         past.pop_front();
     }
@@ -976,8 +1121,10 @@ fn expire_model(
         m.ring.add(&entry.remove(), now_sec, ring_merger);
     }
     m.ring.age(now_sec, ring_merger);
-    m.routes.expire(now_sec, ring_merger);
-    m.instances.expire(now_sec, ring_merger);
+    m.sizes.expire(now_sec, ring_merger);
+    for keyed in m.ringed_mut() {
+        keyed.expire(now_sec, ring_merger);
+    }
 }
 
 /// Adds a slot to the 10-s bucket holding its start.
@@ -1015,6 +1162,7 @@ fn model_view(
 ) -> ModelView {
     let now_sec = now_us.div_euclid(1_000_000);
     let stats = window_stats(&m.live, now_sec, m.first_sec, merger);
+    let requests = stats.requests;
 
     // Five minutes of seconds, gaps as zero-request points.
     let mut series = Vec::with_capacity(SERIES_SECS as usize);
@@ -1051,6 +1199,18 @@ fn model_view(
         instances: m.instances.stats(now_sec, m.first_sec, merger),
         routes_overflowed: m.routes.overflowed(),
         version: m.version.as_deref().map(str::to_owned),
+        versions: m
+            .versions
+            .stats(now_sec, m.first_sec, merger)
+            .into_iter()
+            .map(|k| VersionStats {
+                version: k.name,
+                share: (requests > 0).then(|| k.stats.requests as f64 / requests as f64),
+                stats: k.stats,
+            })
+            .collect(),
+        ml: m.measures.measures(now_sec, m.first_sec, merger),
+        sizes: m.sizes.measures(now_sec, m.first_sec, merger),
         totals: m.totals.clone(),
     }
 }

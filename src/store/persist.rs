@@ -10,7 +10,8 @@
 //! ```text
 //! header  "MODELMON" "HIST" version:u32 payload_len:u64 crc32(payload):u32
 //! payload saved_ms:i64 · ingest counters (5 varints) · uptime spans · models
-//! model   name · ring · (v2) routes · instances; routes = count · (name · ring)*
+//! model   name · ring · (v2) routes · instances · (v3) versions · measures · streams;
+//!         each of those = count · (name · ring)*
 //! ring    count · hours
 //! hour    start_s:i64 tier:u8 has_res:u8 · N cells of 7 varints
 //!         · distributions as varint length + bytes (0 = none) · if has_res: N × (cpu:f32, mem_kib:u32)
@@ -18,7 +19,8 @@
 //!         2: route/instance, 12 cells, 12 dists · 3: route/instance, 12 cells, 1 dist
 //! ```
 //!
-//! Version 1 (no routes and instances) is still read.
+//! Versions 1 (no routes and instances) and 2 (no versions, measures and streams) are
+//! still read.
 //!
 //! A file that fails any check is never overwritten: the writer renames it aside
 //! (`history.snap.corrupt-<unix s>`) and says so on stderr. One writer per directory is
@@ -33,14 +35,14 @@ use std::sync::Arc;
 use fs4::fs_std::FileExt;
 
 use super::IngestTotals;
-use super::history::{HistoryView, KeyRings, Uptime};
+use super::history::{HistoryView, KeyKind, KeyRings, Uptime};
 use super::ring::{self, Cell, Dist, Dists, Grain, HOUR_S, Hour, Res, Ring, write_varint};
 
 pub const FILE_NAME: &str = "history.snap";
 pub const LOCK_NAME: &str = "lock";
 const MAGIC: &[u8; 12] = b"MODELMONHIST";
 /// The format this build writes; it reads this one and every one before it.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const HEADER_LEN: usize = 12 + 4 + 8 + 4;
 
 /// What a snapshot holds.
@@ -157,7 +159,7 @@ pub fn write_to<W: Write + Seek>(w: &mut W, snap: &Snapshot) -> io::Result<u64> 
         put_name(&mut p, name);
         write_ring(&mut sum, &mut p, h.ring(name).unwrap_or(&no_ring))?;
         let keys = h.keys(name).unwrap_or(&no_keys);
-        for rings in [&keys.routes, &keys.instances] {
+        for rings in keys.by_kind() {
             write_varint(&mut p, rings.len() as u64);
             for (key, ring) in rings {
                 put_name(&mut p, key);
@@ -429,7 +431,9 @@ fn decode_payload(r: &mut Reader<impl Read>, version: u32) -> Result<Snapshot, S
         let ring = read_ring(r, Grain::Model, &mut merger)?;
         if version >= 2 {
             let mut keys = KeyRings::default();
-            for rings in [&mut keys.routes, &mut keys.instances] {
+            // Version 2 saved routes and instances only.
+            let families = if version >= 3 { KeyKind::ALL.len() } else { 2 };
+            for rings in keys.by_kind_mut().into_iter().take(families) {
                 for _ in 0..r.count()? {
                     let key = read_name(r)?;
                     rings.insert(key, read_ring(r, Grain::Key, &mut merger)?);
@@ -808,8 +812,9 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_snapshot_without_routes_still_loads() {
-        // Version 1 is version 2 without the route and instance lists after each model.
+    fn older_snapshots_without_some_key_families_still_load() {
+        // Version 1 is the current format without any key list after each model;
+        // version 2 has routes and instances but not versions, measures and streams.
         let mut ring = Ring::default();
         let mut slot = super::super::window::Slot {
             start: 1_800_000_000,
@@ -825,18 +830,20 @@ mod tests {
             history: Arc::new(history.clone()),
             ingest: IngestTotals::default(),
         };
-        let v2 = encode(&snap);
-        // One model, no keys: its two empty lists are the payload's last two bytes.
-        assert_eq!(&v2[v2.len() - 2..], &[0, 0]);
-        let payload = &v2[HEADER_LEN..v2.len() - 2];
-        let mut v1 = Vec::new();
-        v1.extend_from_slice(MAGIC);
-        v1.extend_from_slice(&1u32.to_le_bytes());
-        v1.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        v1.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        v1.extend_from_slice(payload);
-        let back = decode(&v1).expect("version 1 reads");
-        assert_eq!(*back.history, history);
-        assert!(back.history.keys("m").is_none());
+        let now = encode(&snap);
+        // One model, no keys: its five empty lists are the payload's last five bytes.
+        assert_eq!(&now[now.len() - 5..], &[0; 5]);
+        for (version, lists) in [(1u32, 0), (2, 2)] {
+            let payload = &now[HEADER_LEN..now.len() - 5 + lists];
+            let mut old = Vec::new();
+            old.extend_from_slice(MAGIC);
+            old.extend_from_slice(&version.to_le_bytes());
+            old.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            old.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            old.extend_from_slice(payload);
+            let back = decode(&old).unwrap_or_else(|e| panic!("version {version} reads: {e}"));
+            assert_eq!(*back.history, history, "version {version}");
+            assert!(back.history.keys("m").is_none());
+        }
     }
 }

@@ -527,6 +527,18 @@ impl Merger {
         self.dense.quantiles(qs, |i| hist_value(i as u16))
     }
 
+    /// The mean, taking each bucket at its midpoint (so within a bucket's width).
+    pub fn mean(&self) -> Option<f64> {
+        let (lo, counts) = self.dense.touched();
+        let total = self.dense.total();
+        let sum: f64 = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| c as f64 * hist_value((lo + i) as u16))
+            .sum();
+        (total > 0).then(|| sum / total as f64)
+    }
+
     pub fn reset(&mut self) {
         self.dense.reset();
     }

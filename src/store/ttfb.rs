@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 
 use super::hist::{Merger, SparseHist, bucket_of};
+use super::window::Slot;
 
 /// One event's TTFB and generation time, bucketed once for every window it lands in.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +45,9 @@ impl FirstByte {
 struct TtfbSlot {
     /// Same start as the window's slot it shadows.
     start: i64,
+    count: u32,
     sum_ttfb_us: u64,
+    sum_gen_us: u64,
     max_ttfb_us: u64,
     max_gen_us: u64,
     ttfb: SparseHist,
@@ -61,7 +64,9 @@ impl TtfbSlot {
 
     #[inline]
     fn record(&mut self, fb: &FirstByte) {
+        self.count = self.count.saturating_add(1);
         self.sum_ttfb_us = self.sum_ttfb_us.saturating_add(fb.ttfb_us);
+        self.sum_gen_us = self.sum_gen_us.saturating_add(fb.gen_us);
         self.max_ttfb_us = self.max_ttfb_us.max(fb.ttfb_us);
         self.max_gen_us = self.max_gen_us.max(fb.gen_us);
         self.ttfb.record_bucket(fb.ttfb_bucket, 1);
@@ -71,6 +76,23 @@ impl TtfbSlot {
     fn seal(&mut self) {
         self.ttfb.seal();
         self.generation.seal();
+    }
+
+    /// As two window slots of `count` answers each, whose durations are the TTFBs and
+    /// the generation times: what a 24-hour ring keeps.
+    fn into_slots(self) -> [Slot; 2] {
+        let slot = |sum_us, max_us, latency| Slot {
+            start: self.start,
+            status: [0, self.count, 0, 0, 0],
+            errors: 0,
+            sum_us,
+            max_us,
+            latency,
+        };
+        [
+            slot(self.sum_ttfb_us, self.max_ttfb_us, self.ttfb),
+            slot(self.sum_gen_us, self.max_gen_us, self.generation),
+        ]
     }
 }
 
@@ -109,10 +131,13 @@ impl TtfbSlots {
         self.slots[pos].record(fb);
     }
 
-    /// Drops the slots that started before `oldest`; `true` when none is left.
-    pub fn expire(&mut self, oldest: i64) -> bool {
+    /// Hands out the slots that started before `oldest` (see [`TtfbSlot::into_slots`]);
+    /// `true` when none is left.
+    pub fn expire(&mut self, oldest: i64, mut retired: impl FnMut([Slot; 2])) -> bool {
         while self.slots.front().is_some_and(|s| s.start < oldest) {
-            self.slots.pop_front();
+            if let Some(s) = self.slots.pop_front() {
+                retired(s.into_slots());
+            }
         }
         self.slots.is_empty()
     }
@@ -182,9 +207,13 @@ mod tests {
         let st = t.stats(&mut m);
         assert_eq!(st.count, 4);
         assert_eq!(st.mean_ms, Some(2.5));
-        assert!(!t.expire(12), "the newest slot stays");
+        assert!(!t.expire(12, |_| {}), "the newest slot stays");
         assert_eq!(t.stats(&mut m).count, 2);
-        assert!(t.expire(13), "nothing left");
+        let mut left = Vec::new();
+        assert!(t.expire(13, |s| left.push(s)), "nothing left");
+        let [ttfb, generation] = &left[0];
+        assert_eq!((ttfb.start, ttfb.requests(), ttfb.sum_us), (12, 2, 6_000));
+        assert_eq!((generation.requests(), generation.sum_us), (2, 8_000));
         assert_eq!(t.stats(&mut m), TtfbStats::default());
     }
 

@@ -151,6 +151,50 @@ pub struct KeyStats {
     pub stats: Stats,
 }
 
+/// One version of a model, with its figures: versions side by side show a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionStats {
+    pub version: String,
+    /// Its part of the model's requests in the window, 0..1.
+    pub share: Option<f64>,
+    #[serde(flatten)]
+    pub stats: Stats,
+}
+
+/// One model measure (an `ml` key, or a request or response size) over the live window.
+/// Distributions keep values to 0.001 and within 1 %; negative values count as 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasureStats {
+    /// Events that carried it.
+    pub count: u64,
+    pub sum: f64,
+    /// `sum` per second of the window: `tokens_out` gives tokens per second.
+    pub rate_per_s: f64,
+    /// Per event that carried it.
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl MeasureStats {
+    /// From a window's figures over values kept in thousandths (so its "ms" are units).
+    pub fn from_window(s: &Stats) -> Self {
+        let mean = s.mean_ms.unwrap_or(0.0);
+        Self {
+            count: s.requests,
+            sum: mean * s.requests as f64,
+            rate_per_s: mean * s.qps,
+            mean: s.mean_ms,
+            p50: s.p50_ms,
+            p95: s.p95_ms,
+            p99: s.p99_ms,
+            max: s.max_ms,
+        }
+    }
+}
+
 /// One second of a model's recent past, for sparklines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesPoint {
@@ -224,7 +268,17 @@ pub struct ModelView {
     pub instances: Vec<KeyStats>,
     /// Routes folded into `(other)` after the per-model cap.
     pub routes_overflowed: u64,
+    /// The newest event's version.
     pub version: Option<String>,
+    /// Each version seen in the window, busiest first (events without one are not here).
+    #[serde(default)]
+    pub versions: Vec<VersionStats>,
+    /// Model measures (`ml` keys), by key.
+    #[serde(default)]
+    pub ml: BTreeMap<String, MeasureStats>,
+    /// `req_bytes` and `resp_bytes`, when events carry them.
+    #[serde(default)]
+    pub sizes: BTreeMap<String, MeasureStats>,
     /// Everything accepted since the monitor started.
     #[serde(default)]
     pub totals: Totals,

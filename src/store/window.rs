@@ -223,16 +223,30 @@ impl Window {
     }
 
     /// Removes the slots that left the window at `now_sec`, oldest first.
-    pub fn expire(&mut self, now_sec: i64, mut retired: impl FnMut(Slot)) {
+    pub fn expire(&mut self, now_sec: i64, retired: impl FnMut(Slot)) {
+        self.expire_streamed(now_sec, retired, |_| {});
+    }
+
+    /// [`Window::expire`], also handing out the TTFB slots that left, as two slots
+    /// (time to first byte, generation time) for a ring. With the last of them goes the
+    /// allocation, so a model that stopped streaming is back to costing nothing.
+    pub fn expire_streamed(
+        &mut self,
+        now_sec: i64,
+        mut retired: impl FnMut(Slot),
+        streamed: impl FnMut([Slot; 2]),
+    ) {
         let oldest = self.oldest_start(now_sec);
         while self.slots.front().is_some_and(|s| s.start < oldest) {
             if let Some(s) = self.slots.pop_front() {
                 retired(s);
             }
         }
-        // The 24-hour rings keep no TTFB: its slots just go, and with the last of them
-        // the allocation, so a model that stopped streaming is back to costing nothing.
-        if self.ttfb.as_mut().is_some_and(|t| t.expire(oldest)) {
+        if self
+            .ttfb
+            .as_mut()
+            .is_some_and(|t| t.expire(oldest, streamed))
+        {
             self.ttfb = None;
         }
     }

@@ -38,11 +38,7 @@ fn model(name: &str, requests: u64, p95_ms: f64, error_rate: f64, per_sec: u64) 
                 ..SeriesPoint::default()
             })
             .collect(),
-        routes: Vec::new(),
-        instances: Vec::new(),
-        routes_overflowed: 0,
-        version: None,
-        totals: modelmon::store::view::Totals::default(),
+        ..ModelView::default()
     }
 }
 
