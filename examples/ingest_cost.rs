@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Divide the `Collected` total by the events it prints. Without valgrind it prints the
-//! time per event of each step.
+//! time per event of each step. `ingest_cost plain` uses events without `ttfb_us` and
+//! `ml` (the default carries both, see `benches/support/ingest_bodies.rs`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use modelmon_contract::{Decoded, decode_batch};
 
 #[path = "../benches/support/ingest_bodies.rs"]
 mod ingest_bodies;
-use ingest_bodies::{EVENTS_PER_BATCH, NOW, bodies};
+use ingest_bodies::{EVENTS_PER_BATCH, NOW, bodies, bodies_with};
 
 const ROUNDS: usize = 10;
 
@@ -39,7 +40,11 @@ fn apply_all(store: &mut Store, decoded: &[Decoded<'_>]) {
 }
 
 fn main() {
-    let bodies = bodies();
+    let bodies = if std::env::args().nth(1).as_deref() == Some("plain") {
+        bodies_with(false, 0)
+    } else {
+        bodies()
+    };
     let decoded: Vec<Decoded<'_>> = bodies
         .iter()
         .filter_map(|(b, m)| decode_batch(b, Some(m), NOW).ok())

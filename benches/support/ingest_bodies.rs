@@ -9,14 +9,18 @@ pub const EVENTS_PER_BATCH: usize = 100;
 
 /// 200 batches of 100 realistic events: 10 models, 8 routes and 4 instances each. A
 /// batch comes from one publishing process, so its events share an instance (as every
-/// interceptor sends them); routes vary event by event. Every event carries a `ttfb_us`,
-/// the costlier case for the store (streamed answers: SSE, LLM tokens).
+/// interceptor sends them); routes vary event by event. Every event carries a version,
+/// sizes, a `ttfb_us` and four `ml` measures: the costliest case for the store (a
+/// streamed LLM answer with its token counts).
 pub fn bodies() -> Vec<(Vec<u8>, String)> {
-    bodies_with(true)
+    bodies_with(true, 4)
 }
 
-/// [`bodies`], with or without `ttfb_us` on every event.
-pub fn bodies_with(ttfb: bool) -> Vec<(Vec<u8>, String)> {
+/// The `ml` keys an event may carry, in the order it carries them.
+const ML_KEYS: [&str; 4] = ["tokens_in", "tokens_out", "queue_us", "batch_size"];
+
+/// [`bodies`], with or without `ttfb_us`, and with the first `ml` of [`ML_KEYS`].
+pub fn bodies_with(ttfb: bool, ml: usize) -> Vec<(Vec<u8>, String)> {
     let mut x = 42u64;
     let mut next = || {
         x = x
@@ -44,7 +48,12 @@ pub fn bodies_with(ttfb: bool) -> Vec<(Vec<u8>, String)> {
                         req_bytes: Some(512 + r % 1000),
                         resp_bytes: Some(128 + r % 300),
                         error: None,
-                        ml: Vec::new(),
+                        ml: ML_KEYS
+                            .iter()
+                            .take(ml)
+                            .enumerate()
+                            .map(|(k, key)| ((*key).into(), ((r >> (4 * k)) % 500) as f64))
+                            .collect(),
                     }
                 })
                 .collect();

@@ -104,7 +104,8 @@ struct Capped<V> {
     cap: usize,
     overflowed: u64,
     /// The entry found last. A batch comes from one process, so its events share an
-    /// instance and often a route: comparing with the last name beats hashing it.
+    /// instance and often a route: comparing with the last name (and the next one)
+    /// beats hashing it.
     last: usize,
 }
 
@@ -125,6 +126,17 @@ impl<V> Capped<V> {
         let last = self.last;
         if self.entries.get(last).is_some_and(|e| *e.0 == *name) {
             return (&mut self.entries[last].1, false);
+        }
+        // Names that come in the same order every time (an event's `ml` keys) are found
+        // as the next entry, or the first one after the last.
+        let next = if last.wrapping_add(1) < self.entries.len() {
+            last + 1
+        } else {
+            0
+        };
+        if self.entries.get(next).is_some_and(|e| *e.0 == *name) {
+            self.last = next;
+            return (&mut self.entries[next].1, false);
         }
         if let Some(&i) = self.index.get(name) {
             self.last = i;
