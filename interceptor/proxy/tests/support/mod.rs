@@ -141,8 +141,8 @@ impl Pace {
     }
 }
 
-/// A model API that streams every answer as Server-Sent Events at a known [`Pace`];
-/// `/health` answers at once.
+/// A model API whose `/v1/chat/completions` streams its answer as Server-Sent Events at
+/// a known [`Pace`]; any other path answers at once, with a body of declared length.
 pub struct PacedUpstream {
     pub addr: SocketAddr,
 }
@@ -174,8 +174,10 @@ impl PacedUpstream {
 
 fn paced_answer(req: &Request<Incoming>, pace: Pace) -> Response<UpBody> {
     let asked = tokio::time::Instant::now();
-    if req.uri().path() == "/health" {
-        return Response::new(Either::Left(Full::new(Bytes::from_static(b"ok"))));
+    if req.uri().path() != "/v1/chat/completions" {
+        return Response::new(Either::Left(Full::new(Bytes::from_static(
+            br#"{"embedding":[0.1,0.2]}"#,
+        ))));
     }
     let (mut tx, body) = Channel::<Bytes, Infallible>::new(1);
     tokio::spawn(async move {
