@@ -64,6 +64,8 @@ pub struct Recorder {
     /// `None` once recorded, or for paths that are not recorded.
     event: Option<Event<'static>>,
     start: Instant,
+    /// Whether the response is a stream: only then is its first byte worth recording.
+    streamed: bool,
     ttfb_us: Option<u64>,
     resp_bytes: u64,
     req_bytes: Arc<AtomicU64>,
@@ -80,6 +82,7 @@ impl Recorder {
             publisher,
             event,
             start,
+            streamed: false,
             ttfb_us: None,
             resp_bytes: 0,
             req_bytes,
@@ -99,7 +102,7 @@ impl Recorder {
     }
 
     fn saw_data(&mut self, len: usize) {
-        if len > 0 && self.ttfb_us.is_none() {
+        if len > 0 && self.streamed && self.ttfb_us.is_none() {
             self.ttfb_us = Some(self.elapsed_us());
         }
         self.resp_bytes += len as u64;
@@ -138,7 +141,13 @@ pub struct RecordedBody<B: Body> {
 }
 
 impl<B: Body> RecordedBody<B> {
-    pub fn new(inner: B, recorder: Recorder) -> Self {
+    pub fn new(inner: B, mut recorder: Recorder) -> Self {
+        // A body of unknown length (chunked, SSE, read to the close) is a stream: the
+        // upstream began answering before it knew the whole answer, and its first byte is
+        // the first token. A body whose length was declared up front was ready, or nearly,
+        // when its headers left: its first byte says nothing its last does not, and the
+        // monitor keeps TTFB for the models that stream.
+        recorder.streamed = inner.size_hint().exact().is_none();
         RecordedBody { inner, recorder }
     }
 }

@@ -121,6 +121,28 @@ def make_flask_app(model: str, **options: Any) -> Any:
 
         return Response(tokens(), mimetype="text/event-stream")
 
+    @app.get("/tokens")
+    def tokens_endpoint() -> Response:
+        count = int(request.args.get("count", "3"))
+        pad = "x" * int(request.args.get("pad", "0"))
+
+        def tokens():
+            # An empty chunk gets the headers out before the model answers, as SSE
+            # endpoints do; the first token comes 0.2 s later.
+            yield b""
+            time.sleep(0.2)
+            sent = 0
+            try:
+                for i in range(count):
+                    yield f"data: token{i}{pad}\n\n".encode()
+                    sent += 1
+                    time.sleep(0.01)
+            finally:
+                # Also when the client leaves and the server closes the stream early.
+                modelmon_interceptor.record(tokens_out=sent)
+
+        return Response(tokens(), mimetype="text/event-stream")
+
     @app.get("/boom")
     def boom() -> Any:
         raise ModelCrashed("weights missing")

@@ -87,6 +87,35 @@ def test_streamed_response_has_a_first_byte_time(broker, model):
     assert 0 < ev["ttfb_us"] < ev["duration_us"]
 
 
+def test_a_streamed_body_records_its_tokens_and_its_first_real_byte(broker, model):
+    app = make_flask_app(model)
+    with WerkzeugThread(app) as url:
+        resp = httpx.get(f"{url}/tokens")
+    assert resp.text == "data: token0\n\ndata: token1\n\ndata: token2\n\n"
+    [ev] = broker.wait_events(model, 1)
+    # record() from the generator, which runs after the view has returned.
+    assert ev["ml"] == {"tokens_out": 3.0}
+    # The empty chunk that got the headers out came at once, the first token 0.2 s later.
+    assert 200_000 <= ev["ttfb_us"] < ev["duration_us"]
+
+
+def test_tokens_recorded_when_the_client_leaves_mid_stream_reach_the_event(broker, model):
+    app = make_flask_app(model)
+    with WerkzeugThread(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"GET /tokens?count=400&pad=4096 HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while b"token1" not in got:
+                chunk = s.recv(65536)
+                assert chunk
+                got += chunk
+        [ev] = broker.wait_events(model, 1, timeout=20)
+    assert (ev["route"], ev["status"]) == ("/tokens", 499)
+    # The generator's finally block ran as the server closed the stream.
+    assert 2 <= ev["ml"]["tokens_out"] < 400
+
+
 def test_client_going_away_mid_stream_is_a_499(broker, model):
     app = make_flask_app(model)
     with WerkzeugThread(app) as url:

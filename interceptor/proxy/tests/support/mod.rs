@@ -118,6 +118,89 @@ async fn answer(
     Ok(resp)
 }
 
+/// How an LLM-like model API paces its answer: the first token `first` after the
+/// request, then `tokens` more, each `every` after the one before.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub first: Duration,
+    pub tokens: u32,
+    pub every: Duration,
+}
+
+impl Pace {
+    /// The SSE event of token `k`.
+    pub fn event(k: u32) -> String {
+        format!("data: {{\"token\":\"t{k}\"}}\n\n")
+    }
+
+    /// The whole answer, as the client must receive it.
+    pub fn answer(&self) -> Vec<u8> {
+        let mut all: String = (0..=self.tokens).map(Pace::event).collect();
+        all.push_str("data: [DONE]\n\n");
+        all.into_bytes()
+    }
+}
+
+/// A model API whose `/v1/chat/completions` streams its answer as Server-Sent Events at
+/// a known [`Pace`]; any other path answers at once, with a body of declared length.
+pub struct PacedUpstream {
+    pub addr: SocketAddr,
+}
+
+impl PacedUpstream {
+    pub async fn start(pace: Pace) -> PacedUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.expect("accept");
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        std::future::ready(Ok::<_, Infallible>(paced_answer(&req, pace)))
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        PacedUpstream { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn paced_answer(req: &Request<Incoming>, pace: Pace) -> Response<UpBody> {
+    let asked = tokio::time::Instant::now();
+    if req.uri().path() != "/v1/chat/completions" {
+        return Response::new(Either::Left(Full::new(Bytes::from_static(
+            br#"{"embedding":[0.1,0.2]}"#,
+        ))));
+    }
+    let (mut tx, body) = Channel::<Bytes, Infallible>::new(1);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(asked + pace.first).await;
+        let first = tokio::time::Instant::now();
+        for k in 0..=pace.tokens {
+            // Each token on a schedule counted from the first: a late one does not push
+            // the later ones back, and none leaves before its time.
+            if k > 0 {
+                tokio::time::sleep_until(first + pace.every * k).await;
+            }
+            if tx.send_data(Pace::event(k).into()).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send_data(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    });
+    let mut resp = Response::new(Either::Right(body));
+    resp.headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("hv"));
+    resp
+}
+
 /// The proxy under test, served in this process on 127.0.0.1:0.
 pub struct RunningProxy {
     pub addr: SocketAddr,
@@ -283,6 +366,11 @@ fn monitor_binary() -> std::path::PathBuf {
 
 impl Monitor {
     pub fn start(amqp_url: &str) -> Monitor {
+        Monitor::start_with(amqp_url, &[])
+    }
+
+    /// Like `start`, with more flags (`--models M` to watch one model only).
+    pub fn start_with(amqp_url: &str, extra: &[&str]) -> Monitor {
         use tokio::io::AsyncBufReadExt;
         let state = TempDir::new("modelmon-proxy-test-monitor");
         let mut child = tokio::process::Command::new(monitor_binary())
@@ -294,6 +382,7 @@ impl Monitor {
                 "--no-alerts",
             ])
             .args(["--amqp", amqp_url])
+            .args(extra)
             .arg("--snapshot-dir")
             .arg(&state.0)
             .env("XDG_CONFIG_HOME", &state.0)
@@ -346,6 +435,14 @@ impl Monitor {
     pub fn ingest(line: &serde_json::Value, key: &str) -> u64 {
         line["ingest"][key].as_u64().unwrap_or(0)
     }
+}
+
+/// The entry of `model` in a `--batch` line.
+pub fn model_line<'a>(line: &'a serde_json::Value, model: &str) -> Option<&'a serde_json::Value> {
+    line["models"]
+        .as_array()?
+        .iter()
+        .find(|m| m["model"] == model)
 }
 
 impl Drop for Monitor {

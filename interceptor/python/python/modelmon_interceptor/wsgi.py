@@ -176,17 +176,28 @@ class _Body:
 
     def __iter__(self) -> Iterator[bytes]:
         r = self._r
-        chunks = 0
         handed_first = 0
+        chunks = iter(self._result)
         try:
-            for chunk in self._result:
-                if chunks == 1:
-                    # A second chunk means a streamed body: the first one's hand-over is the TTFB.
+            while True:
+                # A streamed body is the app's generator running after the app returned:
+                # it gets its request back while it makes a chunk, so that record() from
+                # inside it (tokens counted as they are streamed) reaches the event.
+                token = _current.set(r)
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                finally:
+                    _current.reset(token)
+                if handed_first and not r.first_ns:
+                    # A chunk after the first non-empty one means a streamed body: that
+                    # one's hand-over is the TTFB. Empty chunks before it (SSE endpoints
+                    # yield one to get the headers out early) are not the first byte.
                     r.first_ns = handed_first
                 yield chunk
-                if chunks == 0:
+                if chunk and not handed_first:
                     handed_first = perf_counter_ns()
-                chunks += 1
                 r.resp_bytes += len(chunk)
             r.end_ns = perf_counter_ns()
         except GeneratorExit:
@@ -204,7 +215,12 @@ class _Body:
         try:
             close = getattr(self._result, "close", None)
             if close is not None:
-                close()
+                # Closing a generator runs its ``finally`` blocks: they may record() too.
+                token = _current.set(self._r)
+                try:
+                    close()
+                finally:
+                    _current.reset(token)
         finally:
             self._finish(None)
 
