@@ -154,6 +154,11 @@ def check_monitor_figures(mon: BatchMonitor) -> dict:
     assert first_ms * TTFB_LOW <= ttfb_ms <= first_ms + LATE_S * 1000, m
     assert gen_paced_ms * GEN_LOW <= gen_ms <= gen_paced_ms + LATE_S * 1000, m
     assert line["ingest"]["rejected"] == 0
+    # The tokens each answer recorded, as the monitor adds them up per model.
+    out, prompt = m["ml"]["tokens_out"], m["ml"]["tokens_in"]
+    assert out["count"] == REQUESTS and out["sum"] == REQUESTS * (TOKENS + 1), out
+    assert out["max"] == TOKENS + 1 and abs(out["p50"] - (TOKENS + 1)) <= 0.01 * (TOKENS + 1), out
+    assert prompt["sum"] == sum(range(1, REQUESTS + 1)), prompt
     # Shown with -s: the figures this run measured.
     print(f"\n{m['model']}: ttfb p50 {ttfb_ms} ms (paced {first_ms:.0f}), gen p50 {gen_ms} ms (paced {gen_paced_ms:.0f})")
     return m
