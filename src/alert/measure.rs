@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use super::baseline::{Baseline, show_ms, show_qps, show_rate};
+use super::ml::MlMetric;
 use super::rules::{Metric, Rule};
-use crate::store::view::{ModelResources, ModelView, View};
+use crate::store::view::{ModelResources, ModelView, Stats, View};
 
 /// Seconds of the per-second series left out at its young end: their events may still
 /// be on their way (publishers batch, the broker delivers).
@@ -143,12 +144,60 @@ pub fn model_reading(
             "the Docker engine cannot be reached: container figures are unknown",
         );
     }
+    if let Some(v) = &rule.version {
+        return version_reading(rule, v, m);
+    }
     match rule.metric {
-        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => latency(rule, m, base),
-        Metric::ErrorRate => error_rate(rule, m, base),
+        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => latency(rule, &m.stats, m.window_s, base),
+        Metric::ErrorRate => error_rate(rule, m, &m.stats, base),
         Metric::Qps => traffic(rule, m, base, sight),
+        Metric::Measure(mm) => measure(rule, mm, m),
         _ => container(rule, res, sight),
     }
+}
+
+/// A rule narrowed to one version (latency or error rate, fixed limits, live window):
+/// judged on that version's own figures, its sentence saying which version.
+fn version_reading(rule: &Rule, version: &str, m: &ModelView) -> Reading {
+    let Some(v) = m.versions.iter().find(|v| v.version == version) else {
+        return Reading::unknown(format!(
+            "version {version}: no request in the last {} s",
+            m.window_s
+        ));
+    };
+    let mut reading = match rule.metric {
+        Metric::ErrorRate => error_rate(rule, m, &v.stats, None),
+        _ => latency(rule, &v.stats, m.window_s, None),
+    };
+    reading.why = format!("version {version}: {}", reading.why);
+    reading
+}
+
+/// A statistic of one of the model's `ml` keys. A key no event carried in the window is
+/// unknown (no data), never 0: a model that stopped sending `queue_us` is not a model
+/// whose queue is empty.
+fn measure(rule: &Rule, mm: MlMetric, m: &ModelView) -> Reading {
+    let (key, stat) = (mm.key(), mm.stat().as_str());
+    let Some(s) = m.ml.get(key) else {
+        return Reading::unknown(format!(
+            "no event carried ml.{key} in the last {} s",
+            m.window_s
+        ));
+    };
+    let need = rule.min_requests.max(1);
+    let Some(v) = mm.stat().of(s).filter(|_| s.count >= need) else {
+        return Reading::unknown(format!(
+            "too few events with ml.{key} to judge its {stat} ({} in the last {} s, {need} needed)",
+            s.count, m.window_s
+        ));
+    };
+    let what = format!(
+        "ml.{key} {stat} {} ({} events in {} s)",
+        mm.show(v),
+        s.count,
+        m.window_s
+    );
+    Reading::known(v, rule.limits(None), absolute(&what, rule, v, mm.shower()))
 }
 
 fn normal_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
@@ -174,8 +223,7 @@ fn no_normal(what: &str, base: Option<&Baseline>) -> String {
     }
 }
 
-fn latency(rule: &Rule, m: &ModelView, base: Option<&Baseline>) -> Reading {
-    let s = &m.stats;
+fn latency(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Reading {
     let (name, v) = match rule.metric {
         Metric::P50Ms => ("p50", s.p50_ms),
         Metric::P99Ms => ("p99", s.p99_ms),
@@ -184,8 +232,8 @@ fn latency(rule: &Rule, m: &ModelView, base: Option<&Baseline>) -> Reading {
     let need = rule.min_requests.max(1);
     let Some(v) = v.filter(|_| s.requests >= need) else {
         return Reading::unknown(format!(
-            "too few requests to judge {name} ({} in the last {} s, {need} needed)",
-            s.requests, m.window_s
+            "too few requests to judge {name} ({} in the last {window_s} s, {need} needed)",
+            s.requests
         ));
     };
     let normal = normal_of(rule, base);
@@ -218,17 +266,15 @@ fn absolute(what: &str, rule: &Rule, v: f64, show: fn(f64) -> String) -> String 
     format!("{what}, {side} its limit {}", show(rule.threshold))
 }
 
-fn error_rate(rule: &Rule, m: &ModelView, base: Option<&Baseline>) -> Reading {
+/// The error rate over the rule's window of the model's series, or over the live window
+/// of `live` (the model's figures, or a version's).
+fn error_rate(rule: &Rule, m: &ModelView, live: &Stats, base: Option<&Baseline>) -> Reading {
     let (requests, errors, span) = match rule.window {
         Some(w) => {
             let (requests, errors, secs) = series_sums(m, window_secs(w));
             (requests, errors, format!("{secs} s"))
         }
-        None => (
-            m.stats.requests,
-            m.stats.errors,
-            format!("{} s", m.window_s),
-        ),
+        None => (live.requests, live.errors, format!("{} s", m.window_s)),
     };
     let need = rule.min_requests.max(1);
     if requests < need {

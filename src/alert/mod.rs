@@ -10,6 +10,7 @@
 pub mod baseline;
 pub mod engine;
 pub mod measure;
+pub mod ml;
 pub mod notify;
 pub mod persist;
 pub mod rules;

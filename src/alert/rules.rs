@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ml::{self, MlMetric};
 use crate::config::Secs;
 
 /// What a rule watches. Every metric but `qps` fires when *above* its threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// Written as its name everywhere (config, alerts, webhooks): `p95_ms`, `error_rate`, or
+/// `ml.<key>.<stat>` for a model's own measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     P50Ms,
     P95Ms,
@@ -42,10 +45,61 @@ pub enum Metric {
     SourceDrops,
     /// The monitor's own: 1 while the Docker engine cannot be reached.
     DockerDown,
+    /// A statistic of one of the model's `ml` keys over the live window (see [`ml`]).
+    Measure(MlMetric),
+}
+
+/// Every metric with a fixed name, in the order the docs list them.
+const NAMED: [Metric; 15] = [
+    Metric::P50Ms,
+    Metric::P95Ms,
+    Metric::P99Ms,
+    Metric::ErrorRate,
+    Metric::Qps,
+    Metric::CpuPercent,
+    Metric::CpuLimitPercent,
+    Metric::MemoryPercent,
+    Metric::Restarts,
+    Metric::OomKills,
+    Metric::Unhealthy,
+    Metric::ContainersDown,
+    Metric::BrokerDown,
+    Metric::SourceDrops,
+    Metric::DockerDown,
+];
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Metric {
-    pub fn as_str(self) -> &'static str {
+    /// A metric from its name; the error names it and says what is accepted.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(m) = NAMED.iter().find(|m| m.as_str() == s) {
+            return Ok(*m);
+        }
+        if s.starts_with(ml::PREFIX) {
+            return MlMetric::parse(s)
+                .map(Self::Measure)
+                .map_err(|e| format!("invalid metric `{s}`: {e}"));
+        }
+        let names: Vec<&str> = NAMED.iter().map(Metric::as_str).collect();
+        Err(format!(
+            "unknown metric `{s}`, expected one of {}, or ml.<key>.<stat> for a measure events carry",
+            names.join(", ")
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
         match self {
             Self::P50Ms => "p50_ms",
             Self::P95Ms => "p95_ms",
@@ -62,6 +116,7 @@ impl Metric {
             Self::BrokerDown => "broker_down",
             Self::SourceDrops => "source_drops",
             Self::DockerDown => "docker_down",
+            Self::Measure(m) => m.as_str(),
         }
     }
 
@@ -80,6 +135,7 @@ impl Metric {
             | Self::ContainersDown
             | Self::BrokerDown
             | Self::DockerDown => format!("{v:.0}"),
+            Self::Measure(m) => m.show(v),
         }
     }
 
@@ -89,11 +145,17 @@ impl Metric {
     }
 
     /// Figures computed from request events: meaningless on a handful of them, and
-    /// unknown while the broker is not connected.
+    /// unknown while the broker is not connected. For a measure, the events that carry
+    /// its key count.
     pub fn needs_requests(self) -> bool {
         matches!(
             self,
-            Self::P50Ms | Self::P95Ms | Self::P99Ms | Self::ErrorRate | Self::Qps
+            Self::P50Ms
+                | Self::P95Ms
+                | Self::P99Ms
+                | Self::ErrorRate
+                | Self::Qps
+                | Self::Measure(_)
         )
     }
 
@@ -121,7 +183,16 @@ impl Metric {
 
     /// Whether a model's baseline has a figure for it, so a rule can be relative.
     pub fn has_baseline(self) -> bool {
-        self.needs_requests()
+        self.needs_requests() && !matches!(self, Self::Measure(_))
+    }
+
+    /// Figures a version of a model has of its own (its latency and errors in the live
+    /// window), so a rule can be narrowed to one version.
+    pub fn per_version(self) -> bool {
+        matches!(
+            self,
+            Self::P50Ms | Self::P95Ms | Self::P99Ms | Self::ErrorRate
+        )
     }
 
     /// Rate rules judged over a window of the per-second series.
@@ -210,6 +281,9 @@ pub struct Rule {
     pub severity: Severity,
     /// Notifier names (`desktop` or a webhook's name); `None`: all of them.
     pub notify: Option<Vec<String>>,
+    /// Judge only this version of the model (its figures in the live window): a canary
+    /// held to its own limit. `None`: the whole model.
+    pub version: Option<String>,
 }
 
 impl Rule {
@@ -236,6 +310,7 @@ impl Rule {
             min_errors: 0,
             severity,
             notify: None,
+            version: None,
         }
     }
 
@@ -503,6 +578,8 @@ pub struct RuleSpec {
     pub min_change: Option<f64>,
     pub severity: Option<Severity>,
     pub notify: Option<Vec<String>>,
+    /// Only this version of each model the rule applies to (see [`Rule::version`]).
+    pub version: Option<String>,
 }
 
 /// `[alerts]`.
@@ -592,6 +669,9 @@ impl RuleSpec {
         if let Some(n) = &self.notify {
             rule.notify = Some(n.clone());
         }
+        if let Some(v) = &self.version {
+            rule.version = Some(v.clone());
+        }
         check(self, &rule)?;
         Ok(rule)
     }
@@ -659,7 +739,23 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
         }
         if !rule.metric.takes_window() {
             return Err(invalid(
-                "only error_rate, qps, restarts, oom_kills and source_drops take `window`; latency uses the live window ([store] window)",
+                "only error_rate, qps, restarts, oom_kills and source_drops take `window`; latency and ml measures use the live window ([store] window)",
+            ));
+        }
+    }
+    if let Some(v) = &rule.version {
+        if v.is_empty() {
+            return Err(invalid("`version` must not be empty"));
+        }
+        if !rule.metric.per_version() {
+            return Err(invalid(&format!(
+                "`version` takes p50_ms, p95_ms, p99_ms or error_rate (what each version has of its own), not {}",
+                rule.metric.as_str()
+            )));
+        }
+        if rule.relative.is_some() || rule.window.is_some() {
+            return Err(invalid(
+                "a rule with `version` takes a fixed `threshold` over the live window: no `factor` (normals are learnt per model) and no `window`",
             ));
         }
     }

@@ -6,7 +6,9 @@
 //! Prometheus a team already runs. And the live window's own figures as gauges and a
 //! summary (`modelmon_window_*`, `modelmon_latency_seconds`), which are exactly what the
 //! terminal shows (the window slides, so those are not counters). Time to first byte has
-//! one of each, only for models whose events carry it.
+//! one of each, only for models whose events carry it. What events carry beyond the
+//! request (`version`, the `ml` measures, body sizes) has window series only, each
+//! family present once some model has such figures in its window.
 
 use std::fmt::Write;
 
@@ -17,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::api::model_state;
 use crate::live::Live;
-use crate::store::view::{ModelView, StatusClasses, TtfbTotals};
+use crate::store::view::{MeasureStats, ModelView, Stats, StatusClasses, TtfbTotals};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -65,33 +67,62 @@ fn histogram(o: &mut String, name: &str, model: &str, buckets: &[u64], sum_s: f6
     let _ = writeln!(o, "modelmon_{name}_count{{model=\"{model}\"}} {count}");
 }
 
-/// One model's window quantiles (given in ms, written in seconds) of `modelmon_{name}`.
+/// Window quantiles (given in ms, written in seconds) of `modelmon_{name}` for the
+/// (escaped) `labels`.
 fn summary(
     o: &mut String,
     name: &str,
-    model: &str,
+    labels: &str,
     quantiles: &[(&str, Option<f64>)],
     count: u64,
     mean_ms: Option<f64>,
 ) {
+    let seconds: Vec<(&str, Option<f64>)> = quantiles
+        .iter()
+        .map(|&(q, v)| (q, v.map(|ms| ms / 1e3)))
+        .collect();
+    summary_of(
+        o,
+        name,
+        labels,
+        &seconds,
+        count,
+        mean_ms.map(|mean| mean / 1e3 * count as f64),
+    );
+}
+
+/// One window summary of `modelmon_{name}` for the (escaped) `labels`, its values
+/// already in the family's unit.
+fn summary_of(
+    o: &mut String,
+    name: &str,
+    labels: &str,
+    quantiles: &[(&str, Option<f64>)],
+    count: u64,
+    sum: Option<f64>,
+) {
     for (q, v) in quantiles {
         // An unknown quantile is absent, not a fake 0.
-        if let Some(ms) = v {
-            let _ = writeln!(
-                o,
-                "modelmon_{name}{{model=\"{model}\",quantile=\"{q}\"}} {}",
-                ms / 1e3
-            );
+        if let Some(v) = v {
+            let _ = writeln!(o, "modelmon_{name}{{{labels},quantile=\"{q}\"}} {v}");
         }
     }
-    let _ = writeln!(o, "modelmon_{name}_count{{model=\"{model}\"}} {count}");
-    if let Some(mean) = mean_ms {
-        let _ = writeln!(
-            o,
-            "modelmon_{name}_sum{{model=\"{model}\"}} {}",
-            mean / 1e3 * count as f64
-        );
+    let _ = writeln!(o, "modelmon_{name}_count{{{labels}}} {count}");
+    if let Some(sum) = sum {
+        let _ = writeln!(o, "modelmon_{name}_sum{{{labels}}} {sum}");
     }
+}
+
+/// A measure's window percentiles, in its own unit, with its sum and count.
+fn measure_summary(o: &mut String, name: &str, labels: &str, s: &MeasureStats) {
+    summary_of(
+        o,
+        name,
+        labels,
+        &[("0.5", s.p50), ("0.95", s.p95), ("0.99", s.p99)],
+        s.count,
+        Some(s.sum),
+    );
 }
 
 /// One series per model and status class.
@@ -102,20 +133,25 @@ fn by_class(
     classes: impl Fn(&ModelView) -> &StatusClasses,
 ) {
     for m in &view.models {
-        let n = label(&m.model);
-        let s = classes(m);
-        for (class, v) in [
-            ("1xx", s.c1xx),
-            ("2xx", s.c2xx),
-            ("3xx", s.c3xx),
-            ("4xx", s.c4xx),
-            ("5xx", s.c5xx),
-        ] {
-            let _ = writeln!(
-                out,
-                "modelmon_{name}{{model=\"{n}\",class=\"{class}\"}} {v}"
-            );
-        }
+        class_series(
+            out,
+            name,
+            &format!("model=\"{}\"", label(&m.model)),
+            classes(m),
+        );
+    }
+}
+
+/// One series per status class for the (escaped) `labels`.
+fn class_series(out: &mut String, name: &str, labels: &str, s: &StatusClasses) {
+    for (class, v) in [
+        ("1xx", s.c1xx),
+        ("2xx", s.c2xx),
+        ("3xx", s.c3xx),
+        ("4xx", s.c4xx),
+        ("5xx", s.c5xx),
+    ] {
+        let _ = writeln!(out, "modelmon_{name}{{{labels},class=\"{class}\"}} {v}");
     }
 }
 
@@ -171,7 +207,7 @@ fn ttfb_summaries(o: &mut String, view: &Live) {
         summary(
             o,
             "window_time_to_first_byte_seconds",
-            &label(&m.model),
+            &format!("model=\"{}\"", label(&m.model)),
             &[
                 ("0.5", s.ttfb_p50_ms),
                 ("0.95", s.ttfb_p95_ms),
@@ -180,6 +216,117 @@ fn ttfb_summaries(o: &mut String, view: &Live) {
             s.ttfb_requests,
             s.ttfb_mean_ms,
         );
+    }
+}
+
+/// `modelmon_window_measure`: each `ml` key's window percentiles, per model, in the key's
+/// own unit (`queue_us` in µs, `tokens_out` in tokens): the figures the TUI shows.
+fn measure_summaries(o: &mut String, view: &Live) {
+    if view.models.iter().all(|m| m.ml.is_empty()) {
+        return;
+    }
+    family(
+        o,
+        "window_measure",
+        "summary",
+        "Model measures (the ml numbers events carry) over the live window, in each key's own unit, over the events that carry the key.",
+    );
+    for m in &view.models {
+        let model = label(&m.model);
+        for (key, s) in &m.ml {
+            let labels = format!("model=\"{model}\",key=\"{}\"", label(key));
+            measure_summary(o, "window_measure", &labels, s);
+        }
+    }
+}
+
+/// Each version's window figures, for models whose events carry a `version`: requests
+/// by status class, errors and a latency summary, so a rollout shows side by side.
+fn version_series(o: &mut String, view: &Live) {
+    let rows: Vec<(String, &Stats)> = view
+        .models
+        .iter()
+        .flat_map(|m| {
+            let model = label(&m.model);
+            m.versions.iter().map(move |v| {
+                (
+                    format!("model=\"{model}\",version=\"{}\"", label(&v.version)),
+                    &v.stats,
+                )
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    family(
+        o,
+        "window_version_requests",
+        "gauge",
+        "Requests in the live window per version, by status class (events without a version are in no version).",
+    );
+    for (labels, s) in &rows {
+        class_series(o, "window_version_requests", labels, &s.status);
+    }
+    family(
+        o,
+        "window_version_errors",
+        "gauge",
+        "Errors (5xx and failures) in the live window per version.",
+    );
+    for (labels, s) in &rows {
+        let _ = writeln!(o, "modelmon_window_version_errors{{{labels}}} {}", s.errors);
+    }
+    family(
+        o,
+        "window_version_request_duration_seconds",
+        "summary",
+        "Request latency over the live window per version.",
+    );
+    for (labels, s) in &rows {
+        summary(
+            o,
+            "window_version_request_duration_seconds",
+            labels,
+            &[
+                ("0.5", s.p50_ms),
+                ("0.9", s.p90_ms),
+                ("0.95", s.p95_ms),
+                ("0.99", s.p99_ms),
+            ],
+            s.requests,
+            s.mean_ms,
+        );
+    }
+}
+
+/// `modelmon_window_request_size_bytes` and `modelmon_window_response_size_bytes`: body
+/// sizes over the live window, for models whose events carry them.
+fn size_summaries(o: &mut String, view: &Live) {
+    for (key, name, help) in [
+        (
+            "req_bytes",
+            "window_request_size_bytes",
+            "Request body size over the live window, over events that carry req_bytes.",
+        ),
+        (
+            "resp_bytes",
+            "window_response_size_bytes",
+            "Response body size over the live window, over events that carry resp_bytes.",
+        ),
+    ] {
+        let sized: Vec<(&str, &MeasureStats)> = view
+            .models
+            .iter()
+            .filter_map(|m| Some((m.model.as_str(), m.sizes.get(key)?)))
+            .collect();
+        if sized.is_empty() {
+            continue;
+        }
+        family(o, name, "summary", help);
+        for (model, s) in sized {
+            measure_summary(o, name, &format!("model=\"{}\"", label(model)), s);
+        }
     }
 }
 
@@ -279,7 +426,7 @@ pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
         summary(
             &mut o,
             "latency_seconds",
-            &label(&m.model),
+            &format!("model=\"{}\"", label(&m.model)),
             &[
                 ("0.5", s.p50_ms),
                 ("0.9", s.p90_ms),
@@ -291,6 +438,9 @@ pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
         );
     }
     ttfb_summaries(&mut o, view);
+    measure_summaries(&mut o, view);
+    version_series(&mut o, view);
+    size_summaries(&mut o, view);
     family(
         &mut o,
         "model_up",

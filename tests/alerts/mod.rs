@@ -8,5 +8,6 @@ mod desktop;
 mod engine;
 pub mod fixtures;
 mod judgement;
+mod measures;
 mod restart;
 mod webhooks;
