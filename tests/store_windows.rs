@@ -543,3 +543,35 @@ fn versions_and_measures_past_their_caps_share_other() {
     assert_eq!(keys, [(OTHER, 3), ("k0", 1), ("k1", 1)]);
     assert_eq!(v.ingest.overflowed, 3, "events whose version was folded");
 }
+
+#[test]
+fn route_and_version_rates_are_not_understated_by_their_wider_slots() {
+    let mut s = Store::new(StoreConfig::default());
+    // Two minutes of 10 req/s: 7 on version a via /x, 3 on version b via /y.
+    for sec in 0..120 {
+        let t = T0 + sec * 1_000_000;
+        let batch = (0..10)
+            .map(|i| {
+                let (v, route) = if i < 7 { ("a", "/x") } else { ("b", "/y") };
+                let mut e = ev("m", route, t, 200, 1_000);
+                e["version"] = json!(v);
+                e
+            })
+            .collect();
+        apply(&mut s, batch, t);
+        // Between two edges of the routes' 10-s slots, where they hold the least.
+        if sec == 114 {
+            let v = s.view(t, BrokerView::default());
+            let m = v.model("m").expect("model present");
+            close(Some(m.stats.qps), 10.0, "model qps");
+            let shares: f64 = m.versions.iter().filter_map(|v| v.share).sum();
+            close(Some(shares), 1.0, "shares add up");
+            for (version, qps) in [("a", 7.0), ("b", 3.0)] {
+                let got = m.versions.iter().find(|x| x.version == version);
+                close(got.map(|x| x.stats.qps), qps, "version qps");
+            }
+            let routes: f64 = m.routes.iter().map(|r| r.stats.qps).sum();
+            close(Some(routes), 10.0, "routes' qps add up to the model's");
+        }
+    }
+}

@@ -1174,7 +1174,10 @@ fn model_view(
 ) -> ModelView {
     let now_sec = now_us.div_euclid(1_000_000);
     let stats = window_stats(&m.live, now_sec, m.first_sec, merger);
-    let requests = stats.requests;
+    let versions = m.versions.stats(now_sec, m.first_sec, merger);
+    // Shares of the versioned requests: version windows have coarser slots than the
+    // model's, so the model's own count is over a slightly longer span.
+    let versioned: u64 = versions.iter().map(|v| v.stats.requests).sum();
 
     // Five minutes of seconds, gaps as zero-request points.
     let mut series = Vec::with_capacity(SERIES_SECS as usize);
@@ -1211,13 +1214,11 @@ fn model_view(
         instances: m.instances.stats(now_sec, m.first_sec, merger),
         routes_overflowed: m.routes.overflowed(),
         version: m.version.as_deref().map(str::to_owned),
-        versions: m
-            .versions
-            .stats(now_sec, m.first_sec, merger)
+        versions: versions
             .into_iter()
             .map(|k| VersionStats {
                 version: k.name,
-                share: (requests > 0).then(|| k.stats.requests as f64 / requests as f64),
+                share: (versioned > 0).then(|| k.stats.requests as f64 / versioned as f64),
                 stats: k.stats,
             })
             .collect(),
@@ -1244,7 +1245,9 @@ fn window_stats(w: &Window, now_sec: i64, first_sec: i64, merger: &mut Merger) -
     }
     let q = merger.take();
     let t = w.ttfb_stats(merger);
-    let span = w.span_secs();
+    // The seconds the window holds: its span for 1-s slots, up to a slot less for wider
+    // ones (a route's 10-s slots hold 51 to 60 s), so their rates are not understated.
+    let span = now_sec - w.oldest_start(now_sec) + 1;
     let covered = (now_sec - first_sec + 1).clamp(1, span);
     let n: u64 = status.iter().sum();
     let rate = |x: u64| (n > 0).then(|| x as f64 / n as f64);

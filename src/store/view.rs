@@ -155,7 +155,8 @@ pub struct KeyStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionStats {
     pub version: String,
-    /// Its part of the model's requests in the window, 0..1.
+    /// Its part of the requests that carried a version, in the window: 0..1, and the
+    /// shares of a model's versions add up to 1.
     pub share: Option<f64>,
     #[serde(flatten)]
     pub stats: Stats,
