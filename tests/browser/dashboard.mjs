@@ -1,7 +1,9 @@
 // The dashboard in a real browser: Debian's headless Chromium driven by playwright-core,
 // against `modelmon-tui --headless --demo --serve 127.0.0.1:0` (learning shortened to
 // minutes and an SLO every demo model breaks, so a normal and a firing alert come
-// within two minutes), and a second monitor whose broker never answers.
+// within two minutes), a second demo whose script plays in 30 s (so a model's new version
+// is rolled out beside the old one within the first minute), and a monitor whose broker
+// never answers.
 // Usage: node tests/browser/dashboard.mjs   (MODELMON_TUI=path overrides the binary)
 // Exits non-zero when a check fails; screenshots go to tests/browser/artifacts/.
 import { spawn } from 'node:child_process'
@@ -41,12 +43,12 @@ models = ["${SLO_MODEL}"]
 enabled = false
 `
 
-function startServer(args) {
+function startServer(args, env = {}) {
   const state = mkdtempSync(join(tmpdir(), 'modelmon-browser-'))
   const config = join(state, 'modelmon.toml')
   writeFileSync(config, CONFIG)
   const child = spawn(bin, ['--headless', '--no-docker', '--config', config, '--serve', '127.0.0.1:0', ...args], {
-    env: { ...process.env, XDG_CONFIG_HOME: '/nonexistent', XDG_STATE_HOME: state, MODELMON_TOKEN: '' },
+    env: { ...process.env, XDG_CONFIG_HOME: '/nonexistent', XDG_STATE_HOME: state, MODELMON_TOKEN: '', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   return new Promise((resolve, reject) => {
@@ -63,6 +65,11 @@ function startServer(args) {
 }
 
 const results = []
+const notes = []
+const note = (text) => {
+  notes.push(text)
+  console.log(`note ${text}`)
+}
 async function check(name, fn) {
   try {
     await fn()
@@ -75,6 +82,9 @@ async function check(name, fn) {
 }
 
 const server = await startServer(['--demo'])
+// The demo's script in 30 s: its rollout (the second half of each cycle) is under way
+// within 30 s, and a 60-s window then always holds both versions.
+const canary = await startServer(['--demo'], { MODELMON_DEMO_CYCLE: '30s' })
 // Port 1 on loopback: nothing listens, so broker_down fires after its 10 s.
 const blind = await startServer(['--amqp', 'amqp://127.0.0.1:1/%2f'])
 const api = async (srv, path) => (await fetch(srv.url + path)).json()
@@ -165,12 +175,206 @@ try {
     if (shown > 3 * d.ttfb_p95_ms || d.ttfb_p95_ms > 3 * shown) {
       throw new Error(`the page says ${shown} ms, the API ${d.ttfb_p95_ms} ms`)
     }
+    // Its generation time (first byte to last) beside it.
+    const gen = Number((await page.locator('[data-testid=gen-p95]').innerText()).replace(' ms', ''))
+    if (d.gen_p95_ms == null || !(gen > 0) || gen > 3 * d.gen_p95_ms || d.gen_p95_ms > 3 * gen) {
+      throw new Error(`generation p95: page ${gen}, API ${d.gen_p95_ms}`)
+    }
     const plain = names.find((n) => n !== SLO_MODEL)
     await page.goto(server.url + '/#/model/' + encodeURIComponent(plain))
     await page.locator('[data-testid=detail] h1', { hasText: plain }).waitFor({ timeout: 5000 })
     await page.locator('[data-testid=qps]').waitFor({ timeout: 5000 })
     const cards = await page.locator('[data-testid=ttfb]').count()
     if (cards !== 0) throw new Error(`${plain} does not stream, yet shows a first-byte card`)
+    if ((await page.locator('[data-testid=gen]').count()) !== 0) {
+      throw new Error(`${plain} does not stream, yet shows a generation card`)
+    }
+  })
+
+  await check("the detail page's charts fill its width and follow the window's", async () => {
+    await page.goto(server.url + '/#/model/' + encodeURIComponent(names[0]))
+    await page.locator('[data-testid=detail] h1', { hasText: names[0] }).waitFor({ timeout: 5000 })
+    await page.locator('figure.chart canvas').first().waitFor({ timeout: 10000 })
+    // Each chart's canvas as wide as the page's content (within a pixel or two), once the
+    // page has settled at a window width.
+    const at = async (width) => {
+      await page.setViewportSize({ width, height: 900 })
+      const measure = () =>
+        page.evaluate(() => ({
+          content: document.querySelector('[data-testid=detail]').clientWidth,
+          charts: [...document.querySelectorAll('figure.chart canvas')].map((c) => c.getBoundingClientRect().width),
+        }))
+      for (let i = 0; i < 50; i++) {
+        const m = await measure()
+        if (m.charts.length && m.charts.every((w) => Math.abs(w - m.content) <= 2)) return m
+        await sleep(100)
+      }
+      const m = await measure()
+      throw new Error(`at ${width} px the content is ${m.content} px wide, the charts ${m.charts.join(', ')} px`)
+    }
+    const narrow = await at(1000)
+    const wide = await at(1600)
+    await page.screenshot({ path: join(artifacts, 'detail-wide.png'), fullPage: true })
+    // 600 px more window: about 600 px more chart (a scrollbar may come or go).
+    if (wide.charts[0] - narrow.charts[0] < 570) {
+      throw new Error(`the charts went from ${narrow.charts[0]} to ${wide.charts[0]} px`)
+    }
+    // And back: a narrower window narrows them again (nothing holds the old width).
+    const again = await at(1000)
+    if (Math.abs(again.charts[0] - narrow.charts[0]) > 2) {
+      throw new Error(`back at 1000 px the charts are ${again.charts[0]} px, first ${narrow.charts[0]} px`)
+    }
+    await page.setViewportSize({ width: 1280, height: 900 })
+  })
+
+  await check('a model with several versions shows them side by side, one with one version names it', async () => {
+    // The rollout of the 30-s script: up to a cycle and a half for a second version.
+    let multi = null
+    let single = null
+    for (let i = 0; i < 45 && !multi; i++) {
+      const o = await api(canary, '/api/v1/models')
+      multi = o.models.find((m) => (m.versions?.length ?? 0) >= 2)
+      single = o.models.find((m) => m.versions?.length === 1) ?? single
+      if (!multi) await sleep(1000)
+    }
+    if (!multi && !single) throw new Error('no model of the demo has a version')
+    if (single) {
+      await page.goto(canary.url + '/#/model/' + encodeURIComponent(single.model))
+      await page.locator('[data-testid=detail] h1', { hasText: single.model }).waitFor({ timeout: 5000 })
+      await page.locator('[data-testid=qps]').waitFor({ timeout: 5000 })
+      const badge = (await page.locator('[data-testid=version]').innerText()).trim()
+      if (badge !== single.versions[0].version) throw new Error(`${single.model}: version "${badge}"`)
+      if ((await page.locator('[data-testid=versions]').count()) !== 0) {
+        throw new Error(`${single.model} has one version, yet shows a versions table`)
+      }
+    }
+    if (!multi) {
+      note('no demo model had two versions within 45 s: only the one-version page was checked')
+      return
+    }
+    await page.goto(canary.url + '/#/model/' + encodeURIComponent(multi.model))
+    await page.locator('[data-testid=versions]').waitFor({ timeout: 10000 })
+    // The rows as the user reads them, all at one instant.
+    const read = () =>
+      page.$$eval('[data-testid=version-row]', (trs) =>
+        trs.map((tr) => {
+          const cell = (c) => tr.querySelector(`[data-col=${c}]`)?.innerText.trim() ?? null
+          return {
+            version: tr.dataset.version,
+            worse: tr.classList.contains('worse'),
+            requests: Number(cell('requests')),
+            share: cell('share'),
+            p95: cell('p95'),
+            errors: cell('errors'),
+            note: cell('note'),
+          }
+        }),
+      )
+    // The same versions as the API's (both live: read until they agree).
+    let rows = []
+    let fromApi = []
+    for (let i = 0; i < 20; i++) {
+      rows = await read()
+      const d = await api(canary, '/api/v1/models/' + encodeURIComponent(multi.model))
+      fromApi = d.versions.map((v) => v.version).sort()
+      if (JSON.stringify(rows.map((r) => r.version).sort()) === JSON.stringify(fromApi)) break
+      await sleep(250)
+    }
+    const shown = rows.map((r) => r.version).sort()
+    if (JSON.stringify(shown) !== JSON.stringify(fromApi)) {
+      throw new Error(`the page lists ${shown.join(', ')}, the API ${fromApi.join(', ')}`)
+    }
+    if (rows.length < 2) throw new Error(`${rows.length} version rows`)
+    for (const r of rows) {
+      if (!/^\d+\.\d\d %$/.test(r.share)) throw new Error(`${r.version}: share "${r.share}"`)
+    }
+    // The busiest is named so; any other is highlighted when clearly worse than it (p95
+    // 1.5×, or errors 2× and a point more). Judged from the figures on the page, with a
+    // margin for their rounding: only clear cases either way.
+    const base = rows.reduce((a, b) => (b.requests > a.requests ? b : a))
+    if (base.note !== 'busiest' || base.worse) throw new Error(`the busiest row: ${JSON.stringify(base)}`)
+    const pctOf = (t) => (t === '–' ? null : Number(t.replace(' %', '')))
+    let flagged = 0
+    for (const r of rows) {
+      if (r === base) continue
+      const p95 = Number(r.p95) / Number(base.p95)
+      const e = pctOf(r.errors)
+      const be = pctOf(base.errors)
+      const errClear = e != null && be != null && e >= 2.2 * be && e >= be + 1.2
+      const errNot = e == null || be == null || e < 1.8 * be || e < be + 0.8
+      if (p95 >= 1.6 || errClear) {
+        if (!r.worse || !r.note.startsWith('worse:')) throw new Error(`not highlighted: ${JSON.stringify(r)}`)
+      } else if (p95 < 1.4 && errNot && r.worse) {
+        throw new Error(`highlighted, yet no worse than ${base.version}: ${JSON.stringify(r)}`)
+      }
+      if (r.worse) flagged++
+    }
+    note(`${multi.model}: versions ${shown.join(', ')}, ${flagged} highlighted as worse than ${base.version}`)
+    await page.screenshot({ path: join(artifacts, 'detail-versions.png'), fullPage: true })
+  })
+
+  await check('every model shows the versions and measures panels exactly when it has their figures', async () => {
+    // Model measures: ml keys (units from the key: `_us` in ms) and request/response sizes.
+    const parse = (key, text) => {
+      const m = text.match(/^([\d,.]+)(?: (ms|B|KiB|MiB|GiB))?$/)
+      if (!m) throw new Error(`${key}: "${text}" is not a formatted figure`)
+      const v = Number(m[1].replace(/,/g, ''))
+      const scale = { ms: key.endsWith('_us') ? 1000 : 1, B: 1, KiB: 1024, MiB: 1048576, GiB: 1073741824 }
+      return v * (m[2] ? scale[m[2]] : 1)
+    }
+    const keysOf = (testid) =>
+      page.$$eval(`[data-testid=${testid}]`, (trs) => trs.map((tr) => tr.dataset.key).sort())
+    const o = await api(server, '/api/v1/models')
+    let withMl = 0
+    for (const { model } of o.models) {
+      await page.goto(server.url + '/#/model/' + encodeURIComponent(model))
+      await page.locator('[data-testid=detail] h1', { hasText: model }).waitFor({ timeout: 5000 })
+      await page.locator('[data-testid=qps]').waitFor({ timeout: 5000 })
+      // What the page shows and what the API says, read until they agree (both are live).
+      let seen = null
+      let want = null
+      for (let i = 0; i < 20; i++) {
+        const d = await api(server, '/api/v1/models/' + encodeURIComponent(model))
+        want = {
+          versions: (d.versions?.length ?? 0) >= 2,
+          measures: Object.keys(d.ml ?? {}).length + Object.keys(d.sizes ?? {}).length > 0,
+          ml: Object.keys(d.ml ?? {}).sort(),
+          sizes: Object.keys(d.sizes ?? {}).sort(),
+          d,
+        }
+        seen = {
+          versions: (await page.locator('[data-testid=versions]').count()) > 0,
+          measures: (await page.locator('[data-testid=measures]').count()) > 0,
+          ml: await keysOf('measure-row'),
+          sizes: await keysOf('size-row'),
+        }
+        const same = ['versions', 'measures', 'ml', 'sizes'].every(
+          (k) => JSON.stringify(seen[k]) === JSON.stringify(want[k]),
+        )
+        if (same) break
+        seen.differs = true
+        await sleep(250)
+      }
+      if (seen.differs) {
+        const { d, ...w } = want
+        throw new Error(`${model}: the page shows ${JSON.stringify(seen)}, the API has ${JSON.stringify(w)}`)
+      }
+      // A figure of each kind as formatted, against the API's (live: within a factor).
+      const check1 = async (testid, key, stats) => {
+        const text = (await page.locator(`[data-testid=${testid}][data-key=${key}] td`).nth(1).innerText()).trim()
+        const v = parse(key, text)
+        if (stats.p50 > 0 && (v > 3 * stats.p50 || stats.p50 > 3 * v)) {
+          throw new Error(`${model} ${key} p50: the page says ${text}, the API ${stats.p50}`)
+        }
+      }
+      if (want.ml.length) {
+        withMl++
+        await check1('measure-row', want.ml[0], want.d.ml[want.ml[0]])
+      }
+      if (want.sizes.length) await check1('size-row', want.sizes[0], want.d.sizes[want.sizes[0]])
+      if (model === SLO_MODEL) await page.screenshot({ path: join(artifacts, 'detail-measures.png'), fullPage: true })
+    }
+    if (!withMl) note('no demo model sent ml figures: the measures panel showed sizes only')
   })
 
   await check("the detail page shows the model's normal beside the live figures", async () => {
@@ -224,7 +428,7 @@ try {
   })
 } finally {
   await ctx.close()
-  for (const srv of [server, blind]) {
+  for (const srv of [server, canary, blind]) {
     srv.child.kill('SIGKILL')
     rmSync(srv.state, { recursive: true, force: true })
   }
@@ -234,4 +438,5 @@ try {
 const passed = results.filter((r) => r[1]).length
 const failed = results.length - passed
 console.log(`browser: ${passed} passed, ${failed} failed`)
+for (const n of notes) console.log(`note ${n}`)
 process.exit(failed === 0 ? 0 : 1)
