@@ -15,8 +15,8 @@ use modelmon::alert::{Alert, AlertKey, AlertsView, Baseline, Command, SilenceTar
 use modelmon::live::Live;
 use modelmon::store::view::{
     BrokerState, BrokerView, ContainerEventView, ContainerView, DockerState, DockerView,
-    IngestView, KeyStats, ModelResources, ModelView, RejectRecord, SeriesPoint, Stats,
-    StatusClasses, View,
+    IngestView, KeyStats, MeasureStats, ModelResources, ModelView, RejectRecord, SeriesPoint,
+    Stats, StatusClasses, VersionStats, View,
 };
 use modelmon::tui::app::{AppState, Outcome, SILENCE_STEPS, Screen, SortKey};
 use modelmon::tui::health::Thresholds;
@@ -787,6 +787,360 @@ fn detail_at_80x24() {
     a.selected = Some("llm-chat".to_owned());
     a.screen = Screen::Detail;
     insta::assert_snapshot!("detail_80x24", screen(&view, &a, 80, 24));
+}
+
+// ---- versions, model measures and time to first byte ------------------------------
+
+/// A version's share of a model's figures: `share` of its requests, with its own
+/// latency, errors and TTFB.
+fn version(
+    name: &str,
+    share: f64,
+    qps: f64,
+    lat: [f64; 3],
+    err: f64,
+    ttfb: [f64; 3],
+) -> VersionStats {
+    let s = streamed(stats(qps * share, lat[0], lat[1], lat[2], err, 0.0), ttfb);
+    VersionStats {
+        version: name.to_owned(),
+        share: Some(share),
+        stats: s,
+    }
+}
+
+/// An `ml` key or a size over the window, as the store reports it.
+fn measure(count: u64, qps: f64, mean: f64, p: [f64; 3]) -> MeasureStats {
+    MeasureStats {
+        count,
+        sum: mean * count as f64,
+        rate_per_s: mean * qps,
+        mean: Some(mean),
+        p50: Some(p[0]),
+        p95: Some(p[1]),
+        p99: Some(p[2]),
+        max: Some(p[2] * 1.3),
+    }
+}
+
+/// The fixture with llm-chat in the middle of a rollout: 1.2.0 serves 88 % of the
+/// requests, the canary 1.3.0 the rest, with twice the p95 and 2.7 % errors (regressed
+/// on both counts). Its events carry tokens in and out and the queue time, and their
+/// request and response sizes.
+fn rollout_view() -> View {
+    let mut view = fixture_view();
+    let llm = view
+        .models
+        .iter_mut()
+        .find(|m| m.model == "llm-chat")
+        .expect("llm-chat");
+    let qps = llm.stats.qps;
+    let n = llm.stats.requests;
+    llm.versions = vec![
+        version(
+            "1.2.0",
+            0.88,
+            qps,
+            [610.0, 1720.0, 2950.0],
+            0.0,
+            [175.0, 410.0, 600.0],
+        ),
+        version(
+            "1.3.0",
+            0.12,
+            qps,
+            [880.0, 3480.0, 5120.0],
+            0.027,
+            [240.0, 980.0, 1310.0],
+        ),
+    ];
+    llm.version = Some("1.3.0".to_owned());
+    llm.ml = BTreeMap::from([
+        (
+            "queue_us".to_owned(),
+            measure(n, qps, 2_930.0, [850.0, 12_400.0, 48_000.0]),
+        ),
+        (
+            "tokens_in".to_owned(),
+            measure(n, qps, 412.0, [380.0, 910.0, 1_400.0]),
+        ),
+        (
+            "tokens_out".to_owned(),
+            measure(n, qps, 301.0, [256.0, 740.0, 1_020.0]),
+        ),
+    ]);
+    llm.sizes = BTreeMap::from([
+        (
+            "req_bytes".to_owned(),
+            measure(n, qps, 1_840.0, [1_650.0, 3_900.0, 6_100.0]),
+        ),
+        (
+            "resp_bytes".to_owned(),
+            measure(n, qps, 16_300.0, [14_200.0, 52_000.0, 81_000.0]),
+        ),
+    ]);
+    view
+}
+
+/// The x of the first cell of `needle` in row `y`, each cell holding one character.
+fn cell_x(buf: &Buffer, y: u16, needle: &str) -> Option<u16> {
+    let row: Vec<&str> = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+    let want: Vec<&str> = needle.split("").filter(|c| !c.is_empty()).collect();
+    row.windows(want.len())
+        .position(|w| w == want.as_slice())
+        .map(|x| x as u16)
+}
+
+/// The row (y) of the versions panel that holds `version`.
+fn version_row(s: &str, version: &str) -> u16 {
+    let top = row_of(s, "┌ versions");
+    let at = s
+        .lines()
+        .skip(top)
+        .position(|l| l.contains(&format!(" {version} ")))
+        .unwrap_or_else(|| panic!("{version} is not in the versions panel:\n{s}"));
+    (top + at) as u16
+}
+
+#[test]
+fn detail_shows_versions_side_by_side_and_marks_the_regressed_one() {
+    let view = Live::new(rollout_view(), alerts());
+    let mut a = app(colour());
+    a.selected = Some("llm-chat".to_owned());
+    a.screen = Screen::Detail;
+    let buf = draw(&view, &a, 160, 45);
+    let s = text(&buf);
+    assert!(s.contains("┌ versions, 60s window "), "{s}");
+    // Busiest first, each with its share, latency, errors and TTFB p95.
+    let stable = version_row(&s, "1.2.0");
+    let canary = version_row(&s, "1.3.0");
+    assert!(stable < canary, "busiest first:\n{s}");
+    let line = |y: u16| s.lines().nth(usize::from(y)).unwrap_or_default();
+    for want in ["88.0%", "1720", "0%", "410"] {
+        assert!(line(stable).contains(want), "{want} in {}", line(stable));
+    }
+    for want in ["12.0%", "3480", "2.7%", "980"] {
+        assert!(line(canary).contains(want), "{want} in {}", line(canary));
+    }
+    // The canary's p95 (2× the busiest's) and errors (2.7 % against none) are red and
+    // bold, and its row carries the critical mark so it reads without colour too.
+    for (y, needle, red) in [
+        (canary, "3480", true),
+        (canary, "2.7%", true),
+        (canary, "✖ 1.3.0", true),
+        (stable, "1720", false),
+        (stable, "1.2.0", false),
+    ] {
+        let x = cell_x(&buf, y, needle).unwrap_or_else(|| panic!("{needle} in {}", line(y)));
+        let cell = &buf[(x, y)];
+        assert_eq!(cell.fg == Color::Red, red, "{needle}: {cell:?}");
+        assert_eq!(
+            cell.modifier.contains(ratatui::style::Modifier::BOLD),
+            red,
+            "{needle}: {cell:?}"
+        );
+    }
+    assert!(
+        s.contains("✖ p95 ≥ 1.5× or errors ≥ 2× + 1 pt of the busiest"),
+        "the rule is on the panel's edge:\n{s}"
+    );
+    // Without colour or Unicode the mark and the rule still say it.
+    let mut plain = app(Theme {
+        color: false,
+        ascii: true,
+    });
+    plain.selected = a.selected.clone();
+    plain.screen = Screen::Detail;
+    let p = screen(&view, &plain, 160, 45);
+    assert!(p.contains("|X 1.3.0 "), "{p}");
+    assert!(
+        p.contains("X p95 >= 1.5x or errors >= 2x + 1 pt of the busiest"),
+        "{p}"
+    );
+
+    // Model measures: one row per key by name, then the sizes in bytes.
+    assert!(s.contains("┌ model measures, 60s window "), "{s}");
+    let row = |key: &str| line(row_of(&s, &format!("│{key} ")) as u16);
+    for (key, want) in [
+        ("queue_us", ["850", "12.4k", "48.0k", "2930"]),
+        ("tokens_in", ["380", "910", "1400", "412"]),
+        ("tokens_out", ["256", "740", "1020", "301"]),
+        ("req_bytes", ["1.6 KiB", "3.8 KiB", "6.0 KiB", "1.8 KiB"]),
+        ("resp_bytes", ["14 KiB", "51 KiB", "79 KiB", "16 KiB"]),
+    ] {
+        for w in want {
+            assert!(row(key).contains(w), "{w} in {}", row(key));
+        }
+    }
+    // tokens_out per second: its mean per request times the requests per second.
+    assert!(row("tokens_out").contains("1866"), "{}", row("tokens_out"));
+    assert!(
+        row_of(&s, "│tokens_out ") < row_of(&s, "│req_bytes "),
+        "ml keys, then sizes"
+    );
+    // The time to first byte and generation time over the chart's span.
+    assert!(
+        s.contains("ttfb 182/420/615 · gen 458/1420 ms, 60s window"),
+        "{s}"
+    );
+    // The rest of the detail is still there.
+    for want in [
+        "containers: restarting",
+        "latency ms (60s window)",
+        "┌ routes",
+    ] {
+        assert!(s.contains(want), "{want}:\n{s}");
+    }
+    insta::assert_snapshot!("detail_versions_and_measures", s);
+}
+
+#[test]
+fn detail_versions_and_measures_at_80x24_take_the_place_of_the_lower_rows() {
+    let view = Live::new(rollout_view(), alerts());
+    let mut a = app(colour());
+    a.selected = Some("llm-chat".to_owned());
+    a.screen = Screen::Detail;
+    let buf = draw(&view, &a, 80, 24);
+    let s = text(&buf);
+    // Both versions, the canary marked; columns go whole by priority.
+    let canary = version_row(&s, "1.3.0");
+    version_row(&s, "1.2.0");
+    let x = cell_x(&buf, canary, "3480").unwrap_or_else(|| panic!("the canary's p95:\n{s}"));
+    assert_eq!(buf[(x, canary)].fg, Color::Red);
+    for col in ["SHARE", "P95", "ERR", "TTFB95"] {
+        assert!(s.contains(col), "{col}:\n{s}");
+    }
+    assert!(s.contains("tokens_in"), "{s}");
+    // The charts and containers keep their rows; the time to first byte shows on the
+    // latency chart though the distribution box gave way.
+    assert!(
+        s.contains("latency ms") && s.contains("containers: restarting"),
+        "{s}"
+    );
+    assert!(s.contains("ttfb 182/420/615 gen 458/1420"), "{s}");
+    assert!(!s.contains("recent rejects"), "{s}");
+    insta::assert_snapshot!("detail_versions_80x24", s);
+}
+
+#[test]
+fn detail_without_versions_or_measures_draws_no_empty_panels() {
+    let mut view = fixture_view();
+    // One version: the title names it; a panel would repeat the model's figures.
+    let iris = view
+        .models
+        .iter_mut()
+        .find(|m| m.model == "iris-classifier")
+        .expect("iris-classifier");
+    iris.versions = vec![VersionStats {
+        version: "1.2.0".to_owned(),
+        share: Some(1.0),
+        stats: iris.stats.clone(),
+    }];
+    let view = Live::new(view, alerts());
+    let mut a = app(colour());
+    a.selected = Some("iris-classifier".to_owned());
+    a.screen = Screen::Detail;
+    for r in Range::ALL {
+        a.range = r;
+        for (w, h) in [(160, 45), (80, 24)] {
+            let s = screen(&view, &a, w, h);
+            assert!(
+                !s.contains("versions") && !s.contains("model measures"),
+                "{} at {w}x{h}:\n{s}",
+                r.label()
+            );
+        }
+    }
+    // The same screen as before the panels existed.
+    a.range = Range::Min5;
+    assert_eq!(screen(&view, &a, 160, 45), screen(&fixture(), &a, 160, 45));
+
+    // Sizes alone make a measures panel, with no versions panel beside it.
+    let mut view = fixture_view();
+    let fraud = view
+        .models
+        .iter_mut()
+        .find(|m| m.model == "fraud-xgb")
+        .expect("fraud-xgb");
+    fraud.sizes = BTreeMap::from([(
+        "req_bytes".to_owned(),
+        measure(10_878, 181.3, 620.0, [512.0, 1_100.0, 2_048.0]),
+    )]);
+    let view = Live::new(view, alerts());
+    a.selected = Some("fraud-xgb".to_owned());
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.contains("model measures, 60s window"), "{s}");
+    assert!(
+        s.contains("512 B") && s.contains("110 KiB"),
+        "p50 and bytes/s:\n{s}"
+    );
+    assert!(!s.contains("versions"), "{s}");
+}
+
+#[test]
+fn detail_versions_and_measures_cover_the_live_window_at_every_range() {
+    // The views the TUI gets carry no 24-hour rings of versions, measures or streams:
+    // at a long range the charts follow it, the panels stay on the window and say so.
+    let view = Live::new(rollout_view(), alerts());
+    let mut a = app(colour());
+    a.selected = Some("llm-chat".to_owned());
+    a.screen = Screen::Detail;
+    let panels = |s: &str| -> Vec<String> {
+        let top = row_of(s, "┌ versions");
+        s.lines().skip(top).take(6).map(str::to_owned).collect()
+    };
+    let live = panels(&screen(&view, &a, 160, 45));
+    for r in [Range::Hour1, Range::Hour6, Range::Day1] {
+        a.range = r;
+        let s = screen(&view, &a, 160, 45);
+        // The fixture has no history: the charts say so for their range.
+        assert!(
+            s.contains("no history for this model in this range yet"),
+            "the charts follow:\n{s}"
+        );
+        assert_eq!(panels(&s), live, "{}", r.label());
+        assert!(s.contains("ms, 60s window"), "{s}");
+    }
+}
+
+#[test]
+fn overview_shows_ttfb_only_when_a_model_streams() {
+    // llm-chat streams: a TTFB column, its p95 on llm-chat's row, a dash elsewhere.
+    let view = fixture();
+    let s = screen(&view, &app(colour()), 160, 45);
+    let header = s.lines().nth(row_of(&s, "MODEL")).unwrap_or_default();
+    assert!(header.contains("P99 TTFB95    ERR"), "{header}");
+    let llm = s.lines().nth(row_of(&s, "llm-chat")).unwrap_or_default();
+    assert!(llm.contains("3120    420   0.3%"), "{llm}");
+    let fraud = s.lines().nth(row_of(&s, "fraud-xgb")).unwrap_or_default();
+    assert!(fraud.contains("7.7      –     0%"), "{fraud}");
+    // At 80 columns it takes the place of 4XX.
+    let s = screen(&view, &app(colour()), 80, 24);
+    let header = s.lines().nth(row_of(&s, "MODEL")).unwrap_or_default();
+    assert!(header.contains("TTFB95") && !header.contains("4XX"), "{s}");
+    for col in ["QPS", "P50", "P95", "P99", "ERR", "SEEN", "ALERT"] {
+        assert!(header.contains(col), "{col} at 80x24:\n{s}");
+    }
+
+    // No model streams: no column, and 4XX is back at 80 columns.
+    let mut quiet = fixture_view();
+    for m in &mut quiet.models {
+        let s = &m.stats;
+        m.stats = stats(
+            s.qps,
+            s.p50_ms.unwrap_or(0.0),
+            s.p95_ms.unwrap_or(0.0),
+            s.p99_ms.unwrap_or(0.0),
+            s.error_rate.unwrap_or(0.0),
+            s.client_error_rate.unwrap_or(0.0),
+        );
+    }
+    let quiet = Live::new(quiet, alerts());
+    let s = screen(&quiet, &app(colour()), 160, 45);
+    assert!(!s.contains("TTFB"), "{s}");
+    let s = screen(&quiet, &app(colour()), 80, 24);
+    assert!(!s.contains("TTFB") && s.contains("4XX"), "{s}");
+    insta::assert_snapshot!("overview_80x24_no_streaming", s);
 }
 
 #[test]

@@ -56,6 +56,59 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A model measure (an `ml` value: tokens, a batch size, a score, microseconds) in at
+/// most six characters: whole numbers stay whole, large ones take k, M or G, small
+/// ones keep two or three decimals.
+pub fn value(v: Option<f64>, unknown: &str) -> String {
+    let Some(x) = v else {
+        return unknown.to_owned();
+    };
+    let a = x.abs();
+    let scaled = |div: f64, unit: &str| {
+        let y = x / div;
+        if y.abs() < 99.95 {
+            format!("{y:.1}{unit}")
+        } else {
+            format!("{y:.0}{unit}")
+        }
+    };
+    if a >= 999_950_000.0 {
+        scaled(1e9, "G")
+    } else if a >= 999_950.0 {
+        scaled(1e6, "M")
+    } else if a >= 9_999.5 {
+        scaled(1e3, "k")
+    } else if a >= 99.95 || x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else if a >= 9.995 {
+        format!("{x:.1}")
+    } else if a >= 0.00995 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// A size in bytes in at most seven characters (`512 B`, `1.2 KiB`, `48 MiB`), for
+/// request and response sizes and their rates.
+pub fn size(v: Option<f64>, unknown: &str) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let Some(mut x) = v else {
+        return unknown.to_owned();
+    };
+    let mut u = 0;
+    // The next unit before a fourth digit would be needed.
+    while x >= 999.5 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 || x >= 9.95 {
+        format!("{x:.0} {}", UNITS[u])
+    } else {
+        format!("{x:.1} {}", UNITS[u])
+    }
+}
+
 /// Container CPU, 100 % = one core, in at most five characters.
 pub fn cpu(pct: f64) -> String {
     if pct >= 10.0 {
@@ -235,6 +288,39 @@ mod tests {
         assert_eq!(cpu(183.4), "183%");
         assert_eq!(cpu(4.25), "4.2%");
         assert!(cpu(1234.0).chars().count() <= 5);
+    }
+
+    #[test]
+    fn measures_fit_six_characters_and_sizes_seven() {
+        for (v, want) in [
+            (512.0, "512"),
+            (4.0, "4"),
+            (4.25, "4.25"),
+            (0.87, "0.87"),
+            (0.004, "0.004"),
+            (12.34, "12.3"),
+            (9_999.0, "9999"),
+            (12_345.0, "12.3k"),
+            (999_999.0, "1.0M"),
+            (123_456.0, "123k"),
+            (2.5e9, "2.5G"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(value(Some(v), "-"), want, "{v}");
+            assert!(value(Some(v), "-").chars().count() <= 6, "{v}");
+        }
+        for (v, want) in [
+            (0.0, "0 B"),
+            (999.0, "999 B"),
+            (1000.0, "1.0 KiB"),
+            (1250.0, "1.2 KiB"),
+            (48.0 * 1024.0 * 1024.0, "48 MiB"),
+            (1_023_000.0, "999 KiB"),
+        ] {
+            assert_eq!(size(Some(v), "-"), want, "{v}");
+        }
+        assert_eq!(value(None, "-"), "-");
+        assert_eq!(size(None, "-"), "-");
     }
 
     #[test]

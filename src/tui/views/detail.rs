@@ -1,7 +1,8 @@
 //! One model in depth: its normal beside its live figures and its active alerts with
 //! their explanations, charts over the chosen range, its containers (CPU and memory
 //! charts, replicas, Docker events), the latency distribution, status codes, recent
-//! rejects, and tables per route and per instance.
+//! rejects, its versions and model measures (see [`super::panels`]), and tables per
+//! route and per instance.
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -14,6 +15,7 @@ use ratatui::widgets::{
 };
 
 use super::alerts::level_of;
+use super::panels::Panels;
 use crate::alert::baseline::{show_ms, show_qps, show_rate};
 use crate::alert::{AlertPhase, Metric};
 use crate::live::Live;
@@ -51,14 +53,9 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         Constraint::Fill(1),
     ])
     .areas(area);
-    // A model with containers gets a row for them; the others keep the room for requests.
-    let [charts, containers, middle, tables] = Layout::vertical([
-        Constraint::Percentage(if resources.is_some() { 32 } else { 40 }),
-        Constraint::Percentage(if resources.is_some() { 28 } else { 0 }),
-        Constraint::Percentage(if resources.is_some() { 20 } else { 28 }),
-        Constraint::Fill(1),
-    ])
-    .areas(rest);
+    let panels = Panels::of(m);
+    let [charts, containers, middle, model_row, tables] =
+        split_rest(rest, resources.is_some(), panels.height());
     render_title(frame, title, view, m, app);
     let block = if tall {
         Block::bordered()
@@ -101,6 +98,9 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         ],
         app,
     );
+    if let Some(fb) = FirstByte::of(m) {
+        bottom_edge(frame, lat, fb.line(lat.width, th.unknown()));
+    }
     render_chart(
         frame,
         qps,
@@ -142,15 +142,22 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         render_resources(frame, containers, view, m, r, app);
     }
 
-    let [dist, status, rejects] = Layout::horizontal([
-        Constraint::Fill(3),
-        Constraint::Fill(2),
-        Constraint::Fill(4),
-    ])
-    .areas(middle);
-    render_distribution(frame, dist, m, app);
-    render_status(frame, status, m, app);
-    render_rejects(frame, rejects, view, m, app);
+    // Short of room, the versions and measures take this row's place (see split_rest).
+    if middle.height > 0 {
+        let [dist, status, rejects] = Layout::horizontal([
+            Constraint::Fill(3),
+            Constraint::Fill(2),
+            Constraint::Fill(4),
+        ])
+        .areas(middle);
+        render_distribution(frame, dist, m, app);
+        render_status(frame, status, m, app);
+        render_rejects(frame, rejects, view, m, app);
+    }
+    panels.render(frame, model_row, app);
+    if tables.height == 0 {
+        return;
+    }
 
     let [routes, instances] =
         Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(tables);
@@ -161,6 +168,106 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     };
     render_keyed(frame, routes, &routes_title, &m.routes, app);
     render_keyed(frame, instances, " instances ", &m.instances, app);
+}
+
+/// The rows below the judgement: charts, containers (for a model with containers
+/// mapped to it), the latency distribution with status and rejects, the versions and
+/// measures (for a model that has some, `panels_h` rows wanted, else 0), then routes
+/// and instances.
+///
+/// The panels get what they want, up to a third of the height, and the other rows share
+/// the rest in their usual proportions, as long as that leaves the distribution three
+/// lines and the route tables one row. Short of that room the panels take the place of
+/// the distribution row and the route tables instead (which show little at that height
+/// anyway), so the charts and containers keep their size and a regressed version still
+/// shows at 80×24; room the panels do not need goes back to the route tables.
+fn split_rest(area: Rect, containers: bool, panels_h: u16) -> [Rect; 5] {
+    // A model with containers gets a row for them; the others keep the room for requests.
+    let usual = |area: Rect| -> [Rect; 4] {
+        Layout::vertical([
+            Constraint::Percentage(if containers { 32 } else { 40 }),
+            Constraint::Percentage(if containers { 28 } else { 0 }),
+            Constraint::Percentage(if containers { 20 } else { 28 }),
+            Constraint::Fill(1),
+        ])
+        .areas(area)
+    };
+    let rows = |y: u16, height: u16| Rect { y, height, ..area };
+    if panels_h == 0 {
+        let [charts, boxes, middle, tables] = usual(area);
+        return [charts, boxes, middle, rows(tables.y, 0), tables];
+    }
+    let roomy = panels_h.min(area.height / 3);
+    let [charts, boxes, middle, tables] = usual(rows(area.y, area.height - roomy));
+    if middle.height >= 5 && tables.height >= 4 {
+        let panels = rows(tables.y, roomy);
+        let tables = rows(tables.y + roomy, tables.height);
+        return [charts, boxes, middle, panels, tables];
+    }
+    let [charts, boxes, middle, tables] = usual(area);
+    let lower = middle.height + tables.height;
+    let spare = lower.saturating_sub(panels_h);
+    let tables_h = if spare >= 4 { spare } else { 0 };
+    let panels = rows(middle.y, lower - tables_h);
+    [
+        charts,
+        boxes,
+        rows(middle.y, 0),
+        panels,
+        rows(panels.bottom(), tables_h),
+    ]
+}
+
+/// Time to first byte and generation time (first byte to last) of the streamed
+/// answers in the live window, for the latency chart's bottom edge. The live window at
+/// every range: the per-second series carries no TTFB, and the views the TUI gets carry
+/// no 24-hour rings of a model's streams (see [`super::panels`]).
+struct FirstByte {
+    ttfb: [Option<f64>; 3],
+    generation: [Option<f64>; 2],
+    window_s: u32,
+}
+
+impl FirstByte {
+    /// `None` for a model that did not stream in the window: no zeros for it.
+    fn of(m: &ModelView) -> Option<Self> {
+        let s = &m.stats;
+        s.ttfb_p50_ms?;
+        Some(Self {
+            ttfb: [s.ttfb_p50_ms, s.ttfb_p95_ms, s.ttfb_p99_ms],
+            generation: [s.gen_p50_ms, s.gen_p95_ms],
+            window_s: m.window_s,
+        })
+    }
+
+    /// The longest form that fits a box `width` wide: labelled, then the figures alone
+    /// (p50/p95/p99 and p50/p95, as on the distribution's edge), then without the span.
+    fn line(&self, width: u16, dash: &str) -> String {
+        let [t50, t95, t99] = self.ttfb.map(|v| format::ms(v, dash));
+        let [g50, g95] = self.generation.map(|v| format::ms(v, dash));
+        let span = format!("{}s window", self.window_s);
+        [
+            format!(" ttfb p50 {t50} p95 {t95} p99 {t99} · gen p50 {g50} p95 {g95} ms, {span} "),
+            format!(" ttfb {t50}/{t95}/{t99} · gen {g50}/{g95} ms, {span} "),
+            format!(" ttfb {t50}/{t95}/{t99} · gen {g50}/{g95} ms "),
+            format!(" ttfb {t50}/{t95}/{t99} gen {g50}/{g95} "),
+            format!(" ttfb p95 {t95} "),
+        ]
+        .into_iter()
+        // Two cells for the corners.
+        .find(|l| l.chars().count() + 2 <= usize::from(width))
+        .unwrap_or_default()
+    }
+}
+
+/// Writes `text` over the bottom border of a box already drawn in `area`, where a
+/// block's bottom title goes.
+fn bottom_edge(frame: &mut Frame, area: Rect, text: String) {
+    if area.height < 2 || area.width < 3 || text.is_empty() {
+        return;
+    }
+    let edge = Rect::new(area.x + 1, area.bottom() - 1, area.width - 2, 1);
+    frame.render_widget(Paragraph::new(text), edge);
 }
 
 /// CPU and memory over the range (from the history at every range: containers have no

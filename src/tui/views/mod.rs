@@ -8,6 +8,7 @@ pub mod header;
 pub mod help;
 pub mod layout;
 pub mod overview;
+pub mod panels;
 
 use ratatui::Frame;
 use ratatui::buffer::Buffer;

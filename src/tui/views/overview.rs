@@ -1,5 +1,6 @@
 //! One row per model. Columns drop by priority as the terminal narrows, so 80 columns
-//! still show what matters most: health, name, traffic, tail latency and errors.
+//! still show what matters most: health, name, traffic, tail latency and errors. The
+//! TTFB column is there only when some model streams its answers.
 
 use std::fmt::Write as _;
 
@@ -26,6 +27,8 @@ enum Col {
     P50,
     P95,
     P99,
+    /// Time to first byte, p95: streamed answers only.
+    Ttfb,
     Err,
     Client,
     Cpu,
@@ -37,13 +40,14 @@ enum Col {
 }
 
 /// Display order.
-const ORDER: [Col; 14] = [
+const ORDER: [Col; 15] = [
     Col::Mark,
     Col::Name,
     Col::Qps,
     Col::P50,
     Col::P95,
     Col::P99,
+    Col::Ttfb,
     Col::Err,
     Col::Client,
     Col::Cpu,
@@ -54,8 +58,9 @@ const ORDER: [Col; 14] = [
     Col::Alert,
 ];
 
-/// Which columns survive a narrow terminal: earlier ones are kept first.
-const PRIORITY: [Col; 14] = [
+/// Which columns survive a narrow terminal: earlier ones are kept first. At 80 columns
+/// TTFB, when there, takes the place of 4XX.
+const PRIORITY: [Col; 15] = [
     Col::Mark,
     Col::Name,
     Col::Qps,
@@ -64,6 +69,7 @@ const PRIORITY: [Col; 14] = [
     Col::P99,
     Col::Seen,
     Col::Alert,
+    Col::Ttfb,
     Col::P50,
     Col::Client,
     Col::QpsSpark,
@@ -82,7 +88,13 @@ impl Col {
         match self {
             Self::Mark => 1,
             Self::Name => NAME_MIN,
-            Self::Qps | Self::P50 | Self::P95 | Self::P99 | Self::Err | Self::Client => 6,
+            Self::Qps
+            | Self::P50
+            | Self::P95
+            | Self::P99
+            | Self::Ttfb
+            | Self::Err
+            | Self::Client => 6,
             Self::Cpu | Self::Seen => 5,
             Self::Mem | Self::Alert => 8,
             Self::QpsSpark | Self::P95Spark => SPARK_W,
@@ -97,6 +109,7 @@ impl Col {
             Self::P50 => "P50",
             Self::P95 => "P95",
             Self::P99 => "P99",
+            Self::Ttfb => "TTFB95",
             Self::Err => "ERR",
             Self::Client => "4XX",
             Self::Cpu => "CPU",
@@ -133,11 +146,11 @@ impl Col {
 
 /// The columns that fit in `width`, in display order, with their widths. Columns are
 /// taken in priority order until one does not fit; the spare width goes to the name
-/// (up to its longest value), then to the sparklines.
-fn columns(width: u16, longest_name: u16) -> Vec<(Col, u16)> {
+/// (up to its longest value), then to the sparklines. TTFB only when `streams`.
+fn columns(width: u16, longest_name: u16, streams: bool) -> Vec<(Col, u16)> {
     let mut kept: Vec<Col> = Vec::new();
     let mut used: u16 = 0;
-    for c in PRIORITY {
+    for c in PRIORITY.into_iter().filter(|c| streams || *c != Col::Ttfb) {
         let add = c.width() + u16::from(!kept.is_empty());
         if used + add > width {
             break;
@@ -206,7 +219,13 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         .map(|m| m.model.chars().count())
         .max()
         .unwrap_or(0);
-    let cols = columns(inner.width, u16::try_from(longest).unwrap_or(u16::MAX));
+    // Any model of the view, not only the rows shown: the column stays while filtering.
+    let any_streams = view.models.iter().any(streams);
+    let cols = columns(
+        inner.width,
+        u16::try_from(longest).unwrap_or(u16::MAX),
+        any_streams,
+    );
     let selected = app.selected_index(&rows);
     let body_h = layout::overview_rows(frame.area()).height as usize;
     let offset = visible_offset(app.offset, selected.unwrap_or(0), body_h);
@@ -240,6 +259,13 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         }
     }
     draw_sparklines(buf, inner, &cols, &shown, app);
+}
+
+/// Whether the model streams its answers: some in the window carried a time to first
+/// byte, or some did since the monitor started (so a quiet minute does not make the
+/// column come and go).
+fn streams(m: &ModelView) -> bool {
+    m.stats.ttfb_requests > 0 || m.totals.ttfb.is_some()
 }
 
 /// Writes one line of cells at their columns (one space between columns). The table is
@@ -345,6 +371,10 @@ fn row(view: &Live, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(
             Col::P50 => (format::ms(s.p50_ms, dash), Style::new()),
             Col::P95 => (format::ms(s.p95_ms, dash), level_of(Metric::P95)),
             Col::P99 => (format::ms(s.p99_ms, dash), Style::new()),
+            Col::Ttfb => match s.ttfb_p95_ms {
+                Some(v) => (format::ms(Some(v), dash), Style::new()),
+                None => (dash.to_owned(), th.dim()),
+            },
             Col::Err => (format::pct(s.error_rate, dash), level_of(Metric::ErrorRate)),
             Col::Client => (format::pct(s.client_error_rate, dash), Style::new()),
             Col::Cpu => match cpu {
