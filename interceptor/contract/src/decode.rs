@@ -587,52 +587,47 @@ fn opt_text_field_any<'a>(
     }
 }
 
-#[inline(always)]
+#[inline]
 fn ml_field<'a>(raw: RawMl<'a>, m: Option<&str>) -> Result<Vec<(Cow<'a, str>, f64)>, Reject> {
-    match raw {
-        RawMl::Absent => Ok(Vec::new()),
-        raw => ml_field_any(raw, m),
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn ml_field_any<'a>(raw: RawMl<'a>, m: Option<&str>) -> Result<Vec<(Cow<'a, str>, f64)>, Reject> {
     let bad = |what: String| reject(RejectReason::BadMl, m, format!("`ml` {what}"));
-    let entries = match raw {
+    let (values, not_number, count) = match raw {
         RawMl::Absent => return Ok(Vec::new()),
         RawMl::NotObject => return Err(bad("is not an object".into())),
-        RawMl::Entries(e) => e,
+        RawMl::Entries {
+            values,
+            not_number,
+            count,
+        } => (values, not_number, count),
     };
-    if entries.len() > MAX_ML_ENTRIES {
+    if count > MAX_ML_ENTRIES {
         return Err(bad(format!("has more than {MAX_ML_ENTRIES} entries")));
     }
-    let mut out = Vec::with_capacity(entries.len());
-    for (k, v) in entries {
-        let key_ok = !k.is_empty()
+    // In the order they came: each key, then its value. The reader stopped at the
+    // first value that is not a number, which is checked last.
+    let key_ok = |k: &str| {
+        !k.is_empty()
             && k.len() <= MAX_ML_KEY_CHARS
             && k.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !key_ok {
-            return Err(bad(format!(
-                "key {:?} is not [a-z0-9_]{{1,64}}",
-                truncate(&k)
-            )));
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let bad_key = |k: &str| bad(format!("key {:?} is not [a-z0-9_]{{1,64}}", truncate(k)));
+    let bad_value =
+        |k: &str, what: &str| bad(format!("value of {k:?} is {what}, not a finite number"));
+    for (k, v) in &values {
+        if !key_ok(k) {
+            return Err(bad_key(k));
         }
-        let v = match v {
-            J::U(u) => u as f64,
-            J::I(i) => i as f64,
-            J::F(f) if f.is_finite() => f,
-            other => {
-                return Err(bad(format!(
-                    "value of {k:?} is {}, not a finite number",
-                    other.describe()
-                )));
-            }
-        };
-        out.push((k, v));
+        if !v.is_finite() {
+            return Err(bad_value(k, &J::F(*v).describe()));
+        }
     }
-    Ok(out)
+    if let Some((k, v)) = not_number {
+        if !key_ok(&k) {
+            return Err(bad_key(&k));
+        }
+        return Err(bad_value(&k, &v.describe()));
+    }
+    Ok(values)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -970,7 +965,14 @@ enum RawMl<'a> {
     #[default]
     Absent,
     NotObject,
-    Entries(Vec<(Cow<'a, str>, J<'a>)>),
+    /// The numbers read, converted once; reading stops keeping entries at the first
+    /// value that is not a number (it rejects the event) or one past the limit.
+    Entries {
+        values: Vec<(Cow<'a, str>, f64)>,
+        not_number: Option<(Cow<'a, str>, J<'a>)>,
+        /// Entries seen, up to one past the limit.
+        count: usize,
+    },
 }
 
 fn read_ml<'a>(r: &mut Reader<'a>) -> Result<RawMl<'a>, SyntaxError> {
@@ -980,14 +982,30 @@ fn read_ml<'a>(r: &mut Reader<'a>) -> Result<RawMl<'a>, SyntaxError> {
             _ => RawMl::NotObject,
         });
     }
-    let mut out = Vec::new();
+    let mut values = Vec::new();
+    let mut not_number = None;
+    let mut count = 0;
     let mut first = true;
     while let Some(key) = r.next_key(&mut first)? {
         let v = r.value()?;
         // Keep one past the limit so the check can see it was exceeded, no more.
-        if out.len() <= MAX_ML_ENTRIES {
-            out.push((key, v));
+        if count > MAX_ML_ENTRIES {
+            continue;
+        }
+        count += 1;
+        if not_number.is_some() {
+            continue;
+        }
+        match v {
+            J::U(u) => values.push((key, u as f64)),
+            J::I(i) => values.push((key, i as f64)),
+            J::F(f) => values.push((key, f)),
+            other => not_number = Some((key, other)),
         }
     }
-    Ok(RawMl::Entries(out))
+    Ok(RawMl::Entries {
+        values,
+        not_number,
+        count,
+    })
 }
