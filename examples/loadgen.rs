@@ -6,8 +6,10 @@
 //! cargo run --release --example loadgen -- latency 60
 //! ```
 //!
-//! `throughput SECS`: publishes batches of 100 events as fast as the broker takes them
-//! and reports the rate the monitor counted, and its RSS every 10 s.
+//! `throughput SECS [plain]`: publishes batches of 100 events as fast as the broker takes
+//! them and reports the rate the monitor counted, and its RSS every 10 s. Each event is a
+//! streamed answer with a `ttfb_us` and four `ml` measures (issue 15's costlier case);
+//! `plain` sends neither.
 //! `latency SECS`: publishes one event at a random instant, twice a second, and reports
 //! the time until `--batch` (1 s refresh) shows it: p50, p99, max.
 
@@ -21,7 +23,7 @@ use modelmon_contract::{Batch, Event, Source, SourceKind};
 
 const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
 
-fn events(model: &str, n: usize, ts: i64) -> Vec<u8> {
+fn events(model: &str, n: usize, ts: i64, rich: bool) -> Vec<u8> {
     let events = (0..n)
         .map(|i| Event {
             ts,
@@ -32,11 +34,19 @@ fn events(model: &str, n: usize, ts: i64) -> Vec<u8> {
             route: format!("/v1/route{}", i % 8).into(),
             status: if i % 50 == 0 { 500 } else { 200 },
             duration_us: 500 + (i as u64 * 7919) % 40_000,
-            ttfb_us: None,
+            ttfb_us: rich.then_some((500 + (i as u64 * 7919) % 40_000) / 2),
             req_bytes: Some(300),
             resp_bytes: Some(120),
             error: None,
-            ml: Vec::new(),
+            ml: if rich {
+                ["tokens_in", "tokens_out", "queue_us", "batch_size"]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, key)| ((*key).into(), ((i * 31 + k * 7) % 500) as f64))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     let b = Batch {
@@ -109,11 +119,11 @@ fn wait_connected(rx: &std::sync::mpsc::Receiver<(Instant, serde_json::Value)>) 
     panic!("monitor never connected");
 }
 
-async fn throughput(secs: u64) {
+async fn throughput(secs: u64, rich: bool) {
     let model = format!("load-{}", std::process::id());
     let (mut child, rx) = monitor(&["--models", &model, "--interval", "1s"]);
     wait_connected(&rx);
-    let body = events(&model, 100, modelmon::clock::now_us());
+    let body = events(&model, 100, modelmon::clock::now_us(), rich);
     let stop = Instant::now() + Duration::from_secs(secs);
     let mut publishers = Vec::new();
     for _ in 0..2 {
@@ -192,7 +202,7 @@ async fn latency(secs: u64) {
     while Instant::now() < stop {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         tokio::time::sleep(Duration::from_millis(100 + (x >> 33) % 900)).await;
-        let body = events(&model, 1, modelmon::clock::now_us());
+        let body = events(&model, 1, modelmon::clock::now_us(), false);
         let sent_at = Instant::now();
         ch.basic_publish(
             "modelmon".into(),
@@ -233,8 +243,8 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(60);
     match args.get(1).map(String::as_str) {
-        Some("throughput") => throughput(secs).await,
+        Some("throughput") => throughput(secs, args.get(3).is_none_or(|a| a != "plain")).await,
         Some("latency") => latency(secs).await,
-        _ => eprintln!("usage: loadgen throughput|latency [SECS]"),
+        _ => eprintln!("usage: loadgen throughput [SECS [plain]] | latency [SECS]"),
     }
 }
