@@ -1047,9 +1047,12 @@ fn api_bodies_are_shared_per_refresh_gzipped_and_revalidated() {
                 flate2::read::GzDecoder::new(&zipped.2[..])
                     .read_to_end(&mut out)
                     .expect("a gzip body");
+                // JSON of figures shrinks 3 to 5 times; twice is the least that pays.
                 assert!(
-                    zipped.2.len() * 3 < out.len(),
-                    "{path}: gzip barely shrinks it"
+                    zipped.2.len() * 2 < out.len(),
+                    "{path}: gzip barely shrinks it ({} of {} bytes)",
+                    zipped.2.len(),
+                    out.len()
                 );
                 out
             } else {

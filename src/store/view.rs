@@ -181,17 +181,19 @@ pub struct MeasureStats {
 
 impl MeasureStats {
     /// From a window's figures over values kept in thousandths (so its "ms" are units).
+    /// Rounded to the thousandth the values are kept to: more digits would be noise.
     pub fn from_window(s: &Stats) -> Self {
+        let r = |x: f64| (x * 1000.0).round() / 1000.0;
         let mean = s.mean_ms.unwrap_or(0.0);
         Self {
             count: s.requests,
-            sum: mean * s.requests as f64,
-            rate_per_s: mean * s.qps,
-            mean: s.mean_ms,
-            p50: s.p50_ms,
-            p95: s.p95_ms,
-            p99: s.p99_ms,
-            max: s.max_ms,
+            sum: r(mean * s.requests as f64),
+            rate_per_s: r(mean * s.qps),
+            mean: s.mean_ms.map(r),
+            p50: s.p50_ms.map(r),
+            p95: s.p95_ms.map(r),
+            p99: s.p99_ms.map(r),
+            max: s.max_ms.map(r),
         }
     }
 }
