@@ -34,7 +34,8 @@ fn events(model: &str, n: usize, ts: i64, rich: bool) -> Vec<u8> {
             route: format!("/v1/route{}", i % 8).into(),
             status: if i % 50 == 0 { 500 } else { 200 },
             duration_us: 500 + (i as u64 * 7919) % 40_000,
-            ttfb_us: rich.then_some((500 + (i as u64 * 7919) % 40_000) / 2),
+            // The first byte halfway through (always within the duration).
+            ttfb_us: rich.then_some(250 + (i as u64 * 7919) % 40_000 / 2),
             req_bytes: Some(300),
             resp_bytes: Some(120),
             error: None,
