@@ -227,12 +227,12 @@ fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &m
     let step = h.cell_s();
     let lo = ((from.max(h.start_s) - h.start_s) / step) as usize;
     let hi = ((to.min(h.start_s + HOUR_S) - h.start_s + step - 1) / step) as usize;
-    let hi = hi.min(h.cells.len());
+    let hi = hi.min(h.cells_len());
     if lo >= hi {
         return;
     }
-    for c in &h.cells[lo..hi] {
-        acc.add(c);
+    for c in h.cells(lo, hi) {
+        acc.add(&c);
     }
     if let Some(res) = &h.res {
         for r in &res[lo..hi] {
@@ -245,7 +245,7 @@ fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &m
             }
         }
     }
-    for d in h.dists.covering(lo, hi, h.cells.len()).iter().flatten() {
+    for d in h.dists.covering(lo, hi, h.cells_len()).iter().flatten() {
         m.add_dist(d);
     }
 }

@@ -22,6 +22,10 @@
 //! Versions 1 (no routes and instances) and 2 (no versions, measures and streams) are
 //! still read.
 //!
+//! A cell's 7 varints are how the store keeps the cells of hours past the fine tier
+//! (packed, see [`ring::Cells`]): those are written by copying their bytes, and hours of
+//! tier 1 and 3 are loaded packed.
+//!
 //! A file that fails any check is never overwritten: the writer renames it aside
 //! (`history.snap.corrupt-<unix s>`) and says so on stderr. One writer per directory is
 //! enforced with an exclusive lock on `lock`; a second monitor reads but never writes.
@@ -36,7 +40,7 @@ use fs4::fs_std::FileExt;
 
 use super::IngestTotals;
 use super::history::{HistoryView, KeyKind, KeyRings, Uptime};
-use super::ring::{self, Cell, Dist, Dists, Grain, HOUR_S, Hour, Res, Ring, write_varint};
+use super::ring::{self, Cell, Cells, Dist, Dists, Grain, HOUR_S, Hour, Res, Ring, write_varint};
 
 pub const FILE_NAME: &str = "history.snap";
 pub const LOCK_NAME: &str = "lock";
@@ -221,13 +225,8 @@ fn encode_hour(p: &mut Vec<u8>, h: &Hour, grain: Grain) {
     };
     p.push(tier);
     p.push(u8::from(h.res.is_some()));
-    for c in &h.cells {
-        for v in c.status {
-            write_varint(p, u64::from(v));
-        }
-        write_varint(p, u64::from(c.errors));
-        write_varint(p, u64::from(c.max_us));
-    }
+    // A packed hour's cells are already in this form: they are copied as they are.
+    h.put_cells(p);
     for d in dists {
         match d {
             Some(d) => {
@@ -491,7 +490,8 @@ fn decode_hour(
         return Err(SnapshotError::Malformed("unknown distribution tier"));
     };
     let n_cells = grain.cells_per_hour();
-    let mut cells = Vec::with_capacity(n_cells);
+    // Hours past the fine tier stay packed, as the store keeps them.
+    let mut cells = Cells::builder(n_cells, !fine);
     for _ in 0..n_cells {
         let mut c = Cell::default();
         for v in &mut c.status {
@@ -499,7 +499,7 @@ fn decode_hour(
         }
         c.errors = r.u32_varint()?;
         c.max_us = r.u32_varint()?;
-        cells.push(c);
+        cells.push(&c);
     }
     let n = if fine {
         n_cells
@@ -537,16 +537,12 @@ fn decode_hour(
         }
         _ => return Err(SnapshotError::Malformed("bad resource flag")),
     };
-    Ok(Hour {
-        start_s,
-        cells: cells.into_boxed_slice(),
-        dists: if fine {
-            Dists::Fine(dists)
-        } else {
-            Dists::Coarse(dists)
-        },
-        res,
-    })
+    let dists = if fine {
+        Dists::Fine(dists)
+    } else {
+        Dists::Coarse(dists)
+    };
+    Ok(Hour::from_parts(start_s, cells.finish(), dists, res))
 }
 
 // ---------------------------------------------------------------------------------
@@ -845,5 +841,41 @@ mod tests {
             assert_eq!(*back.history, history, "version {version}");
             assert!(back.history.keys("m").is_none());
         }
+    }
+
+    #[test]
+    fn packed_hours_are_written_as_they_are_and_load_packed() {
+        let t0 = 1_800_000_000 - 1_800_000_000 % HOUR_S;
+        let mut ring = Ring::default();
+        let mut merger = ring::Merger::default();
+        for h in 0..4 {
+            let mut slot = super::super::window::Slot {
+                start: t0 + h * HOUR_S + 70,
+                ..Default::default()
+            };
+            slot.record(200, 1234 << h, false);
+            slot.record(503, 99, true);
+            ring.add(&slot, slot.start, &mut merger);
+        }
+        let now_s = t0 + 3 * HOUR_S + 100;
+        ring.age(now_s, &mut merger);
+        let packed: Vec<bool> = ring.hours().map(Hour::is_packed).collect();
+        assert_eq!(packed, [true, true, false, false]);
+        let models = BTreeMap::from([("m".to_owned(), ring)]);
+        let history = HistoryView::new(now_s * 1000, models, Uptime::default());
+        let snap = Snapshot {
+            saved_ms: now_s * 1000,
+            history: Arc::new(history.clone()),
+            ingest: IngestTotals::default(),
+        };
+        let bytes = encode(&snap);
+        let back = decode(&bytes).expect("round trip");
+        assert_eq!(*back.history, history);
+        let ring = back.history.ring("m").expect("model");
+        assert_eq!(
+            ring.hours().map(Hour::is_packed).collect::<Vec<_>>(),
+            packed
+        );
+        assert_eq!(encode(&back), bytes);
     }
 }
