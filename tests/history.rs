@@ -592,10 +592,11 @@ fn versions_measures_and_first_bytes_keep_24_hours_and_survive_a_snapshot() {
     );
 
     let ml = h.measure_summaries("llm", &day, now_ms);
-    let tokens = ml
+    let tokens = &ml
         .iter()
         .find(|m| m.name == "tokens_out")
-        .expect("tokens_out");
+        .expect("tokens_out")
+        .stats;
     let sum: u64 = all.iter().map(|a| a.4).sum();
     assert_eq!(tokens.count, all.len() as u64);
     assert!(

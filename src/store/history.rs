@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::ring::{Cell, HOUR_S, KEEP_S, Merger, Ring, STEP_S};
+use super::view::MeasureStats;
 
 /// A span of history, relative to now or absolute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,19 +324,13 @@ impl KeyKind {
     ];
 }
 
-/// One model measure (`ml` key) over a range: as [`super::view::MeasureStats`], the
-/// sum taken from the distributions (so within 1 %).
+/// One model measure (`ml` key) over a range, with the figures the live window gives
+/// (the sum taken from the distributions, so within 1 %).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeasureSummary {
     pub name: String,
-    pub count: u64,
-    pub sum: f64,
-    pub rate_per_s: f64,
-    pub mean: Option<f64>,
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-    pub max: Option<f64>,
+    #[serde(flatten)]
+    pub stats: MeasureStats,
 }
 
 impl From<KeySummary> for MeasureSummary {
@@ -345,18 +340,20 @@ impl From<KeySummary> for MeasureSummary {
         let sum = s.mean_ms.unwrap_or(0.0) * s.requests as f64;
         Self {
             name: k.name,
-            count: s.requests,
-            sum,
-            rate_per_s: if s.covered_s > 0 {
-                sum / s.covered_s as f64
-            } else {
-                0.0
+            stats: MeasureStats {
+                count: s.requests,
+                sum,
+                rate_per_s: if s.covered_s > 0 {
+                    sum / s.covered_s as f64
+                } else {
+                    0.0
+                },
+                mean: s.mean_ms,
+                p50: s.p50_ms,
+                p95: s.p95_ms,
+                p99: s.p99_ms,
+                max: s.max_ms,
             },
-            mean: s.mean_ms,
-            p50: s.p50_ms,
-            p95: s.p95_ms,
-            p99: s.p99_ms,
-            max: s.max_ms,
         }
     }
 }
