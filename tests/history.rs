@@ -61,21 +61,23 @@ fn samples(n: usize, span_s: i64, seed: u64) -> Vec<Sample> {
 
 fn apply(store: &mut Store, model: &str, samples: &[Sample], now_us: i64) {
     for chunk in samples.chunks(5000) {
-        let events: Vec<Value> = chunk
-            .iter()
-            .map(|s| {
-                json!({"ts": s.ts_us, "model": model, "instance": format!("i-{}", s.instance),
-                       "method": "POST", "route": format!("/r{}", s.route),
-                       "status": s.status, "duration_us": s.duration_us})
-            })
-            .collect();
-        let body = serde_json::to_vec(&json!({"v": 1,
-            "source": {"kind": "demo", "instance": "t", "pid": 1}, "events": events}))
-        .expect("json");
-        let d = decode_batch(&body, None, now_us).expect("a batch");
-        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
-        store.apply(&d, now_us);
+        let events = chunk.iter().map(|s| {
+            json!({"ts": s.ts_us, "model": model, "instance": format!("i-{}", s.instance),
+                   "method": "POST", "route": format!("/r{}", s.route),
+                   "status": s.status, "duration_us": s.duration_us})
+        });
+        send(store, events.collect(), now_us);
     }
+}
+
+/// One batch of good events into the store.
+fn send(store: &mut Store, events: Vec<Value>, now_us: i64) {
+    let body = serde_json::to_vec(&json!({"v": 1,
+        "source": {"kind": "demo", "instance": "t", "pid": 1}, "events": events}))
+    .expect("json");
+    let d = decode_batch(&body, None, now_us).expect("a batch");
+    assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+    store.apply(&d, now_us);
 }
 
 fn history_at(store: &mut Store, now_s: i64) -> Arc<HistoryView> {
@@ -514,21 +516,12 @@ fn llm_answers(span_s: i64, end_s: i64) -> Vec<(i64, &'static str, u64, u64, u64
 
 fn apply_llm(store: &mut Store, answers: &[(i64, &str, u64, u64, u64)], now_us: i64) {
     for chunk in answers.chunks(2000) {
-        let events: Vec<Value> = chunk
-            .iter()
-            .map(|&(ts, version, ttfb, duration, tokens)| {
-                json!({"ts": ts, "model": "llm", "version": version, "instance": "gpu-0",
-                       "method": "POST", "route": "/v1/chat/completions", "status": 200,
-                       "duration_us": duration, "ttfb_us": ttfb,
-                       "ml": {"tokens_out": tokens}})
-            })
-            .collect();
-        let body = serde_json::to_vec(&json!({"v": 1,
-            "source": {"kind": "demo", "instance": "t", "pid": 1}, "events": events}))
-        .expect("json");
-        let d = decode_batch(&body, None, now_us).expect("a batch");
-        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
-        store.apply(&d, now_us);
+        let events = chunk.iter().map(|&(ts, version, ttfb, duration, tokens)| {
+            json!({"ts": ts, "model": "llm", "version": version, "instance": "gpu-0",
+                   "method": "POST", "route": "/v1/chat/completions", "status": 200,
+                   "duration_us": duration, "ttfb_us": ttfb, "ml": {"tokens_out": tokens}})
+        });
+        send(store, events.collect(), now_us);
     }
 }
 

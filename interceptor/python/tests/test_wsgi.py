@@ -99,35 +99,32 @@ def test_a_streamed_body_records_its_tokens_and_its_first_real_byte(broker, mode
     assert 200_000 <= ev["ttfb_us"] < ev["duration_us"]
 
 
-def test_tokens_recorded_when_the_client_leaves_mid_stream_reach_the_event(broker, model):
+def leave_after_the_second_token(broker, model: str, target: bytes) -> dict:
+    """Requests `target` from the Flask app, hangs up once `token1` arrived, and returns
+    the event the middleware published."""
     app = make_flask_app(model)
     with WerkzeugThread(app) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(b"GET /tokens?count=400&pad=4096 HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             got = b""
             while b"token1" not in got:
                 chunk = s.recv(65536)
                 assert chunk
                 got += chunk
         [ev] = broker.wait_events(model, 1, timeout=20)
+    return ev
+
+
+def test_tokens_recorded_when_the_client_leaves_mid_stream_reach_the_event(broker, model):
+    ev = leave_after_the_second_token(broker, model, b"/tokens?count=400&pad=4096")
     assert (ev["route"], ev["status"]) == ("/tokens", 499)
     # The generator's finally block ran as the server closed the stream.
     assert 2 <= ev["ml"]["tokens_out"] < 400
 
 
 def test_client_going_away_mid_stream_is_a_499(broker, model):
-    app = make_flask_app(model)
-    with WerkzeugThread(app) as url:
-        port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
-            got = b""
-            while b"token1" not in got:
-                chunk = s.recv(65536)
-                assert chunk
-                got += chunk
-        [ev] = broker.wait_events(model, 1, timeout=20)
+    ev = leave_after_the_second_token(broker, model, b"/endless")
     assert (ev["route"], ev["status"]) == ("/endless", 499)
 
 
