@@ -43,10 +43,13 @@ pub async fn run(setup: Setup) -> Result<(), RunError> {
         proxy_target(&proxy),
     );
     serve(listener, proxy, shutdown_signal()).await;
+    // Stopped before the publisher: a shut-down publisher reads as down, and the watch
+    // would tell it as an outage (with the last outage's reason). The shutdown's own
+    // outcome is told below.
+    watcher.abort();
+    let _ = watcher.await;
     let p = publisher.clone();
     let _ = tokio::task::spawn_blocking(move || p.shutdown(PUBLISH_DRAIN)).await;
-    // The shutdown's own outcome is told below, not as an outage.
-    watcher.abort();
     let s = publisher.stats();
     let unrouted = if s.unrouted > 0 {
         format!(
