@@ -7,7 +7,7 @@
 //! model, route and instance: at three digits a busy model's second needs eight times the
 //! buckets, and 256 models × 64 routes would no longer fit the memory bound.
 //!
-//! A [`SparseHist`] holds only the buckets that were hit, sorted by index. Distributions
+//! A [`SparseHist`] holds only the buckets that were hit (sorted once sealed). Distributions
 //! are merged into a reusable dense [`Merger`] to read percentiles over any span.
 
 /// Sub-buckets per octave.
@@ -50,7 +50,7 @@ pub fn bucket_value(idx: u16) -> f64 {
     low as f64 + (width - 1) as f64 / 2.0
 }
 
-/// The buckets hit in one time slot, sorted by bucket index.
+/// The buckets hit in one time slot.
 ///
 /// A slot is written while it is the newest one of its window, then only read. Once
 /// sealed it drops from 8 bytes per hit bucket to about 2 (varint deltas), which is most
@@ -62,16 +62,16 @@ pub struct SparseHist {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Repr {
-    Open(Vec<(u16, u32)>),
-    /// Per entry: the index minus the previous one (the first: itself), then the count,
-    /// both as varints.
+    Open(OpenTable),
+    /// Per entry, in bucket order: the index minus the previous one (the first: itself),
+    /// then the count, both as varints.
     Sealed(Box<[u8]>),
 }
 
 impl Default for SparseHist {
     fn default() -> Self {
         Self {
-            repr: Repr::Open(Vec::new()),
+            repr: Repr::Open(OpenTable::default()),
         }
     }
 }
@@ -84,28 +84,21 @@ impl SparseHist {
 
     #[inline]
     pub fn record_bucket(&mut self, idx: u16, n: u32) {
-        let entries = self.open_mut();
-        // Latencies of one slot cluster tightly, so the last bucket hit is often hit again.
-        if let Some(last) = entries.last_mut()
-            && last.0 == idx
-        {
-            last.1 = last.1.saturating_add(n);
-            return;
-        }
-        match entries.binary_search_by_key(&idx, |e| e.0) {
-            Ok(i) => entries[i].1 = entries[i].1.saturating_add(n),
-            Err(i) => entries.insert(i, (idx, n)),
-        }
+        self.open_mut().add(idx, n);
     }
 
-    /// The entries as a vector to write to, unsealing first (a late event into an old slot).
+    /// The table to write to, unsealing first (a late event into an old slot).
     #[inline]
-    fn open_mut(&mut self) -> &mut Vec<(u16, u32)> {
+    fn open_mut(&mut self) -> &mut OpenTable {
         if let Repr::Sealed(_) = self.repr {
-            self.repr = Repr::Open(self.iter().collect());
+            let mut t = OpenTable::default();
+            for (idx, n) in self.iter() {
+                t.add(idx, n);
+            }
+            self.repr = Repr::Open(t);
         }
         match &mut self.repr {
-            Repr::Open(v) => v,
+            Repr::Open(t) => t,
             Repr::Sealed(_) => unreachable!("unsealed above"),
         }
     }
@@ -118,31 +111,38 @@ impl SparseHist {
 
     pub fn is_empty(&self) -> bool {
         match &self.repr {
-            Repr::Open(v) => v.is_empty(),
+            Repr::Open(t) => t.len == 0,
             Repr::Sealed(b) => b.is_empty(),
         }
     }
 
-    /// `(bucket, count)` in bucket order.
+    /// `(bucket, count)`: in bucket order once sealed, in no particular order while open
+    /// (every reader adds them into a dense array, where order does not matter).
     pub fn iter(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
         let (open, sealed): (&[(u16, u32)], &[u8]) = match &self.repr {
-            Repr::Open(v) => (v, &[]),
+            Repr::Open(t) => (&t.entries, &[]),
             Repr::Sealed(b) => (&[], b),
         };
-        open.iter().copied().chain(SealedIter {
-            bytes: sealed,
-            idx: 0,
-        })
+        open.iter()
+            .copied()
+            .filter(|e| e.0 != FREE)
+            .chain(SealedIter {
+                bytes: sealed,
+                idx: 0,
+            })
     }
 
     /// Compacts the entries for a slot that will only be read from now on.
     pub fn seal(&mut self) {
-        let Repr::Open(v) = &self.repr else {
+        let Repr::Open(t) = &self.repr else {
             return;
         };
-        let mut out = Vec::with_capacity(v.len() * 2 + 4);
+        let mut sorted: Vec<(u16, u32)> =
+            t.entries.iter().copied().filter(|e| e.0 != FREE).collect();
+        sorted.sort_unstable_by_key(|e| e.0);
+        let mut out = Vec::with_capacity(sorted.len() * 2 + 4);
         let mut prev = 0u16;
-        for &(idx, n) in v {
+        for (idx, n) in sorted {
             write_varint(&mut out, u64::from(idx - prev));
             write_varint(&mut out, u64::from(n));
             prev = idx;
@@ -153,11 +153,89 @@ impl SparseHist {
     /// Heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
-            Repr::Open(v) => v.capacity() * std::mem::size_of::<(u16, u32)>(),
+            Repr::Open(t) => t.entries.capacity() * std::mem::size_of::<(u16, u32)>(),
             Repr::Sealed(b) => b.len(),
         }
     }
 }
+
+/// Marks a free entry of an [`OpenTable`]: no bucket has this index (see [`BUCKETS`]).
+const FREE: u16 = u16::MAX;
+const _: () = assert!(BUCKETS < FREE as usize);
+
+/// The buckets of a slot still being written, in an open-addressing table with linear
+/// probing. Recording is every event's most repeated step (once per window it enters,
+/// up to sixteen times an event), and a sorted vector paid a binary search, and for each
+/// new bucket a shift of the ones above it, on every record. The bucket index is its own
+/// hash: one slot's values fall in a few neighbouring octaves, so its buckets are near
+/// consecutive indices and land in distinct entries.
+#[derive(Debug, Clone, Default)]
+struct OpenTable {
+    /// Empty, or a power of two long; [`FREE`] where no bucket is.
+    entries: Vec<(u16, u32)>,
+    len: usize,
+}
+
+impl OpenTable {
+    #[inline]
+    fn add(&mut self, idx: u16, n: u32) {
+        // At most three quarters full, so a probe always meets a free entry.
+        if (self.len + 1) * 4 > self.entries.len() * 3 {
+            self.grow();
+        }
+        let mask = self.entries.len() - 1;
+        let mut i = usize::from(idx) & mask;
+        loop {
+            let e = &mut self.entries[i];
+            if e.0 == idx {
+                e.1 = e.1.saturating_add(n);
+                return;
+            }
+            if e.0 == FREE {
+                *e = (idx, n);
+                self.len += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let size = (self.entries.len() * 2).max(8);
+        let old = std::mem::replace(&mut self.entries, vec![(FREE, 0); size]);
+        self.len = 0;
+        for (idx, n) in old.into_iter().filter(|e| e.0 != FREE) {
+            self.add(idx, n);
+        }
+    }
+
+    fn get(&self, idx: u16) -> Option<u32> {
+        let mask = self.entries.len().checked_sub(1)?;
+        let mut i = usize::from(idx) & mask;
+        loop {
+            match self.entries[i] {
+                (FREE, _) => return None,
+                (j, n) if j == idx => return Some(n),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+}
+
+/// Equal when they hold the same buckets and counts, however they were laid out.
+impl PartialEq for OpenTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self
+                .entries
+                .iter()
+                .filter(|e| e.0 != FREE)
+                .all(|&(idx, n)| other.get(idx) == Some(n))
+    }
+}
+
+impl Eq for OpenTable {}
 
 /// Appends `v` as a LEB128 varint: 7 bits a byte, low bits first.
 pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -412,10 +490,15 @@ mod tests {
         for v in [3u64, 900, 901, 70_000, 70_000, 5_000_000_000, 900] {
             h.record(v);
         }
-        let before: Vec<_> = h.iter().collect();
+        let mut before: Vec<_> = h.iter().collect();
+        before.sort_unstable();
         let open_bytes = h.heap_bytes();
         h.seal();
-        assert_eq!(h.iter().collect::<Vec<_>>(), before);
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            before,
+            "sealed: in bucket order"
+        );
         assert!(h.heap_bytes() < open_bytes, "sealing must shrink");
         h.record(901);
         let mut want = before.clone();
@@ -423,7 +506,38 @@ mod tests {
         if let Some(e) = want.iter_mut().find(|e| e.0 == b) {
             e.1 += 1;
         }
-        assert_eq!(h.iter().collect::<Vec<_>>(), want);
+        let mut reopened: Vec<_> = h.iter().collect();
+        reopened.sort_unstable();
+        assert_eq!(reopened, want);
+    }
+
+    #[test]
+    fn an_open_slot_counts_every_bucket_whatever_the_order_and_spread() {
+        // Far-apart buckets that share table entries, neighbours that probe past each
+        // other, and enough of them to grow the table several times.
+        let values: Vec<u64> = (0..3_000u64)
+            .map(|i| match i % 3 {
+                0 => 800 + i * 13,
+                1 => (i % 40) << 30,
+                _ => i % 200,
+            })
+            .collect();
+        let mut want = std::collections::BTreeMap::<u16, u32>::new();
+        let mut forward = SparseHist::default();
+        for &v in &values {
+            forward.record(v);
+            *want.entry(bucket_of(v)).or_default() += 1;
+        }
+        let mut backward = SparseHist::default();
+        for &v in values.iter().rev() {
+            backward.record(v);
+        }
+        let mut got: Vec<_> = forward.iter().collect();
+        got.sort_unstable();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        assert_eq!(forward, backward, "the same buckets, laid out differently");
+        backward.record(1);
+        assert_ne!(forward, backward);
     }
 
     #[test]
