@@ -38,6 +38,8 @@ pub struct DockerLine<'a> {
 pub struct BrokerLine<'a> {
     pub state: BrokerState,
     pub error: Option<&'a str>,
+    /// The node in use, password hidden (`null` when not connected).
+    pub node: Option<&'a str>,
     pub connections: u64,
 }
 
@@ -117,6 +119,7 @@ impl<'a> Line<'a> {
             broker: BrokerLine {
                 state: view.broker.state,
                 error: view.broker.error.as_deref(),
+                node: view.broker.node.as_deref(),
                 connections: view.broker.connections,
             },
             ingest: &view.ingest,

@@ -3,7 +3,6 @@
 //! Precedence: command line > environment > file > defaults. Unknown keys and bad
 //! values are errors that name the key and the line, so a typo never passes silently.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -351,31 +350,8 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("modelmon").join("config.toml"))
 }
 
-/// An AMQP URL with its password replaced, fit to show.
-pub struct Redacted<'a>(pub &'a str);
-
-impl fmt::Display for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = self.0;
-        let Some(scheme_end) = url.find("://") else {
-            return f.write_str(url);
-        };
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => {
-                let user = rest[..at].split(':').next().unwrap_or("");
-                write!(
-                    f,
-                    "{}{user}:***@{}",
-                    &url[..scheme_end + 3],
-                    &rest[at + 1..]
-                )
-            }
-            None => f.write_str(url),
-        }
-    }
-}
+/// A broker setting (one URL or a cluster's list) with its passwords replaced, fit to show.
+pub use modelmon_publisher::Redacted;
 
 #[cfg(test)]
 mod tests {
@@ -414,15 +390,5 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
-    }
-
-    #[test]
-    fn passwords_never_show() {
-        let shown = Redacted("amqp://bob:s3cret@broker:5672/%2f").to_string();
-        assert_eq!(shown, "amqp://bob:***@broker:5672/%2f");
-        assert_eq!(
-            Redacted("amqp://127.0.0.1:5672/%2f").to_string(),
-            "amqp://127.0.0.1:5672/%2f"
-        );
     }
 }

@@ -261,6 +261,59 @@ fn a_durable_named_queue_keeps_events_while_the_monitor_is_down() {
 }
 
 #[test]
+fn a_named_queue_left_by_an_older_monitor_is_named_with_what_to_do() {
+    let queue = unique("modelmon-test-classic");
+    let rt = runtime();
+    rt.block_on(async {
+        Publisher::connect()
+            .await
+            .declare_classic_queue(&queue)
+            .await;
+    });
+    let mon = Monitor::start(&["--queue", &queue, "--no-docker"]);
+    let line = mon.wait_for("the broker to be down", Duration::from_secs(10), |v| {
+        v["broker"]["state"] == "down"
+    });
+    let why = line["broker"]["error"].as_str().expect("a reason");
+    assert!(
+        why.contains(&format!("rabbitmqctl delete_queue {queue}")) && why.contains("quorum"),
+        "{why}"
+    );
+    drop(mon);
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_queue", &queue])
+        .output();
+}
+
+/// A cluster's nodes as one setting: a node that does not answer is passed over, and
+/// the one in use is shown with its password hidden.
+#[test]
+fn the_first_node_of_a_list_that_answers_is_used_and_shown() {
+    let name = unique("nodes");
+    let nodes = format!(
+        "amqp://guest:guest@127.0.0.1:1/%2f,{}",
+        crate::support::AMQP.replace("amqp://", "amqp://guest:guest@")
+    );
+    let mon = Monitor::start(&["--amqp", &nodes, "--models", &name, "--no-docker"]);
+    let line = mon.wait_connected();
+    assert_eq!(
+        line["broker"]["node"],
+        "amqp://guest:***@127.0.0.1:5672/%2f"
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let p = Publisher::connect().await;
+        let events = (0..20).map(|_| event(&name, 200, 1_000)).collect();
+        p.publish(&name, &batch(events, 0)).await;
+    });
+    mon.wait_for(
+        "the events, through the second node",
+        Duration::from_secs(10),
+        |v| model(v, &name).is_some_and(|m| m["requests"] == 20),
+    );
+}
+
+#[test]
 fn a_dead_broker_is_reported_and_the_monitor_keeps_running() {
     let mon = Monitor::start(&["--amqp", "amqp://127.0.0.1:1/%2f"]);
     let line = mon.wait_for("the broker to be down", Duration::from_secs(10), |v| {

@@ -10,6 +10,7 @@ mod alerts;
 mod amqp_ingest;
 mod broker_outage;
 mod cli;
+mod cluster;
 mod detection;
 mod docker;
 mod history;

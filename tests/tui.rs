@@ -204,6 +204,7 @@ fn fixture_view() -> View {
             state: BrokerState::Connected,
             error: None,
             queue: Some("modelmon.tui".to_owned()),
+            node: None,
             connections: 1,
         },
         ingest: IngestView {
@@ -1323,6 +1324,7 @@ pub(crate) fn blind() -> Live {
         state: BrokerState::Down,
         error: Some("IO error: Connection refused (os error 111)".to_owned()),
         queue: None,
+        node: None,
         connections: 1,
     };
     view.docker.state = DockerState::Unavailable;
@@ -1357,6 +1359,22 @@ pub(crate) fn blind() -> Live {
     alerts.active.insert(0, broker);
     alerts.active.insert(2, docker);
     Live::new(view, alerts)
+}
+
+/// With a cluster's nodes configured, the header says which one is in use (after a
+/// failover, the one that took over), never with its password.
+#[test]
+fn the_header_names_the_broker_node_in_use() {
+    let mut view = fixture_view();
+    view.broker.node = Some("amqp://guest:***@10.1.2.3:5673/%2f".to_owned());
+    let view = Live::from(view);
+    let s = screen(&view, &app(colour()), 160, 45);
+    let first = s.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("broker connected (10.1.2.3:5673)"),
+        "{first}"
+    );
+    assert!(!first.contains("***"), "{first}");
 }
 
 #[test]

@@ -761,9 +761,10 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
 fn events_from_the_real_broker_appear_in_the_api() {
     let name = unique("web");
     let s = Served::start(&["--amqp", AMQP, "--models", &name]);
-    s.wait_json("/api/v1/status", "the broker connection", |v| {
+    let status = s.wait_json("/api/v1/status", "the broker connection", |v| {
         v["broker"]["state"] == "connected"
     });
+    assert_eq!(status["broker"]["node"], AMQP, "the node in use: {status}");
     runtime().block_on(async {
         let p = Publisher::connect().await;
         // Half of them streamed: first byte after 2 ms of the 5.

@@ -39,13 +39,38 @@ pub enum AmqpError {
     Url(String),
     #[error("the broker did not finish the connection within {0:?} (frozen or overloaded?)")]
     SetupTimeout(Duration),
+    #[error(
+        "queue `{0}` exists with other settings (a classic queue from an earlier version?): \
+         the monitor declares a quorum queue, which survives a node; delete the old one \
+         (`rabbitmqctl delete_queue {0}`) or choose another --queue ({1})"
+    )]
+    QueueMismatch(String, lapin::Error),
+}
+
+/// A named queue declared before with other arguments is refused with
+/// PRECONDITION_FAILED, which the broker words in terms of arguments: say what to do.
+fn queue_error(e: lapin::Error, queue: &str) -> AmqpError {
+    // 406: PRECONDITION_FAILED.
+    if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406) {
+        AmqpError::QueueMismatch(queue.to_owned(), e)
+    } else {
+        AmqpError::Broker(e)
+    }
 }
 
 /// The longest a connection's setup may take, from TCP connect to consuming.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Consumes until the store goes away, reconnecting as needed.
+/// Consumes until the store goes away, reconnecting as needed. The setting may name a
+/// cluster's nodes: each failure (to connect, or of a session) moves on to the next
+/// node, so losing the node in use costs one short backoff step, not an outage.
 pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
+    let nodes: Vec<String> = modelmon_publisher::broker_nodes(&cfg.url)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut node = 0;
+    let mut seen = Seen::new(usize::from(cfg.prefetch) * 4);
     let mut delay = Duration::from_millis(100);
     let mut connections = 0;
     // Warn once per outage; the retries show in every view's broker state.
@@ -64,13 +89,14 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
                 return;
             }
         }
-        match consume(&cfg, &tx, &mut delay, &mut connections).await {
+        let url = &nodes[node];
+        match consume(&cfg, url, &tx, &mut seen, &mut delay, &mut connections).await {
             Ok(()) => return,
             Err(e) => {
                 let message = format!(
                     "{} ({}); retrying in {:.1}s",
                     e,
-                    Redacted(&cfg.url),
+                    Redacted(url),
                     delay.as_secs_f64()
                 );
                 if warned_at == Some(connections) {
@@ -83,6 +109,7 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
                     state: BrokerState::Down,
                     error: Some(message),
                     queue: None,
+                    node: None,
                     connections,
                 };
                 if tx.send(Input::Broker(view)).await.is_err() {
@@ -90,6 +117,7 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
                 }
             }
         }
+        node = (node + 1) % nodes.len();
         down = true;
         // Jitter keeps a fleet of monitors from reconnecting in lockstep after a broker restart.
         let jitter = rand::rng().random_range(0.8..1.2);
@@ -101,13 +129,15 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
 /// One connected session. Returns `Ok` only when the store has gone away.
 async fn consume(
     cfg: &AmqpConfig,
+    url: &str,
     tx: &mpsc::Sender<Input>,
+    seen: &mut Seen,
     delay: &mut Duration,
     connections: &mut u64,
 ) -> Result<(), AmqpError> {
     // A broker that accepts the connection and then never answers (frozen, overloaded)
     // must not leave the monitor "connecting" for ever: the whole setup has a deadline.
-    let (_conn, ch, queue, mut consumer) = tokio::time::timeout(SETUP_TIMEOUT, open(cfg))
+    let (_conn, ch, queue, mut consumer) = tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url))
         .await
         .map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??;
     *connections += 1;
@@ -115,6 +145,7 @@ async fn consume(
         state: BrokerState::Connected,
         error: None,
         queue: Some(queue),
+        node: Some(Redacted(url).to_string()),
         connections: *connections,
     };
     if tx.send(Input::Broker(connected)).await.is_err() {
@@ -136,6 +167,22 @@ async fn consume(
             Ok(None) => return Err(AmqpError::ConsumerClosed),
             Ok(Some(d)) => d?,
         };
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(lapin::types::ShortString::as_str);
+        // Handed to the store before the connection was lost, not acknowledged, and so
+        // delivered again (a named queue outlives a connection): counted already.
+        if delivery.redelivered && id.is_some_and(|id| seen.contains(id)) {
+            tracing::debug!("skipped a message delivered again: {id:?}");
+            last = Some(delivery.acker);
+            unacked += 1;
+            continue;
+        }
+        if let Some(id) = id {
+            seen.insert(id);
+        }
         let routing_model = model_of_routing_key(delivery.routing_key.as_str()).map(str::to_owned);
         let input = Input::Body {
             body: delivery.data,
@@ -156,8 +203,9 @@ async fn consume(
 /// Connects, declares the exchange and the queue, binds it and starts consuming.
 async fn open(
     cfg: &AmqpConfig,
+    url: &str,
 ) -> Result<(Connection, lapin::Channel, String, lapin::Consumer), AmqpError> {
-    let mut uri: AMQPUri = cfg.url.parse().map_err(AmqpError::Url)?;
+    let mut uri: AMQPUri = url.parse().map_err(AmqpError::Url)?;
     // Heartbeats notice a broker that stopped answering (a paused VM, a SIGSTOPped node)
     // in twice this, instead of the broker's default of two minutes; a URL that sets its
     // own `heartbeat` keeps it.
@@ -180,6 +228,12 @@ async fn open(
             .await?
     } else {
         let mut args = FieldTable::default();
+        // Replicated on the cluster's nodes (a majority of them holds every message), so
+        // losing the node it leads on loses nothing; on one node it behaves as before.
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         args.insert(
             "x-max-length".into(),
             AMQPValue::LongLongInt(i64::try_from(cfg.queue_max_length).unwrap_or(i64::MAX)),
@@ -194,7 +248,8 @@ async fn open(
             ..QueueDeclareOptions::default()
         };
         ch.queue_declare(cfg.queue.as_str().into(), opts, args)
-            .await?
+            .await
+            .map_err(|e| queue_error(e, &cfg.queue))?
     };
     let keys: Vec<String> = if cfg.models.is_empty() {
         vec![routing_key("#")]
@@ -231,4 +286,40 @@ async fn ack_through(last: &mut Option<lapin::Acker>, unacked: &mut u64) -> Resu
     }
     *unacked = 0;
     Ok(())
+}
+
+/// The `message_id`s of the latest messages handed to the store. Only a message that was
+/// not acknowledged when a connection was lost comes again, and at most `prefetch` are
+/// unacknowledged at once, so a few times that many ids are enough to remember.
+struct Seen {
+    order: std::collections::VecDeque<Box<str>>,
+    ids: std::collections::HashSet<Box<str>>,
+    cap: usize,
+}
+
+impl Seen {
+    fn new(cap: usize) -> Self {
+        Seen {
+            order: std::collections::VecDeque::with_capacity(cap),
+            ids: std::collections::HashSet::with_capacity(cap),
+            cap: cap.max(1),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: &str) {
+        if self.ids.contains(id) {
+            return;
+        }
+        if self.order.len() >= self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        self.order.push_back(id.into());
+        self.ids.insert(id.into());
+    }
 }

@@ -42,8 +42,25 @@ pub struct BrokerView {
     pub error: Option<String>,
     /// The queue this monitor consumes from.
     pub queue: Option<String>,
+    /// The node in use (its URL, password hidden): one of the cluster's nodes when the
+    /// broker setting lists several.
+    pub node: Option<String>,
     /// Successful connections so far: above 1 means the monitor has reconnected.
     pub connections: u64,
+}
+
+impl BrokerView {
+    /// `host:port` of the node in use: what tells one node of a cluster from another.
+    pub fn node_authority(&self) -> Option<&str> {
+        let url = self.node.as_deref()?;
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        Some(
+            authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        )
+    }
 }
 
 /// Ingest counters since the monitor started.

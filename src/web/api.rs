@@ -253,6 +253,7 @@ pub(crate) fn broker_json(view: &Live) -> Value {
     json!({
         "state": view.broker.state,
         "error": view.broker.error.as_deref().map(redact_urls),
+        "node": view.broker.node.as_deref(),
         "connections": view.broker.connections,
     })
 }

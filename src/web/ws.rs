@@ -115,6 +115,7 @@ pub(crate) fn overview_message(view: &Live) -> Utf8Bytes {
         "t": "o",
         "ts": view.ts_ms,
         "broker": view.broker.state,
+        "broker_node": view.broker.node_authority(),
         "docker": view.docker.state,
         "alerts": view.alerts.active.len(),
         "monitor": monitor,

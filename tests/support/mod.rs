@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 pub mod model_api;
 // One helper for a RabbitMQ node of a test's own, shared with the publisher's tests.
+#[path = "../../interceptor/publisher/tests/support/cluster.rs"]
+pub mod cluster;
 #[path = "../../interceptor/publisher/tests/support/private_node.rs"]
 pub mod private_node;
 
@@ -63,6 +65,21 @@ impl Publisher {
             .await
             .expect("exchange");
         Self { _conn: conn, ch }
+    }
+
+    /// Declares a classic durable queue, as monitors before quorum queues did.
+    pub async fn declare_classic_queue(&self, name: &str) {
+        self.ch
+            .queue_declare(
+                name.into(),
+                lapin::options::QueueDeclareOptions {
+                    durable: true,
+                    ..lapin::options::QueueDeclareOptions::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("declare a classic queue");
     }
 
     pub async fn publish(&self, model: &str, body: &[u8]) {

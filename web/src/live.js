@@ -9,6 +9,7 @@ export const live = reactive({
   conn: 'connecting',
   ts: 0,
   broker: null,
+  brokerNode: null, // host:port of the broker node in use (one of a cluster's)
   docker: null,
   alerts: 0,
   monitor: [], // the monitor's own active alerts (broker down, Docker unavailable, sources dropping)
@@ -49,6 +50,7 @@ function onOverview(msg) {
   const c = live.cols
   live.ts = msg.ts
   live.broker = msg.broker
+  live.brokerNode = msg.broker_node ?? null
   live.docker = msg.docker
   live.alerts = msg.alerts
   live.monitor = msg.monitor ?? []

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use modelmon_publisher::{BrokerState, FailureKind, Publisher, Stats};
+use modelmon_publisher::{BrokerState, FailureKind, Publisher, Redacted, Stats};
 
 /// How often the publisher's counters are read: cheap (a few atomics), and short
 /// enough that a broker restart is told within a second of the publisher noticing it.
@@ -33,6 +33,8 @@ struct Returns {
 /// Turns successive looks at the publisher's stats into the lines worth printing.
 pub(crate) struct BrokerWatch {
     url: String,
+    /// The setting names a cluster's nodes: the lines say which one is in use.
+    several: bool,
     outage: Option<Outage>,
     returns: Option<Returns>,
     connections: u64,
@@ -45,7 +47,8 @@ pub(crate) struct BrokerWatch {
 impl BrokerWatch {
     pub fn new(amqp_url: &str) -> Self {
         BrokerWatch {
-            url: redact(amqp_url),
+            url: Redacted(amqp_url).to_string(),
+            several: modelmon_publisher::broker_nodes(amqp_url).len() > 1,
             outage: None,
             returns: None,
             connections: 0,
@@ -59,6 +62,10 @@ impl BrokerWatch {
         let mut lines = Vec::new();
         let connected = s.state == BrokerState::Connected;
         let reason = s.last_error.as_deref().unwrap_or("no reason given");
+        let on_node = match &s.node {
+            Some(node) if self.several => format!(" (node {node})"),
+            _ => String::new(),
+        };
         match (&self.outage, connected) {
             // Before the first attempt has failed there is nothing to tell yet.
             (None, false) if s.last_error.is_some() => {
@@ -79,7 +86,8 @@ impl BrokerWatch {
             }
             (Some(o), true) => {
                 lines.push(format!(
-                    "the broker at {} is reachable again after {:.1} s; {} events dropped meanwhile",
+                    "the broker at {} is reachable again{on_node} after {:.1} s; {} events \
+                     dropped meanwhile",
                     self.url,
                     now.saturating_duration_since(o.since).as_secs_f64(),
                     s.dropped.saturating_sub(o.dropped)
@@ -90,12 +98,12 @@ impl BrokerWatch {
             // and reopened at once): still an outage, told in one line.
             (None, true) if self.connections > 0 && s.connections > self.connections => {
                 lines.push(format!(
-                    "lost the connection to the broker at {} ({reason}) and reconnected",
+                    "lost the connection to the broker at {} ({reason}) and reconnected{on_node}",
                     self.url
                 ));
             }
             (None, true) if self.connections == 0 => {
-                lines.push(format!("publishing to the broker at {}", self.url));
+                lines.push(format!("publishing to the broker at {}{on_node}", self.url));
             }
             _ => {}
         }
@@ -155,19 +163,6 @@ pub(crate) async fn watch(publisher: Publisher, amqp_url: String) {
 }
 
 /// The URL without its password, fit for a log.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +178,8 @@ mod tests {
             held: 0,
             connections,
             state,
+            node: (state == BrokerState::Connected)
+                .then(|| "amqp://guest:***@mq-2:5672/%2f".to_owned()),
             // No attempt has failed before the first connection.
             last_error: (state != BrokerState::Connecting || connections > 0)
                 .then(|| "amqp: IO error: Connection refused (os error 111)".to_owned()),
@@ -190,6 +187,32 @@ mod tests {
             blocked: false,
             sanitised: 0,
         }
+    }
+
+    #[test]
+    fn with_a_cluster_the_node_in_use_is_told() {
+        let mut w = BrokerWatch::new("amqp://guest:pw@mq-1:5672/%2f,amqp://guest:pw@mq-2:5672/%2f");
+        let t0 = Instant::now();
+        let up = w.observe(&stats(BrokerState::Connected, 1, 0), t0);
+        assert_eq!(
+            up,
+            [
+                "publishing to the broker at amqp://guest:***@mq-1:5672/%2f,amqp://guest:***@mq-2:5672/%2f \
+              (node amqp://guest:***@mq-2:5672/%2f)"
+            ]
+        );
+        let moved = w.observe(&stats(BrokerState::Connected, 2, 0), t0);
+        assert!(
+            moved[0].ends_with("and reconnected (node amqp://guest:***@mq-2:5672/%2f)"),
+            "{moved:?}"
+        );
+        // One node: no need to say which.
+        let mut one = BrokerWatch::new("amqp://guest:pw@mq-1:5672/%2f");
+        let up = one.observe(&stats(BrokerState::Connected, 1, 0), t0);
+        assert_eq!(
+            up,
+            ["publishing to the broker at amqp://guest:***@mq-1:5672/%2f"]
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub const AMQP_URL_ENV: &str = "MODELMON_AMQP_URL";
 /// [`Config::from_env`] and change the fields you care about.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// One AMQP URL, or the comma-separated URLs of one cluster's nodes: the first that
+    /// answers is used, and the next when it is lost.
     pub amqp_url: String,
     pub source_kind: SourceKind,
     /// Who publishes: `$HOSTNAME` (a container's name) or `<hostname>:<pid>`.

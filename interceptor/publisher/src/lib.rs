@@ -11,6 +11,7 @@ mod config;
 mod error;
 mod held;
 mod link;
+mod nodes;
 mod pending;
 mod publisher;
 mod stats;
@@ -18,6 +19,7 @@ mod worker;
 
 pub use config::Config;
 pub use error::PublishError;
+pub use nodes::{Redacted, broker_nodes};
 pub use publisher::Publisher;
 pub use stats::{BrokerState, FailureKind, Stats};
 

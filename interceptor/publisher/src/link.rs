@@ -53,14 +53,15 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub async fn open(config: &Config) -> Result<Link, PublishError> {
-        let fut = Self::open_inner(config);
+    /// Connects to one node: `url` is one of the nodes `config.amqp_url` names.
+    pub async fn open(config: &Config, url: &str) -> Result<Link, PublishError> {
+        let fut = Self::open_inner(config, url);
         tokio::time::timeout(CONNECT_TIMEOUT, fut)
             .await
             .map_err(|_| PublishError::ConnectTimeout(CONNECT_TIMEOUT))?
     }
 
-    async fn open_inner(config: &Config) -> Result<Link, PublishError> {
+    async fn open_inner(config: &Config, url: &str) -> Result<Link, PublishError> {
         // The name lets an operator (and our tests) find this connection in
         // `rabbitmqctl list_connections` among many interceptors.
         let name = format!(
@@ -73,7 +74,7 @@ impl Link {
             .with_connection_name(name.into())
             .with_client_property("product".into(), "modelmon-publisher".into())
             .with_client_property("version".into(), env!("CARGO_PKG_VERSION").into());
-        let connection = Connection::connect(&config.amqp_url, props).await?;
+        let connection = Connection::connect(url, props).await?;
         // Subscribe before anything else so a block sent right after the handshake is seen.
         let events = Box::pin(connection.events_listener());
         let channel = connection.create_channel().await?;
@@ -103,14 +104,18 @@ impl Link {
     /// them aside while the broker blocks us (see [`Unconfirmed`]).
     ///
     /// Published `mandatory`: a body no queue takes comes back to us (before its confirm)
-    /// instead of vanishing, and `id`, sent as its `message_id`, tells which one it was.
-    pub fn publish(&self, model: &str, body: Vec<u8>, id: u64) -> Sending {
+    /// instead of vanishing, and `id`, in its `message_id`, tells which one it was.
+    ///
+    /// The `message_id` is `<run>-<id>`, `run` being random per publisher: unique among
+    /// every publisher's messages, so a monitor can tell a message the broker delivers
+    /// again (after losing the monitor's connection) from a new one.
+    pub fn publish(&self, model: &str, body: Vec<u8>, run: u64, id: u64) -> Sending {
         let channel = self.channel.clone();
         let routing_key = routing_key(model);
         let properties = self
             .properties
             .clone()
-            .with_message_id(id.to_string().into());
+            .with_message_id(format!("{run:016x}-{id}").into());
         Box::pin(async move {
             channel
                 .basic_publish(
@@ -147,4 +152,9 @@ impl Link {
         )
         .await;
     }
+}
+
+/// The `id` of a `message_id` that [`Link::publish`] wrote.
+pub(crate) fn message_number(message_id: &str) -> Option<u64> {
+    message_id.rsplit_once('-')?.1.parse().ok()
 }

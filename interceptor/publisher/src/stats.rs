@@ -48,6 +48,9 @@ pub struct Stats {
     /// Successful connections to the broker: above 1 means it reconnected.
     pub connections: u64,
     pub state: BrokerState,
+    /// The node in use (its URL, password hidden) while connected, or the last one used.
+    /// Of interest when the broker setting lists a cluster's nodes.
+    pub node: Option<String>,
     pub last_error: Option<String>,
     /// What kind of failure `last_error` is, for callers that word their own message.
     pub last_error_kind: Option<FailureKind>,
@@ -71,6 +74,7 @@ pub(crate) struct Shared {
     state: AtomicU8,
     blocked: AtomicBool,
     last_error: Mutex<Option<(String, FailureKind)>>,
+    node: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -88,6 +92,7 @@ impl Shared {
             state: AtomicU8::new(encode(BrokerState::Connecting)),
             blocked: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            node: Mutex::new(None),
         }
     }
 
@@ -116,6 +121,14 @@ impl Shared {
         *slot = Some((error.to_string(), error.kind()));
     }
 
+    pub fn set_node(&self, url: &str) {
+        let shown = crate::Redacted(url).to_string();
+        *self
+            .node
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shown);
+    }
+
     pub fn snapshot(&self) -> Stats {
         let (last_error, last_error_kind) = self
             .last_error
@@ -133,6 +146,11 @@ impl Shared {
             held: self.held.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
             state: decode(self.state.load(Ordering::Relaxed)),
+            node: self
+                .node
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             last_error,
             last_error_kind,
             blocked: self.blocked.load(Ordering::Relaxed),

@@ -49,6 +49,9 @@ pub(crate) struct Worker {
     pending: Pending,
     buf: Vec<Event<'static>>,
     link: Option<Link>,
+    /// The nodes `config.amqp_url` names, and the one in use or to try first.
+    nodes: Vec<String>,
+    node: usize,
     backoff: Backoff,
     retry_at: Instant,
     /// Part of `shared.dropped` already reported in a confirmed batch.
@@ -59,8 +62,9 @@ pub(crate) struct Worker {
     held: Held,
     /// Held and queued events together stay within this (the configured buffer).
     buffer_events: usize,
-    /// The `message_id` of the next message.
+    /// The `message_id` of the next message, after this process's `run` prefix.
     next_id: u64,
+    run: u64,
     /// Ids of messages the broker returned whose confirm has not been seen yet: lapin
     /// hands a returned message to whichever confirm it resolves next, not always the
     /// returned message's own.
@@ -84,7 +88,6 @@ impl Worker {
             ^ u64::from(std::process::id());
         Worker {
             source: source(&config),
-            config,
             shared,
             events,
             commands,
@@ -94,6 +97,11 @@ impl Worker {
             pending: Pending::default(),
             buf: Vec::new(),
             link: None,
+            nodes: crate::broker_nodes(&config.amqp_url)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            node: 0,
             backoff: Backoff::new(seed),
             retry_at: Instant::now(),
             reported_dropped: 0,
@@ -101,8 +109,10 @@ impl Worker {
             held: Held::default(),
             buffer_events,
             next_id: 0,
+            run: seed,
             returned_ids: HashSet::new(),
             flush_waiters: Vec::new(),
+            config,
         }
     }
 
@@ -263,23 +273,34 @@ impl Worker {
         }
     }
 
+    /// Tries each node once, from the one in use (or the next after it was lost); the
+    /// backoff only starts once a whole round has failed, so a cluster that lost one
+    /// node is back in use at once.
     async fn connect(&mut self) {
         self.shared.set_state(BrokerState::Connecting);
-        match Link::open(&self.config).await {
-            Ok(link) => {
-                self.shared.set_blocked(link.is_blocked());
-                self.link = Some(link);
-                self.backoff.reset();
-                self.held.connected(std::time::Instant::now());
-                Shared::add(&self.shared.connections, 1);
-                self.shared.set_state(BrokerState::Connected);
-            }
-            Err(e) => {
-                self.shared.set_error(&e);
-                self.shared.set_state(BrokerState::Down);
-                self.retry_at = Instant::now() + self.backoff.next_delay();
+        let mut failed = None;
+        for k in 0..self.nodes.len() {
+            let i = (self.node + k) % self.nodes.len();
+            match Link::open(&self.config, &self.nodes[i]).await {
+                Ok(link) => {
+                    self.node = i;
+                    self.shared.set_node(&self.nodes[i]);
+                    self.shared.set_blocked(link.is_blocked());
+                    self.link = Some(link);
+                    self.backoff.reset();
+                    self.held.connected(std::time::Instant::now());
+                    Shared::add(&self.shared.connections, 1);
+                    self.shared.set_state(BrokerState::Connected);
+                    return;
+                }
+                Err(e) => failed = Some(e),
             }
         }
+        if let Some(e) = failed {
+            self.shared.set_error(&e);
+        }
+        self.shared.set_state(BrokerState::Down);
+        self.retry_at = Instant::now() + self.backoff.next_delay();
     }
 
     async fn on_link_event(&mut self, ev: LinkEvent) {
@@ -306,6 +327,8 @@ impl Worker {
         if let Some(link) = self.link.take() {
             link.close().await;
         }
+        // The node just lost is the one least likely to answer: start with the next.
+        self.node = (self.node + 1) % self.nodes.len();
         self.retry_at = Instant::now() + self.backoff.next_delay();
     }
 
@@ -367,7 +390,7 @@ impl Worker {
             }
             let id = self.next_id;
             self.next_id += 1;
-            let mut sending = link.publish(&msg.group.model, msg.body, id);
+            let mut sending = link.publish(&msg.group.model, msg.body, self.run, id);
             match timeout_at(deadline, &mut sending).await {
                 Ok(Ok(confirm)) => in_flight.push(Unconfirmed {
                     group: msg.group,
@@ -409,7 +432,7 @@ impl Worker {
                         r.properties
                             .message_id()
                             .as_ref()
-                            .and_then(|id| id.as_str().parse::<u64>().ok())
+                            .and_then(|id| crate::link::message_number(id.as_str()))
                     }) {
                         self.returned_ids.insert(id);
                     }

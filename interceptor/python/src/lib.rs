@@ -196,6 +196,7 @@ impl Core {
         d.set_item("held", s.held)?;
         d.set_item("connections", s.connections)?;
         d.set_item("state", state_name(s.state))?;
+        d.set_item("node", s.node)?;
         d.set_item("last_error", s.last_error)?;
         d.set_item("blocked", s.blocked)?;
         d.set_item("sanitised", s.sanitised)?;

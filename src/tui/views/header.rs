@@ -41,6 +41,9 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     ));
     if let Some(e) = &view.broker.error {
         first.push(Span::styled(format!(" ({e})"), th.dim()));
+    } else if let Some(node) = view.broker.node_authority() {
+        // Which of a cluster's nodes is in use: after a failover, the one that took over.
+        first.push(Span::styled(format!(" ({node})"), th.dim()));
     }
     let d = &view.docker;
     first.push(Span::raw("  docker "));
