@@ -29,6 +29,7 @@ fn snapshot() -> Snapshot {
         saved_ms: NOW_S * 1000,
         history: Arc::new(history_fill::fill(100, 42)),
         ingest: IngestTotals::default(),
+        stream: None,
     }
 }
 

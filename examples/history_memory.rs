@@ -65,6 +65,7 @@ fn main() {
             saved_ms: history_fill::NOW_S * 1000,
             history: std::sync::Arc::new(history),
             ingest: modelmon::store::IngestTotals::default(),
+            stream: None,
         })
     });
     match written {

@@ -43,6 +43,11 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub queue: Option<String>,
 
+    /// Consume from this RabbitMQ stream, resuming after the last snapshot: restarts
+    /// lose and repeat nothing (retention: `[amqp] stream_max_age`, `stream_max_bytes`).
+    #[arg(long, value_name = "NAME", conflicts_with = "queue")]
+    pub stream: Option<String>,
+
     /// Live window behind QPS, error rate and percentiles [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub window: Option<Duration>,
@@ -161,6 +166,9 @@ impl Cli {
         }
         if let Some(q) = &self.queue {
             cfg.amqp.queue.clone_from(q);
+        }
+        if let Some(s) = &self.stream {
+            cfg.amqp.stream.clone_from(s);
         }
         if let Some(w) = self.window {
             cfg.store.window.0 = w;

@@ -98,6 +98,15 @@ pub struct AmqpConfig {
     pub queue: String,
     /// Bound of the named queue (`x-max-length`); the oldest messages are dropped beyond it.
     pub queue_max_length: u64,
+    /// A RabbitMQ stream to consume instead of a queue: an append-only log the monitor
+    /// reads from the offset after its last snapshot, so a restart (even `kill -9`)
+    /// neither loses nor repeats an event. Empty: no stream.
+    pub stream: String,
+    /// The stream's retention by age (`x-max-age`): how long a stopped monitor can
+    /// stay stopped and still catch up.
+    pub stream_max_age: Secs,
+    /// The stream's retention by size on the broker's disk (`x-max-length-bytes`).
+    pub stream_max_bytes: u64,
     /// Unacknowledged messages the broker may push before waiting for the monitor.
     pub prefetch: u16,
     /// Bind only these models (empty: all).
@@ -113,6 +122,9 @@ impl Default for AmqpConfig {
             url: DEFAULT_AMQP_URL.to_owned(),
             queue: String::new(),
             queue_max_length: 2_000_000,
+            stream: String::new(),
+            stream_max_age: Secs(Duration::from_secs(24 * 3600)),
+            stream_max_bytes: 5_000_000_000,
             prefetch: 256,
             models: Vec::new(),
             heartbeat: Secs(Duration::from_secs(5)),
@@ -305,6 +317,19 @@ impl Config {
         }
         if self.amqp.prefetch == 0 {
             return Err(invalid("amqp.prefetch", "must be at least 1"));
+        }
+        if !self.amqp.stream.is_empty() && !self.amqp.queue.is_empty() {
+            return Err(invalid(
+                "amqp.stream",
+                "a monitor reads a stream or a queue, not both (unset amqp.queue / --queue)",
+            ));
+        }
+        let age = self.amqp.stream_max_age.0;
+        if age < Duration::from_secs(60) || age.subsec_nanos() != 0 {
+            return Err(invalid(
+                "amqp.stream_max_age",
+                "must be whole seconds, at least 1m",
+            ));
         }
         for m in &self.amqp.models {
             if !modelmon_contract::is_valid_model_name(m) || m.contains(['*', '#', '.']) {

@@ -63,6 +63,8 @@ impl Monitor {
             });
         }
         let snapshots = open_snapshots(cfg, source, &mut store);
+        // In stream mode, where the restored history ends.
+        let resume = store.stream_next();
         if source == Source::Demo {
             demo_history(&mut store, cfg);
         }
@@ -95,7 +97,7 @@ impl Monitor {
                 Duration::from_millis(100),
                 tx,
             )),
-            Source::Amqp => tokio::spawn(ingest::amqp::run(cfg.amqp.clone(), tx)),
+            Source::Amqp => tokio::spawn(ingest::amqp::run(cfg.amqp.clone(), resume, tx)),
         });
         Self {
             views,
@@ -162,11 +164,15 @@ pub fn apply(store: &mut Store, broker: &mut BrokerView, input: Input) {
         Input::Body {
             body,
             routing_model,
+            offset,
         } => {
             let now = now_us();
             match decode_batch(&body, routing_model.as_deref(), now) {
                 Ok(batch) => store.apply(&batch, now),
                 Err(e) => store.apply_error(&e, routing_model.as_deref(), now),
+            }
+            if let Some(o) = offset {
+                store.stream_applied(o);
             }
         }
         Input::Broker(b) => *broker = b,

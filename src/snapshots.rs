@@ -11,7 +11,7 @@ use crate::clock::now_us;
 use crate::config::Config;
 use crate::runtime::Source;
 use crate::store::Store;
-use crate::store::persist::{self, Loaded, Snapshot, SnapshotDir};
+use crate::store::persist::{self, Loaded, Snapshot, SnapshotDir, StreamMark};
 
 /// Snapshot writing, when this monitor holds the directory's lock.
 pub struct Snapshots {
@@ -22,6 +22,8 @@ pub struct Snapshots {
     /// Whether the last write failed: a full disk is told once when writes start
     /// failing and once when they succeed again, not at every interval.
     failing: Arc<AtomicBool>,
+    /// The stream the monitor reads, if any: snapshots record how far into it they go.
+    stream: Option<String>,
 }
 
 impl Snapshots {
@@ -41,6 +43,11 @@ impl Snapshots {
             saved_ms: now / 1000,
             history: store.fresh_history(now),
             ingest: store.ingest_totals(),
+            stream: self
+                .stream
+                .clone()
+                .zip(store.stream_next())
+                .map(|(name, next_offset)| StreamMark { name, next_offset }),
         };
         let dir = Arc::clone(&self.dir);
         let failing = Arc::clone(&self.failing);
@@ -104,7 +111,20 @@ pub fn open_snapshots(cfg: &Config, source: Source, store: &mut Store) -> Option
     }
     let now = now_us();
     match dir.load(now.div_euclid(1_000_000)) {
-        Ok(Loaded::Snapshot(s)) => store.restore(&s.history, now),
+        Ok(Loaded::Snapshot(s)) => {
+            store.restore(&s.history, now);
+            match s.stream {
+                Some(mark) if mark.name == cfg.amqp.stream => {
+                    store.set_stream_next(mark.next_offset);
+                }
+                Some(mark) if !cfg.amqp.stream.is_empty() => eprintln!(
+                    "modelmon-tui: the snapshot's history was read from stream `{}`, not `{}`: \
+                     reading `{}` from its start",
+                    mark.name, cfg.amqp.stream, cfg.amqp.stream
+                ),
+                _ => {}
+            }
+        }
         Ok(Loaded::Nothing) => {}
         Ok(Loaded::SetAside { path, aside, error }) => match aside {
             Some(aside) => eprintln!(
@@ -124,5 +144,6 @@ pub fn open_snapshots(cfg: &Config, source: Source, store: &mut Store) -> Option
         interval: cfg.history.snapshot_interval.0,
         writing: None,
         failing: Arc::new(AtomicBool::new(false)),
+        stream: (!cfg.amqp.stream.is_empty()).then(|| cfg.amqp.stream.clone()),
     })
 }

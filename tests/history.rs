@@ -280,6 +280,7 @@ fn routes_and_instances_keep_24_hours_with_exact_counts_and_percentiles() {
         saved_ms: later * 1000,
         history: Arc::clone(&h),
         ingest: IngestTotals::default(),
+        stream: None,
     };
     let back = persist::decode(&persist::encode(&snap)).expect("round trip");
     assert_eq!(
@@ -404,6 +405,7 @@ fn history_continues_after_a_restore_with_a_gap_for_the_time_down() {
         saved_ms: t1 * 1000,
         history: first.fresh_history(t1 * 1_000_000),
         ingest: first.ingest_totals(),
+        stream: None,
     };
     let bytes = persist::encode(&snap);
     let loaded = persist::decode(&bytes).expect("round trip");
@@ -486,6 +488,7 @@ fn snapshots_round_trip_every_figure() {
         saved_ms: NOW_S * 1000,
         history: Arc::clone(&h),
         ingest: IngestTotals::default(),
+        stream: None,
     };
     let back = persist::decode(&persist::encode(&snap)).expect("round trip");
     assert_eq!(*back.history, *h, "identical rings after a round trip");
@@ -611,6 +614,7 @@ fn versions_measures_and_first_bytes_keep_24_hours_and_survive_a_snapshot() {
         saved_ms: now_ms,
         history: Arc::clone(&h),
         ingest: IngestTotals::default(),
+        stream: None,
     };
     let back = persist::decode(&persist::encode(&snap)).expect("round trip");
     assert_eq!(*back.history, *h, "identical rings after a round trip");

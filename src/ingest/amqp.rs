@@ -40,19 +40,27 @@ pub enum AmqpError {
     #[error("the broker did not finish the connection within {0:?} (frozen or overloaded?)")]
     SetupTimeout(Duration),
     #[error(
-        "queue `{0}` exists with other settings (a classic queue from an earlier version?): \
-         the monitor declares a quorum queue, which survives a node; delete the old one \
-         (`rabbitmqctl delete_queue {0}`) or choose another --queue ({1})"
+        "queue `{name}` exists with other settings (made by an earlier version, or by hand?): \
+         the monitor declares it as a {kind}; delete the old one \
+         (`rabbitmqctl delete_queue {name}`) or choose another name ({source})"
     )]
-    QueueMismatch(String, lapin::Error),
+    QueueMismatch {
+        name: String,
+        kind: &'static str,
+        source: lapin::Error,
+    },
 }
 
 /// A named queue declared before with other arguments is refused with
 /// PRECONDITION_FAILED, which the broker words in terms of arguments: say what to do.
-fn queue_error(e: lapin::Error, queue: &str) -> AmqpError {
+fn queue_error(e: lapin::Error, queue: &str, kind: &'static str) -> AmqpError {
     // 406: PRECONDITION_FAILED.
     if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406) {
-        AmqpError::QueueMismatch(queue.to_owned(), e)
+        AmqpError::QueueMismatch {
+            name: queue.to_owned(),
+            kind,
+            source: e,
+        }
     } else {
         AmqpError::Broker(e)
     }
@@ -64,13 +72,19 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Consumes until the store goes away, reconnecting as needed. The setting may name a
 /// cluster's nodes: each failure (to connect, or of a session) moves on to the next
 /// node, so losing the node in use costs one short backoff step, not an outage.
-pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
+///
+/// In stream mode, `resume` is the offset the restored history ends at (read from the
+/// stream's start without one).
+pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) {
     let nodes: Vec<String> = modelmon_publisher::broker_nodes(&cfg.url)
         .into_iter()
         .map(str::to_owned)
         .collect();
     let mut node = 0;
-    let mut seen = Seen::new(usize::from(cfg.prefetch) * 4);
+    let mut read = Read {
+        seen: Seen::new(usize::from(cfg.prefetch) * 4),
+        next_offset: resume,
+    };
     let mut delay = Duration::from_millis(100);
     let mut connections = 0;
     // Warn once per outage; the retries show in every view's broker state.
@@ -90,7 +104,7 @@ pub async fn run(cfg: AmqpConfig, tx: mpsc::Sender<Input>) {
             }
         }
         let url = &nodes[node];
-        match consume(&cfg, url, &tx, &mut seen, &mut delay, &mut connections).await {
+        match consume(&cfg, url, &tx, &mut read, &mut delay, &mut connections).await {
             Ok(()) => return,
             Err(e) => {
                 let message = format!(
@@ -131,15 +145,16 @@ async fn consume(
     cfg: &AmqpConfig,
     url: &str,
     tx: &mpsc::Sender<Input>,
-    seen: &mut Seen,
+    read: &mut Read,
     delay: &mut Duration,
     connections: &mut u64,
 ) -> Result<(), AmqpError> {
     // A broker that accepts the connection and then never answers (frozen, overloaded)
     // must not leave the monitor "connecting" for ever: the whole setup has a deadline.
-    let (_conn, ch, queue, mut consumer) = tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url))
-        .await
-        .map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??;
+    let (_conn, ch, queue, mut consumer) =
+        tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url, read.next_offset))
+            .await
+            .map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??;
     *connections += 1;
     let connected = BrokerView {
         state: BrokerState::Connected,
@@ -167,30 +182,46 @@ async fn consume(
             Ok(None) => return Err(AmqpError::ConsumerClosed),
             Ok(Some(d)) => d?,
         };
-        let id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(lapin::types::ShortString::as_str);
-        // Handed to the store before the connection was lost, not acknowledged, and so
-        // delivered again (a named queue outlives a connection): counted already.
-        if delivery.redelivered && id.is_some_and(|id| seen.contains(id)) {
-            tracing::debug!("skipped a message delivered again: {id:?}");
-            last = Some(delivery.acker);
-            unacked += 1;
-            continue;
-        }
-        if let Some(id) = id {
-            seen.insert(id);
-        }
+        let offset = if cfg.stream.is_empty() {
+            if read.seen_before(&delivery) {
+                last = Some(delivery.acker);
+                unacked += 1;
+                continue;
+            }
+            None
+        } else {
+            let offset = stream_offset(&delivery);
+            match (offset, read.next_offset) {
+                // Reading starts at the chunk holding the offset asked for: what comes
+                // before it is already in the history.
+                (Some(o), Some(next)) if o < next => {
+                    last = Some(delivery.acker);
+                    unacked += 1;
+                    continue;
+                }
+                (Some(o), Some(next)) if o > next => tracing::warn!(
+                    "stream `{}` no longer holds offsets {next} to {}: its retention \
+                     (amqp.stream_max_age, stream_max_bytes) removed them while the monitor \
+                     was away; the history shows that span as not covered",
+                    cfg.stream,
+                    o - 1
+                ),
+                _ => {}
+            }
+            offset
+        };
         let routing_model = model_of_routing_key(delivery.routing_key.as_str()).map(str::to_owned);
         let input = Input::Body {
             body: delivery.data,
             routing_model,
+            offset,
         };
         // Waits while the store is busy: back-pressure reaches the broker through prefetch.
         if tx.send(input).await.is_err() {
             return Ok(());
+        }
+        if let Some(o) = offset {
+            read.next_offset = Some(o + 1);
         }
         last = Some(delivery.acker);
         unacked += 1;
@@ -204,6 +235,7 @@ async fn consume(
 async fn open(
     cfg: &AmqpConfig,
     url: &str,
+    next_offset: Option<u64>,
 ) -> Result<(Connection, lapin::Channel, String, lapin::Consumer), AmqpError> {
     let mut uri: AMQPUri = url.parse().map_err(AmqpError::Url)?;
     // Heartbeats notice a broker that stopped answering (a paused VM, a SIGSTOPped node)
@@ -218,7 +250,28 @@ async fn open(
     let conn = Connection::connect_uri(uri, props).await?;
     let ch = conn.create_channel().await?;
     modelmon_publisher::declare_exchange(&ch).await?;
-    let queue = if cfg.queue.is_empty() {
+    let queue = if !cfg.stream.is_empty() {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("stream".into()),
+        );
+        args.insert(
+            "x-max-age".into(),
+            AMQPValue::LongString(format!("{}s", cfg.stream_max_age.0.as_secs()).into()),
+        );
+        args.insert(
+            "x-max-length-bytes".into(),
+            AMQPValue::LongLongInt(i64::try_from(cfg.stream_max_bytes).unwrap_or(i64::MAX)),
+        );
+        let opts = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        ch.queue_declare(cfg.stream.as_str().into(), opts, args)
+            .await
+            .map_err(|e| queue_error(e, &cfg.stream, "stream"))?
+    } else if cfg.queue.is_empty() {
         let opts = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -249,7 +302,7 @@ async fn open(
         };
         ch.queue_declare(cfg.queue.as_str().into(), opts, args)
             .await
-            .map_err(|e| queue_error(e, &cfg.queue))?
+            .map_err(|e| queue_error(e, &cfg.queue, "quorum queue, which survives a node"))?
     };
     let keys: Vec<String> = if cfg.models.is_empty() {
         vec![routing_key("#")]
@@ -268,12 +321,22 @@ async fn open(
     }
     ch.basic_qos(cfg.prefetch, BasicQosOptions::default())
         .await?;
+    let mut args = FieldTable::default();
+    if !cfg.stream.is_empty() {
+        // Without a position, the whole stream: a monitor with no history of it rebuilds
+        // what the stream still holds.
+        let from = match next_offset {
+            Some(o) => AMQPValue::LongLongInt(i64::try_from(o).unwrap_or(i64::MAX)),
+            None => AMQPValue::LongString("first".into()),
+        };
+        args.insert("x-stream-offset".into(), from);
+    }
     let consumer = ch
         .basic_consume(
             queue.name().clone(),
             "modelmon-tui".into(),
             BasicConsumeOptions::default(),
-            FieldTable::default(),
+            args,
         )
         .await?;
     Ok((conn, ch, queue.name().to_string(), consumer))
@@ -286,6 +349,41 @@ async fn ack_through(last: &mut Option<lapin::Acker>, unacked: &mut u64) -> Resu
     }
     *unacked = 0;
     Ok(())
+}
+
+/// How far the consumer has read, across its sessions: for a queue, the messages handed
+/// over lately (a queue delivers again what was not acknowledged when a connection was
+/// lost); for a stream, the next offset.
+struct Read {
+    seen: Seen,
+    next_offset: Option<u64>,
+}
+
+impl Read {
+    /// Whether a queue's delivery was handed to the store already; remembers it if not.
+    fn seen_before(&mut self, delivery: &lapin::message::Delivery) -> bool {
+        let Some(id) = delivery.properties.message_id().as_ref() else {
+            return false;
+        };
+        let id = id.as_str();
+        if delivery.redelivered && self.seen.contains(id) {
+            tracing::debug!("skipped a message delivered again: {id}");
+            return true;
+        }
+        self.seen.insert(id);
+        false
+    }
+}
+
+/// A stream message's offset, which the broker sends in the `x-stream-offset` header.
+fn stream_offset(delivery: &lapin::message::Delivery) -> Option<u64> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get("x-stream-offset")? {
+        AMQPValue::LongLongInt(o) => u64::try_from(*o).ok(),
+        AMQPValue::LongUInt(o) => Some(u64::from(*o)),
+        AMQPValue::LongInt(o) => u64::try_from(*o).ok(),
+        _ => None,
+    }
 }
 
 /// The `message_id`s of the latest messages handed to the store. Only a message that was

@@ -568,6 +568,7 @@ pub async fn run(models: Vec<Sim>, tick: Duration, tx: mpsc::Sender<Input>) {
             let input = Input::Body {
                 body,
                 routing_model: Some(sim.name.to_owned()),
+                offset: None,
             };
             if tx.send(input).await.is_err() {
                 return;

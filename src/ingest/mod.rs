@@ -12,10 +12,12 @@ use crate::store::view::DockerView;
 /// What a source sends to the store task.
 #[derive(Debug)]
 pub enum Input {
-    /// One message body, and the model its routing key names (if any).
+    /// One message body, and the model its routing key names (if any); from a stream,
+    /// its offset there.
     Body {
         body: Vec<u8>,
         routing_model: Option<String>,
+        offset: Option<u64>,
     },
     /// The broker connection changed state.
     Broker(BrokerView),

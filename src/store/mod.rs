@@ -498,6 +498,9 @@ pub struct Store {
     ring_merger: ring::Merger,
     /// Containers mapped to models, from the Docker poller.
     containers: containers::Containers,
+    /// In stream mode: the offset of the first message the store has not applied,
+    /// which a snapshot records so that a restart resumes there.
+    stream_next: Option<u64>,
 }
 
 /// Ingest counters as saved in snapshots.
@@ -538,6 +541,7 @@ impl Store {
             dormant: BTreeMap::new(),
             ring_merger: ring::Merger::default(),
             containers: containers::Containers::default(),
+            stream_next: None,
         }
     }
 
@@ -938,6 +942,22 @@ impl Store {
             }
         }
         state.ring.set_res(sec, sec, cpu, mem);
+    }
+
+    /// The message at stream `offset` has been applied (or refused as a whole).
+    pub fn stream_applied(&mut self, offset: u64) {
+        self.stream_next = Some(offset + 1);
+    }
+
+    /// In stream mode, the offset of the first message not applied yet: from the last
+    /// one applied, or the restored snapshot's mark.
+    pub fn stream_next(&self) -> Option<u64> {
+        self.stream_next
+    }
+
+    /// Resumes where a snapshot's history ends.
+    pub fn set_stream_next(&mut self, next: u64) {
+        self.stream_next = Some(next);
     }
 
     /// Ingest counters since this monitor started.

@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! header  "MODELMON" "HIST" version:u32 payload_len:u64 crc32(payload):u32
-//! payload saved_ms:i64 · ingest counters (5 varints) · uptime spans · models
+//! payload saved_ms:i64 · ingest counters (5 varints) · (v4) stream mark · uptime spans · models
+//! mark    0 (none) | 1 · stream name · offset of the first message not covered (varint)
 //! model   name · ring · (v2) routes · instances · (v3) versions · measures · streams;
 //!         each of those = count · (name · ring)*
 //! ring    count · hours
@@ -19,8 +20,8 @@
 //!         2: route/instance, 12 cells, 12 dists · 3: route/instance, 12 cells, 1 dist
 //! ```
 //!
-//! Versions 1 (no routes and instances) and 2 (no versions, measures and streams) are
-//! still read.
+//! Versions 1 (no routes and instances), 2 (no versions, measures and streams) and 3
+//! (no stream mark) are still read.
 //!
 //! A cell's 7 varints are how the store keeps the cells of hours past the fine tier
 //! (packed, see [`ring::Cells`]): those are written by copying their bytes, and hours of
@@ -46,7 +47,7 @@ pub const FILE_NAME: &str = "history.snap";
 pub const LOCK_NAME: &str = "lock";
 const MAGIC: &[u8; 12] = b"MODELMONHIST";
 /// The format this build writes; it reads this one and every one before it.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 const HEADER_LEN: usize = 12 + 4 + 8 + 4;
 
 /// What a snapshot holds.
@@ -56,6 +57,16 @@ pub struct Snapshot {
     pub history: Arc<HistoryView>,
     /// Counters of the run that wrote it (a restarted monitor counts from zero).
     pub ingest: IngestTotals,
+    /// In stream mode, where in the stream this history ends (format 4 on).
+    pub stream: Option<StreamMark>,
+}
+
+/// The stream a history was read from, and the offset of the first message it does not
+/// cover: where a restarted monitor resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamMark {
+    pub name: String,
+    pub next_offset: u64,
 }
 
 /// Why a snapshot file cannot be used.
@@ -144,6 +155,14 @@ pub fn write_to<W: Write + Seek>(w: &mut W, snap: &Snapshot) -> io::Result<u64> 
     let i = &snap.ingest;
     for v in [i.events, i.rejected, i.late, i.dropped_at_source, i.batches] {
         write_varint(&mut p, v);
+    }
+    match &snap.stream {
+        None => write_varint(&mut p, 0),
+        Some(mark) => {
+            write_varint(&mut p, 1);
+            put_name(&mut p, &mark.name);
+            write_varint(&mut p, mark.next_offset);
+        }
     }
     let spans = snap.history.uptime().spans();
     write_varint(&mut p, spans.len() as u64);
@@ -416,6 +435,18 @@ fn decode_payload(r: &mut Reader<impl Read>, version: u32) -> Result<Snapshot, S
         dropped_at_source: c[3],
         batches: c[4],
     };
+    let stream = if version >= 4 {
+        match r.varint()? {
+            0 => None,
+            1 => Some(StreamMark {
+                name: read_name(r)?,
+                next_offset: r.varint()?,
+            }),
+            _ => return Err(SnapshotError::Malformed("bad stream mark")),
+        }
+    } else {
+        None
+    };
     let n = r.count()?;
     let mut spans = Vec::with_capacity(n);
     for _ in 0..n {
@@ -450,6 +481,7 @@ fn decode_payload(r: &mut Reader<impl Read>, version: u32) -> Result<Snapshot, S
             HistoryView::new(saved_ms, models, Uptime::from_spans(spans)).with_keys(keyed),
         ),
         ingest,
+        stream,
     })
 }
 
@@ -781,6 +813,7 @@ mod tests {
                 events: 5,
                 ..IngestTotals::default()
             },
+            stream: None,
         };
         let bytes = encode(&snap);
         let back = decode(&bytes).expect("round trip");
@@ -825,22 +858,50 @@ mod tests {
             saved_ms: 1_800_000_000_000,
             history: Arc::new(history.clone()),
             ingest: IngestTotals::default(),
+            stream: None,
         };
         let now = encode(&snap);
         // One model, no keys: its five empty lists are the payload's last five bytes.
         assert_eq!(&now[now.len() - 5..], &[0; 5]);
-        for (version, lists) in [(1u32, 0), (2, 2)] {
-            let payload = &now[HEADER_LEN..now.len() - 5 + lists];
+        // Before version 4, no stream mark (one 0 byte after saved_ms and five counters).
+        let mark = HEADER_LEN + 8 + 5;
+        assert_eq!(now[mark], 0);
+        for (version, lists) in [(1u32, 0), (2, 2), (3, 5)] {
+            let payload = [
+                &now[HEADER_LEN..mark],
+                &now[mark + 1..now.len() - 5 + lists],
+            ]
+            .concat();
             let mut old = Vec::new();
             old.extend_from_slice(MAGIC);
             old.extend_from_slice(&version.to_le_bytes());
             old.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-            old.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-            old.extend_from_slice(payload);
+            old.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            old.extend_from_slice(&payload);
             let back = decode(&old).unwrap_or_else(|e| panic!("version {version} reads: {e}"));
             assert_eq!(*back.history, history, "version {version}");
             assert!(back.history.keys("m").is_none());
+            assert_eq!(back.stream, None);
         }
+    }
+
+    #[test]
+    fn the_stream_offset_a_history_ends_at_round_trips() {
+        let snap = Snapshot {
+            saved_ms: 1_800_000_000_000,
+            history: Arc::new(HistoryView::new(
+                1_800_000_000_000,
+                BTreeMap::new(),
+                Uptime::default(),
+            )),
+            ingest: IngestTotals::default(),
+            stream: Some(StreamMark {
+                name: "modelmon.events".to_owned(),
+                next_offset: 1 << 40,
+            }),
+        };
+        let back = decode(&encode(&snap)).expect("reads");
+        assert_eq!(back.stream, snap.stream);
     }
 
     #[test]
@@ -867,6 +928,7 @@ mod tests {
             saved_ms: now_s * 1000,
             history: Arc::new(history.clone()),
             ingest: IngestTotals::default(),
+            stream: None,
         };
         let bytes = encode(&snap);
         let back = decode(&bytes).expect("round trip");
