@@ -6,10 +6,12 @@
 //! cargo run --release --example loadgen -- latency 60
 //! ```
 //!
-//! `throughput SECS [plain]`: publishes batches of 100 events as fast as the broker takes
-//! them and reports the rate the monitor counted, and its RSS every 10 s. Each event is a
-//! streamed answer with a `ttfb_us` and four `ml` measures (issue 15's costlier case);
-//! `plain` sends neither.
+//! `throughput SECS [plain] [stream]`: publishes batches of 100 events as fast as the
+//! broker takes them and reports the rate the monitor counted, and its RSS every 10 s.
+//! Each event is a streamed answer with a `ttfb_us` and four `ml` measures (issue 15's
+//! costlier case); `plain` sends neither. `stream`: the monitor reads a RabbitMQ stream
+//! (`--stream`, on the broker's disk) instead of its own in-memory queue; the stream is
+//! deleted at the end.
 //! `latency SECS`: publishes one event at a random instant, twice a second, and reports
 //! the time until `--batch` (1 s refresh) shows it: p50, p99, max.
 
@@ -120,9 +122,17 @@ fn wait_connected(rx: &std::sync::mpsc::Receiver<(Instant, serde_json::Value)>) 
     panic!("monitor never connected");
 }
 
-async fn throughput(secs: u64, rich: bool) {
+async fn throughput(secs: u64, rich: bool, stream: bool) {
     let model = format!("load-{}", std::process::id());
-    let (mut child, rx) = monitor(&["--models", &model, "--interval", "1s"]);
+    let stream_name = format!("modelmon-loadgen-{}", std::process::id());
+    let state = std::env::temp_dir().join(&stream_name);
+    let mut args = vec!["--models", &model, "--interval", "1s"];
+    let state_arg = state.display().to_string();
+    if stream {
+        // A history of its own, so the stream is read from its start.
+        args.extend(["--stream", &stream_name, "--snapshot-dir", &state_arg]);
+    }
+    let (mut child, rx) = monitor(&args);
     wait_connected(&rx);
     let body = events(&model, 100, modelmon::clock::now_us(), rich);
     let stop = Instant::now() + Duration::from_secs(secs);
@@ -188,6 +198,12 @@ async fn throughput(secs: u64, rich: bool) {
         println!("  t={t:>3}s  RSS {:.1} MiB", *kib as f64 / 1024.0);
     }
     let _ = child.kill();
+    if stream {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_queue", &stream_name])
+            .output();
+        let _ = std::fs::remove_dir_all(&state);
+    }
 }
 
 async fn latency(secs: u64) {
@@ -244,8 +260,11 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(60);
     match args.get(1).map(String::as_str) {
-        Some("throughput") => throughput(secs, args.get(3).is_none_or(|a| a != "plain")).await,
+        Some("throughput") => {
+            let has = |word: &str| args.iter().skip(3).any(|a| a == word);
+            throughput(secs, !has("plain"), has("stream")).await;
+        }
         Some("latency") => latency(secs).await,
-        _ => eprintln!("usage: loadgen throughput [SECS [plain]] | latency [SECS]"),
+        _ => eprintln!("usage: loadgen throughput [SECS [plain] [stream]] | latency [SECS]"),
     }
 }

@@ -403,6 +403,150 @@ async fn the_binary_proxies_and_delivers_its_events_when_terminated() {
     assert_eq!(events[0].route, "/v1/models/iris/predict");
 }
 
+/// The proxy binary in front of an upstream, with its stderr lines collected as they come.
+struct ProxyBinary {
+    child: tokio::process::Child,
+    listen: String,
+    log: tokio::sync::watch::Receiver<Vec<String>>,
+    reader: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl ProxyBinary {
+    fn spawn(upstream: &Upstream, amqp: &str, tag: &str) -> ProxyBinary {
+        use tokio::io::AsyncBufReadExt;
+
+        let listen = free_listen_addr();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
+            .args(["--listen", &listen, "--upstream", &upstream.url()])
+            .args(["--model", "iris", "--amqp", amqp, "--threads", "1"])
+            .args(["--instance", &support::unique(tag)])
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let (log_tx, log) = tokio::sync::watch::channel(Vec::<String>::new());
+        let stderr = child.stderr.take().expect("stderr");
+        let reader = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log_tx.send_modify(|l| l.push(line));
+            }
+            log_tx.borrow().clone()
+        });
+        ProxyBinary {
+            child,
+            listen,
+            log,
+            reader,
+        }
+    }
+
+    /// Lines told so far that contain `what`.
+    fn told(&self, what: &str) -> usize {
+        self.log
+            .borrow()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+
+    /// Waits until `n` lines containing `what` were told; false past `patience`.
+    async fn wait_told(&mut self, what: &str, n: usize, patience: std::time::Duration) -> bool {
+        tokio::time::timeout(
+            patience,
+            self.log
+                .wait_for(|l| l.iter().filter(|l| l.contains(what)).count() >= n),
+        )
+        .await
+        .is_ok_and(|seen| seen.is_ok())
+    }
+
+    /// SIGTERM, a clean exit, and everything it said; with its final counts
+    /// ("stopped; N events recorded, P published, D dropped").
+    async fn terminate(mut self) -> (Vec<String>, [u64; 3]) {
+        let pid = self.child.id().expect("pid").to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = self.child.wait().await.expect("exits");
+        assert_eq!(status.code(), Some(0));
+        let lines = self.reader.await.expect("stderr read");
+        // Shown with --nocapture: how it went.
+        println!("{}", lines.join("\n"));
+        let last = lines.last().cloned().unwrap_or_default();
+        let numbers: Vec<u64> = last
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [recorded, published, dropped] = numbers[..] else {
+            panic!("no final counts: {lines:#?}");
+        };
+        (lines, [recorded, published, dropped])
+    }
+}
+
+/// One client sending one request after another through the proxy until finished; any
+/// failure once the proxy has answered is a failed test.
+struct SteadyLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SteadyLoad {
+    fn start(proxy: &ProxyBinary) -> SteadyLoad {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let proxy_pid = proxy.child.id().expect("pid");
+        let (flag, count) = (Arc::clone(&stop), Arc::clone(&answered));
+        let url = format!("http://{}/v1/models/iris/predict", proxy.listen);
+        let task = tokio::spawn(async move {
+            let http = client();
+            let mut failed = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                match http.request(request(Method::POST, &url, "{}")).await {
+                    Ok(resp) => {
+                        assert_eq!(resp.status(), StatusCode::OK, "the model API answers");
+                        let _ = resp.into_body().collect().await;
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Only while the proxy starts.
+                    Err(_) if count.load(Ordering::Relaxed) == 0 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        let alive = std::path::Path::new(&format!("/proc/{proxy_pid}")).exists();
+                        assert!(
+                            failed < 3,
+                            "the proxy stopped answering: {e:?} (its process is {})",
+                            if alive { "alive" } else { "gone" }
+                        );
+                    }
+                }
+            }
+        });
+        SteadyLoad {
+            stop,
+            answered,
+            task,
+        }
+    }
+
+    /// Stops the client; the number of requests answered.
+    async fn finish(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the client ran to the end");
+        self.answered.load(Ordering::Relaxed)
+    }
+}
+
 /// Broker restarts under load, as an operator sees them: a private node (the shared
 /// broker is never stopped) restarted five times for five seconds while a client keeps
 /// the proxy busy and the real monitor consumes on its default queue, which vanishes
@@ -411,13 +555,10 @@ async fn the_binary_proxies_and_delivers_its_events_when_terminated() {
 /// is gone, and once that it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Duration;
 
     use support::Monitor;
     use support::private_node::PrivateNode;
-    use tokio::io::AsyncBufReadExt;
 
     const RESTARTS: usize = 5;
     const OUTAGE: Duration = Duration::from_secs(5);
@@ -434,62 +575,8 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
     assert!(connected.is_some_and(|l| l["broker"]["state"] == "connected"));
 
     let upstream = Upstream::start().await;
-    let listen = free_listen_addr();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
-        .args(["--listen", &listen, "--upstream", &upstream.url()])
-        .args(["--model", "iris", "--amqp", &node.url, "--threads", "1"])
-        .args(["--instance", &support::unique("proxy-restarts")])
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let (log_tx, mut log) = tokio::sync::watch::channel(Vec::<String>::new());
-    let stderr = child.stderr.take().expect("stderr");
-    let reader = tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log_tx.send_modify(|l| l.push(line));
-        }
-        log_tx.borrow().clone()
-    });
-    let told = |log: &tokio::sync::watch::Receiver<Vec<String>>, what: &str| {
-        log.borrow().iter().filter(|l| l.contains(what)).count()
-    };
-
-    // One client, one request after another, for the whole test.
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicU64::new(0));
-    let proxy_pid = child.id().expect("pid");
-    let load = {
-        let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
-        let url = format!("http://{listen}/v1/models/iris/predict");
-        tokio::spawn(async move {
-            let http = client();
-            let mut failed = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                match http.request(request(Method::POST, &url, "{}")).await {
-                    Ok(resp) => {
-                        assert_eq!(resp.status(), StatusCode::OK, "the model API answers");
-                        let _ = resp.into_body().collect().await;
-                        answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Only while the proxy starts.
-                    Err(_) if answered.load(Ordering::Relaxed) == 0 => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        let alive = std::path::Path::new(&format!("/proc/{proxy_pid}")).exists();
-                        assert!(
-                            failed < 3,
-                            "the proxy stopped answering: {e:?} (its process is {})",
-                            if alive { "alive" } else { "gone" }
-                        );
-                    }
-                }
-            }
-        })
-    };
+    let mut proxy = ProxyBinary::spawn(&upstream, &node.url, "proxy-restarts");
+    let load = SteadyLoad::start(&proxy);
     let flowing = monitor
         .wait(PATIENCE, |l| Monitor::ingest(l, "events") > 0)
         .await;
@@ -510,13 +597,8 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
         })
         .await
         .expect("join");
-        let back = tokio::time::timeout(
-            PATIENCE,
-            log.wait_for(|l| l.iter().filter(|l| l.contains("reachable again")).count() >= round),
-        )
-        .await
-        .is_ok_and(|seen| seen.is_ok());
-        assert!(back, "restart {round}: {:?}", log.borrow());
+        let back = proxy.wait_told("reachable again", round, PATIENCE).await;
+        assert!(back, "restart {round}: {:?}", proxy.log.borrow());
     }
     // Traffic that flows once the monitor is back, then a quiet end.
     let before = monitor.wait(PATIENCE, |_| true).await.expect("a line");
@@ -529,54 +611,60 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
     assert!(
         Monitor::ingest(&grown, "events") > Monitor::ingest(&before, "events"),
         "no traffic after the restarts; the proxy said: {:#?}",
-        log.borrow()
+        proxy.log.borrow()
     );
-    stop.store(true, Ordering::Relaxed);
-    load.await.expect("the client ran to the end");
+    let answered = load.finish().await;
     // The last events reach the monitor (batches leave every 250 ms) before the stop.
     tokio::time::sleep(Duration::from_secs(3)).await;
-
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = child.wait().await.expect("exits");
-    assert_eq!(status.code(), Some(0));
-    let lines = reader.await.expect("stderr read");
-    // Shown with --nocapture: how the restarts went.
-    println!("{}", lines.join("\n"));
-    let last = lines.last().cloned().unwrap_or_default();
-    // "modelmon-proxy: stopped; N events recorded, P published, D dropped"
-    let numbers: Vec<u64> = last
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let [recorded, published, dropped] = numbers[..] else {
-        panic!("no final counts: {lines:#?}");
-    };
-    assert_eq!(
-        recorded,
-        answered.load(Ordering::Relaxed),
-        "every answered request was recorded: {last}"
+    let (outages, recoveries) = (
+        proxy.told("cannot reach the broker"),
+        proxy.told("reachable again"),
     );
+    let (lines, [recorded, published, dropped]) = proxy.terminate().await;
+    assert_eq!(recorded, answered, "every answered request was recorded");
     assert_eq!(
         recorded,
         published + dropped,
-        "nothing is left unaccounted for: {last}"
+        "nothing is left unaccounted for"
     );
+    expect_counted(&mut monitor, published, dropped, &lines).await;
 
+    assert_eq!(
+        outages,
+        RESTARTS,
+        "one line per outage:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        recoveries,
+        RESTARTS,
+        "one line per recovery:\n{}",
+        lines.join("\n")
+    );
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
+}
+
+/// The monitor counts every event the proxy published, once, and is told of every drop.
+async fn expect_counted(
+    monitor: &mut support::Monitor,
+    published: u64,
+    dropped: u64,
+    proxy_log: &[String],
+) {
+    use support::Monitor;
+    let patience = std::time::Duration::from_secs(60);
     let counted = monitor
-        .wait(PATIENCE, |l| {
+        .wait(patience, |l| {
             Monitor::ingest(l, "events") >= published
                 && Monitor::ingest(l, "dropped_at_source") >= dropped
         })
         .await
         .expect("a line");
     // Anything more would arrive within a few refreshes.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let line = monitor.wait(PATIENCE, |_| true).await.expect("a line");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let line = monitor.wait(patience, |_| true).await.expect("a line");
     assert_eq!(
         (
             Monitor::ingest(&line, "events"),
@@ -585,23 +673,93 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
         (published, dropped),
         "the monitor counts every published event once and is told of every drop \
          (first matching line {counted}); proxy log:\n{}",
-        lines.join("\n")
+        proxy_log.join("\n")
     );
     assert_eq!(Monitor::ingest(&line, "rejected"), 0);
+}
 
-    assert_eq!(
-        told(&log, "cannot reach the broker"),
-        RESTARTS,
-        "one line per outage:\n{}",
-        lines.join("\n")
+/// A cluster losing the node the proxy publishes through, under load: the model API
+/// keeps answering, the proxy moves to the next node within seconds and says which,
+/// and the monitor, on a node that stays, counts what was published and is told of
+/// any drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_its_cluster_node_the_proxy_moves_on_and_keeps_serving() {
+    use std::time::{Duration, Instant};
+
+    use support::Monitor;
+    use support::cluster::Cluster;
+
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("join");
+    let mut monitor = Monitor::start(&cluster.urls[2]);
+    let connected = monitor
+        .wait(PATIENCE, |l| l["broker"]["state"] == "connected")
+        .await;
+    assert!(connected.is_some_and(|l| l["broker"]["state"] == "connected"));
+
+    let upstream = Upstream::start().await;
+    let nodes = cluster.setting_from([2, 3, 1]);
+    let mut proxy = ProxyBinary::spawn(&upstream, &nodes, "proxy-cluster");
+    let load = SteadyLoad::start(&proxy);
+    let on_node_2 = proxy
+        .wait_told(
+            &format!("(node amqp://guest:***@{}/", cluster.authority(2)),
+            1,
+            PATIENCE,
+        )
+        .await;
+    assert!(on_node_2, "{:?}", proxy.log.borrow());
+    let flowing = monitor
+        .wait(PATIENCE, |l| Monitor::ingest(l, "events") > 0)
+        .await;
+    assert!(flowing.is_some_and(|l| Monitor::ingest(&l, "events") > 0));
+
+    let t = Instant::now();
+    let stopped = cluster.authority(2);
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop_node(2);
+        cluster
+    })
+    .await
+    .expect("join");
+    let moved = proxy
+        .wait_told(
+            &format!("(node amqp://guest:***@{}/", cluster.authority(3)),
+            1,
+            PATIENCE,
+        )
+        .await;
+    assert!(
+        moved,
+        "the proxy moved on from {stopped}: {:?}",
+        proxy.log.borrow()
     );
-    assert_eq!(
-        told(&log, "reachable again"),
-        RESTARTS,
-        "one line per recovery:\n{}",
-        lines.join("\n")
+    let before = monitor.wait(PATIENCE, |_| true).await.expect("a line");
+    monitor
+        .wait(PATIENCE, |l| {
+            Monitor::ingest(l, "events") > Monitor::ingest(&before, "events")
+        })
+        .await
+        .expect("events counted again");
+    println!(
+        "the proxy's events are counted again {:.1} s after its node's stop",
+        t.elapsed().as_secs_f64()
     );
-    tokio::task::spawn_blocking(move || drop(node))
+
+    let answered = load.finish().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (lines, [recorded, published, dropped]) = proxy.terminate().await;
+    assert_eq!(recorded, answered, "every answered request was recorded");
+    assert_eq!(
+        recorded,
+        published + dropped,
+        "nothing is left unaccounted for"
+    );
+    expect_counted(&mut monitor, published, dropped, &lines).await;
+    tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .expect("join");
 }

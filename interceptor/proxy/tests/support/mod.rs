@@ -26,6 +26,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 #[path = "../../../publisher/tests/support/broker.rs"]
 mod broker;
 pub use broker::{URL as AMQP, now_us, unique};
+#[path = "../../../publisher/tests/support/cluster.rs"]
+pub mod cluster;
 #[path = "../../../publisher/tests/support/private_node.rs"]
 pub mod private_node;
 
