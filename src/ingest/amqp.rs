@@ -5,7 +5,12 @@
 //! sent only once the body is handed to the store, and the broker never has more than
 //! `prefetch` unacknowledged messages out: a monitor that falls behind makes the broker
 //! hold messages rather than losing ones it already took. When the broker goes away the
-//! consumer reconnects with exponential backoff and reports its state all along.
+//! consumer reconnects with exponential backoff and reports its state all along; given a
+//! cluster's nodes, it moves on to the next node at each failure.
+//!
+//! Three kinds of queue: a private one (the default), a named quorum queue (`--queue`,
+//! replicated across a cluster), or a stream (`--stream`), read from the offset where the
+//! restored history ends.
 
 use std::time::Duration;
 
@@ -81,7 +86,7 @@ pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) 
         .map(str::to_owned)
         .collect();
     let mut node = 0;
-    let mut read = Read {
+    let mut position = Position {
         seen: Seen::new(usize::from(cfg.prefetch) * 4),
         next_offset: resume,
     };
@@ -104,7 +109,7 @@ pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) 
             }
         }
         let url = &nodes[node];
-        match consume(&cfg, url, &tx, &mut read, &mut delay, &mut connections).await {
+        match consume(&cfg, url, &tx, &mut position, &mut delay, &mut connections).await {
             Ok(()) => return,
             Err(e) => {
                 let message = format!(
@@ -145,14 +150,14 @@ async fn consume(
     cfg: &AmqpConfig,
     url: &str,
     tx: &mpsc::Sender<Input>,
-    read: &mut Read,
+    position: &mut Position,
     delay: &mut Duration,
     connections: &mut u64,
 ) -> Result<(), AmqpError> {
     // A broker that accepts the connection and then never answers (frozen, overloaded)
     // must not leave the monitor "connecting" for ever: the whole setup has a deadline.
     let (_conn, ch, queue, mut consumer) =
-        tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url, read.next_offset))
+        tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url, position.next_offset))
             .await
             .map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??;
     *connections += 1;
@@ -183,7 +188,7 @@ async fn consume(
             Ok(Some(d)) => d?,
         };
         let offset = if cfg.stream.is_empty() {
-            if read.seen_before(&delivery) {
+            if position.seen_before(&delivery) {
                 last = Some(delivery.acker);
                 unacked += 1;
                 continue;
@@ -191,7 +196,7 @@ async fn consume(
             None
         } else {
             let offset = stream_offset(&delivery);
-            match (offset, read.next_offset) {
+            match (offset, position.next_offset) {
                 // Reading starts at the chunk holding the offset asked for: what comes
                 // before it is already in the history.
                 (Some(o), Some(next)) if o < next => {
@@ -221,7 +226,7 @@ async fn consume(
             return Ok(());
         }
         if let Some(o) = offset {
-            read.next_offset = Some(o + 1);
+            position.next_offset = Some(o + 1);
         }
         last = Some(delivery.acker);
         unacked += 1;
@@ -354,12 +359,12 @@ async fn ack_through(last: &mut Option<lapin::Acker>, unacked: &mut u64) -> Resu
 /// How far the consumer has read, across its sessions: for a queue, the messages handed
 /// over lately (a queue delivers again what was not acknowledged when a connection was
 /// lost); for a stream, the next offset.
-struct Read {
+struct Position {
     seen: Seen,
     next_offset: Option<u64>,
 }
 
-impl Read {
+impl Position {
     /// Whether a queue's delivery was handed to the store already; remembers it if not.
     fn seen_before(&mut self, delivery: &lapin::message::Delivery) -> bool {
         let Some(id) = delivery.properties.message_id().as_ref() else {

@@ -239,3 +239,83 @@ def private_node() -> Iterator[PrivateNode]:
     node = PrivateNode()
     yield node
     node.close()
+
+
+class Cluster:
+    """A private three-node RabbitMQ cluster (``scripts/cluster.sh``) in a directory of the
+    test's own, for failovers: node K (1..3) can be stopped and started while the others
+    serve. The shared broker on 5672 is never part of it.
+
+    Its nodes run in sessions of their own, so they outlive a test process that dies
+    without its teardown; ``scripts/cluster.sh stop DIR`` then still stops them.
+    """
+
+    SCRIPT = ROOT / "scripts" / "cluster.sh"
+    # Booting three nodes and clustering them takes 30-40 s on an idle machine.
+    START_S = 300.0
+    COMMAND_S = 120.0
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.urls: list[str] = []
+
+    def start(self) -> None:
+        """Boots the three nodes and clusters them; ``close`` stops them, even after a failure."""
+        # Its progress and, on failure, the nodes' logs go to stderr: pytest shows them.
+        out = subprocess.run(
+            [str(self.SCRIPT), "start", str(self.dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=self.START_S,
+            check=False,
+        )
+        if out.returncode != 0:
+            pytest.fail(f"scripts/cluster.sh start failed ({out.returncode}); see its output above")
+        self.urls = out.stdout.strip().split(",")
+        assert len(self.urls) == 3, out.stdout
+
+    def url(self, k: int) -> str:
+        return self.urls[k - 1]
+
+    def port(self, k: int) -> int:
+        from urllib.parse import urlsplit
+
+        port = urlsplit(self.url(k)).port
+        assert port is not None, self.url(k)
+        return port
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.SCRIPT), *args], stdout=subprocess.PIPE, text=True, timeout=self.COMMAND_S, check=False
+        )
+
+    def stop_node_async(self, k: int) -> subprocess.Popen[str]:
+        """Starts stopping node K and returns at once (the stop takes seconds)."""
+        return subprocess.Popen([str(self.SCRIPT), "stop-node", str(self.dir), str(k)], text=True)
+
+    def stop_node(self, k: int) -> None:
+        out = self._run("stop-node", str(self.dir), str(k))
+        assert out.returncode == 0, f"stop-node {k} failed ({out.returncode})"
+
+    def start_node(self, k: int) -> None:
+        out = self._run("start-node", str(self.dir), str(k))
+        assert out.returncode == 0, f"start-node {k} failed ({out.returncode})"
+
+    def ctl(self, k: int, *args: str) -> str:
+        out = self._run("ctl", str(self.dir), str(k), *args)
+        assert out.returncode == 0, f"rabbitmqctl {' '.join(args)} on node {k} failed ({out.returncode})"
+        return out.stdout
+
+    def close(self) -> None:
+        """Stops every node still running and removes the directory."""
+        subprocess.run([str(self.SCRIPT), "stop", str(self.dir)], timeout=self.COMMAND_S, check=False)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path / "cluster")
+    try:
+        c.start()
+        yield c
+    finally:
+        c.close()
