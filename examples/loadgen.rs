@@ -6,12 +6,13 @@
 //! cargo run --release --example loadgen -- latency 60
 //! ```
 //!
-//! `throughput SECS [plain] [stream]`: publishes batches of 100 events as fast as the
-//! broker takes them and reports the rate the monitor counted, and its RSS every 10 s.
+//! `throughput SECS [plain] [stream]`: publishes batches of 100 events (or
+//! `EVENTS_PER_MESSAGE`) as fast as the broker takes them and reports the rate the monitor counted, and its RSS every 10 s.
 //! Each event is a streamed answer with a `ttfb_us` and four `ml` measures (issue 15's
 //! costlier case); `plain` sends neither. `stream`: the monitor reads a RabbitMQ stream
-//! (`--stream`, on the broker's disk) instead of its own in-memory queue; the stream is
-//! deleted at the end.
+//! (`--stream`, on the broker's disk) instead of its own in-memory queue, and the
+//! publishers wait for the broker's confirm after each 100 messages, as real publishers
+//! do; the stream is deleted at the end.
 //! `latency SECS`: publishes one event at a random instant, twice a second, and reports
 //! the time until `--batch` (1 s refresh) shows it: p50, p99, max.
 
@@ -134,7 +135,18 @@ async fn throughput(secs: u64, rich: bool, stream: bool) {
     }
     let (mut child, rx) = monitor(&args);
     wait_connected(&rx);
-    let body = events(&model, 100, modelmon::clock::now_us(), rich);
+    // Events per message: 100 by default; the interceptors send up to 1000 at a time
+    // when traffic is heavy (`EVENTS_PER_MESSAGE=1000`).
+    let per_message: u64 = std::env::var("EVENTS_PER_MESSAGE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    let body = events(
+        &model,
+        per_message as usize,
+        modelmon::clock::now_us(),
+        rich,
+    );
     let stop = Instant::now() + Duration::from_secs(secs);
     let mut publishers = Vec::new();
     for _ in 0..2 {
@@ -142,11 +154,20 @@ async fn throughput(secs: u64, rich: bool, stream: bool) {
         let model = model.clone();
         publishers.push(tokio::spawn(async move {
             let (_conn, ch) = channel().await;
+            // Into a stream the broker writes every message to disk: unconfirmed publishing
+            // floods it and starves its readers. Real publishers wait for confirms (the
+            // interceptors keep a batch in flight), and so does this one there.
+            if stream {
+                ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+                    .await
+                    .expect("confirms");
+            }
             let key = format!("events.{model}");
             let mut sent = 0u64;
             while Instant::now() < stop {
+                let mut last = None;
                 for _ in 0..100 {
-                    let _ = ch
+                    last = ch
                         .basic_publish(
                             "modelmon".into(),
                             key.as_str().into(),
@@ -154,8 +175,12 @@ async fn throughput(secs: u64, rich: bool, stream: bool) {
                             &body,
                             BasicProperties::default(),
                         )
-                        .await;
-                    sent += 100;
+                        .await
+                        .ok();
+                    sent += per_message;
+                }
+                if let (true, Some(confirm)) = (stream, last) {
+                    let _ = confirm.await;
                 }
             }
             sent
