@@ -109,6 +109,10 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
+    /// With --serve: read the token from this file (a mounted secret; `[web] token_file`).
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    pub token_file: Option<std::path::PathBuf>,
+
     /// With --serve: allow a non-loopback address without a token.
     #[arg(long)]
     pub insecure_public: bool,
@@ -121,6 +125,16 @@ pub struct Cli {
 pub enum Command {
     /// Summarise the saved history per model, like `sar`: no broker needed.
     Report(ReportArgs),
+    /// Check a config file as the monitor would read it (default: the usual location);
+    /// exit 0 when it is valid, 2 with the key and line at fault when not.
+    CheckConfig {
+        /// The file to check.
+        path: Option<std::path::PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -146,13 +160,22 @@ impl Cli {
         self.command.is_none() && !self.batch && !self.headless && std::io::stdout().is_terminal()
     }
 
-    /// How `--serve` runs, from the command line.
-    pub fn web_options(&self) -> crate::web::Options {
-        crate::web::Options {
-            token: self.token.clone(),
+    /// How `--serve` runs: the command line over `[web]`. The token file is read here,
+    /// so a missing or empty one stops the monitor before it starts.
+    pub fn web_options(&self, cfg: &Config) -> Result<crate::web::Options, ConfigError> {
+        let token = match (
+            &self.token,
+            self.token_file.as_ref().or(cfg.web.token_file.as_ref()),
+        ) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(read_token(path)?),
+            (None, None) => None,
+        };
+        Ok(crate::web::Options {
+            token,
             insecure_public: self.insecure_public,
             ..crate::web::Options::default()
-        }
+        })
     }
 
     /// The file config with this command line laid over it.
@@ -193,4 +216,21 @@ impl Cli {
         }
         Ok(cfg)
     }
+}
+
+/// A token kept in a file: its content without surrounding whitespace (files end with a
+/// newline), never empty.
+fn read_token(path: &std::path::Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::TokenFile {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty"),
+        });
+    }
+    Ok(token.to_owned())
 }

@@ -26,6 +26,41 @@ pub struct Config {
     pub alerts: crate::alert::AlertsSection,
     /// `[notify.desktop]` and `[[notify.webhooks]]`.
     pub notify: crate::alert::NotifySection,
+    /// `[web]`: `--serve`.
+    pub web: WebSection,
+}
+
+impl Config {
+    /// The sections of `self` that differ from `running` and that only a restart
+    /// applies (a reload takes the alerts, notifiers and container mapping).
+    pub fn needs_restart_for(&self, running: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.amqp != running.amqp {
+            out.push("[amqp]");
+        }
+        if self.store != running.store {
+            out.push("[store]");
+        }
+        if self.history != running.history {
+            out.push("[history]");
+        }
+        if self.web != running.web {
+            out.push("[web]");
+        }
+        if self.docker.enabled != running.docker.enabled {
+            out.push("[docker] enabled");
+        }
+        out
+    }
+}
+
+/// `[web]`: the `--serve` server.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSection {
+    /// A file holding the token clients must send (a mounted secret, a service
+    /// credential): read at start, surrounding whitespace trimmed. Also `--token-file`.
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[docker]`: container resources per model.
@@ -158,7 +193,7 @@ impl Default for StoreSection {
     }
 }
 
-/// A duration written with a unit: `250ms`, `60s`, `5m`, `1h`.
+/// A duration written with units: `250ms`, `60s`, `5m`, `1h`, `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Secs(pub Duration);
 
@@ -171,28 +206,45 @@ impl<'de> Deserialize<'de> for Secs {
     }
 }
 
-/// Parses `250ms`, `60s`, `5m`, `1h`, `1.5s`.
+/// Parses `250ms`, `60s`, `5m`, `1h`, `1.5s`, and compound forms such as `1h30m` or
+/// `1m30s` (each unit at most once, largest first).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const UNITS: [(&str, f64); 4] = [("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 0.001)];
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("invalid duration `{s}`: add a unit (ms, s, m, h)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}`: `{num}` is not a number"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => {
+    let mut rest = s;
+    let mut total = 0.0;
+    // Index into UNITS of the last unit read: the next must be a smaller one.
+    let mut last: Option<usize> = None;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("invalid duration `{s}`: add a unit (ms, s, m, h)"))?;
+        let (num, after) = rest.split_at(split);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, tail) = after.split_at(unit_len);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}`: `{num}` is not a number"))?;
+        let Some(i) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(format!(
                 "invalid duration `{s}`: unknown unit `{unit}` (use ms, s, m, h)"
             ));
+        };
+        if last.is_some_and(|l| i <= l) {
+            return Err(format!(
+                "invalid duration `{s}`: units go from largest to smallest, each once (e.g. 1h30m)"
+            ));
         }
-    };
-    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("invalid duration `{s}`"))
+        last = Some(i);
+        total += n * UNITS[i].1;
+        rest = tail;
+    }
+    if last.is_none() {
+        return Err(format!("invalid duration `{s}`: add a unit (ms, s, m, h)"));
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration `{s}`"))
 }
 
 /// What went wrong with the configuration. `main` maps every variant to exit code 2.
@@ -206,6 +258,11 @@ pub enum ConfigError {
     /// The toml message carries the line, the column and the key.
     #[error("invalid config file {}:\n{message}", path.display())]
     Parse { path: PathBuf, message: String },
+    #[error("cannot read the token file {}: {source}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid value for `{key}`{}: {message}", origin(.path.as_deref()))]
     Invalid {
         key: &'static str,
@@ -415,5 +472,16 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2s500ms"), Ok(Duration::from_millis(2500)));
+        assert!(
+            parse_duration("30m1h")
+                .expect_err("out of order")
+                .contains("largest to smallest")
+        );
+        assert!(parse_duration("1m1m").is_err());
+        assert!(parse_duration("1h30").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use modelmon::cli::{Cli, Command};
-use modelmon::runtime::{Monitor, Source, exit_signal};
+use modelmon::runtime::{Hangups, Monitor, Source, exit_signal};
 use modelmon::{batch, table};
 
 fn main() -> ExitCode {
@@ -27,6 +27,23 @@ fn main() -> ExitCode {
             }
         })
         .init();
+    match &cli.command {
+        Some(Command::CheckConfig { path }) => return check_config(path.as_deref()),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "modelmon-tui", &mut script);
+            return print_all(&script);
+        }
+        Some(Command::Man) => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut page = Vec::new();
+            // Rendering into memory cannot fail.
+            let _ = man.render(&mut page);
+            return print_all(&page);
+        }
+        _ => {}
+    }
     let cfg = match cli.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -37,9 +54,16 @@ fn main() -> ExitCode {
     if let Some(Command::Report(args)) = &cli.command {
         return modelmon::report::main(args, &cfg, cli.demo);
     }
+    let web_options = match cli.web_options(&cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("modelmon-tui: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Refuse an exposed --serve before anything starts, so the refusal is all one sees.
     if let Some(addr) = cli.serve {
-        if let Err(e) = modelmon::web::check_bind(addr, &cli.web_options()) {
+        if let Err(e) = modelmon::web::check_bind(addr, &web_options) {
             eprintln!("modelmon-tui: {e}");
             return ExitCode::from(2);
         }
@@ -55,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(&cli, &cfg)) {
+    match rt.block_on(run(&cli, &cfg, web_options)) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`| head`) is the reader saying it has seen enough.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -66,13 +90,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli, cfg: &modelmon::config::Config) -> std::io::Result<()> {
+async fn run(
+    cli: &Cli,
+    cfg: &modelmon::config::Config,
+    web_options: modelmon::web::Options,
+) -> std::io::Result<()> {
     let source = if cli.demo { Source::Demo } else { Source::Amqp };
     if cli.interactive() {
         let opts = modelmon::tui::Options::from_cli(cli).with_alert_rules(&cfg.alerts);
         // The store publishes a view per frame; the UI draws it only if it changed.
         let monitor = Monitor::start(cfg, source, opts.frame_period());
-        let web = start_web(cli, &monitor).await?;
+        let web = start_web(cli, &monitor, web_options.clone()).await?;
         let result = modelmon::tui::run(monitor.views.clone(), monitor.alerts.clone(), opts).await;
         if let Some(web) = web {
             web.stop();
@@ -80,10 +108,17 @@ async fn run(cli: &Cli, cfg: &modelmon::config::Config) -> std::io::Result<()> {
         monitor.shutdown().await;
         return result.map_err(std::io::Error::other);
     }
+    // A service (headless, or --batch into a file) reloads its config on SIGHUP.
+    let mut hangups = Hangups::new();
     if cli.headless {
         let monitor = Monitor::start(cfg, source, cli.interval);
-        let web = start_web(cli, &monitor).await?;
-        exit_signal().await;
+        let web = start_web(cli, &monitor, web_options.clone()).await?;
+        loop {
+            tokio::select! {
+                () = exit_signal() => break,
+                () = hangups.next() => reload(cli, cfg, &monitor).await,
+            }
+        }
         if let Some(web) = web {
             web.stop();
         }
@@ -91,8 +126,8 @@ async fn run(cli: &Cli, cfg: &modelmon::config::Config) -> std::io::Result<()> {
         return Ok(());
     }
     let mut monitor = Monitor::start(cfg, source, cli.interval);
-    let web = start_web(cli, &monitor).await?;
-    let result = print_views(cli, &mut monitor).await;
+    let web = start_web(cli, &monitor, web_options.clone()).await?;
+    let result = print_views(cli, cfg, &mut monitor, &mut hangups).await;
     if let Some(web) = web {
         web.stop();
     }
@@ -103,11 +138,15 @@ async fn run(cli: &Cli, cfg: &modelmon::config::Config) -> std::io::Result<()> {
 
 /// `--serve`: starts the web server on the monitor's views; says where on stderr
 /// (unless the full-screen display owns the terminal).
-async fn start_web(cli: &Cli, monitor: &Monitor) -> std::io::Result<Option<modelmon::web::Server>> {
+async fn start_web(
+    cli: &Cli,
+    monitor: &Monitor,
+    options: modelmon::web::Options,
+) -> std::io::Result<Option<modelmon::web::Server>> {
     let Some(addr) = cli.serve else {
         return Ok(None);
     };
-    let server = modelmon::web::serve(addr, monitor.views.clone(), cli.web_options())
+    let server = modelmon::web::serve(addr, monitor.views.clone(), options)
         .await
         .map_err(std::io::Error::other)?;
     if !cli.interactive() {
@@ -117,7 +156,12 @@ async fn start_web(cli: &Cli, monitor: &Monitor) -> std::io::Result<Option<model
     Ok(Some(server))
 }
 
-async fn print_views(cli: &Cli, monitor: &mut Monitor) -> std::io::Result<()> {
+async fn print_views(
+    cli: &Cli,
+    cfg: &modelmon::config::Config,
+    monitor: &mut Monitor,
+    hangups: &mut Hangups,
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let clear = !cli.batch && std::io::stdout().is_terminal();
     // The first view is the empty one the channel starts with; skip it.
@@ -131,6 +175,10 @@ async fn print_views(cli: &Cli, monitor: &mut Monitor) -> std::io::Result<()> {
                 }
             }
             () = exit_signal() => return Ok(()),
+            () = hangups.next() => {
+                reload(cli, cfg, monitor).await;
+                continue;
+            }
         }
         let view = monitor.views.borrow_and_update().clone();
         if cli.batch {
@@ -146,5 +194,68 @@ async fn print_views(cli: &Cli, monitor: &mut Monitor) -> std::io::Result<()> {
         if cli.iterations.is_some_and(|n| printed >= n) {
             return Ok(());
         }
+    }
+}
+
+/// SIGHUP: reads the config again, with the same command line over it. A bad file
+/// leaves the running config as it is; either way one line on stderr says what happened.
+async fn reload(cli: &Cli, running: &modelmon::config::Config, monitor: &Monitor) {
+    match cli.resolve() {
+        Ok(cfg) => {
+            monitor.reload(&cfg).await;
+            let later = cfg.needs_restart_for(running);
+            let later = if later.is_empty() {
+                String::new()
+            } else {
+                format!("; changes to {} apply at the next start", later.join(", "))
+            };
+            let (rules, hooks) = (cfg.alerts.rules.len(), cfg.notify.webhooks.len());
+            eprintln!(
+                "modelmon-tui: config reloaded: {rules} alert rule{}, {hooks} webhook{}{later}",
+                if rules == 1 { "" } else { "s" },
+                if hooks == 1 { "" } else { "s" },
+            );
+        }
+        Err(e) => eprintln!("modelmon-tui: config not reloaded, the running one stays: {e}"),
+    }
+}
+
+/// `check-config [PATH]`: the same reading and checks as a start, nothing else.
+fn check_config(path: Option<&std::path::Path>) -> ExitCode {
+    match modelmon::config::Config::load(path) {
+        Ok((cfg, Some(path))) => {
+            println!(
+                "{}: valid ({} alert rule{}, {} webhook{})",
+                path.display(),
+                cfg.alerts.rules.len(),
+                if cfg.alerts.rules.len() == 1 { "" } else { "s" },
+                cfg.notify.webhooks.len(),
+                if cfg.notify.webhooks.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((_, None)) => {
+            println!("no config file at the default location: the defaults apply");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("modelmon-tui: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes generated text to stdout; a reader that has seen enough (`| head`) is fine.
+fn print_all(bytes: &[u8]) -> ExitCode {
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("modelmon-tui: {e}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
     }
 }

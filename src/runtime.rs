@@ -36,6 +36,10 @@ pub struct Monitor {
     pub views: watch::Receiver<Live>,
     /// Silence and acknowledge alerts (see docs/alerts.md).
     pub alerts: AlertControl,
+    /// Where a reloaded config goes: the alert rules and notifiers to the store task,
+    /// the container mapping to the Docker poller.
+    reload: mpsc::Sender<(RuleSet, Notifiers)>,
+    docker: Option<watch::Sender<ingest::docker::DockerSettings>>,
     tasks: Vec<JoinHandle<()>>,
     store: Option<JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
@@ -69,24 +73,28 @@ impl Monitor {
             demo_history(&mut store, cfg);
         }
         let (stop, stop_rx) = oneshot::channel();
-        // The config was validated, so the rules build; an empty set is the safe fallback.
-        let (alerting, alerts) = if cfg.alerts.enabled {
-            Alerting::new(
-                RuleSet::new(&cfg.alerts).unwrap_or_default(),
-                Notifiers::start(&cfg.notify),
-            )
-        } else {
-            Alerting::new(RuleSet::default(), Notifiers::none())
-        };
+        let (rules, notifiers) = alerting_parts(cfg);
+        let (alerting, alerts) = Alerting::new(rules, notifiers);
+        let (reload, reload_rx) = mpsc::channel(1);
         let store = Some(tokio::spawn(store_task(
-            store, broker, rx, view_tx, refresh, snapshots, stop_rx, alerting,
+            store,
+            broker,
+            rx,
+            view_tx,
+            refresh,
+            snapshots,
+            stop_rx,
+            (alerting, reload_rx),
         )));
         let mut tasks = Vec::with_capacity(2);
+        let mut docker = None;
         // The demo's models have no containers: Docker stays out of it.
         if source == Source::Amqp && cfg.docker.enabled {
-            let settings = ingest::docker::DockerSettings::from_config(cfg);
+            let (settings, settings_rx) =
+                watch::channel(ingest::docker::DockerSettings::from_config(cfg));
+            docker = Some(settings);
             tasks.push(tokio::spawn(ingest::docker::run(
-                settings,
+                settings_rx,
                 tx.clone(),
                 views.clone(),
             )));
@@ -102,9 +110,27 @@ impl Monitor {
         Self {
             views,
             alerts,
+            reload,
+            docker,
             tasks,
             store,
             stop: Some(stop),
+        }
+    }
+
+    /// Applies what a reloaded config may change while running: alert rules and
+    /// thresholds, notifiers (desktop, webhooks, Alertmanager), and the Docker mapping.
+    /// The rest (broker, store, history, web) is read at start only.
+    pub async fn reload(&self, cfg: &Config) {
+        let (rules, notifiers) = alerting_parts(cfg);
+        let _ = self.reload.send((rules, notifiers)).await;
+        if let Some(docker) = &self.docker {
+            docker.send_if_modified(|s| {
+                let new = ingest::docker::DockerSettings::from_config(cfg);
+                let changed = *s != new;
+                *s = new;
+                changed
+            });
         }
     }
 
@@ -158,6 +184,51 @@ pub async fn exit_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The alert rules and notifiers a config asks for (none when alerts are off). The
+/// config was validated, so the rules build; an empty set is the safe fallback.
+fn alerting_parts(cfg: &Config) -> (RuleSet, Notifiers) {
+    if cfg.alerts.enabled {
+        (
+            RuleSet::new(&cfg.alerts).unwrap_or_default(),
+            Notifiers::start(&cfg.notify),
+        )
+    } else {
+        (RuleSet::default(), Notifiers::none())
+    }
+}
+
+/// SIGHUP, for a service to reload its config. Registered once, so no hangup between
+/// two waits is missed (and none kills the process, the default).
+pub struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    pub fn new() -> Self {
+        Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// The next hangup; pends for ever where there are none.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Default for Hangups {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Applies one input to the store.
 pub fn apply(store: &mut Store, broker: &mut BrokerView, input: Input) {
     match input {
@@ -202,7 +273,7 @@ async fn store_task(
     refresh: Duration,
     mut snapshots: Option<Snapshots>,
     mut stop: oneshot::Receiver<()>,
-    mut alerting: Alerting,
+    (mut alerting, mut reload): (Alerting, mpsc::Receiver<(RuleSet, Notifiers)>),
 ) {
     if let Some(s) = &snapshots {
         alerting.load(s.dir(), now_us() / 1000);
@@ -246,6 +317,7 @@ async fn store_task(
                     }
                 }
             }
+            Some((rules, notifiers)) = reload.recv() => alerting.reload(rules, notifiers),
             _ = snap_tick.tick(), if snapshots.is_some() => {
                 if let Some(s) = &mut snapshots {
                     s.save(&mut store);

@@ -122,3 +122,153 @@ fn batch_iterations_stops_after_n_lines() {
         }
     }
 }
+
+/// A service's config reload, as an operator does it: edit the file, `kill -HUP`. A new
+/// rule judges from then on, in the same process with the same state; a broken file is
+/// named with its fault and the running config stays.
+#[test]
+fn sighup_reloads_the_rules_and_a_broken_file_keeps_the_running_ones() {
+    use std::process::Stdio;
+
+    let dir = std::env::temp_dir().join(crate::support::unique("modelmon-reload"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.toml");
+    let stderr = dir.join("stderr");
+    let quiet = "[notify.desktop]\nenabled = false\n";
+    std::fs::write(&config, quiet).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .args(["--demo", "--batch", "--interval", "200ms", "--config"])
+        .arg(&config)
+        .arg("--snapshot-dir")
+        .arg(dir.join("state"))
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("runs");
+    let lines = crate::support::json_lines(child.stdout.take().expect("stdout"));
+    let has_rule = |l: &serde_json::Value| {
+        model(l, "iris-classifier").is_some_and(|m| {
+            m["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["rule"] == "reload_check"))
+        })
+    };
+    let first = crate::support::first_line(&lines, Duration::from_secs(30), |l| {
+        model(l, "iris-classifier").is_some()
+    })
+    .expect("demo lines");
+    assert!(!has_rule(&first));
+    let pid = child.id().to_string();
+    let hup = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+
+    // Every request of the demo's iris model is slower than a microsecond.
+    std::fs::write(
+        &config,
+        format!(
+            "{quiet}[[alerts.rules]]\nname = \"reload_check\"\nmodels = [\"iris-classifier\"]\n\
+             metric = \"p50_ms\"\nthreshold = 0.001\nfor = \"0s\"\n"
+        ),
+    )
+    .expect("write");
+    hup();
+    crate::support::first_line(&lines, Duration::from_secs(30), has_rule)
+        .unwrap_or_else(|last| panic!("the reloaded rule never judged: {last}"));
+
+    std::fs::write(
+        &config,
+        format!("{quiet}[[alerts.rules]]\nname = \"x\"\nmetric = \"nope\"\n"),
+    )
+    .expect("write");
+    hup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let told = loop {
+        let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+        if text.contains("config not reloaded") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no word of the bad file: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        told.contains("nope") && told.contains("the running one stays"),
+        "{told}"
+    );
+    assert!(
+        told.contains("config reloaded: 1 alert rule, 0 webhooks"),
+        "{told}"
+    );
+    // Still running, still judging by the rule it had.
+    crate::support::first_line(&lines, Duration::from_secs(10), has_rule)
+        .unwrap_or_else(|last| panic!("the running rule was lost: {last}"));
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "the monitor exited"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_config_says_valid_or_names_the_fault_with_the_monitors_exit_codes() {
+    let good = temp_config(
+        "[amqp]\nprefetch = 64\n[[alerts.rules]]\nname = \"slow\"\nmetric = \"p95_ms\"\nthreshold = 500.0\nfor = \"1m30s\"\n",
+    );
+    let path = good.path().to_str().expect("utf-8 path");
+    let (code, out, err) = run(&["check-config", path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(path) && out.contains("valid (1 alert rule, 0 webhooks)"),
+        "{out}"
+    );
+    let bad = temp_config("[amqp]\nprefetch = 64\n[history]\nsnapshot_interval = \"30m1h\"\n");
+    let path = bad.path().to_str().expect("utf-8 path");
+    let (code, out, err) = run(&["check-config", path]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains(path) && err.contains("line 4") && err.contains("largest to smallest"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["check-config", "/nonexistent/modelmon.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/modelmon.toml"), "{err}");
+}
+
+#[test]
+fn an_empty_or_missing_token_file_is_refused_before_anything_starts() {
+    let empty = temp_config("  \n");
+    let path = empty.path().to_str().expect("utf-8 path");
+    let (code, _, err) = run(&[
+        "--demo",
+        "--batch",
+        "--iterations",
+        "1",
+        "--token-file",
+        path,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(path) && err.contains("empty"), "{err}");
+    let (code, _, err) = run(&[
+        "--demo",
+        "--batch",
+        "--iterations",
+        "1",
+        "--token-file",
+        "/nonexistent/token",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot read the token file /nonexistent/token"),
+        "{err}"
+    );
+}

@@ -854,6 +854,40 @@ fn a_public_address_without_a_token_is_refused_with_exit_code_2() {
     );
 }
 
+/// A token that arrives as a file (a mounted secret), newline and all, or through the
+/// config's `[web] token_file`.
+#[test]
+fn a_token_file_guards_the_api_like_a_token() {
+    let dir = std::env::temp_dir().join(unique("modelmon-token"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret-from-file\n").expect("write");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[web]\ntoken_file = {:?}\n", token.display().to_string()),
+    )
+    .expect("write");
+    let token = token.display().to_string();
+    let config = config.display().to_string();
+    for args in [
+        vec!["--demo", "--token-file", &token],
+        vec!["--demo", "--config", &config],
+    ] {
+        let s = Served::start(&args);
+        assert_eq!(s.get("/api/v1/status").status, 401, "{args:?}");
+        let ok = s.get_with(
+            "/api/v1/status",
+            &[("Authorization", "Bearer s3cret-from-file")],
+        );
+        assert_eq!(
+            ok.status, 200,
+            "{args:?}: the file's newline is not part of the token"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_token_is_required_by_header_query_or_cookie() {
     let s = Served::start(&["--demo", "--token", "letmein"]);

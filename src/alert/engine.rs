@@ -280,6 +280,11 @@ impl AlertState {
         }
     }
 
+    /// Judges by `rules` from the next evaluation on.
+    pub fn set_rules(&mut self, rules: RuleSet) {
+        self.rules = rules;
+    }
+
     /// Mutes notifications for `target` until `now_ms + for_`. Alerts still change state
     /// and show; they just do not notify. A firing alert notifies once the silence ends.
     pub fn silence(&mut self, target: SilenceTarget, for_: Duration, now_ms: i64) {

@@ -90,6 +90,14 @@ impl Alerting {
         )
     }
 
+    /// New rules and notifiers from a reloaded config. Alert state (active alerts,
+    /// silences, baselines) is kept; an alert whose rule is gone ends at the next
+    /// evaluation. The old notifiers finish what they were sending.
+    pub fn reload(&mut self, rules: RuleSet, notifiers: Notifiers) {
+        self.state.set_rules(rules);
+        self.notifiers = notifiers;
+    }
+
     /// Takes back the state saved in `dir` by a previous run, if any.
     pub fn load(&mut self, dir: &std::path::Path, now_ms: i64) {
         match persist::load(dir) {

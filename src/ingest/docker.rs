@@ -127,12 +127,20 @@ impl DockerError {
 }
 
 /// Runs until the store goes away: connects, watches, and reconnects with backoff.
-pub async fn run(settings: DockerSettings, tx: mpsc::Sender<Input>, views: watch::Receiver<Live>) {
+///
+/// New `settings` (a reloaded config) end the session: the next one starts at once
+/// with them, and maps every container again.
+pub async fn run(
+    mut settings_rx: watch::Receiver<DockerSettings>,
+    tx: mpsc::Sender<Input>,
+    views: watch::Receiver<Live>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut connections = 0u64;
     // Say why once per outage, not at every retry: the state is in every view anyway.
     let mut last_warned: Option<String> = None;
     loop {
+        let settings = settings_rx.borrow_and_update().clone();
         let err = match connect(&settings).await {
             Ok(docker) => {
                 connections += 1;
@@ -147,11 +155,17 @@ pub async fn run(settings: DockerSettings, tx: mpsc::Sender<Input>, views: watch
                     return;
                 }
                 let mut session = Session::new(docker, &settings, tx.clone(), views.clone());
-                let result = session.run().await;
+                let result = tokio::select! {
+                    r = session.run() => Some(r),
+                    // A reloaded config; once the sender is gone, nothing changes any more.
+                    Ok(()) = settings_rx.changed() => None,
+                };
                 session.stop_all();
                 match result {
-                    Ok(()) => return,
-                    Err(e) => e,
+                    Some(Ok(())) => return,
+                    Some(Err(e)) => e,
+                    // Reloaded: reconnect with the new settings at once.
+                    None => continue,
                 }
             }
             Err(e) => e,
