@@ -6,7 +6,6 @@
 //! The outage is made on a node of the test's own: the shared broker on 127.0.0.1:5672
 //! carries other tests' traffic and is never stopped.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use modelmon_contract::{Event, SourceKind};
+use modelmon_contract::SourceKind;
 use modelmon_publisher::{BrokerState, Config, Publisher};
 use serde_json::Value;
 
@@ -83,7 +82,7 @@ impl Traffic {
             let mut next = Instant::now();
             while !flag.load(Ordering::Relaxed) {
                 for (m, p) in models.iter().zip(&recorders) {
-                    p.record(request(m));
+                    p.record(crate::support::request(m));
                 }
                 // Ticks from a schedule, not from sleeps alone, so that a slow round
                 // does not lower the rate the baselines learn.
@@ -108,24 +107,6 @@ impl Drop for Traffic {
         for (_, p) in &self.publishers {
             p.shutdown(Duration::from_secs(2));
         }
-    }
-}
-
-fn request(model: &str) -> Event<'static> {
-    Event {
-        ts: now_us(),
-        model: Cow::Owned(model.to_owned()),
-        version: None,
-        instance: Cow::Borrowed("outage-host"),
-        method: Cow::Borrowed("POST"),
-        route: Cow::Borrowed("/predict"),
-        status: 200,
-        duration_us: 4_000,
-        ttfb_us: None,
-        req_bytes: None,
-        resp_bytes: None,
-        error: None,
-        ml: Vec::new(),
     }
 }
 

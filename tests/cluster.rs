@@ -6,18 +6,17 @@
 //! With `--nocapture` the test prints how long each failover took: from the node's stop
 //! to events counted again.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use modelmon_contract::{Event, SourceKind};
+use modelmon_contract::SourceKind;
 use modelmon_publisher::{BrokerState, Config, Publisher};
 use serde_json::Value;
 
 use crate::support::cluster::Cluster;
-use crate::support::{Monitor, now_us, unique};
+use crate::support::{Monitor, unique};
 
 /// Events a second and model: steady traffic all through the stops.
 const RATE: u32 = 500;
@@ -45,7 +44,7 @@ impl Traffic {
             let tick = Duration::from_secs(1) / RATE;
             let mut next = Instant::now();
             while !flag.load(Ordering::Relaxed) {
-                p.record(request(&model));
+                p.record(crate::support::request(&model));
                 next += tick;
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
@@ -73,24 +72,6 @@ impl Drop for Traffic {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-fn request(model: &str) -> Event<'static> {
-    Event {
-        ts: now_us(),
-        model: Cow::Owned(model.to_owned()),
-        version: None,
-        instance: Cow::Borrowed("cluster-host"),
-        method: Cow::Borrowed("POST"),
-        route: Cow::Borrowed("/predict"),
-        status: 200,
-        duration_us: 4_000,
-        ttfb_us: None,
-        req_bytes: None,
-        resp_bytes: None,
-        error: None,
-        ml: Vec::new(),
     }
 }
 

@@ -602,11 +602,10 @@ fn a_snapshot_that_cannot_be_written_is_told_once_then_once_when_it_can() {
 /// counted twice from the replay.
 #[test]
 fn in_stream_mode_a_killed_monitor_resumes_after_its_snapshot_and_counts_each_event_once() {
-    use std::borrow::Cow;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use modelmon_contract::{Event, SourceKind};
+    use modelmon_contract::SourceKind;
     use modelmon_publisher::{Config, Publisher};
 
     let root = std::env::temp_dir().join(support::unique("modelmon-stream"));
@@ -644,21 +643,7 @@ fn in_stream_mode_a_killed_monitor_resumes_after_its_snapshot_and_counts_each_ev
         let (stop, p, model) = (Arc::clone(&stop), publisher.clone(), name.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                p.record(Event {
-                    ts: support::now_us(),
-                    model: Cow::Owned(model.clone()),
-                    version: None,
-                    instance: Cow::Borrowed("stream-host"),
-                    method: Cow::Borrowed("POST"),
-                    route: Cow::Borrowed("/predict"),
-                    status: 200,
-                    duration_us: 3_000,
-                    ttfb_us: None,
-                    req_bytes: None,
-                    resp_bytes: None,
-                    error: None,
-                    ml: Vec::new(),
-                });
+                p.record(support::request(&model));
                 std::thread::sleep(Duration::from_millis(2));
             }
         })

@@ -161,6 +161,26 @@ impl Drop for Monitor {
     }
 }
 
+/// A fast 200 of `model` on `/predict`, stamped now, as a publisher records it.
+pub fn request(model: &str) -> modelmon_contract::Event<'static> {
+    use std::borrow::Cow;
+    modelmon_contract::Event {
+        ts: now_us(),
+        model: Cow::Owned(model.to_owned()),
+        version: None,
+        instance: Cow::Borrowed("test-host"),
+        method: Cow::Borrowed("POST"),
+        route: Cow::Borrowed("/predict"),
+        status: 200,
+        duration_us: 4_000,
+        ttfb_us: None,
+        req_bytes: None,
+        resp_bytes: None,
+        error: None,
+        ml: Vec::new(),
+    }
+}
+
 /// The `--batch` lines a child prints, parsed on a thread of their own.
 pub fn json_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<Value> {
     let (tx, lines) = mpsc::channel();
