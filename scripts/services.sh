@@ -143,10 +143,19 @@ modelapi() {
   echo "$want" >"$stamp"
 }
 
+# nginx for the browser test's reverse-proxy check (the dashboard under /modelmon/): the
+# test starts its own nginx with a config of its own on a free loopback port, so this only
+# installs it (nginx is in /usr/sbin, which a non-root PATH may lack).
+nginx_bin() {
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+}
+
 # The dashboard's browser test (tests/browser/dashboard.mjs): Debian's Chromium, driven by
-# playwright-core, which is told where Chromium is and so downloads no browser.
+# playwright-core, which is told where Chromium is and so downloads no browser; and nginx,
+# which the test puts in front of a monitor to load the dashboard under a path prefix.
 browser() {
   command -v chromium >/dev/null || apt_install chromium
+  nginx_bin
   local dir; dir="$(dirname "$0")/../tests/browser"
   if [ ! -d "$dir/node_modules/playwright-core" ]; then
     log "installing playwright-core"
@@ -163,9 +172,10 @@ for step in "$@"; do
     notify) notify ;;
     docker) docker_engine ;;
     browser) browser ;;
+    nginx) nginx_bin ;;
     alertmanager) alertmanager ;;
     modelapi) modelapi ;;
     all) rabbitmq; tools; notify; docker_engine; browser; alertmanager; modelapi ;;
-    *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser|alertmanager|modelapi]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser|nginx|alertmanager|modelapi]..." >&2; exit 2 ;;
   esac
 done

@@ -23,9 +23,7 @@ pub(crate) async fn require_token(
     }
     if from_query(req.uri().query(), token) {
         let mut resp = next.run(req).await;
-        // HttpOnly: the dashboard's scripts never need to read it.
-        let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
+        if let Ok(v) = HeaderValue::from_str(&cookie(token)) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
         return resp;
@@ -36,6 +34,14 @@ pub(crate) async fn require_token(
         "a valid token is required: `Authorization: Bearer TOKEN` or ?token=TOKEN\n",
     )
         .into_response()
+}
+
+/// The cookie `?token=` sets. HttpOnly: the dashboard's scripts never need to read it.
+/// No Path: the browser keeps it for the directory of the address it opened, `/` here,
+/// `/modelmon` behind a proxy serving the dashboard under that prefix (which this server
+/// never sees), so it reaches the dashboard's API and WebSocket, not the host's other paths.
+fn cookie(token: &str) -> String {
+    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict")
 }
 
 fn from_header(headers: &HeaderMap, token: &str) -> bool {
@@ -101,7 +107,7 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{from_query, percent_decode, same};
+    use super::{cookie, from_query, percent_decode, same};
 
     #[test]
     fn tokens_compare_exactly() {
@@ -109,6 +115,17 @@ mod tests {
         assert!(!same("abc", "abd"));
         assert!(!same("abc", "abcd"));
         assert!(!same("", "a"));
+    }
+
+    #[test]
+    fn the_token_cookie_names_no_path_so_a_proxy_prefix_keeps_it() {
+        let c = cookie("s3");
+        assert!(c.starts_with("modelmon_token=s3; "), "{c}");
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+        assert!(!c.to_ascii_lowercase().contains("path="), "{c}");
     }
 
     #[test]

@@ -3,11 +3,15 @@
 // minutes and an SLO every demo model breaks, so a normal and a firing alert come
 // within two minutes), a second demo whose script plays in 30 s (so a model's new version
 // is rolled out beside the old one within the first minute), and a monitor whose broker
-// never answers.
-// Usage: node tests/browser/dashboard.mjs   (MODELMON_TUI=path overrides the binary)
+// never answers. The first demo is also loaded through a real nginx (the test's own, on a
+// free loopback port) under /modelmon/, as behind a reverse proxy, and a monitor with a
+// token under /private/.
+// Usage: node tests/browser/dashboard.mjs   (MODELMON_TUI=path overrides the binary,
+// NGINX=path the nginx; scripts/services.sh browser installs Chromium and nginx)
 // Exits non-zero when a check fails; screenshots go to tests/browser/artifacts/.
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -43,6 +47,14 @@ models = ["${SLO_MODEL}"]
 enabled = false
 `
 
+// Every process the test starts; whatever is still running when it exits, however it
+// exits (a check's failure included), is stopped then.
+// nginx gets SIGTERM: its master then stops its worker, which SIGKILL would leave behind.
+const children = new Map()
+process.on('exit', () => {
+  for (const [c, signal] of children) if (c.exitCode == null && c.signalCode == null) c.kill(signal)
+})
+
 function startServer(args, env = {}) {
   const state = mkdtempSync(join(tmpdir(), 'modelmon-browser-'))
   const config = join(state, 'modelmon.toml')
@@ -51,6 +63,7 @@ function startServer(args, env = {}) {
     env: { ...process.env, XDG_CONFIG_HOME: '/nonexistent', XDG_STATE_HOME: state, MODELMON_TOKEN: '', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
+  children.set(child, 'SIGKILL')
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the server did not say where it serves')), 20000)
     createInterface({ input: child.stderr }).on('line', (line) => {
@@ -64,6 +77,114 @@ function startServer(args, env = {}) {
   })
 }
 
+// nginx, as a reverse proxy serving monitors under path prefixes: `routes` maps a prefix
+// ('/modelmon/') to a monitor's URL. The prefix is stripped (proxy_pass ending in /) and
+// the WebSocket upgrade passed on, as README's "Behind a reverse proxy" says. Everything
+// it writes (pid, logs, temp files) stays in a temp dir of its own: no root paths.
+const NGINX = process.env.NGINX ?? ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p)) ?? 'nginx'
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+function nginxConfig(dir, port, routes) {
+  const locations = Object.entries(routes)
+    .map(
+      ([prefix, upstream]) => `
+    location ${prefix} {
+      proxy_pass ${upstream}/;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+    }`,
+    )
+    .join('\n')
+  return `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log notice;
+events { worker_connections 256; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  map $http_upgrade $connection_upgrade {
+    default upgrade;
+    '' close;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location = /ready { return 200 "ready\\n"; }
+${locations}
+  }
+}
+`
+}
+
+async function startNginx(routes) {
+  const dir = mkdtempSync(join(tmpdir(), 'modelmon-nginx-'))
+  // Started as root, nginx's workers run as nobody: they must reach the temp dirs inside.
+  chmodSync(dir, 0o755)
+  const log = () => (existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '')
+  // A free port can be taken between finding it and nginx binding it: try another then.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    const config = join(dir, 'nginx.conf')
+    writeFileSync(config, nginxConfig(dir, port, routes))
+    const child = spawn(NGINX, ['-p', dir, '-c', config, '-e', join(dir, 'error.log'), '-g', 'daemon off;'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    children.set(child, 'SIGTERM')
+    let stderr = ''
+    child.stderr.on('data', (b) => (stderr += b))
+    let exited = null
+    const gone = new Promise((resolve) => {
+      child.on('error', (e) => resolve((exited = `cannot start ${NGINX}: ${e.message}`)))
+      child.on('exit', (code, signal) => resolve((exited = `exited with ${code ?? signal}`)))
+    })
+    const url = `http://127.0.0.1:${port}`
+    const proxy = { child, url, dir, gone }
+    for (let i = 0; i < 100 && !exited; i++) {
+      try {
+        if ((await fetch(url + '/ready')).ok) return proxy
+      } catch {}
+      await sleep(100)
+    }
+    if (!exited) await stopNginx(proxy)
+    if (attempt < 3 && /in use/.test(log() + stderr)) continue
+    const why = exited ?? 'did not answer within 10 s'
+    rmSync(dir, { recursive: true, force: true })
+    throw new Error(`nginx ${why}: ${(stderr + log()).trim().split('\n').slice(-5).join(' | ')}`)
+  }
+}
+
+// A fast shutdown of the master and its worker; SIGKILL only if it does not go.
+async function stopNginx(proxy) {
+  if (proxy.child.exitCode != null || proxy.child.signalCode != null) return
+  proxy.child.kill('SIGTERM')
+  const gone = await Promise.race([proxy.gone.then(() => true), sleep(5000).then(() => false)])
+  if (!gone) proxy.child.kill('SIGKILL')
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+// The response to `url`, awaited after the step that causes it; a failed step before
+// must not leave its timeout unhandled.
+const responseTo = (p, url) => p.waitForResponse((r) => r.url() === url, { timeout: 10000 }).catch((e) => e)
+async function statusOf(pending, what) {
+  const r = await pending
+  if (r instanceof Error) throw new Error(`${what}: ${r.message}`)
+  return r.status()
+}
 const results = []
 const notes = []
 const note = (text) => {
@@ -87,8 +208,10 @@ const server = await startServer(['--demo'])
 const canary = await startServer(['--demo'], { MODELMON_DEMO_CYCLE: '30s' })
 // Port 1 on loopback: nothing listens, so broker_down fires after its 10 s.
 const blind = await startServer(['--amqp', 'amqp://127.0.0.1:1/%2f'])
+// A monitor with a token, seen only through nginx (under /private/).
+const TOKEN = 'proxied-secret'
+const guarded = await startServer(['--amqp', 'amqp://127.0.0.1:1/%2f', '--token', TOKEN])
 const api = async (srv, path) => (await fetch(srv.url + path)).json()
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const profile = mkdtempSync(join(tmpdir(), 'modelmon-chromium-'))
 const ctx = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
@@ -105,6 +228,10 @@ const ctx = await chromium.launchPersistentContext(profile, {
   ],
 })
 const page = ctx.pages()[0] ?? (await ctx.newPage())
+// The nginx in front of the monitors, and what the page loaded through it asked for.
+let proxy = null
+let proxied = null
+const seen = { requests: [], failed: [], errors: [], sockets: [], frames: 0, sent: [], details: [] }
 try {
   // The demo's models, as the API lists them once traffic has started.
   let names = []
@@ -422,13 +549,165 @@ try {
     }
   })
 
+  // Behind nginx under /modelmon/: every address the page uses must stay under the prefix
+  // (an absolute /assets/app.js or /api would miss the monitor, nginx has nothing there).
+  const needProxy = () => {
+    if (!proxy) throw new Error('nginx did not start')
+    return proxy
+  }
+  const base = () => needProxy().url + '/modelmon/'
+  await check('nginx starts in front of the monitors (/modelmon/ and /private/)', async () => {
+    proxy = await startNginx({ '/modelmon/': server.url, '/private/': guarded.url })
+    // The config the README gives: a request without the trailing slash is sent to it.
+    const r = await fetch(proxy.url + '/modelmon', { redirect: 'manual' })
+    const to = r.headers.get('location') ?? ''
+    if (r.status !== 301 || !to.endsWith('/modelmon/')) throw new Error(`/modelmon: ${r.status} to "${to}"`)
+  })
+
+  await check('behind nginx under /modelmon/, the overview shows every demo model, live', async () => {
+    needProxy()
+    proxied = await ctx.newPage()
+    proxied.on('request', (r) => seen.requests.push(r.url()))
+    proxied.on('response', (r) => r.status() >= 400 && seen.failed.push(`${r.status()} ${r.url()}`))
+    proxied.on('pageerror', (e) => seen.errors.push(e.message))
+    proxied.on('websocket', (ws) => {
+      seen.sockets.push(ws.url())
+      ws.on('framereceived', (f) => {
+        seen.frames++
+        const m = JSON.parse(String(f.payload))
+        if (m.t === 'd') seen.details.push(m.detail?.model ?? null)
+      })
+      ws.on('framesent', (f) => seen.sent.push(String(f.payload)))
+    })
+    await proxied.goto(base())
+    for (const n of names) {
+      await proxied.locator(`tr[data-model="${n}"]`).waitFor({ timeout: 10000 })
+    }
+    await proxied.locator('[data-testid=conn]', { hasText: 'live' }).waitFor({ timeout: 5000 })
+    // The WebSocket went through nginx, beside the page, and carries the overviews.
+    const wsWant = base().replace(/^http/, 'ws') + 'ws'
+    if (JSON.stringify(seen.sockets) !== JSON.stringify([wsWant])) {
+      throw new Error(`WebSockets opened: ${JSON.stringify(seen.sockets)}, want ${wsWant}`)
+    }
+    // The header's time and the table both move with each overview pushed.
+    const updated = proxied.locator('[data-testid=updated]')
+    await proxied.waitForFunction(() => document.querySelector('[data-testid=updated]')?.innerText.trim() !== '', null, {
+      timeout: 5000,
+    })
+    const t0 = (await updated.innerText()).trim()
+    const rows0 = await proxied.locator('[data-testid=models] tbody').innerText()
+    const frames0 = seen.frames
+    await proxied.waitForFunction(
+      ([t, r]) =>
+        document.querySelector('[data-testid=updated]')?.innerText.trim() !== t &&
+        document.querySelector('[data-testid=models] tbody')?.innerText !== r,
+      [t0, rows0],
+      { timeout: 5000 },
+    )
+    if (seen.frames <= frames0) throw new Error('the page changed, yet no WebSocket frame arrived')
+    // The sparklines were seeded by the overview with its series, through the prefix too.
+    if (!seen.requests.some((u) => u.startsWith(base() + 'api/v1/models?series=1'))) {
+      throw new Error(`no seeding request under the prefix: ${seen.requests.join(' ')}`)
+    }
+    await proxied.screenshot({ path: join(artifacts, 'proxy-overview.png'), fullPage: true })
+  })
+
+  await check('behind nginx, a model\'s detail opens with its charts, live, and reloads', async () => {
+    if (!proxied) throw new Error('no proxied page')
+    const name = names[0]
+    const first = responseTo(proxied, `${base()}api/v1/models/${encodeURIComponent(name)}?range=5m`)
+    await proxied.locator(`tr[data-model="${name}"] a`).click()
+    const s5 = await statusOf(first, "the detail's history")
+    if (s5 !== 200) throw new Error(`the detail's history: HTTP ${s5}`)
+    const want = base() + '#/model/' + encodeURIComponent(name)
+    if (proxied.url() !== want) throw new Error(`the detail's address is ${proxied.url()}, want ${want}`)
+    const opened = async () => {
+      await proxied.locator('[data-testid=detail] h1', { hasText: name }).waitFor({ timeout: 5000 })
+      await proxied.locator('[data-testid=qps]').waitFor({ timeout: 5000 })
+      await proxied.locator('figure.chart canvas').first().waitFor({ timeout: 10000 })
+      const charts = await proxied.locator('figure.chart').count()
+      if (charts !== 3) throw new Error(`expected 3 charts, saw ${charts}`)
+    }
+    await opened()
+    // Its live figures come from the subscription, sent over the proxied WebSocket.
+    const sub = JSON.stringify({ sub: name })
+    for (let i = 0; i < 20 && !seen.sent.includes(sub); i++) await sleep(100)
+    if (!seen.sent.includes(sub)) throw new Error(`never subscribed to ${name}: ${JSON.stringify(seen.sent)}`)
+    const mine = () => seen.details.filter((m) => m === name).length
+    for (let i = 0; i < 50 && mine() < 2; i++) await sleep(100)
+    if (mine() < 2) throw new Error(`${mine()} detail messages for ${name} over the WebSocket in 5 s`)
+    // Another range is fetched under the prefix as well.
+    const hour = responseTo(proxied, `${base()}api/v1/models/${encodeURIComponent(name)}?range=1h`)
+    await proxied.locator('.ranges button', { hasText: '1h' }).click()
+    const s1h = await statusOf(hour, 'the 1h history')
+    if (s1h !== 200) throw new Error(`the 1h history: HTTP ${s1h}`)
+    await proxied.waitForTimeout(500)
+    await proxied.screenshot({ path: join(artifacts, 'proxy-detail.png'), fullPage: true })
+    // The hash route survives a reload of the page under the prefix.
+    await proxied.reload()
+    await opened()
+    // Nothing the page asked for left the prefix or failed, and nothing threw.
+    const outside = seen.requests.filter((u) => !u.startsWith(base()))
+    if (outside.length) throw new Error(`asked outside /modelmon/: ${outside.join(' ')}`)
+    if (seen.failed.length) throw new Error(`failed: ${seen.failed.join(' ')}`)
+    if (seen.errors.length) throw new Error(`page errors: ${seen.errors.join(' | ')}`)
+    note(`behind nginx: ${seen.requests.length} requests, all under /modelmon/; ${seen.frames} WebSocket frames`)
+  })
+
+  await check('behind nginx under /private/, ?token= once: its cookie, for that prefix only, opens the API and the WebSocket', async () => {
+    const at = needProxy().url + '/private/'
+    // Without the token nothing passes, through the proxy as directly.
+    const denied = await fetch(at + 'api/v1/status')
+    if (denied.status !== 401) throw new Error(`without a token: HTTP ${denied.status}`)
+    const p = await ctx.newPage()
+    try {
+      const alerts = responseTo(p, at + 'api/v1/alerts')
+      await p.goto(at + '?token=' + TOKEN)
+      await p.locator('[data-testid=conn]', { hasText: 'live' }).waitFor({ timeout: 5000 })
+      const sa = await statusOf(alerts, 'the alerts')
+      if (sa !== 200) throw new Error(`the alerts: HTTP ${sa}`)
+      const cookies = (await ctx.cookies(at)).filter((c) => c.name === 'modelmon_token')
+      if (cookies.length !== 1 || cookies[0].path !== '/private') {
+        throw new Error(`the token's cookie: ${JSON.stringify(cookies.map(({ value, ...c }) => c))}`)
+      }
+      // Not for the host's other paths: neither the other monitor under /modelmon/ nor /.
+      for (const other of [base(), needProxy().url + '/']) {
+        if ((await ctx.cookies(other)).some((c) => c.name === 'modelmon_token')) {
+          throw new Error(`the token's cookie is sent to ${other} too`)
+        }
+      }
+      // Opened again without the token in the address: the cookie carries page, API, socket.
+      await p.goto('about:blank')
+      const again = responseTo(p, at + 'api/v1/alerts')
+      await p.goto(at)
+      await p.locator('[data-testid=conn]', { hasText: 'live' }).waitFor({ timeout: 5000 })
+      const sc = await statusOf(again, 'the alerts with the cookie')
+      if (sc !== 200) throw new Error(`the alerts with the cookie: HTTP ${sc}`)
+      // The overviews arrive over it: the header's time is set.
+      await p.waitForFunction(() => document.querySelector('[data-testid=updated]')?.innerText.trim() !== '', null, {
+        timeout: 5000,
+      })
+    } finally {
+      await p.close()
+      await ctx.clearCookies()
+    }
+  })
+
   await check('a lost server shows "reconnecting"', async () => {
     server.child.kill('SIGKILL')
     await page.locator('[data-testid=conn]', { hasText: 'reconnecting' }).waitFor({ timeout: 5000 })
+    // And behind nginx, whose socket to it closes with it.
+    if (proxied) {
+      await proxied.locator('[data-testid=conn]', { hasText: 'reconnecting' }).waitFor({ timeout: 5000 })
+    }
   })
 } finally {
   await ctx.close()
-  for (const srv of [server, canary, blind]) {
+  if (proxy) {
+    await stopNginx(proxy)
+    rmSync(proxy.dir, { recursive: true, force: true })
+  }
+  for (const srv of [server, canary, blind, guarded]) {
     srv.child.kill('SIGKILL')
     rmSync(srv.state, { recursive: true, force: true })
   }

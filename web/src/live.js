@@ -1,6 +1,7 @@
 // The live state: one WebSocket, reconnected with backoff; the overview rows it pushes
 // and a short per-model history of requests/s for the sparklines.
 import { reactive } from 'vue'
+import { apiUrl, wsUrl } from './urls.js'
 
 const SPARK_POINTS = 120
 
@@ -37,7 +38,7 @@ function pushSpark(model, sec, requests) {
 
 // Seeds sparklines from the overview's five minutes of per-second points.
 async function seed() {
-  const r = await fetch('/api/v1/models?series=1')
+  const r = await fetch(apiUrl('api/v1/models?series=1'))
   if (!r.ok) return
   const o = await r.json()
   for (const m of o.models) {
@@ -63,8 +64,7 @@ function onOverview(msg) {
 }
 
 export function connect() {
-  const proto = location.protocol === 'https:' ? 'wss' : 'ws'
-  socket = new WebSocket(`${proto}://${location.host}/ws`)
+  socket = new WebSocket(wsUrl())
   socket.onopen = () => {
     retry = 0
     live.conn = 'live'

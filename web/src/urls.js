@@ -1,0 +1,17 @@
+// Every address the dashboard asks for is relative to the page, never to the host's
+// root: served at http://host:9464/ or behind a reverse proxy under a prefix
+// (https://example.com/modelmon/), the API and the WebSocket are found beside the page.
+// The hash (#/model/NAME) is the dashboard's own routing and takes no part.
+
+// `path` has no leading slash: 'api/v1/models' from the page at /modelmon/ is
+// /modelmon/api/v1/models.
+export function apiUrl(path) {
+  return new URL(path, document.baseURI).href
+}
+
+// The WebSocket beside the page, ws:// or wss:// as the page was loaded.
+export function wsUrl() {
+  const u = new URL('ws', document.baseURI)
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:'
+  return u.href
+}
