@@ -12,10 +12,12 @@
 mod decode;
 mod encode;
 mod event;
+mod exclude;
 mod json;
 
 pub use decode::{BatchError, Decoded, Reject, RejectReason, decode_batch};
 pub use event::{Batch, Event, Source, SourceKind};
+pub use exclude::{DEFAULT_EXCLUDES, Exclusions};
 
 /// The topic exchange every publisher writes to and every monitor binds to.
 pub const EXCHANGE: &str = "modelmon";

@@ -117,3 +117,43 @@ fn a_body_over_one_mebibyte_is_refused_whole() {
     assert_eq!(err.reason.as_str(), "body_too_large");
     assert!(err.detail.contains("1048576"), "{}", err.detail);
 }
+
+/// Excluded paths mean the same in every interceptor: the Python tests read this file too.
+#[test]
+fn excluded_paths_match_the_shared_vectors() {
+    use modelmon_contract::{DEFAULT_EXCLUDES, Exclusions};
+
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/exclusions/paths.json");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
+    let defaults: Vec<&str> = v["defaults"]
+        .as_array()
+        .expect("defaults")
+        .iter()
+        .map(|d| d.as_str().expect("a path"))
+        .collect();
+    assert_eq!(
+        defaults, DEFAULT_EXCLUDES,
+        "the defaults are the shared ones"
+    );
+    let cases = v["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 15);
+    for case in cases {
+        let excludes: Vec<&str> = match &case["excludes"] {
+            Value::String(s) if s == "defaults" => defaults.clone(),
+            list => list
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|d| d.as_str().expect("a path"))
+                .collect(),
+        };
+        let path = case["path"].as_str().expect("path");
+        assert_eq!(
+            Exclusions::new(&excludes).matches(path),
+            case["excluded"].as_bool().expect("excluded"),
+            "{case}"
+        );
+    }
+}

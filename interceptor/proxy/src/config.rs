@@ -11,8 +11,9 @@ use modelmon_publisher::Config as PublisherConfig;
 use crate::ConfigError;
 use crate::route::{Interner, RoutePattern, Router};
 
-/// Paths that are proxied but never recorded unless `--no-default-excludes`.
-pub const DEFAULT_EXCLUDES: [&str; 4] = ["/health", "/healthz", "/metrics", "/ready"];
+/// Paths that are proxied but never recorded unless `--no-default-excludes`: the same
+/// as the Python middleware's.
+pub use modelmon_contract::DEFAULT_EXCLUDES;
 /// Distinct model names taken from paths; more would be a cardinality leak.
 const MAX_MODELS_FROM_PATH: usize = 256;
 
@@ -40,10 +41,11 @@ pub struct Args {
     /// Take the model name from the {model} segment of this pattern, e.g. '/v2/models/{model}/infer'.
     #[arg(long, value_name = "PATTERN")]
     pub model_from_path: Option<String>,
-    /// Path proxied but not recorded; repeatable, added to /health /healthz /metrics /ready.
+    /// Path proxied but not recorded, or `/prefix/*` for everything below it; repeatable,
+    /// added to /health /healthz /livez /metrics /ready /readyz.
     #[arg(long = "exclude", value_name = "PATH")]
     pub excludes: Vec<String>,
-    /// Record /health, /healthz, /metrics and /ready too.
+    /// Record /health, /healthz, /livez, /metrics, /ready and /readyz too.
     #[arg(long)]
     pub no_default_excludes: bool,
     /// Most distinct collapsed routes; the rest are recorded as "(other)".

@@ -216,7 +216,7 @@ pub enum Routed {
 #[derive(Debug)]
 pub struct Router {
     patterns: Vec<RoutePattern>,
-    excluded: HashSet<String>,
+    excluded: modelmon_contract::Exclusions,
     collapsed: Interner,
 }
 
@@ -224,13 +224,13 @@ impl Router {
     pub fn new(patterns: Vec<RoutePattern>, excluded: &[String], max_routes: usize) -> Self {
         Router {
             patterns,
-            excluded: excluded.iter().map(|p| normalise(p)).collect(),
+            excluded: modelmon_contract::Exclusions::new(excluded),
             collapsed: Interner::new(max_routes),
         }
     }
 
     pub fn route(&self, path: &str) -> Routed {
-        if !self.excluded.is_empty() && self.excluded.contains(path.trim_end_matches('/')) {
+        if self.excluded.matches(path) {
             return Routed::Excluded;
         }
         if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
