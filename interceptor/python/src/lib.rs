@@ -260,14 +260,16 @@ impl Core {
             if out.len() == MAX_ML_ENTRIES {
                 break;
             }
-            let (Ok(key), Ok(value)) = (k.extract::<&str>(), v.extract::<f64>()) else {
+            // A `Cow`, not a `&str`: it borrows where the ABI lets it (abi3 from 3.10, see
+            // Cargo.toml) and copies where it does not, so the core builds either way.
+            let (Ok(key), Ok(value)) = (k.extract::<Cow<'_, str>>(), v.extract::<f64>()) else {
                 continue;
             };
             if !value.is_finite() {
                 continue;
             }
             // Measure names repeat on every request, like routes.
-            if let Some(key) = self.ml_keys.get_if(key, is_ml_key) {
+            if let Some(key) = self.ml_keys.get_if(&key, is_ml_key) {
                 out.push((key, value));
             }
         }

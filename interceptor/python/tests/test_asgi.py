@@ -216,3 +216,39 @@ def test_requests_do_not_make_the_garbage_collector_run(broker, model):
         conn.close()
     broker.wait_events(model, 1050, timeout=30)
     assert collections <= 5, f"1000 requests ran {collections} young-generation collections"
+
+
+def test_an_app_without_route_templates_names_its_routes_with_set_route(broker, model):
+    """A plain ASGI app has no router to ask: the handler names the route, or the event
+    says <unmatched> rather than the raw path with its id."""
+    import modelmon_interceptor
+    from modelmon_interceptor import ModelmonMiddleware
+
+    async def app(scope, receive, send):
+        if scope["path"].startswith("/raw/"):
+            assert modelmon_interceptor.set_route("/raw/{id}")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with UvicornThread(ModelmonMiddleware(app, model=model)) as url:
+        for path in ("/raw/17", "/raw/42", "/other/9"):
+            assert httpx.get(url + path).status_code == 200
+    evs = broker.wait_events(model, 3)
+    assert sorted(e["route"] for e in evs) == ["/raw/{id}", "/raw/{id}", "<unmatched>"]
+    assert not modelmon_interceptor.set_route("/outside/a/request")
+
+
+def test_a_prefix_exclusion_leaves_out_everything_below_it(broker, model):
+    from modelmon_interceptor import ModelmonMiddleware
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    wrapped = ModelmonMiddleware(app, model=model, exclude=["/internal/*", "/health"])
+    with UvicornThread(wrapped) as url:
+        for path in ("/internal", "/internal/debug/vars", "/health/", "/internals", "/predict"):
+            assert httpx.get(url + path).status_code == 200
+        broker.wait_events(model, 2)
+        broker.wait_for(lambda _: False, timeout=1.0)
+    assert sorted(e["route"] for e in broker.events(model)) == ["<unmatched>", "<unmatched>"]

@@ -115,3 +115,19 @@ def test_events_still_buffered_are_sent_at_interpreter_exit(broker, model):
     # The batch delay is ten minutes: only the flush at exit can have sent it.
     [ev] = broker.wait_events(model, 1, timeout=10)
     assert ev["route"] == "/exit"
+
+
+def test_excluded_paths_match_the_shared_vectors():
+    """The proxy reads the same file: both sides exclude the same paths."""
+    import json
+    from pathlib import Path
+
+    from modelmon_interceptor.settings import DEFAULT_EXCLUDE, Exclusions
+
+    vectors = Path(__file__).resolve().parents[3] / "tests" / "vectors" / "exclusions" / "paths.json"
+    v = json.loads(vectors.read_text())
+    assert tuple(v["defaults"]) == DEFAULT_EXCLUDE
+    assert len(v["cases"]) >= 15
+    for case in v["cases"]:
+        entries = v["defaults"] if case["excludes"] == "defaults" else case["excludes"]
+        assert (case["path"] in Exclusions(entries)) is case["excluded"], case

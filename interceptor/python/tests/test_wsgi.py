@@ -149,3 +149,20 @@ def test_model_from_path_param(broker, model):
     evs = broker.wait_events(model, 2)
     assert sorted(e["model"] for e in evs) == [f"{model}-a", f"{model}-b"]
     assert {e["route"] for e in evs} == {"/v2/models/<model_name>/infer"}
+
+
+def test_a_plain_wsgi_app_names_its_routes_with_set_route(broker, model):
+    import modelmon_interceptor
+    from modelmon_interceptor import ModelmonWSGIMiddleware
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"].startswith("/raw/"):
+            modelmon_interceptor.set_route("/raw/{id}")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with WerkzeugThread(ModelmonWSGIMiddleware(app, model=model)) as url:
+        for path in ("/raw/1", "/raw/2", "/elsewhere"):
+            assert httpx.get(url + path).status_code == 200
+    evs = broker.wait_events(model, 3)
+    assert sorted(e["route"] for e in evs) == ["/raw/{id}", "/raw/{id}", "<unmatched>"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from .asgi import ModelmonMiddleware
 from .instrument import instrument
-from .measures import mark_error, record
+from .measures import mark_error, record, set_route
 from .settings import Settings
 from .sink import all_sinks
 from .wsgi import ModelmonWSGIMiddleware
@@ -26,6 +26,7 @@ __all__ = [
     "instrument",
     "mark_error",
     "record",
+    "set_route",
     "stats",
 ]
 __version__ = "0.1.0"

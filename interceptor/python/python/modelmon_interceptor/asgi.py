@@ -10,7 +10,7 @@ from typing import Any
 
 from .contract import is_valid_model_name
 from .measures import RequestState, _current
-from .settings import Settings
+from .settings import Exclusions, Settings
 from .sink import Sink, sink_for
 
 Scope = MutableMapping[str, Any]
@@ -83,7 +83,7 @@ class ModelmonMiddleware:
         self.app = app
         self.settings = s = Settings.resolve(model, **options)
         self._off = s.disabled
-        self._exclude = s.exclude
+        self._exclude = Exclusions(s.exclude)
         self._rate = s.sample_rate
         self._model = s.model
         self._version = s.version
@@ -153,13 +153,16 @@ class ModelmonMiddleware:
             req_bytes = r.req_bytes
             if not req_bytes and scope["method"] not in ("GET", "HEAD"):
                 req_bytes = _content_length(scope)
-            # The router puts the matched route in the scope once the app has run.
-            try:
-                template = scope["route"].path_format
-            except (KeyError, AttributeError):
-                template = None
-            if not template or not isinstance(template, str):
-                template = _template_of(scope.get("route"))
+            # The handler's own set_route() first; else the router puts the matched
+            # route in the scope once the app has run.
+            template = r.route
+            if template is None:
+                try:
+                    template = scope["route"].path_format
+                except (KeyError, AttributeError):
+                    template = None
+                if not template or not isinstance(template, str):
+                    template = _template_of(scope.get("route"))
             core = sink._core or sink.start()
             if core is None:
                 sink.lost += 1

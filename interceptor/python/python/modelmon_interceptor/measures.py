@@ -68,6 +68,21 @@ def record(**measures: float) -> bool:
     return True
 
 
+def set_route(template: str) -> bool:
+    """Names the current request's route, for frameworks whose router has no templates
+    (a plain ASGI or WSGI app, a hand-written dispatcher): ``set_route("/v1/items/{id}")``.
+
+    Use a template, never the raw path: ids in paths would give the monitor one series per
+    id. It wins over what the router says. Returns False when no request is being recorded
+    here or ``template`` is empty.
+    """
+    state = _current.get()
+    if state is None or state.done or not template:
+        return False
+    state.route = template
+    return True
+
+
 def mark_error(kind: str) -> bool:
     """Marks the current request as failed with ``kind`` even though it answered normally.
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from .contract import MAX_TEXT_CHARS, is_clean_text, is_valid_model_name
 
 DEFAULT_AMQP_URL = "amqp://127.0.0.1:5672/%2f"
-DEFAULT_EXCLUDE = ("/health", "/healthz", "/metrics", "/ready", "/readyz", "/livez")
+# The same list as modelmon-proxy's, pinned by tests/vectors/exclusions/paths.json.
+DEFAULT_EXCLUDE = ("/health", "/healthz", "/livez", "/metrics", "/ready", "/readyz")
 _FALSE = ("", "0", "false", "no", "off")
 
 
@@ -36,6 +37,47 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         return default
+
+
+def _normalise(path: str) -> str:
+    """``/a//b/`` → ``/a/b``; the root stays ``/``."""
+    return "/" + "/".join(seg for seg in path.split("/") if seg)
+
+
+class Exclusions:
+    """Excluded request paths, read as modelmon-proxy reads them: an entry is one path (a
+    trailing slash and doubled slashes do not matter), or ``/prefix/*`` for ``/prefix``
+    and everything below it. ``path in exclusions`` is checked on every request, so the
+    usual path (already normal, not excluded) costs one set lookup and two string tests.
+    """
+
+    __slots__ = ("_exact", "_prefixes")
+
+    def __init__(self, entries: frozenset[str] | tuple[str, ...] | list[str]) -> None:
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for entry in entries:
+            entry = entry.strip()
+            if entry.endswith("/*"):
+                prefixes.append(_normalise(entry[:-2]))
+            elif entry:
+                exact.add(_normalise(entry))
+        self._exact = frozenset(exact)
+        self._prefixes = tuple(prefixes)
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        if path in self._exact:
+            return True
+        if "//" in path or (len(path) > 1 and path.endswith("/")):
+            path = _normalise(path)
+            if path in self._exact:
+                return True
+        for prefix in self._prefixes:
+            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+                return True
+        return False
 
 
 def default_instance() -> str:

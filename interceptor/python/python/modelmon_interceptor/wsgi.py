@@ -10,7 +10,7 @@ from typing import Any
 from .asgi import UNMATCHED
 from .contract import is_valid_model_name
 from .measures import RequestState, _current
-from .settings import Settings
+from .settings import Exclusions, Settings
 from .sink import Sink, sink_for
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
@@ -43,7 +43,8 @@ def _on_flask_teardown(sender: Any, **_: Any) -> None:
     from flask import request
 
     rule = request.url_rule
-    if rule is not None:
+    # A route the view named itself (set_route) wins.
+    if rule is not None and state.route is None:
         state.route = rule.rule
     state.params = request.view_args
 
@@ -59,7 +60,7 @@ class ModelmonWSGIMiddleware:
         self.app = app
         self.settings = s = Settings.resolve(model, **options)
         self._off = s.disabled
-        self._exclude = s.exclude
+        self._exclude = Exclusions(s.exclude)
         self._rate = s.sample_rate
         self._model = s.model
         self._version = s.version
