@@ -160,17 +160,21 @@ fn cpu_of_a_busy_and_an_idle_replica_agrees_with_the_cgroup_and_docker_stats() {
 
     // The spinner's real share over the same seconds, from its cgroup: on a busy
     // machine one spinning thread does not get a whole core, and the figure must say
-    // what it did get. Several samples, so each one's 1-s window averages out.
-    let t0 = Instant::now();
-    let c0 = cgroup_cpu_ns(&spin.id);
+    // what it did get. The cgroup is read as each sample arrives, so its span is the
+    // one the samples after the first cover (each sample is the second before it);
+    // several samples, so each one's 1-s window averages out.
     let mut spin_cpu = Vec::new();
     let mut idle_cpu = Vec::new();
     let mut seen_at = 0;
     let mut last = Value::Null;
-    while spin_cpu.len() < 5 {
+    let mut span = None;
+    while spin_cpu.len() < 6 {
         let line = mon.wait_for("a new sample", Duration::from_secs(30), |v| {
             replica(v, &m, &spin.name).is_some_and(|c| c["sampled_at_ms"].as_i64() > Some(seen_at))
         });
+        let now = (Instant::now(), cgroup_cpu_ns(&spin.id));
+        let first = *span.get_or_insert((now, now));
+        span = Some((first.0, now));
         let s = replica(&line, &m, &spin.name).expect("spinner");
         seen_at = s["sampled_at_ms"].as_i64().expect("sampled");
         spin_cpu.push(s["cpu_percent"].as_f64().expect("spinner cpu"));
@@ -178,13 +182,13 @@ fn cpu_of_a_busy_and_an_idle_replica_agrees_with_the_cgroup_and_docker_stats() {
         idle_cpu.push(i["cpu_percent"].as_f64().expect("idle cpu"));
         last = line;
     }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let mean = spin_cpu.iter().sum::<f64>() / spin_cpu.len() as f64;
-    if let (Some(a), Some(b)) = (c0, cgroup_cpu_ns(&spin.id)) {
-        let truth = (b - a) as f64 / 1e9 / elapsed * 100.0;
+    let covered = &spin_cpu[1..];
+    let mean = covered.iter().sum::<f64>() / covered.len() as f64;
+    if let Some(((t0, Some(c0)), (t1, Some(c1)))) = span {
+        let truth = (c1 - c0) as f64 / 1e9 / (t1 - t0).as_secs_f64() * 100.0;
         assert!(
             (mean - truth).abs() <= 15.0,
-            "monitor says {mean:.1} % on average ({spin_cpu:?}), the cgroup {truth:.1} %"
+            "monitor says {mean:.1} % on average ({covered:?}), the cgroup {truth:.1} %"
         );
     }
     // How much of a core it gets depends on the machine's load; that it is clearly busy
