@@ -160,21 +160,21 @@ fn cpu_of_a_busy_and_an_idle_replica_agrees_with_the_cgroup_and_docker_stats() {
 
     // The spinner's real share over the same seconds, from its cgroup: on a busy
     // machine one spinning thread does not get a whole core, and the figure must say
-    // what it did get. The cgroup is read as each sample arrives, so its span is the
+    // what it did get. The cgroup is read as each sample arrives, so its window is the
     // one the samples after the first cover (each sample is the second before it);
     // several samples, so each one's 1-s window averages out.
     let mut spin_cpu = Vec::new();
     let mut idle_cpu = Vec::new();
     let mut seen_at = 0;
     let mut last = Value::Null;
-    let mut span = None;
+    let mut window = None;
     while spin_cpu.len() < 6 {
         let line = mon.wait_for("a new sample", Duration::from_secs(30), |v| {
             replica(v, &m, &spin.name).is_some_and(|c| c["sampled_at_ms"].as_i64() > Some(seen_at))
         });
         let now = (Instant::now(), cgroup_cpu_ns(&spin.id));
-        let first = *span.get_or_insert((now, now));
-        span = Some((first.0, now));
+        let first = *window.get_or_insert((now, now));
+        window = Some((first.0, now));
         let s = replica(&line, &m, &spin.name).expect("spinner");
         seen_at = s["sampled_at_ms"].as_i64().expect("sampled");
         spin_cpu.push(s["cpu_percent"].as_f64().expect("spinner cpu"));
@@ -184,7 +184,7 @@ fn cpu_of_a_busy_and_an_idle_replica_agrees_with_the_cgroup_and_docker_stats() {
     }
     let covered = &spin_cpu[1..];
     let mean = covered.iter().sum::<f64>() / covered.len() as f64;
-    if let Some(((t0, Some(c0)), (t1, Some(c1)))) = span {
+    if let Some(((t0, Some(c0)), (t1, Some(c1)))) = window {
         let truth = (c1 - c0) as f64 / 1e9 / (t1 - t0).as_secs_f64() * 100.0;
         assert!(
             (mean - truth).abs() <= 15.0,
