@@ -1,6 +1,6 @@
 //! Which request paths are proxied or served but never recorded (health checks, metrics
 //! scrapes). The proxy and the Python middleware read excluded paths the same way, pinned
-//! by `tests/vectors/exclusions/paths.json`, which both check:
+//! by `tests/exclusions/paths.json`, which both check:
 //!
 //! - `/health` excludes that path exactly, with or without a trailing slash and however
 //!   many slashes separate its segments;

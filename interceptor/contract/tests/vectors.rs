@@ -123,8 +123,7 @@ fn a_body_over_one_mebibyte_is_refused_whole() {
 fn excluded_paths_match_the_shared_vectors() {
     use modelmon_contract::{DEFAULT_EXCLUDES, Exclusions};
 
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/exclusions/paths.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/exclusions/paths.json");
     let v: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
     let defaults: Vec<&str> = v["defaults"]

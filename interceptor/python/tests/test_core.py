@@ -124,7 +124,7 @@ def test_excluded_paths_match_the_shared_vectors():
 
     from modelmon_interceptor.settings import DEFAULT_EXCLUDE, Exclusions
 
-    vectors = Path(__file__).resolve().parents[3] / "tests" / "vectors" / "exclusions" / "paths.json"
+    vectors = Path(__file__).resolve().parents[3] / "tests" / "exclusions" / "paths.json"
     v = json.loads(vectors.read_text())
     assert tuple(v["defaults"]) == DEFAULT_EXCLUDE
     assert len(v["cases"]) >= 15

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .contract import MAX_TEXT_CHARS, is_clean_text, is_valid_model_name
 
 DEFAULT_AMQP_URL = "amqp://127.0.0.1:5672/%2f"
-# The same list as modelmon-proxy's, pinned by tests/vectors/exclusions/paths.json.
+# The same list as modelmon-proxy's, pinned by tests/exclusions/paths.json.
 DEFAULT_EXCLUDE = ("/health", "/healthz", "/livez", "/metrics", "/ready", "/readyz")
 _FALSE = ("", "0", "false", "no", "off")
 
