@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pika
 import pytest
 from modelmon_interceptor.contract import (
@@ -142,6 +143,39 @@ class UvicornThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+class SteadyClient:
+    """One client asking ``GET /items/N`` of an app one request after another, from a
+    thread, until ``stop()``: a model API kept busy through a broker's troubles. A request
+    that fails or answers other than 200 ends the client and is kept in ``failures``;
+    ``answered`` counts the 200s."""
+
+    def __init__(self, url: str) -> None:
+        self.answered = 0
+        self.failures: list[object] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str) -> None:
+        with httpx.Client(base_url=url, timeout=30.0) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.get(f"/items/{self.answered}")
+                except httpx.HTTPError as e:
+                    self.failures.append(e)
+                    return
+                if r.status_code != 200:
+                    self.failures.append(r.status_code)
+                    return
+                self.answered += 1
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stops the client; True once its thread has ended."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
 
 class WerkzeugThread:

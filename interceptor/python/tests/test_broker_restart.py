@@ -10,12 +10,10 @@ published. The buffer is small, so the outages overflow it and the drops must be
 
 from __future__ import annotations
 
-import threading
 import time
 
-import httpx
 from apps import make_fastapi_app
-from conftest import UvicornThread
+from conftest import SteadyClient, UvicornThread
 from test_broker_down import sink_of, wait_until
 from test_end_to_end import BatchMonitor
 
@@ -35,26 +33,8 @@ def test_restarts_under_load_lose_nothing_silently(private_node, model, tmp_path
     try:
         mon.wait("the monitor to connect", lambda v: v["broker"]["state"] == "connected", PATIENCE_S)
         app = make_fastapi_app(model, amqp_url=private_node.url, buffer_events=500, max_batch_delay_ms=50)
-        stop = threading.Event()
-        answered = [0]
-        failures: list[object] = []
-
         with UvicornThread(app) as url:
-
-            def load() -> None:
-                with httpx.Client(base_url=url) as client:
-                    while not stop.is_set():
-                        try:
-                            r = client.get(f"/items/{answered[0]}")
-                        except httpx.HTTPError as e:
-                            failures.append(e)
-                            return
-                        if r.status_code != 200:
-                            failures.append(r.status_code)
-                        answered[0] += 1
-
-            client = threading.Thread(target=load, daemon=True)
-            client.start()
+            load = SteadyClient(url)
             mon.wait("events to flow", lambda v: v["ingest"]["events"] > 0, PATIENCE_S)
             sink = sink_of(private_node.url)
             for n in range(RESTARTS):
@@ -65,13 +45,12 @@ def test_restarts_under_load_lose_nothing_silently(private_node, model, tmp_path
                 assert wait_until(lambda: sink.stats()["connections"] >= n + 2, PATIENCE_S), sink.stats()
             seen = mon.wait("a line", lambda v: True)["ingest"]["events"]
             mon.wait("traffic after the last restart", lambda v: v["ingest"]["events"] > seen + 100, PATIENCE_S)
-            stop.set()
-            client.join(30)
-        assert failures == [], "the app answered every request through every outage"
+            load.stop()
+        assert load.failures == [], "the app answered every request through every outage"
 
         assert sink.flush(PATIENCE_S), sink.stats()
         s = sink.stats()
-        assert s["recorded"] == answered[0], s
+        assert s["recorded"] == load.answered, s
         assert s["lost_in_python"] == 0, s
         assert (s["held"], s["unrouted"]) == (0, 0), s
         assert s["recorded"] == s["published_events"] + s["dropped"], s

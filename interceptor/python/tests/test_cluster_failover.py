@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 import uuid
 from urllib.parse import urlsplit
 
-import httpx
 import pika
 from apps import make_fastapi_app
-from conftest import UvicornThread
+from conftest import SteadyClient, UvicornThread
 from modelmon_interceptor.contract import CONTENT_TYPE, EXCHANGE, MESSAGE_TYPE, routing_key, validate_batch
 from modelmon_interceptor.sink import all_sinks
 from test_broker_down import sink_of
@@ -99,29 +97,12 @@ def test_a_node_stops_under_load_and_the_publisher_moves_on(cluster, model):
     amqp = ",".join([cluster.url(2), cluster.url(3), cluster.url(1)])
     watcher = QuorumWatcher(cluster.url(3), model)
     app = make_fastapi_app(model, amqp_url=amqp, max_batch_events=MAX_BATCH_EVENTS, max_batch_delay_ms=50)
-    stop = threading.Event()
-    answered = [0]
-    failures: list[object] = []
+    load: SteadyClient | None = None
     sink = None
     stopping: subprocess.Popen[str] | None = None
     try:
         with UvicornThread(app) as url:
-
-            def load() -> None:
-                with httpx.Client(base_url=url, timeout=30.0) as client:
-                    while not stop.is_set():
-                        try:
-                            r = client.get(f"/items/{answered[0]}")
-                        except httpx.HTTPError as e:
-                            failures.append(e)
-                            return
-                        if r.status_code != 200:
-                            failures.append(r.status_code)
-                            return
-                        answered[0] += 1
-
-            client = threading.Thread(target=load, daemon=True)
-            client.start()
+            load = SteadyClient(url)
 
             # Events flow through node 2 and reach the queue on node 3. (The publisher
             # starts with the first request.)
@@ -144,7 +125,7 @@ def test_a_node_stops_under_load_and_the_publisher_moves_on(cluster, model):
             stopping = cluster.stop_node_async(2)
             left_at = switched_at = first_at = None
             published_at_switch = 0
-            answered_at_stop = answered[0]
+            answered_at_stop = load.answered
             while first_at is None:
                 s = sink.stats()
                 now = time.monotonic()
@@ -158,7 +139,7 @@ def test_a_node_stops_under_load_and_the_publisher_moves_on(cluster, model):
                 elif s["published_events"] > published_at_switch:
                     first_at = now
                 assert now - t0 < PATIENCE_S, f"no event published through another node: {s}"
-                assert not failures, failures
+                assert not load.failures, load.failures
                 time.sleep(0.005)
             stop_rc = stopping.wait(cluster.COMMAND_S)
             stopped_at = time.monotonic()
@@ -173,17 +154,15 @@ def test_a_node_stops_under_load_and_the_publisher_moves_on(cluster, model):
             assert after["published_events"] > published_at_switch >= before["published_events"], (before, after)
             assert after["connections"] >= 2, after
 
-            stop.set()
-            client.join(30)
-            assert not client.is_alive(), "the client thread did not stop"
+            assert load.stop(), "the client thread did not stop"
         # (1) The model API kept serving: no request failed.
-        assert failures == [], f"requests failed while node 2 stopped: {failures}"
+        assert load.failures == [], f"requests failed while node 2 stopped: {load.failures}"
 
         # (3) Nothing is lost silently: once the publisher is flushed, each answered request
         # is either read back from the quorum queue or counted as dropped.
         assert sink.flush(PATIENCE_S), sink.stats()
         final = sink.stats()
-        assert final["recorded"] == answered[0], final
+        assert final["recorded"] == load.answered, final
         assert final["lost_in_python"] == 0, final
         assert (final["held"], final["unrouted"]) == (0, 0), final
         assert final["recorded"] == final["published_events"] + final["dropped"], final
@@ -193,12 +172,12 @@ def test_a_node_stops_under_load_and_the_publisher_moves_on(cluster, model):
         watcher.drain()
         distinct = watcher.distinct()
         received = len(watcher.events)
-        assert distinct + final["dropped"] >= answered[0], (distinct, final, answered[0])
-        assert distinct <= answered[0], (distinct, answered[0])
+        assert distinct + final["dropped"] >= load.answered, (distinct, final, load.answered)
+        assert distinct <= load.answered, (distinct, load.answered)
         # A batch whose confirm was lost with node 2 is sent again through the next node,
         # so its events may be read twice: at most one batch (MAX_BATCH_EVENTS events) is
         # in flight when the node goes.
-        assert received <= answered[0] + MAX_BATCH_EVENTS, (received, answered[0])
+        assert received <= load.answered + MAX_BATCH_EVENTS, (received, load.answered)
         assert watcher.reported_dropped <= final["dropped"], (watcher.reported_dropped, final)
 
         node_no = {cluster.port(3): 3, cluster.port(1): 1}[new]
@@ -207,7 +186,7 @@ def test_a_node_stops_under_load_and_the_publisher_moves_on(cluster, model):
             f"connected to node {node_no} after {switched_at - t0:.3f} s, "
             f"first batch confirmed through it after {first_at - t0:.3f} s, "
             f"{first_at - left_at:.3f} s after it lost node 2 (stop-node itself returned after {stopped_at - t0:.3f} s)"
-            f"\nrequests answered: {answered[0]} ({answered_at_stop} before the stop), failed: {len(failures)}"
+            f"\nrequests answered: {load.answered} ({answered_at_stop} before the stop), failed: {len(load.failures)}"
             f"\nevents read from the quorum queue: {received} in {watcher.messages} batches, "
             f"{distinct} distinct ({received - distinct} read twice)"
             f"\npublisher: published {final['published_events']}, dropped {final['dropped']} "
@@ -215,7 +194,8 @@ def test_a_node_stops_under_load_and_the_publisher_moves_on(cluster, model):
             f"node {final['node']}"
         )
     finally:
-        stop.set()
+        if load is not None:
+            load.stop(0)
         if stopping is not None and stopping.poll() is None:
             # The cluster's teardown must not race a stop still under way.
             try:
