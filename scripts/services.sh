@@ -8,13 +8,15 @@ log() { echo "services: $*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 apt_install() {
-  # Install only what is missing; apt-get update once per run.
-  local missing=()
+  # Install only what is missing; apt-get update once per run. Leading --options go to
+  # apt-get (--no-install-recommends).
+  local opts=() missing=()
+  while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do opts+=("$1"); shift; done
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]}"
   if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; export APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${opts[@]}" "${missing[@]}" >/dev/null
 }
 
 # The shared broker on 127.0.0.1:5672. The publisher's resource-alarm test starts a second,
@@ -97,6 +99,13 @@ alertmanager() {
   command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertmanager
 }
 
+# Prometheus for the /metrics test (tests/prometheus.rs), which starts its own server on a
+# free loopback port with a scrape config of its own: this only installs it, without the
+# exporters Debian recommends.
+prometheus_bin() {
+  command -v prometheus >/dev/null || apt_install --no-install-recommends prometheus
+}
+
 # The fault-injection harness (tests/support/model_api.rs, benches/detection.py) runs the
 # iris example in a container built from bind mounts: this venv, the Python it links to
 # and the app directory. The interceptor's native core is compiled here (maturin, through
@@ -174,8 +183,9 @@ for step in "$@"; do
     browser) browser ;;
     nginx) nginx_bin ;;
     alertmanager) alertmanager ;;
+    prometheus) prometheus_bin ;;
     modelapi) modelapi ;;
-    all) rabbitmq; tools; notify; docker_engine; browser; alertmanager; modelapi ;;
-    *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser|nginx|alertmanager|modelapi]..." >&2; exit 2 ;;
+    all) rabbitmq; tools; notify; docker_engine; browser; alertmanager; prometheus_bin; modelapi ;;
+    *) echo "usage: $0 [all|rabbitmq|tools|notify|docker|browser|nginx|alertmanager|prometheus|modelapi]..." >&2; exit 2 ;;
   esac
 done

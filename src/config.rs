@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::store::StoreConfig;
+use crate::store::totals::Buckets;
 
 /// The broker the monitor uses when nothing else is said.
 pub const DEFAULT_AMQP_URL: &str = "amqp://127.0.0.1:5672/%2f";
@@ -61,6 +62,9 @@ pub struct WebSection {
     /// A file holding the token clients must send (a mounted secret, a service
     /// credential): read at start, surrounding whitespace trimmed. Also `--token-file`.
     pub token_file: Option<PathBuf>,
+    /// Upper bounds of the `/metrics` duration histograms (`["5ms", "1s", "2m"]`);
+    /// empty: the defaults, 1ms to 5m.
+    pub duration_buckets: Vec<Secs>,
 }
 
 /// `[docker]`: container resources per model.
@@ -336,6 +340,13 @@ impl Config {
                 "caps must be at least 2 (one slot is `(other)`)",
             ));
         }
+        let buckets = &self.web.duration_buckets;
+        if buckets.len() > 40 || buckets.iter().any(|b| b.0.is_zero()) {
+            return Err(invalid(
+                "web.duration_buckets",
+                "at most 40 bounds, each above zero",
+            ));
+        }
         if !self.amqp.url.starts_with("amqp://") && !self.amqp.url.starts_with("amqps://") {
             return Err(invalid("amqp.url", "must start with amqp:// or amqps://"));
         }
@@ -418,6 +429,17 @@ impl Config {
             max_measures: self.store.max_measures,
             key_history_bytes: (self.history.key_history_mib as usize) << 20,
             keys_in_views: self.history.keys_in_views,
+            buckets: if self.web.duration_buckets.is_empty() {
+                Buckets::default()
+            } else {
+                let seconds: Vec<f64> = self
+                    .web
+                    .duration_buckets
+                    .iter()
+                    .map(|b| b.0.as_secs_f64())
+                    .collect();
+                Buckets::from_seconds(&seconds)
+            },
             ..StoreConfig::default()
         }
     }
@@ -445,6 +467,22 @@ mod tests {
         let cfg = Config::parse(text).expect("config.example.toml parses");
         cfg.validate(None).expect("and is valid");
         assert_eq!(cfg, Config::default(), "the example documents the defaults");
+    }
+
+    #[test]
+    fn metrics_buckets_come_from_the_config_sorted_or_are_refused_by_name() {
+        let cfg = Config::parse("[web]\nduration_buckets = [\"2m\", \"100ms\", \"1s\"]\n")
+            .expect("parses");
+        cfg.validate(None).expect("valid");
+        assert_eq!(cfg.store_config().buckets.seconds(), vec![0.1, 1.0, 120.0]);
+        assert_eq!(
+            Config::default().store_config().buckets.seconds().last(),
+            Some(&300.0),
+            "the defaults reach minutes"
+        );
+        let zero = Config::parse("[web]\nduration_buckets = [\"0s\"]\n").expect("parses");
+        let err = zero.validate(None).expect_err("a zero bound").to_string();
+        assert!(err.contains("web.duration_buckets"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn durations(n: usize, seed: u64) -> Vec<u64> {
 
 #[test]
 fn known_batches_give_exact_counts_rates_and_percentiles() {
+    require!(Rabbitmq);
     let name = unique("exact");
     let other = unique("unwatched");
     let mon = Monitor::start(&["--models", &name]);
@@ -118,6 +119,7 @@ fn known_batches_give_exact_counts_rates_and_percentiles() {
 
 #[test]
 fn streamed_answers_bring_their_time_to_first_byte_to_batch() {
+    require!(Rabbitmq);
     let llm = unique("ttfb-llm");
     let plain = unique("ttfb-plain");
     let mon = Monitor::start(&["--models", &format!("{llm},{plain}")]);
@@ -204,6 +206,7 @@ fn connection_of(pid: u32) -> Option<String> {
 
 #[test]
 fn reconnects_when_the_broker_closes_the_connection() {
+    require!(Rabbitmq, RabbitmqServer);
     let name = unique("reconnect");
     let mon = Monitor::start(&["--models", &name]);
     mon.wait_connected();
@@ -234,6 +237,7 @@ fn reconnects_when_the_broker_closes_the_connection() {
 
 #[test]
 fn a_durable_named_queue_keeps_events_while_the_monitor_is_down() {
+    require!(Rabbitmq);
     let name = unique("durable");
     let queue = unique("modelmon-test-queue");
     let mut first = Monitor::start(&["--models", &name, "--queue", &queue]);
@@ -262,6 +266,7 @@ fn a_durable_named_queue_keeps_events_while_the_monitor_is_down() {
 
 #[test]
 fn a_named_queue_left_by_an_older_monitor_is_named_with_what_to_do() {
+    require!(Rabbitmq);
     let queue = unique("modelmon-test-classic");
     let rt = runtime();
     rt.block_on(async {
@@ -289,6 +294,7 @@ fn a_named_queue_left_by_an_older_monitor_is_named_with_what_to_do() {
 /// the one in use is shown with its password hidden.
 #[test]
 fn the_first_node_of_a_list_that_answers_is_used_and_shown() {
+    require!(Rabbitmq);
     let name = unique("nodes");
     let nodes = format!(
         "amqp://guest:guest@127.0.0.1:1/%2f,{}",
@@ -330,6 +336,7 @@ fn a_dead_broker_is_reported_and_the_monitor_keeps_running() {
 
 #[test]
 fn a_frozen_broker_is_shown_down_within_seconds_with_the_reason() {
+    require!(RabbitmqServer);
     let node = crate::support::private_node::PrivateNode::start();
     let mon = Monitor::start(&["--amqp", &node.url, "--no-docker"]);
     mon.wait_connected();

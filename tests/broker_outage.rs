@@ -219,6 +219,7 @@ fn secs(ms: i64) -> f64 {
 
 #[test]
 fn a_minute_without_the_broker_is_one_broker_alert_and_no_traffic_drop() {
+    require!(RabbitmqServer);
     // Declared first, dropped last: the node outlives the publishers and the monitor, and
     // its Drop stops it (and removes its files) even when an assertion fails.
     let mut node = PrivateNode::start();

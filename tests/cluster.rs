@@ -112,6 +112,7 @@ fn monitor_fails_over(cluster: &Cluster, k: usize, mon: &Monitor) -> Duration {
 /// monitor, on node 3 too, counts that model.
 #[test]
 fn a_cluster_losing_nodes_under_the_monitor_and_a_publisher_loses_no_event() {
+    require!(RabbitmqServer);
     let cluster = Cluster::start();
     let (steady, moving) = (unique("steady"), unique("moving"));
     let queue = unique("modelmon-test-quorum");

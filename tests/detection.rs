@@ -77,6 +77,7 @@ fn resolved(mon: &Monitor, m: &str, rule: &str) {
 
 #[test]
 fn a_latency_regression_an_error_burst_and_a_stopped_container_each_fire_their_rule() {
+    require!(Rabbitmq, Docker, ModelApi);
     let m = unique("iris-detect");
     let mut opts = ModelApiOpts::new(&m);
     opts.label_key = LABEL_KEY.into();

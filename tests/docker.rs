@@ -143,6 +143,7 @@ fn docker_stats_cpu(names: &[&str]) -> Vec<f64> {
 
 #[test]
 fn cpu_of_a_busy_and_an_idle_replica_agrees_with_the_cgroup_and_docker_stats() {
+    require!(Docker);
     let m = unique("cpu");
     let spin = Container::run(&m, &[], &["sh", "-c", "while :; do :; done"]);
     let idle = Container::run(&m, &[], &["sleep", "3600"]);
@@ -181,6 +182,19 @@ fn cpu_of_a_busy_and_an_idle_replica_agrees_with_the_cgroup_and_docker_stats() {
         let i = replica(&line, &m, &idle.name).expect("idle replica");
         idle_cpu.push(i["cpu_percent"].as_f64().expect("idle cpu"));
         last = line;
+    }
+    // CPU time, which /metrics counts as modelmon_container_cpu_seconds_total, is the
+    // cgroup's as of the sample: behind the reading taken after the line by at most the
+    // second the sample and the line can each lag, on one core.
+    let reported = replica(&last, &m, &spin.name).expect("spinner")["cpu_seconds"]
+        .as_f64()
+        .expect("cpu seconds");
+    if let Some((_, (_, Some(ns)))) = window {
+        let truth = ns as f64 / 1e9;
+        assert!(
+            reported <= truth + 0.05 && reported >= truth - 2.5,
+            "cpu_seconds {reported} vs the cgroup's {truth} after the line"
+        );
     }
     let covered = &spin_cpu[1..];
     let mean = covered.iter().sum::<f64>() / covered.len() as f64;
@@ -248,6 +262,7 @@ fn cpu_of_a_busy_and_an_idle_replica_agrees_with_the_cgroup_and_docker_stats() {
 
 #[test]
 fn memory_held_by_a_container_is_shown_within_10_percent() {
+    require!(Docker);
     let m = unique("mem");
     // A tmpfs file is resident memory charged to the container (not reclaimable
     // page cache), so usage minus inactive file holds it for as long as it exists.
@@ -285,6 +300,7 @@ fn memory_held_by_a_container_is_shown_within_10_percent() {
 
 #[test]
 fn an_oom_killed_container_is_counted_marked_and_restarted() {
+    require!(Docker);
     let m = unique("oom");
     let mon = monitor("interval = \"1s\"");
     mon.wait_for("docker connected", Duration::from_secs(30), |v| {
@@ -342,6 +358,7 @@ fn an_oom_killed_container_is_counted_marked_and_restarted() {
 
 #[test]
 fn containers_started_and_removed_while_running_are_picked_up_and_dropped() {
+    require!(Docker);
     let m = unique("churn");
     let mon = monitor("interval = \"1s\"");
     mon.wait_for("docker connected", Duration::from_secs(30), |v| {
@@ -389,6 +406,7 @@ fn containers_started_and_removed_while_running_are_picked_up_and_dropped() {
 
 #[test]
 fn a_missing_socket_is_unavailable_with_a_hint_and_nulls() {
+    require!(Rabbitmq);
     let sock = std::env::temp_dir().join(format!("{}.sock", unique("no-docker")));
     let mon = monitor(&format!("host = \"unix://{}\"", sock.display()));
     let line = mon.wait_for("docker unavailable", Duration::from_secs(20), |v| {
@@ -415,6 +433,7 @@ fn a_missing_socket_is_unavailable_with_a_hint_and_nulls() {
 
 #[test]
 fn the_flag_turns_docker_off() {
+    require!(Rabbitmq);
     let mon = Monitor::start(&["--no-docker"]);
     let line = mon.wait_connected();
     assert_eq!(line["docker"]["state"], "disabled");
@@ -530,6 +549,7 @@ fn docker_ids(host: &str) -> Vec<String> {
 
 #[test]
 fn docker_stopped_and_started_again_is_unavailable_then_back_without_a_restart() {
+    require!(Docker);
     let mut engine = PrivateEngine::new();
     engine.import_image();
     let m = unique("restart");
@@ -573,6 +593,7 @@ fn docker_stopped_and_started_again_is_unavailable_then_back_without_a_restart()
 
 #[test]
 fn a_container_whose_id_is_an_event_instance_is_mapped_to_that_model() {
+    require!(Rabbitmq, Docker);
     let m = unique("byinst");
     // No label: the container is found through the events' `instance` (its hostname).
     let name = unique("mm-test");
@@ -602,6 +623,7 @@ fn a_container_whose_id_is_an_event_instance_is_mapped_to_that_model() {
 
 #[test]
 fn a_container_named_in_the_config_is_mapped_to_its_model() {
+    require!(Docker);
     let m = unique("bycfg");
     let name = unique("mm-test");
     let _c = Container::unlabelled(&name);

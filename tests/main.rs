@@ -1,9 +1,12 @@
 //! Integration tests: one binary, one module per area.
-//! Tests that need RabbitMQ use the real broker on 127.0.0.1:5672 (see README).
+//! Tests that need RabbitMQ use the real broker on 127.0.0.1:5672 (see README). A test that
+//! needs a service starts with `require!(…)` (support/services): without the service it
+//! is skipped with a line saying so, or fails under `MODELMON_TEST_SERVICES=1`.
 
 // Test helpers take owned JSON for brevity, and tests compare exact values on purpose.
 #![allow(clippy::needless_pass_by_value, clippy::float_cmp)]
 
+#[macro_use]
 mod support;
 
 mod alerts;
@@ -16,6 +19,7 @@ mod docker;
 mod history;
 mod model_api;
 mod persist;
+mod prometheus;
 mod store_windows;
 mod tui;
 mod web;

@@ -76,6 +76,7 @@ fn wait_healthy(mon: &Monitor, m: &str) -> Value {
 
 #[test]
 fn latency_errors_cpu_and_a_stop_show_in_the_batch_figures() {
+    require!(Rabbitmq, Docker, ModelApi);
     let m = unique("iris-faults");
     let api = start_api(&m, "0.5");
     let mon = monitor(&m);
@@ -175,6 +176,7 @@ fn line_ts(mon: &Monitor) -> i64 {
 
 #[test]
 fn a_memory_leak_ends_in_an_oom_kill() {
+    require!(Rabbitmq, Docker, ModelApi);
     let m = unique("iris-leak");
     let api = start_api(&m, "1");
     let mon = monitor(&m);

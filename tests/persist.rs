@@ -609,6 +609,8 @@ fn in_stream_mode_a_killed_monitor_resumes_after_its_snapshot_and_counts_each_ev
     use modelmon_contract::SourceKind;
     use modelmon_publisher::{Config, Publisher};
 
+    require!(Rabbitmq);
+
     let root = std::env::temp_dir().join(support::unique("modelmon-stream"));
     let dir = root.join("state");
     fs::create_dir_all(&dir).expect("state dir");

@@ -2099,6 +2099,7 @@ use crate::support;
 
 #[test]
 fn tmux_navigate_detail_help_resize_and_quit_restores_the_terminal() {
+    require!(Tmux);
     let t = Tmux::start(160, 45, "");
     t.run_monitor("--demo");
     // One demo model goes silent for 50 s of every 5 minutes, so do not count on five.
@@ -2168,6 +2169,7 @@ fn tmux_navigate_detail_help_resize_and_quit_restores_the_terminal() {
 
 #[test]
 fn tmux_sigterm_and_sighup_restore_the_terminal() {
+    require!(Tmux);
     for signal in ["TERM", "HUP"] {
         let t = Tmux::start(120, 30, "");
         t.run_monitor("--demo");
@@ -2192,6 +2194,7 @@ fn tmux_sigterm_and_sighup_restore_the_terminal() {
 
 #[test]
 fn tmux_no_color_and_ascii_fallback() {
+    require!(Tmux);
     // A POSIX locale cannot show braille or box drawing: the UI falls back to ASCII.
     let t = Tmux::start(120, 30, "NO_COLOR=1 LC_ALL=C");
     t.run_monitor("--demo");
@@ -2213,6 +2216,7 @@ fn tmux_no_color_and_ascii_fallback() {
 
 #[test]
 fn tmux_broker_down_shows_in_the_header_without_log_lines_tearing_the_screen() {
+    require!(Tmux);
     let t = Tmux::start(120, 30, "");
     // Port 1 on loopback: nothing listens, so every connection attempt fails at once.
     // Without Docker: containers other tests run on this machine's engine would appear.

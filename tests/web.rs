@@ -243,7 +243,9 @@ fn metrics_are_prometheus_text_with_every_model() {
         for needle in [
             format!("modelmon_window_requests{{model=\"{name}\",class=\"2xx\"}}"),
             format!("modelmon_window_errors{{model=\"{name}\"}}"),
-            format!("modelmon_latency_seconds_count{{model=\"{name}\"}}"),
+            format!(
+                "modelmon_window_request_duration_seconds{{model=\"{name}\",quantile=\"0.5\"}}"
+            ),
         ] {
             assert!(r.body.contains(&needle), "missing {needle}");
         }
@@ -615,20 +617,20 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
             )
         })
         .collect();
-    let server = Fixed::start(store_view(&[ranker, llm]));
+    let live = store_view(&[ranker, llm]);
+    let server = Fixed::start(live.clone());
     let body = http_get(server.addr, "/metrics", &[]).body;
     let got = samples(&body);
     let at = |series: &str| sample(&got, series);
     for (family, kind) in [
-        ("modelmon_window_measure", "summary"),
+        ("modelmon_window_measure", "gauge"),
+        ("modelmon_window_measure_rate", "gauge"),
+        ("modelmon_window_measure_events", "gauge"),
         ("modelmon_window_version_requests", "gauge"),
         ("modelmon_window_version_errors", "gauge"),
-        (
-            "modelmon_window_version_request_duration_seconds",
-            "summary",
-        ),
-        ("modelmon_window_request_size_bytes", "summary"),
-        ("modelmon_window_response_size_bytes", "summary"),
+        ("modelmon_window_version_request_duration_seconds", "gauge"),
+        ("modelmon_window_request_size_bytes", "gauge"),
+        ("modelmon_window_response_size_bytes", "gauge"),
     ] {
         assert!(
             body.contains(&format!("# TYPE {family} {kind}\n")),
@@ -645,14 +647,12 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
     let dur = "modelmon_window_version_request_duration_seconds";
     let ranker = r#"model="ranker""#;
     let q = |labels: &str, q: &str| format!("{{{labels},quantile=\"{q}\"}}");
-    // Counts and sums, exact.
+    // Counts, exact.
     let exact = [
-        // ml measures: over the events that carry the key, in its own unit.
-        (format!("modelmon_window_measure_count{{{queue}}}"), 40.0),
-        (format!("modelmon_window_measure_sum{{{queue}}}"), 80_000.0),
-        (format!("modelmon_window_measure_count{{{tokens}}}"), 5.0),
-        (format!("modelmon_window_measure_sum{{{tokens}}}"), 1000.0),
-        // Each version side by side: requests by class, errors, latency.
+        // ml measures: over the events that carry the key.
+        (format!("modelmon_window_measure_events{{{queue}}}"), 40.0),
+        (format!("modelmon_window_measure_events{{{tokens}}}"), 5.0),
+        // Each version side by side: requests by class, errors.
         (
             format!("modelmon_window_version_requests{{{v1},class=\"2xx\"}}"),
             30.0,
@@ -671,30 +671,12 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
         ),
         (format!("modelmon_window_version_errors{{{v1}}}"), 0.0),
         (format!("modelmon_window_version_errors{{{v2}}}"), 2.0),
-        (format!("{dur}_count{{{v1}}}"), 30.0),
-        (format!("{dur}_count{{{v2}}}"), 10.0),
-        // Body sizes in bytes, over the events that carry them.
-        (
-            format!("modelmon_window_request_size_bytes_count{{{ranker}}}"),
-            40.0,
-        ),
-        (
-            format!("modelmon_window_request_size_bytes_sum{{{ranker}}}"),
-            20_480.0,
-        ),
-        (
-            format!("modelmon_window_response_size_bytes_count{{{ranker}}}"),
-            30.0,
-        ),
-        (
-            format!("modelmon_window_response_size_bytes_sum{{{ranker}}}"),
-            61_440.0,
-        ),
     ];
     for (series, want) in &exact {
         assert_eq!(at(series), *want, "{series}");
     }
-    // Quantiles, and sums of latencies (seconds), within the store's 1 %.
+    // Quantiles (seconds for latencies, each measure's own unit), within the store's 1 %;
+    // "1" is the largest.
     let mut close = vec![
         (
             format!("modelmon_window_measure{}", q(queue, "0.5")),
@@ -704,10 +686,7 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
             format!("modelmon_window_measure{}", q(queue, "0.95")),
             5000.0,
         ),
-        (
-            format!("modelmon_window_measure{}", q(queue, "0.99")),
-            5000.0,
-        ),
+        (format!("modelmon_window_measure{}", q(queue, "1")), 5000.0),
         (
             format!("modelmon_window_measure{}", q(tokens, "0.5")),
             200.0,
@@ -716,8 +695,6 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
             format!("modelmon_window_measure{}", q(tokens, "0.99")),
             300.0,
         ),
-        (format!("{dur}_sum{{{v1}}}"), 0.3),
-        (format!("{dur}_sum{{{v2}}}"), 0.4),
         (
             format!("modelmon_window_request_size_bytes{}", q(ranker, "0.5")),
             512.0,
@@ -735,6 +712,23 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
         let v = at(series);
         assert!(near(v, *want), "{series}: {v}, not within 1 % of {want}");
     }
+    // Tokens per second: the figure the detail view shows, 1000 tokens over the span.
+    let view = live.model("llm \"chat\"").expect("the model").ml["tokens_out"].rate_per_s;
+    assert!(view > 0.0);
+    assert_eq!(
+        at(&format!("modelmon_window_measure_rate{{{tokens}}}")),
+        view
+    );
+
+    // Counts since start carry the version: Grafana can split a rollout by it.
+    let since = |version: &str, class: &str| {
+        format!(
+            "modelmon_requests_total{{model=\"ranker\",route=\"/rank\",method=\"POST\",version=\"{version}\",class=\"{class}\"}}"
+        )
+    };
+    assert_eq!(at(&since("v1", "2xx")), 30.0);
+    assert_eq!(at(&since("v2", "2xx")), 8.0);
+    assert_eq!(at(&since("v2", "5xx")), 2.0);
 
     // A model without versions or sizes has no such series, rather than series of zeros.
     let llm_series: Vec<&String> = got.keys().filter(|k| k.contains("llm \\\"chat")).collect();
@@ -759,6 +753,7 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
 
 #[test]
 fn events_from_the_real_broker_appear_in_the_api() {
+    require!(Rabbitmq);
     let name = unique("web");
     let s = Served::start(&["--amqp", AMQP, "--models", &name]);
     let status = s.wait_json("/api/v1/status", "the broker connection", |v| {
@@ -813,27 +808,35 @@ fn events_from_the_real_broker_appear_in_the_api() {
     )));
     // Counters since start, and a histogram Prometheus can take quantiles of:
     // every request took 5 ms, so the 5 ms bucket holds all 20 and the 2.5 ms one none.
+    // Counters since start per route, method and status class (no version, no label),
+    // and a histogram Prometheus can take quantiles of: every request took 5 ms, so the
+    // 5 ms bucket holds all of them and the 2.5 ms one none.
+    let ok = format!("model=\"{name}\",route=\"/predict\",method=\"POST\",class=\"2xx\"");
+    let failed = format!("model=\"{name}\",route=\"/predict\",method=\"POST\",class=\"5xx\"");
     for needle in [
-        format!("modelmon_requests_total{{model=\"{name}\",class=\"2xx\"}} 18"),
-        format!("modelmon_requests_total{{model=\"{name}\",class=\"5xx\"}} 2"),
-        format!("modelmon_errors_total{{model=\"{name}\"}} 2"),
-        format!("modelmon_request_duration_seconds_bucket{{model=\"{name}\",le=\"0.0025\"}} 0"),
-        format!("modelmon_request_duration_seconds_bucket{{model=\"{name}\",le=\"0.005\"}} 20"),
-        format!("modelmon_request_duration_seconds_bucket{{model=\"{name}\",le=\"+Inf\"}} 20"),
-        format!("modelmon_request_duration_seconds_count{{model=\"{name}\"}} 20"),
-        format!("modelmon_request_duration_seconds_sum{{model=\"{name}\"}} 0.1"),
+        format!("modelmon_requests_total{{{ok}}} 18\n"),
+        format!("modelmon_requests_total{{{failed}}} 2\n"),
+        format!("modelmon_errors_total{{{ok}}} 0\n"),
+        format!("modelmon_errors_total{{{failed}}} 2\n"),
+        format!("modelmon_request_duration_seconds_bucket{{{ok},le=\"0.0025\"}} 0\n"),
+        format!("modelmon_request_duration_seconds_bucket{{{ok},le=\"0.005\"}} 18\n"),
+        format!("modelmon_request_duration_seconds_bucket{{{ok},le=\"+Inf\"}} 18\n"),
+        format!("modelmon_request_duration_seconds_bucket{{{ok},le=\"300\"}} 18\n"),
+        format!("modelmon_request_duration_seconds_count{{{ok}}} 18\n"),
+        format!("modelmon_request_duration_seconds_sum{{{failed}}} 0.01\n"),
         // Time to first byte: the ten streamed answers only, on the same buckets.
-        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"0.001\"}} 0"),
-        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"0.0025\"}} 10"),
-        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"+Inf\"}} 10"),
-        format!("modelmon_time_to_first_byte_seconds_count{{model=\"{name}\"}} 10"),
-        format!("modelmon_time_to_first_byte_seconds_sum{{model=\"{name}\"}} 0.02"),
+        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"0.001\"}} 0\n"),
+        format!(
+            "modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"0.0025\"}} 10\n"
+        ),
+        format!("modelmon_time_to_first_byte_seconds_bucket{{model=\"{name}\",le=\"+Inf\"}} 10\n"),
+        format!("modelmon_time_to_first_byte_seconds_count{{model=\"{name}\"}} 10\n"),
+        format!("modelmon_time_to_first_byte_seconds_sum{{model=\"{name}\"}} 0.02\n"),
         format!(
             "modelmon_window_time_to_first_byte_seconds{{model=\"{name}\",quantile=\"0.99\"}} 0.002\n"
         ),
-        format!("modelmon_window_time_to_first_byte_seconds_count{{model=\"{name}\"}} 10"),
     ] {
-        assert!(metrics.contains(&needle), "missing {needle}");
+        assert!(metrics.contains(&needle), "missing {needle} in\n{metrics}");
     }
 }
 
@@ -1173,6 +1176,7 @@ fn ws_load_100_clients_100_models() {
     const MODELS: usize = 100;
     const CLIENTS: usize = 100;
     const MEASURE: Duration = Duration::from_secs(20);
+    require!(Rabbitmq);
     let prefix = unique("load");
     let s = Served::start(&["--amqp", AMQP, "--interval", "1s"]);
     s.wait_json("/api/v1/status", "the broker connection", |v| {

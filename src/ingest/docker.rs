@@ -644,6 +644,12 @@ fn sample_of(
             .as_ref()
             .zip(s.precpu_stats.as_ref())
             .and_then(|(c, p)| cpu_percent(c, p)),
+        cpu_seconds: s
+            .cpu_stats
+            .as_ref()
+            .and_then(|c| c.cpu_usage.as_ref())
+            .and_then(|u| u.total_usage)
+            .map(|ns| ns as f64 / 1e9),
         mem_bytes: mem.and_then(memory_used),
         mem_limit_bytes: mem.and_then(|m| m.limit).filter(|l| *l > 0),
         net_rx_bytes_per_s: prev

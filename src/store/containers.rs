@@ -32,6 +32,8 @@ pub struct ContainerSample {
     pub id: String,
     pub ts_us: i64,
     pub cpu_percent: Option<f64>,
+    /// CPU time used since the container started (Docker's `cpu_usage.total_usage`).
+    pub cpu_seconds: Option<f64>,
     pub mem_bytes: Option<u64>,
     pub mem_limit_bytes: Option<u64>,
     pub net_rx_bytes_per_s: Option<f64>,
@@ -182,6 +184,7 @@ fn container_view(e: &Entry) -> ContainerView {
         cpu_percent: cpu,
         cpu_limit_percent: cpu.zip(cores).map(|(c, l)| c / l),
         cpu_cores: cores,
+        cpu_seconds: s.and_then(|s| s.cpu_seconds),
         mem_bytes: mem,
         mem_limit_bytes: limit,
         mem_percent: percent(mem, limit),
@@ -239,6 +242,7 @@ fn sum_replicas(r: &mut ModelResources) {
         .zip(r.cpu_cores)
         .filter(|(_, k)| *k > 0.0)
         .map(|(u, k)| u / k);
+    r.cpu_seconds = sum(c.iter().map(|c| c.cpu_seconds));
     r.mem_bytes = sum(c.iter().map(|c| c.mem_bytes));
     r.mem_limit_bytes = sum(c.iter().map(|c| c.mem_limit_bytes));
     r.mem_percent = percent(r.mem_bytes, r.mem_limit_bytes);

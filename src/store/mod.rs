@@ -12,6 +12,7 @@ pub mod hist;
 pub mod history;
 pub mod persist;
 pub mod ring;
+pub mod totals;
 pub mod ttfb;
 pub mod view;
 pub mod window;
@@ -25,10 +26,10 @@ use modelmon_contract::{BatchError, Decoded, Event, RejectReason};
 use hist::Merger;
 use history::{HistoryView, KeyKind, KeyRings, Uptime};
 use ring::{HOUR_S, Ring, STEP_S, bucket_of_sec};
+use totals::{Buckets, Labels, ModelTotals};
 pub use view::{BrokerState, BrokerView, View};
 use view::{
-    IngestView, KeyStats, LATENCY_BUCKETS_US, MeasureStats, ModelView, RejectRecord, SeriesPoint,
-    Stats, Totals, TtfbTotals, VersionStats,
+    IngestView, KeyStats, MeasureStats, ModelView, RejectRecord, SeriesPoint, Stats, VersionStats,
 };
 use window::{Hit, Placement, Slot, Window};
 
@@ -68,6 +69,8 @@ pub struct StoreConfig {
     /// snapshots do: a view held by a reader makes the store copy each ring's current
     /// hour on its next write, which at the caps is tens of MiB for nothing.
     pub keys_in_views: bool,
+    /// Bounds of the `/metrics` duration histograms.
+    pub buckets: Buckets,
 }
 
 impl Default for StoreConfig {
@@ -82,6 +85,7 @@ impl Default for StoreConfig {
             recent_rejects: 50,
             key_history_bytes: 64 << 20,
             keys_in_views: false,
+            buckets: Buckets::default(),
         }
     }
 }
@@ -123,9 +127,16 @@ impl<V> Capped<V> {
     /// The value of `name`, made by `make` on first use. `true` when folded into `(other)`.
     #[inline]
     fn get_or_insert(&mut self, name: &str, make: impl FnOnce() -> V) -> (&mut V, bool) {
+        let (i, overflow) = self.index_of(name, make);
+        (&mut self.entries[i].1, overflow)
+    }
+
+    /// Like [`Capped::get_or_insert`], the entry's index: stable, entries are never removed.
+    #[inline]
+    fn index_of(&mut self, name: &str, make: impl FnOnce() -> V) -> (usize, bool) {
         let last = self.last;
         if self.entries.get(last).is_some_and(|e| *e.0 == *name) {
-            return (&mut self.entries[last].1, false);
+            return (last, false);
         }
         // Names that come in the same order every time (an event's `ml` keys) are found
         // as the next entry, or the first one after the last.
@@ -136,11 +147,11 @@ impl<V> Capped<V> {
         };
         if self.entries.get(next).is_some_and(|e| *e.0 == *name) {
             self.last = next;
-            return (&mut self.entries[next].1, false);
+            return (next, false);
         }
         if let Some(&i) = self.index.get(name) {
             self.last = i;
-            return (&mut self.entries[i].1, false);
+            return (i, false);
         }
         let overflow = self.entries.len() >= self.cap.saturating_sub(1) && name != OTHER;
         let key = if overflow {
@@ -159,7 +170,12 @@ impl<V> Capped<V> {
         if !overflow {
             self.last = i;
         }
-        (&mut self.entries[i].1, overflow)
+        (i, overflow)
+    }
+
+    /// The name at `index`.
+    fn name(&self, index: usize) -> Option<&str> {
+        self.entries.get(index).map(|(k, _)| &**k)
     }
 
     fn len(&self) -> usize {
@@ -253,45 +269,48 @@ impl Keyed {
 
     /// Records a measure's value (kept in thousandths, see [`measure_hit`]).
     #[inline]
-    fn record_value(&mut self, name: &str, sec: i64, now_sec: i64, value: f64) -> bool {
+    fn record_value(&mut self, name: &str, sec: i64, now_sec: i64, value: f64) {
         let hit = measure_hit(value);
-        self.record(name, sec, now_sec, &hit)
+        self.record(name, sec, now_sec, &hit);
     }
 
     /// Adds a whole slot of `name` straight to its ring (TTFB slots leaving the model's
     /// live window).
     fn absorb_retired(&mut self, name: &str, slot: &Slot) {
-        let (k, _) = self.key(name);
-        k.late_cell(slot.start).absorb(slot);
+        let (i, _) = self.key(name);
+        self.keys.entries[i].1.late_cell(slot.start).absorb(slot);
     }
 
+    /// The index of `name`'s entry, and whether it was folded into `(other)`.
     #[inline]
-    fn key(&mut self, name: &str) -> (&mut KeyState, bool) {
+    fn key(&mut self, name: &str) -> (usize, bool) {
         let (slot_secs, len) = (self.slot_secs, self.len);
-        self.keys.get_or_insert(name, || KeyState {
+        self.keys.index_of(name, || KeyState {
             window: Window::new(slot_secs, len),
             ring: Ring::keyed(),
             late: Vec::new(),
         })
     }
 
-    /// Records an event; `true` when its key was folded into `(other)`.
+    /// Records an event; returns its key's index, and `true` when the key was folded
+    /// into `(other)`.
     #[inline]
-    fn record(&mut self, name: &str, sec: i64, now_sec: i64, hit: &Hit) -> bool {
-        let (k, overflowed) = self.key(name);
+    fn record(&mut self, name: &str, sec: i64, now_sec: i64, hit: &Hit) -> (usize, bool) {
+        let (i, overflowed) = self.key(name);
+        let k = &mut self.keys.entries[i].1;
         // The model's window has 1-s slots, ours wider ones: an event can be inside
         // the first and just before the second.
         if k.window.record_hit(sec, now_sec, hit) == Placement::Late {
             k.record_late(sec, hit);
         }
-        overflowed
+        (i, overflowed)
     }
 
     /// Records an event too old for the window: straight for the ring.
-    fn record_late(&mut self, name: &str, sec: i64, hit: &Hit) -> bool {
-        let (k, overflowed) = self.key(name);
-        k.record_late(sec, hit);
-        overflowed
+    fn record_late(&mut self, name: &str, sec: i64, hit: &Hit) -> (usize, bool) {
+        let (i, overflowed) = self.key(name);
+        self.keys.entries[i].1.record_late(sec, hit);
+        (i, overflowed)
     }
 
     /// Moves the slots that left the windows, and late events, into the rings.
@@ -346,7 +365,8 @@ impl Keyed {
     /// Continues saved rings; keys beyond the cap are not restored.
     fn restore(&mut self, saved: &BTreeMap<String, Ring>) {
         for (name, ring) in saved {
-            let (k, overflowed) = self.key(name);
+            let (i, overflowed) = self.key(name);
+            let k = &mut self.keys.entries[i].1;
             if !overflowed && k.ring.is_empty() {
                 k.ring = ring.clone();
             }
@@ -441,7 +461,7 @@ struct ModelState {
     staging: BTreeMap<i64, Slot>,
     /// Latest resource sample per instance: (bucket, cpu %, memory bytes).
     resources: Map<(i64, Option<f32>, Option<u64>)>,
-    totals: Totals,
+    totals: ModelTotals,
 }
 
 impl ModelState {
@@ -620,6 +640,7 @@ impl Store {
     /// Records valid events. Consecutive events of one model (the usual batch) share one lookup.
     pub fn record_all(&mut self, events: &[Event<'_>], now_us: i64) {
         let now_sec = now_us.div_euclid(1_000_000);
+        let buckets = self.cfg.buckets.clone();
         let mut i = 0;
         while i < events.len() {
             let model = &events[i].model;
@@ -630,7 +651,7 @@ impl Store {
             // a cap folded: `ingest.overflowed` is events, as documented.
             let mut folded = 0u64;
             for ev in &events[i..i + run] {
-                let (l, f) = record_one(state, ev, now_sec);
+                let (l, f) = record_one(state, ev, now_sec, &buckets);
                 late += u64::from(l);
                 folded += u64::from(f || overflowed);
             }
@@ -674,7 +695,7 @@ impl Store {
                 ring: saved.ring,
                 staging: BTreeMap::new(),
                 resources: Map::default(),
-                totals: Totals::default(),
+                totals: ModelTotals::default(),
             }
         })
     }
@@ -732,6 +753,7 @@ impl Store {
             history: Arc::clone(&self.history),
             docker: self.containers.docker_view(),
             resources: self.containers.by_model(),
+            buckets: self.cfg.buckets.clone(),
         }
     }
 
@@ -1006,18 +1028,13 @@ fn key_rings<'a>(
     live.chain(saved)
 }
 
-/// Records one event of a model. Returns whether it was late, and how many names it folded into `(other)`.
+/// Records one event; returns whether it was late and whether its route, instance or
+/// version was folded into `(other)`.
 #[inline]
-/// Records one event; returns whether it was late and whether its route or instance
-/// was folded into `(other)`.
-fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) {
+fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64, buckets: &Buckets) -> (bool, bool) {
     let sec = ev.ts.div_euclid(1_000_000);
     let err = ev.is_error();
     let hit = Hit::new(ev.status, ev.duration_us, err).with_ttfb(ev.ttfb_us);
-    count_total(&mut m.totals, ev.status, ev.duration_us, err);
-    if let Some(ttfb_us) = ev.ttfb_us {
-        count_ttfb(m.totals.ttfb.get_or_insert_default(), ttfb_us);
-    }
     if ev.ts > m.last_seen_us {
         m.last_seen_us = ev.ts;
         if let Some(v) = &ev.version
@@ -1026,8 +1043,8 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) 
             m.version = Some(v.as_ref().into());
         }
     }
-    let placement = m.live.record_hit(sec, now_sec, &hit);
-    if placement == Placement::Late {
+    let late = m.live.record_hit(sec, now_sec, &hit) == Placement::Late;
+    let ((route, r_over), (_, i_over), version) = if late {
         add_late_to_past(m, sec, err);
         let b = bucket_of_sec(sec);
         m.staging
@@ -1037,12 +1054,6 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) 
                 ..Slot::default()
             })
             .record_hit(&hit);
-        let r_over = m.routes.record_late(&ev.route, sec, &hit);
-        let i_over = m.instances.record_late(&ev.instance, sec, &hit);
-        let v_over = ev
-            .version
-            .as_ref()
-            .is_some_and(|v| m.versions.record_late(v, sec, &hit));
         for (key, value) in &ev.ml {
             m.measures.record_late(key, sec, &measure_hit(*value));
         }
@@ -1051,24 +1062,39 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) 
                 m.streams.record_late(name, sec, &Hit::new(200, us, false));
             }
         }
-        return (true, r_over || i_over || v_over);
-    }
-    m.first_sec = m.first_sec.min(sec);
-    let r_over = m.routes.record(&ev.route, sec, now_sec, &hit);
-    let i_over = m.instances.record(&ev.instance, sec, now_sec, &hit);
-    let v_over = ev
-        .version
-        .as_ref()
-        .is_some_and(|v| m.versions.record(v, sec, now_sec, &hit));
-    for (key, value) in &ev.ml {
-        m.measures.record_value(key, sec, now_sec, *value);
-    }
-    for (name, bytes) in SIZES.iter().zip([ev.req_bytes, ev.resp_bytes]) {
-        if let Some(b) = bytes {
-            m.sizes.record_value(name, sec, now_sec, b as f64);
+        (
+            m.routes.record_late(&ev.route, sec, &hit),
+            m.instances.record_late(&ev.instance, sec, &hit),
+            ev.version
+                .as_ref()
+                .map(|v| m.versions.record_late(v, sec, &hit)),
+        )
+    } else {
+        m.first_sec = m.first_sec.min(sec);
+        for (key, value) in &ev.ml {
+            m.measures.record_value(key, sec, now_sec, *value);
         }
+        for (name, bytes) in SIZES.iter().zip([ev.req_bytes, ev.resp_bytes]) {
+            if let Some(b) = bytes {
+                m.sizes.record_value(name, sec, now_sec, b as f64);
+            }
+        }
+        (
+            m.routes.record(&ev.route, sec, now_sec, &hit),
+            m.instances.record(&ev.instance, sec, now_sec, &hit),
+            ev.version
+                .as_ref()
+                .map(|v| m.versions.record(v, sec, now_sec, &hit)),
+        )
+    };
+    // Counts since start take late events too: a counter never goes back.
+    let labels = Labels::new(route, version.map(|v| v.0), &ev.method, ev.status);
+    m.totals.record(buckets, labels, ev.duration_us, err);
+    if let Some(ttfb_us) = ev.ttfb_us {
+        m.totals.record_ttfb(buckets, ttfb_us);
     }
-    (false, r_over || i_over || v_over)
+    let v_over = version.is_some_and(|v| v.1);
+    (late, r_over || i_over || v_over)
 }
 
 /// A measure's value as a window records it: in thousandths, as if microseconds, so
@@ -1078,38 +1104,6 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64) -> (bool, bool) 
 fn measure_hit(value: f64) -> Hit {
     // `as` saturates: a value past u64 (finite, the decoder checked) is the largest.
     Hit::new(200, (value.max(0.0) * 1000.0).round() as u64, false)
-}
-
-/// Adds one request to the counts since start, late ones included.
-#[inline]
-fn count_total(t: &mut Totals, status: u16, duration_us: u64, err: bool) {
-    let c = &mut t.status;
-    match status / 100 {
-        1 => c.c1xx += 1,
-        2 => c.c2xx += 1,
-        3 => c.c3xx += 1,
-        4 => c.c4xx += 1,
-        _ => c.c5xx += 1,
-    }
-    t.errors += u64::from(err);
-    count_duration(&mut t.duration_buckets, &mut t.duration_sum_s, duration_us);
-}
-
-/// Adds one streamed answer's first byte to the counts since start, late ones included.
-#[inline]
-fn count_ttfb(t: &mut TtfbTotals, ttfb_us: u64) {
-    t.count += 1;
-    count_duration(&mut t.buckets, &mut t.sum_s, ttfb_us);
-}
-
-/// Adds a duration to a `/metrics` histogram: its sum, and the first bound it is under
-/// (one above every bound is only in the caller's count).
-#[inline]
-fn count_duration(buckets: &mut [u64; LATENCY_BUCKETS_US.len()], sum_s: &mut f64, us: u64) {
-    *sum_s += us as f64 / 1e6;
-    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us <= b) {
-        buckets[i] += 1;
-    }
 }
 
 /// A late event still belongs in the five-minute series, if its second is there.
@@ -1244,7 +1238,9 @@ fn model_view(
             .collect(),
         ml: m.measures.measures(now_sec, m.first_sec, merger),
         sizes: m.sizes.measures(now_sec, m.first_sec, merger),
-        totals: m.totals.clone(),
+        totals: m
+            .totals
+            .view(|i| m.routes.keys.name(i), |i| m.versions.keys.name(i)),
     }
 }
 

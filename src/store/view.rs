@@ -227,49 +227,38 @@ pub struct SeriesPoint {
     pub p99_ms: Option<f64>,
 }
 
-/// Upper bounds, in seconds, of the cumulative latency buckets in [`Totals`]: the
-/// boundaries most HTTP latency dashboards use, stretched to LLM-scale answers.
-pub const LATENCY_BUCKETS_S: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-/// [`LATENCY_BUCKETS_S`] in microseconds, for counting without floating point.
-pub const LATENCY_BUCKETS_US: [u64; 14] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-    5_000_000, 10_000_000, 30_000_000,
-];
-
-/// Counts since the monitor started: monotonic, for Prometheus' `rate()`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Counts since the monitor started, per label set, for `/metrics` (see
+/// [`crate::store::totals`]): monotonic, for Prometheus' `rate()`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
-    pub status: StatusClasses,
-    pub errors: u64,
-    /// Sum of all durations, seconds.
-    pub duration_sum_s: f64,
-    /// Requests at or under each bound of [`LATENCY_BUCKETS_S`] (not cumulative here).
-    pub duration_buckets: [u64; LATENCY_BUCKETS_S.len()],
+    pub series: Vec<SeriesTotals>,
     /// Times to first byte; `None` until the model sends an event with `ttfb_us`, so
     /// models that never stream carry nothing.
-    #[serde(default)]
-    pub ttfb: Option<Box<TtfbTotals>>,
+    pub ttfb: Option<Histogram>,
 }
 
-/// Times to first byte since the monitor started, over the events that carry one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TtfbTotals {
+/// A model's requests with one route, method, version and status class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesTotals {
+    pub route: String,
+    pub method: &'static str,
+    /// Empty for events without a version.
+    pub version: String,
+    pub class: &'static str,
+    /// Errors (5xx, or an error set) among them.
+    pub errors: u64,
+    pub duration: Histogram,
+}
+
+/// A distribution on the view's [`View::buckets`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
     pub count: u64,
-    /// Sum of all TTFBs, seconds.
-    pub sum_s: f64,
-    /// Answers whose TTFB is at or under each bound of [`LATENCY_BUCKETS_S`] (not
-    /// cumulative here; those above the last bound only in `count`).
-    pub buckets: [u64; LATENCY_BUCKETS_S.len()],
-}
-
-impl Totals {
-    pub fn requests(&self) -> u64 {
-        let s = &self.status;
-        s.c1xx + s.c2xx + s.c3xx + s.c4xx + s.c5xx
-    }
+    /// Sum of all values, microseconds: whole numbers add up without rounding noise.
+    pub sum_us: u64,
+    /// Values at or under each bound and above the one before (not cumulative; those
+    /// above the last bound only in `count`).
+    pub buckets: Vec<u64>,
 }
 
 /// A model and everything known about it.
@@ -299,8 +288,8 @@ pub struct ModelView {
     /// `req_bytes` and `resp_bytes`, when events carry them.
     #[serde(default)]
     pub sizes: BTreeMap<String, MeasureStats>,
-    /// Everything accepted since the monitor started.
-    #[serde(default)]
+    /// Everything accepted since the monitor started, for `/metrics` only.
+    #[serde(skip)]
     pub totals: Totals,
 }
 
@@ -322,6 +311,9 @@ pub struct View {
     /// Container resources per model (only models with a container mapped to them).
     #[serde(default)]
     pub resources: BTreeMap<String, ModelResources>,
+    /// The bounds every [`Histogram`] of the view counts on.
+    #[serde(skip)]
+    pub buckets: crate::store::totals::Buckets,
 }
 
 impl View {
@@ -394,6 +386,9 @@ pub struct ContainerView {
     /// Cores it may use: its limit, or its host's online CPUs.
     #[serde(default)]
     pub cpu_cores: Option<f64>,
+    /// CPU time used since the container started, seconds (Docker's total usage).
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
     /// Usage minus inactive file cache, as `docker stats`.
     pub mem_bytes: Option<u64>,
     pub mem_limit_bytes: Option<u64>,
@@ -429,6 +424,10 @@ pub struct ModelResources {
     /// Cores the replicas with a sample may use, summed.
     #[serde(default)]
     pub cpu_cores: Option<f64>,
+    /// CPU time the replicas have used since they started, seconds, summed: a counter
+    /// that starts over when a replica does.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
     pub mem_bytes: Option<u64>,
     pub mem_limit_bytes: Option<u64>,
     pub mem_percent: Option<f64>,

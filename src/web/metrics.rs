@@ -1,618 +1,670 @@
-//! `/metrics`: the Prometheus text exposition format (version 0.0.4).
+//! `/metrics`, by Prometheus' conventions (base units, `_total` counters), encoded by
+//! prometheus-client: OpenMetrics for scrapers that ask for it, as Prometheus does, and
+//! the classic text format for everyone else (`curl`).
 //!
-//! Two kinds of per-model series. Counters since the monitor started
-//! (`modelmon_requests_total`, `modelmon_errors_total` and the histogram
-//! `modelmon_request_duration_seconds`), for `rate()` and `histogram_quantile()` in the
-//! Prometheus a team already runs. And the live window's own figures as gauges and a
-//! summary (`modelmon_window_*`, `modelmon_latency_seconds`), which are exactly what the
-//! terminal shows (the window slides, so those are not counters). Time to first byte has
-//! one of each, only for models whose events carry it. What events carry beyond the
-//! request (`version`, the `ml` measures, body sizes) has window series only, each
-//! family present once some model has such figures in its window.
+//! Two kinds of series. Counts since the monitor started: requests, errors and request
+//! durations per model, route, method, version and status class, time to first byte per
+//! model, container CPU time and restarts; Prometheus computes rates and quantiles from
+//! them (`rate()`, `histogram_quantile()`). And the live window's own figures, exactly
+//! what the terminal shows, as gauges named `modelmon_window_*`: the window slides, so
+//! they are not counters, and their quantiles are gauges with a `quantile` label.
+//!
+//! A family with no series (no model streams, none has a container) is left out rather
+//! than written empty.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
 use super::AppState;
 use super::api::model_state;
 use crate::live::Live;
-use crate::store::view::{MeasureStats, ModelView, Stats, StatusClasses, TtfbTotals};
+use crate::store::view::{Histogram, MeasureStats, Stats, StatusClasses};
 
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let view = state.views.borrow().clone();
-    let body = render(&view, state.ws_clients());
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+    let format = Format::accepted(&headers);
+    let body = render(&view, state.ws_clients(), format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-/// Escapes a label value: backslash, double quote and newline.
-fn label(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+/// The exposition format of a scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    OpenMetrics,
+    PrometheusText,
+}
+
+impl Format {
+    /// OpenMetrics when the client lists it in `Accept` (Prometheus does, first).
+    fn accepted(headers: &HeaderMap) -> Self {
+        let asks = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("application/openmetrics-text"));
+        if asks {
+            Self::OpenMetrics
+        } else {
+            Self::PrometheusText
         }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => OPENMETRICS,
+            Self::PrometheusText => PROMETHEUS_TEXT,
+        }
+    }
+}
+
+pub(crate) fn render(view: &Live, ws_clients: usize, format: Format) -> String {
+    let mut registry = Registry::with_prefix("modelmon");
+    registry.register_collector(Box::new(Scrape {
+        view: view.clone(),
+        ws_clients,
+    }));
+    let mut out = String::with_capacity(4096 + view.models.len() * 4096);
+    let written = match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
+    };
+    // Writing into a String fails only if our own encoding code returns an error, which
+    // it does only on a write error.
+    if written.is_err() {
+        let _ = writeln!(out, "# the exposition was cut short by an encoding error");
     }
     out
 }
 
-/// Writes `# HELP` and `# TYPE` for a family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP modelmon_{name} {help}");
-    let _ = writeln!(out, "# TYPE modelmon_{name} {kind}");
+/// One scrape: the view it reads, collected when the registry is encoded.
+#[derive(Debug)]
+struct Scrape {
+    view: Live,
+    ws_clients: usize,
 }
 
-/// One model's cumulative histogram, buckets `LATENCY_BUCKETS_S`, of `modelmon_{name}`.
-fn histogram(o: &mut String, name: &str, model: &str, buckets: &[u64], sum_s: f64, count: u64) {
-    let mut cumulative = 0;
-    for (bound, n) in crate::store::view::LATENCY_BUCKETS_S.iter().zip(buckets) {
-        cumulative += n;
-        let _ = writeln!(
-            o,
-            "modelmon_{name}_bucket{{model=\"{model}\",le=\"{bound}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(
-        o,
-        "modelmon_{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {count}"
-    );
-    let _ = writeln!(o, "modelmon_{name}_sum{{model=\"{model}\"}} {sum_s}");
-    let _ = writeln!(o, "modelmon_{name}_count{{model=\"{model}\"}} {count}");
-}
+/// Label pairs of one series.
+type Labels<'a> = Vec<(&'static str, &'a str)>;
 
-/// Window quantiles (given in ms, written in seconds) of `modelmon_{name}` for the
-/// (escaped) `labels`.
-fn summary(
-    o: &mut String,
+/// A family's descriptor, then its rows. Nothing at all when it has no rows.
+fn family<'a, T>(
+    e: &mut DescriptorEncoder,
     name: &str,
-    labels: &str,
-    quantiles: &[(&str, Option<f64>)],
-    count: u64,
-    mean_ms: Option<f64>,
-) {
-    let seconds: Vec<(&str, Option<f64>)> = quantiles
-        .iter()
-        .map(|&(q, v)| (q, v.map(|ms| ms / 1e3)))
-        .collect();
-    summary_of(
-        o,
+    help: &str,
+    unit: Option<&Unit>,
+    kind: MetricType,
+    rows: impl IntoIterator<Item = (Labels<'a>, T)>,
+    mut write: impl FnMut(&mut MetricEncoder, &T) -> fmt::Result,
+) -> fmt::Result {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = e.encode_descriptor(name, help, unit, kind)?;
+    for (labels, v) in rows {
+        write(&mut m.encode_family(&labels)?, &v)?;
+    }
+    Ok(())
+}
+
+fn gauges<'a, V: EncodeGaugeValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: impl IntoIterator<Item = (Labels<'a>, V)>,
+) -> fmt::Result {
+    family(e, name, help, unit, MetricType::Gauge, rows, |m, v| {
+        m.encode_gauge(v)
+    })
+}
+
+fn counters<'a, V: EncodeCounterValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: impl IntoIterator<Item = (Labels<'a>, V)>,
+) -> fmt::Result {
+    family(e, name, help, unit, MetricType::Counter, rows, |m, v| {
+        m.encode_counter::<NoLabelSet, V, f64>(v, None)
+    })
+}
+
+fn histograms<'a>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    bounds_s: &[f64],
+    rows: impl IntoIterator<Item = (Labels<'a>, &'a Histogram)>,
+) -> fmt::Result {
+    family(
+        e,
         name,
-        labels,
-        &seconds,
-        count,
-        mean_ms.map(|mean| mean / 1e3 * count as f64),
-    );
+        help,
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+        rows,
+        |m, h| {
+            let mut buckets: Vec<(f64, u64)> = bounds_s
+                .iter()
+                .copied()
+                .zip(h.buckets.iter().copied().chain(std::iter::repeat(0)))
+                .collect();
+            let under: u64 = buckets.iter().map(|b| b.1).sum();
+            buckets.push((f64::INFINITY, h.count.saturating_sub(under)));
+            m.encode_histogram::<NoLabelSet>(h.sum_us as f64 / 1e6, h.count, &buckets, None)
+        },
+    )
 }
 
-/// One window summary of `modelmon_{name}` for the (escaped) `labels`, its values
-/// already in the family's unit.
-fn summary_of(
-    o: &mut String,
-    name: &str,
-    labels: &str,
-    quantiles: &[(&str, Option<f64>)],
-    count: u64,
-    sum: Option<f64>,
-) {
-    for (q, v) in quantiles {
-        // An unknown quantile is absent, not a fake 0.
-        if let Some(v) = v {
-            let _ = writeln!(o, "modelmon_{name}{{{labels},quantile=\"{q}\"}} {v}");
-        }
-    }
-    let _ = writeln!(o, "modelmon_{name}_count{{{labels}}} {count}");
-    if let Some(sum) = sum {
-        let _ = writeln!(o, "modelmon_{name}_sum{{{labels}}} {sum}");
-    }
+/// Quantile gauges, in seconds, from figures in milliseconds; an unknown quantile is
+/// absent, not a fake 0.
+fn quantile_rows<'a>(
+    labels: Labels<'a>,
+    quantiles: [(&'static str, Option<f64>); 4],
+    scale: f64,
+) -> impl Iterator<Item = (Labels<'a>, f64)> {
+    quantiles.into_iter().filter_map(move |(q, v)| {
+        let mut l = labels.clone();
+        l.push(("quantile", q));
+        Some((l, v? * scale))
+    })
 }
 
-/// A measure's window percentiles, in its own unit, with its sum and count.
-fn measure_summary(o: &mut String, name: &str, labels: &str, s: &MeasureStats) {
-    summary_of(
-        o,
-        name,
-        labels,
-        &[("0.5", s.p50), ("0.95", s.p95), ("0.99", s.p99)],
-        s.count,
-        Some(s.sum),
-    );
+fn latency_quantiles(s: &Stats) -> [(&'static str, Option<f64>); 4] {
+    [
+        ("0.5", s.p50_ms),
+        ("0.9", s.p90_ms),
+        ("0.95", s.p95_ms),
+        ("0.99", s.p99_ms),
+    ]
 }
 
-/// One series per model and status class.
-fn by_class(
-    out: &mut String,
-    name: &str,
-    view: &Live,
-    classes: impl Fn(&ModelView) -> &StatusClasses,
-) {
-    for m in &view.models {
-        class_series(
-            out,
-            name,
-            &format!("model=\"{}\"", label(&m.model)),
-            classes(m),
-        );
-    }
+fn measure_quantiles(s: &MeasureStats) -> [(&'static str, Option<f64>); 4] {
+    [
+        ("0.5", s.p50),
+        ("0.95", s.p95),
+        ("0.99", s.p99),
+        ("1", s.max),
+    ]
 }
 
-/// One series per status class for the (escaped) `labels`.
-fn class_series(out: &mut String, name: &str, labels: &str, s: &StatusClasses) {
-    for (class, v) in [
+fn classes(s: &StatusClasses) -> [(&'static str, u64); 5] {
+    [
         ("1xx", s.c1xx),
         ("2xx", s.c2xx),
         ("3xx", s.c3xx),
         ("4xx", s.c4xx),
         ("5xx", s.c5xx),
-    ] {
-        let _ = writeln!(out, "modelmon_{name}{{{labels},class=\"{class}\"}} {v}");
+    ]
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let view = &self.view;
+        self.since_start(&mut e)?;
+        self.window(&mut e)?;
+        self.containers(&mut e)?;
+        let alerts = view.alerts.active.iter().map(|a| {
+            // An alert about the monitor has no model: an empty `model` label would read
+            // as a model named "" and would vanish in `by (model)` aggregations.
+            let mut l: Labels = if a.is_monitor() {
+                vec![("scope", "monitor")]
+            } else {
+                vec![("model", a.model.as_str())]
+            };
+            l.extend([
+                ("rule", a.rule.as_str()),
+                ("severity", a.severity.as_str()),
+                ("state", a.state.as_str()),
+            ]);
+            (l, 1u64)
+        });
+        gauges(
+            &mut e,
+            "alert_active",
+            "1 per pending or firing alert; the monitor's own have scope=\"monitor\" and no model.",
+            None,
+            alerts,
+        )?;
+        self.monitor(&mut e)
     }
 }
 
-/// `modelmon_time_to_first_byte_seconds`: a histogram since start, on the request
-/// duration's buckets so the two compare bucket for bucket, for models that have sent a
-/// TTFB (a model that never streams has no series, rather than series of zeros).
-fn ttfb_histograms(o: &mut String, view: &Live) {
-    let streaming: Vec<(&str, &TtfbTotals)> = view
-        .models
-        .iter()
-        .filter_map(|m| Some((m.model.as_str(), m.totals.ttfb.as_deref()?)))
-        .collect();
-    if streaming.is_empty() {
-        return;
-    }
-    family(
-        o,
-        "time_to_first_byte_seconds",
-        "histogram",
-        "Time to first response byte (first token of a streamed answer) since the monitor started, over events that carry one.",
-    );
-    for (model, t) in streaming {
-        histogram(
-            o,
-            "time_to_first_byte_seconds",
-            &label(model),
-            &t.buckets,
-            t.sum_s,
-            t.count,
-        );
-    }
-}
-
-/// `modelmon_window_time_to_first_byte_seconds`: the window's TTFB percentiles, as
-/// `modelmon_latency_seconds` has the latency's, for models with a TTFB in the window.
-fn ttfb_summaries(o: &mut String, view: &Live) {
-    let streaming: Vec<&ModelView> = view
-        .models
-        .iter()
-        .filter(|m| m.stats.ttfb_requests > 0)
-        .collect();
-    if streaming.is_empty() {
-        return;
-    }
-    family(
-        o,
-        "window_time_to_first_byte_seconds",
-        "summary",
-        "Time to first response byte over the live window, over events that carry one.",
-    );
-    for m in streaming {
-        let s = &m.stats;
-        summary(
-            o,
-            "window_time_to_first_byte_seconds",
-            &format!("model=\"{}\"", label(&m.model)),
-            &[
-                ("0.5", s.ttfb_p50_ms),
-                ("0.95", s.ttfb_p95_ms),
-                ("0.99", s.ttfb_p99_ms),
-            ],
-            s.ttfb_requests,
-            s.ttfb_mean_ms,
-        );
-    }
-}
-
-/// `modelmon_window_measure`: each `ml` key's window percentiles, per model, in the key's
-/// own unit (`queue_us` in µs, `tokens_out` in tokens): the figures the TUI shows.
-fn measure_summaries(o: &mut String, view: &Live) {
-    if view.models.iter().all(|m| m.ml.is_empty()) {
-        return;
-    }
-    family(
-        o,
-        "window_measure",
-        "summary",
-        "Model measures (the ml numbers events carry) over the live window, in each key's own unit, over the events that carry the key.",
-    );
-    for m in &view.models {
-        let model = label(&m.model);
-        for (key, s) in &m.ml {
-            let labels = format!("model=\"{model}\",key=\"{}\"", label(key));
-            measure_summary(o, "window_measure", &labels, s);
-        }
-    }
-}
-
-/// Each version's window figures, for models whose events carry a `version`: requests
-/// by status class, errors and a latency summary, so a rollout shows side by side.
-fn version_series(o: &mut String, view: &Live) {
-    let rows: Vec<(String, &Stats)> = view
-        .models
-        .iter()
-        .flat_map(|m| {
-            let model = label(&m.model);
-            m.versions.iter().map(move |v| {
-                (
-                    format!("model=\"{model}\",version=\"{}\"", label(&v.version)),
-                    &v.stats,
-                )
+impl Scrape {
+    /// Counters and histograms since the monitor started.
+    fn since_start(&self, e: &mut DescriptorEncoder) -> fmt::Result {
+        let view = &self.view;
+        let series = || {
+            view.models.iter().flat_map(|m| {
+                m.totals.series.iter().map(move |s| {
+                    let mut labels: Labels = vec![
+                        ("model", m.model.as_str()),
+                        ("route", s.route.as_str()),
+                        ("method", s.method),
+                    ];
+                    // No version is no label (Prometheus reads both the same way).
+                    if !s.version.is_empty() {
+                        labels.push(("version", s.version.as_str()));
+                    }
+                    labels.push(("class", s.class));
+                    (labels, s)
+                })
             })
-        })
-        .collect();
-    if rows.is_empty() {
-        return;
-    }
-    family(
-        o,
-        "window_version_requests",
-        "gauge",
-        "Requests in the live window per version, by status class (events without a version are in no version).",
-    );
-    for (labels, s) in &rows {
-        class_series(o, "window_version_requests", labels, &s.status);
-    }
-    family(
-        o,
-        "window_version_errors",
-        "gauge",
-        "Errors (5xx and failures) in the live window per version.",
-    );
-    for (labels, s) in &rows {
-        let _ = writeln!(o, "modelmon_window_version_errors{{{labels}}} {}", s.errors);
-    }
-    family(
-        o,
-        "window_version_request_duration_seconds",
-        "summary",
-        "Request latency over the live window per version.",
-    );
-    for (labels, s) in &rows {
-        summary(
-            o,
-            "window_version_request_duration_seconds",
-            labels,
-            &[
-                ("0.5", s.p50_ms),
-                ("0.9", s.p90_ms),
-                ("0.95", s.p95_ms),
-                ("0.99", s.p99_ms),
-            ],
-            s.requests,
-            s.mean_ms,
-        );
-    }
-}
-
-/// `modelmon_window_request_size_bytes` and `modelmon_window_response_size_bytes`: body
-/// sizes over the live window, for models whose events carry them.
-fn size_summaries(o: &mut String, view: &Live) {
-    for (key, name, help) in [
-        (
-            "req_bytes",
-            "window_request_size_bytes",
-            "Request body size over the live window, over events that carry req_bytes.",
-        ),
-        (
-            "resp_bytes",
-            "window_response_size_bytes",
-            "Response body size over the live window, over events that carry resp_bytes.",
-        ),
-    ] {
-        let sized: Vec<(&str, &MeasureStats)> = view
-            .models
-            .iter()
-            .filter_map(|m| Some((m.model.as_str(), m.sizes.get(key)?)))
-            .collect();
-        if sized.is_empty() {
-            continue;
-        }
-        family(o, name, "summary", help);
-        for (model, s) in sized {
-            measure_summary(o, name, &format!("model=\"{}\"", label(model)), s);
-        }
-    }
-}
-
-pub(crate) fn render(view: &Live, ws_clients: usize) -> String {
-    let mut o = String::with_capacity(512 + view.models.len() * 1024);
-    let window = view.models.first().map_or(0, |m| m.window_s);
-    family(
-        &mut o,
-        "window_seconds",
-        "gauge",
-        "Length of the live window behind the per-model figures.",
-    );
-    let _ = writeln!(o, "modelmon_window_seconds {window}");
-
-    family(
-        &mut o,
-        "window_requests",
-        "gauge",
-        "Requests in the live window, by status class.",
-    );
-    by_class(&mut o, "window_requests", view, |m| &m.stats.status);
-    family(
-        &mut o,
-        "requests_total",
-        "counter",
-        "Requests since the monitor started, by status class.",
-    );
-    by_class(&mut o, "requests_total", view, |m| &m.totals.status);
-    family(
-        &mut o,
-        "errors_total",
-        "counter",
-        "Errors (status >= 500 or an error set) since the monitor started.",
-    );
-    for m in &view.models {
-        let _ = writeln!(
-            o,
-            "modelmon_errors_total{{model=\"{}\"}} {}",
-            label(&m.model),
-            m.totals.errors
-        );
-    }
-    family(
-        &mut o,
-        "request_duration_seconds",
-        "histogram",
-        "Request duration (start to last response byte) since the monitor started.",
-    );
-    for m in &view.models {
-        let t = &m.totals;
-        histogram(
-            &mut o,
-            "request_duration_seconds",
-            &label(&m.model),
-            &t.duration_buckets,
-            t.duration_sum_s,
-            t.requests(),
-        );
-    }
-    ttfb_histograms(&mut o, view);
-    family(
-        &mut o,
-        "window_errors",
-        "gauge",
-        "Errors (5xx and failures) in the live window.",
-    );
-    for m in &view.models {
-        let _ = writeln!(
-            o,
-            "modelmon_window_errors{{model=\"{}\"}} {}",
-            label(&m.model),
-            m.stats.errors
-        );
-    }
-    family(
-        &mut o,
-        "qps",
-        "gauge",
-        "Requests per second over the live window.",
-    );
-    for m in &view.models {
-        let _ = writeln!(
-            o,
-            "modelmon_qps{{model=\"{}\"}} {}",
-            label(&m.model),
-            m.stats.qps
-        );
-    }
-    family(
-        &mut o,
-        "latency_seconds",
-        "summary",
-        "Request latency over the live window.",
-    );
-    for m in &view.models {
-        let s = &m.stats;
-        summary(
-            &mut o,
-            "latency_seconds",
-            &format!("model=\"{}\"", label(&m.model)),
-            &[
-                ("0.5", s.p50_ms),
-                ("0.9", s.p90_ms),
-                ("0.95", s.p95_ms),
-                ("0.99", s.p99_ms),
-            ],
-            s.requests,
-            s.mean_ms,
-        );
-    }
-    ttfb_summaries(&mut o, view);
-    measure_summaries(&mut o, view);
-    version_series(&mut o, view);
-    size_summaries(&mut o, view);
-    family(
-        &mut o,
-        "model_up",
-        "gauge",
-        "1 when the model served a request in the live window.",
-    );
-    for m in &view.models {
-        let up = u8::from(model_state(view, m) != "idle");
-        let _ = writeln!(o, "modelmon_model_up{{model=\"{}\"}} {up}", label(&m.model));
-    }
-
-    family(
-        &mut o,
-        "container_cpu_percent",
-        "gauge",
-        "CPU of the model's containers, 100 = one core.",
-    );
-    for (model, r) in &view.resources {
-        if let Some(v) = r.cpu_percent {
-            let _ = writeln!(
-                o,
-                "modelmon_container_cpu_percent{{model=\"{}\"}} {v}",
-                label(model)
-            );
-        }
-    }
-    family(
-        &mut o,
-        "container_memory_bytes",
-        "gauge",
-        "Memory of the model's containers (without file cache).",
-    );
-    for (model, r) in &view.resources {
-        if let Some(v) = r.mem_bytes {
-            let _ = writeln!(
-                o,
-                "modelmon_container_memory_bytes{{model=\"{}\"}} {v}",
-                label(model)
-            );
-        }
-    }
-    family(
-        &mut o,
-        "container_restarts",
-        "gauge",
-        "Restarts of the model's containers (Docker's count).",
-    );
-    for (model, r) in &view.resources {
-        let _ = writeln!(
-            o,
-            "modelmon_container_restarts{{model=\"{}\"}} {}",
-            label(model),
-            r.restarts
-        );
-    }
-
-    family(
-        &mut o,
-        "alert_active",
-        "gauge",
-        "1 per pending or firing alert; the monitor's own have scope=\"monitor\" and no model.",
-    );
-    for a in &view.alerts.active {
-        // An alert about the monitor has no model: an empty `model` label would read as
-        // a model named "" and would vanish in `by (model)` aggregations.
-        let subject = if a.is_monitor() {
-            "scope=\"monitor\"".to_owned()
-        } else {
-            format!("model=\"{}\"", label(&a.model))
         };
-        let _ = writeln!(
-            o,
-            "modelmon_alert_active{{{subject},rule=\"{}\",severity=\"{}\",state=\"{}\"}} 1",
-            label(&a.rule),
-            a.severity.as_str(),
-            a.state.as_str()
-        );
+        counters(
+            e,
+            "requests",
+            "Requests since the monitor started, by route, method, version and status class.",
+            None,
+            series().map(|(l, s)| (l, s.duration.count)),
+        )?;
+        counters(
+            e,
+            "errors",
+            "Errors (status >= 500, or an error the app named) since the monitor started.",
+            None,
+            series().map(|(l, s)| (l, s.errors)),
+        )?;
+        let bounds = view.buckets.seconds();
+        histograms(
+            e,
+            "request_duration",
+            "Request duration, start to last response byte, since the monitor started.",
+            &bounds,
+            series().map(|(l, s)| (l, &s.duration)),
+        )?;
+        histograms(
+            e,
+            "time_to_first_byte",
+            "Time to the first response byte (the first token of a streamed answer) since the monitor started, over the requests that carry one.",
+            &bounds,
+            view.models
+                .iter()
+                .filter_map(|m| Some((vec![("model", m.model.as_str())], m.totals.ttfb.as_ref()?))),
+        )
     }
 
-    let i = &view.ingest;
-    for (name, v, help) in [
-        (
-            "ingest_events_total",
-            i.events,
-            "Events accepted since the monitor started.",
-        ),
-        (
-            "ingest_rejected_total",
-            i.rejected,
-            "Events rejected since the monitor started.",
-        ),
-        (
-            "ingest_batches_total",
-            i.batches,
-            "Messages (batches) received.",
-        ),
-        (
-            "ingest_dropped_at_source_total",
-            i.dropped_at_source,
-            "Events publishers reported dropping.",
-        ),
-        (
-            "ingest_late_total",
-            i.late,
-            "Events older than the live window on arrival.",
-        ),
-        (
-            "ingest_overflowed_total",
-            i.overflowed,
-            "Events folded into (other) by a cardinality cap.",
-        ),
-    ] {
-        family(&mut o, name, "counter", help);
-        let _ = writeln!(o, "modelmon_{name} {v}");
+    /// The live window's figures, as the terminal shows them.
+    fn window(&self, e: &mut DescriptorEncoder) -> fmt::Result {
+        let view = &self.view;
+        let models = || {
+            view.models
+                .iter()
+                .map(|m| (vec![("model", m.model.as_str())], m))
+        };
+        gauges(
+            e,
+            "window",
+            "Length of the live window behind the modelmon_window_* figures.",
+            Some(&Unit::Seconds),
+            [(Labels::new(), view.models.first().map_or(0, |m| m.window_s))],
+        )?;
+        gauges(
+            e,
+            "window_requests",
+            "Requests in the live window, by status class.",
+            None,
+            models().flat_map(|(l, m)| {
+                classes(&m.stats.status).into_iter().map(move |(c, n)| {
+                    let mut l = l.clone();
+                    l.push(("class", c));
+                    (l, n)
+                })
+            }),
+        )?;
+        gauges(
+            e,
+            "window_errors",
+            "Errors (5xx and failures) in the live window.",
+            None,
+            models().map(|(l, m)| (l, m.stats.errors)),
+        )?;
+        gauges(
+            e,
+            "window_request_duration",
+            "Request duration quantiles over the live window.",
+            Some(&Unit::Seconds),
+            models().flat_map(|(l, m)| quantile_rows(l, latency_quantiles(&m.stats), 1e-3)),
+        )?;
+        gauges(
+            e,
+            "window_time_to_first_byte",
+            "Time to first byte quantiles over the live window, over the requests that carry one.",
+            Some(&Unit::Seconds),
+            models()
+                .filter(|(_, m)| m.stats.ttfb_requests > 0)
+                .flat_map(|(l, m)| {
+                    let s = &m.stats;
+                    let q = [
+                        ("0.5", s.ttfb_p50_ms),
+                        ("0.95", s.ttfb_p95_ms),
+                        ("0.99", s.ttfb_p99_ms),
+                        ("1", None),
+                    ];
+                    quantile_rows(l, q, 1e-3)
+                }),
+        )?;
+        let measures = || {
+            models().flat_map(|(l, m)| {
+                m.ml.iter().map(move |(key, s)| {
+                    let mut l = l.clone();
+                    l.push(("key", key.as_str()));
+                    (l, s)
+                })
+            })
+        };
+        gauges(
+            e,
+            "window_measure",
+            "Model measures (the ml numbers events carry) over the live window, in each key's own unit: quantiles, 1 being the largest.",
+            None,
+            measures().flat_map(|(l, s)| quantile_rows(l, measure_quantiles(s), 1.0)),
+        )?;
+        gauges(
+            e,
+            "window_measure_rate",
+            "A measure's sum per second of the live window (tokens_out gives tokens per second).",
+            None,
+            measures().map(|(l, s)| (l, s.rate_per_s)),
+        )?;
+        gauges(
+            e,
+            "window_measure_events",
+            "Events in the live window that carry the measure.",
+            None,
+            measures().map(|(l, s)| (l, s.count)),
+        )?;
+        for (key, name, help) in [
+            (
+                "req_bytes",
+                "window_request_size",
+                "Request body size quantiles over the live window, over events that carry req_bytes.",
+            ),
+            (
+                "resp_bytes",
+                "window_response_size",
+                "Response body size quantiles over the live window, over events that carry resp_bytes.",
+            ),
+        ] {
+            gauges(
+                e,
+                name,
+                help,
+                Some(&Unit::Bytes),
+                models().flat_map(|(l, m)| {
+                    m.sizes
+                        .get(key)
+                        .into_iter()
+                        .flat_map(move |s| quantile_rows(l.clone(), measure_quantiles(s), 1.0))
+                }),
+            )?;
+        }
+        self.versions(e)
     }
-    family(
-        &mut o,
-        "broker_connected",
-        "gauge",
-        "1 while connected to the broker (or running --demo).",
-    );
-    let up = matches!(
-        view.broker.state,
-        crate::store::BrokerState::Connected | crate::store::BrokerState::Demo
-    );
-    let _ = writeln!(o, "modelmon_broker_connected {}", u8::from(up));
-    family(
-        &mut o,
-        "broker_connections_total",
-        "counter",
-        "Successful broker connections.",
-    );
-    let _ = writeln!(
-        o,
-        "modelmon_broker_connections_total {}",
-        view.broker.connections
-    );
-    family(
-        &mut o,
-        "ws_clients",
-        "gauge",
-        "WebSocket clients connected to --serve.",
-    );
-    let _ = writeln!(o, "modelmon_ws_clients {ws_clients}");
-    if let Some(cpu) = super::proc_stats::cpu_seconds() {
-        family(
-            &mut o,
-            "process_cpu_seconds_total",
-            "counter",
+
+    /// Each version's window figures, so that a rollout shows side by side.
+    fn versions(&self, e: &mut DescriptorEncoder) -> fmt::Result {
+        let rows = || {
+            self.view.models.iter().flat_map(|m| {
+                m.versions.iter().map(move |v| {
+                    let labels: Labels =
+                        vec![("model", m.model.as_str()), ("version", v.version.as_str())];
+                    (labels, &v.stats)
+                })
+            })
+        };
+        gauges(
+            e,
+            "window_version_requests",
+            "Requests in the live window per version, by status class (events without a version are in no version).",
+            None,
+            rows().flat_map(|(l, s)| {
+                classes(&s.status).into_iter().map(move |(c, n)| {
+                    let mut l = l.clone();
+                    l.push(("class", c));
+                    (l, n)
+                })
+            }),
+        )?;
+        gauges(
+            e,
+            "window_version_errors",
+            "Errors (5xx and failures) in the live window per version.",
+            None,
+            rows().map(|(l, s)| (l, s.errors)),
+        )?;
+        gauges(
+            e,
+            "window_version_request_duration",
+            "Request duration quantiles over the live window per version.",
+            Some(&Unit::Seconds),
+            rows().flat_map(|(l, s)| quantile_rows(l, latency_quantiles(s), 1e-3)),
+        )
+    }
+
+    /// The model's containers, from Docker.
+    fn containers(&self, e: &mut DescriptorEncoder) -> fmt::Result {
+        let view = &self.view;
+        let models = || {
+            view.resources
+                .iter()
+                .map(|(model, r)| (vec![("model", model.as_str())], r))
+        };
+        gauges(
+            e,
+            "model_up",
+            "1 when the model served a request in the live window.",
+            None,
+            view.models.iter().map(|m| {
+                let up = u8::from(model_state(view, m) != "idle");
+                (vec![("model", m.model.as_str())], u64::from(up))
+            }),
+        )?;
+        counters(
+            e,
+            "container_cpu",
+            "CPU time the model's containers have used since they started (resets when one restarts).",
+            Some(&Unit::Seconds),
+            models().filter_map(|(l, r)| Some((l, r.cpu_seconds?))),
+        )?;
+        gauges(
+            e,
+            "container_cpu_cores",
+            "Cores the model's containers may use: their CPU limits, or their hosts' cores.",
+            None,
+            models().filter_map(|(l, r)| Some((l, r.cpu_cores?))),
+        )?;
+        gauges(
+            e,
+            "container_memory",
+            "Memory of the model's containers, without the file cache the kernel can reclaim.",
+            Some(&Unit::Bytes),
+            models().filter_map(|(l, r)| Some((l, r.mem_bytes?))),
+        )?;
+        gauges(
+            e,
+            "container_memory_limit",
+            "Memory limits of the model's containers, summed.",
+            Some(&Unit::Bytes),
+            models().filter_map(|(l, r)| Some((l, r.mem_limit_bytes?))),
+        )?;
+        counters(
+            e,
+            "container_restarts",
+            "Restarts of the model's containers (Docker's restart count).",
+            None,
+            models().map(|(l, r)| (l, r.restarts)),
+        )?;
+        counters(
+            e,
+            "container_oom_kills",
+            "Out-of-memory kills of the model's containers seen since the monitor started.",
+            None,
+            models().map(|(l, r)| (l, r.oom_kills)),
+        )
+    }
+
+    /// The monitor itself: what it ingested, its broker, its process.
+    fn monitor(&self, e: &mut DescriptorEncoder) -> fmt::Result {
+        let view = &self.view;
+        let i = &view.ingest;
+        for (name, v, help) in [
+            (
+                "ingest_events",
+                i.events,
+                "Events accepted since the monitor started.",
+            ),
+            (
+                "ingest_rejected",
+                i.rejected,
+                "Events rejected since the monitor started.",
+            ),
+            ("ingest_batches", i.batches, "Messages (batches) received."),
+            (
+                "ingest_dropped_at_source",
+                i.dropped_at_source,
+                "Events publishers reported dropping.",
+            ),
+            (
+                "ingest_late",
+                i.late,
+                "Events older than the live window on arrival.",
+            ),
+            (
+                "ingest_overflowed",
+                i.overflowed,
+                "Events folded into (other) by a cardinality cap.",
+            ),
+            (
+                "broker_connections",
+                view.broker.connections,
+                "Successful broker connections.",
+            ),
+        ] {
+            counters(e, name, help, None, [(Labels::new(), v)])?;
+        }
+        let up = matches!(
+            view.broker.state,
+            crate::store::BrokerState::Connected | crate::store::BrokerState::Demo
+        );
+        gauges(
+            e,
+            "broker_connected",
+            "1 while connected to the broker (or running --demo).",
+            None,
+            [(Labels::new(), u64::from(up))],
+        )?;
+        gauges(
+            e,
+            "ws_clients",
+            "WebSocket clients connected to --serve.",
+            None,
+            [(Labels::new(), self.ws_clients as u64)],
+        )?;
+        counters(
+            e,
+            "process_cpu",
             "CPU time used by the monitor.",
-        );
-        let _ = writeln!(o, "modelmon_process_cpu_seconds_total {cpu}");
-    }
-    if let Some(rss) = super::proc_stats::rss_bytes() {
-        family(
-            &mut o,
-            "process_resident_memory_bytes",
-            "gauge",
+            Some(&Unit::Seconds),
+            super::proc_stats::cpu_seconds().map(|s| (Labels::new(), s)),
+        )?;
+        gauges(
+            e,
+            "process_resident_memory",
             "Resident memory of the monitor.",
-        );
-        let _ = writeln!(o, "modelmon_process_resident_memory_bytes {rss}");
+            Some(&Unit::Bytes),
+            super::proc_stats::rss_bytes().map(|b| (Labels::new(), b)),
+        )?;
+        let build: Labels = vec![("version", env!("CARGO_PKG_VERSION"))];
+        let mut m = e.encode_descriptor(
+            "build",
+            "The monitor's version; always 1.",
+            None,
+            MetricType::Info,
+        )?;
+        m.encode_info(&build)
     }
-    o
 }
 
 #[cfg(test)]
 mod tests {
-    use super::label;
+    use super::*;
 
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        assert_eq!(label("resnet50"), "resnet50");
+    fn openmetrics_is_served_to_scrapers_that_ask_for_it() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Format::accepted(&h), Format::PrometheusText);
+        h.insert(
+            header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(Format::accepted(&h), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_both_formats_name_counters_the_same() {
+        let mut view = crate::store::View::default();
+        view.models.push(crate::store::view::ModelView {
+            model: "a\"b\\c\nd".to_owned(),
+            ..Default::default()
+        });
+        let live = Live::from(view);
+        for format in [Format::OpenMetrics, Format::PrometheusText] {
+            let out = render(&live, 0, format);
+            assert!(out.contains(r#"model="a\"b\\c\nd""#), "{out}");
+            assert!(out.contains("modelmon_ingest_events_total 0"), "{out}");
+            assert!(out.contains("modelmon_build_info{version=\""), "{out}");
+            assert_eq!(out.ends_with("# EOF\n"), format == Format::OpenMetrics);
+        }
+    }
+
+    #[test]
+    fn container_cpu_time_and_restarts_are_counters_in_base_units() {
+        let mut view = crate::store::View::default();
+        view.resources.insert(
+            "iris".to_owned(),
+            crate::store::view::ModelResources {
+                cpu_seconds: Some(12.5),
+                cpu_cores: Some(2.0),
+                mem_bytes: Some(1 << 20),
+                restarts: 3,
+                ..Default::default()
+            },
+        );
+        let out = render(&Live::from(view), 0, Format::PrometheusText);
+        for line in [
+            "# TYPE modelmon_container_cpu_seconds_total counter",
+            "modelmon_container_cpu_seconds_total{model=\"iris\"} 12.5",
+            "modelmon_container_cpu_cores{model=\"iris\"} 2.0",
+            "modelmon_container_memory_bytes{model=\"iris\"} 1048576",
+            "# TYPE modelmon_container_restarts_total counter",
+            "modelmon_container_restarts_total{model=\"iris\"} 3",
+            "modelmon_container_oom_kills_total{model=\"iris\"} 0",
+        ] {
+            assert!(out.contains(&format!("{line}\n")), "{line}: {out}");
+        }
+        // A figure Docker did not give is absent, not 0.
+        assert!(
+            !out.contains("modelmon_container_memory_limit_bytes"),
+            "{out}"
+        );
     }
 }

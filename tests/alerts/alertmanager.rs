@@ -142,6 +142,7 @@ fn second(ts: &Value) -> String {
 
 #[test]
 fn alerts_reach_a_real_alertmanager_stay_while_firing_and_resolve() {
+    require!(Rabbitmq, Alertmanager);
     let am = Alertmanager::start();
     let model = unique("alert-am");
     let hooks = "[notify]\nlink = \"http://monitor.example:9464\"\n".to_owned()

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 #[test]
 fn with_no_session_bus_desktop_notifications_say_once_why_they_are_off() {
+    require!(Rabbitmq);
     let model = unique("alert-nobus");
     let cfg = alerts_config("", "").replace("enabled = false", "enabled = true");
     let mon = Mon::watching(&cfg, &model, &[]);
@@ -49,17 +50,6 @@ impl Drop for Pid {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(self.0.to_string()).status();
     }
-}
-
-fn need(tool: &str) {
-    assert!(
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success()),
-        "{tool} is missing: run ./scripts/services.sh notify"
-    );
 }
 
 fn dunstctl(bus: &str, args: &[&str]) -> Option<String> {
@@ -103,9 +93,7 @@ fn history(bus: &str) -> Vec<Shown> {
 
 #[test]
 fn desktop_notifications_reach_a_real_notification_daemon() {
-    for tool in ["dbus-daemon", "Xvfb", "dunst", "dunstctl"] {
-        need(tool);
-    }
+    require!(Rabbitmq, Desktop);
     let display = format!(":{}", 50 + std::process::id() % 400);
     let _xvfb = Proc(
         Command::new("Xvfb")

@@ -8,6 +8,7 @@ use crate::support::unique;
 
 #[test]
 fn a_restart_neither_refires_nor_forgets_to_resolve() {
+    require!(Rabbitmq);
     let hook = Hook::start(Mode::Ok);
     // Posted to as Alertmanager would be; re-sends once an hour, so every post here is
     // a transition or the restart's resume.

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 #[test]
 fn webhooks_get_firing_then_resolved_once_each() {
+    require!(Rabbitmq);
     let json = Hook::start(Mode::Ok);
     let slack = Hook::start(Mode::Ok);
     let model = unique("alert-hook");
@@ -111,6 +112,7 @@ fn webhooks_get_firing_then_resolved_once_each() {
 
 #[test]
 fn alerts_of_one_evaluation_arrive_in_one_post_linking_to_each_model() {
+    require!(Rabbitmq);
     let hook = Hook::start(Mode::Ok);
     // Takes whatever is posted to it, at any path: here, what Alertmanager would get.
     let am = Hook::start(Mode::Ok);
@@ -193,6 +195,7 @@ fn alerts_of_one_evaluation_arrive_in_one_post_linking_to_each_model() {
 
 #[test]
 fn failing_and_hanging_webhooks_are_retried_and_never_stall_the_monitor() {
+    require!(Rabbitmq);
     let ok = Hook::start(Mode::Ok);
     let flaky = Hook::start(Mode::FailFirst(2));
     let hang = Hook::start(Mode::Hang);
@@ -363,6 +366,7 @@ fn https_urls_are_accepted_and_bad_ca_files_are_config_errors() {
 
 #[test]
 fn https_webhooks_deliver_to_a_server_trusted_through_ca_file() {
+    require!(Rabbitmq);
     let ca = TestCa::new();
     let tls = TlsHook::start(&ca);
     let certs = tempfile::tempdir().expect("tempdir");
@@ -401,6 +405,7 @@ fn https_webhooks_deliver_to_a_server_trusted_through_ca_file() {
 
 #[test]
 fn an_untrusted_https_webhook_is_a_tls_error_and_never_blocks_the_monitor() {
+    require!(Rabbitmq);
     // Signed by a CA nobody was told about: neither the system's roots nor a ca_file.
     let untrusted = TlsHook::start(&TestCa::new());
     let ok = Hook::start(Mode::Ok);
@@ -453,6 +458,7 @@ fn an_untrusted_https_webhook_is_a_tls_error_and_never_blocks_the_monitor() {
 
 #[test]
 fn what_queues_behind_a_hanging_receiver_goes_out_together_in_the_next_post() {
+    require!(Rabbitmq);
     // The receiver hangs on its first three requests: the first notification's attempt
     // and both retries. Alerts that fire meanwhile must not each wait their turn behind
     // it: they go out together in the next POST.

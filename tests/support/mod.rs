@@ -17,8 +17,13 @@ pub mod model_api;
 pub mod cluster;
 #[path = "../../interceptor/publisher/tests/support/private_node.rs"]
 pub mod private_node;
+// Which services this machine has, and `require!`, the gate in front of the tests that
+// need one: shared with the publisher's and the proxy's tests.
+#[macro_use]
+#[path = "../../interceptor/publisher/tests/support/services.rs"]
+pub mod services;
 
-pub const AMQP: &str = "amqp://127.0.0.1:5672/%2f";
+pub const AMQP: &str = services::AMQP_URL;
 
 /// A model name no other test uses.
 pub fn unique(prefix: &str) -> String {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,6 @@ use serde_json::Value;
 use super::{AMQP, unique};
 
 pub const IMAGE: &str = "modelmon-test-busybox:latest";
-pub const DEFAULT_VENV: &str = "/var/cache/modelmon/iris-venv";
 const SETUP_HINT: &str = "run ./scripts/services.sh docker modelapi first";
 
 /// How to run the model API container.
@@ -67,7 +66,7 @@ pub struct ModelApi {
 
 impl ModelApi {
     pub fn start(opts: &ModelApiOpts) -> Self {
-        let venv = PathBuf::from(std::env::var("MODELMON_VENV").unwrap_or(DEFAULT_VENV.into()));
+        let venv = super::services::model_api_venv();
         let python = venv.join("bin/python");
         // The venv's python is a symlink to the interpreter it was made from, which loads
         // its standard library (and libpython) from its own prefix: that prefix must be

@@ -1,5 +1,6 @@
 //! The proxy between a real HTTP client, a real upstream and the real RabbitMQ.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ fn request(method: Method, url: &str, body: &'static str) -> Request<Full<Bytes>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_through_the_proxy_is_one_event_with_its_route_status_and_sizes() {
+    require!(Rabbitmq);
     let sink = Sink::bind().await;
     let upstream = Upstream::start().await;
     let proxy = RunningProxy::start(
@@ -137,6 +139,7 @@ async fn every_request_through_the_proxy_is_one_event_with_its_route_status_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_closing_its_connections_does_not_break_kept_alive_clients() {
+    require!(Rabbitmq);
     let sink = Sink::bind().await;
     let upstream = Upstream::start().await;
     let proxy = RunningProxy::start(&upstream.url(), &["--model", "iris"]).await;
@@ -163,6 +166,7 @@ async fn an_upstream_closing_its_connections_does_not_break_kept_alive_clients()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_responses_are_forwarded_chunk_by_chunk() {
+    require!(Rabbitmq);
     let sink = Sink::bind().await;
     let upstream = Upstream::start().await;
     let proxy = RunningProxy::start(&upstream.url(), &["--model", "llm"]).await;
@@ -201,6 +205,7 @@ async fn streamed_responses_are_forwarded_chunk_by_chunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_stream_is_recorded_as_499() {
+    require!(Rabbitmq);
     let sink = Sink::bind().await;
     let upstream = Upstream::start().await;
     let proxy = RunningProxy::start(&upstream.url(), &["--model", "llm"]).await;
@@ -230,6 +235,7 @@ async fn a_client_leaving_mid_stream_is_recorded_as_499() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_answers_502_and_is_recorded() {
+    require!(Rabbitmq);
     let sink = Sink::bind().await;
     // Port 1 on loopback: nothing listens there.
     let proxy = RunningProxy::start("http://127.0.0.1:1", &["--model", "iris"]).await;
@@ -249,6 +255,7 @@ async fn an_unreachable_upstream_answers_502_and_is_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_are_templated_models_taken_from_paths_and_exclusions_honoured() {
+    require!(Rabbitmq);
     let sink = Sink::bind().await;
     let upstream = Upstream::start().await;
     let proxy = RunningProxy::start(
@@ -348,6 +355,7 @@ fn bad_usage_exits_with_code_2_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_proxies_and_delivers_its_events_when_terminated() {
+    require!(Rabbitmq);
     let sink = Sink::bind().await;
     let upstream = Upstream::start().await;
     let instance = support::unique("proxy-bin");
@@ -565,6 +573,8 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
     /// Reconnects back off to 5 s (jittered) on both sides; the rest is a loaded machine.
     const PATIENCE: Duration = Duration::from_secs(60);
 
+    require!(RabbitmqServer);
+
     let mut node = tokio::task::spawn_blocking(PrivateNode::start)
         .await
         .expect("join");
@@ -691,6 +701,8 @@ async fn losing_its_cluster_node_the_proxy_moves_on_and_keeps_serving() {
 
     const PATIENCE: Duration = Duration::from_secs(60);
 
+    require!(RabbitmqServer);
+
     let cluster = tokio::task::spawn_blocking(Cluster::start)
         .await
         .expect("join");
@@ -771,6 +783,8 @@ async fn a_refused_login_is_told_once_with_the_reason() {
     use std::time::Duration;
     use tokio::io::AsyncBufReadExt;
 
+    require!(Rabbitmq);
+
     let upstream = Upstream::start().await;
     let listen = free_listen_addr();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
@@ -848,6 +862,8 @@ async fn streamed_answers_reach_the_monitor_with_their_first_byte_and_generation
     const TTFB_LOW: f64 = 0.99;
     const GEN_LOW: f64 = 0.9;
     const LATE_MS: f64 = 250.0;
+
+    require!(Rabbitmq);
 
     let model = support::unique("llm");
     let mut monitor = Monitor::start_with(support::AMQP, &["--models", &model]);

@@ -1,5 +1,6 @@
 //! The publisher against the real RabbitMQ on 127.0.0.1:5672.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ fn config(instance: &str) -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_events_arrive_as_a_contract_batch_with_the_right_properties() {
+    require!(Rabbitmq);
     let sink = Sink::bind("events.#").await;
     let instance = unique("pub-props");
     let model = unique("iris");
@@ -110,6 +112,7 @@ async fn recorded_events_arrive_as_a_contract_batch_with_the_right_properties() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_models_make_one_message_per_model_per_batch() {
+    require!(Rabbitmq);
     let sink = Sink::bind("events.#").await;
     let instance = unique("pub-models");
     let models: Vec<String> = (0..4).map(|i| unique(&format!("model{i}"))).collect();
@@ -152,6 +155,7 @@ async fn many_models_make_one_message_per_model_per_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_batches_are_split_and_non_finite_ml_does_not_poison_them() {
+    require!(Rabbitmq);
     let sink = Sink::bind("events.#").await;
     let instance = unique("pub-split");
     let model = unique("split");
@@ -243,6 +247,7 @@ fn a_bad_url_shows_in_stats_instead_of_failing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_the_broker_closes_the_connection_and_reports_drops() {
+    require!(Rabbitmq, RabbitmqServer);
     let sink = Sink::bind("events.#").await;
     let instance = unique("pub-reconnect");
     let model = unique("reco");
@@ -357,6 +362,8 @@ async fn blocked_by_a_resource_alarm_drops_and_counts_then_resumes() {
     const BATCH: usize = 10;
     const WHILE_BLOCKED: u64 = 5_000;
     const AFTER: u64 = 20;
+
+    require!(RabbitmqServer);
 
     let node = tokio::task::spawn_blocking(PrivateNode::start)
         .await
@@ -495,6 +502,7 @@ async fn blocked_by_a_resource_alarm_drops_and_counts_then_resumes() {
 /// the drop count it carried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_no_queue_takes_comes_back_and_arrives_once_a_queue_is_bound() {
+    require!(RabbitmqServer);
     let node = tokio::task::spawn_blocking(PrivateNode::start)
         .await
         .expect("join");
@@ -594,6 +602,8 @@ async fn a_model_nobody_binds_costs_neither_memory_nor_a_flood_of_returns() {
     /// Past the 30-s hold, so that the model is taken to be watched by nobody.
     const RUN: Duration = Duration::from_secs(45);
     const EVERY: Duration = Duration::from_millis(10);
+
+    require!(RabbitmqServer);
 
     let node = tokio::task::spawn_blocking(PrivateNode::start)
         .await

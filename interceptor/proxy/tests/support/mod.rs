@@ -30,6 +30,10 @@ pub use broker::{URL as AMQP, now_us, unique};
 pub mod cluster;
 #[path = "../../../publisher/tests/support/private_node.rs"]
 pub mod private_node;
+// The gate for tests that need a service, as the publisher's tests have it.
+#[macro_use]
+#[path = "../../../publisher/tests/support/services.rs"]
+pub mod services;
 
 pub const PATIENCE: Duration = Duration::from_secs(15);
 

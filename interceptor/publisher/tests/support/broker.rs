@@ -12,7 +12,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use modelmon_contract::EXCHANGE;
 
-pub const URL: &str = "amqp://127.0.0.1:5672/%2f";
+pub const URL: &str = super::services::AMQP_URL;
 
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -1,9 +1,11 @@
-//! What the publisher tests share: the broker consumer, a private RabbitMQ node, and a
-//! valid event to publish.
+//! What the publisher tests share: the broker consumer, a private RabbitMQ node, a
+//! valid event to publish, and the gate for tests that need a service.
 #![allow(dead_code)]
 
 mod broker;
 pub mod private_node;
+#[macro_use]
+pub mod services;
 
 use std::borrow::Cow;
 
