@@ -9,6 +9,15 @@
 //! cursor held in registers and appended whole; and the model, version and instance,
 //! the same in every event of a batch, are escaped once.
 //!
+//! What it pays, end to end (callgrind, `examples/encode_cost.rs` and the proxy itself):
+//! a proxy event takes 714 instructions here against 3 498 through serde_json, and the
+//! whole proxy takes about 59 800 instructions a request (3 000 keep-alive POSTs through
+//! `modelmon-proxy` to `echo_upstream` with no work, instrumentation switched on with
+//! `callgrind_control -i on` after start-up): serde_json would add 4.7 % to the proxy's
+//! CPU per request. For the Python middleware, whose request costs millions of
+//! instructions, the 3 400 saved an event are under 0.2 %; the encoder is shared, so it
+//! stays for the proxy's sake.
+//!
 //! The bytes are serde_json's, exactly: the same key order, the same skipped fields,
 //! serde_json's escapes, and floats as zmij, the formatter it calls, writes them. The
 //! derives stay on the types so that tests and benchmarks can hold this encoder to that
