@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, parse_duration};
+use crate::config::{Config, ConfigError};
+use crate::duration::parse_duration;
 use crate::store::history::Range;
 
 #[derive(Debug, Parser)]

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod duration;
 pub mod ingest;
 pub mod live;
 pub mod report;

@@ -227,7 +227,7 @@ fn short_cycle_us() -> Option<i64> {
     static CYCLE: OnceLock<Option<i64>> = OnceLock::new();
     *CYCLE.get_or_init(|| {
         let cycle = std::env::var(CYCLE_ENV).ok()?;
-        let cycle = crate::config::parse_duration(&cycle).ok()?;
+        let cycle = crate::duration::parse_duration(&cycle).ok()?;
         i64::try_from(cycle.as_micros()).ok().filter(|&c| c > 0)
     })
 }

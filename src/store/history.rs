@@ -43,7 +43,7 @@ impl Range {
             }
             return Ok(Self::Between { from_ms, to_ms });
         }
-        let d = crate::config::parse_duration(s)?;
+        let d = crate::duration::parse_duration(s)?;
         if d < Duration::from_secs(10) || d > Duration::from_secs(KEEP_S as u64) {
             return Err(format!(
                 "invalid range `{s}`: must be between 10s and 24h (history is kept 24 h)"
