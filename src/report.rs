@@ -281,24 +281,12 @@ fn hhmm(ms: i64) -> String {
     utc(ms)[11..].to_owned()
 }
 
-/// `YYYY-MM-DD HH:MM` in UTC (days-to-civil from Howard Hinnant's algorithm).
+/// `YYYY-MM-DD HH:MM` in UTC.
 pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = crate::clock::Utc::from_ms(ms);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        tod / 3600,
-        (tod % 3600) / 60
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year, t.month, t.day, t.hour, t.minute
     )
 }
 
