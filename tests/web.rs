@@ -369,7 +369,7 @@ fn find<'a>(list: &'a Value, key: &str, want: &str) -> &'a Value {
 
 #[test]
 fn the_api_carries_each_models_normal_and_every_alerts_explanation() {
-    let mut live = crate::tui::blind();
+    let mut live = crate::tui::fixtures::blind();
     // A broker error quoting its URL, password included, as lapin's errors may.
     let mut alerts = (*live.alerts).clone();
     for a in &mut alerts.active {
