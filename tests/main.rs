@@ -1,4 +1,5 @@
-//! Integration tests: one binary, one module per area.
+//! Integration tests: one binary, one module per area. An area too big for one file is a
+//! folder (`alerts/`, `tui/`, `web/`) whose `mod.rs` says what each of its files holds.
 //! Tests that need RabbitMQ use the real broker on 127.0.0.1:5672 (see README). A test that
 //! needs a service starts with `require!(…)` (support/services): without the service it
 //! is skipped with a line saying so, or fails under `MODELMON_TEST_SERVICES=1`.

@@ -1,8 +1,7 @@
-//! What the notifier tests share: a webhook receiver on loopback, the monitor as a child
-//! process, a publisher playing slow then fast traffic, and config snippets.
+//! What the notifier tests share: the webhook receiver (from support), the monitor as a
+//! child process, a publisher playing slow then fast traffic, and config snippets.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -11,115 +10,8 @@ use serde_json::Value;
 
 use crate::support::{self, Publisher, batch};
 
-/// How the test HTTP server answers.
-#[derive(Clone, Copy)]
-pub enum Mode {
-    Ok,
-    /// 500 to the first N requests, then 200.
-    FailFirst(usize),
-    /// Reads the request and never answers.
-    Hang,
-    /// Hangs on the first N requests, then answers 200.
-    HangFirst(usize),
-}
-
-/// One POST the hook received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub at: Instant,
-    pub body: Value,
-}
-
-/// A real HTTP/1.1 server on 127.0.0.1:0 that records every POST body.
-pub struct Hook {
-    pub url: String,
-    pub got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Hook {
-    pub fn start(mode: Mode) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&got);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let seen = Arc::clone(&seen);
-                std::thread::spawn(move || serve(stream, mode, &seen));
-            }
-        });
-        Self { url, got }
-    }
-
-    pub fn bodies(&self) -> Vec<Received> {
-        self.got.lock().expect("lock").clone()
-    }
-
-    /// Waits until `pred` holds for the bodies received so far.
-    pub fn wait(&self, what: &str, timeout: Duration, pred: impl Fn(&[Received]) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if pred(&self.bodies()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let bodies: Vec<Value> = self.bodies().into_iter().map(|r| r.body).collect();
-        panic!("timed out waiting for {what}; received: {bodies:?}");
-    }
-}
-
-pub fn serve(stream: TcpStream, mode: Mode, seen: &Mutex<Vec<Received>>) {
-    let mut reader = BufReader::new(stream);
-    let mut length = 0usize;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let body: Value = serde_json::from_slice(&body).expect("webhook bodies are JSON");
-    let n = {
-        let mut seen = seen.lock().expect("lock");
-        seen.push(Received {
-            at: Instant::now(),
-            body,
-        });
-        seen.len()
-    };
-    let status = match mode {
-        Mode::Hang => {
-            std::thread::sleep(Duration::from_secs(120));
-            return;
-        }
-        Mode::HangFirst(k) if n <= k => {
-            std::thread::sleep(Duration::from_secs(120));
-            return;
-        }
-        Mode::FailFirst(k) if n <= k => "500 Internal Server Error",
-        _ => "200 OK",
-    };
-    let mut stream = reader.into_inner();
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-    );
-}
+// The webhook receiver is shared (support/hook.rs); every alerts test imports this module.
+pub use crate::support::hook::{Hook, Mode, Received};
 
 /// `modelmon-tui --batch` with a config file and extra environment, its lines and its
 /// stderr collected.

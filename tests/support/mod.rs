@@ -11,6 +11,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
+pub mod hook;
 pub mod model_api;
 // One helper for a RabbitMQ node of a test's own, shared with the publisher's tests.
 #[path = "../../interceptor/publisher/tests/support/cluster.rs"]

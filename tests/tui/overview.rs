@@ -1,0 +1,210 @@
+//! The overview: one row per model, worst first, with the header above it; its sort,
+//! filter, narrow-terminal and no-colour/ASCII variants.
+
+use crossterm::event::KeyCode;
+use modelmon::live::Live;
+use modelmon::tui::app::{Screen, SortKey};
+use modelmon::tui::theme::Theme;
+use ratatui::style::Color;
+
+use super::fixtures::{alerts, fixture, fixture_view, stats};
+use super::{app, colour, draw, press, row_of, screen, text};
+
+#[test]
+fn overview_default_sort_puts_the_worst_first() {
+    let view = fixture();
+    let s = screen(&view, &app(colour()), 160, 45);
+    assert!(row_of(&s, "llm-chat") < row_of(&s, "iris-classifier"));
+    assert!(row_of(&s, "iris-classifier") < row_of(&s, "fraud-xgb"));
+    insta::assert_snapshot!("overview_160x45", s);
+}
+
+#[test]
+fn overview_sorted_by_p95_and_reversed() {
+    let view = fixture();
+    let mut a = app(colour());
+    // health -> name -> qps -> p50 -> p95
+    press(&mut a, &view, &[KeyCode::Char('s'); 4]);
+    assert_eq!(a.sort, SortKey::P95);
+    let s = screen(&view, &a, 160, 45);
+    assert!(row_of(&s, "llm-chat") < row_of(&s, "resnet50"));
+    insta::assert_snapshot!("overview_by_p95", s);
+    press(&mut a, &view, &[KeyCode::Char('r')]);
+    let s = screen(&view, &a, 160, 45);
+    assert!(row_of(&s, "resnet50") < row_of(&s, "llm-chat"));
+    insta::assert_snapshot!("overview_by_p95_reversed", s);
+}
+
+#[test]
+fn overview_filtered_by_name() {
+    let view = fixture();
+    let mut a = app(colour());
+    press(
+        &mut a,
+        &view,
+        &[
+            KeyCode::Char('/'),
+            KeyCode::Char('R'),
+            KeyCode::Char('e'),
+            KeyCode::Char('s'),
+        ],
+    );
+    let s = screen(&view, &a, 160, 45);
+    assert!(
+        s.contains("filter: Res"),
+        "the filter line shows what is typed"
+    );
+    insta::assert_snapshot!("overview_filter_editing", s);
+    press(&mut a, &view, &[KeyCode::Enter]);
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.contains("resnet50") && !s.contains("fraud-xgb"));
+    insta::assert_snapshot!("overview_filtered", s);
+}
+
+#[test]
+fn small_terminal_keeps_the_essential_columns() {
+    let view = fixture();
+    let s = screen(&view, &app(colour()), 80, 24);
+    let header = s
+        .lines()
+        .find(|l| l.contains("MODEL"))
+        .expect("a column header");
+    for col in ["MODEL", "QPS", "P95", "P99", "ERR"] {
+        assert!(header.contains(col), "{col} missing at 80x24:\n{s}");
+    }
+    for m in [
+        "fraud-xgb",
+        "llm-chat",
+        "iris-classifier",
+        "embedder-v2",
+        "resnet50",
+    ] {
+        assert!(s.contains(m), "{m} missing at 80x24");
+    }
+    assert!(
+        !header.contains("QPS 5m"),
+        "sparklines go first when space is short"
+    );
+    insta::assert_snapshot!("overview_80x24", s);
+}
+
+#[test]
+fn overview_shows_ttfb_only_when_a_model_streams() {
+    // llm-chat streams: a TTFB column, its p95 on llm-chat's row, a dash elsewhere.
+    let view = fixture();
+    let s = screen(&view, &app(colour()), 160, 45);
+    let header = s.lines().nth(row_of(&s, "MODEL")).unwrap_or_default();
+    assert!(header.contains("P99 TTFB95    ERR"), "{header}");
+    let llm = s.lines().nth(row_of(&s, "llm-chat")).unwrap_or_default();
+    assert!(llm.contains("3120    420   0.3%"), "{llm}");
+    let fraud = s.lines().nth(row_of(&s, "fraud-xgb")).unwrap_or_default();
+    assert!(fraud.contains("7.7      –     0%"), "{fraud}");
+    // At 80 columns it takes the place of 4XX.
+    let s = screen(&view, &app(colour()), 80, 24);
+    let header = s.lines().nth(row_of(&s, "MODEL")).unwrap_or_default();
+    assert!(header.contains("TTFB95") && !header.contains("4XX"), "{s}");
+    for col in ["QPS", "P50", "P95", "P99", "ERR", "SEEN", "ALERT"] {
+        assert!(header.contains(col), "{col} at 80x24:\n{s}");
+    }
+
+    // No model streams: no column, and 4XX is back at 80 columns.
+    let mut quiet = fixture_view();
+    for m in &mut quiet.models {
+        let s = &m.stats;
+        m.stats = stats(
+            s.qps,
+            s.p50_ms.unwrap_or(0.0),
+            s.p95_ms.unwrap_or(0.0),
+            s.p99_ms.unwrap_or(0.0),
+            s.error_rate.unwrap_or(0.0),
+            s.client_error_rate.unwrap_or(0.0),
+        );
+    }
+    let quiet = Live::new(quiet, alerts());
+    let s = screen(&quiet, &app(colour()), 160, 45);
+    assert!(!s.contains("TTFB"), "{s}");
+    let s = screen(&quiet, &app(colour()), 80, 24);
+    assert!(!s.contains("TTFB") && s.contains("4XX"), "{s}");
+    insta::assert_snapshot!("overview_80x24_no_streaming", s);
+}
+
+/// With a cluster's nodes configured, the header says which one is in use (after a
+/// failover, the one that took over), never with its password.
+#[test]
+fn the_header_names_the_broker_node_in_use() {
+    let mut view = fixture_view();
+    view.broker.node = Some("amqp://guest:***@10.1.2.3:5673/%2f".to_owned());
+    let view = Live::from(view);
+    let s = screen(&view, &app(colour()), 160, 45);
+    let first = s.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("broker connected (10.1.2.3:5673)"),
+        "{first}"
+    );
+    assert!(!first.contains("***"), "{first}");
+}
+
+#[test]
+fn overview_shows_container_figures_docker_state_and_firing_alerts() {
+    let view = fixture();
+    let s = screen(&view, &app(colour()), 160, 45);
+    assert!(s.contains("docker connected (3 containers)"), "{s}");
+    let llm = s.lines().nth(row_of(&s, "llm-chat")).unwrap_or_default();
+    assert!(llm.contains("183%"), "CPU of llm-chat:\n{llm}");
+    assert!(llm.contains("1.9G"), "memory of llm-chat:\n{llm}");
+    assert!(llm.contains("2 firing"), "firing alerts:\n{llm}");
+    let iris = s
+        .lines()
+        .nth(row_of(&s, "iris-classifier"))
+        .unwrap_or_default();
+    assert!(iris.contains("1 pend"), "{iris}");
+    let fraud = s.lines().nth(row_of(&s, "fraud-xgb")).unwrap_or_default();
+    assert!(
+        fraud.contains('–'),
+        "no container: unknown, not 0:\n{fraud}"
+    );
+    assert!(s.contains("alerts 1 crit 1 warn 1 pend "), "{s}");
+}
+
+#[test]
+fn no_color_draws_no_colour_and_ascii_draws_only_ascii() {
+    let view = fixture();
+    let plain = Theme {
+        color: false,
+        ascii: false,
+    };
+    let buf = draw(&view, &app(plain), 160, 45);
+    for cell in &buf.content {
+        assert_eq!(
+            (cell.fg, cell.bg),
+            (Color::Reset, Color::Reset),
+            "colour at {cell:?}"
+        );
+    }
+    insta::assert_snapshot!("overview_no_color", text(&buf));
+
+    let coloured = draw(&view, &app(colour()), 160, 45);
+    assert!(
+        coloured.content.iter().any(|c| c.fg == Color::Red),
+        "with colour, the critical model is red"
+    );
+
+    let ascii = Theme {
+        color: false,
+        ascii: true,
+    };
+    let mut a = app(ascii);
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.is_ascii(), "non-ASCII in --ascii:\n{s}");
+    insta::assert_snapshot!("overview_ascii", s);
+    a.selected = Some("fraud-xgb".to_owned());
+    a.screen = Screen::Detail;
+    let s = screen(&view, &a, 160, 45);
+    assert!(s.is_ascii(), "non-ASCII in the --ascii detail:\n{s}");
+}
+
+#[test]
+fn an_empty_view_says_it_is_waiting() {
+    let s = screen(&Live::default(), &app(colour()), 100, 20);
+    assert!(s.contains("no events yet"), "{s}");
+}
