@@ -76,9 +76,11 @@ impl Tmux {
             .expect("a pid")
     }
 
-    /// Polls the screen until `pred` holds; panics with the last screen otherwise.
+    /// Polls the screen until `pred` holds; panics with the last screen otherwise. A
+    /// minute: a debug `--demo` fills about a million events of history before its first
+    /// frame, which took over 20 s on two cores shared with a parallel build.
     fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let s = self.screen();
             if pred(&s) {
