@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod live;
+pub mod proc_self;
 pub mod report;
 pub mod runtime;
 pub mod snapshots;
