@@ -161,13 +161,11 @@ impl Cli {
         self.command.is_none() && !self.batch && !self.headless && std::io::stdout().is_terminal()
     }
 
-    /// How `--serve` runs: the command line over `[web]`. The token file is read here,
-    /// so a missing or empty one stops the monitor before it starts.
+    /// How `--serve` runs, from the resolved `cfg` (`--token-file` is already laid over
+    /// `[web]` there). The token file is read here, so a missing or empty one stops the
+    /// monitor before it starts.
     pub fn web_options(&self, cfg: &Config) -> Result<crate::web::Options, ConfigError> {
-        let token = match (
-            &self.token,
-            self.token_file.as_ref().or(cfg.web.token_file.as_ref()),
-        ) {
+        let token = match (&self.token, &cfg.web.token_file) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(path)) => Some(read_token(path)?),
             (None, None) => None,
@@ -205,6 +203,9 @@ impl Cli {
         }
         if let Some(d) = &self.snapshot_dir {
             cfg.history.snapshot_dir = Some(d.clone());
+        }
+        if let Some(f) = &self.token_file {
+            cfg.web.token_file = Some(f.clone());
         }
         cfg.history.keys_in_views = self.range.is_some();
         cfg.validate(path.as_deref())?;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod duration;
 pub mod ingest;
 pub mod live;
+pub mod proc_self;
 pub mod report;
 pub mod runtime;
 pub mod snapshots;

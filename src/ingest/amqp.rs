@@ -22,7 +22,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use modelmon_contract::{EXCHANGE, model_of_routing_key, routing_key};
-use rand::Rng;
+use modelmon_publisher::Backoff;
 use tokio::sync::mpsc;
 
 use super::Input;
@@ -73,6 +73,10 @@ fn queue_error(e: lapin::Error, queue: &str, kind: &'static str) -> AmqpError {
 
 /// The longest a connection's setup may take, from TCP connect to consuming.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reconnect delays: the next node of a cluster is usually up, so start short; the
+/// ceiling keeps a monitor within seconds of a broker that came back.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Consumes until the store goes away, reconnecting as needed. The setting may name a
 /// cluster's nodes: each failure (to connect, or of a session) moves on to the next
@@ -90,7 +94,7 @@ pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) 
         seen: Seen::new(usize::from(cfg.prefetch) * 4),
         next_offset: resume,
     };
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX, rand::random());
     let mut connections = 0;
     // Warn once per outage; the retries show in every view's broker state.
     let mut warned_at = None;
@@ -109,39 +113,44 @@ pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) 
             }
         }
         let url = &nodes[node];
-        match consume(&cfg, url, &tx, &mut position, &mut delay, &mut connections).await {
-            Ok(()) => return,
-            Err(e) => {
-                let message = format!(
-                    "{} ({}); retrying in {:.1}s",
-                    e,
-                    Redacted(url),
-                    delay.as_secs_f64()
-                );
-                if warned_at == Some(connections) {
-                    tracing::debug!("{message}");
-                } else {
-                    tracing::warn!("{message}");
-                    warned_at = Some(connections);
-                }
-                let view = BrokerView {
-                    state: BrokerState::Down,
-                    error: Some(message),
-                    queue: None,
-                    node: None,
-                    connections,
-                };
-                if tx.send(Input::Broker(view)).await.is_err() {
-                    return;
-                }
-            }
+        let Err(e) = consume(
+            &cfg,
+            url,
+            &tx,
+            &mut position,
+            &mut backoff,
+            &mut connections,
+        )
+        .await
+        else {
+            return;
+        };
+        let delay = backoff.next_delay();
+        let message = format!(
+            "{} ({}); retrying in {:.1}s",
+            e,
+            Redacted(url),
+            delay.as_secs_f64()
+        );
+        if warned_at == Some(connections) {
+            tracing::debug!("{message}");
+        } else {
+            tracing::warn!("{message}");
+            warned_at = Some(connections);
+        }
+        let view = BrokerView {
+            state: BrokerState::Down,
+            error: Some(message),
+            queue: None,
+            node: None,
+            connections,
+        };
+        if tx.send(Input::Broker(view)).await.is_err() {
+            return;
         }
         node = (node + 1) % nodes.len();
         down = true;
-        // Jitter keeps a fleet of monitors from reconnecting in lockstep after a broker restart.
-        let jitter = rand::rng().random_range(0.8..1.2);
-        tokio::time::sleep(delay.mul_f64(jitter)).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -151,7 +160,7 @@ async fn consume(
     url: &str,
     tx: &mpsc::Sender<Input>,
     position: &mut Position,
-    delay: &mut Duration,
+    backoff: &mut Backoff,
     connections: &mut u64,
 ) -> Result<(), AmqpError> {
     // A broker that accepts the connection and then never answers (frozen, overloaded)
@@ -171,7 +180,7 @@ async fn consume(
     if tx.send(Input::Broker(connected)).await.is_err() {
         return Ok(());
     }
-    *delay = Duration::from_millis(100);
+    backoff.reset();
     // The channel lives as long as the consumer reads from it.
     let _ch = ch;
 

@@ -22,6 +22,7 @@ use bollard::query_parameters::{
     EventsOptionsBuilder, ListContainersOptionsBuilder, StatsOptionsBuilder,
 };
 use futures_lite::StreamExt;
+use modelmon_publisher::Backoff;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -135,7 +136,7 @@ pub async fn run(
     tx: mpsc::Sender<Input>,
     views: watch::Receiver<Live>,
 ) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX, rand::random());
     let mut connections = 0u64;
     // Say why once per outage, not at every retry: the state is in every view anyway.
     let mut last_warned: Option<String> = None;
@@ -144,7 +145,7 @@ pub async fn run(
         let err = match connect(&settings).await {
             Ok(docker) => {
                 connections += 1;
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 last_warned = None;
                 let up = DockerView {
                     state: DockerState::Connected,
@@ -184,8 +185,7 @@ pub async fn run(
         if tx.send(Input::Docker(down)).await.is_err() {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -10,6 +10,8 @@
 //! A [`SparseHist`] holds only the buckets that were hit (sorted once sealed). Distributions
 //! are merged into a reusable dense [`Merger`] to read percentiles over any span.
 
+use super::varint::{read_varint, write_varint};
+
 /// Sub-buckets per octave.
 const SUB_BITS: u32 = 7;
 const SUB: u64 = 1 << SUB_BITS;
@@ -236,30 +238,6 @@ impl PartialEq for OpenTable {
 }
 
 impl Eq for OpenTable {}
-
-/// Appends `v` as a LEB128 varint: 7 bits a byte, low bits first.
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads a varint written by [`write_varint`] off the front of `r`; `None` when `r` ends
-/// inside one or it overflows 64 bits.
-pub(crate) fn read_varint(r: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = r.split_first()?;
-        *r = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
 
 /// Reads sealed entries. The bytes were written by [`SparseHist::seal`] in this process,
 /// so they are well formed; a short read simply ends the iteration.

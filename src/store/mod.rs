@@ -14,6 +14,7 @@ pub mod persist;
 pub mod ring;
 pub mod totals;
 pub mod ttfb;
+mod varint;
 pub mod view;
 pub mod window;
 

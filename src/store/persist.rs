@@ -41,7 +41,8 @@ use fs4::fs_std::FileExt;
 
 use super::IngestTotals;
 use super::history::{HistoryView, KeyKind, KeyRings, Uptime};
-use super::ring::{self, Cell, Cells, Dist, Dists, Grain, HOUR_S, Hour, Res, Ring, write_varint};
+use super::ring::{self, Cell, Cells, Dist, Dists, Grain, HOUR_S, Hour, Res, Ring};
+use super::varint::{decode_varint, write_varint};
 
 pub const FILE_NAME: &str = "history.snap";
 pub const LOCK_NAME: &str = "lock";
@@ -316,15 +317,7 @@ impl<R: Read> Reader<R> {
     }
 
     fn varint(&mut self) -> Result<u64, SnapshotError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(SnapshotError::Malformed("bad varint"))
+        decode_varint(|| self.u8())?.ok_or(SnapshotError::Malformed("bad varint"))
     }
 
     fn u32_varint(&mut self) -> Result<u32, SnapshotError> {

@@ -36,8 +36,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-pub(crate) use super::hist::write_varint;
-use super::hist::{Dense, SparseHist, bucket_bounds, read_varint};
+use super::hist::{Dense, SparseHist, bucket_bounds};
+use super::varint::{read_varint, write_varint};
 use super::window::Slot;
 
 /// Resolution of the counters, seconds.

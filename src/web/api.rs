@@ -240,8 +240,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
         "ingest": view.ingest,
         "models": view.models.len(),
         "process": {
-            "cpu_seconds": super::proc_stats::cpu_seconds(),
-            "rss_bytes": super::proc_stats::rss_bytes(),
+            "cpu_seconds": crate::proc_self::cpu_seconds(),
+            "rss_bytes": crate::proc_self::rss_bytes(),
             "uptime_s": state.started.elapsed().as_secs(),
             "ws_clients": state.ws_clients(),
         },

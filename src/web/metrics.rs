@@ -582,14 +582,14 @@ impl Scrape {
             "process_cpu",
             "CPU time used by the monitor.",
             Some(&Unit::Seconds),
-            super::proc_stats::cpu_seconds().map(|s| (Labels::new(), s)),
+            crate::proc_self::cpu_seconds().map(|s| (Labels::new(), s)),
         )?;
         gauges(
             e,
             "process_resident_memory",
             "Resident memory of the monitor.",
             Some(&Unit::Bytes),
-            super::proc_stats::rss_bytes().map(|b| (Labels::new(), b)),
+            crate::proc_self::rss_bytes().map(|b| (Labels::new(), b)),
         )?;
         let build: Labels = vec![("version", env!("CARGO_PKG_VERSION"))];
         let mut m = e.encode_descriptor(

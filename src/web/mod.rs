@@ -8,7 +8,6 @@ pub mod assets;
 mod auth;
 mod cache;
 mod metrics;
-mod proc_stats;
 mod redact;
 mod ws;
 

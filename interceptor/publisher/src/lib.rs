@@ -17,6 +17,7 @@ mod publisher;
 mod stats;
 mod worker;
 
+pub use backoff::Backoff;
 pub use config::Config;
 pub use error::PublishError;
 pub use nodes::{Redacted, broker_nodes};

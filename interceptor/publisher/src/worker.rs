@@ -26,6 +26,10 @@ const DROP_FLUSH: Duration = Duration::from_secs(2);
 /// Bounds of the interval at which the queue is emptied (a fifth of the batch delay).
 const MIN_DRAIN_EVERY: Duration = Duration::from_millis(1);
 const MAX_DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// Reconnect delays: a short first step for a broker that restarts, capped so a
+/// publisher never waits long after it is back.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) enum Command {
     Flush(SyncSender<bool>),
@@ -102,7 +106,7 @@ impl Worker {
                 .map(str::to_owned)
                 .collect(),
             node: 0,
-            backoff: Backoff::new(seed),
+            backoff: Backoff::new(RECONNECT_FIRST, RECONNECT_MAX, seed),
             retry_at: Instant::now(),
             reported_dropped: 0,
             unconfirmed: Vec::new(),

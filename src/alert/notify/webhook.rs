@@ -20,6 +20,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use modelmon_publisher::Backoff;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -277,15 +278,15 @@ impl Endpoint {
         retries: u32,
         what: impl FnOnce() -> String,
     ) -> bool {
-        let mut pause = self.backoff;
+        let mut pause = Backoff::new(self.backoff, MAX_BACKOFF, rand::random());
         let mut attempt = 0;
         loop {
             match post(&self.client, &self.uri, body.clone(), self.timeout).await {
                 Ok(()) => return true,
                 Err(e) if e.retryable() && attempt < retries => {
-                    tracing::debug!(webhook = %self.name, attempt, "{e}; retrying in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_BACKOFF);
+                    let delay = pause.next_delay();
+                    tracing::debug!(webhook = %self.name, attempt, "{e}; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 Err(e) => {
