@@ -149,8 +149,7 @@ pub fn write(
 /// `modelmon-tui report`: exit 0 with a report, 1 when there is none to give.
 /// `demo` (`modelmon-tui --demo report`) reads the demo's own default directory.
 pub fn main(args: &ReportArgs, cfg: &Config, demo: bool) -> ExitCode {
-    let default = || persist::default_dir().map(|d| if demo { d.join("demo") } else { d });
-    let Some(dir) = cfg.history.snapshot_dir.clone().or_else(default) else {
+    let Some(dir) = crate::snapshots::snapshot_dir(cfg, demo) else {
         eprintln!("modelmon-tui report: {}", ReportError::NoDir);
         return ExitCode::from(1);
     };

@@ -81,19 +81,19 @@ impl Snapshots {
     }
 }
 
+/// The snapshot directory: `[history] snapshot_dir`, else the state directory's.
+/// Simulated traffic must never mix into the real history: by default the demo keeps
+/// its own.
+pub fn snapshot_dir(cfg: &Config, demo: bool) -> Option<std::path::PathBuf> {
+    let default = || persist::default_dir().map(|d| if demo { d.join("demo") } else { d });
+    cfg.history.snapshot_dir.clone().or_else(default)
+}
+
 /// Opens the snapshot directory, loads its history into `store`, and returns the
 /// writer when this monitor got the lock. Problems are told on stderr: the monitor
 /// runs on without history rather than not at all.
 pub fn open_snapshots(cfg: &Config, source: Source, store: &mut Store) -> Option<Snapshots> {
-    // Simulated traffic must never mix into the real history: by default the demo
-    // keeps its own.
-    let default = || {
-        persist::default_dir().map(|d| match source {
-            Source::Demo => d.join("demo"),
-            Source::Amqp => d,
-        })
-    };
-    let Some(dir) = cfg.history.snapshot_dir.clone().or_else(default) else {
+    let Some(dir) = snapshot_dir(cfg, source == Source::Demo) else {
         eprintln!(
             "modelmon-tui: no snapshot directory (set XDG_STATE_HOME, HOME or --snapshot-dir); history will not be saved"
         );
