@@ -8,12 +8,12 @@
 //! This module imports no I/O crate: no lapin, no ratatui, no axum.
 
 pub mod containers;
-pub mod hist;
+mod hist;
 pub mod history;
 pub mod persist;
 pub mod ring;
 pub mod totals;
-pub mod ttfb;
+mod ttfb;
 mod varint;
 pub mod view;
 pub mod window;
