@@ -1,5 +1,6 @@
 //! The golden vectors in `tests/vectors/` pin the contract for every implementation.
-//! The Python package checks the same files, so the two sides cannot drift apart.
+//! The Python package's tests decode the same files through this crate, linked into its
+//! native core, so the package is held to the very decoder the monitor runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ use modelmon_contract::{Event, MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_TEXT_CHARS,
 use modelmon_publisher::{BrokerState, Config, Publisher};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 use crate::intern::Interner;
 use crate::stage::Stage;
@@ -289,9 +289,20 @@ fn state_name(s: BrokerState) -> &'static str {
     }
 }
 
+/// `rust_decode`'s answer, as documented there.
+type Decoded<'py> = (
+    Option<&'static str>,
+    usize,
+    u64,
+    Bound<'py, PyDict>,
+    Vec<String>,
+);
+
 /// What the monitor's Rust decoder makes of a body: `(batch_error, accepted, dropped,
-/// {reason: count})`. Lets the tests hold the pure-Python validator to the real decoder
-/// on generated bodies, beyond the golden vectors.
+/// {reason: count}, details)`, `details` being the refused batch's sentence or one
+/// `reason: sentence` per rejected event. The Python tests check every batch the
+/// middleware publishes, and the golden vectors, with it: the monitor's own decoder, so
+/// the package carries no second copy of the contract's rules.
 #[pyfunction]
 #[pyo3(signature = (body, routing_model, now_us))]
 fn rust_decode<'py>(
@@ -299,11 +310,12 @@ fn rust_decode<'py>(
     body: &[u8],
     routing_model: Option<&str>,
     now_us: i64,
-) -> PyResult<(Option<&'static str>, usize, u64, Bound<'py, PyDict>)> {
+) -> PyResult<Decoded<'py>> {
     let rejected = PyDict::new(py);
     match modelmon_contract::decode_batch(body, routing_model, now_us) {
-        Err(e) => Ok((Some(e.reason.as_str()), 0, 0, rejected)),
+        Err(e) => Ok((Some(e.reason.as_str()), 0, 0, rejected, vec![e.detail])),
         Ok(d) => {
+            let mut details = Vec::with_capacity(d.rejects.len());
             for r in &d.rejects {
                 let key = r.reason.as_str();
                 let n: usize = match rejected.get_item(key)? {
@@ -311,16 +323,44 @@ fn rust_decode<'py>(
                     None => 0,
                 };
                 rejected.set_item(key, n + 1)?;
+                details.push(format!("{key}: {}", r.detail));
             }
-            Ok((None, d.events.len(), d.dropped, rejected))
+            Ok((None, d.events.len(), d.dropped, rejected, details))
         }
     }
+}
+
+/// Whether `s` may name a model (1..=128 characters, no control character): the
+/// contract's own rule, for the settings and for a model taken from a path parameter.
+/// A string that is not valid UTF-8 (a lone surrogate, as an undecodable environment
+/// variable holds) cannot go on the wire: not a name, rather than an exception.
+#[pyfunction]
+fn is_valid_model_name(s: &Bound<'_, PyString>) -> bool {
+    s.to_str().is_ok_and(modelmon_contract::is_valid_model_name)
+}
+
+/// Whether `s` is clean contract text of at most `max_chars` characters (the rule every
+/// text field follows), for the settings' version and instance; false, like above, for
+/// a string that is not valid UTF-8.
+#[pyfunction]
+fn is_clean_text(s: &Bound<'_, PyString>, max_chars: usize) -> bool {
+    s.to_str().is_ok_and(|s| is_clean(s, max_chars))
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(rust_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(is_valid_model_name, m)?)?;
+    m.add_function(wrap_pyfunction!(is_clean_text, m)?)?;
+    // The wire contract's names and limits, from the crate that defines them, for the
+    // settings' checks and for tests that read what the middleware publishes.
+    m.add("EXCHANGE", modelmon_contract::EXCHANGE)?;
+    m.add("MESSAGE_TYPE", modelmon_contract::MESSAGE_TYPE)?;
+    m.add("CONTENT_TYPE", modelmon_contract::CONTENT_TYPE)?;
+    m.add("ROUTING_PREFIX", modelmon_contract::ROUTING_PREFIX)?;
+    m.add("MAX_MODEL_CHARS", modelmon_contract::MAX_MODEL_CHARS)?;
+    m.add("MAX_TEXT_CHARS", MAX_TEXT_CHARS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

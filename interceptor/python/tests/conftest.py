@@ -18,17 +18,28 @@ from typing import Any
 import httpx
 import pika
 import pytest
-from modelmon_interceptor.contract import (
-    CONTENT_TYPE,
-    EXCHANGE,
-    MESSAGE_TYPE,
-    model_of_routing_key,
-    validate_batch,
-)
+from modelmon_interceptor._core import CONTENT_TYPE, EXCHANGE, MESSAGE_TYPE, ROUTING_PREFIX, rust_decode
 
 TEST_PREFIX = "pyt-"
 ROOT = Path(__file__).resolve().parents[3]
 AMQP_URL = os.environ.get("MODELMON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+
+
+def routing_key(model: str) -> str:
+    return ROUTING_PREFIX + model
+
+
+def model_of_routing_key(key: str) -> str | None:
+    model = key[len(ROUTING_PREFIX) :] if key.startswith(ROUTING_PREFIX) else ""
+    return model or None
+
+
+def assert_monitor_accepts(body: bytes, model: str | None) -> None:
+    """The monitor's own decoder (linked into the native core) takes the whole batch:
+    the body is read and none of its events is rejected."""
+    error, _, _, rejected, details = rust_decode(body, model, time.time_ns() // 1000)
+    assert error is None, f"monitor would refuse the batch: {error} {details}"
+    assert rejected == {}, f"monitor would reject events: {details} in {body[:500]!r}"
 
 
 @dataclass
@@ -46,8 +57,8 @@ class Message:
 class Broker:
     """An exclusive queue bound to ``modelmon`` with ``events.#``: what a monitor would see.
 
-    Every message read is checked with the contract validator, so a test that reads an
-    event has also proved the monitor would accept it.
+    Every message read is checked with the monitor's Rust decoder, so a test that reads
+    an event has also proved the monitor would accept it.
     """
 
     def __init__(self) -> None:
@@ -67,9 +78,7 @@ class Broker:
         if not (model or "").startswith(TEST_PREFIX):
             # Other publishers (other engineers' tests, a demo) share the exchange.
             return True
-        result = validate_batch(body, model, time.time_ns() // 1000)
-        assert result.batch_error is None, f"monitor would refuse the batch: {result.batch_error} {result.detail}"
-        assert result.rejected == {}, f"monitor would reject events: {result.rejected} in {body[:500]!r}"
+        assert_monitor_accepts(body, model)
         assert props.content_type == CONTENT_TYPE
         assert props.type == MESSAGE_TYPE
         self.messages.append(Message(method.routing_key, props, body, json.loads(body)))

@@ -6,9 +6,29 @@ The middlewares call it; applications use ``instrument``, ``record``, ``stats`` 
 
 from typing import Any, final
 
-__all__ = ["Core", "__version__", "rust_decode"]
+__all__ = [
+    "CONTENT_TYPE",
+    "EXCHANGE",
+    "MAX_MODEL_CHARS",
+    "MAX_TEXT_CHARS",
+    "MESSAGE_TYPE",
+    "ROUTING_PREFIX",
+    "Core",
+    "__version__",
+    "is_clean_text",
+    "is_valid_model_name",
+    "rust_decode",
+]
 
 __version__: str
+
+# The wire contract's names and limits, from the Rust crate that defines them.
+EXCHANGE: str
+MESSAGE_TYPE: str
+CONTENT_TYPE: str
+ROUTING_PREFIX: str
+MAX_MODEL_CHARS: int
+MAX_TEXT_CHARS: int
 
 @final
 class Core:
@@ -88,6 +108,17 @@ class Core:
     def abandon(self) -> None:
         """In a forked child: lets go of the parent's publisher without touching it."""
 
-def rust_decode(body: bytes, routing_model: str | None, now_us: int) -> tuple[str | None, int, int, dict[str, int]]:
+def rust_decode(
+    body: bytes, routing_model: str | None, now_us: int
+) -> tuple[str | None, int, int, dict[str, int], list[str]]:
     """What the monitor's Rust decoder makes of a batch body: ``(batch_error, accepted,
-    dropped, {reason: count})``."""
+    dropped, {reason: count}, details)``, ``details`` being the refused batch's sentence or
+    one ``"reason: sentence"`` per rejected event. For tests."""
+
+def is_valid_model_name(s: str) -> bool:
+    """Whether ``s`` may name a model: 1..=128 characters, no control character (False
+    for a string that is not valid UTF-8, such as one with a lone surrogate)."""
+
+def is_clean_text(s: str, max_chars: int) -> bool:
+    """Whether ``s`` is 1..=``max_chars`` characters with no control character (False for a
+    string that is not valid UTF-8)."""

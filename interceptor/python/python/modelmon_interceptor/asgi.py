@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter_ns
 from typing import Any
 
-from .contract import is_valid_model_name
+from ._core import is_valid_model_name
 from .measures import RequestState, _current
 from .settings import Exclusions, Settings
 from .sink import Sink, sink_for

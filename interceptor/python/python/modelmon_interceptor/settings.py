@@ -6,7 +6,9 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from .contract import MAX_TEXT_CHARS, is_clean_text, is_valid_model_name
+# The contract's text rules come from the Rust crate that defines them (through the
+# native core), so the package holds no copy of them.
+from ._core import MAX_TEXT_CHARS, is_clean_text, is_valid_model_name
 
 DEFAULT_AMQP_URL = "amqp://127.0.0.1:5672/%2f"
 # The same list as modelmon-proxy's, pinned by tests/exclusions/paths.json.

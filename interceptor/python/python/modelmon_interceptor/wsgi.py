@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter_ns, time_ns
 from typing import Any
 
+from ._core import is_valid_model_name
 from .asgi import UNMATCHED
-from .contract import is_valid_model_name
 from .measures import RequestState, _current
 from .settings import Exclusions, Settings
 from .sink import Sink, sink_for
