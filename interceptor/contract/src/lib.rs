@@ -66,8 +66,8 @@ pub fn is_valid_model_name(s: &str) -> bool {
     is_clean_text(s, MAX_MODEL_CHARS)
 }
 
-/// 1..=`max` characters and no control characters.
-pub(crate) fn is_clean_text(s: &str, max: usize) -> bool {
+/// 1..=`max` characters and no control characters: what the decoder accepts as text.
+pub fn is_clean_text(s: &str, max: usize) -> bool {
     if s.is_empty() {
         return false;
     }

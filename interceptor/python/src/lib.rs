@@ -20,7 +20,7 @@ use pyo3::types::{PyDict, PyString};
 
 use crate::intern::Interner;
 use crate::stage::Stage;
-use crate::text::{clean_text, is_clean, is_ml_key};
+use crate::text::{clean_text, is_ml_key};
 
 /// How often staged events are handed to the publisher (see `stage`).
 const STAGE_INTERVAL: Duration = Duration::from_millis(20);
@@ -250,7 +250,7 @@ impl Core {
     fn intern_clean(table: &Interner, s: &str, max: usize) -> Cow<'static, str> {
         // Only clean values enter the table, so a value found there needs no check.
         table
-            .get_if(s, |s| is_clean(s, max))
+            .get_if(s, |s| modelmon_contract::is_clean_text(s, max))
             .unwrap_or_else(|| clean_text(s, max))
     }
 
@@ -344,7 +344,8 @@ fn is_valid_model_name(s: &Bound<'_, PyString>) -> bool {
 /// a string that is not valid UTF-8.
 #[pyfunction]
 fn is_clean_text(s: &Bound<'_, PyString>, max_chars: usize) -> bool {
-    s.to_str().is_ok_and(|s| is_clean(s, max_chars))
+    s.to_str()
+        .is_ok_and(|s| modelmon_contract::is_clean_text(s, max_chars))
 }
 
 #[pymodule]

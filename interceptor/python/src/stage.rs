@@ -37,7 +37,11 @@ impl Shared {
     /// Allocated outside the lock, and not at all while nothing is recorded.
     fn take(&self) -> Vec<Event<'static>> {
         let last = self.last_moved.load(Ordering::Relaxed);
-        let fresh = if last == 0 { Vec::new() } else { Vec::with_capacity(last.min(MAX_STAGED)) };
+        let fresh = if last == 0 {
+            Vec::new()
+        } else {
+            Vec::with_capacity(last.min(MAX_STAGED))
+        };
         let mut staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
         std::mem::replace(&mut *staged, fresh)
     }

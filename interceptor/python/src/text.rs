@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 
-use modelmon_contract::MAX_ML_KEY_CHARS;
+use modelmon_contract::{MAX_ML_KEY_CHARS, is_clean_text};
 
 /// `s` as clean contract text: control characters become `?`, at most `max` characters,
 /// never empty.
 pub fn clean_text(s: &str, max: usize) -> Cow<'static, str> {
-    if is_clean(s, max) {
+    if is_clean_text(s, max) {
         return Cow::Owned(s.to_owned());
     }
     let cleaned: String = s
@@ -21,14 +21,6 @@ pub fn clean_text(s: &str, max: usize) -> Cow<'static, str> {
     } else {
         Cow::Owned(cleaned)
     }
-}
-
-/// Already clean contract text. Byte length bounds the character count from above, so
-/// the common short string needs no count.
-pub fn is_clean(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && (s.len() <= max || s.chars().count() <= max)
-        && !s.chars().any(char::is_control)
 }
 
 /// `[a-z0-9_]{1,64}`.
