@@ -381,14 +381,14 @@ fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Readin
     };
     let known = |v: f64, why: String| Reading::known(v, limits, why);
     match rule.metric {
-        Metric::CpuPercent => match res.cpu_percent {
+        Metric::CpuPercent => match res.usage.cpu_percent {
             Some(v) => known(
                 v,
                 absolute(&format!("CPU {v:.0} % (100 % = one core)"), rule, v, pct),
             ),
             None => Reading::unknown("no CPU sample yet".into()),
         },
-        Metric::CpuLimitPercent => match (res.cpu_limit_percent, res.cpu_cores) {
+        Metric::CpuLimitPercent => match (res.usage.cpu_limit_percent, res.usage.cpu_cores) {
             (Some(v), Some(cores)) => known(
                 v,
                 absolute(
@@ -407,7 +407,11 @@ fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Readin
             ),
             _ => Reading::unknown("no CPU sample yet".into()),
         },
-        Metric::MemoryPercent => match (res.mem_percent, res.mem_bytes, res.mem_limit_bytes) {
+        Metric::MemoryPercent => match (
+            res.usage.mem_percent,
+            res.usage.mem_bytes,
+            res.usage.mem_limit_bytes,
+        ) {
             (Some(v), Some(used), Some(limit)) => known(
                 v,
                 absolute(
@@ -440,8 +444,8 @@ fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Readin
                         .containers
                         .iter()
                         .find(|c| c.name == e.container)
-                        .and_then(|c| c.mem_limit_bytes)
-                        .or(res.mem_limit_bytes);
+                        .and_then(|c| c.usage.mem_limit_bytes)
+                        .or(res.usage.mem_limit_bytes);
                     format!(
                         "container {} was killed for lack of memory{}",
                         e.container,

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::view::{ContainerEventView, ContainerView, DockerState, DockerView, ModelResources};
+use super::view::{
+    ContainerEventView, ContainerView, DockerState, DockerView, ModelResources, Usage,
+};
 
 /// Docker events kept per model for the timeline.
 pub const EVENTS_PER_MODEL: usize = 32;
@@ -181,18 +183,20 @@ fn container_view(e: &Entry) -> ContainerView {
         restarts: e.info.restarts,
         oom_kills: e.oom_kills,
         oom_killed: e.info.oom_killed,
-        cpu_percent: cpu,
-        cpu_limit_percent: cpu.zip(cores).map(|(c, l)| c / l),
-        cpu_cores: cores,
-        cpu_seconds: s.and_then(|s| s.cpu_seconds),
-        mem_bytes: mem,
-        mem_limit_bytes: limit,
-        mem_percent: percent(mem, limit),
-        net_rx_bytes_per_s: s.and_then(|s| s.net_rx_bytes_per_s),
-        net_tx_bytes_per_s: s.and_then(|s| s.net_tx_bytes_per_s),
-        blk_read_bytes: s.and_then(|s| s.blk_read_bytes),
-        blk_write_bytes: s.and_then(|s| s.blk_write_bytes),
-        pids: s.and_then(|s| s.pids),
+        usage: Usage {
+            cpu_percent: cpu,
+            cpu_limit_percent: cpu.zip(cores).map(|(c, l)| c / l),
+            cpu_cores: cores,
+            cpu_seconds: s.and_then(|s| s.cpu_seconds),
+            mem_bytes: mem,
+            mem_limit_bytes: limit,
+            mem_percent: percent(mem, limit),
+            net_rx_bytes_per_s: s.and_then(|s| s.net_rx_bytes_per_s),
+            net_tx_bytes_per_s: s.and_then(|s| s.net_tx_bytes_per_s),
+            blk_read_bytes: s.and_then(|s| s.blk_read_bytes),
+            blk_write_bytes: s.and_then(|s| s.blk_write_bytes),
+            pids: s.and_then(|s| s.pids),
+        },
         sampled_at_ms: s.map(|s| s.ts_us / 1000),
     }
 }
@@ -234,23 +238,32 @@ fn health_rank(health: &str) -> u8 {
 
 fn sum_replicas(r: &mut ModelResources) {
     let c = &r.containers;
-    r.cpu_percent = sum(c.iter().map(|c| c.cpu_percent));
+    let u = |f: fn(&Usage) -> Option<f64>| sum(c.iter().map(|c| f(&c.usage)));
+    let n = |f: fn(&Usage) -> Option<u64>| sum(c.iter().map(|c| f(&c.usage)));
     // Only replicas with both figures, so a missing sample does not look like idle cores.
-    let both = || c.iter().filter_map(|c| c.cpu_percent.zip(c.cpu_cores));
-    r.cpu_cores = sum(both().map(|(_, k)| Some(k)));
-    r.cpu_limit_percent = sum(both().map(|(u, _)| Some(u)))
-        .zip(r.cpu_cores)
-        .filter(|(_, k)| *k > 0.0)
-        .map(|(u, k)| u / k);
-    r.cpu_seconds = sum(c.iter().map(|c| c.cpu_seconds));
-    r.mem_bytes = sum(c.iter().map(|c| c.mem_bytes));
-    r.mem_limit_bytes = sum(c.iter().map(|c| c.mem_limit_bytes));
-    r.mem_percent = percent(r.mem_bytes, r.mem_limit_bytes);
-    r.net_rx_bytes_per_s = sum(c.iter().map(|c| c.net_rx_bytes_per_s));
-    r.net_tx_bytes_per_s = sum(c.iter().map(|c| c.net_tx_bytes_per_s));
-    r.blk_read_bytes = sum(c.iter().map(|c| c.blk_read_bytes));
-    r.blk_write_bytes = sum(c.iter().map(|c| c.blk_write_bytes));
-    r.pids = sum(c.iter().map(|c| c.pids));
+    let both = || {
+        c.iter()
+            .filter_map(|c| c.usage.cpu_percent.zip(c.usage.cpu_cores))
+    };
+    let cpu_cores = sum(both().map(|(_, k)| Some(k)));
+    let (mem_bytes, mem_limit_bytes) = (n(|u| u.mem_bytes), n(|u| u.mem_limit_bytes));
+    r.usage = Usage {
+        cpu_percent: u(|u| u.cpu_percent),
+        cpu_limit_percent: sum(both().map(|(u, _)| Some(u)))
+            .zip(cpu_cores)
+            .filter(|(_, k)| *k > 0.0)
+            .map(|(u, k)| u / k),
+        cpu_cores,
+        cpu_seconds: u(|u| u.cpu_seconds),
+        mem_bytes,
+        mem_limit_bytes,
+        mem_percent: percent(mem_bytes, mem_limit_bytes),
+        net_rx_bytes_per_s: u(|u| u.net_rx_bytes_per_s),
+        net_tx_bytes_per_s: u(|u| u.net_tx_bytes_per_s),
+        blk_read_bytes: n(|u| u.blk_read_bytes),
+        blk_write_bytes: n(|u| u.blk_write_bytes),
+        pids: n(|u| u.pids),
+    };
     r.restarts = c.iter().map(|c| c.restarts).sum();
     r.oom_kills = c.iter().map(|c| c.oom_kills).sum();
     r.state = c
@@ -306,10 +319,10 @@ mod tests {
         c.sample(sample("aaaa", 50.0, 100));
         c.sample(sample("bbbb", 25.0, 300));
         let m = &c.by_model()["iris"];
-        assert_eq!(m.cpu_percent, Some(75.0));
-        assert_eq!(m.mem_bytes, Some(400));
-        assert_eq!(m.mem_limit_bytes, Some(2000));
-        assert_eq!(m.mem_percent, Some(20.0));
+        assert_eq!(m.usage.cpu_percent, Some(75.0));
+        assert_eq!(m.usage.mem_bytes, Some(400));
+        assert_eq!(m.usage.mem_limit_bytes, Some(2000));
+        assert_eq!(m.usage.mem_percent, Some(20.0));
         assert_eq!(m.containers.len(), 2);
         assert_eq!(m.state, "running");
     }
@@ -324,7 +337,7 @@ mod tests {
         assert_eq!(c.sample(sample("aaaa", 50.0, 100)), None, "late sample");
         let m = &c.by_model()["iris"];
         assert_eq!(
-            m.cpu_percent, None,
+            m.usage.cpu_percent, None,
             "no replica has a figure: unknown, not 0"
         );
         assert_eq!(m.state, "exited");

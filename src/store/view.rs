@@ -361,6 +361,34 @@ pub struct DockerView {
     pub containers: usize,
 }
 
+/// What a container uses, as `docker stats` shows it: one replica's, or a model's
+/// replicas summed. `None` until a sample says, and again once a container stops.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// 100 % = one core.
+    pub cpu_percent: Option<f64>,
+    /// Percent of what may be used: CPU limits, or the hosts' cores where there are
+    /// none. 100 % = throttled.
+    #[serde(default)]
+    pub cpu_limit_percent: Option<f64>,
+    /// Cores that may be used: limits, or the hosts' online CPUs.
+    #[serde(default)]
+    pub cpu_cores: Option<f64>,
+    /// CPU time used since the container started, seconds (Docker's total usage): a
+    /// counter that starts over with the container.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// Usage minus inactive file cache.
+    pub mem_bytes: Option<u64>,
+    pub mem_limit_bytes: Option<u64>,
+    pub mem_percent: Option<f64>,
+    pub net_rx_bytes_per_s: Option<f64>,
+    pub net_tx_bytes_per_s: Option<f64>,
+    pub blk_read_bytes: Option<u64>,
+    pub blk_write_bytes: Option<u64>,
+    pub pids: Option<u64>,
+}
+
 /// One container (an instance of a model) and its latest sample. Figures are `None`
 /// until the first sample, and again once the container stops.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -378,26 +406,8 @@ pub struct ContainerView {
     pub oom_kills: u64,
     /// Whether the last exit was an OOM kill (from Docker's inspect).
     pub oom_killed: bool,
-    /// 100 % = one core, as `docker stats`.
-    pub cpu_percent: Option<f64>,
-    /// Percent of what the container may use: its CPU limit, or its host's cores when it
-    /// has none. 100 % = throttled.
-    pub cpu_limit_percent: Option<f64>,
-    /// Cores it may use: its limit, or its host's online CPUs.
-    #[serde(default)]
-    pub cpu_cores: Option<f64>,
-    /// CPU time used since the container started, seconds (Docker's total usage).
-    #[serde(default)]
-    pub cpu_seconds: Option<f64>,
-    /// Usage minus inactive file cache, as `docker stats`.
-    pub mem_bytes: Option<u64>,
-    pub mem_limit_bytes: Option<u64>,
-    pub mem_percent: Option<f64>,
-    pub net_rx_bytes_per_s: Option<f64>,
-    pub net_tx_bytes_per_s: Option<f64>,
-    pub blk_read_bytes: Option<u64>,
-    pub blk_write_bytes: Option<u64>,
-    pub pids: Option<u64>,
+    #[serde(flatten)]
+    pub usage: Usage,
     /// When the sample was taken, Unix ms.
     pub sampled_at_ms: Option<i64>,
 }
@@ -417,25 +427,9 @@ pub struct ContainerEventView {
 /// A model's containers, summed over its replicas.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelResources {
-    pub cpu_percent: Option<f64>,
-    /// CPU as a percent of what the replicas may use (their limits, or their hosts' cores).
-    #[serde(default)]
-    pub cpu_limit_percent: Option<f64>,
-    /// Cores the replicas with a sample may use, summed.
-    #[serde(default)]
-    pub cpu_cores: Option<f64>,
-    /// CPU time the replicas have used since they started, seconds, summed: a counter
-    /// that starts over when a replica does.
-    #[serde(default)]
-    pub cpu_seconds: Option<f64>,
-    pub mem_bytes: Option<u64>,
-    pub mem_limit_bytes: Option<u64>,
-    pub mem_percent: Option<f64>,
-    pub net_rx_bytes_per_s: Option<f64>,
-    pub net_tx_bytes_per_s: Option<f64>,
-    pub blk_read_bytes: Option<u64>,
-    pub blk_write_bytes: Option<u64>,
-    pub pids: Option<u64>,
+    /// The replicas' figures summed (their percentages of the sums).
+    #[serde(flatten)]
+    pub usage: Usage,
     /// Sum of the replicas' restart counts.
     pub restarts: u64,
     pub oom_kills: u64,

@@ -481,28 +481,28 @@ impl Scrape {
             "container_cpu",
             "CPU time the model's containers have used since they started (resets when one restarts).",
             Some(&Unit::Seconds),
-            models().filter_map(|(l, r)| Some((l, r.cpu_seconds?))),
+            models().filter_map(|(l, r)| Some((l, r.usage.cpu_seconds?))),
         )?;
         gauges(
             e,
             "container_cpu_cores",
             "Cores the model's containers may use: their CPU limits, or their hosts' cores.",
             None,
-            models().filter_map(|(l, r)| Some((l, r.cpu_cores?))),
+            models().filter_map(|(l, r)| Some((l, r.usage.cpu_cores?))),
         )?;
         gauges(
             e,
             "container_memory",
             "Memory of the model's containers, without the file cache the kernel can reclaim.",
             Some(&Unit::Bytes),
-            models().filter_map(|(l, r)| Some((l, r.mem_bytes?))),
+            models().filter_map(|(l, r)| Some((l, r.usage.mem_bytes?))),
         )?;
         gauges(
             e,
             "container_memory_limit",
             "Memory limits of the model's containers, summed.",
             Some(&Unit::Bytes),
-            models().filter_map(|(l, r)| Some((l, r.mem_limit_bytes?))),
+            models().filter_map(|(l, r)| Some((l, r.usage.mem_limit_bytes?))),
         )?;
         counters(
             e,
@@ -642,9 +642,12 @@ mod tests {
         view.resources.insert(
             "iris".to_owned(),
             crate::store::view::ModelResources {
-                cpu_seconds: Some(12.5),
-                cpu_cores: Some(2.0),
-                mem_bytes: Some(1 << 20),
+                usage: crate::store::view::Usage {
+                    cpu_seconds: Some(12.5),
+                    cpu_cores: Some(2.0),
+                    mem_bytes: Some(1 << 20),
+                    ..crate::store::view::Usage::default()
+                },
                 restarts: 3,
                 ..Default::default()
             },

@@ -9,7 +9,7 @@ use modelmon::alert::{
 use modelmon::config::Config;
 use modelmon::store::view::{
     ContainerEventView, ContainerView, DockerState, DockerView, ModelResources, ModelView,
-    SeriesPoint, Stats,
+    SeriesPoint, Stats, Usage,
 };
 use modelmon::store::{BrokerState, BrokerView, View};
 
@@ -332,9 +332,12 @@ fn container(name: &str, state: &str, cpu: Option<f64>) -> ContainerView {
         id: format!("{name:0>12}"),
         name: name.to_owned(),
         state: state.to_owned(),
-        cpu_percent: cpu,
-        cpu_cores: Some(1.0),
-        cpu_limit_percent: cpu,
+        usage: Usage {
+            cpu_percent: cpu,
+            cpu_cores: Some(1.0),
+            cpu_limit_percent: cpu,
+            ..Usage::default()
+        },
         ..ContainerView::default()
     }
 }
@@ -347,13 +350,19 @@ fn with_containers(models: Vec<ModelView>, containers: Vec<(&str, Vec<ContainerV
         ..DockerView::default()
     };
     for (model, cs) in containers {
-        let cpu: Option<f64> = cs.iter().filter_map(|c| c.cpu_percent).reduce(|a, b| a + b);
+        let cpu: Option<f64> = cs
+            .iter()
+            .filter_map(|c| c.usage.cpu_percent)
+            .reduce(|a, b| a + b);
         v.resources.insert(
             model.to_owned(),
             ModelResources {
-                cpu_percent: cpu,
-                cpu_limit_percent: cpu,
-                cpu_cores: cpu.map(|_| 1.0),
+                usage: Usage {
+                    cpu_percent: cpu,
+                    cpu_limit_percent: cpu,
+                    cpu_cores: cpu.map(|_| 1.0),
+                    ..Usage::default()
+                },
                 state: cs.iter().map(|c| c.state.clone()).min().unwrap_or_default(),
                 events: cs
                     .iter()

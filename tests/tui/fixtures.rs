@@ -12,7 +12,7 @@ use modelmon::live::Live;
 use modelmon::store::view::{
     BrokerState, BrokerView, ContainerEventView, ContainerView, DockerState, DockerView,
     IngestView, KeyStats, MeasureStats, ModelResources, ModelView, RejectRecord, SeriesPoint,
-    Stats, StatusClasses, VersionStats, View,
+    Stats, StatusClasses, Usage, VersionStats, View,
 };
 
 /// 2026-11-28 12:00:00 UTC.
@@ -236,10 +236,13 @@ fn container(name: &str, state: &str, cpu: Option<f64>, mem_mib: Option<u64>) ->
         id: format!("{name:0>12}").chars().take(12).collect(),
         name: name.to_owned(),
         state: state.to_owned(),
-        cpu_percent: cpu,
-        mem_bytes: mem_mib.map(|m| m * MIB),
-        mem_limit_bytes: mem_mib.map(|_| limit),
-        mem_percent: mem_mib.map(|m| (m * MIB) as f64 / limit as f64 * 100.0),
+        usage: Usage {
+            cpu_percent: cpu,
+            mem_bytes: mem_mib.map(|m| m * MIB),
+            mem_limit_bytes: mem_mib.map(|_| limit),
+            mem_percent: mem_mib.map(|m| (m * MIB) as f64 / limit as f64 * 100.0),
+            ..Usage::default()
+        },
         sampled_at_ms: cpu.map(|_| NOW_MS - 1_000),
         ..ContainerView::default()
     }
@@ -262,10 +265,13 @@ fn resources() -> BTreeMap<String, ModelResources> {
         detail: detail.map(str::to_owned),
     };
     let llm = ModelResources {
-        cpu_percent: Some(183.4),
-        mem_bytes: Some(1987 * MIB),
-        mem_limit_bytes: Some(2048 * MIB),
-        mem_percent: Some(1987.0 / 2048.0 * 100.0),
+        usage: Usage {
+            cpu_percent: Some(183.4),
+            mem_bytes: Some(1987 * MIB),
+            mem_limit_bytes: Some(2048 * MIB),
+            mem_percent: Some(1987.0 / 2048.0 * 100.0),
+            ..Usage::default()
+        },
         restarts: 3,
         oom_kills: 1,
         state: "restarting".to_owned(),
@@ -282,10 +288,13 @@ fn resources() -> BTreeMap<String, ModelResources> {
     let mut iris_1 = container("iris-1", "running", Some(12.5), Some(310));
     iris_1.health = Some("healthy".to_owned());
     let iris = ModelResources {
-        cpu_percent: Some(12.5),
-        mem_bytes: Some(310 * MIB),
-        mem_limit_bytes: Some(2048 * MIB),
-        mem_percent: Some(310.0 / 2048.0 * 100.0),
+        usage: Usage {
+            cpu_percent: Some(12.5),
+            mem_bytes: Some(310 * MIB),
+            mem_limit_bytes: Some(2048 * MIB),
+            mem_percent: Some(310.0 / 2048.0 * 100.0),
+            ..Usage::default()
+        },
         state: "running".to_owned(),
         health: Some("healthy".to_owned()),
         containers: vec![iris_1],

@@ -342,7 +342,7 @@ fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &Ap
     let rows = r.containers.iter().map(|c| {
         let bad_state = c.state != "running";
         let bad_health = c.health.as_deref() == Some("unhealthy");
-        let mem = match (c.mem_bytes, c.mem_limit_bytes) {
+        let mem = match (c.usage.mem_bytes, c.usage.mem_limit_bytes) {
             (Some(u), Some(l)) => format!("{}/{}", format::bytes_short(u), format::bytes_short(l)),
             (Some(u), None) => format::bytes_short(u),
             _ => dash.to_owned(),
@@ -356,14 +356,18 @@ fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &Ap
         };
         let mem_style = app
             .thresholds
-            .mem_level(c.mem_percent)
+            .mem_level(c.usage.mem_percent)
             .map_or(Style::new(), |l| th.health(l));
         Row::new([
             Cell::from(c.name.clone()),
             Cell::from(c.state.clone()).style(level(bad_state)),
             Cell::from(c.health.clone().unwrap_or_else(|| dash.to_owned()))
                 .style(level(bad_health)),
-            right(c.cpu_percent.map_or_else(|| dash.to_owned(), format::cpu)),
+            right(
+                c.usage
+                    .cpu_percent
+                    .map_or_else(|| dash.to_owned(), format::cpu),
+            ),
             Cell::from(Line::from(mem).right_aligned()).style(mem_style),
             right(c.restarts.to_string()),
             Cell::from(Line::from(c.oom_kills.to_string()).right_aligned())

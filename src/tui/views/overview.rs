@@ -358,7 +358,7 @@ fn row(view: &Live, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(
     };
     let health = app.thresholds.health(m, &view.alerts);
     let res = view.resources(&m.model);
-    let cpu = res.and_then(|r| r.cpu_percent);
+    let cpu = res.and_then(|r| r.usage.cpu_percent);
     let level_or_plain = |l: Option<Health>| l.map_or(Style::new(), |l| th.health(l));
     cols.iter()
         .map(|(c, w)| match c {
@@ -384,10 +384,13 @@ fn row(view: &Live, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(
                 ),
                 None => (dash.to_owned(), th.dim()),
             },
-            Col::Mem => match res.and_then(|r| r.mem_bytes) {
+            Col::Mem => match res.and_then(|r| r.usage.mem_bytes) {
                 Some(b) => (
                     format::bytes_short(b),
-                    level_or_plain(app.thresholds.mem_level(res.and_then(|r| r.mem_percent))),
+                    level_or_plain(
+                        app.thresholds
+                            .mem_level(res.and_then(|r| r.usage.mem_percent)),
+                    ),
                 ),
                 None => (dash.to_owned(), th.dim()),
             },
