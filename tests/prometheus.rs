@@ -4,25 +4,14 @@
 //! PromQL a Grafana panel would use agrees with what `--batch` printed for the same
 //! minute, per model and per route, and the series split by method and version.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Monitor, Publisher, batch, event, model, runtime, unique};
+use crate::support::{Monitor, Publisher, batch, event, free_port, get, model, runtime, unique};
 
 const BIN: &str = "prometheus";
-
-/// A port the kernel just handed out and took back: free unless something grabs it
-/// within the next milliseconds.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A real Prometheus on 127.0.0.1 scraping `target` every second, killed when the
 /// test ends.
@@ -130,18 +119,6 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// A plain HTTP/1.0 GET (no chunked answer to decode): status and body.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
 }
 
 /// The bucket bounds (seconds) around `v`: the resolution a histogram quantile has.

@@ -3,15 +3,13 @@
 //! by the test on a free loopback port: the alert shows up there with its labels and
 //! explanation, stays while it fires thanks to re-sends, and resolves.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::fixtures::*;
-use crate::support::{self, unique};
+use crate::support::{self, get, unique};
 use modelmon::alert::notify::rfc3339;
 use modelmon::config::Config;
 
@@ -42,13 +40,7 @@ impl Alertmanager {
             "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
         )
         .expect("write the config");
-        // A port the kernel just handed out and took back: free unless something grabs
-        // it within the next milliseconds.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", support::free_port());
         let log = std::fs::File::create(dir.path().join("alertmanager.log")).expect("log file");
         let child = Command::new(BIN)
             .arg(format!("--config.file={}", config.display()))
@@ -120,18 +112,6 @@ impl Drop for Alertmanager {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A plain HTTP/1.0 GET (no chunked answer to decode): status and body.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
 }
 
 /// RFC 3339 UTC down to the second, which orders as text: Alertmanager writes
