@@ -129,36 +129,17 @@ impl Response {
 
 /// A plain HTTP/1.1 GET over a socket: the server must work with the simplest client.
 fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut s = TcpStream::connect(addr).expect("the server accepts connections");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(k);
-        req.push_str(": ");
-        req.push_str(v);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("request sent");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("response read");
-    let raw = String::from_utf8(raw).expect("a text response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("headers end");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    let headers = lines
+    let (status, head, body) = http_get_bytes(addr, path, headers);
+    let headers = head
+        .lines()
+        .skip(1)
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
     Response {
         status,
         headers,
-        body: body.to_owned(),
+        body: String::from_utf8(body).expect("a text response"),
     }
 }
 
@@ -238,6 +219,8 @@ fn http_get_bytes(
     headers: &[(&str, &str)],
 ) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("the server accepts connections");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(k);
