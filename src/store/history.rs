@@ -483,12 +483,7 @@ impl HistoryView {
             })
             .filter(|k| k.summary.requests > 0)
             .collect();
-        out.sort_by(|a, b| {
-            b.summary
-                .requests
-                .cmp(&a.summary.requests)
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        super::busiest_first(&mut out, |k| (k.summary.requests, &k.name));
         out
     }
 

@@ -405,12 +405,7 @@ impl Keyed {
                 stats: window_stats(&k.window, now_sec, first_sec, merger),
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.stats
-                .requests
-                .cmp(&a.stats.requests)
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        busiest_first(&mut out, |k| (k.stats.requests, &k.name));
         out
     }
 
@@ -1027,6 +1022,15 @@ fn key_rings<'a>(
             .flat_map(|r| r.values_mut())
     });
     live.chain(saved)
+}
+
+/// Busiest first, then by name: the order of every per-key list readers get, live or
+/// over a range.
+fn busiest_first<T>(items: &mut [T], key: impl Fn(&T) -> (u64, &str)) {
+    items.sort_by(|a, b| {
+        let ((ra, na), (rb, nb)) = (key(a), key(b));
+        rb.cmp(&ra).then_with(|| na.cmp(nb))
+    });
 }
 
 /// Records one event; returns whether it was late and whether its route, instance or
