@@ -606,12 +606,22 @@ fn a_container_whose_id_is_an_event_instance_is_mapped_to_that_model() {
     );
     let mon = monitor("interval = \"1s\"");
     mon.wait_connected();
-    let mut ev = crate::support::event(&m, 200, 5_000);
-    ev["instance"] = hostname.clone().into();
-    crate::support::runtime().block_on(async {
-        let p = crate::support::Publisher::connect().await;
-        p.publish(&m, &crate::support::batch(vec![ev], 0)).await;
-    });
+    let publish = || {
+        let mut ev = crate::support::event(&m, 200, 5_000);
+        ev["instance"] = hostname.clone().into();
+        crate::support::runtime().block_on(async {
+            let p = crate::support::Publisher::connect().await;
+            p.publish(&m, &crate::support::batch(vec![ev], 0)).await;
+        });
+    };
+    publish();
+    // Once under a loaded CI run the one event never showed (its model absent from every
+    // line, while other tests' events arrived); delivery is what the broker tests check,
+    // the mapping is what this one does, so a missing first event is sent again.
+    let seen = |v: &Value| model(v, &m).is_some();
+    if mon.wait_for_opt(Duration::from_secs(10), seen).is_none() {
+        publish();
+    }
     let line = mon.wait_for(
         "the container mapped by instance",
         Duration::from_secs(30),

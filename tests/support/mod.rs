@@ -149,6 +149,11 @@ impl Monitor {
             .unwrap_or_else(|last| panic!("timed out waiting for {what}; last line: {last}"))
     }
 
+    /// The first line for which `pred` holds within `timeout`, if any.
+    pub fn wait_for_opt(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        first_line(&self.lines, timeout, pred).ok()
+    }
+
     pub fn wait_connected(&self) -> Value {
         self.wait_for("the broker to be connected", Duration::from_secs(20), |v| {
             v["broker"]["state"] == "connected"
