@@ -62,21 +62,19 @@ impl Buckets {
         self.0.iter().map(|&us| us as f64 / 1e6).collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
+    /// An empty histogram on these bounds.
+    fn histogram(&self) -> Histogram {
+        Histogram {
+            buckets: vec![0; self.0.len()],
+            ..Histogram::default()
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Adds a duration to `h`: its count, its sum, and the first bucket it fits under
-    /// (one above every bound is only in the count, as `+Inf` counts it).
+    /// Adds a duration to `h`, made by [`Buckets::histogram`]: its count, its sum, and
+    /// the first bucket it fits under (one above every bound is only in the count, as
+    /// `+Inf` counts it).
     #[inline]
     fn add(&self, h: &mut Histogram, us: u64) {
-        if h.buckets.len() != self.0.len() {
-            h.buckets = vec![0; self.0.len()];
-        }
         h.count += 1;
         h.sum_us = h.sum_us.saturating_add(us);
         if let Some(i) = self.0.iter().position(|&b| us <= b) {
@@ -182,7 +180,7 @@ impl ModelTotals {
     /// Counts one request, late ones included (a counter never goes back).
     #[inline]
     pub fn record(&mut self, buckets: &Buckets, labels: Labels, duration_us: u64, err: bool) {
-        let i = self.series_of(labels);
+        let i = self.series_of(buckets, labels);
         let s = &mut self.series[i];
         s.errors += u64::from(err);
         buckets.add(&mut s.duration, duration_us);
@@ -191,11 +189,14 @@ impl ModelTotals {
     /// Counts one streamed answer's time to first byte.
     #[inline]
     pub fn record_ttfb(&mut self, buckets: &Buckets, ttfb_us: u64) {
-        buckets.add(self.ttfb.get_or_insert_default(), ttfb_us);
+        let h = self
+            .ttfb
+            .get_or_insert_with(|| Box::new(buckets.histogram()));
+        buckets.add(h, ttfb_us);
     }
 
     #[inline]
-    fn series_of(&mut self, labels: Labels) -> usize {
+    fn series_of(&mut self, buckets: &Buckets, labels: Labels) -> usize {
         let slot = (labels.route as usize)
             .wrapping_mul(5)
             .wrapping_add(labels.version as usize)
@@ -218,7 +219,7 @@ impl ModelTotals {
             self.series.push(Series {
                 labels,
                 errors: 0,
-                duration: Histogram::default(),
+                duration: buckets.histogram(),
             });
         }
         // Past the cap, the labels asked for map to the shared set.
