@@ -212,8 +212,13 @@ enabled = false
 }
 
 pub fn webhook(name: &str, url: &str, extra: &str) -> String {
+    webhook_timing_out(name, url, "300ms", extra)
+}
+
+/// [`webhook`] with its own per-attempt `timeout`.
+pub fn webhook_timing_out(name: &str, url: &str, timeout: &str, extra: &str) -> String {
     format!(
-        "[[notify.webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"300ms\"\nbackoff = \"100ms\"\nretries = 2\n{extra}\n"
+        "[[notify.webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"{timeout}\"\nbackoff = \"100ms\"\nretries = 2\n{extra}\n"
     )
 }
 

@@ -466,11 +466,7 @@ fn what_queues_behind_a_hanging_receiver_goes_out_together_in_the_next_post() {
     let models: Vec<String> = (0..4).map(|_| unique("alert-queue")).collect();
     // Each hung attempt takes its 2-s timeout: the hang lasts about 6 s, time enough for
     // the other alerts to fire behind it however loaded the machine is.
-    let notifier = format!(
-        "[[notify.webhooks]]\nname = \"ops\"\nurl = \"{}\"\ntimeout = \"2s\"\nbackoff = \"100ms\"\nretries = 2\n",
-        hook.url
-    );
-    let cfg = alerts_config(&notifier, "");
+    let cfg = alerts_config(&webhook_timing_out("ops", &hook.url, "2s", ""), "");
     let mon = Mon::start(
         &cfg,
         &["--window", "2s", "--models", &models.join(",")],
