@@ -12,18 +12,15 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-#[path = "support/history_fill.rs"]
-mod history_fill;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use modelmon::alert::baseline::compute;
-use modelmon::alert::rules::BaselineSection;
 use modelmon::alert::{AlertState, RuleSet, evaluate};
+use modelmon::alert::{BaselineSection, compute_baseline};
 use modelmon::config::Config;
 use modelmon::store::View;
 use modelmon::store::history::Range;
+use modelmon::store::synthetic;
 use modelmon::store::view::{ModelView, SeriesPoint, Stats};
 
 /// Eight built-in rules plus two of the user's: ten per model.
@@ -110,8 +107,8 @@ fn bench(c: &mut Criterion) {
 }
 
 fn baselines(c: &mut Criterion) {
-    let history = history_fill::fill(100, 7);
-    let now_ms = history_fill::NOW_S * 1000;
+    let history = synthetic::fill(100, 7);
+    let now_ms = synthetic::NOW_S * 1000;
     let names: Vec<String> = history.models().into_iter().map(str::to_owned).collect();
     let cfg = BaselineSection::default();
     let mut g = c.benchmark_group("baselines_100_models");
@@ -125,7 +122,7 @@ fn baselines(c: &mut Criterion) {
     g.bench_function("learn_every_normal", |b| {
         b.iter(|| {
             for m in &names {
-                black_box(compute(&history, m, &cfg, &[], now_ms));
+                black_box(compute_baseline(&history, m, &cfg, &[], now_ms));
             }
         });
     });

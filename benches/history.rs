@@ -6,8 +6,6 @@
 //! snapshot being written on another thread equal to the same ingest alone (the ratio
 //! is the figure; both are measured in this run).
 
-#[path = "support/history_fill.rs"]
-mod history_fill;
 #[path = "support/ingest_bodies.rs"]
 mod ingest_bodies;
 
@@ -17,17 +15,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use history_fill::NOW_S;
 use ingest_bodies::{NOW, bodies};
 use modelmon::store::history::Range;
 use modelmon::store::persist::{self, Snapshot, SnapshotDir};
+use modelmon::store::synthetic::{self, NOW_S};
 use modelmon::store::{IngestTotals, Store, StoreConfig};
 use modelmon_contract::decode_batch;
 
 fn snapshot() -> Snapshot {
     Snapshot {
         saved_ms: NOW_S * 1000,
-        history: Arc::new(history_fill::fill(100, 42)),
+        history: Arc::new(synthetic::fill(100, 42)),
         ingest: IngestTotals::default(),
         stream: None,
     }

@@ -7,9 +7,6 @@
 //! route, instance, version and `ml` measure rings per model. The bound: 64 MiB for
 //! 100 models with those four.
 
-#[path = "../benches/support/history_fill.rs"]
-mod history_fill;
-
 fn status_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -34,13 +31,17 @@ fn main() {
             .unwrap_or(0)
     };
     let keys = ["ROUTES", "INSTANCES", "VERSIONS", "MEASURES"].map(env);
-    let history = history_fill::fill_with_keys(models, keys, 42);
+    let history = modelmon::store::synthetic::fill_with_keys(models, keys, 42);
     let after = status_kib("VmRSS:");
     let peak = status_kib("VmHWM:");
-    let buckets: usize = history
-        .rings()
-        .map(|(_, r)| r.hours().count() * modelmon::store::ring::CELLS_PER_HOUR)
+    // Ten-second buckets, as if every hour were still at its finest grain.
+    let hours: usize = history
+        .models()
+        .iter()
+        .filter_map(|m| history.hours_of(m))
+        .map(|h| h.len())
         .sum();
+    let buckets = hours * 360;
     println!(
         "{models} models ({} routes, {} instances, {} versions, {} measures each), {buckets} ten-second buckets: RSS {:.1} MiB (process before fill {:.1} MiB, \
          peak {:.1} MiB), heap estimate {:.1} MiB",
@@ -62,7 +63,7 @@ fn main() {
     });
     let written = modelmon::store::persist::SnapshotDir::open(&dir).and_then(|(sd, _)| {
         sd.write(&modelmon::store::persist::Snapshot {
-            saved_ms: history_fill::NOW_S * 1000,
+            saved_ms: modelmon::store::synthetic::NOW_S * 1000,
             history: std::sync::Arc::new(history),
             ingest: modelmon::store::IngestTotals::default(),
             stream: None,

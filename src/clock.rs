@@ -46,9 +46,18 @@ impl Utc {
     }
 }
 
+/// `ms` as an RFC 3339 UTC timestamp with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    let t = Utc::from_ms(ms);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Utc;
+    use super::{Utc, rfc3339};
 
     #[test]
     fn calendar_fields_of_known_instants() {
@@ -75,5 +84,12 @@ mod tests {
             ),
             (1969, 12, 31, 999)
         );
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_798_761_599_000), "2026-12-31T23:59:59.000Z");
     }
 }

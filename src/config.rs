@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration::parse_duration;
+use crate::store::Buckets;
 use crate::store::StoreConfig;
-use crate::store::totals::Buckets;
 
 /// The broker the monitor uses when nothing else is said.
 pub const DEFAULT_AMQP_URL: &str = "amqp://127.0.0.1:5672/%2f";

@@ -305,12 +305,13 @@ fn routes_and_instances_keep_24_hours_with_exact_counts_and_percentiles() {
 fn by_default_only_snapshots_carry_route_and_instance_rings() {
     let mut store = Store::new(StoreConfig::default());
     apply(&mut store, "m", &samples(1000, 3600, 4), NOW_S * 1_000_000);
-    assert!(history_at(&mut store, NOW_S).keys("m").is_none());
+    assert!(history_at(&mut store, NOW_S).key_heap_bytes("m").is_none());
     let full = store.fresh_history(NOW_S * 1_000_000);
-    let routes = full.keys("m").map(|k| k.routes.len());
-    assert_eq!(routes, Some(3), "the snapshot has them");
+    let day = Range::parse("24h").expect("valid");
+    let routes = full.key_summaries("m", KeyKind::Route, &day, NOW_S * 1000);
+    assert_eq!(routes.len(), 3, "the snapshot has them");
     assert!(
-        store.history().keys("m").is_none(),
+        store.history().key_heap_bytes("m").is_none(),
         "the views still do not"
     );
 }
@@ -351,13 +352,7 @@ fn route_history_past_its_memory_budget_loses_its_oldest_hours_first() {
         Some(all.len() as u64),
         "the model's own ring is not affected"
     );
-    let keyed = h.keys("m").expect("routes");
-    let bytes: usize = keyed
-        .routes
-        .values()
-        .chain(keyed.instances.values())
-        .map(modelmon::store::ring::Ring::heap_bytes)
-        .sum();
+    let bytes = h.key_heap_bytes("m").expect("routes");
     assert!(bytes <= 96 << 10, "{bytes} bytes kept for a 64 KiB budget");
 }
 
@@ -383,9 +378,9 @@ fn the_rings_keep_24_hours_and_no_more() {
     let h = history_at(&mut store, later);
     let sum = h.summary("m", &day, later * 1000).expect("present");
     assert_eq!(sum.requests, 100, "events older than 24 h are not counted");
-    let ring = h.ring("m").expect("present");
+    let hours = h.hours_of("m").expect("present");
     assert!(
-        ring.hours().all(|h| h.start_s + 3600 > later - 24 * 3600),
+        hours.iter().all(|start| start + 3600 > later - 24 * 3600),
         "hours past 24 h are freed"
     );
 }

@@ -123,7 +123,7 @@ fn encode(s: &str) -> String {
 
 /// The bucket bounds (seconds) around `v`: the resolution a histogram quantile has.
 fn bucket_around(v: f64) -> (f64, f64) {
-    let bounds = modelmon::store::totals::DEFAULT_BUCKETS_S;
+    let bounds = modelmon::store::DEFAULT_BUCKETS_S;
     let upper = bounds
         .iter()
         .position(|&b| v <= b)

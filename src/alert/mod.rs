@@ -7,26 +7,29 @@
 //! knows nothing of alerts. The UI changes alert state only by sending commands through
 //! an [`AlertControl`].
 
-pub mod baseline;
-pub mod engine;
-pub mod measure;
-pub mod ml;
-pub mod notify;
-pub mod persist;
-pub mod rules;
+pub(crate) mod baseline;
+pub(crate) mod engine;
+pub(crate) mod measure;
+pub(crate) mod ml;
+pub(crate) mod notify;
+pub(crate) mod persist;
+pub(crate) mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub use baseline::Baseline;
+// The engine's whole surface: its modules are the crate's own.
+pub use baseline::{Baseline, compute as compute_baseline, show_ms};
 pub use engine::{
-    Alert, AlertKey, AlertPhase, AlertState, AlertsView, MONITOR, SilenceTarget, Transition,
-    TransitionKind, evaluate,
+    Alert, AlertKey, AlertPhase, AlertState, AlertsView, MONITOR, Silence, SilenceTarget,
+    Transition, TransitionKind, evaluate,
 };
+pub use measure::{Reading, Sight, model_reading};
+pub use ml::show_number;
 pub use notify::{Notifiers, NotifySection};
-pub use rules::{AlertsSection, Metric, Rule, RuleSet, Severity};
+pub use rules::{AlertsSection, BaselineSection, Metric, Rule, RuleSet, Severity, builtin_rules};
 
 use crate::store::View;
 

@@ -39,7 +39,8 @@ pub enum AlertsFileError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Saved {
     pub v: u32,
-    pub saved_ms: i64,
+    #[serde(rename = "saved_ms")]
+    pub at_ms: i64,
     pub active: Vec<Alert>,
     pub history: Vec<Alert>,
     pub silences: Vec<Silence>,
@@ -50,7 +51,7 @@ pub fn save(state: &AlertState, dir: &Path, now_ms: i64) -> Result<(), AlertsFil
     let (active, history, silences) = state.parts();
     let saved = Saved {
         v: VERSION,
-        saved_ms: now_ms,
+        at_ms: now_ms,
         active,
         history,
         silences,

@@ -31,8 +31,8 @@ use crate::clock::now_us;
 use crate::config::Config;
 use crate::live::Live;
 use crate::store::View;
-use crate::store::containers::{ContainerEvent, ContainerInfo, ContainerSample};
 use crate::store::view::{DockerState, DockerView};
+use crate::store::{ContainerEvent, ContainerInfo, ContainerSample};
 
 /// Where Docker listens when neither `DOCKER_HOST` nor `[docker] host` says otherwise.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

@@ -6,8 +6,8 @@ pub mod demo;
 pub mod docker;
 
 use crate::store::BrokerView;
-use crate::store::containers::{ContainerEvent, ContainerInfo, ContainerSample};
 use crate::store::view::DockerView;
+use crate::store::{ContainerEvent, ContainerInfo, ContainerSample};
 
 /// What a source sends to the store task.
 #[derive(Debug)]

@@ -79,7 +79,7 @@ impl Default for SparseHist {
 }
 
 impl SparseHist {
-    #[inline]
+    #[cfg(test)]
     pub fn record(&mut self, v: u64) {
         self.record_bucket(bucket_of(v), 1);
     }
@@ -108,13 +108,6 @@ impl SparseHist {
     pub fn merge_from(&mut self, other: &SparseHist) {
         for (idx, n) in other.iter() {
             self.record_bucket(idx, n);
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        match &self.repr {
-            Repr::Open(t) => t.len == 0,
-            Repr::Sealed(b) => b.is_empty(),
         }
     }
 
@@ -344,10 +337,6 @@ impl Merger {
         for (idx, n) in h.iter() {
             self.dense.bump(usize::from(idx), u64::from(n));
         }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.dense.total()
     }
 
     /// Reads the percentiles and resets the merger for the next use.

@@ -253,7 +253,7 @@ fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &m
 
 /// The rings of one model's keys: routes, instances, versions, measures and streams.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct KeyRings {
+pub(crate) struct KeyRings {
     pub routes: BTreeMap<String, Ring>,
     pub instances: BTreeMap<String, Ring>,
     pub versions: BTreeMap<String, Ring>,
@@ -389,7 +389,7 @@ impl std::fmt::Debug for HistoryView {
 }
 
 impl HistoryView {
-    pub fn new(built_ms: i64, models: BTreeMap<String, Ring>, uptime: Uptime) -> Self {
+    pub(crate) fn new(built_ms: i64, models: BTreeMap<String, Ring>, uptime: Uptime) -> Self {
         Self {
             built_ms,
             models,
@@ -400,7 +400,7 @@ impl HistoryView {
 
     /// The same history with the rings of routes and instances.
     #[must_use]
-    pub fn with_keys(mut self, keys: BTreeMap<String, KeyRings>) -> Self {
+    pub(crate) fn with_keys(mut self, keys: BTreeMap<String, KeyRings>) -> Self {
         self.keys = keys;
         self.keys.retain(|_, k| !k.is_empty());
         self
@@ -418,12 +418,23 @@ impl HistoryView {
     }
 
     /// The route and instance rings of a model.
-    pub fn keys(&self, model: &str) -> Option<&KeyRings> {
+    pub(crate) fn keys(&self, model: &str) -> Option<&KeyRings> {
         self.keys.get(model)
     }
 
+    /// Heap bytes of a model's route, instance, version and measure rings; `None` when
+    /// this view carries none for it (views leave them out unless `keys_in_views`).
+    pub fn key_heap_bytes(&self, model: &str) -> Option<usize> {
+        self.keys.get(model).map(KeyRings::heap_bytes)
+    }
+
+    /// Hours with data in a model's own ring.
+    pub fn hours_of(&self, model: &str) -> Option<Vec<i64>> {
+        Some(self.models.get(model)?.hours().map(|h| h.start_s).collect())
+    }
+
     /// Models that have route or instance rings.
-    pub fn keyed_models(&self) -> impl Iterator<Item = (&str, &KeyRings)> {
+    pub(crate) fn keyed_models(&self) -> impl Iterator<Item = (&str, &KeyRings)> {
         self.keys.iter().map(|(k, v)| (k.as_str(), v))
     }
 
@@ -432,12 +443,8 @@ impl HistoryView {
         self.models.keys().map(String::as_str).collect()
     }
 
-    pub fn ring(&self, model: &str) -> Option<&Ring> {
+    pub(crate) fn ring(&self, model: &str) -> Option<&Ring> {
         self.models.get(model)
-    }
-
-    pub fn rings(&self) -> impl Iterator<Item = (&str, &Ring)> {
-        self.models.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     pub fn uptime(&self) -> &Uptime {

@@ -7,16 +7,17 @@
 //!
 //! This module imports no I/O crate: no lapin, no ratatui, no axum.
 
-pub mod containers;
+mod containers;
 mod hist;
 pub mod history;
 pub mod persist;
-pub mod ring;
-pub mod totals;
+mod ring;
+pub mod synthetic;
+mod totals;
 mod ttfb;
 mod varint;
 pub mod view;
-pub mod window;
+mod window;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,10 +25,12 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use modelmon_contract::{BatchError, Decoded, Event, RejectReason};
 
+pub use containers::{ContainerEvent, ContainerInfo, ContainerSample};
 use hist::Merger;
 use history::{HistoryView, KeyKind, KeyRings, Uptime};
 use ring::{HOUR_S, Ring, STEP_S, bucket_of_sec};
-use totals::{Buckets, Labels, ModelTotals};
+pub use totals::{Buckets, DEFAULT_BUCKETS_S};
+use totals::{Labels, ModelTotals};
 pub use view::{BrokerState, BrokerView, View};
 use view::{
     IngestView, KeyStats, MeasureStats, ModelView, RejectRecord, SeriesPoint, Stats, VersionStats,

@@ -142,10 +142,6 @@ impl Cell {
         u64::from(self.status[3])
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.requests() == 0
-    }
-
     fn absorb(&mut self, slot: &Slot) {
         for (a, &b) in self.status.iter_mut().zip(&slot.status) {
             *a = a.saturating_add(b);
@@ -176,11 +172,11 @@ impl Default for Res {
 }
 
 impl Res {
-    pub fn cpu_percent(&self) -> Option<f32> {
+    pub fn cpu_percent(self) -> Option<f32> {
         (!self.cpu.is_nan()).then_some(self.cpu)
     }
 
-    pub fn mem_bytes(&self) -> Option<u64> {
+    pub fn mem_bytes(self) -> Option<u64> {
         (self.mem_kib != u32::MAX).then(|| u64::from(self.mem_kib) * 1024)
     }
 }
@@ -299,10 +295,6 @@ impl Cells {
             CellsRepr::Plain(c) => c.len(),
             CellsRepr::Packed { n, .. } => *n as usize,
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn is_packed(&self) -> bool {
@@ -617,15 +609,6 @@ impl Ring {
             .take_while(move |h| h.start_s < to_s)
     }
 
-    /// The hour holding `sec`, if it has data.
-    pub fn hour_at(&self, sec: i64) -> Option<&Hour> {
-        let start = hour_of(sec);
-        self.hours
-            .binary_search_by_key(&start, |h| h.start_s)
-            .ok()
-            .map(|i| self.hours[i].as_ref())
-    }
-
     /// Adds a slot (any span inside one cell) to the cell of `slot.start`.
     /// Cells older than 24 h before `now_s` are dropped.
     pub fn add(&mut self, slot: &Slot, now_s: i64, merger: &mut Merger) {
@@ -771,6 +754,7 @@ impl Merger {
         }
     }
 
+    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.dense.total()
     }

@@ -313,7 +313,7 @@ pub struct View {
     pub resources: BTreeMap<String, ModelResources>,
     /// The bounds every [`Histogram`] of the view counts on.
     #[serde(skip)]
-    pub buckets: crate::store::totals::Buckets,
+    pub buckets: crate::store::Buckets,
 }
 
 impl View {

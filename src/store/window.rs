@@ -91,6 +91,7 @@ impl Slot {
         self.latency.merge_from(&other.latency);
     }
 
+    #[cfg(test)]
     pub fn client_errors(&self) -> u64 {
         u64::from(self.status[3])
     }
@@ -144,7 +145,7 @@ impl Window {
 
     /// Records one request that started at `sec`. Seconds ahead of `now_sec` (clock skew)
     /// count in the current slot.
-    #[inline]
+    #[cfg(test)]
     pub fn record(
         &mut self,
         sec: i64,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::fixtures::*;
 use crate::support::{self, get, unique};
-use modelmon::alert::notify::rfc3339;
+use modelmon::clock::rfc3339;
 use modelmon::config::Config;
 
 const BIN: &str = "prometheus-alertmanager";

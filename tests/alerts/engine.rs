@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use modelmon::alert::rules::AlertsSection;
+use modelmon::alert::AlertsSection;
 use modelmon::alert::{
     AlertKey, AlertPhase, AlertState, RuleSet, SilenceTarget, Transition, TransitionKind, evaluate,
 };

@@ -2,11 +2,10 @@
 //! through the real store on a virtual clock: events are decoded and aggregated as they
 //! are from the broker, and the engine reads each view the store builds.
 
-use modelmon::alert::measure::{Sight, model_reading};
-use modelmon::alert::ml::show_number;
 use modelmon::alert::{
     Alert, AlertPhase, AlertState, RuleSet, Transition, TransitionKind, evaluate,
 };
+use modelmon::alert::{Sight, model_reading, show_number};
 use modelmon::config::Config;
 use modelmon::store::view::View;
 use modelmon::store::{BrokerState, BrokerView, Store, StoreConfig};
@@ -103,7 +102,7 @@ impl Sim {
     }
 
     /// What `rule` reads of `MODEL` in the latest view.
-    fn reading(&mut self, rule: &str) -> modelmon::alert::measure::Reading {
+    fn reading(&mut self, rule: &str) -> modelmon::alert::Reading {
         let rules = self.rules.for_model(MODEL);
         let rule = rules
             .iter()

@@ -176,7 +176,7 @@ fn a_firing_monitor_alert_says_in_the_header_that_the_monitor_is_blind() {
 
 #[test]
 fn thresholds_follow_the_alert_rules() {
-    let mut rules = modelmon::alert::rules::builtin_rules();
+    let mut rules = modelmon::alert::builtin_rules();
     assert_eq!(
         Thresholds::default().with_rules(&rules),
         Thresholds::default(),

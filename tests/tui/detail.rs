@@ -55,7 +55,7 @@ fn detail_long_ranges_draw_the_history() {
 
 #[test]
 fn detail_shows_the_normal_the_alert_engine_learnt_from_the_history() {
-    use modelmon::alert::engine::{AlertState, evaluate};
+    use modelmon::alert::{AlertState, evaluate};
     use modelmon::alert::{AlertsSection, RuleSet};
     let view = view_with_history();
     // The real engine with the built-in rules, on the same view: what it learns is what
@@ -78,7 +78,7 @@ fn detail_shows_the_normal_the_alert_engine_learnt_from_the_history() {
         "{}\n{s}",
         learnt.explanation
     );
-    let p95 = modelmon::alert::baseline::show_ms(learnt.p95_ms.expect("a p95 normal"));
+    let p95 = modelmon::alert::show_ms(learnt.p95_ms.expect("a p95 normal"));
     assert!(s.contains(&format!("normal {p95}")), "{p95}:\n{s}");
 }
 

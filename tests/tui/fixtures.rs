@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use modelmon::alert::engine::Silence;
+use modelmon::alert::Silence;
 use modelmon::alert::{Alert, AlertKey, AlertsView, Baseline, SilenceTarget};
 use modelmon::live::Live;
 use modelmon::store::view::{
@@ -488,7 +488,7 @@ fn baselines() -> BTreeMap<String, Arc<Baseline>> {
 /// A view built by the real store from six hours of events, so the long ranges have
 /// history to draw: steady traffic, and an error burst two hours ago.
 pub fn view_with_history() -> View {
-    use modelmon::store::containers::{ContainerInfo, ContainerSample};
+    use modelmon::store::{ContainerInfo, ContainerSample};
     use modelmon::store::{Store, StoreConfig};
     let now_us = NOW_MS * 1000;
     let mut store = Store::new(StoreConfig::default());

@@ -22,8 +22,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::webhook::{Endpoint, WebhookError, names, parse_url};
-use super::{Group, WebhookConfig, deep_link, explanation, rfc3339, show_value};
+use super::{Group, WebhookConfig, deep_link, explanation, show_value};
 use crate::alert::engine::{AlertKey, Transition, TransitionKind};
+use crate::clock::rfc3339;
 
 /// How often firing alerts are posted again unless `resend` says otherwise; what
 /// Prometheus does (`--rules.alert.resend-delay`).

@@ -323,15 +323,6 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// `ms` as an RFC 3339 UTC timestamp with milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let t = crate::clock::Utc::from_ms(ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
-    )
-}
-
 /// A value with the unit its metric has, for people.
 pub fn show_value(metric: super::rules::Metric, v: Option<f64>) -> String {
     v.map_or_else(|| "unknown".into(), |v| metric.show(v))
@@ -421,13 +412,6 @@ mod tests {
                 epoch: 0,
             },
         }
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339(1_798_761_599_000), "2026-12-31T23:59:59.000Z");
     }
 
     #[test]

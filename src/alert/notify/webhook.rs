@@ -20,6 +20,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::clock::rfc3339;
 use modelmon_publisher::Backoff;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
@@ -27,9 +29,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{
-    Group, WebhookConfig, WebhookFormat, counts, deep_link, explanation, headline_on, rfc3339,
-};
+use super::{Group, WebhookConfig, WebhookFormat, counts, deep_link, explanation, headline_on};
 use crate::alert::engine::{Transition, TransitionKind};
 
 /// The longest pause between two attempts.

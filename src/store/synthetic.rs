@@ -2,16 +2,18 @@
 //! replaying hundreds of millions of events: each model gets a realistic traffic shape
 //! (1 to 200 req/s, log-normal latency with its own median and spread), 16 real 10-s
 //! slots drawn from it, and every bucket of the day is one of those slots.
-//! Shared by `benches/history.rs` and `examples/history_memory.rs`.
+//! Benchmarks and memory figures (`benches/history.rs`, `benches/alerts.rs`,
+//! `examples/history_memory.rs`) measure a full day without reaching into the rings.
 
 use std::collections::BTreeMap;
 
-use modelmon::store::history::{HistoryView, KeyRings, Uptime};
-use modelmon::store::ring::{COARSE_S, HOUR_S, KEEP_S, Merger, Ring, STEP_S};
-use modelmon::store::window::Slot;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Poisson};
+
+use super::history::{HistoryView, KeyRings, Uptime};
+use super::ring::{COARSE_S, HOUR_S, KEEP_S, Merger, Ring, STEP_S};
+use super::window::Slot;
 
 /// "Now" of the filled history, Unix seconds (on an hour boundary plus a bit).
 pub const NOW_S: i64 = 1_800_000_000 + 1234;
@@ -32,7 +34,6 @@ fn draw_slot(rng: &mut SmallRng, qps: f64, latency: &LogNormal<f64>) -> Slot {
 }
 
 /// 24 hours of 10-s buckets for `models` models.
-#[allow(dead_code)] // each user of this file calls one of the two
 pub fn fill(models: usize, seed: u64) -> HistoryView {
     fill_with_keys(models, [0; 4], seed)
 }
