@@ -6,6 +6,10 @@
 //! validates every event on its own: one bad event is rejected with a [`RejectReason`]
 //! and the good events of the same batch are kept.
 //!
+//! Agents (`modelmon-tui agent`) publish a second kind of message to the same exchange:
+//! [`Resources`], the containers of one host and their resource samples, routed as
+//! [`resources_routing_key`]`(host)` and read with [`decode_resources`] (see `resources.rs`).
+//!
 //! Both sides live in this crate so the publisher and the consumer can never drift
 //! apart; the golden vectors in `tests/vectors/` pin the rules for the Python side too.
 
@@ -14,10 +18,18 @@ mod encode;
 mod event;
 mod exclude;
 mod json;
+mod resources;
 
 pub use decode::{BatchError, Decoded, Reject, RejectReason, decode_batch};
 pub use event::{Batch, Event, Source, SourceKind};
 pub use exclude::{DEFAULT_EXCLUDES, Exclusions};
+pub use resources::{
+    AgentInfo, DecodedResources, EntryKind, EntryReason, EntryReject,
+    MAX_CONTAINER_EVENTS_PER_MESSAGE, MAX_CONTAINERS_PER_MESSAGE, RESOURCES_MESSAGE_TYPE,
+    RESOURCES_ROUTING_PREFIX, RemoteContainer, RemoteEvent, RemoteSample, Resources,
+    ResourcesError, ResourcesErrorReason, decode_resources, host_of_routing_key,
+    resources_routing_key,
+};
 
 /// The topic exchange every publisher writes to and every monitor binds to.
 pub const EXCHANGE: &str = "modelmon";

@@ -14,6 +14,10 @@ fn seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("vectors") {
         let path = entry.expect("entry").path();
+        // The events' vectors only: `resources/` holds the agents' (resource_vectors.rs).
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
         let body = match (&v["body_text"], &v["body"]) {

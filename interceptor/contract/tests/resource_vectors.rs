@@ -1,0 +1,103 @@
+//! The golden vectors of resource samples, `tests/vectors/resources/`, pin the contract of
+//! agents' messages as `tests/vectors/*.json` pin the event batches' (`vectors.rs`).
+
+use std::path::PathBuf;
+
+use modelmon_contract::{DecodedResources, ResourcesError, decode_resources};
+use serde_json::Value;
+
+fn vectors() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/resources");
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .expect("tests/vectors/resources exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable vector");
+            let name = p.file_stem().expect("named").to_string_lossy().into_owned();
+            (name, serde_json::from_str(&text).expect("vector is JSON"))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn decode(v: &Value) -> Result<DecodedResources, ResourcesError> {
+    let body: Vec<u8> = match (&v["body_text"], &v["body"]) {
+        (Value::String(s), _) => s.as_bytes().to_vec(),
+        (_, body) => serde_json::to_vec(body).expect("serialisable"),
+    };
+    let now = v["now_us"].as_i64().expect("now_us");
+    decode_resources(&body, v["routing_host"].as_str(), now)
+}
+
+#[test]
+fn every_resources_vector_decodes_as_expected() {
+    let vectors = vectors();
+    assert!(
+        vectors.len() >= 10,
+        "expected the resources vectors, found {}",
+        vectors.len()
+    );
+    for (name, v) in vectors {
+        let expect = &v["expect"];
+        let got = decode(&v);
+        if let Some(reason) = expect["error"].as_str() {
+            let err = got.expect_err(&name);
+            assert_eq!(err.reason.as_str(), reason, "{name}: {}", err.detail);
+            assert!(!err.detail.is_empty(), "{name}: an error must say why");
+            continue;
+        }
+        let d = got.unwrap_or_else(|e| panic!("{name}: unexpected error {e}"));
+        let count = |key: &str| expect[key].as_u64().expect(key) as usize;
+        assert_eq!(
+            d.resources.containers.len(),
+            count("containers"),
+            "{name}: {:?}",
+            d.rejects
+        );
+        assert_eq!(
+            d.resources.events.len(),
+            count("events"),
+            "{name}: {:?}",
+            d.rejects
+        );
+        let got: Vec<(&str, u64, &str)> = d
+            .rejects
+            .iter()
+            .map(|r| (r.kind.as_str(), r.index as u64, r.reason.as_str()))
+            .collect();
+        let want: Vec<(&str, u64, &str)> = expect["rejects"]
+            .as_array()
+            .expect("rejects")
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].as_str().expect("kind"),
+                    r["index"].as_u64().expect("index"),
+                    r["reason"].as_str().expect("reason"),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{name}: {:?}", d.rejects);
+        for r in &d.rejects {
+            assert!(r.detail.contains('`'), "{name}: {r:?} must name a field");
+        }
+    }
+}
+
+/// What the monitor keeps of a vector is what an agent would publish: encoding it and
+/// decoding again gives the same message, and nothing to reject.
+#[test]
+fn accepted_messages_round_trip_through_the_agent_encoding() {
+    let mut checked = 0;
+    for (name, v) in vectors() {
+        let Ok(first) = decode(&v) else { continue };
+        let now = v["now_us"].as_i64().expect("now_us");
+        let again = decode_resources(&first.resources.to_json(), None, now).expect(&name);
+        assert!(again.rejects.is_empty(), "{name}: {:?}", again.rejects);
+        assert_eq!(again.resources, first.resources, "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} accepted vectors");
+}
