@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::live::Live;
 use crate::store::history::{KeyKind, KeySummary, MeasureSummary, Range, RangeSummary};
 use crate::store::view::{
-    BrokerState, ContainerEventView, ContainerView, DockerState, MeasureStats, ModelResources,
-    ModelView, StatusClasses, VersionStats,
+    AgentView, BrokerState, ContainerEventView, ContainerView, DockerState, MeasureStats,
+    ModelResources, ModelView, StatusClasses, VersionStats,
 };
 
 #[derive(Serialize)]
@@ -21,6 +21,8 @@ pub struct Line<'a> {
     pub broker: BrokerLine<'a>,
     pub ingest: &'a crate::store::view::IngestView,
     pub docker: DockerLine<'a>,
+    /// Agents publishing other hosts' containers (`modelmon-tui agent`).
+    pub agents: &'a [AgentView],
     pub models: Vec<ModelLine<'a>>,
     /// The monitor's own alerts (broker, sources, Docker engine), as each model's.
     pub alerts: Vec<serde_json::Value>,
@@ -90,6 +92,9 @@ pub struct ModelLine<'a> {
     pub containers: Option<&'a [ContainerView]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_events: Option<&'a [ContainerEventView]>,
+    /// Hosts of its replicas whose agents went silent: the sums above are `null` then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent_hosts: Option<&'a [String]>,
     pub alerts: Vec<serde_json::Value>,
     /// The model's normal, as the relative alert rules judge it; `null` before the
     /// monitor has any history of it.
@@ -129,6 +134,7 @@ impl<'a> Line<'a> {
                 connections: view.docker.connections,
                 containers: view.docker.containers,
             },
+            agents: &view.agents,
             models: view.models.iter().map(|m| model_line(view, m)).collect(),
             alerts: alert_objects(&view.alerts, crate::alert::MONITOR),
         }
@@ -180,6 +186,9 @@ impl<'a> ModelLine<'a> {
             health: res.and_then(|r| r.health.as_deref()),
             containers: res.map(|r| r.containers.as_slice()),
             container_events: res.map(|r| r.events.as_slice()),
+            silent_hosts: res
+                .map(|r| r.silent_hosts.as_slice())
+                .filter(|h| !h.is_empty()),
             alerts: Vec::new(),
             baseline: None,
             range: None,

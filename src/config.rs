@@ -389,6 +389,7 @@ impl Config {
             max_measures: self.store.max_measures,
             key_history_bytes: (self.history.key_history_mib as usize) << 20,
             keys_in_views: self.history.keys_in_views,
+            only_models: self.amqp.models.clone(),
             buckets: if self.web.duration_buckets.is_empty() {
                 Buckets::default()
             } else {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use modelmon_contract::decode_batch;
+use modelmon_contract::{decode_batch, decode_resources};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -252,6 +252,22 @@ pub fn apply(store: &mut Store, broker: &mut BrokerView, input: Input) {
         Input::ContainerGone(id) => store.container_gone(&id),
         Input::Sample(s) => store.container_sample(s),
         Input::ContainerEvent(e) => store.container_event(e),
+        Input::Resources { body, routing_host } => {
+            let now = now_us();
+            match decode_resources(&body, routing_host.as_deref(), now) {
+                Ok(d) => {
+                    for r in &d.rejects {
+                        tracing::debug!("agent resources: {} {}: {}", r.kind, r.index, r.detail);
+                    }
+                    store.agent_resources(d.resources, d.rejects.len(), now);
+                }
+                // An agent speaks once a second: say it on each, a broken agent is loud.
+                Err(e) => tracing::warn!(
+                    "refused a resources message from {}: {e}",
+                    routing_host.as_deref().unwrap_or("an unnamed host")
+                ),
+            }
+        }
     }
 }
 
@@ -295,6 +311,12 @@ async fn store_task(
             }
             _ = tick.tick() => {
                 let now = now_us();
+                for host in store.silent_agents(now) {
+                    tracing::warn!(
+                        "the agent on {host} has gone silent: its containers' figures are \
+                         unknown until it publishes again"
+                    );
+                }
                 let view = Arc::new(store.view(now, broker.clone()));
                 // Judged here, on this very view, so the alerts published beside it
                 // match its figures exactly.

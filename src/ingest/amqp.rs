@@ -21,7 +21,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
-use modelmon_contract::{EXCHANGE, model_of_routing_key, routing_key};
+use modelmon_contract::{
+    EXCHANGE, host_of_routing_key, model_of_routing_key, resources_routing_key, routing_key,
+};
 use modelmon_publisher::Backoff;
 use tokio::sync::mpsc;
 
@@ -224,11 +226,18 @@ async fn consume(
             }
             offset
         };
-        let routing_model = model_of_routing_key(delivery.routing_key.as_str()).map(str::to_owned);
-        let input = Input::Body {
-            body: delivery.data,
-            routing_model,
-            offset,
+        let key = delivery.routing_key.as_str();
+        let input = if let Some(host) = host_of_routing_key(key) {
+            Input::Resources {
+                body: delivery.data,
+                routing_host: Some(host.to_owned()),
+            }
+        } else {
+            Input::Body {
+                body: delivery.data,
+                routing_model: model_of_routing_key(key).map(str::to_owned),
+                offset,
+            }
         };
         // Waits while the store is busy: back-pressure reaches the broker through prefetch.
         if tx.send(input).await.is_err() {
@@ -318,11 +327,14 @@ async fn open(
             .await
             .map_err(|e| queue_error(e, &cfg.queue, "quorum queue, which survives a node"))?
     };
-    let keys: Vec<String> = if cfg.models.is_empty() {
+    let mut keys: Vec<String> = if cfg.models.is_empty() {
         vec![routing_key("#")]
     } else {
         cfg.models.iter().map(|m| routing_key(m)).collect()
     };
+    // Agents' pictures of other hosts; each holds every model of its host, so they are
+    // bound whole even under --models (the store keeps only mapped containers).
+    keys.push(resources_routing_key("#"));
     for key in &keys {
         ch.queue_bind(
             queue.name().clone(),

@@ -31,4 +31,9 @@ pub enum Input {
     Sample(ContainerSample),
     /// A Docker event of a container (die, oom, start, health changes).
     ContainerEvent(ContainerEvent),
+    /// An agent's resources message body, and the host its routing key names.
+    Resources {
+        body: Vec<u8>,
+        routing_host: Option<String>,
+    },
 }

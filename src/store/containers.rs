@@ -3,12 +3,29 @@
 //!
 //! Plain data only (no bollard here): the poller turns Docker's answers into these
 //! types, the store keeps them and sums the replicas of a model in the view.
+//!
+//! Containers on other hosts arrive whole, one agent's picture at a time
+//! (`modelmon-tui agent`, the contract's resources messages): each picture replaces what
+//! was known of its host, and a host whose agent stops talking turns unknown.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use modelmon_contract::{RemoteContainer, RemoteSample, Resources};
+
+use super::OTHER;
 use super::view::{
-    ContainerEventView, ContainerView, DockerState, DockerView, ModelResources, Usage,
+    AgentState, AgentView, ContainerEventView, ContainerView, DockerState, DockerView,
+    ModelResources, Usage,
 };
+
+/// Hosts whose agents are followed; pictures from more hosts are refused and counted
+/// under [`OTHER`], so a misbehaving fleet cannot grow the monitor's memory.
+pub const MAX_AGENT_HOSTS: usize = 64;
+
+/// An agent is silent after this many of its intervals without a picture...
+const SILENT_AFTER_INTERVALS: i64 = 3;
+/// ...and never sooner than this: a scheduling hiccup is not an outage.
+const SILENT_AFTER_MIN_MS: i64 = 5_000;
 
 /// Docker events kept per model for the timeline.
 pub const EVENTS_PER_MODEL: usize = 32;
@@ -63,13 +80,49 @@ struct Entry {
     oom_kills: u64,
 }
 
+/// One agent's host: what its last picture said, and when it came.
+#[derive(Debug)]
+struct Host {
+    version: String,
+    interval_ms: i64,
+    /// The last picture's own time (the agent's clock), to refuse older ones.
+    sent_us: i64,
+    /// When the last picture was applied (this monitor's clock).
+    seen_ms: i64,
+    silent: bool,
+    dropped: u64,
+    rejected: u64,
+    /// Mapped containers, by full id.
+    by_id: BTreeMap<String, Entry>,
+}
+
+impl Host {
+    fn silent_at_ms(&self) -> i64 {
+        self.seen_ms + (SILENT_AFTER_INTERVALS * self.interval_ms).max(SILENT_AFTER_MIN_MS)
+    }
+}
+
 /// Every container mapped to a model, and the Docker connection's state.
 #[derive(Debug, Default)]
 pub struct Containers {
     docker: DockerView,
+    /// This monitor's own Docker engine.
     by_id: BTreeMap<String, Entry>,
+    /// Other hosts, through their agents.
+    hosts: BTreeMap<String, Host>,
+    /// Pictures refused because [`MAX_AGENT_HOSTS`] hosts are followed already.
+    refused_hosts: u64,
     /// Kept across container removals and Docker outages: it is history.
     events: BTreeMap<String, VecDeque<ContainerEventView>>,
+}
+
+/// What an applied picture means for the rows and the 24-hour rings: per mapped
+/// container, its model and name, and its sample (µs, CPU %, memory bytes) if running.
+#[derive(Debug, PartialEq)]
+pub struct RemoteUsage {
+    pub model: String,
+    pub instance: String,
+    pub sample: Option<(i64, Option<f64>, Option<u64>)>,
 }
 
 impl Containers {
@@ -124,19 +177,130 @@ impl Containers {
         let Some(e) = self.by_id.get_mut(&ev.id) else {
             return;
         };
-        if ev.action == "oom" {
-            e.oom_kills += 1;
+        mark_event(&mut self.events, e, ev);
+    }
+
+    /// Applies an agent's picture of its host: it replaces what was known of the host.
+    /// Containers the agent could not map are mapped by `instances` (event instances
+    /// and their models), as local ones are; the rest are left out. Returns the
+    /// samples for the rings, or `None` when the picture is refused (too many hosts,
+    /// older than the last one, or too old to be the present).
+    pub fn apply_remote(
+        &mut self,
+        res: Resources,
+        rejected: usize,
+        now_ms: i64,
+        instances: &HashMap<String, String>,
+    ) -> Option<Vec<RemoteUsage>> {
+        if !self.hosts.contains_key(&res.host) && self.hosts.len() >= MAX_AGENT_HOSTS {
+            self.refused_hosts += 1;
+            return None;
         }
-        let list = self.events.entry(e.info.model.clone()).or_default();
-        if list.len() >= EVENTS_PER_MODEL {
-            list.pop_front();
-        }
-        list.push_back(ContainerEventView {
-            at_ms: ev.at_ms,
-            container: e.info.name.clone(),
-            action: ev.action,
-            detail: ev.detail,
+        let interval_ms = i64::from(res.interval_ms);
+        let host = self.hosts.entry(res.host.clone()).or_insert_with(|| Host {
+            version: String::new(),
+            interval_ms,
+            sent_us: i64::MIN,
+            seen_ms: now_ms,
+            silent: false,
+            dropped: 0,
+            rejected: 0,
+            by_id: BTreeMap::new(),
         });
+        host.rejected += rejected as u64;
+        host.dropped += res.dropped;
+        // A replayed or delayed picture (a durable queue after a restart) is the past.
+        let stale = now_ms - res.ts_us / 1000
+            > (SILENT_AFTER_INTERVALS * interval_ms).max(SILENT_AFTER_MIN_MS);
+        if res.ts_us <= host.sent_us || stale {
+            return None;
+        }
+        host.version = res.agent.version;
+        host.interval_ms = interval_ms;
+        host.sent_us = res.ts_us;
+        host.seen_ms = now_ms;
+        host.silent = false;
+        let mut old = std::mem::take(&mut host.by_id);
+        let mut usage = Vec::new();
+        for c in res.containers {
+            let Some(model) = c
+                .model
+                .clone()
+                .or_else(|| instance_model(instances, &c).cloned())
+            else {
+                continue;
+            };
+            let oom_kills = old.remove(&c.id).map_or(0, |e| e.oom_kills);
+            let entry = remote_entry(c, model, oom_kills);
+            usage.push(RemoteUsage {
+                model: entry.info.model.clone(),
+                instance: entry.info.name.clone(),
+                sample: entry
+                    .sample
+                    .as_ref()
+                    .map(|s| (s.ts_us, s.cpu_percent, s.mem_bytes)),
+            });
+            host.by_id.insert(entry.info.id.clone(), entry);
+        }
+        for ev in res.events {
+            if let Some(e) = host.by_id.get_mut(&ev.id) {
+                let ev = ContainerEvent {
+                    id: ev.id,
+                    at_ms: ev.at_ms,
+                    action: ev.action,
+                    detail: ev.detail,
+                };
+                mark_event(&mut self.events, e, ev);
+            }
+        }
+        Some(usage)
+    }
+
+    /// Hosts whose agents have gone quiet by `now_ms`, each returned once when it goes
+    /// quiet: their containers' figures are unknown from then on, not zero.
+    pub fn silence(&mut self, now_ms: i64) -> Vec<String> {
+        let mut quiet = Vec::new();
+        for (name, host) in &mut self.hosts {
+            if !host.silent && now_ms >= host.silent_at_ms() {
+                host.silent = true;
+                for e in host.by_id.values_mut() {
+                    e.sample = None;
+                }
+                quiet.push(name.clone());
+            }
+        }
+        quiet
+    }
+
+    /// The agents as outputs show them, by host name.
+    pub fn agents_view(&self) -> Vec<AgentView> {
+        let mut out: Vec<AgentView> = self
+            .hosts
+            .iter()
+            .map(|(name, h)| AgentView {
+                host: name.clone(),
+                version: h.version.clone(),
+                state: if h.silent {
+                    AgentState::Silent
+                } else {
+                    AgentState::Live
+                },
+                last_seen_ms: h.seen_ms,
+                interval_ms: h.interval_ms,
+                containers: h.by_id.len(),
+                dropped: h.dropped,
+                rejected: h.rejected,
+            })
+            .collect();
+        if self.refused_hosts > 0 {
+            out.push(AgentView {
+                host: OTHER.to_owned(),
+                state: AgentState::Refused,
+                rejected: self.refused_hosts,
+                ..AgentView::default()
+            });
+        }
+        out
     }
 
     /// The Docker state as outputs show it.
@@ -147,16 +311,30 @@ impl Containers {
         }
     }
 
-    /// Per model: its replicas and their sums.
+    /// Per model: its replicas on every host and their sums. A model with a replica on a
+    /// silent host has unknown sums: a total missing a part would look like a drop.
     pub fn by_model(&self) -> BTreeMap<String, ModelResources> {
         let mut out: BTreeMap<String, ModelResources> = BTreeMap::new();
         for e in self.by_id.values() {
             let r = out.entry(e.info.model.clone()).or_default();
-            r.containers.push(container_view(e));
+            r.containers.push(container_view(e, None));
+        }
+        for (name, host) in &self.hosts {
+            for e in host.by_id.values() {
+                let r = out.entry(e.info.model.clone()).or_default();
+                r.containers.push(container_view(e, Some(name)));
+                if host.silent && !r.silent_hosts.contains(name) {
+                    r.silent_hosts.push(name.clone());
+                }
+            }
         }
         for (model, r) in &mut out {
-            r.containers.sort_by(|a, b| a.name.cmp(&b.name));
+            r.containers
+                .sort_by(|a, b| (&a.host, &a.name).cmp(&(&b.host, &b.name)));
             sum_replicas(r);
+            if !r.silent_hosts.is_empty() {
+                r.usage = Usage::default();
+            }
             if let Some(ev) = self.events.get(model) {
                 r.events = ev.iter().cloned().collect();
             }
@@ -165,7 +343,74 @@ impl Containers {
     }
 }
 
-fn container_view(e: &Entry) -> ContainerView {
+/// Counts and keeps a Docker event on its model's timeline.
+fn mark_event(
+    events: &mut BTreeMap<String, VecDeque<ContainerEventView>>,
+    e: &mut Entry,
+    ev: ContainerEvent,
+) {
+    if ev.action == "oom" {
+        e.oom_kills += 1;
+    }
+    let list = events.entry(e.info.model.clone()).or_default();
+    if list.len() >= EVENTS_PER_MODEL {
+        list.pop_front();
+    }
+    list.push_back(ContainerEventView {
+        at_ms: ev.at_ms,
+        container: e.info.name.clone(),
+        action: ev.action,
+        detail: ev.detail,
+    });
+}
+
+/// The model of a container an agent could not map: the one whose events name it as
+/// their instance (inside Docker an app's hostname is the short container id).
+pub(super) fn instance_model<'a>(
+    instances: &'a HashMap<String, String>,
+    c: &RemoteContainer,
+) -> Option<&'a String> {
+    let short = c.id.get(..12).unwrap_or(&c.id);
+    [Some(short), c.hostname.as_deref(), Some(c.name.as_str())]
+        .into_iter()
+        .flatten()
+        .find_map(|k| instances.get(k))
+}
+
+fn remote_entry(c: RemoteContainer, model: String, oom_kills: u64) -> Entry {
+    let sample = c.sample.map(|s: RemoteSample| ContainerSample {
+        id: c.id.clone(),
+        ts_us: s.ts_us,
+        cpu_percent: s.cpu_percent,
+        cpu_seconds: s.cpu_seconds,
+        mem_bytes: s.mem_bytes,
+        mem_limit_bytes: s.mem_limit_bytes,
+        net_rx_bytes_per_s: s.net_rx_bytes_per_s,
+        net_tx_bytes_per_s: s.net_tx_bytes_per_s,
+        blk_read_bytes: s.blk_read_bytes,
+        blk_write_bytes: s.blk_write_bytes,
+        pids: s.pids,
+        online_cpus: s.online_cpus,
+    });
+    let running = c.state == "running";
+    Entry {
+        info: ContainerInfo {
+            id: c.id,
+            name: c.name,
+            model,
+            state: c.state,
+            health: c.health,
+            restarts: c.restarts,
+            oom_killed: c.oom_killed,
+            cpu_limit_cores: c.cpu_limit_cores,
+        },
+        // As for local containers: one that is not running has no figures.
+        sample: sample.filter(|_| running),
+        oom_kills,
+    }
+}
+
+fn container_view(e: &Entry, host: Option<&String>) -> ContainerView {
     let s = e.sample.as_ref();
     let cpu = s.and_then(|s| s.cpu_percent);
     let mem = s.and_then(|s| s.mem_bytes);
@@ -178,6 +423,7 @@ fn container_view(e: &Entry) -> ContainerView {
     ContainerView {
         id: e.info.id.chars().take(12).collect(),
         name: e.info.name.clone(),
+        host: host.cloned(),
         state: e.info.state.clone(),
         health: e.info.health.clone(),
         restarts: e.info.restarts,
@@ -372,5 +618,193 @@ mod tests {
         });
         assert!(c.by_model().is_empty());
         assert_eq!(c.docker_view().containers, 0);
+    }
+
+    fn picture(host: &str, ts_ms: i64, containers: Vec<RemoteContainer>) -> Resources {
+        Resources {
+            host: host.into(),
+            agent: modelmon_contract::AgentInfo {
+                version: "0.1.0".into(),
+                pid: None,
+            },
+            ts_us: ts_ms * 1000,
+            interval_ms: 1000,
+            dropped: 0,
+            containers,
+            events: Vec::new(),
+        }
+    }
+
+    fn remote(id: &str, model: Option<&str>, cpu: f64, mem: u64) -> RemoteContainer {
+        RemoteContainer {
+            id: id.into(),
+            name: format!("c-{id}"),
+            model: model.map(Into::into),
+            hostname: None,
+            state: "running".into(),
+            health: None,
+            restarts: 0,
+            oom_killed: false,
+            cpu_limit_cores: None,
+            sample: Some(RemoteSample {
+                ts_us: 1_000_000,
+                cpu_percent: Some(cpu),
+                mem_bytes: Some(mem),
+                ..RemoteSample::default()
+            }),
+        }
+    }
+
+    const T: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn replicas_on_two_hosts_and_this_one_sum_per_model() {
+        let mut c = Containers::default();
+        c.upsert(info("local000000a", "iris-0", "iris", "running"));
+        c.sample(sample("local000000a", 10.0, 100));
+        let none = HashMap::new();
+        let a = picture(
+            "gpu-a",
+            T,
+            vec![remote("aaaaaaaaaaaa", Some("iris"), 50.0, 200)],
+        );
+        let b = picture(
+            "gpu-b",
+            T,
+            vec![remote("bbbbbbbbbbbb", Some("iris"), 25.0, 300)],
+        );
+        assert!(c.apply_remote(a, 0, T, &none).is_some());
+        let usage = c.apply_remote(b, 0, T, &none).expect("applied");
+        assert_eq!(usage[0].model, "iris");
+        let m = &c.by_model()["iris"];
+        assert_eq!(m.usage.cpu_percent, Some(85.0));
+        assert_eq!(m.usage.mem_bytes, Some(600));
+        let hosts: Vec<_> = m.containers.iter().map(|c| c.host.as_deref()).collect();
+        assert_eq!(hosts, [None, Some("gpu-a"), Some("gpu-b")]);
+        assert_eq!(c.docker_view().containers, 1, "the local engine's count");
+    }
+
+    #[test]
+    fn a_new_picture_replaces_its_host_and_an_older_one_is_refused() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        let two = vec![
+            remote("aaaaaaaaaaaa", Some("iris"), 50.0, 200),
+            remote("cccccccccccc", Some("iris"), 50.0, 200),
+        ];
+        c.apply_remote(picture("gpu-a", T, two), 0, T, &none);
+        let one = vec![remote("aaaaaaaaaaaa", Some("iris"), 20.0, 200)];
+        c.apply_remote(picture("gpu-a", T + 1000, one), 0, T + 1000, &none);
+        let m = &c.by_model()["iris"];
+        assert_eq!(m.containers.len(), 1, "the removed container is gone");
+        assert_eq!(m.usage.cpu_percent, Some(20.0));
+        let late = picture(
+            "gpu-a",
+            T,
+            vec![remote("aaaaaaaaaaaa", Some("iris"), 99.0, 1)],
+        );
+        assert!(c.apply_remote(late, 0, T + 1500, &none).is_none());
+        assert_eq!(c.by_model()["iris"].usage.cpu_percent, Some(20.0));
+        let replayed = picture("gpu-a", T + 2000, Vec::new());
+        assert!(
+            c.apply_remote(replayed, 0, T + 60_000, &none).is_none(),
+            "a minute-old picture is not the present"
+        );
+    }
+
+    #[test]
+    fn a_silent_agent_turns_its_models_figures_unknown_once_and_back() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        let a = vec![remote("aaaaaaaaaaaa", Some("iris"), 50.0, 200)];
+        c.apply_remote(picture("gpu-a", T, a.clone()), 0, T, &none);
+        let b = vec![remote("bbbbbbbbbbbb", Some("iris"), 25.0, 300)];
+        c.apply_remote(picture("gpu-b", T, b), 0, T, &none);
+        assert!(
+            c.silence(T + 4_999).is_empty(),
+            "3 intervals, but at least 5 s"
+        );
+        // gpu-b keeps talking; gpu-a does not.
+        let b = vec![remote("bbbbbbbbbbbb", Some("iris"), 25.0, 300)];
+        c.apply_remote(picture("gpu-b", T + 4_000, b), 0, T + 4_000, &none);
+        assert_eq!(c.silence(T + 5_000), ["gpu-a"]);
+        assert!(c.silence(T + 6_000).is_empty(), "said once");
+        let m = &c.by_model()["iris"];
+        assert_eq!(m.silent_hosts, ["gpu-a"]);
+        assert_eq!(m.usage.cpu_percent, None, "unknown, not 25 %");
+        assert_eq!(m.usage.mem_bytes, None);
+        let agents = c.agents_view();
+        assert_eq!(agents[0].state, AgentState::Silent);
+        assert_eq!(agents[1].state, AgentState::Live);
+        // Back.
+        c.apply_remote(picture("gpu-a", T + 7_000, a), 0, T + 7_000, &none);
+        assert_eq!(c.by_model()["iris"].usage.cpu_percent, Some(75.0));
+    }
+
+    #[test]
+    fn unmapped_containers_are_mapped_by_event_instance_or_left_out() {
+        let mut c = Containers::default();
+        let instances = HashMap::from([("dddddddddddd".to_owned(), "ranker".to_owned())]);
+        let pic = picture(
+            "gpu-a",
+            T,
+            vec![
+                remote("dddddddddddd0123", None, 10.0, 1),
+                remote("eeeeeeeeeeee0123", None, 10.0, 1),
+            ],
+        );
+        c.apply_remote(pic, 0, T, &instances);
+        let by = c.by_model();
+        assert_eq!(by.len(), 1);
+        assert_eq!(by["ranker"].containers[0].id, "dddddddddddd");
+        assert_eq!(c.agents_view()[0].containers, 1);
+    }
+
+    #[test]
+    fn hosts_past_the_cap_are_refused_and_counted_as_other() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        for i in 0..=MAX_AGENT_HOSTS {
+            let pic = picture(
+                &format!("h{i}"),
+                T,
+                vec![remote("aaaaaaaaaaaa", Some("m"), 1.0, 1)],
+            );
+            c.apply_remote(pic, 0, T, &none);
+        }
+        let agents = c.agents_view();
+        assert_eq!(agents.len(), MAX_AGENT_HOSTS + 1);
+        let other = agents.last().expect("the (other) row");
+        assert_eq!(
+            (other.host.as_str(), other.state, other.rejected),
+            (OTHER, AgentState::Refused, 1)
+        );
+    }
+
+    #[test]
+    fn oom_kills_of_a_remote_container_outlive_the_picture_that_told_them() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        let mut pic = picture(
+            "gpu-a",
+            T,
+            vec![remote("aaaaaaaaaaaa", Some("iris"), 1.0, 1)],
+        );
+        pic.events.push(modelmon_contract::RemoteEvent {
+            id: "aaaaaaaaaaaa".into(),
+            at_ms: T,
+            action: "oom".into(),
+            detail: Some("killed: out of memory".into()),
+        });
+        c.apply_remote(pic, 0, T, &none);
+        let next = picture(
+            "gpu-a",
+            T + 1000,
+            vec![remote("aaaaaaaaaaaa", Some("iris"), 1.0, 1)],
+        );
+        c.apply_remote(next, 0, T + 1000, &none);
+        let m = &c.by_model()["iris"];
+        assert_eq!(m.oom_kills, 1);
+        assert_eq!(m.events[0].action, "oom");
     }
 }

@@ -75,6 +75,10 @@ pub struct StoreConfig {
     pub keys_in_views: bool,
     /// Bounds of the `/metrics` duration histograms.
     pub buckets: Buckets,
+    /// `--models`: the models this monitor follows, all when empty. Events are filtered
+    /// by the broker's bindings; agents' pictures hold every model of a host and are
+    /// filtered here.
+    pub only_models: Vec<String>,
 }
 
 impl Default for StoreConfig {
@@ -90,6 +94,7 @@ impl Default for StoreConfig {
             key_history_bytes: 64 << 20,
             keys_in_views: false,
             buckets: Buckets::default(),
+            only_models: Vec::new(),
         }
     }
 }
@@ -752,6 +757,7 @@ impl Store {
             history: Arc::clone(&self.history),
             docker: self.containers.docker_view(),
             resources: self.containers.by_model(),
+            agents: self.containers.agents_view(),
             buckets: self.cfg.buckets.clone(),
         }
     }
@@ -774,6 +780,61 @@ impl Store {
 
     pub fn container_event(&mut self, ev: containers::ContainerEvent) {
         self.containers.event(ev);
+    }
+
+    /// An agent's picture of its host (already decoded): its containers replace what was
+    /// known of that host, their samples go into the rings. `false`: refused (too many
+    /// hosts, or an old picture).
+    pub fn agent_resources(
+        &mut self,
+        res: modelmon_contract::Resources,
+        rejected: usize,
+        now_us: i64,
+    ) -> bool {
+        let instances = self.instance_models();
+        let mut res = res;
+        if !self.cfg.only_models.is_empty() {
+            let only = &self.cfg.only_models;
+            res.containers.retain(|c| {
+                let model = c
+                    .model
+                    .as_ref()
+                    .or_else(|| containers::instance_model(&instances, c));
+                model.is_some_and(|m| only.contains(m))
+            });
+        }
+        let Some(usage) =
+            self.containers
+                .apply_remote(res, rejected, now_us.div_euclid(1000), &instances)
+        else {
+            return false;
+        };
+        let now_sec = now_us.div_euclid(1_000_000);
+        for u in usage {
+            // As for local containers: a model known only by its container gets a row.
+            self.model_state(&u.model, now_sec);
+            if let Some((ts_us, cpu, mem)) = u.sample {
+                self.record_resources(&u.model, &u.instance, ts_us, cpu.map(|c| c as f32), mem);
+            }
+        }
+        true
+    }
+
+    /// Hosts whose agents went quiet since the last call (each reported once).
+    pub fn silent_agents(&mut self, now_us: i64) -> Vec<String> {
+        self.containers.silence(now_us.div_euclid(1000))
+    }
+
+    /// Every instance named by events, and its model: how an unlabelled container is
+    /// recognised.
+    fn instance_models(&self) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for (model, state) in self.models.iter() {
+            for (instance, _) in state.instances.keys.iter() {
+                out.insert(instance.to_owned(), model.to_owned());
+            }
+        }
+        out
     }
 
     /// A resource sample: into the live view and the 24-hour rings.

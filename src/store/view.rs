@@ -311,6 +311,9 @@ pub struct View {
     /// Container resources per model (only models with a container mapped to them).
     #[serde(default)]
     pub resources: BTreeMap<String, ModelResources>,
+    /// Agents publishing the containers of other hosts, by host name.
+    #[serde(default)]
+    pub agents: Vec<AgentView>,
     /// The bounds every [`Histogram`] of the view counts on.
     #[serde(skip)]
     pub buckets: crate::store::Buckets,
@@ -325,6 +328,38 @@ impl View {
     pub fn resources(&self, model: &str) -> Option<&ModelResources> {
         self.resources.get(model)
     }
+}
+
+/// Whether an agent's pictures are coming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    #[default]
+    Live,
+    /// No picture for 3 intervals (at least 5 s): its containers' figures are unknown.
+    Silent,
+    /// Hosts past the cap, counted together under `(other)`: their pictures are refused.
+    Refused,
+}
+
+/// An agent on another host, as the monitor last heard from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub host: String,
+    /// The agent's version, from its messages.
+    pub version: String,
+    pub state: AgentState,
+    /// When its last picture was applied, Unix ms (this monitor's clock).
+    pub last_seen_ms: i64,
+    /// How often it sends a picture.
+    pub interval_ms: i64,
+    /// Containers of its host mapped to a model.
+    pub containers: usize,
+    /// Pictures it could not deliver (broker away), as it reported them.
+    pub dropped: u64,
+    /// Containers or events of its pictures that failed validation; for `(other)`, the
+    /// refused pictures.
+    pub rejected: u64,
 }
 
 /// Whether container resources can be read.
@@ -396,6 +431,9 @@ pub struct ContainerView {
     /// Short (12-hex) id, as `docker ps` shows it and as the container's hostname.
     pub id: String,
     pub name: String,
+    /// The host whose agent reported it; `None`: this monitor's own Docker engine.
+    #[serde(default)]
+    pub host: Option<String>,
     /// running, restarting, exited, paused, created, dead, removing.
     pub state: String,
     /// Health-check status, when the image has a health check.
@@ -437,8 +475,12 @@ pub struct ModelResources {
     pub state: String,
     /// The least healthy health status among replicas that have a health check.
     pub health: Option<String>,
-    /// Per replica, by name.
+    /// Per replica, by host then name.
     pub containers: Vec<ContainerView>,
+    /// Hosts of its replicas whose agents went silent: while any is, the sums are
+    /// unknown (a total missing a part would read as a drop).
+    #[serde(default)]
+    pub silent_hosts: Vec<String>,
     /// The last Docker events of the model's containers, oldest first.
     pub events: Vec<ContainerEventView>,
 }

@@ -237,6 +237,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
         "ts_ms": view.ts_ms,
         "broker": broker_json(&view),
         "docker": docker_json(&view),
+        "agents": view.agents,
         "ingest": view.ingest,
         "models": view.models.len(),
         "process": {

@@ -27,7 +27,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::AppState;
 use super::api::model_state;
 use crate::live::Live;
-use crate::store::view::{Histogram, MeasureStats, Stats, StatusClasses};
+use crate::store::view::{Histogram, MeasureStats, ModelResources, Stats, StatusClasses};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -120,6 +120,9 @@ fn family<'a, T>(
     }
     Ok(())
 }
+
+/// A whole-number figure of a model's containers.
+type WholeFigure = fn(&ModelResources) -> Option<u64>;
 
 fn gauges<'a, V: EncodeGaugeValue>(
     e: &mut DescriptorEncoder,
@@ -490,34 +493,46 @@ impl Scrape {
             None,
             models().filter_map(|(l, r)| Some((l, r.usage.cpu_cores?))),
         )?;
-        gauges(
-            e,
-            "container_memory",
-            "Memory of the model's containers, without the file cache the kernel can reclaim.",
-            Some(&Unit::Bytes),
-            models().filter_map(|(l, r)| Some((l, r.usage.mem_bytes?))),
-        )?;
-        gauges(
-            e,
-            "container_memory_limit",
-            "Memory limits of the model's containers, summed.",
-            Some(&Unit::Bytes),
-            models().filter_map(|(l, r)| Some((l, r.usage.mem_limit_bytes?))),
-        )?;
-        counters(
-            e,
-            "container_restarts",
-            "Restarts of the model's containers (Docker's restart count).",
-            None,
-            models().map(|(l, r)| (l, r.restarts)),
-        )?;
-        counters(
-            e,
-            "container_oom_kills",
-            "Out-of-memory kills of the model's containers seen since the monitor started.",
-            None,
-            models().map(|(l, r)| (l, r.oom_kills)),
-        )
+        // The whole-number figures: (name, help, unit, counter or gauge, figure).
+        let figures: [(&str, &str, Option<Unit>, bool, WholeFigure); 4] = [
+            (
+                "container_memory",
+                "Memory of the model's containers, without the file cache the kernel can reclaim.",
+                Some(Unit::Bytes),
+                false,
+                |r| r.usage.mem_bytes,
+            ),
+            (
+                "container_memory_limit",
+                "Memory limits of the model's containers, summed.",
+                Some(Unit::Bytes),
+                false,
+                |r| r.usage.mem_limit_bytes,
+            ),
+            (
+                "container_restarts",
+                "Restarts of the model's containers (Docker's restart count).",
+                None,
+                true,
+                |r| Some(r.restarts),
+            ),
+            (
+                "container_oom_kills",
+                "Out-of-memory kills of the model's containers seen since the monitor started.",
+                None,
+                true,
+                |r| Some(r.oom_kills),
+            ),
+        ];
+        for (name, help, unit, counter, figure) in figures {
+            let rows = models().filter_map(|(l, r)| Some((l, figure(r)?)));
+            if counter {
+                counters(e, name, help, unit.as_ref(), rows)?;
+            } else {
+                gauges(e, name, help, unit.as_ref(), rows)?;
+            }
+        }
+        Ok(())
     }
 
     /// The monitor itself: what it ingested, its broker, its process.

@@ -421,3 +421,57 @@ fn detail_shows_the_containers_and_their_events() {
     let s = screen(&view, &a, 160, 45);
     assert!(s.contains("no container mapped"), "{s}");
 }
+
+#[test]
+fn replicas_from_agents_show_their_host_and_a_silent_agent_says_so_once() {
+    use modelmon::store::view::{AgentState, AgentView};
+    let mut v = fixture_view();
+    let res = v
+        .resources
+        .get_mut("llm-chat")
+        .expect("llm-chat has containers");
+    res.containers[1].host = Some("gpu-b".to_owned());
+    res.silent_hosts = vec!["gpu-b".to_owned()];
+    res.usage = modelmon::store::view::Usage::default();
+    v.agents = vec![
+        AgentView {
+            host: "gpu-a".to_owned(),
+            ..AgentView::default()
+        },
+        AgentView {
+            host: "gpu-b".to_owned(),
+            state: AgentState::Silent,
+            ..AgentView::default()
+        },
+    ];
+    let view = Live {
+        view: std::sync::Arc::new(v),
+        alerts: fixture().alerts,
+    };
+    let mut a = app(colour());
+    a.selected = Some("llm-chat".to_owned());
+    a.screen = Screen::Detail;
+    let s = screen(&view, &a, 160, 45);
+    assert!(
+        s.contains("agents 1 live, 1 silent (gpu-b)"),
+        "the header:\n{s}"
+    );
+    assert!(
+        s.contains("agent silent on gpu-b: figures unknown"),
+        "the containers box says why:\n{s}"
+    );
+    assert_eq!(s.matches("agent silent on").count(), 1, "once:\n{s}");
+    let header = s.lines().nth(row_of(&s, "HOST")).unwrap_or_default();
+    assert!(header.contains("NAME"), "{header}");
+    let local = s.lines().nth(row_of(&s, "llm-chat-1 ")).unwrap_or_default();
+    assert!(local.contains("local"), "{local}");
+    let remote = s
+        .lines()
+        .nth(row_of(&s, "llm-chat-2   "))
+        .unwrap_or_default();
+    assert!(remote.contains("gpu-b"), "{remote}");
+    // Without agents, no HOST column: the replicas are all this engine's.
+    a.selected = Some("iris".to_owned());
+    let s = screen(&view, &a, 160, 45);
+    assert!(!s.contains("HOST"), "{s}");
+}

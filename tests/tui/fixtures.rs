@@ -283,6 +283,7 @@ fn resources() -> BTreeMap<String, ModelResources> {
             event(94, "llm-chat-2", "restart", None),
             event(30, "llm-chat-2", "health_status: unhealthy", None),
         ],
+        silent_hosts: Vec::new(),
     };
     let mut iris_1 = container("iris-1", "running", Some(12.5), Some(310));
     iris_1.health = Some("healthy".to_owned());

@@ -137,7 +137,7 @@ pub struct RemoteContainer {
 /// The latest resource reading of a container. Every measure is optional: the engine
 /// does not report all of them on every platform (no block I/O on some, no network in
 /// `--network host`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RemoteSample {
     /// Unix time of the reading, in microseconds.
     #[serde(rename = "ts")]

@@ -316,8 +316,17 @@ fn render_resources(
 fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &AppState) {
     let th = app.theme;
     let dash = th.unknown();
+    // Said once, here: the figures above read "—" while it lasts.
+    let silent = if r.silent_hosts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", agent silent on {}: figures unknown",
+            r.silent_hosts.join(", ")
+        )
+    };
     let block = Block::bordered().title(format!(
-        " containers: {}{} ",
+        " containers: {}{}{silent} ",
         r.state,
         r.health
             .as_deref()
@@ -329,7 +338,10 @@ fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &Ap
     let [table_area, events_area] =
         Layout::vertical([Constraint::Length(table_h), Constraint::Fill(1)]).areas(inner);
     let right = |s: String| Cell::from(Line::from(s).right_aligned());
-    let header = Row::new([
+    // Which host a replica runs on matters only once some run elsewhere.
+    let hosts = r.containers.iter().any(|c| c.host.is_some());
+    let host_cell = |c: Cell<'static>| hosts.then_some(c);
+    let header = Row::new(host_cell(Cell::from("HOST")).into_iter().chain([
         Cell::from("NAME"),
         Cell::from("STATE"),
         Cell::from("HEALTH"),
@@ -337,7 +349,7 @@ fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &Ap
         Cell::from(Line::from("MEM/LIMIT").right_aligned()),
         Cell::from(Line::from("RST").right_aligned()),
         Cell::from(Line::from("OOM").right_aligned()),
-    ])
+    ]))
     .style(th.header());
     let rows = r.containers.iter().map(|c| {
         let bad_state = c.state != "running";
@@ -358,25 +370,28 @@ fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &Ap
             .thresholds
             .mem_level(c.usage.mem_percent)
             .map_or(Style::new(), |l| th.health(l));
-        Row::new([
-            Cell::from(c.name.clone()),
-            Cell::from(c.state.clone()).style(level(bad_state)),
-            Cell::from(c.health.clone().unwrap_or_else(|| dash.to_owned()))
-                .style(level(bad_health)),
-            right(
-                c.usage
-                    .cpu_percent
-                    .map_or_else(|| dash.to_owned(), format::cpu),
-            ),
-            Cell::from(Line::from(mem).right_aligned()).style(mem_style),
-            right(c.restarts.to_string()),
-            Cell::from(Line::from(c.oom_kills.to_string()).right_aligned())
-                .style(level(c.oom_kills > 0 || c.oom_killed)),
-        ])
+        let host = host_cell(Cell::from(c.host.clone().unwrap_or_else(|| "local".into())));
+        Row::new(
+            host.into_iter().chain([
+                Cell::from(c.name.clone()),
+                Cell::from(c.state.clone()).style(level(bad_state)),
+                Cell::from(c.health.clone().unwrap_or_else(|| dash.to_owned()))
+                    .style(level(bad_health)),
+                right(
+                    c.usage
+                        .cpu_percent
+                        .map_or_else(|| dash.to_owned(), format::cpu),
+                ),
+                Cell::from(Line::from(mem).right_aligned()).style(mem_style),
+                right(c.restarts.to_string()),
+                Cell::from(Line::from(c.oom_kills.to_string()).right_aligned())
+                    .style(level(c.oom_kills > 0 || c.oom_killed)),
+            ]),
+        )
     });
     let table = Table::new(
         rows,
-        [
+        hosts.then_some(Constraint::Max(16)).into_iter().chain([
             Constraint::Min(8),
             Constraint::Length(10),
             Constraint::Length(9),
@@ -384,7 +399,7 @@ fn render_containers(frame: &mut Frame, area: Rect, r: &ModelResources, app: &Ap
             Constraint::Length(11),
             Constraint::Length(3),
             Constraint::Length(3),
-        ],
+        ]),
     )
     .header(header);
     frame.render_widget(table, table_area);

@@ -10,10 +10,11 @@ use ratatui::widgets::Paragraph;
 
 use crate::alert::{AlertPhase, Metric, Severity};
 use crate::live::Live;
-use crate::store::view::{BrokerState, DockerState};
+use crate::store::view::{AgentState, AgentView, BrokerState, DockerState};
 use crate::tui::app::AppState;
 use crate::tui::format;
 use crate::tui::health::Health;
+use crate::tui::theme::Theme;
 
 pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     let th = app.theme;
@@ -64,6 +65,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         }
         DockerState::Disabled => first.push(Span::styled(d.state.as_str(), th.dim())),
     }
+    agents(&mut first, &view.agents, th);
     first.push(Span::raw(format!(
         "  ingest {}/s  events {}  rejected {}  dropped {}  late {}",
         format::qps(i.events_per_s),
@@ -145,4 +147,32 @@ fn monitor_banners(view: &Live) -> Vec<(String, Health)> {
             (text, level)
         })
         .collect()
+}
+
+/// Other hosts' agents: how many speak, and which have gone silent (by name, while few).
+fn agents(spans: &mut Vec<Span<'static>>, agents: &[AgentView], th: Theme) {
+    if agents.is_empty() {
+        return;
+    }
+    let live = agents
+        .iter()
+        .filter(|a| a.state == AgentState::Live)
+        .count();
+    spans.push(Span::raw(format!("  agents {live} live")));
+    let silent: Vec<&str> = agents
+        .iter()
+        .filter(|a| a.state == AgentState::Silent)
+        .map(|a| a.host.as_str())
+        .collect();
+    if !silent.is_empty() {
+        let names = if silent.len() <= 2 {
+            format!(" ({})", silent.join(", "))
+        } else {
+            String::new()
+        };
+        spans.push(Span::styled(
+            format!(", {} silent{names}", silent.len()),
+            th.health(Health::Warn),
+        ));
+    }
 }
