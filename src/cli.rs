@@ -136,6 +136,35 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Headless: read this host's Docker engine and publish its containers and their
+    /// resource samples to RabbitMQ, for monitors elsewhere (docs/docker.md).
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The host its messages name (routing key `resources.<NAME>`) [default: this
+    /// machine's hostname].
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Config file: its `[docker]`, `[[models]]` and `[amqp]` sections [default:
+    /// $XDG_CONFIG_HOME/modelmon/config.toml].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Broker URL, or a cluster's nodes comma-separated [default: amqp://127.0.0.1:5672/%2f].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MODELMON_AMQP_URL",
+        hide_env_values = true
+    )]
+    pub amqp: Option<String>,
+
+    /// Sampling and publishing interval, 1s to 60s [default: `[docker] interval`, 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! which publishes an immutable [`store::View`]; the fronts (`batch`, the terminal table)
 //! only read views. `runtime` wires them together; `main.rs` only parses and reports.
 
+pub mod agent;
 pub mod alert;
 pub mod batch;
 pub mod cli;

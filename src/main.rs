@@ -14,10 +14,16 @@ fn main() -> ExitCode {
     // The full-screen display owns the terminal: a log line written there would tear it
     // (the header shows the broker's state instead). Redirect stderr to keep the logs.
     let quiet = cli.interactive() && std::io::stderr().is_terminal();
+    // The agent has no display: its log is all it says, so it says when things change.
+    let default_filter = if matches!(cli.command, Some(Command::Agent(_))) {
+        "modelmon=info"
+    } else {
+        "modelmon=warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MODELMON_LOG")
-                .unwrap_or_else(|_| "modelmon=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(move || -> Box<dyn Write> {
             if quiet {
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut cmd, "modelmon-tui", &mut script);
             return print_all(&script);
         }
+        Some(Command::Agent(args)) => return agent(&cli, args),
         Some(Command::Man) => {
             let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
             let mut page = Vec::new();
@@ -245,6 +252,22 @@ fn check_config(path: Option<&std::path::Path>) -> ExitCode {
         Err(e) => {
             eprintln!("modelmon-tui: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `agent`: its own flags first, then the same ones given before the subcommand.
+fn agent(cli: &Cli, args: &modelmon::cli::AgentArgs) -> ExitCode {
+    let config = args.config.as_deref().or(cli.config.as_deref());
+    let amqp = args.amqp.as_deref().or(cli.amqp.as_deref());
+    let result =
+        modelmon::agent::Options::resolve(config, amqp, args.host.as_deref(), args.interval)
+            .and_then(modelmon::agent::main);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("modelmon-tui agent: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

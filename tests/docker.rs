@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::support::{Monitor, model, unique};
 
-const IMAGE: &str = "modelmon-test-busybox:latest";
+pub(crate) const IMAGE: &str = "modelmon-test-busybox:latest";
 /// Not the default `modelmon.model`: the other tests' monitors poll the same engine and
 /// must not see these containers as models of theirs.
-const LABEL_KEY: &str = "modelmon-test.model";
+pub(crate) const LABEL_KEY: &str = "modelmon-test.model";
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Runs the docker CLI against `host` (or the default engine) and returns its stdout.
@@ -31,19 +31,19 @@ fn docker_at(host: Option<&str>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     docker_at(None, args)
 }
 
 /// A container removed when dropped, so a failed assertion leaves nothing running.
-struct Container {
-    name: String,
+pub(crate) struct Container {
+    pub(crate) name: String,
     host: Option<String>,
-    id: String,
+    pub(crate) id: String,
 }
 
 impl Container {
-    fn run(model: &str, extra: &[&str], cmd: &[&str]) -> Self {
+    pub(crate) fn run(model: &str, extra: &[&str], cmd: &[&str]) -> Self {
         Self::run_at(None, &unique("mm-test"), model, extra, cmd)
     }
 

@@ -10,6 +10,7 @@
 #[macro_use]
 mod support;
 
+mod agent;
 mod alerts;
 mod amqp_ingest;
 mod broker_outage;

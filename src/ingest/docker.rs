@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -56,6 +57,35 @@ const TIMELINE: &[&str] = &[
     "unpause",
     "health_status",
 ];
+
+/// How a session decides which containers it follows.
+///
+/// The monitor maps a container by its label, the config, then the `instance`s of its
+/// request events ([`Mapping::Instances`]). An agent sees no request events: it follows
+/// every labelled or configured container and, besides, every *running* container
+/// ([`Mapping::Everything`]), so that the monitor it publishes to, which knows the
+/// instances, can map those by short id, name or hostname.
+#[derive(Debug, Clone)]
+pub enum Mapping {
+    /// The monitor's: label, config, event instances of the views.
+    Instances(watch::Receiver<Live>),
+    /// The agent's: label and config, then any running container with an **empty model**
+    /// (`""`: "not mapped here"; it never reaches the store, only the agent, which sends
+    /// it as an absent `model`). At most [`modelmon_contract::MAX_CONTAINERS_PER_MESSAGE`]
+    /// containers, the labelled and configured ones first. The session records each
+    /// container's hostname (Docker's `Config.Hostname`) in `hostnames`, by full id,
+    /// before it sends the container's [`Input::Container`].
+    Everything { hostnames: Hostnames },
+}
+
+/// Container hostnames by full id, shared between an agent's session and the agent.
+pub type Hostnames = Arc<Mutex<HashMap<String, String>>>;
+
+impl Mapping {
+    fn everything(&self) -> bool {
+        matches!(self, Self::Everything { .. })
+    }
+}
 
 /// What the poller needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,9 +162,18 @@ impl DockerError {
 /// New `settings` (a reloaded config) end the session: the next one starts at once
 /// with them, and maps every container again.
 pub async fn run(
-    mut settings_rx: watch::Receiver<DockerSettings>,
+    settings_rx: watch::Receiver<DockerSettings>,
     tx: mpsc::Sender<Input>,
     views: watch::Receiver<Live>,
+) {
+    run_mapped(settings_rx, tx, Mapping::Instances(views)).await;
+}
+
+/// [`run`], with the containers chosen by `mapping` (the agent's is [`Mapping::Everything`]).
+pub async fn run_mapped(
+    mut settings_rx: watch::Receiver<DockerSettings>,
+    tx: mpsc::Sender<Input>,
+    mapping: Mapping,
 ) {
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX, rand::random());
     let mut connections = 0u64;
@@ -155,7 +194,7 @@ pub async fn run(
                 if tx.send(Input::Docker(up)).await.is_err() {
                     return;
                 }
-                let mut session = Session::new(docker, &settings, tx.clone(), views.clone());
+                let mut session = Session::new(docker, &settings, tx.clone(), mapping.clone());
                 let result = tokio::select! {
                     r = session.run() => Some(r),
                     // A reloaded config; once the sender is gone, nothing changes any more.
@@ -244,7 +283,7 @@ struct Session<'a> {
     settings: &'a DockerSettings,
     host: String,
     tx: mpsc::Sender<Input>,
-    views: watch::Receiver<Live>,
+    mapping: Mapping,
     tracked: HashMap<String, Tracked>,
 }
 
@@ -259,14 +298,14 @@ impl<'a> Session<'a> {
         docker: Docker,
         settings: &'a DockerSettings,
         tx: mpsc::Sender<Input>,
-        views: watch::Receiver<Live>,
+        mapping: Mapping,
     ) -> Self {
         Self {
             docker,
             settings,
             host: settings.host(),
             tx,
-            views,
+            mapping,
             tracked: HashMap::new(),
         }
     }
@@ -310,19 +349,25 @@ impl<'a> Session<'a> {
         self.tx.send(input).await.map_err(|_| Closed)
     }
 
-    /// The model of a container, from its label, the config, or event instances.
+    /// The model of a container, from its label, the config, or event instances; for an
+    /// agent, `""` for any other container that is `running`.
     fn model_for(
         &self,
         instances: &HashMap<String, String>,
         id: &str,
         name: &str,
         labels: Option<&HashMap<String, String>>,
+        running: bool,
     ) -> Option<String> {
         map_container(self.settings, instances, id, name, labels)
+            .or_else(|| (running && self.mapping.everything()).then(String::new))
     }
 
     fn instances(&self) -> HashMap<String, String> {
-        instance_models(&self.views.borrow())
+        match &self.mapping {
+            Mapping::Instances(views) => instance_models(&views.borrow()),
+            Mapping::Everything { .. } => HashMap::new(),
+        }
     }
 
     /// Lists every container: new mapped ones are tracked, changed ones refreshed,
@@ -335,7 +380,7 @@ impl<'a> Session<'a> {
             .await
             .map_err(|e| DockerError::api(&self.host, &e))?;
         let instances = self.instances();
-        let mut seen = HashSet::new();
+        let mut wanted = Vec::new();
         for c in list {
             let Some(id) = c.id else { continue };
             let name = c
@@ -343,13 +388,21 @@ impl<'a> Session<'a> {
                 .as_ref()
                 .and_then(|n| n.first())
                 .map_or("", |n| n.trim_start_matches('/'));
-            if self
-                .model_for(&instances, &id, name, c.labels.as_ref())
-                .is_none()
-            {
-                continue;
-            }
             let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let Some(model) =
+                self.model_for(&instances, &id, name, c.labels.as_ref(), state == "running")
+            else {
+                continue;
+            };
+            wanted.push((id, state, !model.is_empty()));
+        }
+        if self.mapping.everything() {
+            // The mapped ones first (the sort is stable), then as many others as fit.
+            wanted.sort_by_key(|(_, _, mapped)| !mapped);
+            wanted.truncate(modelmon_contract::MAX_CONTAINERS_PER_MESSAGE);
+        }
+        let mut seen = HashSet::new();
+        for (id, state, _) in wanted {
             let outdated = match self.tracked.get(&id) {
                 None => true,
                 Some(t) => t.state != state || (state == "running" && !t.streaming()),
@@ -398,9 +451,32 @@ impl<'a> Session<'a> {
             .trim_start_matches('/')
             .to_owned();
         let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
-        let Some(model) = self.model_for(&self.instances(), id, &name, labels) else {
+        let running = inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        let Some(model) = self.model_for(&self.instances(), id, &name, labels, running) else {
             return Ok(self.forget(id).await.map(|()| (0, 0, false)));
         };
+        if let Mapping::Everything { hostnames } = &self.mapping {
+            // An unmapped newcomer waits for room: the next scan decides who fits.
+            if model.is_empty()
+                && !self.tracked.contains_key(id)
+                && self.tracked.len() >= modelmon_contract::MAX_CONTAINERS_PER_MESSAGE
+            {
+                return Ok(Ok((0, 0, false)));
+            }
+            if let Some(h) = inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.hostname.clone())
+                .filter(|h| !h.is_empty())
+                && let Ok(mut map) = hostnames.lock()
+            {
+                map.insert(id.to_owned(), h);
+            }
+        }
         let info = container_info(id, name, model, &inspect);
         let running = info.state == "running";
         let (state, restarts, oom_killed) = (info.state.clone(), info.restarts, info.oom_killed);
@@ -434,6 +510,11 @@ impl<'a> Session<'a> {
     }
 
     async fn forget(&mut self, id: &str) -> Result<(), Closed> {
+        if let Mapping::Everything { hostnames } = &self.mapping
+            && let Ok(mut map) = hostnames.lock()
+        {
+            map.remove(id);
+        }
         if let Some(t) = self.tracked.remove(id) {
             if let Some(h) = t.stats {
                 h.abort();
@@ -460,9 +541,11 @@ impl<'a> Session<'a> {
             return Ok(Ok(()));
         }
         let name = attrs.get("name").map_or("", String::as_str);
+        // The event's state is not known yet (an agent's running check comes with the
+        // inspect that follows): `running` lets an agent's candidates through.
         if !self.tracked.contains_key(&id)
             && self
-                .model_for(&self.instances(), &id, name, Some(&attrs))
+                .model_for(&self.instances(), &id, name, Some(&attrs), true)
                 .is_none()
         {
             return Ok(Ok(()));
