@@ -291,7 +291,7 @@ impl Picture {
                 }
             }
             Input::ContainerEvent(e) => self.push_event(e),
-            Input::Body { .. } | Input::Broker(_) => {}
+            Input::Body { .. } | Input::Broker(_) | Input::Resources { .. } => {}
         }
     }
 

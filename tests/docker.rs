@@ -48,7 +48,20 @@ impl Container {
     }
 
     fn run_at(host: Option<&str>, name: &str, model: &str, extra: &[&str], cmd: &[&str]) -> Self {
-        let label = format!("{LABEL_KEY}={model}");
+        Self::run_labelled(host, name, LABEL_KEY, model, extra, cmd)
+    }
+
+    /// Labelled with `key`: a test of its own key keeps other tests' monitors and agents
+    /// (which read the same engine) from mapping its containers.
+    pub(crate) fn run_labelled(
+        host: Option<&str>,
+        name: &str,
+        key: &str,
+        model: &str,
+        extra: &[&str],
+        cmd: &[&str],
+    ) -> Self {
+        let label = format!("{key}={model}");
         let mut labelled = vec!["--label", &label];
         labelled.extend_from_slice(extra);
         Self::launch(host, name, &labelled, cmd)
@@ -109,7 +122,7 @@ fn replica<'a>(line: &'a Value, model_name: &str, name: &str) -> Option<&'a Valu
 }
 
 /// CPU time the container used, from its cgroup (v1 cgroupfs or v2), in ns.
-fn cgroup_cpu_ns(id: &str) -> Option<u64> {
+pub(crate) fn cgroup_cpu_ns(id: &str) -> Option<u64> {
     let v1 = format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage");
     if let Ok(s) = std::fs::read_to_string(&v1) {
         return s.trim().parse().ok();
@@ -126,7 +139,7 @@ fn cgroup_cpu_ns(id: &str) -> Option<u64> {
 }
 
 /// `docker stats --no-stream` CPU % per container name.
-fn docker_stats_cpu(names: &[&str]) -> Vec<f64> {
+pub(crate) fn docker_stats_cpu(names: &[&str]) -> Vec<f64> {
     let mut args = vec!["stats", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}}"];
     args.extend_from_slice(names);
     let out = docker(&args);

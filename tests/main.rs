@@ -19,6 +19,7 @@ mod cluster;
 mod detection;
 mod docker;
 mod history;
+mod many_hosts;
 mod model_api;
 mod persist;
 mod prometheus;
