@@ -288,6 +288,26 @@ fn reject(reason: RejectReason, model: Option<&str>, detail: String) -> Reject {
     }
 }
 
+/// A required field that is absent or null.
+#[cold]
+fn missing(name: &str, model: Option<&str>) -> Reject {
+    reject(
+        RejectReason::MissingField,
+        model,
+        format!("`{name}` is missing"),
+    )
+}
+
+/// A field of the wrong JSON type; `want` is what it should be ("a string", "an integer").
+#[cold]
+fn wrong_type(name: &str, model: Option<&str>, got: &J<'_>, want: &str) -> Reject {
+    reject(
+        RejectReason::WrongType,
+        model,
+        format!("`{name}` is {}, not {want}", got.describe()),
+    )
+}
+
 /// Validates one event, taking its fields out of `raw`: all of them when it is valid.
 fn validate<'a>(
     raw: &mut RawEvent<'a>,
@@ -331,14 +351,8 @@ fn validate<'a>(
             format!("`status` {status} is outside 100..599"),
         ));
     }
-    let duration_us =
-        duration_field(take(&mut raw.duration_us), "duration_us", m)?.ok_or_else(|| {
-            reject(
-                RejectReason::MissingField,
-                m,
-                "`duration_us` is missing".into(),
-            )
-        })?;
+    let duration_us = duration_field(take(&mut raw.duration_us), "duration_us", m)?
+        .ok_or_else(|| missing("duration_us", m))?;
     let ttfb_us = duration_field(take(&mut raw.ttfb_us), "ttfb_us", m)?;
     if let Some(t) = ttfb_us
         && t > duration_us
@@ -396,16 +410,8 @@ fn model_field_any(j: J<'_>) -> Result<Cow<'_, str>, Reject> {
                 truncate(&s.text)
             ),
         )),
-        J::Absent | J::Null => Err(reject(
-            RejectReason::MissingField,
-            None,
-            "`model` is missing".into(),
-        )),
-        other => Err(reject(
-            RejectReason::WrongType,
-            None,
-            format!("`model` is {}, not a string", other.describe()),
-        )),
+        J::Absent | J::Null => Err(missing("model", None)),
+        other => Err(wrong_type("model", None, &other, "a string")),
     }
 }
 
@@ -440,16 +446,8 @@ fn int_field_any(j: J<'_>, name: &str, m: Option<&str>) -> Result<i64, Reject> {
         }),
         // 1.0 is an integer written by a careless encoder; 1.5 is not.
         J::F(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
-        J::Absent | J::Null => Err(reject(
-            RejectReason::MissingField,
-            m,
-            format!("`{name}` is missing"),
-        )),
-        other => Err(reject(
-            RejectReason::WrongType,
-            m,
-            format!("`{name}` is {}, not an integer", other.describe()),
-        )),
+        J::Absent | J::Null => Err(missing(name, m)),
+        other => Err(wrong_type(name, m, &other, "an integer")),
     }
 }
 
@@ -473,13 +471,7 @@ fn duration_field_any(j: J<'_>, name: &str, m: Option<&str>) -> Result<Option<u6
         J::F(f) if !f.is_finite() => return Err(bad("is not finite".into())),
         J::F(f) if f < 0.0 => return Err(bad(format!("is negative ({f})"))),
         J::F(f) => f.round() as u64,
-        other => {
-            return Err(reject(
-                RejectReason::WrongType,
-                m,
-                format!("`{name}` is {}, not a number", other.describe()),
-            ));
-        }
+        other => return Err(wrong_type(name, m, &other, "a number")),
     };
     if v > MAX_DURATION_US {
         return Err(bad(format!("{v} is over one day")));
@@ -508,11 +500,7 @@ fn bytes_field_any(j: J<'_>, name: &str, m: Option<&str>) -> Result<Option<u64>,
             format!("`{name}` is negative ({i})"),
         )),
         J::F(f) if f.is_finite() && f >= 0.0 && f.fract() == 0.0 => Ok(Some(f as u64)),
-        other => Err(reject(
-            RejectReason::WrongType,
-            m,
-            format!("`{name}` is {}, not a byte count", other.describe()),
-        )),
+        other => Err(wrong_type(name, m, &other, "a byte count")),
     }
 }
 
@@ -537,13 +525,7 @@ fn text_field_any<'a>(
     max: usize,
     m: Option<&str>,
 ) -> Result<Cow<'a, str>, Reject> {
-    opt_text_field_any(j, name, max, m)?.ok_or_else(|| {
-        reject(
-            RejectReason::MissingField,
-            m,
-            format!("`{name}` is missing"),
-        )
-    })
+    opt_text_field_any(j, name, max, m)?.ok_or_else(|| missing(name, m))
 }
 
 #[inline(always)]
@@ -579,11 +561,7 @@ fn opt_text_field_any<'a>(
                 truncate(&s.text)
             ),
         )),
-        other => Err(reject(
-            RejectReason::WrongType,
-            m,
-            format!("`{name}` is {}, not a string", other.describe()),
-        )),
+        other => Err(wrong_type(name, m, &other, "a string")),
     }
 }
 

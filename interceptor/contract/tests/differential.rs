@@ -4,30 +4,16 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use modelmon_contract::{RejectReason, decode_batch};
 use support::Rng;
 
 fn seeds() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("vectors") {
-        let path = entry.expect("entry").path();
-        // The events' vectors only: `resources/` holds the agents' (resource_vectors.rs).
-        if path.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
-        let body = match (&v["body_text"], &v["body"]) {
-            (serde_json::Value::String(s), _) => s.clone().into_bytes(),
-            (_, b) => serde_json::to_vec(b).expect("json"),
-        };
-        if body.len() < 20_000 {
-            out.push(body);
-        }
-    }
+    // The events' vectors only: `resources/` holds the agents' (resource_vectors.rs).
+    let mut out: Vec<Vec<u8>> = support::vectors("")
+        .iter()
+        .map(|(_, v)| support::body(v))
+        .filter(|body| body.len() < 20_000)
+        .collect();
     out.sort();
     out
 }

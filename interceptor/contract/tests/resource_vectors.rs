@@ -1,39 +1,21 @@
 //! The golden vectors of resource samples, `tests/vectors/resources/`, pin the contract of
 //! agents' messages as `tests/vectors/*.json` pin the event batches' (`vectors.rs`).
 
-use std::path::PathBuf;
+mod support;
 
 use modelmon_contract::{DecodedResources, ResourcesError, decode_resources};
 use serde_json::Value;
-
-fn vectors() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/resources");
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .expect("tests/vectors/resources exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("readable vector");
-            let name = p.file_stem().expect("named").to_string_lossy().into_owned();
-            (name, serde_json::from_str(&text).expect("vector is JSON"))
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
+use support::{body, vectors};
 
 fn decode(v: &Value) -> Result<DecodedResources, ResourcesError> {
-    let body: Vec<u8> = match (&v["body_text"], &v["body"]) {
-        (Value::String(s), _) => s.as_bytes().to_vec(),
-        (_, body) => serde_json::to_vec(body).expect("serialisable"),
-    };
+    let body = body(v);
     let now = v["now_us"].as_i64().expect("now_us");
     decode_resources(&body, v["routing_host"].as_str(), now)
 }
 
 #[test]
 fn every_resources_vector_decodes_as_expected() {
-    let vectors = vectors();
+    let vectors = vectors("resources");
     assert!(
         vectors.len() >= 10,
         "expected the resources vectors, found {}",
@@ -91,7 +73,7 @@ fn every_resources_vector_decodes_as_expected() {
 #[test]
 fn accepted_messages_round_trip_through_the_agent_encoding() {
     let mut checked = 0;
-    for (name, v) in vectors() {
+    for (name, v) in vectors("resources") {
         let Ok(first) = decode(&v) else { continue };
         let now = v["now_us"].as_i64().expect("now_us");
         let again = decode_resources(&first.resources.to_json(), None, now).expect(&name);

@@ -2,41 +2,25 @@
 //! The Python package's tests decode the same files through this crate, linked into its
 //! native core, so the package is held to the very decoder the monitor runs.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use modelmon_contract::decode_batch;
 use serde_json::Value;
-
-fn vectors() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors");
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .expect("tests/vectors exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("readable vector");
-            let name = p.file_stem().expect("named").to_string_lossy().into_owned();
-            (name, serde_json::from_str(&text).expect("vector is JSON"))
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
+use support::{body, vectors};
 
 #[test]
 fn every_golden_vector_decodes_as_expected() {
-    let vectors = vectors();
+    let vectors = vectors("");
     assert!(
         vectors.len() >= 25,
         "expected the golden vectors, found {}",
         vectors.len()
     );
     for (name, v) in vectors {
-        let body: Vec<u8> = match (&v["body_text"], &v["body"]) {
-            (Value::String(s), _) => s.as_bytes().to_vec(),
-            (_, body) => serde_json::to_vec(body).expect("serialisable"),
-        };
+        let body = body(&v);
         let now = v["now_us"].as_i64().expect("now_us");
         let routing = v["routing_model"].as_str();
         let expect = &v["expect"];
@@ -75,7 +59,7 @@ fn every_golden_vector_decodes_as_expected() {
 
 #[test]
 fn accepted_events_round_trip_through_the_publisher_encoding() {
-    for (name, v) in vectors() {
+    for (name, v) in vectors("") {
         if !v["expect"]["batch_error"].is_null() || v["body"].is_null() {
             continue;
         }

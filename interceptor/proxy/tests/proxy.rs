@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -36,16 +37,28 @@ fn request(method: Method, url: &str, body: &'static str) -> Request<Full<Bytes>
         .expect("request")
 }
 
+/// A sink bound to the broker, the test upstream, and the proxy in front of it run with
+/// `args`, started in that order (the sink must be listening before anything is sent).
+async fn upstream_and_proxy(args: &[&str]) -> (Sink, Upstream, RunningProxy) {
+    let sink = Sink::bind().await;
+    let upstream = Upstream::start().await;
+    let proxy = RunningProxy::start(&upstream.url(), args).await;
+    (sink, upstream, proxy)
+}
+
+/// The answer to a GET of `/stream` through `proxy`: the upstream sends its first chunk
+/// and holds the second until its gate opens.
+async fn get_stream(http: &TestClient, proxy: &RunningProxy) -> Response<Incoming> {
+    http.request(request(Method::GET, &proxy.url("/stream"), ""))
+        .await
+        .expect("proxied")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_through_the_proxy_is_one_event_with_its_route_status_and_sizes() {
     require!(Rabbitmq);
-    let sink = Sink::bind().await;
-    let upstream = Upstream::start().await;
-    let proxy = RunningProxy::start(
-        &upstream.url(),
-        &["--model", "iris", "--route", "/v1/models/{name}/predict"],
-    )
-    .await;
+    let (sink, _upstream, proxy) =
+        upstream_and_proxy(&["--model", "iris", "--route", "/v1/models/{name}/predict"]).await;
     let http = client();
 
     for _ in 0..20 {
@@ -140,9 +153,7 @@ async fn every_request_through_the_proxy_is_one_event_with_its_route_status_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_closing_its_connections_does_not_break_kept_alive_clients() {
     require!(Rabbitmq);
-    let sink = Sink::bind().await;
-    let upstream = Upstream::start().await;
-    let proxy = RunningProxy::start(&upstream.url(), &["--model", "iris"]).await;
+    let (sink, _upstream, proxy) = upstream_and_proxy(&["--model", "iris"]).await;
     // One pooled client connection, many requests: the proxy must reconnect upstream.
     let http = client();
     for _ in 0..10 {
@@ -167,15 +178,10 @@ async fn an_upstream_closing_its_connections_does_not_break_kept_alive_clients()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_responses_are_forwarded_chunk_by_chunk() {
     require!(Rabbitmq);
-    let sink = Sink::bind().await;
-    let upstream = Upstream::start().await;
-    let proxy = RunningProxy::start(&upstream.url(), &["--model", "llm"]).await;
+    let (sink, upstream, proxy) = upstream_and_proxy(&["--model", "llm"]).await;
     let http = client();
 
-    let resp = http
-        .request(request(Method::GET, &proxy.url("/stream"), ""))
-        .await
-        .expect("proxied");
+    let resp = get_stream(&http, &proxy).await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();
     // The upstream holds its second chunk until the gate opens: only an unbuffered
@@ -206,15 +212,10 @@ async fn streamed_responses_are_forwarded_chunk_by_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_stream_is_recorded_as_499() {
     require!(Rabbitmq);
-    let sink = Sink::bind().await;
-    let upstream = Upstream::start().await;
-    let proxy = RunningProxy::start(&upstream.url(), &["--model", "llm"]).await;
+    let (sink, upstream, proxy) = upstream_and_proxy(&["--model", "llm"]).await;
     let http = client();
 
-    let resp = http
-        .request(request(Method::GET, &proxy.url("/stream"), ""))
-        .await
-        .expect("proxied");
+    let resp = get_stream(&http, &proxy).await;
     let mut body = resp.into_body();
     let _first = body.frame().await.expect("a frame").expect("ok");
     drop(body);
@@ -256,21 +257,16 @@ async fn an_unreachable_upstream_answers_502_and_is_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_are_templated_models_taken_from_paths_and_exclusions_honoured() {
     require!(Rabbitmq);
-    let sink = Sink::bind().await;
-    let upstream = Upstream::start().await;
-    let proxy = RunningProxy::start(
-        &upstream.url(),
-        &[
-            "--model",
-            "fallback",
-            "--model-from-path",
-            "/v2/models/{model}/infer",
-            "--exclude",
-            "/internal/ping",
-            "--max-routes",
-            "3",
-        ],
-    )
+    let (sink, _upstream, proxy) = upstream_and_proxy(&[
+        "--model",
+        "fallback",
+        "--model-from-path",
+        "/v2/models/{model}/infer",
+        "--exclude",
+        "/internal/ping",
+        "--max-routes",
+        "3",
+    ])
     .await;
     let http = client();
     let paths = [

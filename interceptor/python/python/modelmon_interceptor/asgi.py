@@ -8,10 +8,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter_ns
 from typing import Any
 
-from ._core import is_valid_model_name
 from .measures import RequestState, _current
-from .settings import Exclusions, Settings
-from .sink import Sink, sink_for
+from .sink import _Middleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,7 +69,7 @@ class _Exchange(RequestState):
             raise
 
 
-class ModelmonMiddleware:
+class ModelmonMiddleware(_Middleware):
     """Records one event per HTTP request: ``app.add_middleware(ModelmonMiddleware, model="iris")``.
 
     The clock stops when the last body message (``more_body`` false) has been handed to
@@ -80,15 +78,8 @@ class ModelmonMiddleware:
     """
 
     def __init__(self, app: ASGIApp, model: str | None = None, **options: Any) -> None:
+        super().__init__(model, options, "asgi")
         self.app = app
-        self.settings = s = Settings.resolve(model, **options)
-        self._off = s.disabled
-        self._exclude = Exclusions(s.exclude)
-        self._rate = s.sample_rate
-        self._model = s.model
-        self._version = s.version
-        self._param = s.model_from_path_param
-        self._sink: Sink | None = None if s.disabled else sink_for(s, "asgi")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._off or scope["type"] != "http" or scope["path"] in self._exclude:
@@ -147,9 +138,7 @@ class ModelmonMiddleware:
                     error = error or "NoResponse"
                 if not end:
                     end = perf_counter_ns()
-            model = self._model
-            if self._param is not None:
-                model = self._model_from_params(scope)
+            model = self._model if self._param is None else self._model_of(scope.get("path_params"))
             req_bytes = r.req_bytes
             if not req_bytes and scope["method"] not in ("GET", "HEAD"):
                 req_bytes = _content_length(scope)
@@ -183,14 +172,6 @@ class ModelmonMiddleware:
             )
         except Exception:  # noqa: BLE001 - monitoring must never fail a request; count the loss
             sink.lost += 1
-
-    def _model_from_params(self, scope: Scope) -> str:
-        params = scope.get("path_params")
-        if params:
-            candidate = params.get(self._param)
-            if isinstance(candidate, str) and is_valid_model_name(candidate):
-                return candidate
-        return self._model
 
 
 # What servers and frameworks raise when the client has gone: uvicorn's

@@ -13,9 +13,11 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
-from .settings import Settings, default_instance
+from ._core import is_valid_model_name
+from .settings import Exclusions, Settings, default_instance
 
 log = logging.getLogger("modelmon_interceptor")
 
@@ -174,6 +176,31 @@ def sink_for(settings: Settings, kind: str) -> Sink:
         if sink is None:
             sink = _SHARED[key] = Sink(settings, kind)
         return sink
+
+
+class _Middleware:
+    """What the ASGI and the WSGI middleware share: their settings, resolved once (kept on
+    the instance in the form the hot path reads them), the process's sink, and the model a
+    request is counted under."""
+
+    def __init__(self, model: str | None, options: dict[str, Any], kind: str) -> None:
+        self.settings = s = Settings.resolve(model, **options)
+        self._off = s.disabled
+        self._exclude = Exclusions(s.exclude)
+        self._rate = s.sample_rate
+        self._model = s.model
+        self._version = s.version
+        self._param = s.model_from_path_param
+        self._sink: Sink | None = None if s.disabled else sink_for(s, kind)
+
+    def _model_of(self, params: Mapping[str, Any] | None) -> str:
+        """The model named by the request's path parameter ``model_from_path_param`` when
+        it is a valid name, else the configured one."""
+        if self._param is not None and params:
+            candidate = params.get(self._param)
+            if isinstance(candidate, str) and is_valid_model_name(candidate):
+                return candidate
+        return self._model
 
 
 def all_sinks() -> list[Sink]:

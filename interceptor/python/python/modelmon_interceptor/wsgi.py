@@ -7,11 +7,9 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter_ns, time_ns
 from typing import Any
 
-from ._core import is_valid_model_name
 from .asgi import UNMATCHED
 from .measures import RequestState, _current
-from .settings import Exclusions, Settings
-from .sink import Sink, sink_for
+from .sink import _Middleware
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 
@@ -49,7 +47,7 @@ def _on_flask_teardown(sender: Any, **_: Any) -> None:
     state.params = request.view_args
 
 
-class ModelmonWSGIMiddleware:
+class ModelmonWSGIMiddleware(_Middleware):
     """Records one event per request of a WSGI app.
 
     The clock stops when the server has taken the last chunk of the body (the iterator is
@@ -57,17 +55,10 @@ class ModelmonWSGIMiddleware:
     """
 
     def __init__(self, app: WSGIApp, model: str | None = None, **options: Any) -> None:
+        super().__init__(model, options, "wsgi")
         self.app = app
-        self.settings = s = Settings.resolve(model, **options)
-        self._off = s.disabled
-        self._exclude = Exclusions(s.exclude)
-        self._rate = s.sample_rate
-        self._model = s.model
-        self._version = s.version
-        self._param = s.model_from_path_param
-        self._sink: Sink | None = None if s.disabled else sink_for(s, "wsgi")
         flask_app = _flask_app_of(app)
-        if flask_app is not None and not s.disabled:
+        if flask_app is not None and not self._off:
             from flask import got_request_exception, request_tearing_down
 
             got_request_exception.connect(_on_flask_exception, flask_app, weak=False)
@@ -127,11 +118,7 @@ class ModelmonWSGIMiddleware:
                 rule = getattr(request, "url_rule", None)
                 route = rule.rule if rule is not None else UNMATCHED
                 params = getattr(request, "view_args", None)
-            model = self._model
-            if self._param is not None and params:
-                candidate = params.get(self._param)
-                if isinstance(candidate, str) and is_valid_model_name(candidate):
-                    model = candidate
+            model = self._model_of(params)
             req_bytes = environ.get("CONTENT_LENGTH")
             try:
                 req = int(req_bytes) if req_bytes else None
