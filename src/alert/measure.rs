@@ -149,6 +149,9 @@ pub fn model_reading(
     }
     match rule.metric {
         Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => latency(rule, &m.stats, m.window_s, base),
+        Metric::TtfbP50Ms | Metric::TtfbP95Ms | Metric::TtfbP99Ms => {
+            first_byte(rule, &m.stats, m.window_s)
+        }
         Metric::ErrorRate => error_rate(rule, m, &m.stats, base),
         Metric::Qps => traffic(rule, m, base, sight),
         Metric::Measure(mm) => measure(rule, mm, m),
@@ -253,6 +256,24 @@ fn latency(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Re
         normal,
         ..Reading::known(v, limits, why)
     }
+}
+
+/// Time to first byte over the streamed answers of the window: the others have none.
+fn first_byte(rule: &Rule, s: &Stats, window_s: u32) -> Reading {
+    let (name, v) = match rule.metric {
+        Metric::TtfbP50Ms => ("TTFB p50", s.ttfb_p50_ms),
+        Metric::TtfbP99Ms => ("TTFB p99", s.ttfb_p99_ms),
+        _ => ("TTFB p95", s.ttfb_p95_ms),
+    };
+    let need = rule.min_requests.max(1);
+    let Some(v) = v.filter(|_| s.ttfb_requests >= need) else {
+        return Reading::unknown(format!(
+            "too few streamed answers to judge {name} ({} in the last {window_s} s, {need} needed)",
+            s.ttfb_requests
+        ));
+    };
+    let what = format!("{name} {}", show_ms(v));
+    Reading::known(v, rule.limits(None), absolute(&what, rule, v, show_ms))
 }
 
 /// "p95 870 ms, above its limit 800 ms".

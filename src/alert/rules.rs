@@ -22,6 +22,11 @@ pub enum Metric {
     P50Ms,
     P95Ms,
     P99Ms,
+    /// Time to first byte (to first token, through the proxy's OpenAI mode) of streamed
+    /// answers in the live window; fixed limits (no normal is learnt for it yet).
+    TtfbP50Ms,
+    TtfbP95Ms,
+    TtfbP99Ms,
     ErrorRate,
     /// Fires when traffic drops *below* the threshold after the model had traffic.
     Qps,
@@ -50,10 +55,13 @@ pub enum Metric {
 }
 
 /// Every metric with a fixed name, in the order the docs list them.
-const NAMED: [Metric; 15] = [
+const NAMED: [Metric; 18] = [
     Metric::P50Ms,
     Metric::P95Ms,
     Metric::P99Ms,
+    Metric::TtfbP50Ms,
+    Metric::TtfbP95Ms,
+    Metric::TtfbP99Ms,
     Metric::ErrorRate,
     Metric::Qps,
     Metric::CpuPercent,
@@ -104,6 +112,9 @@ impl Metric {
             Self::P50Ms => "p50_ms",
             Self::P95Ms => "p95_ms",
             Self::P99Ms => "p99_ms",
+            Self::TtfbP50Ms => "ttfb_p50_ms",
+            Self::TtfbP95Ms => "ttfb_p95_ms",
+            Self::TtfbP99Ms => "ttfb_p99_ms",
             Self::ErrorRate => "error_rate",
             Self::Qps => "qps",
             Self::CpuPercent => "cpu_percent",
@@ -124,7 +135,12 @@ impl Metric {
     pub fn show(self, v: f64) -> String {
         use super::baseline::{show_ms, show_qps, show_rate};
         match self {
-            Self::P50Ms | Self::P95Ms | Self::P99Ms => show_ms(v),
+            Self::P50Ms
+            | Self::P95Ms
+            | Self::P99Ms
+            | Self::TtfbP50Ms
+            | Self::TtfbP95Ms
+            | Self::TtfbP99Ms => show_ms(v),
             Self::ErrorRate => show_rate(v),
             Self::Qps => format!("{} req/s", show_qps(v)),
             Self::CpuPercent | Self::CpuLimitPercent | Self::MemoryPercent => format!("{v:.0} %"),
@@ -153,6 +169,9 @@ impl Metric {
             Self::P50Ms
                 | Self::P95Ms
                 | Self::P99Ms
+                | Self::TtfbP50Ms
+                | Self::TtfbP95Ms
+                | Self::TtfbP99Ms
                 | Self::ErrorRate
                 | Self::Qps
                 | Self::Measure(_)
@@ -183,7 +202,7 @@ impl Metric {
 
     /// Whether a model's baseline has a figure for it, so a rule can be relative.
     pub fn has_baseline(self) -> bool {
-        self.needs_requests() && !matches!(self, Self::Measure(_))
+        self.needs_requests() && !matches!(self, Self::Measure(_)) && !self.is_ttfb()
     }
 
     /// Figures a version of a model has of its own (its latency and errors in the live
@@ -193,6 +212,10 @@ impl Metric {
             self,
             Self::P50Ms | Self::P95Ms | Self::P99Ms | Self::ErrorRate
         )
+    }
+
+    fn is_ttfb(self) -> bool {
+        matches!(self, Self::TtfbP50Ms | Self::TtfbP95Ms | Self::TtfbP99Ms)
     }
 
     /// Rate rules judged over a window of the per-second series.

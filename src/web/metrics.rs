@@ -207,7 +207,8 @@ fn measure_quantiles(s: &MeasureStats) -> [(&'static str, Option<f64>); 4] {
     ]
 }
 
-fn classes(s: &StatusClasses) -> [(&'static str, u64); 5] {
+/// One row per status class: the labels `l` and `class`, and the count.
+fn by_class<'a>(l: Labels<'a>, s: &StatusClasses) -> impl Iterator<Item = (Labels<'a>, u64)> {
     [
         ("1xx", s.c1xx),
         ("2xx", s.c2xx),
@@ -215,6 +216,12 @@ fn classes(s: &StatusClasses) -> [(&'static str, u64); 5] {
         ("4xx", s.c4xx),
         ("5xx", s.c5xx),
     ]
+    .into_iter()
+    .map(move |(c, n)| {
+        let mut l = l.clone();
+        l.push(("class", c));
+        (l, n)
+    })
 }
 
 impl Collector for Scrape {
@@ -323,13 +330,7 @@ impl Scrape {
             "window_requests",
             "Requests in the live window, by status class.",
             None,
-            models().flat_map(|(l, m)| {
-                classes(&m.stats.status).into_iter().map(move |(c, n)| {
-                    let mut l = l.clone();
-                    l.push(("class", c));
-                    (l, n)
-                })
-            }),
+            models().flat_map(|(l, m)| by_class(l, &m.stats.status)),
         )?;
         gauges(
             e,
@@ -437,13 +438,7 @@ impl Scrape {
             "window_version_requests",
             "Requests in the live window per version, by status class (events without a version are in no version).",
             None,
-            rows().flat_map(|(l, s)| {
-                classes(&s.status).into_iter().map(move |(c, n)| {
-                    let mut l = l.clone();
-                    l.push(("class", c));
-                    (l, n)
-                })
-            }),
+            rows().flat_map(|(l, s)| by_class(l, &s.status)),
         )?;
         gauges(
             e,

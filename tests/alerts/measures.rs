@@ -493,3 +493,55 @@ fn bad_measure_rules_are_config_errors_that_name_the_key() {
         "{err}"
     );
 }
+
+const TTFT_SLOW: &str = r#"
+[alerts]
+builtin = false
+[[alerts.rules]]
+name = "ttft_slow"
+metric = "ttfb_p95_ms"
+threshold = 800.0
+for = "30s"
+"#;
+
+#[test]
+fn a_time_to_first_token_rule_judges_the_streamed_answers_only() {
+    let mut sim = Sim::new(TTFT_SLOW);
+    // Every other answer streams, its first token after 300 ms; the rest carry none.
+    let streamed = |ttfb_us: u64| {
+        move |i: u32| {
+            if i % 2 == 0 {
+                json!({"ttfb_us": ttfb_us, "duration_us": 2_000_000})
+            } else {
+                json!({})
+            }
+        }
+    };
+    sim.run(60, 10, streamed(300_000));
+    assert_eq!(sim.phase("ttft_slow"), None);
+    let r = sim.reading("ttft_slow");
+    assert!(
+        r.why.starts_with("TTFB p95 ") && r.why.ends_with("within its limit 800 ms"),
+        "{}",
+        r.why
+    );
+    // The first token slows to 1.5 s: pending at once, firing 30 s later.
+    let from = sim.now_s;
+    sim.run(45, 10, streamed(1_500_000));
+    let (_, fired) = sim
+        .sent_since(from, "ttft_slow", TransitionKind::Firing)
+        .expect("fired");
+    let v = fired.value.expect("a value");
+    assert!((v - 1500.0).abs() <= 1500.0 * 0.05, "p95 of 1.5 s: {v}");
+    assert!(
+        fired.explanation.starts_with("TTFB p95 "),
+        "{}",
+        fired.explanation
+    );
+    // A model with no streamed answer has no figure: unknown, not 0.
+    let mut quiet = Sim::new(TTFT_SLOW);
+    quiet.run(30, 10, |_| json!({}));
+    let r = quiet.reading("ttft_slow");
+    assert_eq!(r.value, None);
+    assert!(r.why.contains("too few streamed answers"), "{}", r.why);
+}

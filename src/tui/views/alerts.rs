@@ -356,7 +356,12 @@ fn value(metric: Metric, v: Option<f64>, dash: &str) -> String {
         return dash.to_owned();
     };
     match metric {
-        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => {
+        Metric::P50Ms
+        | Metric::P95Ms
+        | Metric::P99Ms
+        | Metric::TtfbP50Ms
+        | Metric::TtfbP95Ms
+        | Metric::TtfbP99Ms => {
             format!("{} ms", format::ms(Some(v), dash))
         }
         Metric::ErrorRate => format::pct(Some(v), dash),
