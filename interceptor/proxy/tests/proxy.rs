@@ -626,14 +626,7 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
         proxy.told("cannot reach the broker"),
         proxy.told("reachable again"),
     );
-    let (lines, [recorded, published, dropped]) = proxy.terminate().await;
-    assert_eq!(recorded, answered, "every answered request was recorded");
-    assert_eq!(
-        recorded,
-        published + dropped,
-        "nothing is left unaccounted for"
-    );
-    expect_counted(&mut monitor, published, dropped, &lines).await;
+    let lines = terminate_and_account(proxy, answered, &mut monitor).await;
 
     assert_eq!(
         outages,
@@ -652,14 +645,22 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
         .expect("join");
 }
 
-/// The monitor counts every event the proxy published, once, and is told of every drop.
-async fn expect_counted(
+/// Stops the proxy and checks its account: it recorded each of the `answered` requests and
+/// published or dropped each, and the monitor counts every event it published, once, and
+/// is told of every drop. Returns what the proxy said.
+async fn terminate_and_account(
+    proxy: ProxyBinary,
+    answered: u64,
     monitor: &mut support::Monitor,
-    published: u64,
-    dropped: u64,
-    proxy_log: &[String],
-) {
+) -> Vec<String> {
     use support::Monitor;
+    let (proxy_log, [recorded, published, dropped]) = proxy.terminate().await;
+    assert_eq!(recorded, answered, "every answered request was recorded");
+    assert_eq!(
+        recorded,
+        published + dropped,
+        "nothing is left unaccounted for"
+    );
     let patience = std::time::Duration::from_secs(60);
     let counted = monitor
         .wait(patience, |l| {
@@ -682,6 +683,7 @@ async fn expect_counted(
         proxy_log.join("\n")
     );
     assert_eq!(Monitor::ingest(&line, "rejected"), 0);
+    proxy_log
 }
 
 /// A cluster losing the node the proxy publishes through, under load: the model API
@@ -759,14 +761,7 @@ async fn losing_its_cluster_node_the_proxy_moves_on_and_keeps_serving() {
 
     let answered = load.finish().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (lines, [recorded, published, dropped]) = proxy.terminate().await;
-    assert_eq!(recorded, answered, "every answered request was recorded");
-    assert_eq!(
-        recorded,
-        published + dropped,
-        "nothing is left unaccounted for"
-    );
-    expect_counted(&mut monitor, published, dropped, &lines).await;
+    terminate_and_account(proxy, answered, &mut monitor).await;
     tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .expect("join");
