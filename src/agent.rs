@@ -51,6 +51,8 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// The longest a connection's setup, or a message's confirm, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// The AMQP frame size the agent asks for, in bytes (see [`connect`]).
+const FRAME_MAX: u32 = 16 * 1024;
 
 /// Why the agent cannot start. All are usage or config faults (exit code 2) except
 /// [`AgentError::Runtime`] (exit code 1).
@@ -519,6 +521,12 @@ async fn connect(
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(link.heartbeat_s);
     }
+    // lapin keeps two buffers of 32 frames each: at RabbitMQ's default frame size (128 KiB)
+    // that is 8 MiB, most of the agent's memory. Small frames cost nothing here (a message
+    // is one per interval, 200 KiB at most); a URL's own `frame_max` stays.
+    if uri.query.frame_max.is_none() {
+        uri.query.frame_max = Some(FRAME_MAX);
+    }
     // The host and pid let an operator find this connection in `rabbitmqctl`.
     let name = format!("modelmon-agent {} pid {}", link.host, std::process::id());
     let props = ConnectionProperties::default().with_connection_name(name.as_str().into());
@@ -556,4 +564,107 @@ async fn publish(
         .await
         .map_err(|_| LinkError::Timeout(CONFIRM_TIMEOUT))??;
     Ok(confirmation.is_ack())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::view::DockerView;
+
+    fn info(id: &str, name: &str, model: &str, state: &str) -> ContainerInfo {
+        ContainerInfo {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            model: model.to_owned(),
+            state: state.to_owned(),
+            health: None,
+            restarts: 0,
+            oom_killed: false,
+            cpu_limit_cores: None,
+        }
+    }
+
+    fn connected() -> Input {
+        Input::Docker(DockerView {
+            state: DockerState::Connected,
+            connections: 1,
+            ..DockerView::default()
+        })
+    }
+
+    fn event(n: i64) -> Input {
+        Input::ContainerEvent(ContainerEvent {
+            id: "0123456789ab".into(),
+            at_ms: n,
+            action: "start".into(),
+            detail: None,
+        })
+    }
+
+    #[test]
+    fn the_picture_lists_mapped_containers_first_and_unmapped_ones_without_a_model() {
+        let mut p = Picture::new("h".into(), Duration::from_secs(1), Hostnames::default());
+        assert!(p.message(1).is_none(), "nothing before Docker answers");
+        p.apply(connected());
+        assert!(
+            p.message(1).is_none(),
+            "nothing while the first scan settles"
+        );
+        // As if the settling second had passed.
+        p.settle_until = None;
+        p.apply(Input::Container(info("aaaaaaaaaaaa", "a", "", "running")));
+        p.apply(Input::Container(info(
+            "bbbbbbbbbbbb",
+            "b",
+            "iris",
+            "running",
+        )));
+        p.apply(Input::Sample(ContainerSample {
+            id: "bbbbbbbbbbbb".into(),
+            ts_us: 5,
+            cpu_percent: Some(f64::NAN),
+            mem_bytes: Some(7),
+            ..ContainerSample::default()
+        }));
+        let (m, _) = p.message(10).expect("a message");
+        let names: Vec<&str> = m.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(m.containers[0].model.as_deref(), Some("iris"));
+        assert_eq!(m.containers[1].model, None);
+        let s = m.containers[0].sample.as_ref().expect("sampled");
+        assert_eq!((s.cpu_percent, s.mem_bytes), (None, Some(7)));
+
+        // Stopped: no sample; gone: not listed.
+        p.apply(Input::Container(info(
+            "bbbbbbbbbbbb",
+            "b",
+            "iris",
+            "exited",
+        )));
+        p.apply(Input::ContainerGone("aaaaaaaaaaaa".into()));
+        let (m, _) = p.message(11).expect("a message");
+        assert_eq!(m.containers.len(), 1);
+        assert!(m.containers[0].sample.is_none());
+    }
+
+    #[test]
+    fn docker_events_wait_for_a_delivered_message_and_the_oldest_go_first() {
+        let mut p = Picture::new("h".into(), Duration::from_secs(1), Hostnames::default());
+        p.docker_up = true;
+        for n in 0..300 {
+            p.apply(event(n));
+        }
+        let (m, last) = p.message(1).expect("a message");
+        assert_eq!(m.events.len(), MAX_CONTAINER_EVENTS_PER_MESSAGE);
+        assert_eq!(
+            m.events[0].at_ms,
+            300 - MAX_CONTAINER_EVENTS_PER_MESSAGE as i64
+        );
+        p.apply(event(300));
+        // The message with events up to `last` was delivered: only the newer one stays.
+        p.forget_events_through(last);
+        let (m, _) = p.message(2).expect("a message");
+        assert_eq!(m.events.len(), 1);
+        assert_eq!(m.events[0].at_ms, 300);
+    }
 }
