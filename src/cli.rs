@@ -23,16 +23,18 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
 
-    /// Config file [default: $XDG_CONFIG_HOME/modelmon/config.toml].
-    #[arg(long, value_name = "PATH")]
+    /// Config file [default: $XDG_CONFIG_HOME/modelmon/config.toml]. Before or after a
+    /// subcommand; `agent` reads its `[docker]`, `[[models]]` and `[amqp]` sections.
+    #[arg(long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Broker URL [default: amqp://127.0.0.1:5672/%2f].
+    /// Broker URL, or a cluster's nodes comma-separated [default: amqp://127.0.0.1:5672/%2f].
     #[arg(
         long,
         value_name = "URL",
         env = "MODELMON_AMQP_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub amqp: Option<String>,
 
@@ -147,20 +149,6 @@ pub struct AgentArgs {
     /// machine's hostname].
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
-
-    /// Config file: its `[docker]`, `[[models]]` and `[amqp]` sections [default:
-    /// $XDG_CONFIG_HOME/modelmon/config.toml].
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-
-    /// Broker URL, or a cluster's nodes comma-separated [default: amqp://127.0.0.1:5672/%2f].
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "MODELMON_AMQP_URL",
-        hide_env_values = true
-    )]
-    pub amqp: Option<String>,
 
     /// Sampling and publishing interval, 1s to 60s [default: `[docker] interval`, 2s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -256,13 +256,15 @@ fn check_config(path: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
-/// `agent`: its own flags first, then the same ones given before the subcommand.
+/// `agent`: `--config` and `--amqp` are the monitor's (global: before or after it).
 fn agent(cli: &Cli, args: &modelmon::cli::AgentArgs) -> ExitCode {
-    let config = args.config.as_deref().or(cli.config.as_deref());
-    let amqp = args.amqp.as_deref().or(cli.amqp.as_deref());
-    let result =
-        modelmon::agent::Options::resolve(config, amqp, args.host.as_deref(), args.interval)
-            .and_then(modelmon::agent::main);
+    let result = modelmon::agent::Options::resolve(
+        cli.config.as_deref(),
+        cli.amqp.as_deref(),
+        args.host.as_deref(),
+        args.interval,
+    )
+    .and_then(modelmon::agent::main);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -227,9 +227,10 @@ fn two_agents_for_one_models_two_containers_sum() {
     let _a = Agent::start(&host_a, &mapping_config(&busy.name, &m));
     let _b = Agent::start(&host_b, &mapping_config(&holder.name, &m));
     let line = mon.wait_for("both replicas with figures", Duration::from_secs(60), |v| {
-        [&busy.name, &holder.name]
-            .iter()
-            .all(|n| replica(v, &m, n).is_some_and(|r| r["mem_bytes"].is_u64()))
+        [&busy.name, &holder.name].iter().all(|n| {
+            // A container's first sample has no CPU yet: it is a rate between two.
+            replica(v, &m, n).is_some_and(|r| r["mem_bytes"].is_u64() && r["cpu_percent"].is_f64())
+        })
     });
     let row = model(&line, &m).expect("model row");
     let (ra, rb) = (
