@@ -1,7 +1,5 @@
 //! How numbers look on screen. Unknown values show as the theme's dash, never as 0.
 
-use std::fmt::Write as _;
-
 use crate::store::view::SeriesPoint;
 
 pub fn ms(v: Option<f64>, unknown: &str) -> String {
@@ -171,7 +169,8 @@ pub enum Fold {
     Max,
 }
 
-pub fn fit(
+#[cfg(test)]
+fn fit(
     series: &[SeriesPoint],
     width: usize,
     value: impl Fn(&SeriesPoint) -> Option<f64>,
@@ -215,12 +214,9 @@ pub fn fit_into(
 }
 
 /// A one-line sparkline of `values`, scaled to their maximum.
-pub fn spark(values: &[Option<f64>], ascii: bool) -> String {
-    let mut out = String::with_capacity(values.len() * 3);
-    for c in spark_chars(values, ascii) {
-        let _ = out.write_char(c);
-    }
-    out
+#[cfg(test)]
+fn spark(values: &[Option<f64>], ascii: bool) -> String {
+    spark_chars(values, ascii).collect()
 }
 
 /// The glyphs of a sparkline, one per value, for callers that write cells directly.

@@ -7,11 +7,11 @@
 //! nothing (the tick is disabled until something changed).
 
 pub mod app;
-pub mod format;
+pub(crate) mod format;
 pub mod health;
-pub mod own_usage;
+pub(crate) mod own_usage;
 pub mod range;
-pub mod term;
+pub(crate) mod term;
 pub mod theme;
 pub mod views;
 
