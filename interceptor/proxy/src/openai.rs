@@ -30,6 +30,17 @@ pub const MAX_JSON_ANSWER: usize = 4 * 1024 * 1024;
 /// Distinct model names taken from request bodies; past that, the usual model.
 pub const MAX_REQUEST_MODELS: usize = 64;
 
+/// Appends `data` to `buf`, whose length the caller keeps within `max`, growing its
+/// capacity no further than `max` (a plain `extend` could double it past the bound).
+fn push_bounded(buf: &mut Vec<u8>, data: &[u8], max: usize) {
+    let needed = buf.len() + data.len();
+    if needed > buf.capacity() {
+        let target = needed.max(buf.capacity() * 2).clamp(256, max).max(needed);
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend_from_slice(data);
+}
+
 /// When requests and answers are read as OpenAI-compatible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {
@@ -202,7 +213,7 @@ impl RequestTap {
             self.buf = Vec::new();
             return;
         }
-        self.buf.extend_from_slice(data);
+        push_bounded(&mut self.buf, data, MAX_REQUEST);
     }
 
     /// The body ended: reads it and hands the result to the exchange.
@@ -418,7 +429,7 @@ impl SseReader {
                     return Some(self.fail(Failure::LineTooLong));
                 }
                 let mut whole = std::mem::take(&mut self.partial);
-                whole.extend_from_slice(line);
+                push_bounded(&mut whole, line, MAX_LINE);
                 self.line(&whole, now_us);
                 whole.clear();
                 self.partial = whole;
@@ -432,7 +443,7 @@ impl SseReader {
             if self.partial.len() + data.len() > MAX_LINE {
                 return Some(self.fail(Failure::LineTooLong));
             }
-            self.partial.extend_from_slice(data);
+            push_bounded(&mut self.partial, data, MAX_LINE);
         }
         None
     }
@@ -490,7 +501,7 @@ impl JsonReader {
             self.buf = Vec::new();
             return self.failed;
         }
-        self.buf.extend_from_slice(data);
+        push_bounded(&mut self.buf, data, MAX_JSON_ANSWER);
         None
     }
 
@@ -680,8 +691,11 @@ mod tests {
         );
 
         let (ex, mut tap) = Exchange::new(Arc::clone(&shared));
-        let big = vec![b' '; MAX_REQUEST];
+        let big = vec![b' '; MAX_REQUEST / 3];
         tap.feed(b"{\"model\":\"m2\"}");
+        tap.feed(&big);
+        tap.feed(&big);
+        assert!(tap.buf.capacity() <= MAX_REQUEST, "{}", tap.buf.capacity());
         tap.feed(&big);
         assert!(tap.buf.is_empty(), "nothing kept past the bound");
         tap.finish();
@@ -756,7 +770,7 @@ mod tests {
             assert_eq!((r.stats.tokens_in, r.stats.tokens_out), (Some(7), Some(5)));
             let ml = ml_map(&r.stats.ml(true, 1_000_000));
             assert!(!ml.contains_key("tokens_estimated"));
-            assert!(r.partial.capacity() <= MAX_LINE.max(bytes.len()));
+            assert!(r.partial.capacity() <= MAX_LINE);
         }
     }
 
@@ -843,6 +857,7 @@ mod tests {
         let chunk = vec![b' '; 1024 * 1024];
         for _ in 0..4 {
             assert_eq!(r.feed(&chunk), None);
+            assert!(r.buf.capacity() <= MAX_JSON_ANSWER);
         }
         assert_eq!(r.feed(b" "), Some(Failure::BodyTooLarge));
         assert_eq!(r.buf.capacity(), 0);

@@ -72,11 +72,12 @@ impl Proxy {
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let req_bytes = Arc::new(AtomicU64::new(0));
         let event = self.event_for(&req, ts);
+        let is_recorded = event.is_some();
         // From here on, dropping the recorder (client gone) still records the request.
         let mut recorder =
             Recorder::new(self.publisher.clone(), event, start, Arc::clone(&req_bytes));
         let openai = &self.config.openai;
-        let tap = if openai.mode.applies(req.method(), req.uri().path()) {
+        let tap = if is_recorded && openai.mode.applies(req.method(), req.uri().path()) {
             let (exchange, tap) = Exchange::new(Arc::clone(openai));
             recorder.set_openai(exchange);
             Some(tap)
