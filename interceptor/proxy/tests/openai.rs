@@ -462,3 +462,62 @@ async fn with_openai_off_nothing_is_read() {
     // The first byte (the role chunk, sent at once), not the first token.
     assert!(e.ttfb_us.expect("a first byte") < FIRST.as_micros() as u64 / 2);
 }
+
+/// The binary tells each reason's first failure once, and totals them when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_tells_failures_once_and_totals_them_at_shutdown() {
+    require!(Rabbitmq);
+    let llm = start_llm().await;
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modelmon-proxy"))
+        .args(["--listen", &listen, "--upstream", &format!("http://{llm}")])
+        .args(["--model", "fallback", "--amqp", AMQP])
+        .args(["--instance", &unique("proxy-openai-bin")])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let url = format!("http://{listen}/v1/completions");
+    let client = http();
+    let mut answered = 0;
+    for _ in 0..200 {
+        match client
+            .request(post(&url, r#"{"model":"gpt2"}"#.to_owned(), &[]))
+            .await
+        {
+            Ok(resp) => {
+                let got = resp.into_body().collect().await.expect("body").to_bytes();
+                assert_eq!(&got[..], NOT_JSON);
+                answered += 1;
+                if answered == 3 {
+                    break;
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+    assert_eq!(answered, 3, "the proxy came up and answered");
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().await.expect("exits");
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("(not_json)").count(),
+        1,
+        "told once: {stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("modelmon-proxy: stopped; 3 events recorded")
+            && last.ends_with("; OpenAI-compatible bodies not read: not_json 3"),
+        "{stderr}"
+    );
+}
