@@ -5,7 +5,9 @@
 //! each carrying the moment it was handed to the connection (nanoseconds since a shared
 //! base `Instant`); a client reads them directly, then through the proxy with `--openai
 //! off` and with `--openai on`, and takes each chunk's delay as its arrival minus that
-//! moment. Upstream, proxy and client each run on their own single-threaded runtime.
+//! moment. Upstream, proxy and client each run on their own single-threaded runtime. A
+//! second `--openai off` proxy, measured like the others, shows the noise between two
+//! runs of the same thing on this machine.
 //!
 //! Usage: `cargo run --release -p modelmon-proxy --example chunk_delay [N] [ROUNDS]`
 //! (default 5000 chunks, 1 round; each round measures the three paths in turn). The
@@ -211,11 +213,14 @@ fn main() {
     let upstream = start_upstream(chunks);
     let via_off = start_proxy(upstream, "off");
     let via_on = start_proxy(upstream, "on");
+    // A second, identical `off` proxy: how far two runs of the same thing differ here.
+    let via_off_again = start_proxy(upstream, "off");
     let client = single_thread();
     let paths = [
         ("direct", upstream),
         ("proxy --openai off", via_off),
         ("proxy --openai on", via_on),
+        ("proxy --openai off #2", via_off_again),
     ];
     let mut all: Vec<Vec<u64>> = vec![Vec::new(); paths.len()];
     for round in 0..rounds {
@@ -235,7 +240,7 @@ fn main() {
     let figs: Vec<Figures> = all.into_iter().map(figures).collect();
     for ((name, _), f) in paths.iter().zip(&figs) {
         println!(
-            "  {name:<20} p50 {:>8.1}  p99 {:>8.1}  max {:>9.1}  (n={})",
+            "  {name:<22} p50 {:>8.1}  p99 {:>8.1}  max {:>9.1}  (n={})",
             us(f.p50),
             us(f.p99),
             us(f.max),
@@ -266,7 +271,7 @@ fn main() {
     let direct = &figs[0];
     for ((name, _), f) in paths.iter().zip(&figs).skip(1) {
         println!(
-            "  added by {name:<20} p50 {:>8.1}  p99 {:>8.1}",
+            "  added by {name:<22} p50 {:>8.1}  p99 {:>8.1}",
             us(f.p50) - us(direct.p50),
             us(f.p99) - us(direct.p99)
         );
