@@ -15,23 +15,30 @@ use http_body::{Body, Frame, SizeHint};
 use modelmon_contract::Event;
 use modelmon_publisher::Publisher;
 
+use crate::openai::{Exchange, RequestTap};
+
 /// Status recorded when the client goes away before the response ends (nginx's convention).
 pub const CLIENT_CLOSED: u16 = 499;
 
-/// Counts the bytes of a request body as the upstream reads them.
+/// Counts the bytes of a request body as the upstream reads them, and hands them to an
+/// OpenAI-compatible request tap when there is one.
 #[derive(Debug)]
 pub struct CountingBody<B> {
     inner: B,
     bytes: Arc<AtomicU64>,
+    tap: Option<RequestTap>,
 }
 
 impl<B> CountingBody<B> {
-    pub fn new(inner: B, bytes: Arc<AtomicU64>) -> Self {
-        CountingBody { inner, bytes }
+    pub fn new(inner: B, bytes: Arc<AtomicU64>, tap: Option<RequestTap>) -> Self {
+        CountingBody { inner, bytes, tap }
     }
 }
 
-impl<B: Body + Unpin> Body for CountingBody<B> {
+impl<B: Body + Unpin> Body for CountingBody<B>
+where
+    B::Data: AsRef<[u8]>,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -39,12 +46,29 @@ impl<B: Body + Unpin> Body for CountingBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes
-                .fetch_add(data.remaining() as u64, Ordering::Relaxed);
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes
+                        .fetch_add(data.remaining() as u64, Ordering::Relaxed);
+                    if let Some(tap) = this.tap.as_mut() {
+                        tap.feed(data.as_ref());
+                    }
+                }
+                if this.inner.is_end_stream()
+                    && let Some(tap) = this.tap.take()
+                {
+                    tap.finish();
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(tap) = this.tap.take() {
+                    tap.finish();
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
         polled
     }
@@ -69,6 +93,8 @@ pub struct Recorder {
     ttfb_us: Option<u64>,
     resp_bytes: u64,
     req_bytes: Arc<AtomicU64>,
+    /// The request and answer read as OpenAI-compatible, on those routes.
+    openai: Option<Exchange>,
 }
 
 impl Recorder {
@@ -86,6 +112,20 @@ impl Recorder {
             ttfb_us: None,
             resp_bytes: 0,
             req_bytes,
+            openai: None,
+        }
+    }
+
+    pub fn set_openai(&mut self, exchange: Exchange) {
+        if self.event.is_some() {
+            self.openai = Some(exchange);
+        }
+    }
+
+    /// The answer's headers arrived (OpenAI-compatible routes only read successes).
+    pub fn openai_answer(&mut self, status: u16, content_type: Option<&str>) {
+        if let Some(x) = self.openai.as_mut() {
+            x.answer_started(status, content_type);
         }
     }
 
@@ -101,9 +141,16 @@ impl Recorder {
         }
     }
 
-    fn saw_data(&mut self, len: usize) {
+    fn saw_data(&mut self, data: &[u8]) {
+        let len = data.len();
         if len > 0 && self.streamed && self.ttfb_us.is_none() {
             self.ttfb_us = Some(self.elapsed_us());
+        }
+        if len > 0
+            && let Some(x) = self.openai.as_mut()
+        {
+            let now = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            x.feed(data, now);
         }
         self.resp_bytes += len as u64;
     }
@@ -112,12 +159,28 @@ impl Recorder {
         u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Records the event once; later calls do nothing.
-    pub fn finish(&mut self) {
+    /// Records the event once; later calls do nothing. `ended`: the answer reached its
+    /// end (not a client gone or an upstream broken off).
+    pub fn finish(&mut self, ended: bool) {
         let Some(mut e) = self.event.take() else {
             return;
         };
         e.duration_us = self.elapsed_us();
+        if let Some(mut x) = self.openai.take() {
+            let out = x.finish(ended, e.duration_us);
+            if let Some(m) = out.model {
+                e.model = m.into();
+            }
+            // The first token, not the first byte (a role-only chunk, a comment):
+            // when the answer had tokens.
+            if out.ttft_us.is_some() {
+                self.ttfb_us = out.ttft_us;
+            }
+            if out.stream_error && e.error.is_none() {
+                e.error = Some("stream_error".into());
+            }
+            e.ml = out.ml;
+        }
         e.ttfb_us = self.ttfb_us.map(|t| t.min(e.duration_us));
         e.resp_bytes = Some(self.resp_bytes);
         e.req_bytes = Some(self.req_bytes.load(Ordering::Relaxed));
@@ -129,7 +192,7 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         if self.event.is_some() {
             self.set_status(CLIENT_CLOSED);
-            self.finish();
+            self.finish(false);
         }
     }
 }
@@ -152,7 +215,10 @@ impl<B: Body> RecordedBody<B> {
     }
 }
 
-impl<B: Body + Unpin> Body for RecordedBody<B> {
+impl<B: Body + Unpin> Body for RecordedBody<B>
+where
+    B::Data: AsRef<[u8]>,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -165,18 +231,18 @@ impl<B: Body + Unpin> Body for RecordedBody<B> {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.recorder.saw_data(data.remaining());
+                    this.recorder.saw_data(data.as_ref());
                 }
                 // The server may stop polling once the body says it has ended.
                 if this.inner.is_end_stream() {
-                    this.recorder.finish();
+                    this.recorder.finish(true);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
                 this.recorder.set_error("upstream_aborted");
-                this.recorder.finish();
+                this.recorder.finish(false);
             }
-            Poll::Ready(None) => this.recorder.finish(),
+            Poll::Ready(None) => this.recorder.finish(true),
             Poll::Pending => {}
         }
         polled
@@ -195,7 +261,7 @@ impl<B: Body> Drop for RecordedBody<B> {
     fn drop(&mut self) {
         // Empty bodies (HEAD, 204, 304) are never polled: they ended fine.
         if self.inner.is_end_stream() {
-            self.recorder.finish();
+            self.recorder.finish(true);
         }
     }
 }

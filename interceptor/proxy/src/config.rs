@@ -1,6 +1,7 @@
 //! The command line, and the validated settings the proxy runs with.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -9,6 +10,7 @@ use modelmon_contract::{MAX_TEXT_CHARS, SourceKind, is_valid_model_name};
 use modelmon_publisher::Config as PublisherConfig;
 
 use crate::ConfigError;
+use crate::openai::{Mode, Shared};
 use crate::route::{Interner, RoutePattern, Router};
 
 /// Paths that are proxied but never recorded unless `--no-default-excludes`: the same
@@ -71,6 +73,11 @@ pub struct Args {
     /// thread, which saves cross-thread wake-ups when cores are scarce.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Read requests and answers as OpenAI-compatible (model from the body, tokens, time
+    /// to first token, gaps between tokens): `auto` for POSTs to paths ending in
+    /// /chat/completions, /completions or /embeddings, `on` for every POST, `off` never.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub openai: Mode,
 }
 
 /// Where requests are forwarded.
@@ -119,6 +126,8 @@ pub struct ProxyConfig {
     pub model_from_path: Option<RoutePattern>,
     pub models: Interner,
     pub upstream_timeout: Duration,
+    /// The OpenAI-compatible reading: its mode, failure counts and request models.
+    pub openai: Arc<Shared>,
 }
 
 /// Validated settings for the proxy and its publisher.
@@ -206,6 +215,7 @@ impl Args {
                 model_from_path,
                 models: Interner::new(MAX_MODELS_FROM_PATH),
                 upstream_timeout: Duration::from_secs(self.upstream_timeout.max(1)),
+                openai: Arc::new(Shared::new(self.openai)),
             },
             publisher,
         })

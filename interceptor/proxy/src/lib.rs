@@ -5,6 +5,7 @@ mod body;
 pub mod config;
 mod error;
 mod headers;
+pub mod openai;
 mod proxy;
 pub mod route;
 mod server;
@@ -42,6 +43,7 @@ pub async fn run(setup: Setup) -> Result<(), RunError> {
             .map_or_else(|_| setup.listen.to_string(), |a| a.to_string()),
         proxy_target(&proxy),
     );
+    let openai = std::sync::Arc::clone(&proxy.config().openai);
     serve(listener, proxy, shutdown_signal()).await;
     // Stopped before the publisher: a shut-down publisher reads as down, and the watch
     // would tell it as an outage (with the last outage's reason). The shutdown's own
@@ -59,8 +61,13 @@ pub async fn run(setup: Setup) -> Result<(), RunError> {
     } else {
         String::new()
     };
+    let unread = openai
+        .failures
+        .summary()
+        .map(|f| format!("; OpenAI-compatible bodies not read: {f}"))
+        .unwrap_or_default();
     eprintln!(
-        "modelmon-proxy: stopped; {} events recorded, {} published, {} dropped{unrouted}",
+        "modelmon-proxy: stopped; {} events recorded, {} published, {} dropped{unrouted}{unread}",
         s.recorded, s.published_events, s.dropped
     );
     Ok(())

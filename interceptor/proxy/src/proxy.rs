@@ -21,6 +21,7 @@ use modelmon_publisher::Publisher;
 use crate::body::{CountingBody, RecordedBody, Recorder};
 use crate::config::ProxyConfig;
 use crate::headers::{append_forwarded_for, strip_hop_by_hop};
+use crate::openai::{Exchange, RequestTap};
 use crate::route::Routed;
 
 /// What the client receives: the upstream's body, or the proxy's own error page.
@@ -71,11 +72,20 @@ impl Proxy {
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let req_bytes = Arc::new(AtomicU64::new(0));
         let event = self.event_for(&req, ts);
+        let is_recorded = event.is_some();
         // From here on, dropping the recorder (client gone) still records the request.
         let mut recorder =
             Recorder::new(self.publisher.clone(), event, start, Arc::clone(&req_bytes));
+        let openai = &self.config.openai;
+        let tap = if is_recorded && openai.mode.applies(req.method(), req.uri().path()) {
+            let (exchange, tap) = Exchange::new(Arc::clone(openai));
+            recorder.set_openai(exchange);
+            Some(tap)
+        } else {
+            None
+        };
 
-        let Ok(upstream_req) = self.upstream_request(req, client, req_bytes) else {
+        let Ok(upstream_req) = self.upstream_request(req, client, req_bytes, tap) else {
             return Ok(own_answer(
                 recorder,
                 StatusCode::BAD_REQUEST,
@@ -92,6 +102,13 @@ impl Proxy {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 recorder.set_status(parts.status.as_u16());
+                recorder.openai_answer(
+                    parts.status.as_u16(),
+                    parts
+                        .headers
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                );
                 Ok(Response::from_parts(
                     parts,
                     RecordedBody::new(Either::Left(body), recorder),
@@ -150,6 +167,7 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
         req_bytes: Arc<AtomicU64>,
+        tap: Option<RequestTap>,
     ) -> Result<Request<CountingBody<Incoming>>, ()> {
         let (mut parts, body) = req.into_parts();
         let up = &self.config.upstream;
@@ -171,7 +189,7 @@ impl Proxy {
         append_forwarded_for(&mut parts.headers, client.ip());
         Ok(Request::from_parts(
             parts,
-            CountingBody::new(body, req_bytes),
+            CountingBody::new(body, req_bytes, tap),
         ))
     }
 }
