@@ -10,11 +10,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Parser;
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
@@ -25,12 +23,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use modelmon_contract::Event;
-use modelmon_proxy::openai::{Failure, Shared};
-use modelmon_proxy::{Args, Proxy};
-use modelmon_publisher::Publisher;
-use support::{AMQP, PATIENCE, Sink, unique};
+use modelmon_proxy::openai::Failure;
+use support::{AMQP, RunningProxy, Sink, unique};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// The first content chunk this long after the request.
 const FIRST: Duration = Duration::from_millis(300);
@@ -156,75 +151,15 @@ async fn llm_answer(req: Request<Incoming>) -> Result<Response<UpBody>, Infallib
     Ok(resp)
 }
 
-/// The proxy in this process, with its OpenAI-compatible reading at hand.
-struct TestProxy {
-    addr: SocketAddr,
-    instance: String,
-    publisher: Publisher,
-    openai: Arc<Shared>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl TestProxy {
-    async fn start(upstream: SocketAddr, extra: &[&str]) -> TestProxy {
-        let instance = unique("proxy-openai");
-        let up = format!("http://{upstream}");
-        let mut argv = vec![
-            "modelmon-proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &up,
-            "--instance",
-            &instance,
-            "--amqp",
-            AMQP,
-            "--model",
-            "fallback",
-        ];
-        argv.extend_from_slice(extra);
-        let setup = Args::try_parse_from(argv)
-            .expect("args")
-            .into_setup()
-            .expect("setup");
-        let mut publisher_config = setup.publisher;
-        publisher_config.max_batch_delay = Duration::from_millis(50);
-        let publisher = Publisher::start(publisher_config);
-        let listener = TcpListener::bind(setup.listen).await.expect("bind proxy");
-        let addr = listener.local_addr().expect("addr");
-        let proxy = Arc::new(Proxy::new(setup.proxy, publisher.clone()));
-        let openai = Arc::clone(&proxy.config().openai);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(modelmon_proxy::serve(listener, proxy, async move {
-            let _ = stopped.await;
-        }));
-        TestProxy {
-            addr,
-            instance,
-            publisher,
-            openai,
-            _stop: stop,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn flush(&self) {
-        let p = self.publisher.clone();
-        let ok = tokio::task::spawn_blocking(move || p.flush(PATIENCE))
-            .await
-            .expect("join");
-        assert!(ok, "flushed: {:?}", self.publisher.stats());
-    }
-}
-
 /// The sink (bound first), the server, the proxy.
-async fn setup(extra: &[&str]) -> (Sink, TestProxy) {
+async fn setup(extra: &[&str]) -> (Sink, RunningProxy) {
     let sink = Sink::bind().await;
     let llm = start_llm().await;
-    let proxy = TestProxy::start(llm, extra).await;
+    let proxy = RunningProxy::start(
+        &format!("http://{llm}"),
+        &[&["--model", "fallback"], extra].concat(),
+    )
+    .await;
     (sink, proxy)
 }
 
@@ -258,7 +193,7 @@ fn contents(stream: &[u8]) -> usize {
     stream.windows(key.len()).filter(|w| w == key).count()
 }
 
-async fn one_event(sink: &Sink, proxy: &TestProxy) -> Event<'static> {
+async fn one_event(sink: &Sink, proxy: &RunningProxy) -> Event<'static> {
     proxy.flush().await;
     let mut events = sink.events(&proxy.instance, 1).await;
     assert_eq!(events.len(), 1, "{events:?}");
@@ -266,7 +201,7 @@ async fn one_event(sink: &Sink, proxy: &TestProxy) -> Event<'static> {
 }
 
 /// Asks for a stream and reads it whole; the answer's bytes.
-async fn stream_through(proxy: &TestProxy, model: &str, headers: &[&str]) -> Vec<u8> {
+async fn stream_through(proxy: &RunningProxy, model: &str, headers: &[&str]) -> Vec<u8> {
     let resp = http()
         .request(post(
             &proxy.url("/v1/chat/completions"),
@@ -500,12 +435,7 @@ async fn the_binary_tells_failures_once_and_totals_them_at_shutdown() {
         }
     }
     assert_eq!(answered, 3, "the proxy came up and answered");
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    support::sigterm(&child);
     let out = child.wait_with_output().await.expect("exits");
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -388,12 +388,7 @@ async fn the_binary_proxies_and_delivers_its_events_when_terminated() {
         "the proxy came up and answered"
     );
 
-    let pid = child.id().expect("pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    support::sigterm(&child);
     let out = child.wait_with_output().await.expect("exits");
     assert_eq!(out.status.code(), Some(0), "SIGTERM is a clean stop");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -468,12 +463,7 @@ impl ProxyBinary {
     /// SIGTERM, a clean exit, and everything it said; with its final counts
     /// ("stopped; N events recorded, P published, D dropped").
     async fn terminate(mut self) -> (Vec<String>, [u64; 3]) {
-        let pid = self.child.id().expect("pid").to_string();
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
+        support::sigterm(&self.child);
         let status = self.child.wait().await.expect("exits");
         assert_eq!(status.code(), Some(0));
         let lines = self.reader.await.expect("stderr read");

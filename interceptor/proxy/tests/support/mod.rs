@@ -212,6 +212,8 @@ pub struct RunningProxy {
     pub addr: SocketAddr,
     pub instance: String,
     pub publisher: Publisher,
+    /// What its OpenAI-compatible reading counted.
+    pub openai: Arc<modelmon_proxy::openai::Shared>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -242,6 +244,7 @@ impl RunningProxy {
         let listener = TcpListener::bind(setup.listen).await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         let proxy = Arc::new(Proxy::new(setup.proxy, publisher.clone()));
+        let openai = Arc::clone(&proxy.config().openai);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(modelmon_proxy::serve(listener, proxy, async move {
             let _ = stopped.await;
@@ -250,6 +253,7 @@ impl RunningProxy {
             addr,
             instance,
             publisher,
+            openai,
             stop: Some(stop),
         }
     }
@@ -455,4 +459,14 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// Sends SIGTERM to a proxy started as a process: how an operator stops it.
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("still running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "kill -TERM {pid}");
 }
