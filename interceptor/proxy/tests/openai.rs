@@ -16,16 +16,13 @@ use bytes::Bytes;
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use modelmon_contract::Event;
 use modelmon_proxy::openai::Failure;
-use support::{AMQP, RunningProxy, Sink, unique};
-use tokio::net::TcpListener;
+use support::{AMQP, RunningProxy, Sink, UpBody, serve_upstream, unique};
 
 /// The first content chunk this long after the request.
 const FIRST: Duration = Duration::from_millis(300);
@@ -38,8 +35,6 @@ const PROMPT_TOKENS: u64 = 17;
 const COMPLETION_TOKENS: u64 = 23;
 /// Not JSON, on an OpenAI route: it must arrive byte for byte.
 const NOT_JSON: &[u8] = b"<html>\x00\xffnot json\r\n</html>";
-
-type UpBody = Either<Full<Bytes>, Channel<Bytes, Infallible>>;
 
 /// How the test server answers, from the request's headers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,19 +62,7 @@ fn chunk(json: &str) -> Bytes {
 
 /// A small OpenAI-compatible server: streams when the body says `"stream": true`.
 async fn start_llm() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.expect("accept");
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(llm_answer))
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_upstream(llm_answer).await
 }
 
 async fn llm_answer(req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {

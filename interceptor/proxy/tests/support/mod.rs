@@ -37,7 +37,31 @@ pub mod services;
 
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
-type UpBody = Either<Full<Bytes>, Channel<Bytes, Infallible>>;
+/// A test upstream's answer body: whole, or streamed as the test sends it.
+pub type UpBody = Either<Full<Bytes>, Channel<Bytes, Infallible>>;
+
+/// Serves HTTP/1.1 on a free loopback port, `answer` for every request, until the test
+/// ends; returns the address.
+pub async fn serve_upstream<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<UpBody>, Infallible>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(answer))
+                    .await;
+            });
+        }
+    });
+    addr
+}
 
 /// The test model API. `/stream` sends "first", then waits for the test to open the
 /// gate before sending "second": a proxy that buffers cannot deliver "first" early.
@@ -48,22 +72,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (gate, gate_rx) = mpsc::channel::<()>(16);
         let gate_rx = Arc::new(Mutex::new(gate_rx));
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.expect("accept");
-                let gate_rx = Arc::clone(&gate_rx);
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| answer(req, Arc::clone(&gate_rx)));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let addr = serve_upstream(move |req| answer(req, Arc::clone(&gate_rx))).await;
         Upstream { addr, gate }
     }
 
@@ -155,21 +166,10 @@ pub struct PacedUpstream {
 
 impl PacedUpstream {
     pub async fn start(pace: Pace) -> PacedUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.expect("accept");
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        std::future::ready(Ok::<_, Infallible>(paced_answer(&req, pace)))
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let addr = serve_upstream(move |req| {
+            std::future::ready(Ok::<_, Infallible>(paced_answer(&req, pace)))
+        })
+        .await;
         PacedUpstream { addr }
     }
 
