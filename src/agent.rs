@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::now_us;
 use crate::config::{Config, ConfigError};
 use crate::ingest::Input;
-use crate::ingest::docker::{DockerSettings, Hostnames, Mapping, run_mapped};
+use crate::ingest::docker::{DockerSettings, Mapping, run_mapped};
 use crate::store::view::DockerState;
 use crate::store::{ContainerEvent, ContainerInfo, ContainerSample};
 
@@ -163,16 +163,9 @@ pub async fn run(opts: Options) {
         resources_routing_key(&opts.host),
         interval,
     );
-    let hostnames = Hostnames::default();
     let (inputs_tx, mut inputs) = mpsc::channel(256);
     let (_settings_tx, settings_rx) = watch::channel(opts.docker.clone());
-    let poller = tokio::spawn(run_mapped(
-        settings_rx,
-        inputs_tx,
-        Mapping::Everything {
-            hostnames: hostnames.clone(),
-        },
-    ));
+    let poller = tokio::spawn(run_mapped(settings_rx, inputs_tx, Mapping::Everything));
     let (outbox_tx, outbox_rx) = watch::channel(None);
     let (delivered_tx, mut delivered_rx) = watch::channel(0u64);
     let link = LinkSettings {
@@ -185,7 +178,7 @@ pub async fn run(opts: Options) {
     };
     let publisher = tokio::spawn(publish_loop(link, outbox_rx, delivered_tx));
 
-    let mut picture = Picture::new(opts.host.clone(), interval, hostnames);
+    let mut picture = Picture::new(opts.host.clone(), interval);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
@@ -222,7 +215,6 @@ struct Entry {
 struct Picture {
     host: String,
     interval_ms: u32,
-    hostnames: Hostnames,
     containers: HashMap<String, Entry>,
     /// Docker events not yet in a delivered message, oldest first, each with its number.
     events: VecDeque<(u64, RemoteEvent)>,
@@ -233,12 +225,11 @@ struct Picture {
 }
 
 impl Picture {
-    fn new(host: String, interval: Duration, hostnames: Hostnames) -> Self {
+    fn new(host: String, interval: Duration) -> Self {
         let ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
         Self {
             host,
             interval_ms: ms.clamp(100, 60_000),
-            hostnames,
             containers: HashMap::new(),
             events: VecDeque::new(),
             next_event: 1,
@@ -330,17 +321,13 @@ impl Picture {
             }
             self.settle_until = None;
         }
-        let hostnames = self.hostnames.lock().map(|h| h.clone()).unwrap_or_default();
         let mut entries: Vec<&Entry> = self.containers.values().collect();
         // Mapped ones first, then by name: a stable order that keeps the cap fair.
         entries.sort_by(|a, b| {
             (a.info.model.is_empty(), &a.info.name).cmp(&(b.info.model.is_empty(), &b.info.name))
         });
         entries.truncate(MAX_CONTAINERS_PER_MESSAGE);
-        let containers = entries
-            .into_iter()
-            .map(|e| remote_container(e, hostnames.get(&e.info.id).cloned()))
-            .collect();
+        let containers = entries.into_iter().map(remote_container).collect();
         let last_event = self.events.back().map_or(0, |(k, _)| *k);
         let message = Resources {
             host: self.host.clone(),
@@ -358,14 +345,14 @@ impl Picture {
     }
 }
 
-fn remote_container(e: &Entry, hostname: Option<String>) -> RemoteContainer {
+fn remote_container(e: &Entry) -> RemoteContainer {
     let info = &e.info;
     RemoteContainer {
         id: info.id.clone(),
         name: info.name.clone(),
         // Empty: "not mapped here" (see `Mapping::Everything`).
         model: (!info.model.is_empty()).then(|| info.model.clone()),
-        hostname,
+        hostname: info.hostname.clone(),
         state: if info.state.is_empty() {
             "unknown".to_owned()
         } else {
@@ -576,6 +563,7 @@ mod tests {
             id: id.to_owned(),
             name: name.to_owned(),
             model: model.to_owned(),
+            hostname: None,
             state: state.to_owned(),
             health: None,
             restarts: 0,
@@ -603,7 +591,7 @@ mod tests {
 
     #[test]
     fn the_picture_lists_mapped_containers_first_and_unmapped_ones_without_a_model() {
-        let mut p = Picture::new("h".into(), Duration::from_secs(1), Hostnames::default());
+        let mut p = Picture::new("h".into(), Duration::from_secs(1));
         assert!(p.message(1).is_none(), "nothing before Docker answers");
         p.apply(connected());
         assert!(
@@ -649,7 +637,7 @@ mod tests {
 
     #[test]
     fn docker_events_wait_for_a_delivered_message_and_the_oldest_go_first() {
-        let mut p = Picture::new("h".into(), Duration::from_secs(1), Hostnames::default());
+        let mut p = Picture::new("h".into(), Duration::from_secs(1));
         p.docker_up = true;
         for n in 0..300 {
             p.apply(event(n));

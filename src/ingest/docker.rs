@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -72,18 +71,13 @@ pub enum Mapping {
     /// The agent's: label and config, then any running container with an **empty model**
     /// (`""`: "not mapped here"; it never reaches the store, only the agent, which sends
     /// it as an absent `model`). At most [`modelmon_contract::MAX_CONTAINERS_PER_MESSAGE`]
-    /// containers, the labelled and configured ones first. The session records each
-    /// container's hostname (Docker's `Config.Hostname`) in `hostnames`, by full id,
-    /// before it sends the container's [`Input::Container`].
-    Everything { hostnames: Hostnames },
+    /// containers, the labelled and configured ones first.
+    Everything,
 }
-
-/// Container hostnames by full id, shared between an agent's session and the agent.
-pub type Hostnames = Arc<Mutex<HashMap<String, String>>>;
 
 impl Mapping {
     fn everything(&self) -> bool {
-        matches!(self, Self::Everything { .. })
+        matches!(self, Self::Everything)
     }
 }
 
@@ -366,7 +360,7 @@ impl<'a> Session<'a> {
     fn instances(&self) -> HashMap<String, String> {
         match &self.mapping {
             Mapping::Instances(views) => instance_models(&views.borrow()),
-            Mapping::Everything { .. } => HashMap::new(),
+            Mapping::Everything => HashMap::new(),
         }
     }
 
@@ -459,23 +453,13 @@ impl<'a> Session<'a> {
         let Some(model) = self.model_for(&self.instances(), id, &name, labels, running) else {
             return Ok(self.forget(id).await.map(|()| (0, 0, false)));
         };
-        if let Mapping::Everything { hostnames } = &self.mapping {
-            // An unmapped newcomer waits for room: the next scan decides who fits.
-            if model.is_empty()
-                && !self.tracked.contains_key(id)
-                && self.tracked.len() >= modelmon_contract::MAX_CONTAINERS_PER_MESSAGE
-            {
-                return Ok(Ok((0, 0, false)));
-            }
-            if let Some(h) = inspect
-                .config
-                .as_ref()
-                .and_then(|c| c.hostname.clone())
-                .filter(|h| !h.is_empty())
-                && let Ok(mut map) = hostnames.lock()
-            {
-                map.insert(id.to_owned(), h);
-            }
+        // An agent's unmapped newcomer waits for room: the next scan decides who fits.
+        if self.mapping.everything()
+            && model.is_empty()
+            && !self.tracked.contains_key(id)
+            && self.tracked.len() >= modelmon_contract::MAX_CONTAINERS_PER_MESSAGE
+        {
+            return Ok(Ok((0, 0, false)));
         }
         let info = container_info(id, name, model, &inspect);
         let running = info.state == "running";
@@ -510,11 +494,6 @@ impl<'a> Session<'a> {
     }
 
     async fn forget(&mut self, id: &str) -> Result<(), Closed> {
-        if let Mapping::Everything { hostnames } = &self.mapping
-            && let Ok(mut map) = hostnames.lock()
-        {
-            map.remove(id);
-        }
         if let Some(t) = self.tracked.remove(id) {
             if let Some(h) = t.stats {
                 h.abort();
@@ -657,6 +636,11 @@ fn container_info(
         id: id.to_owned(),
         name,
         model,
+        hostname: inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.hostname.clone())
+            .filter(|h| !h.is_empty()),
         state: state
             .and_then(|s| s.status)
             .map(|s| s.to_string())

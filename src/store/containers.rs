@@ -37,6 +37,9 @@ pub struct ContainerInfo {
     pub id: String,
     pub name: String,
     pub model: String,
+    /// The container's hostname (Docker's `Config.Hostname`): what an app inside reports
+    /// as its event `instance`.
+    pub hostname: Option<String>,
     pub state: String,
     pub health: Option<String>,
     pub restarts: u64,
@@ -182,7 +185,8 @@ impl Containers {
 
     /// Applies an agent's picture of its host: it replaces what was known of the host.
     /// Containers the agent could not map are mapped by `instances` (event instances
-    /// and their models), as local ones are; the rest are left out. Returns the
+    /// and their models), as local ones are; the rest are left out, as are models not in
+    /// `only` (`--models`) when it names any. Returns the
     /// samples for the rings, or `None` when the picture is refused (too many hosts,
     /// older than the last one, or too old to be the present).
     pub fn apply_remote(
@@ -191,6 +195,7 @@ impl Containers {
         rejected: usize,
         now_ms: i64,
         instances: &HashMap<String, String>,
+        only: &[String],
     ) -> Option<Vec<RemoteUsage>> {
         if !self.hosts.contains_key(&res.host) && self.hosts.len() >= MAX_AGENT_HOSTS {
             self.refused_hosts += 1;
@@ -230,6 +235,9 @@ impl Containers {
             else {
                 continue;
             };
+            if !only.is_empty() && !only.contains(&model) {
+                continue;
+            }
             let oom_kills = old.remove(&c.id).map_or(0, |e| e.oom_kills);
             let entry = remote_entry(c, model, oom_kills);
             usage.push(RemoteUsage {
@@ -366,7 +374,7 @@ fn mark_event(
 
 /// The model of a container an agent could not map: the one whose events name it as
 /// their instance (inside Docker an app's hostname is the short container id).
-pub(super) fn instance_model<'a>(
+fn instance_model<'a>(
     instances: &'a HashMap<String, String>,
     c: &RemoteContainer,
 ) -> Option<&'a String> {
@@ -398,6 +406,7 @@ fn remote_entry(c: RemoteContainer, model: String, oom_kills: u64) -> Entry {
             id: c.id,
             name: c.name,
             model,
+            hostname: c.hostname,
             state: c.state,
             health: c.health,
             restarts: c.restarts,
@@ -534,6 +543,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             model: model.into(),
+            hostname: None,
             state: state.into(),
             health: None,
             restarts: 0,
@@ -673,8 +683,8 @@ mod tests {
             T,
             vec![remote("bbbbbbbbbbbb", Some("iris"), 25.0, 300)],
         );
-        assert!(c.apply_remote(a, 0, T, &none).is_some());
-        let usage = c.apply_remote(b, 0, T, &none).expect("applied");
+        assert!(c.apply_remote(a, 0, T, &none, &[]).is_some());
+        let usage = c.apply_remote(b, 0, T, &none, &[]).expect("applied");
         assert_eq!(usage[0].model, "iris");
         let m = &c.by_model()["iris"];
         assert_eq!(m.usage.cpu_percent, Some(85.0));
@@ -692,9 +702,9 @@ mod tests {
             remote("aaaaaaaaaaaa", Some("iris"), 50.0, 200),
             remote("cccccccccccc", Some("iris"), 50.0, 200),
         ];
-        c.apply_remote(picture("gpu-a", T, two), 0, T, &none);
+        c.apply_remote(picture("gpu-a", T, two), 0, T, &none, &[]);
         let one = vec![remote("aaaaaaaaaaaa", Some("iris"), 20.0, 200)];
-        c.apply_remote(picture("gpu-a", T + 1000, one), 0, T + 1000, &none);
+        c.apply_remote(picture("gpu-a", T + 1000, one), 0, T + 1000, &none, &[]);
         let m = &c.by_model()["iris"];
         assert_eq!(m.containers.len(), 1, "the removed container is gone");
         assert_eq!(m.usage.cpu_percent, Some(20.0));
@@ -703,11 +713,12 @@ mod tests {
             T,
             vec![remote("aaaaaaaaaaaa", Some("iris"), 99.0, 1)],
         );
-        assert!(c.apply_remote(late, 0, T + 1500, &none).is_none());
+        assert!(c.apply_remote(late, 0, T + 1500, &none, &[]).is_none());
         assert_eq!(c.by_model()["iris"].usage.cpu_percent, Some(20.0));
         let replayed = picture("gpu-a", T + 2000, Vec::new());
         assert!(
-            c.apply_remote(replayed, 0, T + 60_000, &none).is_none(),
+            c.apply_remote(replayed, 0, T + 60_000, &none, &[])
+                .is_none(),
             "a minute-old picture is not the present"
         );
     }
@@ -717,16 +728,16 @@ mod tests {
         let mut c = Containers::default();
         let none = HashMap::new();
         let a = vec![remote("aaaaaaaaaaaa", Some("iris"), 50.0, 200)];
-        c.apply_remote(picture("gpu-a", T, a.clone()), 0, T, &none);
+        c.apply_remote(picture("gpu-a", T, a.clone()), 0, T, &none, &[]);
         let b = vec![remote("bbbbbbbbbbbb", Some("iris"), 25.0, 300)];
-        c.apply_remote(picture("gpu-b", T, b), 0, T, &none);
+        c.apply_remote(picture("gpu-b", T, b), 0, T, &none, &[]);
         assert!(
             c.silence(T + 4_999).is_empty(),
             "3 intervals, but at least 5 s"
         );
         // gpu-b keeps talking; gpu-a does not.
         let b = vec![remote("bbbbbbbbbbbb", Some("iris"), 25.0, 300)];
-        c.apply_remote(picture("gpu-b", T + 4_000, b), 0, T + 4_000, &none);
+        c.apply_remote(picture("gpu-b", T + 4_000, b), 0, T + 4_000, &none, &[]);
         assert_eq!(c.silence(T + 5_000), ["gpu-a"]);
         assert!(c.silence(T + 6_000).is_empty(), "said once");
         let m = &c.by_model()["iris"];
@@ -737,7 +748,7 @@ mod tests {
         assert_eq!(agents[0].state, AgentState::Silent);
         assert_eq!(agents[1].state, AgentState::Live);
         // Back.
-        c.apply_remote(picture("gpu-a", T + 7_000, a), 0, T + 7_000, &none);
+        c.apply_remote(picture("gpu-a", T + 7_000, a), 0, T + 7_000, &none, &[]);
         assert_eq!(c.by_model()["iris"].usage.cpu_percent, Some(75.0));
     }
 
@@ -753,11 +764,27 @@ mod tests {
                 remote("eeeeeeeeeeee0123", None, 10.0, 1),
             ],
         );
-        c.apply_remote(pic, 0, T, &instances);
+        c.apply_remote(pic, 0, T, &instances, &[]);
         let by = c.by_model();
         assert_eq!(by.len(), 1);
         assert_eq!(by["ranker"].containers[0].id, "dddddddddddd");
         assert_eq!(c.agents_view()[0].containers, 1);
+    }
+
+    #[test]
+    fn with_models_named_only_their_containers_are_kept() {
+        let mut c = Containers::default();
+        let pic = picture(
+            "gpu-a",
+            T,
+            vec![
+                remote("aaaaaaaaaaaa", Some("iris"), 1.0, 1),
+                remote("bbbbbbbbbbbb", Some("ranker"), 1.0, 1),
+            ],
+        );
+        c.apply_remote(pic, 0, T, &HashMap::new(), &["ranker".to_owned()]);
+        let models: Vec<String> = c.by_model().into_keys().collect();
+        assert_eq!(models, ["ranker"]);
     }
 
     #[test]
@@ -770,7 +797,7 @@ mod tests {
                 T,
                 vec![remote("aaaaaaaaaaaa", Some("m"), 1.0, 1)],
             );
-            c.apply_remote(pic, 0, T, &none);
+            c.apply_remote(pic, 0, T, &none, &[]);
         }
         let agents = c.agents_view();
         assert_eq!(agents.len(), MAX_AGENT_HOSTS + 1);
@@ -796,13 +823,13 @@ mod tests {
             action: "oom".into(),
             detail: Some("killed: out of memory".into()),
         });
-        c.apply_remote(pic, 0, T, &none);
+        c.apply_remote(pic, 0, T, &none, &[]);
         let next = picture(
             "gpu-a",
             T + 1000,
             vec![remote("aaaaaaaaaaaa", Some("iris"), 1.0, 1)],
         );
-        c.apply_remote(next, 0, T + 1000, &none);
+        c.apply_remote(next, 0, T + 1000, &none, &[]);
         let m = &c.by_model()["iris"];
         assert_eq!(m.oom_kills, 1);
         assert_eq!(m.events[0].action, "oom");

@@ -792,21 +792,13 @@ impl Store {
         now_us: i64,
     ) -> bool {
         let instances = self.instance_models();
-        let mut res = res;
-        if !self.cfg.only_models.is_empty() {
-            let only = &self.cfg.only_models;
-            res.containers.retain(|c| {
-                let model = c
-                    .model
-                    .as_ref()
-                    .or_else(|| containers::instance_model(&instances, c));
-                model.is_some_and(|m| only.contains(m))
-            });
-        }
-        let Some(usage) =
-            self.containers
-                .apply_remote(res, rejected, now_us.div_euclid(1000), &instances)
-        else {
+        let Some(usage) = self.containers.apply_remote(
+            res,
+            rejected,
+            now_us.div_euclid(1000),
+            &instances,
+            &self.cfg.only_models,
+        ) else {
             return false;
         };
         let now_sec = now_us.div_euclid(1_000_000);

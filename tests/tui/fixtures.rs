@@ -504,6 +504,7 @@ pub fn view_with_history() -> View {
             id: "0123456789abcdef".to_owned(),
             name: "iris-1".to_owned(),
             model: "iris-classifier".to_owned(),
+            hostname: None,
             state: "running".to_owned(),
             health: None,
             restarts: 0,
