@@ -107,14 +107,15 @@ fn subscribe(host: &str) -> mpsc::Receiver<Received> {
     rx
 }
 
-/// The agent as a child process; its stderr is kept for the assertions.
-struct Agent {
+/// The agent as a child process; its stderr is kept for the assertions. Killed when
+/// dropped: to a monitor, an agent gone silent.
+pub(crate) struct Agent {
     child: Child,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Agent {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
             .arg("agent")
             .args(args)
@@ -170,7 +171,7 @@ impl Drop for Agent {
     }
 }
 
-fn config(text: &str) -> std::path::PathBuf {
+pub(crate) fn config(text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("{}.toml", unique("modelmon-agent-cfg")));
     std::fs::write(&path, text).expect("config written");
     path

@@ -2,48 +2,27 @@
 //! containers to the real broker; a monitor with no Docker of its own (`--no-docker`)
 //! shows them. Two agents with two configs on this one engine stand for two hosts.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::agent::{Agent, config};
 use crate::docker::{Container, cgroup_cpu_ns, docker};
 use crate::support::{AMQP, Monitor, model, unique};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// An agent process, killed when dropped.
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    /// An agent calling itself `host`, with `docker_config` as its whole config file.
-    fn start(host: &str, docker_config: &str) -> Self {
-        let path: PathBuf = std::env::temp_dir().join(format!("{}.toml", unique("agent-cfg")));
-        std::fs::write(&path, docker_config).expect("config written");
-        let child = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
-            .args(["agent", "--host", host, "--amqp", AMQP])
-            .args(["--config", path.to_str().expect("utf-8 path")])
-            .env_remove("MODELMON_AMQP_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the agent runs");
-        Self { child }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// An agent calling itself `host`, with `docker_config` as its whole config file.
+fn agent(host: &str, docker_config: &str) -> Agent {
+    let path = config(docker_config);
+    Agent::start(&[
+        "--host",
+        host,
+        "--amqp",
+        AMQP,
+        "--config",
+        path.to_str().expect("utf-8 path"),
+    ])
 }
 
 /// An agent that maps containers labelled with `key`, sampled every second. Each test
@@ -116,7 +95,7 @@ fn an_agents_busy_container_shows_its_cpu_and_memory_then_unknown_when_it_stops(
     let mon = monitor();
     mon.wait_connected();
     let started = Instant::now();
-    let mut agent = Agent::start(&host, &label_config(&key));
+    let running = agent(&host, &label_config(&key));
     let line = mon.wait_for("the container's figures", Duration::from_secs(60), |v| {
         replica(v, &m, &c.name).is_some_and(|r| r["cpu_percent"].is_number())
     });
@@ -182,8 +161,8 @@ fn an_agents_busy_container_shows_its_cpu_and_memory_then_unknown_when_it_stops(
     assert_eq!(a["state"], "live");
     assert_eq!(a["containers"].as_u64(), Some(1), "{a}");
 
-    // The agent stops: its figures become unknown (not zero) and the host is named.
-    agent.stop();
+    // The agent is killed: its figures become unknown (not zero) and the host is named.
+    drop(running);
     let stopped = Instant::now();
     let line = mon.wait_for(
         "the figures to turn unknown",
@@ -224,8 +203,8 @@ fn two_agents_for_one_models_two_containers_sum() {
     let mon = monitor();
     mon.wait_connected();
     let (host_a, host_b) = (unique("host-a"), unique("host-b"));
-    let _a = Agent::start(&host_a, &mapping_config(&busy.name, &m));
-    let _b = Agent::start(&host_b, &mapping_config(&holder.name, &m));
+    let _a = agent(&host_a, &mapping_config(&busy.name, &m));
+    let _b = agent(&host_b, &mapping_config(&holder.name, &m));
     let line = mon.wait_for("both replicas with figures", Duration::from_secs(60), |v| {
         [&busy.name, &holder.name].iter().all(|n| {
             // A container's first sample has no CPU yet: it is a rate between two.
@@ -267,7 +246,7 @@ fn a_containers_change_reaches_the_monitor_within_seconds() {
     let c = labelled(&key, &m, &[], &["sleep", "3600"]);
     let mon = monitor();
     mon.wait_connected();
-    let _agent = Agent::start(&unique("host"), &label_config(&key));
+    let _agent = agent(&unique("host"), &label_config(&key));
     mon.wait_for("the idle container", Duration::from_secs(60), |v| {
         model(v, &m)
             .and_then(|r| r["cpu_percent"].as_f64())
