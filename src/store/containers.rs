@@ -328,7 +328,13 @@ impl Containers {
             r.containers.push(container_view(e, None));
         }
         for (name, host) in &self.hosts {
-            for e in host.by_id.values() {
+            // An agent on this monitor's own host reports containers the monitor reads
+            // itself: a container id is unique, so one seen here counts once, as local.
+            for e in host
+                .by_id
+                .values()
+                .filter(|e| !self.by_id.contains_key(&e.info.id))
+            {
                 let r = out.entry(e.info.model.clone()).or_default();
                 r.containers.push(container_view(e, Some(name)));
                 if host.silent && !r.silent_hosts.contains(name) {
@@ -769,6 +775,24 @@ mod tests {
         assert_eq!(by.len(), 1);
         assert_eq!(by["ranker"].containers[0].id, "dddddddddddd");
         assert_eq!(c.agents_view()[0].containers, 1);
+    }
+
+    #[test]
+    fn a_container_this_monitor_reads_itself_counts_once_though_an_agent_reports_it() {
+        let mut c = Containers::default();
+        c.upsert(info("aaaaaaaaaaaa", "c-aaaaaaaaaaaa", "iris", "running"));
+        c.sample(sample("aaaaaaaaaaaa", 10.0, 100));
+        let pic = picture(
+            "gpu-a",
+            T,
+            vec![remote("aaaaaaaaaaaa", Some("iris"), 12.0, 110)],
+        );
+        c.apply_remote(pic, 0, T, &HashMap::new(), &[]);
+        let m = &c.by_model()["iris"];
+        assert_eq!(m.containers.len(), 1);
+        assert_eq!(m.containers[0].host, None, "the monitor's own reading");
+        assert_eq!(m.usage.cpu_percent, Some(10.0));
+        assert_eq!(m.usage.mem_bytes, Some(100));
     }
 
     #[test]
