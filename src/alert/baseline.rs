@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::rules::BaselineSection;
-use crate::store::history::{HistoryView, Range};
+use crate::store::history::{HistoryPoint, HistoryView, Range};
 
 /// A minute needs this many requests for its percentiles to count.
 const MIN_REQUESTS_PER_MINUTE: u64 = 5;
@@ -37,6 +37,12 @@ pub struct Baseline {
     pub p99_ms: Option<f64>,
     pub error_rate: Option<f64>,
     pub qps: Option<f64>,
+    /// Time to first byte of the streamed answers (an LLM's first token), learnt like
+    /// latency from the minutes that had enough of them; `None` for a model that does
+    /// not stream.
+    pub ttfb_p50_ms: Option<f64>,
+    pub ttfb_p95_ms: Option<f64>,
+    pub ttfb_p99_ms: Option<f64>,
     /// Seconds of history the figures come from.
     pub over_s: u64,
     /// The span looked at, Unix ms.
@@ -51,6 +57,16 @@ pub struct Baseline {
     pub held: bool,
     /// How it was computed, in one sentence.
     pub explanation: String,
+}
+
+/// What a minute of history is to a baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Minute {
+    Kept,
+    /// Part of an incident or of an outage: left out, and counted as such.
+    Excluded,
+    /// Not seen (or seen only in part) by the monitor.
+    Unseen,
 }
 
 /// Spans `[from_ms, to_ms)` a baseline must not learn from.
@@ -98,18 +114,32 @@ pub fn compute(
     let (mut qps, mut p50, mut p95, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
     let uptime = history.uptime();
-    for p in points.iter().filter(|p| p.covered) {
-        let step_ms = i64::from(p.step_s) * 1000;
+    // A minute the monitor saw only part of would count its requests against the whole
+    // minute (a backlog replayed for a minute it never ran is still whole); a minute of
+    // an incident or of blindness is no normal.
+    let judge = |p: &HistoryPoint| {
         let start_s = p.start_ms / 1000;
-        // A minute the monitor saw only part of would count its requests against the
-        // whole minute; a backlog replayed for a minute it never ran is still whole.
         let seen_s = uptime.covered(start_s, start_s + i64::from(p.step_s));
-        if seen_s > 0 && seen_s < u64::from(p.step_s) {
-            continue;
+        if !p.covered || (seen_s > 0 && seen_s < u64::from(p.step_s)) {
+            Minute::Unseen
+        } else if overlaps(
+            excluded,
+            p.start_ms,
+            p.start_ms + i64::from(p.step_s) * 1000,
+        ) {
+            Minute::Excluded
+        } else {
+            Minute::Kept
         }
-        if overlaps(excluded, p.start_ms, p.start_ms + step_ms) {
-            excluded_s += u64::from(p.step_s);
-            continue;
+    };
+    for p in &points {
+        match judge(p) {
+            Minute::Unseen => continue,
+            Minute::Excluded => {
+                excluded_s += u64::from(p.step_s);
+                continue;
+            }
+            Minute::Kept => {}
         }
         used_s += u64::from(p.step_s);
         requests += p.requests;
@@ -119,6 +149,21 @@ pub fn compute(
             p50.extend(p.p50_ms);
             p95.extend(p.p95_ms);
             p99.extend(p.p99_ms);
+        }
+    }
+    // The streamed answers' first bytes, minute by minute over the same span.
+    let (mut t50, mut t95, mut t99) = (Vec::new(), Vec::new(), Vec::new());
+    let streamed = history.ttfb_series(
+        model,
+        &Range::Between { from_ms, to_ms },
+        now_ms,
+        minutes.max(1),
+    );
+    for p in streamed.iter().filter(|p| judge(p) == Minute::Kept) {
+        if p.requests >= MIN_REQUESTS_PER_MINUTE {
+            t50.extend(p.p50_ms);
+            t95.extend(p.p95_ms);
+            t99.extend(p.p99_ms);
         }
     }
     let ready = used_s >= cfg.min_history.0.as_secs();
@@ -133,6 +178,9 @@ pub fn compute(
         p50_ms: latency(p50),
         p95_ms: latency(p95),
         p99_ms: latency(p99),
+        ttfb_p50_ms: latency(t50),
+        ttfb_p95_ms: latency(t95),
+        ttfb_p99_ms: latency(t99),
         error_rate: (ready && requests > 0).then(|| errors as f64 / requests as f64),
         qps: if ready { median(qps) } else { None },
         over_s: used_s,
@@ -177,6 +225,9 @@ fn describe(b: &Baseline, cfg: &BaselineSection) -> String {
     let mut figures = Vec::new();
     if let Some(p) = b.p95_ms {
         figures.push(format!("p95 {}", show_ms(p)));
+    }
+    if let Some(p) = b.ttfb_p95_ms {
+        figures.push(format!("TTFB p95 {}", show_ms(p)));
     }
     if let Some(e) = b.error_rate {
         figures.push(format!("{} errors", show_rate(e)));

@@ -150,7 +150,7 @@ pub fn model_reading(
     match rule.metric {
         Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => latency(rule, &m.stats, m.window_s, base),
         Metric::TtfbP50Ms | Metric::TtfbP95Ms | Metric::TtfbP99Ms => {
-            first_byte(rule, &m.stats, m.window_s)
+            first_byte(rule, &m.stats, m.window_s, base)
         }
         Metric::ErrorRate => error_rate(rule, m, &m.stats, base),
         Metric::Qps => traffic(rule, m, base, sight),
@@ -209,6 +209,9 @@ fn normal_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
         Metric::P50Ms => b.p50_ms,
         Metric::P95Ms => b.p95_ms,
         Metric::P99Ms => b.p99_ms,
+        Metric::TtfbP50Ms => b.ttfb_p50_ms,
+        Metric::TtfbP95Ms => b.ttfb_p95_ms,
+        Metric::TtfbP99Ms => b.ttfb_p99_ms,
         Metric::ErrorRate => b.error_rate,
         Metric::Qps => b.qps,
         _ => None,
@@ -232,11 +235,50 @@ fn latency(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Re
         Metric::P99Ms => ("p99", s.p99_ms),
         _ => ("p95", s.p95_ms),
     };
+    let counted = Counted {
+        n: s.requests,
+        of: "requests",
+        window_s,
+    };
+    percentile(rule, name, v, &counted, base)
+}
+
+/// Time to first byte over the streamed answers of the window: the others have none.
+fn first_byte(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Reading {
+    let (name, v) = match rule.metric {
+        Metric::TtfbP50Ms => ("TTFB p50", s.ttfb_p50_ms),
+        Metric::TtfbP99Ms => ("TTFB p99", s.ttfb_p99_ms),
+        _ => ("TTFB p95", s.ttfb_p95_ms),
+    };
+    let counted = Counted {
+        n: s.ttfb_requests,
+        of: "streamed answers",
+        window_s,
+    };
+    percentile(rule, name, v, &counted, base)
+}
+
+/// How many events a percentile of the live window comes from.
+struct Counted {
+    n: u64,
+    of: &'static str,
+    window_s: u32,
+}
+
+/// A duration percentile of the live window (`name` its figure, "p95" or "TTFB p95"),
+/// against a fixed limit or the model's normal.
+fn percentile(
+    rule: &Rule,
+    name: &str,
+    v: Option<f64>,
+    counted: &Counted,
+    base: Option<&Baseline>,
+) -> Reading {
     let need = rule.min_requests.max(1);
-    let Some(v) = v.filter(|_| s.requests >= need) else {
+    let Some(v) = v.filter(|_| counted.n >= need) else {
         return Reading::unknown(format!(
-            "too few requests to judge {name} ({} in the last {window_s} s, {need} needed)",
-            s.requests
+            "too few {} to judge {name} ({} in the last {} s, {need} needed)",
+            counted.of, counted.n, counted.window_s
         ));
     };
     let normal = normal_of(rule, base);
@@ -256,24 +298,6 @@ fn latency(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Re
         normal,
         ..Reading::known(v, limits, why)
     }
-}
-
-/// Time to first byte over the streamed answers of the window: the others have none.
-fn first_byte(rule: &Rule, s: &Stats, window_s: u32) -> Reading {
-    let (name, v) = match rule.metric {
-        Metric::TtfbP50Ms => ("TTFB p50", s.ttfb_p50_ms),
-        Metric::TtfbP99Ms => ("TTFB p99", s.ttfb_p99_ms),
-        _ => ("TTFB p95", s.ttfb_p95_ms),
-    };
-    let need = rule.min_requests.max(1);
-    let Some(v) = v.filter(|_| s.ttfb_requests >= need) else {
-        return Reading::unknown(format!(
-            "too few streamed answers to judge {name} ({} in the last {window_s} s, {need} needed)",
-            s.ttfb_requests
-        ));
-    };
-    let what = format!("{name} {}", show_ms(v));
-    Reading::known(v, rule.limits(None), absolute(&what, rule, v, show_ms))
 }
 
 /// "p95 870 ms, above its limit 800 ms".

@@ -202,7 +202,7 @@ impl Metric {
 
     /// Whether a model's baseline has a figure for it, so a rule can be relative.
     pub fn has_baseline(self) -> bool {
-        self.needs_requests() && !matches!(self, Self::Measure(_)) && !self.is_ttfb()
+        self.needs_requests() && !matches!(self, Self::Measure(_))
     }
 
     /// Figures a version of a model has of its own (its latency and errors in the live
@@ -212,10 +212,6 @@ impl Metric {
             self,
             Self::P50Ms | Self::P95Ms | Self::P99Ms | Self::ErrorRate
         )
-    }
-
-    fn is_ttfb(self) -> bool {
-        matches!(self, Self::TtfbP50Ms | Self::TtfbP95Ms | Self::TtfbP99Ms)
     }
 
     /// Rate rules judged over a window of the per-second series.
@@ -398,6 +394,21 @@ pub fn builtin_rules() -> Vec<Rule> {
             ..rule(
                 "latency_regression",
                 Metric::P95Ms,
+                0.0,
+                0.0,
+                15,
+                Severity::Warning,
+            )
+        },
+        // The first token of a streamed answer (an LLM's) slowing down is an incident
+        // of its own: a queue filling up in front of the model shows there first, while
+        // whole answers still take their usual seconds.
+        Rule {
+            relative: relative(3.0, 20.0),
+            min_requests: 20,
+            ..rule(
+                "ttfb_regression",
+                Metric::TtfbP95Ms,
                 0.0,
                 0.0,
                 15,

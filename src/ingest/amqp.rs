@@ -34,6 +34,11 @@ use crate::store::{BrokerState, BrokerView};
 /// Acknowledge in groups of this many deliveries, or when the stream goes idle.
 const ACK_EVERY: u64 = 32;
 const ACK_IDLE: Duration = Duration::from_millis(50);
+/// An acknowledgement is done once its frame is written: milliseconds. lapin (4.12) never
+/// answers one whose channel closes while it is queued (the broker restarting), and a
+/// consumer waiting on it would sit "connected" to nothing for good: past this, the
+/// connection is presumed lost and made again.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a consuming session ended.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,10 @@ pub enum AmqpError {
     Broker(#[from] lapin::Error),
     #[error("the broker closed the consumer")]
     ConsumerClosed,
+    #[error("the connection was lost")]
+    ConnectionLost,
+    #[error("the connection was lost (an acknowledgement went unanswered for {0:?})")]
+    AckTimeout(Duration),
     #[error("invalid broker URL: {0}")]
     Url(String),
     #[error("the broker did not finish the connection within {0:?} (frozen or overloaded?)")]
@@ -167,7 +176,7 @@ async fn consume(
 ) -> Result<(), AmqpError> {
     // A broker that accepts the connection and then never answers (frozen, overloaded)
     // must not leave the monitor "connecting" for ever: the whole setup has a deadline.
-    let (_conn, ch, queue, mut consumer) =
+    let (conn, ch, queue, mut consumer) =
         tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url, position.next_offset))
             .await
             .map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??;
@@ -192,6 +201,10 @@ async fn consume(
         let next = tokio::time::timeout(ACK_IDLE, consumer.next()).await;
         let delivery = match next {
             Err(_idle) => {
+                // A quiet queue and a lost connection look alike from here: ask lapin.
+                if !conn.status().connected() {
+                    return Err(AmqpError::ConnectionLost);
+                }
                 ack_through(&mut last, &mut unacked).await?;
                 continue;
             }
@@ -371,7 +384,9 @@ async fn open(
 /// Acknowledges every delivery up to the last one handed over.
 async fn ack_through(last: &mut Option<lapin::Acker>, unacked: &mut u64) -> Result<(), AmqpError> {
     if let Some(acker) = last.take() {
-        acker.ack(BasicAckOptions { multiple: true }).await?;
+        tokio::time::timeout(ACK_TIMEOUT, acker.ack(BasicAckOptions { multiple: true }))
+            .await
+            .map_err(|_| AmqpError::AckTimeout(ACK_TIMEOUT))??;
     }
     *unacked = 0;
     Ok(())

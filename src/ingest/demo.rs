@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use super::Input;
 use crate::clock::now_us;
+use crate::store::view::{ML_ITL_MEAN_US, ML_TOKENS_OUT};
 use crate::store::{BrokerState, BrokerView, Store};
 
 /// Length of the incident script; it repeats.
@@ -475,11 +476,19 @@ fn answer(sim: &Sim, serving: &Serving, route: &str, ok: bool, rng: &mut SmallRn
                 req_bytes: 300 + tokens_in as u64 * 4,
                 // Server-sent events: one `data: {…}` chunk of ~160 bytes per token.
                 resp_bytes: error_or(ok, rng, 200 + tokens_out as u64 * 160),
-                ml: vec![
-                    ml("tokens_in", tokens_in),
-                    ml("tokens_out", tokens_out),
-                    ml("queue_us", queue),
-                ],
+                ml: {
+                    let mut v = vec![
+                        ml("tokens_in", tokens_in),
+                        ml(ML_TOKENS_OUT, tokens_out),
+                        ml("queue_us", queue),
+                    ];
+                    // The mean gap between tokens, as the proxy reads it off a stream:
+                    // only an answer of two tokens or more has one.
+                    if tokens_out >= 2.0 {
+                        v.push(ml(ML_ITL_MEAN_US, (gen_us as f64 / tokens_out).round()));
+                    }
+                    v
+                },
             }
         }
     }
@@ -663,6 +672,14 @@ mod tests {
                 rate > lo * 0.99 && rate < hi * 1.01,
                 "{tokens_out} tokens in {generation_s} s: {rate} tokens/s"
             );
+            // The mean gap between its tokens is the other face of that rate.
+            if tokens_out >= 2.0 {
+                let itl_s = ml(e, ML_ITL_MEAN_US).expect("a gap between tokens") / 1e6;
+                assert!(
+                    (itl_s * rate - 1.0).abs() < 0.01,
+                    "{itl_s} s between tokens at {rate} tokens/s"
+                );
+            }
             let resp = e.resp_bytes.expect("response size");
             assert!(
                 resp as f64 > 140.0 * tokens_out,

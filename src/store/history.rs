@@ -373,6 +373,9 @@ pub struct HistoryView {
     models: BTreeMap<String, Ring>,
     /// Routes and instances, by model.
     keys: BTreeMap<String, KeyRings>,
+    /// The time to first byte of each streaming model's answers, in every view (with
+    /// keys or not): its normal is learnt from it.
+    first_bytes: BTreeMap<String, Ring>,
     uptime: Uptime,
 }
 
@@ -383,6 +386,7 @@ impl std::fmt::Debug for HistoryView {
             .field("built_ms", &self.built_ms)
             .field("models", &self.models.keys().collect::<Vec<_>>())
             .field("keyed", &self.keys.keys().collect::<Vec<_>>())
+            .field("first_bytes", &self.first_bytes.keys().collect::<Vec<_>>())
             .field("uptime", &self.uptime)
             .finish()
     }
@@ -394,8 +398,16 @@ impl HistoryView {
             built_ms,
             models,
             keys: BTreeMap::new(),
+            first_bytes: BTreeMap::new(),
             uptime,
         }
+    }
+
+    /// The same history with each streaming model's time-to-first-byte ring.
+    #[must_use]
+    pub(crate) fn with_first_bytes(mut self, first_bytes: BTreeMap<String, Ring>) -> Self {
+        self.first_bytes = first_bytes;
+        self
     }
 
     /// The same history with the rings of routes and instances.
@@ -413,6 +425,7 @@ impl HistoryView {
             built_ms: self.built_ms,
             models: self.models.clone(),
             keys: BTreeMap::new(),
+            first_bytes: self.first_bytes.clone(),
             uptime: self.uptime.clone(),
         }
     }
@@ -567,6 +580,37 @@ impl HistoryView {
         let Some(ring) = self.models.get(model) else {
             return Vec::new();
         };
+        self.ring_series(ring, range, now_ms, max_points)
+    }
+
+    /// [`Self::series`] of a model's time to first byte: its points count the streamed
+    /// answers, and their percentiles are of the first byte. Empty for a model that
+    /// does not stream.
+    pub fn ttfb_series(
+        &self,
+        model: &str,
+        range: &Range,
+        now_ms: i64,
+        max_points: usize,
+    ) -> Vec<HistoryPoint> {
+        let ring = self.first_bytes.get(model).or_else(|| {
+            self.keys
+                .get(model)
+                .and_then(|k| k.streams.get(super::STREAMS[0]))
+        });
+        let Some(ring) = ring else {
+            return Vec::new();
+        };
+        self.ring_series(ring, range, now_ms, max_points)
+    }
+
+    fn ring_series(
+        &self,
+        ring: &Ring,
+        range: &Range,
+        now_ms: i64,
+        max_points: usize,
+    ) -> Vec<HistoryPoint> {
         let (from, to) = range.bounds_s(now_ms);
         let step = step_for(to - from, max_points.max(1));
         let mut m = Merger::default();

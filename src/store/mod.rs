@@ -873,6 +873,7 @@ impl Store {
         self.age_key_rings(now_sec);
         let mut rings = BTreeMap::new();
         let mut keys = BTreeMap::new();
+        let mut first_bytes = BTreeMap::new();
         for (name, m) in &self.models {
             // The store's ring holds complete buckets; readers also get the ones still
             // filling, added to a copy (which shares every hour but the current one).
@@ -892,7 +893,16 @@ impl Store {
                 for (rings, keyed) in k.by_kind_mut().into_iter().zip(m.ringed()) {
                     *rings = keyed.rings(now_sec, &mut self.ring_merger);
                 }
+                if let Some(r) = k.streams.get(STREAMS[0]) {
+                    first_bytes.insert(name.to_string(), r.clone());
+                }
                 keys.insert(name.to_string(), k);
+            } else if let Some(r) = m
+                .streams
+                .rings(now_sec, &mut self.ring_merger)
+                .remove(STREAMS[0])
+            {
+                first_bytes.insert(name.to_string(), r);
             }
         }
         self.dormant.retain(|_, d| {
@@ -901,12 +911,17 @@ impl Store {
         });
         for (name, d) in &self.dormant {
             rings.insert(name.clone(), d.ring.clone());
+            if let Some(r) = d.keys.streams.get(STREAMS[0]) {
+                first_bytes.insert(name.clone(), r.clone());
+            }
             if with_keys {
                 keys.insert(name.clone(), d.keys.clone());
             }
         }
         self.history_bucket = bucket_of_sec(now_sec);
-        HistoryView::new(now_us.div_euclid(1000), rings, self.uptime.clone()).with_keys(keys)
+        HistoryView::new(now_us.div_euclid(1000), rings, self.uptime.clone())
+            .with_keys(keys)
+            .with_first_bytes(first_bytes)
     }
 
     /// Ages the route and instance rings, and keeps them within their memory budget by

@@ -293,6 +293,26 @@ pub struct ModelView {
     pub totals: Totals,
 }
 
+/// The `ml` keys an LLM's answers carry (as `modelmon-proxy --openai` writes them, and
+/// the `record()` recipe of docs/python.md): output tokens, and each answer's mean gap
+/// between tokens.
+pub const ML_TOKENS_OUT: &str = "tokens_out";
+pub const ML_ITL_MEAN_US: &str = "itl_mean_us";
+
+impl ModelView {
+    /// Output tokens per second over the window, all answers together: the model's
+    /// throughput as an LLM's team reads it. `None` for a model that reports no tokens.
+    pub fn tokens_per_s(&self) -> Option<f64> {
+        self.ml.get(ML_TOKENS_OUT).map(|m| m.rate_per_s)
+    }
+
+    /// The inter-token latency (ITL) that 95 % of streamed answers stay under, ms: the
+    /// p95 of each answer's mean gap between tokens.
+    pub fn itl_p95_ms(&self) -> Option<f64> {
+        self.ml.get(ML_ITL_MEAN_US)?.p95.map(|us| us / 1000.0)
+    }
+}
+
 /// The whole picture.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct View {

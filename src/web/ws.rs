@@ -30,7 +30,7 @@ const MAX_INCOMING: usize = 4096;
 const CLOSE_TOO_SLOW: u16 = 1008;
 
 /// The columns of a model row in an overview message (see docs/api.md).
-pub(crate) const COLUMNS: [&str; 12] = [
+pub(crate) const COLUMNS: [&str; 15] = [
     "model",
     "state",
     "qps",
@@ -43,6 +43,9 @@ pub(crate) const COLUMNS: [&str; 12] = [
     "sec",
     "sec_requests",
     "sec_errors",
+    "ttfb_p95_ms",
+    "itl_p95_ms",
+    "tokens_per_s",
 ];
 
 /// The overview, serialised once per refresh, for every client.
@@ -99,6 +102,9 @@ pub(crate) fn overview_message(view: &Live) -> Utf8Bytes {
                 last.map(|p| p.sec),
                 last.map(|p| p.requests),
                 last.map(|p| p.errors),
+                s.ttfb_p95_ms.map(r2),
+                m.itl_p95_ms().map(r2),
+                m.tokens_per_s().map(r2),
             ])
         })
         .collect();

@@ -23,6 +23,9 @@ struct Traffic {
     /// Log-normal sigma.
     sigma: f64,
     error_share: f64,
+    /// Median time to the first byte of a streamed answer (an LLM's first token), spread
+    /// like latency; `None`: answers are not streamed.
+    ttfb_ms: Option<f64>,
 }
 
 impl Traffic {
@@ -32,6 +35,15 @@ impl Traffic {
             median_ms,
             sigma: 0.35,
             error_share: 0.002,
+            ttfb_ms: None,
+        }
+    }
+
+    /// Streamed answers whose first byte comes after `ttfb_ms` (median).
+    fn streaming(self, ttfb_ms: f64) -> Self {
+        Self {
+            ttfb_ms: Some(ttfb_ms),
+            ..self
         }
     }
 
@@ -112,10 +124,17 @@ impl Sim {
                     .map(|i| {
                         let ms = t.median_ms * (t.sigma * self.normal()).exp();
                         let failed = self.uniform() < t.error_share;
-                        json!({"ts": now_us - 1_000_000 + i64::from(i) * 1_000_000 / i64::from(t.rps.max(1)),
+                        let mut e = json!({"ts": now_us - 1_000_000 + i64::from(i) * 1_000_000 / i64::from(t.rps.max(1)),
                                "model": model, "instance": "i-1", "method": "POST",
                                "route": "/predict", "status": if failed { 503 } else { 200 },
-                               "duration_us": (ms * 1000.0) as u64})
+                               "duration_us": (ms * 1000.0) as u64});
+                        if let Some(first) = t.ttfb_ms {
+                            // The rest of the answer follows its first token.
+                            let first = first * (t.sigma * self.normal()).exp();
+                            e["ttfb_us"] = json!((first * 1000.0) as u64);
+                            e["duration_us"] = json!(((first + ms) * 1000.0) as u64);
+                        }
+                        e
                     })
                     .collect();
                 let dropped = std::mem::take(&mut self.dropped);
@@ -329,6 +348,7 @@ fn a_fast_models_wobble_and_a_slow_models_own_normal_never_fire() {
         median_ms: 900.0,
         sigma: 0.6,
         error_share: 0.01,
+        ttfb_ms: None,
     };
     sim.run(8 * 60, &[("tiny", tiny), ("llm", llm)]);
     // Ten minutes more: tiny doubles for 40 s every two minutes (2 → 4 ms), the LLM
@@ -346,6 +366,69 @@ fn a_fast_models_wobble_and_a_slow_models_own_normal_never_fire() {
     assert!(
         llm_normal > 1500.0,
         "its own normal is seconds: {llm_normal}"
+    );
+}
+
+#[test]
+fn a_late_first_token_is_a_ttfb_regression_against_the_models_own_normal() {
+    let mut sim = Sim::quick();
+    // An LLM: first token after ~300 ms, then ~3 s of tokens; and a classifier.
+    let llm = Traffic {
+        rps: 6,
+        median_ms: 3000.0,
+        sigma: 0.35,
+        error_share: 0.002,
+        ttfb_ms: None,
+    }
+    .streaming(300.0);
+    let iris = Traffic::steady(20, 4.0);
+    sim.run(8 * 60, &[("llm", llm), ("iris", iris)]);
+    let b = sim.baseline("llm");
+    let normal = b.ttfb_p95_ms.expect("a first-byte normal");
+    // A log-normal's p95 at σ 0.35 is 1.78 × its median (534 ms), read off the rings'
+    // buckets.
+    assert!((450.0..800.0).contains(&normal), "TTFB p95 normal {normal}");
+    assert!(b.explanation.contains("TTFB p95"), "{}", b.explanation);
+    assert_eq!(
+        sim.baseline("iris").ttfb_p95_ms,
+        None,
+        "iris does not stream"
+    );
+    // Five quiet minutes more: its own noise is no incident.
+    sim.run(5 * 60, &[("llm", llm), ("iris", iris)]);
+    assert!(sim.fired_since(0).is_empty(), "{:?}", fired_list(&sim));
+
+    // A queue fills in front of it: the first token comes after ~2 s, while whole
+    // answers take 5 s instead of 3 (too little for a latency regression).
+    let t = sim.now_s;
+    sim.run(60, &[("llm", llm.streaming(2000.0)), ("iris", iris)]);
+    let firing = sim
+        .seconds_to(t, "ttfb_regression", "llm", TransitionKind::Firing)
+        .expect("ttfb_regression fired");
+    assert!(firing <= 45, "fired after {firing} s");
+    let fired = sim
+        .sent
+        .iter()
+        .find(|(_, x)| x.alert.rule == "ttfb_regression" && x.kind == TransitionKind::Firing)
+        .map(|(_, x)| x.alert.explanation.clone())
+        .unwrap_or_default();
+    assert!(
+        fired.starts_with("TTFB p95 ") && fired.contains("its normal"),
+        "{fired}"
+    );
+    eprintln!("ttfb_regression fired {firing} s after the first token slowed: {fired}");
+    assert_eq!(
+        fired_list(&sim).keys().collect::<Vec<_>>(),
+        [&("ttfb_regression".to_owned(), "llm".to_owned())],
+        "only the first token regressed"
+    );
+    // Back to normal: it resolves.
+    let t = sim.now_s;
+    sim.run(90, &[("llm", llm), ("iris", iris)]);
+    assert!(
+        sim.seconds_to(t, "ttfb_regression", "llm", TransitionKind::Resolved)
+            .is_some(),
+        "resolved"
     );
 }
 
@@ -487,6 +570,7 @@ fn a_model_always_over_its_slo_still_learns_its_normal() {
         median_ms: 900.0,
         sigma: 0.6,
         error_share: 0.01,
+        ttfb_ms: None,
     };
     sim.run(8 * 60, &[("llm", llm)]);
     assert_eq!(sim.active("p95_slo", "llm"), Some(AlertPhase::Firing));

@@ -260,6 +260,34 @@ try {
     )
   })
 
+  await check("the overview shows an LLM's figures in columns of their own, others a dash", async () => {
+    await page.goto(server.url + '/')
+    const cell = (model, key) => page.locator(`tr[data-model="${model}"] td[data-col=${key}]`)
+    for (const key of ['ttfb_p95_ms', 'itl_p95_ms', 'tokens_per_s']) {
+      await page.locator(`[data-testid=models] th[data-col=${key}]`).waitFor({ timeout: 10000 })
+    }
+    // llm-chat streams 40 tokens/s per answer, several answers at once: its figures are
+    // numbers within a factor of the API's; a classifier's are dashes.
+    await page.waitForFunction(
+      (m) => /\d/.test(document.querySelector(`tr[data-model="${m}"] td[data-col=tokens_per_s]`)?.innerText ?? ''),
+      SLO_MODEL,
+      { timeout: 10000 },
+    )
+    const d = await api(server, '/api/v1/models/' + encodeURIComponent(SLO_MODEL))
+    const near = (shown, want, what) => {
+      if (!(shown > 0) || want == null || shown > 3 * want || want > 3 * shown) {
+        throw new Error(`${what}: the page says ${shown}, the API ${want}`)
+      }
+    }
+    near(Number(await cell(SLO_MODEL, 'tokens_per_s').innerText()), d.ml?.tokens_out?.rate_per_s, 'tokens/s')
+    near(Number(await cell(SLO_MODEL, 'itl_p95_ms').innerText()), d.ml?.itl_mean_us?.p95 / 1000, 'ITL p95 ms')
+    const plain = names.find((n) => n !== SLO_MODEL && !n.startsWith('llm'))
+    for (const key of ['itl_p95_ms', 'tokens_per_s']) {
+      const text = (await cell(plain, key).innerText()).trim()
+      if (text !== '–') throw new Error(`${plain} has no tokens, yet its ${key} reads ${text}`)
+    }
+  })
+
   await check("a model's detail opens with its charts", async () => {
     const name = names[0]
     await page.locator(`tr[data-model="${name}"] a`).click()

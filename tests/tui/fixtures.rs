@@ -451,6 +451,7 @@ fn baselines() -> BTreeMap<String, Arc<Baseline>> {
         ready: true,
         held: false,
         explanation: explanation.to_owned(),
+        ..Baseline::default()
     };
     BTreeMap::from([
         (

@@ -7,7 +7,7 @@ use modelmon::tui::app::{Screen, SortKey};
 use modelmon::tui::theme::Theme;
 use ratatui::style::Color;
 
-use super::fixtures::{alerts, fixture, fixture_view, stats};
+use super::fixtures::{alerts, fixture, fixture_view, measure, rollout_view, stats};
 use super::{app, colour, draw, press, row_of, screen, text};
 
 #[test]
@@ -86,6 +86,43 @@ fn small_terminal_keeps_the_essential_columns() {
         "sparklines go first when space is short"
     );
     insta::assert_snapshot!("overview_80x24", s);
+}
+
+#[test]
+fn overview_shows_an_llms_tokens_per_second_and_inter_token_latency() {
+    // llm-chat reports its output tokens and, per answer, the mean gap between tokens.
+    let mut view = rollout_view();
+    let llm = view
+        .models
+        .iter_mut()
+        .find(|m| m.model == "llm-chat")
+        .expect("llm-chat");
+    let (n, qps) = (llm.stats.requests, llm.stats.qps);
+    llm.ml.insert(
+        "itl_mean_us".to_owned(),
+        measure(n, qps, 24_800.0, [23_100.0, 41_700.0, 88_000.0]),
+    );
+    // 301 tokens an answer at 6.2 answers/s.
+    assert_eq!(llm.tokens_per_s().map(f64::round), Some(1866.0));
+    let live = Live::new(view, alerts());
+    let s = screen(&live, &app(colour()), 180, 45);
+    let header = s.lines().nth(row_of(&s, "MODEL")).unwrap_or_default();
+    assert!(header.contains("TTFB95  ITL95  TOK/S    ERR"), "{header}");
+    // TTFB p95 420 ms, ITL p95 41.7 ms, 1.9k tokens/s.
+    let llm = s.lines().nth(row_of(&s, "llm-chat")).unwrap_or_default();
+    assert!(llm.contains("420   41.7   1.9k   0.3%"), "{llm}");
+    let fraud = s.lines().nth(row_of(&s, "fraud-xgb")).unwrap_or_default();
+    assert!(fraud.contains("–      –      –"), "{fraud}");
+    // At 80 columns they give way to what matters for every model; at 92 (docs/tui.md)
+    // they are back.
+    let s = screen(&live, &app(colour()), 80, 24);
+    assert!(!s.contains("ITL95") && !s.contains("TOK/S"), "{s}");
+    let s = screen(&live, &app(colour()), 92, 24);
+    assert!(s.contains("ITL95") && s.contains("TOK/S"), "{s}");
+
+    // Without tokens, no LLM columns at all.
+    let s = screen(&fixture(), &app(colour()), 180, 45);
+    assert!(!s.contains("ITL95") && !s.contains("TOK/S"), "{s}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,10 +43,13 @@ class BatchMonitor:
             args += ["--models", model]
         if amqp is not None:
             args += ["--amqp", amqp]
+        # Its log is kept for the message of a failed wait: it says what the monitor was
+        # doing (connecting, retrying, refusing bodies) when the line stopped changing.
+        self._log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log,
             text=True,
             env={**os.environ, "XDG_CONFIG_HOME": "/nonexistent"},
         )
@@ -67,9 +71,17 @@ class BatchMonitor:
             while self.last is None or not pred(self.last):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; last line: {self.last}")
+                    raise AssertionError(
+                        f"timed out waiting for {what}; last line: {self.last}\n"
+                        f"the monitor's log ends:\n{self.log_tail()}"
+                    )
                 self._cv.wait(left)
             return self.last
+
+    def log_tail(self, lines: int = 40) -> str:
+        self._log.flush()
+        self._log.seek(0)
+        return "".join(self._log.readlines()[-lines:])
 
     def model_line(self, line: dict) -> dict | None:
         return next((m for m in line["models"] if m["model"] == self.model), None)
@@ -77,6 +89,7 @@ class BatchMonitor:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self._log.close()
 
 
 def test_monitor_counts_exactly_what_the_client_saw(model, monkeypatch):

@@ -1,6 +1,7 @@
 //! One row per model. Columns drop by priority as the terminal narrows, so 80 columns
 //! still show what matters most: health, name, traffic, tail latency and errors. The
-//! TTFB column is there only when some model streams its answers.
+//! TTFB column is there only when some model streams its answers, and the LLM columns
+//! (inter-token latency, output tokens per second) only when some model reports them.
 
 use std::fmt::Write as _;
 
@@ -29,6 +30,10 @@ enum Col {
     P99,
     /// Time to first byte, p95: streamed answers only.
     Ttfb,
+    /// Inter-token latency, p95 of the answers' mean gaps: LLMs only.
+    Itl,
+    /// Output tokens per second: LLMs only.
+    TokS,
     Err,
     Client,
     Cpu,
@@ -40,7 +45,7 @@ enum Col {
 }
 
 /// Display order.
-const ORDER: [Col; 15] = [
+const ORDER: [Col; 17] = [
     Col::Mark,
     Col::Name,
     Col::Qps,
@@ -48,6 +53,8 @@ const ORDER: [Col; 15] = [
     Col::P95,
     Col::P99,
     Col::Ttfb,
+    Col::Itl,
+    Col::TokS,
     Col::Err,
     Col::Client,
     Col::Cpu,
@@ -59,8 +66,8 @@ const ORDER: [Col; 15] = [
 ];
 
 /// Which columns survive a narrow terminal: earlier ones are kept first. At 80 columns
-/// TTFB, when there, takes the place of 4XX.
-const PRIORITY: [Col; 15] = [
+/// TTFB, when there, takes the place of 4XX; the LLM columns need a wider terminal.
+const PRIORITY: [Col; 17] = [
     Col::Mark,
     Col::Name,
     Col::Qps,
@@ -71,6 +78,8 @@ const PRIORITY: [Col; 15] = [
     Col::Alert,
     Col::Ttfb,
     Col::P50,
+    Col::TokS,
+    Col::Itl,
     Col::Client,
     Col::QpsSpark,
     Col::P95Spark,
@@ -93,6 +102,8 @@ impl Col {
             | Self::P95
             | Self::P99
             | Self::Ttfb
+            | Self::Itl
+            | Self::TokS
             | Self::Err
             | Self::Client => 6,
             Self::Cpu | Self::Seen => 5,
@@ -110,6 +121,8 @@ impl Col {
             Self::P95 => "P95",
             Self::P99 => "P99",
             Self::Ttfb => "TTFB95",
+            Self::Itl => "ITL95",
+            Self::TokS => "TOK/S",
             Self::Err => "ERR",
             Self::Client => "4XX",
             Self::Cpu => "CPU",
@@ -146,11 +159,12 @@ impl Col {
 
 /// The columns that fit in `width`, in display order, with their widths. Columns are
 /// taken in priority order until one does not fit; the spare width goes to the name
-/// (up to its longest value), then to the sparklines. TTFB only when `streams`.
-fn columns(width: u16, longest_name: u16, streams: bool) -> Vec<(Col, u16)> {
+/// (up to its longest value), then to the sparklines. The columns of figures only some
+/// models have are there when `present` says some model has them.
+fn columns(width: u16, longest_name: u16, present: impl Fn(Col) -> bool) -> Vec<(Col, u16)> {
     let mut kept: Vec<Col> = Vec::new();
     let mut used: u16 = 0;
-    for c in PRIORITY.into_iter().filter(|c| streams || *c != Col::Ttfb) {
+    for c in PRIORITY.into_iter().filter(|c| present(*c)) {
         let add = c.width() + u16::from(!kept.is_empty());
         if used + add > width {
             break;
@@ -219,12 +233,19 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         .map(|m| m.model.chars().count())
         .max()
         .unwrap_or(0);
-    // Any model of the view, not only the rows shown: the column stays while filtering.
+    // Any model of the view, not only the rows shown: a column stays while filtering.
     let any_streams = view.models.iter().any(streams);
+    let any_itl = view.models.iter().any(|m| m.itl_p95_ms().is_some());
+    let any_tokens = view.models.iter().any(|m| m.tokens_per_s().is_some());
     let cols = columns(
         inner.width,
         u16::try_from(longest).unwrap_or(u16::MAX),
-        any_streams,
+        |c| match c {
+            Col::Ttfb => any_streams,
+            Col::Itl => any_itl,
+            Col::TokS => any_tokens,
+            _ => true,
+        },
     );
     let selected = app.selected_index(&rows);
     let body_h = layout::overview_rows(frame.area()).height as usize;
@@ -360,6 +381,11 @@ fn row(view: &Live, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(
     let res = view.resources(&m.model);
     let cpu = res.and_then(|r| r.usage.cpu_percent);
     let level_or_plain = |l: Option<Health>| l.map_or(Style::new(), |l| th.health(l));
+    // A figure this model does not have, in a column others fill: a dimmed dash.
+    let or_dim = |cell: Option<String>| match cell {
+        Some(text) => (text, Style::new()),
+        None => (dash.to_owned(), th.dim()),
+    };
     cols.iter()
         .map(|(c, w)| match c {
             Col::Mark => (th.health_mark(health).to_owned(), th.health(health)),
@@ -371,10 +397,9 @@ fn row(view: &Live, m: &ModelView, cols: &[(Col, u16)], app: &AppState) -> Vec<(
             Col::P50 => (format::ms(s.p50_ms, dash), Style::new()),
             Col::P95 => (format::ms(s.p95_ms, dash), level_of(Metric::P95)),
             Col::P99 => (format::ms(s.p99_ms, dash), Style::new()),
-            Col::Ttfb => match s.ttfb_p95_ms {
-                Some(v) => (format::ms(Some(v), dash), Style::new()),
-                None => (dash.to_owned(), th.dim()),
-            },
+            Col::Ttfb => or_dim(s.ttfb_p95_ms.map(|v| format::ms(Some(v), dash))),
+            Col::Itl => or_dim(m.itl_p95_ms().map(|v| format::ms(Some(v), dash))),
+            Col::TokS => or_dim(m.tokens_per_s().map(format::qps)),
             Col::Err => (format::pct(s.error_rate, dash), level_of(Metric::ErrorRate)),
             Col::Client => (format::pct(s.client_error_rate, dash), Style::new()),
             Col::Cpu => match cpu {
