@@ -5,9 +5,11 @@
 //! each carrying the moment it was handed to the connection (nanoseconds since a shared
 //! base `Instant`); a client reads them directly, then through the proxy with `--openai
 //! off` and with `--openai on`, and takes each chunk's delay as its arrival minus that
-//! moment. Upstream, proxy and client each run on their own single-threaded runtime. A
-//! second `--openai off` proxy, measured like the others, shows the noise between two
-//! runs of the same thing on this machine.
+//! moment. Upstream and client share one single-threaded runtime, and each proxy runs on
+//! a thread of its own, as a proxy does on a host where it has a core: on a two-core
+//! machine, three busy threads (upstream, proxy, client) would measure the scheduler's
+//! queue more than the proxy. A second `--openai off` proxy, measured like the others,
+//! shows the noise between two runs of the same thing on this machine.
 //!
 //! Usage: `cargo run --release -p modelmon-proxy --example chunk_delay [N] [ROUNDS]`
 //! (default 5000 chunks, 1 round; each round measures the three paths in turn). The
@@ -47,13 +49,12 @@ fn single_thread() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Starts the SSE upstream on its own thread; its address.
-fn start_upstream(chunks: u32) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        single_thread().block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
+/// Starts the SSE upstream on `rt` (it serves while the client's reads drive `rt`); its
+/// address.
+fn start_upstream(rt: &tokio::runtime::Runtime, chunks: u32) -> SocketAddr {
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.expect("accept");
                 let _ = stream.set_nodelay(true);
@@ -92,9 +93,8 @@ fn start_upstream(chunks: u32) -> SocketAddr {
                         .await;
                 });
             }
-        });
     });
-    rx.recv().expect("upstream address")
+    addr
 }
 
 /// Starts the proxy (the library's `serve`) on its own thread; its address.
@@ -125,6 +125,32 @@ fn start_proxy(upstream: SocketAddr, openai: &str) -> SocketAddr {
         });
     });
     rx.recv().expect("proxy address")
+}
+
+/// Starts a byte relay on its own thread, as the proxy runs: each connection is copied
+/// both ways to the upstream, nothing read or parsed. The least any proxy adds on this
+/// machine (a wake-up of its thread, a read and a write per chunk): the floor the
+/// proxy's own figures are read against.
+fn start_relay(upstream: SocketAddr) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        single_thread().block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            loop {
+                let (mut inbound, _) = listener.accept().await.expect("accept");
+                let _ = inbound.set_nodelay(true);
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(upstream)
+                        .await
+                        .expect("upstream");
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+    });
+    rx.recv().expect("relay address")
 }
 
 /// Reads one stream from `addr`; the delay of each chunk, in nanoseconds.
@@ -210,14 +236,16 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
     let _ = now_ns();
-    let upstream = start_upstream(chunks);
+    let client = single_thread();
+    let upstream = start_upstream(&client, chunks);
     let via_off = start_proxy(upstream, "off");
     let via_on = start_proxy(upstream, "on");
     // A second, identical `off` proxy: how far two runs of the same thing differ here.
     let via_off_again = start_proxy(upstream, "off");
-    let client = single_thread();
+    let via_relay = start_relay(upstream);
     let paths = [
         ("direct", upstream),
+        ("byte relay (floor)", via_relay),
         ("proxy --openai off", via_off),
         ("proxy --openai on", via_on),
         ("proxy --openai off #2", via_off_again),
@@ -274,6 +302,15 @@ fn main() {
             "  added by {name:<22} p50 {:>8.1}  p99 {:>8.1}",
             us(f.p50) - us(direct.p50),
             us(f.p99) - us(direct.p99)
+        );
+    }
+    // What the proxy adds beyond the floor any relay pays here.
+    let floor = &figs[1];
+    for ((name, _), f) in paths.iter().zip(&figs).skip(2) {
+        println!(
+            "  over the relay, {name:<22} p50 {:>8.1}  p99 {:>8.1}",
+            us(f.p50) - us(floor.p50),
+            us(f.p99) - us(floor.p99)
         );
     }
 }
