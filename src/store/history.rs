@@ -415,6 +415,13 @@ impl HistoryView {
     pub(crate) fn with_keys(mut self, keys: BTreeMap<String, KeyRings>) -> Self {
         self.keys = keys;
         self.keys.retain(|_, k| !k.is_empty());
+        for (model, k) in &self.keys {
+            if let Some(r) = k.streams.get(super::STREAMS[0]) {
+                self.first_bytes
+                    .entry(model.clone())
+                    .or_insert_with(|| r.clone());
+            }
+        }
         self
     }
 
@@ -593,12 +600,7 @@ impl HistoryView {
         now_ms: i64,
         max_points: usize,
     ) -> Vec<HistoryPoint> {
-        let ring = self.first_bytes.get(model).or_else(|| {
-            self.keys
-                .get(model)
-                .and_then(|k| k.streams.get(super::STREAMS[0]))
-        });
-        let Some(ring) = ring else {
+        let Some(ring) = self.first_bytes.get(model) else {
             return Vec::new();
         };
         self.ring_series(ring, range, now_ms, max_points)

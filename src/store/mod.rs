@@ -893,9 +893,6 @@ impl Store {
                 for (rings, keyed) in k.by_kind_mut().into_iter().zip(m.ringed()) {
                     *rings = keyed.rings(now_sec, &mut self.ring_merger);
                 }
-                if let Some(r) = k.streams.get(STREAMS[0]) {
-                    first_bytes.insert(name.to_string(), r.clone());
-                }
                 keys.insert(name.to_string(), k);
             } else if let Some(r) = m
                 .streams
@@ -911,17 +908,17 @@ impl Store {
         });
         for (name, d) in &self.dormant {
             rings.insert(name.clone(), d.ring.clone());
-            if let Some(r) = d.keys.streams.get(STREAMS[0]) {
-                first_bytes.insert(name.clone(), r.clone());
-            }
             if with_keys {
                 keys.insert(name.clone(), d.keys.clone());
+            } else if let Some(r) = d.keys.streams.get(STREAMS[0]) {
+                first_bytes.insert(name.clone(), r.clone());
             }
         }
         self.history_bucket = bucket_of_sec(now_sec);
+        // With keys, the first bytes come with them.
         HistoryView::new(now_us.div_euclid(1000), rings, self.uptime.clone())
-            .with_keys(keys)
             .with_first_bytes(first_bytes)
+            .with_keys(keys)
     }
 
     /// Ages the route and instance rings, and keeps them within their memory budget by
