@@ -63,6 +63,10 @@ pub enum Incident {
     Errors { from: i64, to: i64, share: f64 },
     /// Traffic stops.
     Silent { from: i64, to: i64 },
+    /// A queue in front of the model: the first byte of each answer (a streaming
+    /// model's first token) comes `factor` × later; the rest of the answer takes its
+    /// usual time.
+    Queued { from: i64, to: i64, factor: f64 },
 }
 
 /// What a model does with a request, which sets its sizes, its `ml` figures and, for a
@@ -200,7 +204,14 @@ pub fn default_models() -> Vec<Sim> {
             sigma: 0.3,
             routes: &["/v1/chat/completions"],
             replicas: 1,
-            incident: None,
+            // Requests queue in front of it: the first token 320 ms → 1.6 s, while whole
+            // answers take ~5.5 s instead of ~4 (no latency regression for a model of
+            // seconds). `ttfb_regression` names it.
+            incident: Some(Incident::Queued {
+                from: 100,
+                to: 160,
+                factor: 5.0,
+            }),
             // Answers of 60 to 350 tokens (5 % to 95 %): 1.5 to 9 s.
             work: Work::Chat {
                 tokens_per_s: 40.0,
@@ -272,21 +283,33 @@ struct Serving {
     canary: bool,
     /// Latency multiplier (an incident, a slower version).
     factor: f64,
-    /// The model's latency (a streaming model's first token) times `factor`.
+    /// The model's latency (a streaming model's first token) times `factor` and the
+    /// time its requests wait in a queue (`queued`): only a streaming model's tokens
+    /// after the first keep their pace without it.
     latency: Option<LogNormal<f64>>,
     error_share: f64,
 }
 
 impl Serving {
-    fn new(sim: &Sim, version: &'static str, canary: bool, factor: f64, error_share: f64) -> Self {
+    fn new(sim: &Sim, version: &'static str, canary: bool, pace: Pace, error_share: f64) -> Self {
+        let median_us = sim.median_ms * pace.factor * pace.queued * 1000.0;
         Self {
             version,
             canary,
-            factor,
-            latency: LogNormal::new((sim.median_ms * factor * 1000.0).ln(), sim.sigma).ok(),
+            factor: pace.factor,
+            latency: LogNormal::new(median_us.ln(), sim.sigma).ok(),
             error_share,
         }
     }
+}
+
+/// How an incident or a version changes a model's answers.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Everything slower (a slower model, or a slower version).
+    factor: f64,
+    /// Only the wait before the first byte longer (a queue in front of the model).
+    queued: f64,
 }
 
 /// Generates the events of `sim` that started in `[from_us, to_us)`, its incident
@@ -308,7 +331,7 @@ fn events_in(
 ) -> Vec<Event<'static>> {
     let incident = if scene.incidents { sim.incident } else { None };
     let phase = scene.phase;
-    let (mut factor, mut error_share) = (1.0, NORMAL_ERRORS);
+    let (mut factor, mut queued, mut error_share) = (1.0, 1.0, NORMAL_ERRORS);
     match incident {
         Some(Incident::Slow {
             from,
@@ -321,9 +344,20 @@ fn events_in(
         Some(Incident::Silent { from, to }) if (from..to).contains(&phase) => {
             return Vec::new();
         }
+        Some(Incident::Queued {
+            from,
+            to,
+            factor: f,
+        }) if (from..to).contains(&phase) => queued = f,
         _ => {}
     }
-    let old = Serving::new(sim, sim.version, false, factor, error_share);
+    let old = Serving::new(
+        sim,
+        sim.version,
+        false,
+        Pace { factor, queued },
+        error_share,
+    );
     // With incidents off the new version is the old one under another name.
     let new = sim.rollout.map(|r| {
         let (factor, error_share) = if scene.incidents {
@@ -331,7 +365,8 @@ fn events_in(
         } else {
             (factor, error_share)
         };
-        Serving::new(sim, r.version, true, factor, error_share)
+        let pace = Pace { factor, queued };
+        Serving::new(sim, r.version, true, pace, error_share)
     });
     let share = if new.is_some() {
         rollout_share(phase)
@@ -752,6 +787,45 @@ mod tests {
                 .filter(|e| e.route == "/v1/score")
                 .all(|e| ml(e, "batch_size") == Some(1.0))
         );
+    }
+
+    #[test]
+    fn llm_chats_queue_delays_its_first_token_and_not_its_tokens() {
+        let llm = model("llm-chat");
+        let first_tokens =
+            |evs: &[Event<'_>]| -> Vec<u64> { evs.iter().filter_map(|e| e.ttfb_us).collect() };
+        // Tokens a second after the first, over the answers that streamed some.
+        let pace = |evs: &[Event<'_>]| -> f64 {
+            let rates: Vec<u64> = evs
+                .iter()
+                .filter(|e| e.status == 200)
+                .filter_map(|e| {
+                    let gen_s = (e.duration_us - e.ttfb_us?) as f64 / 1e6;
+                    Some((ml(e, ML_TOKENS_OUT)? / gen_s).round() as u64)
+                })
+                .collect();
+            quantile(rates, 0.5) as f64
+        };
+        let quiet = play(&llm, 0, true, 300);
+        let queued = play(&llm, 130, true, 300);
+        let (before, during) = (
+            quantile(first_tokens(&quiet), 0.5) as f64,
+            quantile(first_tokens(&queued), 0.5) as f64,
+        );
+        assert!(
+            (4.0..6.0).contains(&(during / before)),
+            "first token {before} µs → {during} µs"
+        );
+        let (before, during) = (pace(&quiet), pace(&queued));
+        assert!(
+            (during / before - 1.0).abs() < 0.1,
+            "{before} → {during} tokens/s"
+        );
+        // Off, the script plays no queue.
+        let off = play(&llm, 130, false, 300);
+        let ratio =
+            quantile(first_tokens(&off), 0.5) as f64 / quantile(first_tokens(&quiet), 0.5) as f64;
+        assert!((0.8..1.25).contains(&ratio), "{ratio}");
     }
 
     #[test]

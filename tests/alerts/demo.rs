@@ -19,6 +19,11 @@ min_history = "1m"
 [[alerts.rules]]
 name = "latency_regression"
 for = "1s"
+# llm-chat answers 4 times a second: a 3-s window holds a dozen.
+[[alerts.rules]]
+name = "ttfb_regression"
+for = "1s"
+min_requests = 5
 [[alerts.rules]]
 name = "error_spike"
 window = "3s"
@@ -52,6 +57,7 @@ enabled = false
         ("latency_regression", "resnet50"),
         ("error_spike", "fraud-xgb"),
         ("traffic_drop", "sentiment-bert"),
+        ("ttfb_regression", "llm-chat"),
     ];
     let of = |b: &[Received], rule: &str, model: &str| -> Vec<String> {
         alerts(b)
