@@ -584,10 +584,7 @@ impl HistoryView {
         now_ms: i64,
         max_points: usize,
     ) -> Vec<HistoryPoint> {
-        let Some(ring) = self.models.get(model) else {
-            return Vec::new();
-        };
-        self.ring_series(ring, range, now_ms, max_points)
+        self.ring_series(self.models.get(model), range, now_ms, max_points)
     }
 
     /// [`Self::series`] of a model's time to first byte: its points count the streamed
@@ -600,19 +597,20 @@ impl HistoryView {
         now_ms: i64,
         max_points: usize,
     ) -> Vec<HistoryPoint> {
-        let Some(ring) = self.first_bytes.get(model) else {
-            return Vec::new();
-        };
-        self.ring_series(ring, range, now_ms, max_points)
+        self.ring_series(self.first_bytes.get(model), range, now_ms, max_points)
     }
 
+    /// The points of `ring`; none without one.
     fn ring_series(
         &self,
-        ring: &Ring,
+        ring: Option<&Ring>,
         range: &Range,
         now_ms: i64,
         max_points: usize,
     ) -> Vec<HistoryPoint> {
+        let Some(ring) = ring else {
+            return Vec::new();
+        };
         let (from, to) = range.bounds_s(now_ms);
         let step = step_for(to - from, max_points.max(1));
         let mut m = Merger::default();
