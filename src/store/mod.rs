@@ -231,6 +231,31 @@ struct KeyState {
 }
 
 impl KeyState {
+    /// A reader's copy of the ring (sharing every hour but the newest) with the live
+    /// window's slots added.
+    fn reader_ring(&self, now_sec: i64, merger: &mut ring::Merger) -> Ring {
+        let mut ring = self.ring.clone();
+        // One add per ring cell, not per slot: each add re-encodes the cell.
+        let mut cell: Option<Slot> = None;
+        for s in self.window.slots() {
+            let start = s.start.div_euclid(ring::COARSE_S) * ring::COARSE_S;
+            if cell.as_ref().is_some_and(|c| c.start != start)
+                && let Some(c) = cell.take()
+            {
+                ring.add(&c, now_sec, merger);
+            }
+            cell.get_or_insert_with(|| Slot {
+                start,
+                ..Slot::default()
+            })
+            .absorb(s);
+        }
+        if let Some(c) = cell {
+            ring.add(&c, now_sec, merger);
+        }
+        ring
+    }
+
     fn record_late(&mut self, sec: i64, hit: &Hit) {
         self.late_cell(sec).record_hit(hit);
     }
@@ -345,30 +370,18 @@ impl Keyed {
     fn rings(&self, now_sec: i64, merger: &mut ring::Merger) -> BTreeMap<String, Ring> {
         let mut out = BTreeMap::new();
         for (name, k) in self.keys.iter() {
-            let mut ring = k.ring.clone();
-            // One add per ring cell, not per slot: each add re-encodes the cell.
-            let mut cell: Option<Slot> = None;
-            for s in k.window.slots() {
-                let start = s.start.div_euclid(ring::COARSE_S) * ring::COARSE_S;
-                if cell.as_ref().is_some_and(|c| c.start != start)
-                    && let Some(c) = cell.take()
-                {
-                    ring.add(&c, now_sec, merger);
-                }
-                cell.get_or_insert_with(|| Slot {
-                    start,
-                    ..Slot::default()
-                })
-                .absorb(s);
-            }
-            if let Some(c) = cell {
-                ring.add(&c, now_sec, merger);
-            }
+            let ring = k.reader_ring(now_sec, merger);
             if !ring.is_empty() {
                 out.insert(name.to_owned(), ring);
             }
         }
         out
+    }
+
+    /// [`Keyed::rings`] of one key alone; `None` when it has no data.
+    fn ring(&self, name: &str, now_sec: i64, merger: &mut ring::Merger) -> Option<Ring> {
+        let (_, k) = self.keys.iter().find(|(n, _)| *n == name)?;
+        Some(k.reader_ring(now_sec, merger)).filter(|r| !r.is_empty())
     }
 
     /// Continues saved rings; keys beyond the cap are not restored.
@@ -894,11 +907,7 @@ impl Store {
                     *rings = keyed.rings(now_sec, &mut self.ring_merger);
                 }
                 keys.insert(name.to_string(), k);
-            } else if let Some(r) = m
-                .streams
-                .rings(now_sec, &mut self.ring_merger)
-                .remove(STREAMS[0])
-            {
+            } else if let Some(r) = m.streams.ring(STREAMS[0], now_sec, &mut self.ring_merger) {
                 first_bytes.insert(name.to_string(), r);
             }
         }
