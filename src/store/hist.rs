@@ -90,19 +90,28 @@ impl SparseHist {
     }
 
     /// The table to write to, unsealing first (a late event into an old slot).
+    ///
+    /// Inlined, with the rare unsealing out of line: as one call it cost more than the
+    /// table's own add (every event records into some twenty of these).
     #[inline]
     fn open_mut(&mut self) -> &mut OpenTable {
         if let Repr::Sealed(_) = self.repr {
-            let mut t = OpenTable::default();
-            for (idx, n) in self.iter() {
-                t.add(idx, n);
-            }
-            self.repr = Repr::Open(t);
+            self.unseal();
         }
         match &mut self.repr {
             Repr::Open(t) => t,
             Repr::Sealed(_) => unreachable!("unsealed above"),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unseal(&mut self) {
+        let mut t = OpenTable::default();
+        for (idx, n) in self.iter() {
+            t.add(idx, n);
+        }
+        self.repr = Repr::Open(t);
     }
 
     pub fn merge_from(&mut self, other: &SparseHist) {

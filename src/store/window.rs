@@ -14,7 +14,8 @@ use super::ttfb::{FirstByte, TtfbSlots, TtfbStats};
 /// event, not once per window it lands in (a model's, a route's, an instance's).
 #[derive(Debug, Clone, Copy)]
 pub struct Hit {
-    pub status: u16,
+    /// The status class, 0 for 1xx to 4 for 5xx (out-of-range codes join the nearest).
+    pub class: u8,
     pub duration_us: u64,
     pub bucket: u16,
     pub is_error: bool,
@@ -26,7 +27,7 @@ impl Hit {
     #[inline]
     pub fn new(status: u16, duration_us: u64, is_error: bool) -> Self {
         Self {
-            status,
+            class: (status / 100).clamp(1, 5) as u8 - 1,
             duration_us,
             bucket: bucket_of(duration_us),
             is_error,
@@ -69,7 +70,7 @@ impl Slot {
     #[inline]
     pub fn record_hit(&mut self, h: &Hit) {
         self.errors = self.errors.saturating_add(u32::from(h.is_error));
-        let class = usize::from(h.status / 100).clamp(1, 5) - 1;
+        let class = usize::from(h.class).min(4);
         self.status[class] = self.status[class].saturating_add(1);
         self.sum_us += h.duration_us;
         self.max_us = self.max_us.max(h.duration_us);
@@ -158,6 +159,9 @@ impl Window {
     }
 
     /// [`Window::record`] with the bucket already computed.
+    ///
+    /// The usual case, the newest slot, is inlined: an event records into some ten
+    /// windows, and a call cost as much as the recording.
     #[inline]
     pub fn record_hit(&mut self, sec: i64, now_sec: i64, h: &Hit) -> Placement {
         // The usual case: the newest slot, still inside the window. Checked without the
@@ -176,6 +180,12 @@ impl Window {
             }
             return Placement::InWindow;
         }
+        self.record_elsewhere(sec, now_sec, h)
+    }
+
+    /// [`Window::record_hit`] of an event that is not for the newest slot.
+    #[inline(never)]
+    fn record_elsewhere(&mut self, sec: i64, now_sec: i64, h: &Hit) -> Placement {
         let start = self.slot_start(sec.min(now_sec));
         if start < self.oldest_start(now_sec) {
             return Placement::Late;

@@ -14,7 +14,7 @@ use std::fmt;
 use std::mem::take;
 
 use crate::event::{Event, Source, SourceKind};
-use crate::json::{J, Reader, SyntaxError};
+use crate::json::{J, Reader, SyntaxError, is_ml_key};
 use crate::{
     MAX_AGE_US, MAX_BODY_BYTES, MAX_DURATION_US, MAX_EVENTS_PER_BATCH, MAX_FUTURE_US,
     MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_ML_KEY_CHARS, MAX_MODEL_CHARS, MAX_TEXT_CHARS, VERSION,
@@ -582,12 +582,7 @@ fn ml_field<'a>(raw: RawMl<'a>, m: Option<&str>) -> Result<Vec<(Cow<'a, str>, f6
     }
     // In the order they came: each key, then its value. The reader stopped at the
     // first value that is not a number, which is checked last.
-    let key_ok = |k: &str| {
-        !k.is_empty()
-            && k.len() <= MAX_ML_KEY_CHARS
-            && k.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    };
+    let key_ok = |k: &str| is_ml_key(k, MAX_ML_KEY_CHARS);
     let bad_key = |k: &str| bad(format!("key {:?} is not [a-z0-9_]{{1,64}}", truncate(k)));
     let bad_value =
         |k: &str, what: &str| bad(format!("value of {k:?} is {what}, not a finite number"));
@@ -960,12 +955,21 @@ fn read_ml<'a>(r: &mut Reader<'a>) -> Result<RawMl<'a>, SyntaxError> {
             _ => RawMl::NotObject,
         });
     }
-    let mut values = Vec::new();
+    // Sized for the usual few entries at once: growing from empty costs twice the allocation.
+    let mut values = Vec::with_capacity(4);
     let mut not_number = None;
     let mut count = 0;
     let mut first = true;
-    while let Some(key) = r.next_key(&mut first)? {
-        let v = r.value()?;
+    while r.next_member(&mut first)? {
+        // The usual `"key":12.0` is read by the fast paths, anything else in full.
+        let key = match r.plain_key() {
+            Some(k) => Cow::Borrowed(k),
+            None => r.key()?,
+        };
+        let v = match r.short_number() {
+            Some(f) => J::F(f),
+            None => r.value()?,
+        };
         // Keep one past the limit so the check can see it was exceeded, no more.
         if count > MAX_ML_ENTRIES {
             continue;

@@ -80,6 +80,47 @@ fn short_plain_run(rest: &[u8]) -> (usize, bool) {
     (n, rest[..n].iter().all(|&c| c < 0x7f))
 }
 
+/// Whether `key` is 1 to `max` bytes of `[a-z0-9_]`: an `ml` key. Eight bytes at a time,
+/// as [`plain_run`] does: every event's keys are checked, and a byte loop with three
+/// ranges costs six instructions a byte.
+#[inline]
+pub(crate) fn is_ml_key(key: &str, max: usize) -> bool {
+    let k = key.as_bytes();
+    if k.is_empty() || k.len() > max {
+        return false;
+    }
+    if k.len() < 8 {
+        return k
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    }
+    let word = |at: usize| k[at..].first_chunk::<8>().map(|w| u64::from_le_bytes(*w));
+    let mut at = 0;
+    while at + 8 < k.len() {
+        if !word(at).is_some_and(ml_key_lanes) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight bytes, overlapping the words already checked.
+    word(k.len() - 8).is_some_and(ml_key_lanes)
+}
+
+/// Whether every lane of `x` is `[a-z0-9_]`. With every lane below 0x80, adding `0x80 - c`
+/// sets a lane's high bit exactly when the lane is at least `c`, and never carries out.
+#[inline]
+fn ml_key_lanes(x: u64) -> bool {
+    if x & HIGH_BITS != 0 {
+        return false;
+    }
+    let at_least = |c: u8| x.wrapping_add(lanes(0x80 - c));
+    let lower = at_least(b'a') & !at_least(b'z' + 1);
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    // A lane equal to `_` is zero once xored, and stays below 0x80 plus 0x7f.
+    let underscore = !(x ^ lanes(b'_')).wrapping_add(lanes(0x7f));
+    (lower | digit | underscore) & HIGH_BITS == HIGH_BITS
+}
+
 const POWERS_OF_TEN: [u64; 9] = [
     1,
     10,
@@ -282,6 +323,55 @@ impl<'a> Reader<'a> {
         let key = self.string()?;
         self.eat(b':', "expected `:`")?;
         Ok(key.text)
+    }
+
+    /// A key written plainly (no escape, no white space) and the `:` right after it:
+    /// how every encoder writes `ml` keys. `None`, position unchanged, leaves any other
+    /// key to [`Self::key`].
+    #[inline]
+    pub fn plain_key(&mut self) -> Option<&'a str> {
+        let rest = self.b.get(self.pos..)?;
+        if rest.first() != Some(&b'"') {
+            return None;
+        }
+        let (n, _) = plain_run(&rest[1..]);
+        if rest.get(n + 1) != Some(&b'"') || rest.get(n + 2) != Some(&b':') {
+            return None;
+        }
+        let start = self.pos + 1;
+        self.pos += n + 3;
+        // Bytes up to an ASCII quote in valid UTF-8 end on a char boundary.
+        Some(&self.text[start..start + n])
+    }
+
+    /// A non-negative number of at most seven integer digits and at most seven decimals,
+    /// without an exponent: how `ml` values are written (`12`, `12.0`, `0.25`). Its digits
+    /// read eight at a time, then one exact division (see [`Self::short_decimal`]).
+    /// `None`, position unchanged, leaves any other number, and anything else, to
+    /// [`Self::value`].
+    #[inline]
+    pub fn short_number(&mut self) -> Option<f64> {
+        // Seventeen bytes reach past the longest such number and the byte after it.
+        let b = self.b.get(self.pos..)?.first_chunk::<17>()?;
+        let (int, n) = leading_digits(b);
+        if n == 0 || n == 8 || (n > 1 && b[0] == b'0') {
+            return None;
+        }
+        match b[n] {
+            b'.' => {
+                let (frac, k) = leading_digits(&b[n + 1..]);
+                if k == 0 || k == 8 || matches!(b[n + 1 + k], b'e' | b'E') {
+                    return None;
+                }
+                self.pos += n + 1 + k;
+                Some((int * POWERS_OF_TEN[k] + frac) as f64 / POWERS_OF_TEN[k] as f64)
+            }
+            b'e' | b'E' => None,
+            _ => {
+                self.pos += n;
+                Some(int as f64)
+            }
+        }
     }
 
     /// The unread bytes, so a caller can recognise what comes next without reading it.
@@ -670,6 +760,105 @@ mod tests {
             }))
         );
         assert_eq!(read(r#"{"a":[1,{"b":null}]}"#), Ok(J::Obj));
+    }
+
+    #[test]
+    fn ml_keys_are_checked_as_a_byte_loop_checks_them() {
+        let slow = |k: &str| {
+            (1..=64).contains(&k.len())
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let mut x = 3u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> 33
+        };
+        // Every byte at every position of keys around the word sizes, in a valid key.
+        for len in [1, 7, 8, 9, 15, 16, 17, 24, 64, 65] {
+            let base: String = (0..len).map(|i| ['a', 'z', '0', '9', '_'][i % 5]).collect();
+            assert_eq!(is_ml_key(&base, 64), slow(&base), "{base:?}");
+            for _ in 0..300 {
+                let mut bytes = base.clone().into_bytes();
+                bytes[next() as usize % len] = (next() % 0x80) as u8;
+                let k = String::from_utf8(bytes).expect("ascii");
+                assert_eq!(is_ml_key(&k, 64), slow(&k), "{k:?}");
+            }
+        }
+        assert!(
+            !is_ml_key("", 64) && !is_ml_key("tokens_\u{e9}", 64) && !is_ml_key("Tokens_out", 64)
+        );
+    }
+
+    #[test]
+    fn short_numbers_read_as_the_full_parser_reads_them_or_leave_it_to_it() {
+        let mut x = 11u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> 11
+        };
+        let mut cases: Vec<String> = [
+            "0",
+            "7",
+            "0.0",
+            "12.0",
+            "0.25",
+            "1234567.1234567",
+            "12345678",
+            "1.12345678",
+            "01",
+            "00.5",
+            "1e5",
+            "1.5E3",
+            "-1",
+            "1.",
+            ".5",
+            "x",
+        ]
+        .map(String::from)
+        .to_vec();
+        for _ in 0..20_000 {
+            let int = 1 + next() % 9;
+            let frac = next() % 9;
+            let pick = |n: u64, r: u64| (r % 10u64.pow(n as u32)).to_string();
+            let i = pick(int, next());
+            cases.push(if frac == 0 {
+                i
+            } else {
+                format!("{i}.{:0>w$}", pick(frac, next()), w = frac as usize)
+            });
+        }
+        let mut fast = 0;
+        for c in &cases {
+            // What follows a value in a batch, so the reader has its seventeen bytes.
+            let text = format!("{c},\"following\":12345}}");
+            let mut r = Reader::new(&text);
+            if let Some(got) = r.short_number() {
+                fast += 1;
+                let want: f64 = c.parse().expect("a number");
+                assert!(got.to_bits() == want.to_bits(), "{c}: {got:e} vs {want:e}");
+                assert_eq!(r.pos, c.len(), "{c}: stops after the number");
+            } else {
+                assert_eq!(r.pos, 0, "{c}: left where it was");
+                // Left to the full reader: only what the fast path is not for.
+                let plain = c.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                let leading_zero = c.len() > 1 && c.starts_with('0') && !c.starts_with("0.");
+                let parts_fit = c.split('.').all(|p| !p.is_empty() && p.len() < 8);
+                assert!(
+                    !(plain && !leading_zero && parts_fit && c.parse::<f64>().is_ok()),
+                    "{c}: a short number the fast path should have read"
+                );
+            }
+        }
+        assert!(
+            fast > 12_000,
+            "the fast path read {fast} of {}",
+            cases.len()
+        );
     }
 
     #[test]
