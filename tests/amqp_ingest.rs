@@ -170,6 +170,43 @@ fn streamed_answers_bring_their_time_to_first_byte_to_batch() {
     assert_eq!(p["ttfb_requests"], 0);
 }
 
+/// A publisher whose connection died before the broker's confirm sends the message again
+/// under the same `message_id` (docs/events.md), and the broker may have delivered the
+/// first copy: the monitor counts the message once, and still counts every message whose
+/// id is new, or that has none.
+#[test]
+fn a_message_sent_again_under_its_id_is_counted_once() {
+    require!(Rabbitmq);
+    let name = unique("resent");
+    let mon = Monitor::start(&["--models", &name]);
+    mon.wait_connected();
+    let body = |n: usize| batch((0..n).map(|_| event(&name, 200, 2_000)).collect(), 0);
+    runtime().block_on(async {
+        let p = Publisher::connect().await;
+        let first = body(10);
+        p.publish_with_id(&name, &first, Some("00000000000000ff-1"))
+            .await;
+        p.publish_with_id(&name, &first, Some("00000000000000ff-1"))
+            .await;
+        p.publish_with_id(&name, &body(20), Some("00000000000000ff-2"))
+            .await;
+        p.publish_with_id(&name, &body(40), None).await;
+        p.publish_with_id(&name, &body(40), None).await;
+    });
+    let requests = |v: &Value| model(v, &name).and_then(|m| m["requests"].as_u64());
+    mon.wait_for("the messages counted", Duration::from_secs(15), |v| {
+        requests(v) >= Some(110)
+    });
+    // Anything counted twice would show within a few lines.
+    std::thread::sleep(Duration::from_secs(1));
+    let line = mon.wait_for("a later line", Duration::from_secs(5), |_| true);
+    let line = mon
+        .wait_for_opt(Duration::from_millis(500), |_| true)
+        .unwrap_or(line);
+    assert_eq!(requests(&line), Some(110), "{}", line["ingest"]);
+    assert_eq!(line["ingest"]["events"], 110);
+}
+
 /// Publishes one streamed answer per (TTFB, generation) pair, 100 to a batch.
 fn rt_publish(name: &str, ttfbs: &[u64], gens: &[u64]) {
     runtime().block_on(async {

@@ -89,13 +89,22 @@ impl Publisher {
     }
 
     pub async fn publish(&self, model: &str, body: &[u8]) {
+        self.publish_with_id(model, body, None).await;
+    }
+
+    /// Publishes under `message_id` `id`, as `modelmon-publisher` does.
+    pub async fn publish_with_id(&self, model: &str, body: &[u8], id: Option<&str>) {
+        let mut properties = BasicProperties::default();
+        if let Some(id) = id {
+            properties = properties.with_message_id(id.into());
+        }
         self.ch
             .basic_publish(
                 "modelmon".into(),
                 format!("events.{model}").as_str().into(),
                 BasicPublishOptions::default(),
                 body,
-                BasicProperties::default(),
+                properties,
             )
             .await
             .expect("publish")

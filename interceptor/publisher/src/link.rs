@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{Stream, StreamExt};
@@ -28,20 +29,33 @@ pub(crate) enum LinkEvent {
 pub(crate) type Sending =
     Pin<Box<dyn Future<Output = Result<PublisherConfirm, lapin::Error>> + Send>>;
 
+/// A message as it goes out, kept until the broker confirms it.
+///
+/// A connection can die after the broker delivered a message and before its confirm
+/// reached us. So what a lost connection did not confirm goes out again on the next one
+/// as it was, body and `message_id` alike: the monitor, which remembers the ids it
+/// counted lately, counts it once whichever copy arrives.
+pub(crate) struct Sent {
+    pub group: Group,
+    /// Shared with the write in flight, so keeping it costs no copy.
+    pub body: Arc<Vec<u8>>,
+    /// The drop count this message carries.
+    pub dropped: u64,
+    /// Its `message_id`: how a returned message is told apart from the others, and a
+    /// message sent again from its first copy.
+    pub id: u64,
+    /// It is its model's probe (see `held`).
+    pub probe: bool,
+}
+
 /// A message sent but not confirmed yet, kept while the broker blocks the connection.
 ///
 /// Once lapin has queued a message's frames it sends them whatever happens to our
 /// future, and a blocked broker reads them, routes them and confirms them when the
-/// alarm clears. Publishing the same events again on this connection would deliver
-/// them twice (and report their drop count twice), so they wait for that confirm.
+/// alarm clears. Publishing it again on this connection would only make the broker
+/// route it twice, so it waits for that confirm.
 pub(crate) struct Unconfirmed {
-    pub group: Group,
-    /// The drop count this message carries.
-    pub dropped: u64,
-    /// Its `message_id`: how a returned message is told apart from the others.
-    pub id: u64,
-    /// It is its model's probe (see `held`).
-    pub probe: bool,
+    pub sent: Sent,
     pub confirm: Pin<Box<dyn Future<Output = Result<Confirmation, lapin::Error>> + Send>>,
 }
 
@@ -107,9 +121,10 @@ impl Link {
     /// instead of vanishing, and `id`, in its `message_id`, tells which one it was.
     ///
     /// The `message_id` is `<run>-<id>`, `run` being random per publisher: unique among
-    /// every publisher's messages, so a monitor can tell a message the broker delivers
-    /// again (after losing the monitor's connection) from a new one.
-    pub fn publish(&self, model: &str, body: Vec<u8>, run: u64, id: u64) -> Sending {
+    /// every publisher's messages, so a monitor can tell a message delivered again (the
+    /// broker's redelivery after losing the monitor's connection, or our copy after
+    /// losing ours, see [`Sent`]) from a new one.
+    pub fn publish(&self, model: &str, body: Arc<Vec<u8>>, run: u64, id: u64) -> Sending {
         let channel = self.channel.clone();
         let routing_key = routing_key(model);
         let properties = self

@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::backoff::Backoff;
 use crate::held::{Held, LetGo};
-use crate::link::{Link, LinkEvent, Unconfirmed};
+use crate::link::{Link, LinkEvent, Sent, Unconfirmed};
 use crate::pending::{Encoded, Pending, encode, source};
 use crate::stats::Shared;
 use crate::{BrokerState, Config, PublishError};
@@ -62,6 +62,9 @@ pub(crate) struct Worker {
     reported_dropped: u64,
     /// Sent on the current link before the broker blocked it, awaiting their confirms.
     unconfirmed: Vec<Unconfirmed>,
+    /// Sent on a link that was lost before confirming them: they go out again first, as
+    /// they were (see [`Sent`]).
+    resend: Vec<Sent>,
     /// Batches that came back unrouted, waiting for a queue.
     held: Held,
     /// Held and queued events together stay within this (the configured buffer).
@@ -110,6 +113,7 @@ impl Worker {
             retry_at: Instant::now(),
             reported_dropped: 0,
             unconfirmed: Vec::new(),
+            resend: Vec::new(),
             held: Held::default(),
             buffer_events,
             next_id: 0,
@@ -129,6 +133,7 @@ impl Worker {
             }
             if self.ready()
                 && (!self.unconfirmed.is_empty()
+                    || !self.resend.is_empty()
                     || self.probe_due()
                     || (!self.pending.is_empty() && (self.full() || self.due())))
             {
@@ -192,7 +197,10 @@ impl Worker {
 
     /// Nothing waits to be sent, confirmed, or routed.
     fn idle(&self) -> bool {
-        self.pending.is_empty() && self.unconfirmed.is_empty() && self.held.is_empty()
+        self.pending.is_empty()
+            && self.unconfirmed.is_empty()
+            && self.resend.is_empty()
+            && self.held.is_empty()
     }
 
     fn probe_due(&self) -> bool {
@@ -321,10 +329,7 @@ impl Worker {
         self.shared.set_blocked(false);
         // What the lost connection had not confirmed goes out again on the next one.
         let unconfirmed = std::mem::take(&mut self.unconfirmed);
-        self.pending.restore(
-            unconfirmed.into_iter().map(|u| u.group).collect(),
-            std::time::Instant::now(),
-        );
+        self.resend.extend(unconfirmed.into_iter().map(|u| u.sent));
         // Returns of this link that were not matched yet belong to messages just put back.
         self.returned_ids.clear();
         self.held.link_lost(std::time::Instant::now());
@@ -350,10 +355,17 @@ impl Worker {
         }
         let now = std::time::Instant::now();
         let mut let_go = LetGo::default();
-        // Messages held through a block were sent first, so they are confirmed first; the
-        // drop counts they carry must not be sent again.
+        // Messages held through a block were sent first, so they are confirmed first. The
+        // drop counts they carry, and those of the messages a lost link left to send
+        // again, must not go out in new bodies too.
         let mut in_flight = std::mem::take(&mut self.unconfirmed);
-        let claimed: u64 = in_flight.iter().map(|u| u.dropped).sum();
+        let again = std::mem::take(&mut self.resend);
+        let claimed: u64 = in_flight
+            .iter()
+            .map(|u| &u.sent)
+            .chain(&again)
+            .map(|s| s.dropped)
+            .sum();
         let mut carry = self
             .shared
             .dropped
@@ -384,37 +396,44 @@ impl Worker {
         }
         Shared::add(&self.shared.dropped, unsendable);
 
-        let mut failed = Vec::new();
+        // What a lost link left unconfirmed goes first, as it was; then the new bodies,
+        // each under the next id.
+        let fresh: Vec<Sent> = encoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, msg)| {
+                self.next_id += 1;
+                Sent {
+                    group: msg.group,
+                    body: Arc::new(msg.body),
+                    dropped: msg.dropped,
+                    id: self.next_id - 1,
+                    probe: i >= first_probe,
+                }
+            })
+            .collect();
         let mut error: Option<PublishError> = None;
-        for (i, msg) in encoded.into_iter().enumerate() {
-            let probe = i >= first_probe;
+        for sent in again.into_iter().chain(fresh) {
             if error.is_some() {
-                failed.push(msg.group);
+                self.resend.push(sent);
                 continue;
             }
-            let id = self.next_id;
-            self.next_id += 1;
-            let mut sending = link.publish(&msg.group.model, msg.body, self.run, id);
+            let body = Arc::clone(&sent.body);
+            let mut sending = link.publish(&sent.group.model, body, self.run, sent.id);
             match timeout_at(deadline, &mut sending).await {
                 Ok(Ok(confirm)) => in_flight.push(Unconfirmed {
-                    group: msg.group,
-                    dropped: msg.dropped,
-                    id,
-                    probe,
+                    sent,
                     confirm: Box::pin(confirm),
                 }),
                 Ok(Err(e)) => {
                     error = Some(e.into());
-                    failed.push(msg.group);
+                    self.resend.push(sent);
                 }
                 Err(_) => {
                     error = Some(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
                     // Lapin holds its frames and sends them when it can: it is in flight.
                     in_flight.push(Unconfirmed {
-                        group: msg.group,
-                        dropped: msg.dropped,
-                        id,
-                        probe,
+                        sent,
                         confirm: Box::pin(async move { sending.await?.await }),
                     });
                 }
@@ -440,14 +459,14 @@ impl Worker {
                     }) {
                         self.returned_ids.insert(id);
                     }
-                    settled.push((msg, ack));
+                    settled.push((msg.sent, ack));
                 }
                 Ok(Err(e)) => {
                     error.get_or_insert(e.into());
-                    if msg.probe {
-                        self.held.probe_failed(&msg.group.model);
+                    if msg.sent.probe {
+                        self.held.probe_failed(&msg.sent.group.model);
                     }
-                    failed.push(msg.group);
+                    self.resend.push(msg.sent);
                 }
                 Err(_) => {
                     error.get_or_insert(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
@@ -490,9 +509,8 @@ impl Worker {
         if blocked {
             self.unconfirmed = late;
         } else {
-            failed.extend(late.into_iter().map(|u| u.group));
+            self.resend.extend(late.into_iter().map(|u| u.sent));
         }
-        self.pending.restore(failed, std::time::Instant::now());
         if let Some(e) = error {
             if blocked {
                 self.shared.set_blocked(true);
@@ -520,8 +538,10 @@ impl Worker {
                 continue;
             }
             if self.ready() {
-                let sendable =
-                    !self.pending.is_empty() || !self.unconfirmed.is_empty() || self.probe_due();
+                let sendable = !self.pending.is_empty()
+                    || !self.unconfirmed.is_empty()
+                    || !self.resend.is_empty()
+                    || self.probe_due();
                 if sendable {
                     self.publish(deadline.min(Instant::now() + CONFIRM_TIMEOUT))
                         .await;
@@ -542,14 +562,19 @@ impl Worker {
             }
         }
         let delivered = self.idle();
-        let unconfirmed: usize = self.unconfirmed.iter().map(|u| u.group.events.len()).sum();
+        let unconfirmed = self.unconfirmed.iter().map(|u| &u.sent);
+        let unsent: usize = unconfirmed
+            .chain(&self.resend)
+            .map(|s| s.group.events.len())
+            .sum();
         Shared::add(
             &self.shared.dropped,
-            (self.pending.len() + unconfirmed) as u64 + self.held.clear(),
+            (self.pending.len() + unsent) as u64 + self.held.clear(),
         );
         Shared::set(&self.shared.held, 0);
         self.pending = Pending::default();
         self.unconfirmed.clear();
+        self.resend.clear();
         for w in self.flush_waiters.drain(..) {
             let _ = w.try_send(delivered);
         }
