@@ -733,6 +733,17 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    /// Reproducible pseudo-random numbers of 53 bits (a linear congruential generator).
+    fn numbers(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x >> 11
+        }
+    }
+
     fn read(s: &str) -> Result<J<'_>> {
         let mut r = Reader::new(s);
         let v = r.value()?;
@@ -769,13 +780,7 @@ mod tests {
                 && k.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         };
-        let mut x = 3u64;
-        let mut next = || {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            x >> 33
-        };
+        let mut next = numbers(3);
         // Every byte at every position of keys around the word sizes, in a valid key.
         for len in [1, 7, 8, 9, 15, 16, 17, 24, 64, 65] {
             let base: String = (0..len).map(|i| ['a', 'z', '0', '9', '_'][i % 5]).collect();
@@ -794,13 +799,7 @@ mod tests {
 
     #[test]
     fn short_numbers_read_as_the_full_parser_reads_them_or_leave_it_to_it() {
-        let mut x = 11u64;
-        let mut next = || {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            x >> 11
-        };
+        let mut next = numbers(11);
         let mut cases: Vec<String> = [
             "0",
             "7",
@@ -863,13 +862,7 @@ mod tests {
 
     #[test]
     fn short_decimals_read_as_the_full_parser_reads_them() {
-        let mut x = 7u64;
-        let mut next = || {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            x >> 11
-        };
+        let mut next = numbers(7);
         let mut cases: Vec<String> = ["0.0", "-0.0", "12.0", "0.1", "0.25", "999999999999999.0"]
             .map(String::from)
             .to_vec();
