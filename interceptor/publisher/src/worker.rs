@@ -141,10 +141,13 @@ impl Worker {
                 self.answer_flushes();
                 continue;
             }
+            // What waits to be sent again takes room too: a link that fails every send
+            // must not let the queue's bound be bypassed.
+            let resend: usize = self.resend.iter().map(|s| s.group.events.len()).sum();
             let room = self
                 .config
                 .max_batch_events
-                .saturating_sub(self.pending.len());
+                .saturating_sub(self.pending.len() + resend);
             let send_at = if self.ready() {
                 self.pending
                     .oldest()
