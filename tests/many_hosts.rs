@@ -159,7 +159,9 @@ fn an_agents_busy_container_shows_its_cpu_and_memory_then_unknown_when_it_stops(
         .find(|a| a["host"] == host.as_str())
         .expect("our agent");
     assert_eq!(a["state"], "live");
-    assert_eq!(a["containers"].as_u64(), Some(1), "{a}");
+    // An agent sends every running container of its host, mapped or not (the monitor maps
+    // the rest by instance), so other tests' containers may be counted beside ours.
+    assert!(a["containers"].as_u64() >= Some(1), "{a}");
 
     // The agent is killed: its figures become unknown (not zero) and the host is named.
     drop(running);
