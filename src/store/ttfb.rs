@@ -105,11 +105,23 @@ pub struct TtfbSlots {
 
 impl TtfbSlots {
     /// Records into the slot starting at `start`, which the window has just placed.
+    ///
+    /// The usual case, the newest slot, is inlined; the rest is out of line (every
+    /// streamed answer records into four windows).
     #[inline]
     pub fn record(&mut self, start: i64, fb: &FirstByte) {
-        // Streamed answers arrive roughly in order: the newest slot is the usual target.
+        if let Some(last) = self.slots.back_mut()
+            && last.start == start
+        {
+            last.record(fb);
+            return;
+        }
+        self.record_elsewhere(start, fb);
+    }
+
+    #[inline(never)]
+    fn record_elsewhere(&mut self, start: i64, fb: &FirstByte) {
         let pos = match self.slots.back() {
-            Some(last) if last.start == start => self.slots.len() - 1,
             Some(last) if last.start > start => {
                 match self.slots.binary_search_by_key(&start, |s| s.start) {
                     Ok(i) => i,

@@ -97,28 +97,27 @@ pub(crate) fn is_ml_key(key: &str, max: usize) -> bool {
     let word = |at: usize| k[at..].first_chunk::<8>().map(|w| u64::from_le_bytes(*w));
     let mut at = 0;
     while at + 8 < k.len() {
-        if !word(at).is_some_and(ml_key_lanes) {
+        if word(at).is_none_or(|w| not_ml_key_lanes(w) != 0) {
             return false;
         }
         at += 8;
     }
     // The last eight bytes, overlapping the words already checked.
-    word(k.len() - 8).is_some_and(ml_key_lanes)
+    word(k.len() - 8).is_some_and(|w| not_ml_key_lanes(w) == 0)
 }
 
-/// Whether every lane of `x` is `[a-z0-9_]`. With every lane below 0x80, adding `0x80 - c`
-/// sets a lane's high bit exactly when the lane is at least `c`, and never carries out.
+/// The high bit of every lane of `x` that is not `[a-z0-9_]`. Below 0x80, adding
+/// `0x80 - c` to a lane sets its high bit exactly when the lane is at least `c`, and never
+/// carries into the next lane; lanes at or above 0x80 are marked as they are.
 #[inline]
-fn ml_key_lanes(x: u64) -> bool {
-    if x & HIGH_BITS != 0 {
-        return false;
-    }
-    let at_least = |c: u8| x.wrapping_add(lanes(0x80 - c));
+fn not_ml_key_lanes(x: u64) -> u64 {
+    let ascii = x & !HIGH_BITS;
+    let at_least = |c: u8| ascii.wrapping_add(lanes(0x80 - c));
     let lower = at_least(b'a') & !at_least(b'z' + 1);
     let digit = at_least(b'0') & !at_least(b'9' + 1);
     // A lane equal to `_` is zero once xored, and stays below 0x80 plus 0x7f.
-    let underscore = !(x ^ lanes(b'_')).wrapping_add(lanes(0x7f));
-    (lower | digit | underscore) & HIGH_BITS == HIGH_BITS
+    let underscore = !(ascii ^ lanes(b'_')).wrapping_add(lanes(0x7f));
+    (!(lower | digit | underscore) | x) & HIGH_BITS
 }
 
 const POWERS_OF_TEN: [u64; 9] = [
@@ -325,22 +324,36 @@ impl<'a> Reader<'a> {
         Ok(key.text)
     }
 
-    /// A key written plainly (no escape, no white space) and the `:` right after it:
-    /// how every encoder writes `ml` keys. `None`, position unchanged, leaves any other
-    /// key to [`Self::key`].
+    /// An `ml` key as encoders write it: `"key":`, the key 1 to `max` bytes of
+    /// `[a-z0-9_]`, which is checked here as it is found, eight bytes at a time. `None`,
+    /// position unchanged, leaves any other key, valid or not, to [`Self::key`] and
+    /// [`is_ml_key`].
     #[inline]
-    pub fn plain_key(&mut self) -> Option<&'a str> {
+    pub fn ml_key(&mut self, max: usize) -> Option<&'a str> {
         let rest = self.b.get(self.pos..)?;
         if rest.first() != Some(&b'"') {
             return None;
         }
-        let (n, _) = plain_run(&rest[1..]);
-        if rest.get(n + 1) != Some(&b'"') || rest.get(n + 2) != Some(&b':') {
+        // The key ends at its first byte outside `[a-z0-9_]`, which must be the quote.
+        let mut n = 0;
+        loop {
+            let word = rest.get(1 + n..)?.first_chunk::<8>()?;
+            let marks = not_ml_key_lanes(u64::from_le_bytes(*word));
+            if marks != 0 {
+                n += (marks.trailing_zeros() / 8) as usize;
+                break;
+            }
+            n += 8;
+            if n > max {
+                return None;
+            }
+        }
+        if n == 0 || n > max || rest.get(n + 1) != Some(&b'"') || rest.get(n + 2) != Some(&b':') {
             return None;
         }
         let start = self.pos + 1;
         self.pos += n + 3;
-        // Bytes up to an ASCII quote in valid UTF-8 end on a char boundary.
+        // ASCII bytes up to an ASCII quote end on a char boundary.
         Some(&self.text[start..start + n])
     }
 
@@ -795,6 +808,56 @@ mod tests {
         assert!(
             !is_ml_key("", 64) && !is_ml_key("tokens_\u{e9}", 64) && !is_ml_key("Tokens_out", 64)
         );
+    }
+
+    #[test]
+    fn ml_keys_found_while_scanning_are_the_keys_the_full_reader_reads_and_valid() {
+        let slow = |k: &str| {
+            (1..=64).contains(&k.len())
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        // `tail` long enough for every word the scan reads, or too short for the last.
+        let check = |k: &str, tail: &str| {
+            let text = format!("\"{k}\":{tail}");
+            let mut fast = Reader::new(&text);
+            let mut full = Reader::new(&text);
+            if let Some(got) = fast.ml_key(64) {
+                assert_eq!(Ok(Cow::Borrowed(got)), full.key(), "{text:?}");
+                assert!(slow(got), "{text:?}: accepted a bad key");
+                assert_eq!(fast.pos, full.pos, "{text:?}");
+            } else {
+                assert_eq!(fast.pos, 0, "{text:?}: moved without a key");
+                let long_tail = tail.len() >= 8;
+                assert!(!(slow(k) && long_tail), "{text:?}: left a good key");
+            }
+        };
+        let mut next = numbers(5);
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 24, 63, 64, 65, 70] {
+            let base: String = (0..len).map(|i| ['a', 'z', '0', '9', '_'][i % 5]).collect();
+            for tail in ["1.5,\"x\":0}", "1}"] {
+                check(&base, tail);
+                for _ in 0..200 {
+                    let mut k: Vec<char> = base.chars().collect();
+                    if let Some(c) = k.get_mut(next() as usize % len.max(1)) {
+                        // A byte's worth, or any char: some have every byte's low
+                        // seven bits in `[a-z0-9_]` (U+1E70 is E1 B9 B0: `a`, `9`, `0`).
+                        let range = if next() % 2 == 0 { 0x100 } else { 0x2_0000 };
+                        *c = char::from_u32((next() % range) as u32).unwrap_or('?');
+                    }
+                    check(&k.into_iter().collect::<String>(), tail);
+                }
+            }
+        }
+        check("tokens_\u{1e70}_out", "1.5,\"x\":0}");
+        // Escaped or spaced keys are left to the full reader, even when they are valid.
+        for text in [
+            r#""a\u0062":1.5,"x":0}"#,
+            r#""ab" :1.5,"x":0}"#,
+            r#"ab:1.5,"x":0}"#,
+        ] {
+            assert_eq!(Reader::new(text).ml_key(64), None, "{text:?}");
+        }
     }
 
     #[test]

@@ -171,3 +171,28 @@ fn minus_zero_is_an_integer_zero() {
     let d = decode_batch(body, None, NOW).expect("a batch");
     assert_eq!(d.dropped, 0);
 }
+
+#[test]
+fn the_first_bad_ml_entry_is_the_one_named_its_key_before_its_value() {
+    let detail = |ml: &str| {
+        let body = batch(&event(&[("ml", ml)]));
+        let d = decode_batch(&body, Some("iris"), NOW).expect("a batch");
+        let r = d.rejects.first().unwrap_or_else(|| panic!("{ml} accepted"));
+        assert_eq!(r.reason.as_str(), "bad_ml");
+        r.detail.clone()
+    };
+    for (ml, named) in [
+        (r#"{"a":"x","B":1}"#, r#"value of "a" is the string "x""#),
+        (r#"{"a":1,"B":"x"}"#, r#"key "B""#),
+        (r#"{"B":"x"}"#, r#"key "B""#),
+        (r#"{"ok":1,"a":null,"C":2}"#, r#"value of "a" is null"#),
+        (r#"{"ok":1,"\u0041":2}"#, r#"key "A""#),
+    ] {
+        let d = detail(ml);
+        assert!(d.contains(named), "{ml}: {d}");
+    }
+    // A valid key written with an escape is read in full, and kept.
+    let body = batch(&event(&[("ml", r#"{"a\u0062":2,"c":3.5}"#)]));
+    let d = decode_batch(&body, Some("iris"), NOW).expect("a batch");
+    assert_eq!(d.events[0].ml, vec![("ab".into(), 2.0), ("c".into(), 3.5)]);
+}
