@@ -575,3 +575,22 @@ fn route_and_version_rates_are_not_understated_by_their_wider_slots() {
         }
     }
 }
+
+#[test]
+fn a_model_shows_only_the_sizes_its_events_carry() {
+    let mut s = Store::new(StoreConfig::default());
+    let mut only_resp = ev("resp-only", "/r", T0, 200, 1_000);
+    only_resp["resp_bytes"] = json!(2_000);
+    apply(
+        &mut s,
+        vec![ev("plain", "/r", T0, 200, 1_000), only_resp],
+        T0,
+    );
+    let v = s.view(T0 + 1_000_000, BrokerView::default());
+    let plain = v.model("plain").expect("plain");
+    assert!(plain.sizes.is_empty(), "{:?}", plain.sizes);
+    let resp = v.model("resp-only").expect("resp-only");
+    let names: Vec<&str> = resp.sizes.keys().map(String::as_str).collect();
+    assert_eq!(names, ["resp_bytes"]);
+    close(resp.sizes["resp_bytes"].p50, 2_000.0, "resp p50");
+}

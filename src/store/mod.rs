@@ -336,9 +336,15 @@ impl Keyed {
         }
     }
 
-    fn live_only(mut self) -> Self {
-        self.history = false;
-        self
+    /// The sizes of a model's events: [`SIZES`], at their indices there (created now,
+    /// so every event records them by index, not by name), in live windows only.
+    fn sizes(slot_secs: u32, len: u32) -> Self {
+        let mut sizes = Self::new(SIZES.len() + 1, slot_secs, len);
+        sizes.history = false;
+        for name in SIZES {
+            sizes.key(name);
+        }
+        sizes
     }
 
     /// Records a measure's value (kept in thousandths, see [`measure_hit`]).
@@ -371,13 +377,19 @@ impl Keyed {
     #[inline]
     fn record(&mut self, name: &str, sec: i64, now_sec: i64, hit: &Hit) -> (usize, bool) {
         let (i, overflowed) = self.key(name);
+        self.record_at(i, sec, now_sec, hit);
+        (i, overflowed)
+    }
+
+    /// Records an event for the key at index `i`.
+    #[inline]
+    fn record_at(&mut self, i: usize, sec: i64, now_sec: i64, hit: &Hit) {
         let k = &mut self.keys.entries[i].1;
         // The model's window has 1-s slots, ours wider ones: an event can be inside
         // the first and just before the second.
         if k.window.record_hit(sec, now_sec, hit) == Placement::Late {
             k.record_late(sec, hit);
         }
-        (i, overflowed)
     }
 
     /// Records an event too old for the window: straight for the ring.
@@ -744,7 +756,7 @@ impl Store {
                 instances,
                 versions,
                 measures,
-                sizes: Keyed::new(SIZES.len() + 1, sub, sub_len).live_only(),
+                sizes: Keyed::sizes(sub, sub_len),
                 streams,
                 last_seen_us: i64::MIN,
                 first_sec: now_sec,
@@ -1196,9 +1208,9 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64, buckets: &Bucket
         for (key, value) in &ev.ml {
             m.measures.record_value(key, sec, now_sec, *value);
         }
-        for (name, bytes) in SIZES.iter().zip([ev.req_bytes, ev.resp_bytes]) {
+        for (i, bytes) in [ev.req_bytes, ev.resp_bytes].into_iter().enumerate() {
             if let Some(b) = bytes {
-                m.sizes.record_value(name, sec, now_sec, b as f64);
+                m.sizes.record_at(i, sec, now_sec, &measure_hit(b as f64));
             }
         }
         (
