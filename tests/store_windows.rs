@@ -594,3 +594,62 @@ fn a_model_shows_only_the_sizes_its_events_carry() {
     assert_eq!(names, ["resp_bytes"]);
     close(resp.sizes["resp_bytes"].p50, 2_000.0, "resp p50");
 }
+
+#[test]
+fn a_batch_counts_as_its_events_one_by_one_whatever_names_repeat() {
+    // The store reuses where the previous event of a batch found its instance, version
+    // and `ml` keys: events that change them, in any order, must count as if each came
+    // alone.
+    let mut x = 7u64;
+    let mut next = move |n: u64| {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (x >> 33) % n
+    };
+    let keys = ["tokens_in", "tokens_out", "queue_us", "batch_size", "score"];
+    let events: Vec<Value> = (0..400)
+        .map(|i| {
+            let mut e = ev(
+                "m",
+                &format!("/r{}", next(3)),
+                T0 - 5_000_000 + i * 10_000,
+                200,
+                1_000 + next(50_000),
+            );
+            e["instance"] = json!(format!("i-{}", next(3)));
+            if next(4) > 0 {
+                e["version"] = json!(format!("v{}", next(2)));
+            }
+            let mut ml = serde_json::Map::new();
+            for _ in 0..next(5) {
+                ml.insert(keys[next(5) as usize].to_owned(), json!(next(1000)));
+            }
+            e["ml"] = Value::Object(ml);
+            if next(2) == 0 {
+                e["req_bytes"] = json!(next(10_000));
+            }
+            e
+        })
+        .collect();
+    let (mut together, mut alone) = (
+        Store::new(StoreConfig::default()),
+        Store::new(StoreConfig::default()),
+    );
+    apply(&mut together, events.clone(), T0);
+    for e in events {
+        apply(&mut alone, vec![e], T0);
+    }
+    let view = |s: &mut Store| {
+        s.view(T0 + 1_000_000, BrokerView::default())
+            .model("m")
+            .cloned()
+            .expect("m")
+    };
+    let (a, b) = (view(&mut together), view(&mut alone));
+    assert_eq!(a.instances.len(), 3);
+    assert!(a.versions.len() == 2 && a.ml.len() == 5 && a.sizes.len() == 1);
+    assert_eq!(a.instances, b.instances);
+    assert_eq!(a.versions, b.versions);
+    assert_eq!(a.ml, b.ml);
+    assert_eq!(a.sizes, b.sizes);
+    assert_eq!(a.stats, b.stats);
+}

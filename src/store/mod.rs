@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
-use modelmon_contract::{BatchError, Decoded, Event, RejectReason};
+use modelmon_contract::{BatchError, Decoded, Event, MAX_ML_ENTRIES, RejectReason};
 
 pub use containers::{ContainerEvent, ContainerInfo, ContainerSample};
 use hist::Merger;
@@ -347,13 +347,6 @@ impl Keyed {
         sizes
     }
 
-    /// Records a measure's value (kept in thousandths, see [`measure_hit`]).
-    #[inline]
-    fn record_value(&mut self, name: &str, sec: i64, now_sec: i64, value: f64) {
-        let hit = measure_hit(value);
-        self.record(name, sec, now_sec, &hit);
-    }
-
     /// Adds a whole slot of `name` straight to its ring (TTFB slots leaving the model's
     /// live window).
     fn absorb_retired(&mut self, name: &str, slot: &Slot) {
@@ -370,6 +363,27 @@ impl Keyed {
             ring: Ring::keyed(),
             late: Vec::new(),
         })
+    }
+
+    /// [`Keyed::key`], first trying `hint`: the index `name` had on the previous event
+    /// of the run. Inlined, with the lookup out of line: a batch's events mostly repeat
+    /// the names of the one before (instance, version, `ml` keys).
+    #[inline]
+    fn key_hinted(&mut self, name: &str, hint: usize) -> (usize, bool) {
+        if self
+            .keys
+            .entries
+            .get(hint)
+            .is_some_and(|e| same_name(&e.0, name))
+        {
+            return (hint, false);
+        }
+        self.key_cold(name)
+    }
+
+    #[inline(never)]
+    fn key_cold(&mut self, name: &str) -> (usize, bool) {
+        self.key(name)
     }
 
     /// Records an event; returns its key's index, and `true` when the key was folded
@@ -719,8 +733,9 @@ impl Store {
             // An event counts once however many of its names (model, route, instance)
             // a cap folded: `ingest.overflowed` is events, as documented.
             let mut folded = 0u64;
+            let mut hints = Hints::default();
             for ev in &events[i..i + run] {
-                let (l, f) = record_one(state, ev, now_sec, &buckets);
+                let (l, f) = record_one(state, ev, now_sec, &buckets, &mut hints);
                 late += u64::from(l);
                 folded += u64::from(f || overflowed);
             }
@@ -1162,10 +1177,33 @@ fn busiest_first<T>(items: &mut [T], key: impl Fn(&T) -> (u64, &str)) {
     });
 }
 
+/// Where the previous event of a run found its instance, version and `ml` keys.
+struct Hints {
+    instance: usize,
+    version: usize,
+    ml: [usize; MAX_ML_ENTRIES],
+}
+
+impl Default for Hints {
+    fn default() -> Self {
+        Self {
+            instance: usize::MAX,
+            version: usize::MAX,
+            ml: [usize::MAX; MAX_ML_ENTRIES],
+        }
+    }
+}
+
 /// Records one event; returns whether it was late and whether its route, instance or
 /// version was folded into `(other)`.
 #[inline]
-fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64, buckets: &Buckets) -> (bool, bool) {
+fn record_one(
+    m: &mut ModelState,
+    ev: &Event<'_>,
+    now_sec: i64,
+    buckets: &Buckets,
+    hints: &mut Hints,
+) -> (bool, bool) {
     let sec = ev.ts.div_euclid(1_000_000);
     let err = ev.is_error();
     let hit = Hit::new(ev.status, ev.duration_us, err).with_ttfb(ev.ttfb_us);
@@ -1205,20 +1243,32 @@ fn record_one(m: &mut ModelState, ev: &Event<'_>, now_sec: i64, buckets: &Bucket
         )
     } else {
         m.first_sec = m.first_sec.min(sec);
-        for (key, value) in &ev.ml {
-            m.measures.record_value(key, sec, now_sec, *value);
+        for (j, (key, value)) in ev.ml.iter().enumerate() {
+            let before = hints.ml.get(j).copied().unwrap_or(usize::MAX);
+            let (k, _) = m.measures.key_hinted(key, before);
+            if let Some(h) = hints.ml.get_mut(j) {
+                *h = k;
+            }
+            m.measures.record_at(k, sec, now_sec, &measure_hit(*value));
         }
         for (i, bytes) in [ev.req_bytes, ev.resp_bytes].into_iter().enumerate() {
             if let Some(b) = bytes {
                 m.sizes.record_at(i, sec, now_sec, &measure_hit(b as f64));
             }
         }
+        let instance = m.instances.key_hinted(&ev.instance, hints.instance);
+        hints.instance = instance.0;
+        m.instances.record_at(instance.0, sec, now_sec, &hit);
+        let version = ev.version.as_ref().map(|v| {
+            let version = m.versions.key_hinted(v, hints.version);
+            hints.version = version.0;
+            m.versions.record_at(version.0, sec, now_sec, &hit);
+            version
+        });
         (
             m.routes.record(&ev.route, sec, now_sec, &hit),
-            m.instances.record(&ev.instance, sec, now_sec, &hit),
-            ev.version
-                .as_ref()
-                .map(|v| m.versions.record(v, sec, now_sec, &hit)),
+            instance,
+            version,
         )
     };
     // Counts since start take late events too: a counter never goes back.
