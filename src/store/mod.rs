@@ -147,11 +147,7 @@ impl<V> Capped<V> {
     #[inline]
     fn index_of(&mut self, name: &str, make: impl FnOnce() -> V) -> (usize, bool) {
         let last = self.last;
-        if self
-            .entries
-            .get(last)
-            .is_some_and(|e| same_name(&e.0, name))
-        {
+        if self.holds(last, name) {
             return (last, false);
         }
         // Names that come in the same order every time (an event's `ml` keys) are found
@@ -161,15 +157,19 @@ impl<V> Capped<V> {
         } else {
             0
         };
-        if self
-            .entries
-            .get(next)
-            .is_some_and(|e| same_name(&e.0, name))
-        {
+        if self.holds(next, name) {
             self.last = next;
             return (next, false);
         }
         self.index_of_other(name, make)
+    }
+
+    /// Whether the entry at `index` is `name`'s.
+    #[inline]
+    fn holds(&self, index: usize, name: &str) -> bool {
+        self.entries
+            .get(index)
+            .is_some_and(|e| same_name(&e.0, name))
     }
 
     #[inline(never)]
@@ -365,20 +365,27 @@ impl Keyed {
         })
     }
 
-    /// [`Keyed::key`], first trying `hint`: the index `name` had on the previous event
-    /// of the run. Inlined, with the lookup out of line: a batch's events mostly repeat
-    /// the names of the one before (instance, version, `ml` keys).
+    /// [`Keyed::record`], first trying `was_at`: the index `name` had on the previous
+    /// event of the run, set to where it is now. Inlined, with the lookup by name out of
+    /// line: a batch's events mostly repeat the names of the one before (instance,
+    /// version, `ml` keys).
     #[inline]
-    fn key_hinted(&mut self, name: &str, hint: usize) -> (usize, bool) {
-        if self
-            .keys
-            .entries
-            .get(hint)
-            .is_some_and(|e| same_name(&e.0, name))
-        {
-            return (hint, false);
-        }
-        self.key_cold(name)
+    fn record_hinted(
+        &mut self,
+        name: &str,
+        was_at: &mut usize,
+        sec: i64,
+        now_sec: i64,
+        hit: &Hit,
+    ) -> (usize, bool) {
+        let found = if self.keys.holds(*was_at, name) {
+            (*was_at, false)
+        } else {
+            self.key_cold(name)
+        };
+        *was_at = found.0;
+        self.record_at(found.0, sec, now_sec, hit);
+        found
     }
 
     #[inline(never)]
@@ -1244,31 +1251,25 @@ fn record_one(
     } else {
         m.first_sec = m.first_sec.min(sec);
         for (j, (key, value)) in ev.ml.iter().enumerate() {
-            let before = hints.ml.get(j).copied().unwrap_or(usize::MAX);
-            let (k, _) = m.measures.key_hinted(key, before);
-            if let Some(h) = hints.ml.get_mut(j) {
-                *h = k;
-            }
-            m.measures.record_at(k, sec, now_sec, &measure_hit(*value));
+            // Events built by hand may carry more entries than a decoded one: no hint.
+            let mut none = usize::MAX;
+            let was_at = hints.ml.get_mut(j).unwrap_or(&mut none);
+            m.measures
+                .record_hinted(key, was_at, sec, now_sec, &measure_hit(*value));
         }
         for (i, bytes) in [ev.req_bytes, ev.resp_bytes].into_iter().enumerate() {
             if let Some(b) = bytes {
                 m.sizes.record_at(i, sec, now_sec, &measure_hit(b as f64));
             }
         }
-        let instance = m.instances.key_hinted(&ev.instance, hints.instance);
-        hints.instance = instance.0;
-        m.instances.record_at(instance.0, sec, now_sec, &hit);
-        let version = ev.version.as_ref().map(|v| {
-            let version = m.versions.key_hinted(v, hints.version);
-            hints.version = version.0;
-            m.versions.record_at(version.0, sec, now_sec, &hit);
-            version
-        });
         (
             m.routes.record(&ev.route, sec, now_sec, &hit),
-            instance,
-            version,
+            m.instances
+                .record_hinted(&ev.instance, &mut hints.instance, sec, now_sec, &hit),
+            ev.version.as_ref().map(|v| {
+                m.versions
+                    .record_hinted(v, &mut hints.version, sec, now_sec, &hit)
+            }),
         )
     };
     // Counts since start take late events too: a counter never goes back.
