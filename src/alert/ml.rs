@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use modelmon_contract::MAX_ML_KEY_CHARS;
+use modelmon_contract::{MAX_ML_KEY_CHARS, is_valid_ml_key};
 
 use crate::store::view::MeasureStats;
 
@@ -75,14 +75,6 @@ pub struct MlMetric {
     stat: MlStat,
 }
 
-/// Whether `k` is a key events may send: `[a-z0-9_]{1,64}`, as the wire contract says.
-pub fn is_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= MAX_ML_KEY_CHARS
-        && k.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 fn stats_list() -> String {
     let names: Vec<&str> = MlStat::ALL.iter().map(|s| s.as_str()).collect();
     names.join(", ")
@@ -90,7 +82,7 @@ fn stats_list() -> String {
 
 impl MlMetric {
     pub fn new(key: &str, stat: MlStat) -> Result<Self, String> {
-        if !is_key(key) {
+        if !is_valid_ml_key(key) {
             return Err(format!(
                 "`{key}` is not an ml key: keys are 1 to {MAX_ML_KEY_CHARS} characters from a-z, 0-9 and _, \
                  as events send them (e.g. ml.queue_us.p95)"
@@ -124,7 +116,7 @@ impl MlMetric {
         };
         let Some(stat) = MlStat::ALL.iter().copied().find(|x| x.as_str() == stat) else {
             // The key is the likelier mistake when both are wrong: say that first.
-            if !is_key(key) {
+            if !is_valid_ml_key(key) {
                 return Self::new(key, MlStat::P95);
             }
             return Err(format!(
@@ -137,7 +129,7 @@ impl MlMetric {
 
     /// `ml.queue_us.p95`.
     pub fn as_str(&self) -> &str {
-        // Built from ASCII only (`is_key` and the statistics' names).
+        // Built from ASCII only (`is_valid_ml_key` and the statistics' names).
         std::str::from_utf8(&self.name[..usize::from(self.len)]).unwrap_or("ml")
     }
 

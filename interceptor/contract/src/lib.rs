@@ -78,6 +78,11 @@ pub fn is_valid_model_name(s: &str) -> bool {
     is_clean_text(s, MAX_MODEL_CHARS)
 }
 
+/// Whether `k` is an acceptable `ml` key: 1..=64 bytes of `[a-z0-9_]`.
+pub fn is_valid_ml_key(k: &str) -> bool {
+    json::is_ml_key(k, MAX_ML_KEY_CHARS)
+}
+
 /// 1..=`max` characters and no control characters: what the decoder accepts as text.
 pub fn is_clean_text(s: &str, max: usize) -> bool {
     if s.is_empty() {

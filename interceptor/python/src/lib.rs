@@ -12,7 +12,9 @@ mod text;
 use std::borrow::Cow;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use modelmon_contract::{Event, MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_TEXT_CHARS, SourceKind};
+use modelmon_contract::{
+    Event, MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_TEXT_CHARS, SourceKind, is_valid_ml_key,
+};
 use modelmon_publisher::{BrokerState, Config, Publisher};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -20,7 +22,7 @@ use pyo3::types::{PyDict, PyString};
 
 use crate::intern::Interner;
 use crate::stage::Stage;
-use crate::text::{clean_text, is_ml_key};
+use crate::text::clean_text;
 
 /// How often staged events are handed to the publisher (see `stage`).
 const STAGE_INTERVAL: Duration = Duration::from_millis(20);
@@ -269,7 +271,7 @@ impl Core {
                 continue;
             }
             // Measure names repeat on every request, like routes.
-            if let Some(key) = self.ml_keys.get_if(&key, is_ml_key) {
+            if let Some(key) = self.ml_keys.get_if(&key, is_valid_ml_key) {
                 out.push((key, value));
             }
         }

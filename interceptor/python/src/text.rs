@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use modelmon_contract::{MAX_ML_KEY_CHARS, is_clean_text};
+use modelmon_contract::is_clean_text;
 
 /// `s` as clean contract text: control characters become `?`, at most `max` characters,
 /// never empty.
@@ -21,12 +21,4 @@ pub fn clean_text(s: &str, max: usize) -> Cow<'static, str> {
     } else {
         Cow::Owned(cleaned)
     }
-}
-
-/// `[a-z0-9_]{1,64}`.
-pub fn is_ml_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= MAX_ML_KEY_CHARS
-        && k.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
