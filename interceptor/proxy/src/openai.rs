@@ -285,6 +285,12 @@ struct Delta<'a> {
     content: Option<Cow<'a, str>>,
     #[serde(default)]
     tool_calls: Option<IgnoredAny>,
+    /// A reasoning model's thinking: vLLM's `--reasoning-parser`, DeepSeek, llama.cpp.
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    /// The same, as newer vLLM and Ollama name it.
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -337,10 +343,16 @@ impl Stats {
         let Some(first) = c.choices.as_ref().and_then(|c| c.first()) else {
             return;
         };
+        let said = |s: &Option<Cow<'_, str>>| s.as_ref().is_some_and(|s| !s.is_empty());
+        // Thinking tokens are generated tokens: a reasoning model's first token is its
+        // first thought, as serving benchmarks time it, not the first word of its answer.
         let delta_content = first.delta.as_ref().is_some_and(|d| {
-            d.content.as_ref().is_some_and(|s| !s.is_empty()) || d.tool_calls.is_some()
+            said(&d.content)
+                || d.tool_calls.is_some()
+                || said(&d.reasoning_content)
+                || said(&d.reasoning)
         });
-        let text = first.text.as_ref().is_some_and(|s| !s.is_empty());
+        let text = said(&first.text);
         if delta_content || text {
             self.content(now_us);
         }
@@ -362,8 +374,8 @@ impl Stats {
         self.content_chunks += 1;
     }
 
-    /// The `ml` entries of the event, for an answer that lasted `duration_us`.
-    pub fn ml(&self, streamed: bool, duration_us: u64) -> Vec<(Cow<'static, str>, f64)> {
+    /// The `ml` entries of the event.
+    pub fn ml(&self, streamed: bool) -> Vec<(Cow<'static, str>, f64)> {
         let mut ml: Vec<(Cow<'static, str>, f64)> = Vec::new();
         let mut put = |k: &'static str, v: f64| {
             if v.is_finite() {
@@ -388,13 +400,17 @@ impl Stats {
             put("itl_mean_us", self.gap_sum_us as f64 / self.gaps as f64);
             put("itl_max_us", self.gap_max_us as f64);
         }
+        // The rate after the first token, over the span of the token chunks (1/TPOT, as
+        // serving benchmarks give it): one chunk has no span, and the time to the end
+        // would make a single chunk or a buffered burst look like thousands of tokens/s.
         if streamed
-            && let (Some(t), Some(ttft)) = (tokens_out, self.first_content_us)
-            && duration_us > ttft
+            && self.gaps > 0
+            && let (Some(t), Some(first)) = (tokens_out, self.first_content_us)
+            && self.last_content_us > first
         {
             put(
                 "tokens_per_s",
-                t as f64 / ((duration_us - ttft) as f64 / 1e6),
+                t.saturating_sub(1) as f64 / ((self.last_content_us - first) as f64 / 1e6),
             );
         }
         if let Some(f) = self.finish {
@@ -620,11 +636,11 @@ impl Exchange {
                 if r.failed.is_none() {
                     out.ttft_us = r.stats.first_content_us;
                     out.stream_error = r.stats.stream_error;
-                    out.ml = r.stats.ml(true, duration_us);
+                    out.ml = r.stats.ml(true);
                 }
             }
             Answer::Json(r) if ended => match r.end() {
-                Ok(stats) => out.ml = stats.ml(false, duration_us),
+                Ok(stats) => out.ml = stats.ml(false),
                 Err(f) => self.shared.failures.count(f),
             },
             Answer::None | Answer::Json(_) => {}
@@ -739,14 +755,61 @@ mod tests {
         let s = &r.stats;
         assert_eq!(s.first_content_us, Some(1_000));
         assert!(s.done);
-        let ml = ml_map(&s.ml(true, 3_200));
+        let ml = ml_map(&s.ml(true));
         assert_eq!(ml["tokens_out"], 3.0);
         assert_eq!(ml["tokens_estimated"], 1.0);
         assert_eq!(ml["itl_mean_us"], 1_000.0);
         assert_eq!(ml["itl_max_us"], 1_500.0);
         assert_eq!(ml["finish_length"], 1.0);
-        assert!((ml["tokens_per_s"] - 3.0 / 0.0022).abs() < 1e-6);
+        // Two tokens after the first, over the 2 ms from the first to the last.
+        assert!((ml["tokens_per_s"] - 1_000.0).abs() < 1e-6, "{ml:?}");
         assert!(!ml.contains_key("tokens_in"));
+    }
+
+    #[test]
+    fn thinking_chunks_are_tokens() {
+        let mut r = SseReader::default();
+        let delta = |d: &str| format!("data: {{\"choices\":[{{\"delta\":{d}}}]}}\n\n");
+        // vLLM and DeepSeek think in reasoning_content, newer vLLM and Ollama in
+        // reasoning; the fields of the other kind come as null or empty.
+        r.feed(
+            delta(r#"{"reasoning_content":"Let","content":null}"#).as_bytes(),
+            1_000,
+        );
+        r.feed(
+            delta(r#"{"reasoning":" me","content":""}"#).as_bytes(),
+            2_000,
+        );
+        r.feed(
+            delta(r#"{"content":"","reasoning_content":"","reasoning":null}"#).as_bytes(),
+            2_500,
+        );
+        r.feed(delta(r#"{"content":"42"}"#).as_bytes(), 10_000);
+        let s = &r.stats;
+        assert_eq!(s.first_content_us, Some(1_000), "the first thought");
+        assert_eq!(s.content_chunks, 3, "empty or null reasoning is no token");
+        let ml = ml_map(&s.ml(true));
+        assert_eq!((ml["itl_max_us"], ml["itl_mean_us"]), (8_000.0, 4_500.0));
+        assert!((ml["tokens_per_s"] - 2.0 / 0.009).abs() < 1e-6, "{ml:?}");
+    }
+
+    #[test]
+    fn one_token_chunk_or_one_burst_gives_no_rate() {
+        let usage = b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"completion_tokens\":250}}\n\ndata: [DONE]\n\n";
+        // The whole answer in one chunk, its usage 1 ms later.
+        let mut r = SseReader::default();
+        r.feed(chat("the whole answer").as_bytes(), 1_000);
+        r.feed(usage, 2_000);
+        let ml = ml_map(&r.stats.ml(true));
+        assert_eq!(ml["tokens_out"], 250.0);
+        assert!(!ml.contains_key("tokens_per_s"), "{ml:?}");
+        // A hop that buffered the stream hands over every chunk at once.
+        let mut r = SseReader::default();
+        r.feed([chat("a"), chat("b"), chat("c")].concat().as_bytes(), 1_000);
+        r.feed(usage, 1_001);
+        let ml = ml_map(&r.stats.ml(true));
+        assert_eq!(ml["itl_max_us"], 0.0);
+        assert!(!ml.contains_key("tokens_per_s"), "{ml:?}");
     }
 
     #[test]
@@ -768,7 +831,7 @@ mod tests {
             assert_eq!(r.end(0), None);
             assert_eq!(r.stats.content_chunks, 5, "step {step}");
             assert_eq!((r.stats.tokens_in, r.stats.tokens_out), (Some(7), Some(5)));
-            let ml = ml_map(&r.stats.ml(true, 1_000_000));
+            let ml = ml_map(&r.stats.ml(true));
             assert!(!ml.contains_key("tokens_estimated"));
             assert!(r.partial.capacity() <= MAX_LINE);
         }
@@ -793,7 +856,7 @@ mod tests {
         );
         assert_eq!(r.stats.content_chunks, 2, "empty text is no token");
         assert_eq!(r.stats.finish, Some(Finish::Other));
-        assert_eq!(ml_map(&r.stats.ml(true, 40))["finish_other"], 1.0);
+        assert_eq!(ml_map(&r.stats.ml(true))["finish_other"], 1.0);
     }
 
     #[test]
@@ -829,7 +892,7 @@ mod tests {
         let mut r = SseReader::default();
         r.feed(b": ping\nid: 3\nevent: message\nretry: 10\n\n", 1);
         assert_eq!((r.failed, r.stats.content_chunks), (None, 0));
-        assert!(r.stats.ml(true, 10).is_empty());
+        assert!(r.stats.ml(true).is_empty());
     }
 
     #[test]
@@ -839,7 +902,7 @@ mod tests {
             br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"#,
         );
         r.feed(br#""finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#);
-        let ml = ml_map(&r.end().expect("read").ml(false, 5_000));
+        let ml = ml_map(&r.end().expect("read").ml(false));
         assert_eq!(ml.len(), 3, "{ml:?}");
         assert_eq!(
             (ml["tokens_in"], ml["tokens_out"], ml["finish_stop"]),
@@ -847,7 +910,7 @@ mod tests {
         );
         let mut r = JsonReader::default();
         r.feed(br#"{"object":"list","data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":4,"total_tokens":4}}"#);
-        let ml = ml_map(&r.end().expect("read").ml(false, 5_000));
+        let ml = ml_map(&r.end().expect("read").ml(false));
         assert_eq!(ml.len(), 1);
         assert_eq!(ml["tokens_in"], 4.0);
         let mut r = JsonReader::default();
@@ -891,6 +954,20 @@ mod tests {
         assert_eq!((out.model, out.ttft_us), (Some("llm-a"), Some(100)));
         let ml = ml_map(&out.ml);
         assert_eq!((ml["tokens_out"], ml["itl_mean_us"]), (2.0, 50.0));
+
+        // A client that leaves after the finish reason, before the usage chunk or [DONE]:
+        // the answer was complete, and says how it ended.
+        let (mut ex, mut tap) = Exchange::new(Arc::clone(&shared));
+        tap.feed(br#"{"model":"llm-a","stream":true}"#);
+        tap.finish();
+        ex.answer_started(200, Some("text/event-stream"));
+        ex.feed(chat("a").as_bytes(), 100);
+        ex.feed(
+            b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            150,
+        );
+        let ml = ml_map(&ex.finish(false, 200).ml);
+        assert_eq!((ml["tokens_out"], ml["finish_stop"]), (1.0, 1.0));
 
         // Errors are not read.
         let (mut ex, _tap) = Exchange::new(Arc::clone(&shared));
