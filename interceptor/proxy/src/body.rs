@@ -122,10 +122,11 @@ impl Recorder {
         }
     }
 
-    /// The answer's headers arrived (OpenAI-compatible routes only read successes).
-    pub fn openai_answer(&mut self, status: u16, content_type: Option<&str>) {
+    /// The answer's headers arrived (OpenAI-compatible routes only read successes, and
+    /// not `encoded` ones).
+    pub fn openai_answer(&mut self, status: u16, content_type: Option<&str>, encoded: bool) {
         if let Some(x) = self.openai.as_mut() {
-            x.answer_started(status, content_type);
+            x.answer_started(status, content_type, encoded);
         }
     }
 

@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use hyper::HeaderMap;
-use hyper::header::{CONNECTION, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use hyper::header::{
+    CONNECTION, CONTENT_ENCODING, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 
 /// Headers that describe one hop, never the message: each side sets its own.
 const HOP_BY_HOP: [&str; 4] = [
@@ -49,6 +51,18 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     }
 }
 
+/// Whether the body is encoded (gzip, br, …): any `Content-Encoding` but `identity`.
+pub fn is_encoded(headers: &HeaderMap) -> bool {
+    headers.get_all(CONTENT_ENCODING).iter().any(|v| {
+        // A value that is not text cannot be known to be identity.
+        v.to_str().map_or(true, |v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case("identity"))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +81,23 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn only_a_coding_other_than_identity_is_encoded() {
+        let with = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(CONTENT_ENCODING, HeaderValue::from_static(v));
+            }
+            is_encoded(&h)
+        };
+        assert!(!with(&[]));
+        assert!(!with(&["identity"]));
+        assert!(!with(&["Identity", ""]));
+        assert!(with(&["gzip"]));
+        assert!(with(&["identity, br"]));
+        assert!(with(&["identity", "zstd"]));
     }
 
     #[test]

@@ -76,19 +76,25 @@ pub enum Failure {
     LineTooLong,
     /// A JSON answer longer than [`MAX_JSON_ANSWER`].
     BodyTooLarge,
+    /// An answer with a `Content-Encoding` (gzip, br, …): not decoded.
+    Compressed,
     /// A request body that is not the JSON expected.
     RequestNotJson,
     /// A request body longer than [`MAX_REQUEST`].
     RequestTooLarge,
+    /// A request body with a `Content-Encoding`: not decoded.
+    RequestCompressed,
 }
 
 impl Failure {
-    pub const ALL: [Failure; 5] = [
+    pub const ALL: [Failure; 7] = [
         Failure::NotJson,
         Failure::LineTooLong,
         Failure::BodyTooLarge,
+        Failure::Compressed,
         Failure::RequestNotJson,
         Failure::RequestTooLarge,
+        Failure::RequestCompressed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,8 +102,10 @@ impl Failure {
             Failure::NotJson => "not_json",
             Failure::LineTooLong => "line_too_long",
             Failure::BodyTooLarge => "body_too_large",
+            Failure::Compressed => "compressed",
             Failure::RequestNotJson => "request_not_json",
             Failure::RequestTooLarge => "request_too_large",
+            Failure::RequestCompressed => "request_compressed",
         }
     }
 
@@ -106,10 +114,18 @@ impl Failure {
             Failure::NotJson => "an answer on an OpenAI-compatible route is not the JSON expected",
             Failure::LineTooLong => "a streamed answer has a line over 64 KiB",
             Failure::BodyTooLarge => "a JSON answer is over 4 MiB",
+            Failure::Compressed => {
+                "an answer on an OpenAI-compatible route is compressed (Content-Encoding, \
+                 sent because the client accepts it), which the proxy does not decode"
+            }
             Failure::RequestNotJson => {
                 "a request on an OpenAI-compatible route is not the JSON expected"
             }
             Failure::RequestTooLarge => "a request body is over 256 KiB",
+            Failure::RequestCompressed => {
+                "a request on an OpenAI-compatible route is compressed (Content-Encoding), \
+                 which the proxy does not decode; its event keeps the usual model"
+            }
         }
     }
 }
@@ -117,8 +133,8 @@ impl Failure {
 /// Parse failures by reason, for the whole process.
 #[derive(Debug, Default)]
 pub struct Failures {
-    counts: [AtomicU64; 5],
-    told: [AtomicBool; 5],
+    counts: [AtomicU64; Failure::ALL.len()],
+    told: [AtomicBool; Failure::ALL.len()],
 }
 
 impl Failures {
@@ -591,9 +607,16 @@ impl Exchange {
     }
 
     /// The answer's headers arrived: a success is read, as SSE when it says
-    /// `text/event-stream` (or has no type and the request asked for a stream).
-    pub fn answer_started(&mut self, status: u16, content_type: Option<&str>) {
+    /// `text/event-stream` (or has no type and the request asked for a stream), unless
+    /// it is `encoded` (a `Content-Encoding` other than `identity`).
+    pub fn answer_started(&mut self, status: u16, content_type: Option<&str>, encoded: bool) {
         if !(200..300).contains(&status) || status == 204 {
+            return;
+        }
+        if encoded {
+            // Compressed bytes read as lines or JSON would be garbage or a misleading
+            // not_json; they are passed on unread.
+            self.shared.failures.count(Failure::Compressed);
             return;
         }
         let asked_stream = self.request.get().and_then(|r| r.stream) == Some(true);
@@ -933,7 +956,7 @@ mod tests {
         let (mut ex, tap) = Exchange::new(Arc::clone(&shared));
         tap.finish(); // an empty body
         assert_eq!(shared.failures.get(Failure::RequestNotJson), 1);
-        ex.answer_started(200, Some("application/json"));
+        ex.answer_started(200, Some("application/json"), false);
         ex.feed(b"not json", 10);
         let out = ex.finish(true, 20);
         assert!(out.ml.is_empty() && out.model.is_none());
@@ -947,7 +970,7 @@ mod tests {
         let (mut ex, mut tap) = Exchange::new(Arc::clone(&shared));
         tap.feed(br#"{"model":"llm-a","stream":true}"#);
         tap.finish();
-        ex.answer_started(200, Some("text/event-stream; charset=utf-8"));
+        ex.answer_started(200, Some("text/event-stream; charset=utf-8"), false);
         ex.feed(chat("a").as_bytes(), 100);
         ex.feed(chat("b").as_bytes(), 150);
         let out = ex.finish(false, 200);
@@ -960,7 +983,7 @@ mod tests {
         let (mut ex, mut tap) = Exchange::new(Arc::clone(&shared));
         tap.feed(br#"{"model":"llm-a","stream":true}"#);
         tap.finish();
-        ex.answer_started(200, Some("text/event-stream"));
+        ex.answer_started(200, Some("text/event-stream"), false);
         ex.feed(chat("a").as_bytes(), 100);
         ex.feed(
             b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
@@ -971,9 +994,16 @@ mod tests {
 
         // Errors are not read.
         let (mut ex, _tap) = Exchange::new(Arc::clone(&shared));
-        ex.answer_started(500, Some("application/json"));
+        ex.answer_started(500, Some("application/json"), false);
         ex.feed(b"oops", 1);
         assert!(ex.finish(true, 2).ml.is_empty());
         assert_eq!(shared.failures.get(Failure::NotJson), 1);
+
+        // Compressed bytes are not read as lines.
+        let (mut ex, _tap) = Exchange::new(Arc::clone(&shared));
+        ex.answer_started(200, Some("text/event-stream"), true);
+        ex.feed(chat("a").as_bytes(), 1);
+        assert!(ex.finish(true, 2).ml.is_empty());
+        assert_eq!(shared.failures.get(Failure::Compressed), 1);
     }
 }

@@ -20,8 +20,8 @@ use modelmon_publisher::Publisher;
 
 use crate::body::{CountingBody, RecordedBody, Recorder};
 use crate::config::ProxyConfig;
-use crate::headers::{append_forwarded_for, strip_hop_by_hop};
-use crate::openai::{Exchange, RequestTap};
+use crate::headers::{append_forwarded_for, is_encoded, strip_hop_by_hop};
+use crate::openai::{Exchange, Failure, RequestTap};
 use crate::route::Routed;
 
 /// What the client receives: the upstream's body, or the proxy's own error page.
@@ -77,13 +77,16 @@ impl Proxy {
         let mut recorder =
             Recorder::new(self.publisher.clone(), event, start, Arc::clone(&req_bytes));
         let openai = &self.config.openai;
-        let tap = if is_recorded && openai.mode.applies(req.method(), req.uri().path()) {
-            let (exchange, tap) = Exchange::new(Arc::clone(openai));
+        let mut tap = None;
+        if is_recorded && openai.mode.applies(req.method(), req.uri().path()) {
+            let (exchange, t) = Exchange::new(Arc::clone(openai));
             recorder.set_openai(exchange);
-            Some(tap)
-        } else {
-            None
-        };
+            if is_encoded(req.headers()) {
+                openai.failures.count(Failure::RequestCompressed);
+            } else {
+                tap = Some(t);
+            }
+        }
 
         let Ok(upstream_req) = self.upstream_request(req, client, req_bytes, tap) else {
             return Ok(own_answer(
@@ -108,6 +111,7 @@ impl Proxy {
                         .headers
                         .get(CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok()),
+                    is_encoded(&parts.headers),
                 );
                 Ok(Response::from_parts(
                     parts,

@@ -36,6 +36,10 @@ const COMPLETION_TOKENS: u64 = 23;
 /// Not JSON, on an OpenAI route: it must arrive byte for byte.
 const NOT_JSON: &[u8] = b"<html>\x00\xffnot json\r\n</html>";
 
+/// An SSE answer compressed as a server sends it to a client that accepts gzip:
+/// `gzip -n` of one content chunk with `finish_reason` "stop", then `[DONE]`.
+const GZIPPED_SSE: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\x1d\xcc\x31\x0a\x80\x30\x0c\x46\xe1\xbd\xa7\x90\x7f\x76\x70\xce\xac\xab\x1e\x40\x44\x4a\x1b\x69\x40\x52\xb1\x19\x84\xd2\xbb\x2b\xae\xef\x83\x17\xbd\x79\xea\x2a\x42\xca\x12\xb8\x80\xd6\x0a\xd1\xc8\x0f\x68\xe8\x11\xf9\x34\x0f\xfa\x38\xab\xb1\x1a\x08\x49\xd0\x7a\x1c\xa2\x52\xd2\x7e\xb3\x2f\x59\xbf\x5a\x2c\x5f\x68\x5b\x73\x2e\xfe\xc3\x75\x5c\xe6\x69\x73\xee\x05\x3a\xf1\x3d\x12\x5f\x00\x00\x00";
+
 /// How the test server answers, from the request's headers.
 #[derive(Debug, Clone, Copy, Default)]
 struct Script {
@@ -434,5 +438,96 @@ async fn the_binary_tells_failures_once_and_totals_them_at_shutdown() {
         last.starts_with("modelmon-proxy: stopped; 3 events recorded")
             && last.ends_with("; OpenAI-compatible bodies not read: not_json 3"),
         "{stderr}"
+    );
+}
+
+/// A server that compresses: every answer is [`GZIPPED_SSE`] with `Content-Encoding:
+/// gzip`, typed as a stream on `/v1/chat/completions` and as JSON elsewhere; it tells
+/// how many request body bytes it got in `x-seen-bytes`.
+async fn start_gzip_llm() -> SocketAddr {
+    serve_upstream(|req: Request<Incoming>| async move {
+        let sse = req.uri().path() == "/v1/chat/completions";
+        let got = req
+            .into_body()
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        let mut resp = Response::new(Either::Left(Full::new(Bytes::from_static(GZIPPED_SSE))));
+        let h = resp.headers_mut();
+        h.insert("content-encoding", "gzip".parse().expect("hv"));
+        let kind = if sse {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        h.insert("content-type", kind.parse().expect("hv"));
+        h.insert("x-seen-bytes", got.len().into());
+        Ok::<_, Infallible>(resp)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_are_proxied_unread_and_counted_as_such() {
+    require!(Rabbitmq);
+    let sink = Sink::bind().await;
+    let llm = start_gzip_llm().await;
+    let proxy = RunningProxy::start(&format!("http://{llm}"), &["--model", "fallback"]).await;
+    let client = http();
+    let mut sent = Vec::new();
+    for (path, body, encoding) in [
+        (
+            "/v1/chat/completions",
+            chat_body("gz-stream", true).into(),
+            None,
+        ),
+        ("/v1/completions", chat_body("gz-json", false).into(), None),
+        (
+            "/v1/chat/completions",
+            Bytes::from_static(GZIPPED_SSE),
+            Some("gzip"),
+        ),
+    ] {
+        sent.push(body.len() as u64);
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(proxy.url(path))
+            .header("content-type", "application/json");
+        if let Some(e) = encoding {
+            req = req.header("content-encoding", e);
+        }
+        let req = req.body(Full::new(body)).expect("request");
+        let resp = client.request(req).await.expect("proxied");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-encoding"], "gzip");
+        assert_eq!(
+            resp.headers()["x-seen-bytes"],
+            sent.last().expect("sent").to_string().as_str(),
+            "the request reached the server whole"
+        );
+        let got = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&got[..], GZIPPED_SSE, "byte for byte");
+    }
+    proxy.flush().await;
+    let mut events = sink.events(&proxy.instance, 3).await;
+    events.sort_by_key(|e| e.ts);
+    let seen: Vec<(&str, u16, Option<u64>)> = events
+        .iter()
+        .map(|e| (e.model.as_ref(), e.status, e.req_bytes))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("gz-stream", 200, Some(sent[0])),
+            ("gz-json", 200, Some(sent[1])),
+            ("fallback", 200, Some(sent[2])),
+        ]
+    );
+    assert!(events.iter().all(|e| e.ml.is_empty()), "{events:?}");
+    // Not garbage read as lines, nor a misleading not_json.
+    assert_eq!(
+        proxy.openai.failures.summary().as_deref(),
+        Some("compressed 3, request_compressed 1")
     );
 }
