@@ -1,5 +1,5 @@
 //! `modelmon-proxy`: a reverse proxy in front of a model API that records one
-//! modelmon event per request, without changing the API or buffering its bodies.
+//! modelmon event per request, without changing the API or buffering its answers.
 
 mod body;
 pub mod config;

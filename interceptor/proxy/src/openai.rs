@@ -3,7 +3,8 @@
 //! figures: tokens in and out, time to the first token, gaps between tokens, the finish
 //! reason.
 //!
-//! Nothing here holds a byte back: the taps are fed slices of frames that are forwarded
+//! Nothing here holds a byte back (the proxy reads a small request body whole before
+//! forwarding it, see `proxy.rs`): the taps are fed slices of frames that are forwarded
 //! as they are, and keep bounded copies: a request body up to [`MAX_REQUEST`], a partial
 //! Server-Sent-Events line up to [`MAX_LINE`], a JSON answer up to [`MAX_JSON_ANSWER`].
 //! Past a bound, or on bytes that are not what an OpenAI-compatible server sends, the tap

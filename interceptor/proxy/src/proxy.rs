@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{Either, Full};
+use http_body::Body;
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
@@ -21,11 +22,14 @@ use modelmon_publisher::Publisher;
 use crate::body::{CountingBody, RecordedBody, Recorder};
 use crate::config::ProxyConfig;
 use crate::headers::{append_forwarded_for, is_encoded, strip_hop_by_hop};
-use crate::openai::{Exchange, Failure, RequestTap};
+use crate::openai::{Exchange, Failure, MAX_REQUEST, RequestTap};
 use crate::route::Routed;
 
+/// A body passed on as it streams, or one held whole.
+type Passed = Either<Incoming, Full<Bytes>>;
+
 /// What the client receives: the upstream's body, or the proxy's own error page.
-pub type ProxyBody = RecordedBody<Either<Incoming, Full<Bytes>>>;
+pub type ProxyBody = RecordedBody<Passed>;
 
 /// How long an unused upstream connection stays in the pool.
 const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
@@ -33,7 +37,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Proxy {
     config: ProxyConfig,
-    client: Client<HttpConnector, CountingBody<Incoming>>,
+    client: Client<HttpConnector, CountingBody<Passed>>,
     publisher: Publisher,
 }
 
@@ -87,6 +91,45 @@ impl Proxy {
                 tap = Some(t);
             }
         }
+        // A body of declared length that the tap can keep is read whole before it is
+        // forwarded: an upstream that is unreachable, or times out before reading it,
+        // never polls it, and its 502 or 504 must still land on the request's model.
+        let (req, tap) = match tap {
+            Some(mut tap)
+                if req
+                    .body()
+                    .size_hint()
+                    .exact()
+                    .is_some_and(|n| n <= MAX_REQUEST as u64) =>
+            {
+                let (parts, body) = req.into_parts();
+                let read = tokio::time::timeout(self.config.upstream_timeout, body.collect());
+                let body = match read.await {
+                    Ok(Ok(whole)) => whole.to_bytes(),
+                    Ok(Err(_)) => {
+                        return Ok(own_answer(
+                            recorder,
+                            StatusCode::BAD_REQUEST,
+                            "request_body_incomplete",
+                        ));
+                    }
+                    Err(_) => {
+                        return Ok(own_answer(
+                            recorder,
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request_body_incomplete",
+                        ));
+                    }
+                };
+                tap.feed(&body);
+                tap.finish();
+                (
+                    Request::from_parts(parts, Either::Right(Full::new(body))),
+                    None,
+                )
+            }
+            tap => (req.map(Either::Left), tap),
+        };
 
         let Ok(upstream_req) = self.upstream_request(req, client, req_bytes, tap) else {
             return Ok(own_answer(
@@ -168,11 +211,11 @@ impl Proxy {
 
     fn upstream_request(
         &self,
-        req: Request<Incoming>,
+        req: Request<Passed>,
         client: SocketAddr,
         req_bytes: Arc<AtomicU64>,
         tap: Option<RequestTap>,
-    ) -> Result<Request<CountingBody<Incoming>>, ()> {
+    ) -> Result<Request<CountingBody<Passed>>, ()> {
         let (mut parts, body) = req.into_parts();
         let up = &self.config.upstream;
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());

@@ -531,3 +531,39 @@ async fn compressed_bodies_are_proxied_unread_and_counted_as_such() {
         Some("compressed 3, request_compressed 1")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_recorded_under_the_requests_model() {
+    require!(Rabbitmq);
+    let sink = Sink::bind().await;
+    // Port 1 on loopback: nothing listens there.
+    let proxy = RunningProxy::start("http://127.0.0.1:1", &["--model", "fallback"]).await;
+    let client = http();
+    for body in [chat_body("a", false), String::new()] {
+        let resp = client
+            .request(post(&proxy.url("/v1/chat/completions"), body, &[]))
+            .await
+            .expect("the proxy answers");
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    }
+    proxy.flush().await;
+    let mut events = sink.events(&proxy.instance, 2).await;
+    events.sort_by_key(|e| e.ts);
+    let seen: Vec<(&str, u16, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.model.as_ref(), e.status, e.error.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", 502, Some("upstream_unreachable")),
+            ("fallback", 502, Some("upstream_unreachable")),
+        ],
+        "model a's row shows its errors"
+    );
+    // The empty body is read like any other, and is not JSON.
+    assert_eq!(
+        proxy.openai.failures.summary().as_deref(),
+        Some("request_not_json 1")
+    );
+}
