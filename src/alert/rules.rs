@@ -23,7 +23,7 @@ pub enum Metric {
     P95Ms,
     P99Ms,
     /// Time to first byte (to first token, through the proxy's OpenAI mode) of streamed
-    /// answers in the live window; fixed limits (no normal is learnt for it yet).
+    /// answers in the live window; answers that were not streamed have none and do not count.
     TtfbP50Ms,
     TtfbP95Ms,
     TtfbP99Ms,
@@ -669,7 +669,9 @@ impl RuleSpec {
         if let Some(r) = self.resolve {
             rule.resolve = r;
         }
-        if self.factor.is_some() || self.min_change.is_some() {
+        // `min_change` alone only tunes a rule that is relative already: on a fixed one
+        // it is refused below, not taken as a wish to drop the written threshold.
+        if self.factor.is_some() || (self.min_change.is_some() && rule.relative.is_some()) {
             let was = rule.relative.unwrap_or(Relative {
                 factor: if rule.metric.fires_below() { 0.25 } else { 3.0 },
                 min_change: 0.0,
@@ -721,6 +723,13 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
             "set `threshold` (a fixed limit) or `factor` (relative to the model's normal), not both",
         ));
     }
+    if spec.min_change.is_some() && rule.relative.is_none() {
+        return Err(invalid(if spec.threshold.is_some() {
+            "set `threshold` (a fixed limit) or `min_change` (relative to the model's normal), not both: min_change belongs to relative rules"
+        } else {
+            "`min_change` belongs to relative rules and this one has a fixed `threshold`: set `factor` to make it relative, or drop min_change"
+        }));
+    }
     if let Some(r) = rule.relative {
         if spec.resolve.is_some() {
             return Err(invalid(
@@ -728,8 +737,14 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
             ));
         }
         if !rule.metric.has_baseline() {
+            let learnt: Vec<&str> = NAMED
+                .iter()
+                .filter(|m| m.has_baseline())
+                .map(Metric::as_str)
+                .collect();
             return Err(invalid(&format!(
-                "`factor` needs a metric with a baseline (p50_ms, p95_ms, p99_ms, error_rate, qps), not {}",
+                "`factor` needs a metric with a baseline ({}), not {}",
+                learnt.join(", "),
                 rule.metric.as_str()
             )));
         }
@@ -765,6 +780,20 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
             } else {
                 "resolve must be at or below threshold"
             }));
+        }
+    }
+    // A share of the requests: a limit written as a percentage (5 for 5 %) would load
+    // and never fire, the rate being at most 1.
+    if rule.metric == Metric::ErrorRate {
+        let outside = match rule.relative {
+            Some(r) => (r.min_change >= 1.0).then_some(("min_change", r.min_change)),
+            None if !(0.0..1.0).contains(&rule.threshold) => Some(("threshold", rule.threshold)),
+            None => (rule.resolve < 0.0).then_some(("resolve", rule.resolve)),
+        };
+        if let Some((key, v)) = outside {
+            return Err(invalid(&format!(
+                "error_rate is a fraction: 0.05 means 5 %, so `{key}` must be from 0 to below 1, not {v}"
+            )));
         }
     }
     if let Some(w) = rule.window {
