@@ -645,6 +645,14 @@ pub enum RuleError {
     Incomplete(String),
     #[error("rule `{name}`: {message}")]
     Invalid { name: String, message: String },
+    /// The specs naming `model`, stacked, make a rule that `error` refuses.
+    #[error(
+        "for model `{model}` (the specs naming it apply in config order, each over the ones before): {error}"
+    )]
+    ForModel {
+        model: String,
+        error: Box<RuleError>,
+    },
 }
 
 impl RuleSpec {
@@ -882,25 +890,35 @@ impl RuleSet {
             .filter(|s| !s.models.is_empty())
             .cloned()
             .collect();
-        // A per-model spec must make a valid rule too; try it against its base now.
-        for spec in &per_model {
-            let named = |r: &&Rule| r.name == spec.name;
-            spec.apply(
-                base.iter()
-                    .find(named)
-                    .or_else(|| dormant.iter().find(named)),
-            )?;
-        }
         let (base, mut disabled_base): (Vec<Rule>, Vec<Rule>) =
             base.into_iter().partition(|r| !disabled.contains(&r.name));
         disabled_base.extend(dormant);
-        Ok(Self {
+        let mut set = Self {
             base,
             disabled_base,
             per_model,
             cache: HashMap::new(),
             baseline: section.baseline,
-        })
+        };
+        // Specs naming a model stack up, each on what the ones before made of the rule,
+        // so only the whole stack says whether a model's rule is valid: build each named
+        // model's now, and a bad one is a config error instead of a rule gone missing.
+        let named: Vec<String> = set
+            .per_model
+            .iter()
+            .flat_map(|s| s.models.iter().cloned())
+            .collect();
+        for model in named {
+            if set.cache.contains_key(&model) {
+                continue;
+            }
+            let rules = set.stack(&model).map_err(|e| RuleError::ForModel {
+                model: model.clone(),
+                error: Box::new(e),
+            })?;
+            set.cache.insert(model, rules.into());
+        }
+        Ok(set)
     }
 
     /// The rules about the monitor itself (broker, sources, Docker engine).
@@ -913,35 +931,65 @@ impl RuleSet {
         if let Some(r) = self.cache.get(model) {
             return Arc::clone(r);
         }
+        // Every model a spec names was stacked in `new`: this one gets the base rules.
+        let rules: Arc<[Rule]> = self
+            .base
+            .iter()
+            .filter(|r| !r.metric.of_monitor())
+            .cloned()
+            .collect();
+        // Bounded by the store's model cap: models are the store's names.
+        self.cache.insert(model.to_owned(), Arc::clone(&rules));
+        rules
+    }
+
+    /// The base rules with the specs naming `model` laid over them in config order.
+    fn stack(&self, model: &str) -> Result<Vec<Rule>, RuleError> {
         let mut rules: Vec<Rule> = self
             .base
             .iter()
             .filter(|r| !r.metric.of_monitor())
             .cloned()
             .collect();
+        // Switched off for this model by a spec: a later one tunes it and it stays off
+        // unless that one says `enabled = true`.
+        let mut off: Vec<Rule> = Vec::new();
         for spec in self
             .per_model
             .iter()
             .filter(|s| s.models.iter().any(|m| m == model))
         {
-            let at = rules.iter().position(|r| r.name == spec.name);
-            let base = at
+            let named = |r: &Rule| r.name == spec.name;
+            let on = rules.iter().position(named);
+            let was_off = off.iter().position(named);
+            // Then one switched off for every model, or one about the monitor, which
+            // `check` refuses for naming models.
+            let base = on
                 .map(|i| &rules[i])
-                .or_else(|| self.disabled_base.iter().find(|r| r.name == spec.name));
-            let Ok(rule) = spec.apply(base) else { continue };
-            match (at, spec.enabled) {
-                (Some(i), Some(false)) => {
+                .or_else(|| was_off.map(|i| &off[i]))
+                .or_else(|| {
+                    self.disabled_base
+                        .iter()
+                        .chain(&self.base)
+                        .find(|r| named(r))
+                });
+            let rule = spec.apply(base)?;
+            match (on, was_off, spec.enabled) {
+                (Some(i), _, Some(false)) => {
                     rules.remove(i);
+                    off.push(rule);
                 }
-                (Some(i), _) => rules[i] = rule,
-                (None, Some(false)) => {}
-                (None, _) => rules.push(rule),
+                (Some(i), _, _) => rules[i] = rule,
+                (None, Some(i), Some(true)) => {
+                    off.remove(i);
+                    rules.push(rule);
+                }
+                (None, Some(i), _) => off[i] = rule,
+                (None, None, Some(false)) => off.push(rule),
+                (None, None, _) => rules.push(rule),
             }
         }
-        let rules: Arc<[Rule]> = rules.into();
-        // Bounded by the store's model cap: models are the store's names.
-        self.cache.insert(model.to_owned(), Arc::clone(&rules));
-        rules
+        Ok(rules)
     }
 
     /// Every rule name in the base set (for docs and tests).

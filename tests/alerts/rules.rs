@@ -1,7 +1,10 @@
-//! Rule specs as a user writes them: the combinations the config refuses and what it says.
+//! Rule specs as a user writes them: the combinations the config refuses and what it says,
+//! and how specs naming a model stack up.
 
-use modelmon::alert::{AlertState, RuleSet};
+use modelmon::alert::{AlertState, RuleSet, Transition, evaluate};
 use modelmon::config::Config;
+use modelmon::store::view::{ModelView, Stats};
+use modelmon::store::{BrokerState, BrokerView, View};
 
 /// The error a config loads with; a config that loads fails the test.
 fn refused(toml: &str) -> String {
@@ -15,6 +18,43 @@ fn engine(toml: &str) -> AlertState {
     let cfg = Config::parse(toml).expect("the rules parse");
     cfg.validate(None).expect("and are valid");
     AlertState::new(RuleSet::new(&cfg.alerts).expect("rules build"))
+}
+
+/// `model` with 100 requests in the live window at this p95.
+fn model(name: &str, p95_ms: f64) -> ModelView {
+    ModelView {
+        model: name.to_owned(),
+        window_s: 60,
+        stats: Stats {
+            requests: 100,
+            qps: 100.0 / 60.0,
+            error_rate: Some(0.0),
+            p50_ms: Some(p95_ms / 2.0),
+            p95_ms: Some(p95_ms),
+            p99_ms: Some(p95_ms * 1.5),
+            ..Stats::default()
+        },
+        last_seen_ms_ago: Some(0),
+        ..ModelView::default()
+    }
+}
+
+fn view(models: Vec<ModelView>) -> View {
+    View {
+        models,
+        broker: BrokerView {
+            state: BrokerState::Connected,
+            ..BrokerView::default()
+        },
+        ..View::default()
+    }
+}
+
+/// Evaluates every second of `[from, to)` and gathers what was notified.
+fn run(st: &mut AlertState, from: i64, to: i64, f: impl Fn(i64) -> View) -> Vec<Transition> {
+    (from..to)
+        .flat_map(|s| evaluate(st, &f(s), s * 1000))
+        .collect()
 }
 
 #[test]
@@ -83,4 +123,40 @@ fn factor_on_a_metric_without_a_normal_lists_every_metric_that_has_one() {
     ] {
         assert!(err.contains(metric), "{metric} missing: {err}");
     }
+}
+
+#[test]
+fn specs_naming_a_model_are_checked_as_that_model_stacks_them() {
+    // Each alone would do, stacked they invert the hysteresis: a config error naming the
+    // model and the rule, not a rule quietly missing its resolve at runtime.
+    let err = refused(
+        "[[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\"]\nthreshold = 300.0\n\
+         [[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\", \"cnn\"]\nresolve = 450.0\n",
+    );
+    assert!(
+        err.contains("model `llm`")
+            && err.contains("rule `high_latency`")
+            && err.contains("resolve must be at or below threshold"),
+        "{err}"
+    );
+    // A fixed threshold for one model, then its resolve: valid once stacked, though the
+    // resolve alone would not fit the relative rule underneath.
+    let mut st = engine(
+        "[[alerts.rules]]\nname = \"latency_regression\"\nmodels = [\"llm\"]\nthreshold = 5000.0\n\
+         [[alerts.rules]]\nname = \"latency_regression\"\nmodels = [\"llm\"]\nresolve = 3000.0\n",
+    );
+    let out = run(&mut st, 0, 30, |_| view(vec![model("llm", 6000.0)]));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].alert.explanation, "p95 6.0 s, above its limit 5.0 s");
+    assert_eq!(out[0].alert.resolve, 3000.0);
+    // A model switched off, then tuned for it and others, stays off for it.
+    let mut st = engine(
+        "[[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\"]\nenabled = false\n\
+         [[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\", \"cnn\"]\nthreshold = 1000.0\n",
+    );
+    let out = run(&mut st, 0, 60, |_| {
+        view(vec![model("llm", 6000.0), model("cnn", 6000.0)])
+    });
+    let fired: Vec<&str> = out.iter().map(|t| t.alert.model.as_str()).collect();
+    assert_eq!(fired, ["cnn"]);
 }
