@@ -1,7 +1,10 @@
 //! Rule specs as a user writes them: the combinations the config refuses and what it says,
-//! and how specs naming a model stack up.
+//! how specs naming a model stack up, and the sentences a rule's figures make.
 
-use modelmon::alert::{AlertState, RuleSet, Transition, evaluate};
+use modelmon::alert::{
+    AlertPhase, AlertState, AlertsSection, Baseline, RuleSet, Sight, Transition, TransitionKind,
+    evaluate, model_reading,
+};
 use modelmon::config::Config;
 use modelmon::store::view::{ModelView, Stats};
 use modelmon::store::{BrokerState, BrokerView, View};
@@ -55,6 +58,13 @@ fn run(st: &mut AlertState, from: i64, to: i64, f: impl Fn(i64) -> View) -> Vec<
     (from..to)
         .flat_map(|s| evaluate(st, &f(s), s * 1000))
         .collect()
+}
+
+fn explanation(st: &AlertState, rule: &str, model: &str) -> String {
+    st.active()
+        .find(|a| a.rule == rule && a.model == model)
+        .map(|a| a.explanation.clone())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -159,4 +169,70 @@ fn specs_naming_a_model_are_checked_as_that_model_stacks_them() {
     });
     let fired: Vec<&str> = out.iter().map(|t| t.alert.model.as_str()).collect();
     assert_eq!(fired, ["cnn"]);
+}
+
+#[test]
+fn a_firing_fixed_limit_says_it_is_still_past_its_resolve_level() {
+    let mut st = engine(
+        "[alerts]\nbuiltin = false\n[[alerts.rules]]\nname = \"slow\"\nmetric = \"p95_ms\"\n\
+         threshold = 500.0\nresolve = 400.0\nfor = \"10s\"\nrepeat_interval = \"1m\"\n",
+    );
+    run(&mut st, 0, 11, |_| view(vec![model("m", 900.0)]));
+    assert_eq!(
+        st.active().next().map(|a| a.state),
+        Some(AlertPhase::Firing)
+    );
+    let out = run(&mut st, 11, 80, |_| view(vec![model("m", 450.0)]));
+    let reminders: Vec<&str> = out
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Reminder)
+        .map(|t| t.alert.explanation.as_str())
+        .collect();
+    let still = "p95 450 ms, above its resolve level 400 ms (limit 500 ms)";
+    assert_eq!(reminders, [still]);
+    assert_eq!(explanation(&st, "slow", "m"), still);
+    // Below its resolve level it resolves, and says it is within its limit.
+    let out = run(&mut st, 80, 81, |_| view(vec![model("m", 300.0)]));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, TransitionKind::Resolved);
+    assert_eq!(
+        out[0].alert.explanation,
+        "p95 300 ms, within its limit 500 ms"
+    );
+}
+
+#[test]
+fn a_normal_of_zero_reads_as_a_sentence() {
+    let mut rules = RuleSet::new(&AlertsSection::default()).expect("builtin");
+    let rules = rules.for_model("llm");
+    let rule = rules
+        .iter()
+        .find(|r| r.name == "ttfb_regression")
+        .expect("built in");
+    let m = ModelView {
+        stats: Stats {
+            ttfb_requests: 100,
+            ttfb_p95_ms: Some(25.0),
+            ..Stats::default()
+        },
+        ..model("llm", 30.0)
+    };
+    let base = Baseline {
+        ttfb_p95_ms: Some(0.0),
+        from_ms: 0,
+        to_ms: 3_600_000,
+        ready: true,
+        ..Baseline::default()
+    };
+    let sight = Sight {
+        now_ms: 3_600_000,
+        events_since_ms: Some(0),
+        docker: false,
+        docker_blind: false,
+    };
+    let r = model_reading(rule, &m, None, Some(&base), &sight, false);
+    assert_eq!(
+        r.why,
+        "TTFB p95 25.0 ms, above its normal 0.00 ms (last hour)"
+    );
 }
