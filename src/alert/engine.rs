@@ -521,7 +521,11 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
                 model: m.model.clone(),
             };
             let base = state.baselines.get(&m.model);
-            let mut reading = measure::model_reading(rule, m, res, base, &sight);
+            let firing = state
+                .active
+                .get(&key)
+                .is_some_and(|a| a.state == AlertPhase::Firing);
+            let mut reading = measure::model_reading(rule, m, res, base, &sight, firing);
             match rule.metric {
                 Metric::Qps if container_down && reading.value.is_some() => {
                     // The container being down is the cause, already told; its missing

@@ -102,9 +102,11 @@ fn over(b: &Baseline) -> String {
     }
 }
 
+/// How `v` stands to the normal, as the sentence puts it before "its normal": "4.1×", or
+/// in words when the normal is 0 and no multiple means anything.
 fn ratio(v: f64, normal: f64) -> String {
     if normal <= 0.0 {
-        return String::new();
+        return if v > normal { "above" } else { "at" }.into();
     }
     let r = v / normal;
     if r >= 10.0 {
@@ -128,13 +130,15 @@ fn window_secs(w: Duration) -> usize {
     usize::try_from(w.as_secs()).unwrap_or(usize::MAX)
 }
 
-/// The reading of a model rule.
+/// The reading of a model rule. `firing`: the rule's alert for this model is, so a fixed
+/// limit's sentence speaks of the resolve level it is judged against.
 pub fn model_reading(
     rule: &Rule,
     m: &ModelView,
     res: Option<&ModelResources>,
     base: Option<&Baseline>,
     sight: &Sight,
+    firing: bool,
 ) -> Reading {
     if rule.metric.needs_requests() && sight.events_since_ms.is_none() {
         return Reading::blind("the broker is not connected: request figures are unknown");
@@ -145,23 +149,25 @@ pub fn model_reading(
         );
     }
     if let Some(v) = &rule.version {
-        return version_reading(rule, v, m);
+        return version_reading(rule, v, m, firing);
     }
     match rule.metric {
-        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => latency(rule, &m.stats, m.window_s, base),
-        Metric::TtfbP50Ms | Metric::TtfbP95Ms | Metric::TtfbP99Ms => {
-            first_byte(rule, &m.stats, m.window_s, base)
+        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => {
+            latency(rule, &m.stats, m.window_s, base, firing)
         }
-        Metric::ErrorRate => error_rate(rule, m, &m.stats, base),
-        Metric::Qps => traffic(rule, m, base, sight),
-        Metric::Measure(mm) => measure(rule, mm, m),
-        _ => container(rule, res, sight),
+        Metric::TtfbP50Ms | Metric::TtfbP95Ms | Metric::TtfbP99Ms => {
+            first_byte(rule, &m.stats, m.window_s, base, firing)
+        }
+        Metric::ErrorRate => error_rate(rule, m, &m.stats, base, firing),
+        Metric::Qps => traffic(rule, m, base, sight, firing),
+        Metric::Measure(mm) => measure(rule, mm, m, firing),
+        _ => container(rule, res, sight, firing),
     }
 }
 
 /// A rule narrowed to one version (latency or error rate, fixed limits, live window):
 /// judged on that version's own figures, its sentence saying which version.
-fn version_reading(rule: &Rule, version: &str, m: &ModelView) -> Reading {
+fn version_reading(rule: &Rule, version: &str, m: &ModelView, firing: bool) -> Reading {
     let Some(v) = m.versions.iter().find(|v| v.version == version) else {
         return Reading::unknown(format!(
             "version {version}: no request in the last {} s",
@@ -169,8 +175,8 @@ fn version_reading(rule: &Rule, version: &str, m: &ModelView) -> Reading {
         ));
     };
     let mut reading = match rule.metric {
-        Metric::ErrorRate => error_rate(rule, m, &v.stats, None),
-        _ => latency(rule, &v.stats, m.window_s, None),
+        Metric::ErrorRate => error_rate(rule, m, &v.stats, None, firing),
+        _ => latency(rule, &v.stats, m.window_s, None, firing),
     };
     reading.why = format!("version {version}: {}", reading.why);
     reading
@@ -179,7 +185,7 @@ fn version_reading(rule: &Rule, version: &str, m: &ModelView) -> Reading {
 /// A statistic of one of the model's `ml` keys. A key no event carried in the window is
 /// unknown (no data), never 0: a model that stopped sending `queue_us` is not a model
 /// whose queue is empty.
-fn measure(rule: &Rule, mm: MlMetric, m: &ModelView) -> Reading {
+fn measure(rule: &Rule, mm: MlMetric, m: &ModelView, firing: bool) -> Reading {
     let (key, stat) = (mm.key(), mm.stat().as_str());
     let Some(s) = m.ml.get(key) else {
         return Reading::unknown(format!(
@@ -200,7 +206,8 @@ fn measure(rule: &Rule, mm: MlMetric, m: &ModelView) -> Reading {
         s.count,
         m.window_s
     );
-    Reading::known(v, rule.limits(None), absolute(&what, rule, v, mm.shower()))
+    let why = absolute(&what, rule, v, mm.shower(), firing);
+    Reading::known(v, rule.limits(None), why)
 }
 
 fn normal_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
@@ -229,7 +236,13 @@ fn no_normal(what: &str, base: Option<&Baseline>) -> String {
     }
 }
 
-fn latency(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Reading {
+fn latency(
+    rule: &Rule,
+    s: &Stats,
+    window_s: u32,
+    base: Option<&Baseline>,
+    firing: bool,
+) -> Reading {
     let (name, v) = match rule.metric {
         Metric::P50Ms => ("p50", s.p50_ms),
         Metric::P99Ms => ("p99", s.p99_ms),
@@ -240,11 +253,17 @@ fn latency(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Re
         of: "requests",
         window_s,
     };
-    percentile(rule, name, v, &counted, base)
+    percentile(rule, name, v, &counted, base, firing)
 }
 
 /// Time to first byte over the streamed answers of the window: the others have none.
-fn first_byte(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) -> Reading {
+fn first_byte(
+    rule: &Rule,
+    s: &Stats,
+    window_s: u32,
+    base: Option<&Baseline>,
+    firing: bool,
+) -> Reading {
     let (name, v) = match rule.metric {
         Metric::TtfbP50Ms => ("TTFB p50", s.ttfb_p50_ms),
         Metric::TtfbP99Ms => ("TTFB p99", s.ttfb_p99_ms),
@@ -255,7 +274,7 @@ fn first_byte(rule: &Rule, s: &Stats, window_s: u32, base: Option<&Baseline>) ->
         of: "streamed answers",
         window_s,
     };
-    percentile(rule, name, v, &counted, base)
+    percentile(rule, name, v, &counted, base, firing)
 }
 
 /// How many events a percentile of the live window comes from.
@@ -273,6 +292,7 @@ fn percentile(
     v: Option<f64>,
     counted: &Counted,
     base: Option<&Baseline>,
+    firing: bool,
 ) -> Reading {
     let need = rule.min_requests.max(1);
     let Some(v) = v.filter(|_| counted.n >= need) else {
@@ -292,7 +312,7 @@ fn percentile(
             base.map_or_else(String::new, over)
         ),
         (Some(_), _, _) => no_normal(&format!("{name} {}", show_ms(v)), base),
-        (None, _, _) => absolute(&format!("{name} {}", show_ms(v)), rule, v, show_ms),
+        (None, _, _) => absolute(&format!("{name} {}", show_ms(v)), rule, v, show_ms, firing),
     };
     Reading {
         normal,
@@ -300,20 +320,38 @@ fn percentile(
     }
 }
 
-/// "p95 870 ms, above its limit 800 ms".
-fn absolute(what: &str, rule: &Rule, v: f64, show: fn(f64) -> String) -> String {
-    let bad = rule.is_bad(v, (rule.threshold, rule.resolve), false);
-    let side = match (bad, rule.metric.fires_below()) {
-        (true, false) => "above",
-        (true, true) => "below",
-        (false, _) => "within",
+/// "p95 870 ms, above its limit 800 ms". A firing alert is judged against its resolve
+/// level instead, so past that level but back within the limit it is still bad, and says
+/// so: "p95 450 ms, above its resolve level 400 ms (limit 500 ms)".
+fn absolute(what: &str, rule: &Rule, v: f64, show: fn(f64) -> String, firing: bool) -> String {
+    let limits = (rule.threshold, rule.resolve);
+    let past = if rule.metric.fires_below() {
+        "below"
+    } else {
+        "above"
     };
-    format!("{what}, {side} its limit {}", show(rule.threshold))
+    if rule.is_bad(v, limits, false) {
+        format!("{what}, {past} its limit {}", show(rule.threshold))
+    } else if firing && rule.is_bad(v, limits, true) {
+        format!(
+            "{what}, {past} its resolve level {} (limit {})",
+            show(rule.resolve),
+            show(rule.threshold)
+        )
+    } else {
+        format!("{what}, within its limit {}", show(rule.threshold))
+    }
 }
 
 /// The error rate over the rule's window of the model's series, or over the live window
 /// of `live` (the model's figures, or a version's).
-fn error_rate(rule: &Rule, m: &ModelView, live: &Stats, base: Option<&Baseline>) -> Reading {
+fn error_rate(
+    rule: &Rule,
+    m: &ModelView,
+    live: &Stats,
+    base: Option<&Baseline>,
+    firing: bool,
+) -> Reading {
     let (requests, errors, span) = match rule.window {
         Some(w) => {
             let (requests, errors, secs) = series_sums(m, window_secs(w));
@@ -341,7 +379,7 @@ fn error_rate(rule: &Rule, m: &ModelView, live: &Stats, base: Option<&Baseline>)
             base.map_or_else(String::new, over)
         ),
         (Some(_), None) => no_normal(&what, base),
-        (None, _) => absolute(&what, rule, v, show_rate),
+        (None, _) => absolute(&what, rule, v, show_rate, firing),
     };
     Reading {
         normal,
@@ -350,7 +388,13 @@ fn error_rate(rule: &Rule, m: &ModelView, live: &Stats, base: Option<&Baseline>)
     }
 }
 
-fn traffic(rule: &Rule, m: &ModelView, base: Option<&Baseline>, sight: &Sight) -> Reading {
+fn traffic(
+    rule: &Rule,
+    m: &ModelView,
+    base: Option<&Baseline>,
+    sight: &Sight,
+    firing: bool,
+) -> Reading {
     let normal = normal_of(rule, base);
     // Only seconds the monitor saw whole: not before the broker (re)connected.
     let seen_s = sight.events_since_ms.map_or(0.0, |t| {
@@ -396,7 +440,7 @@ fn traffic(rule: &Rule, m: &ModelView, base: Option<&Baseline>, sight: &Sight) -
             base.map_or_else(String::new, over)
         ),
         (Some(_), None) => no_normal(&what, base),
-        (None, _) => absolute(&what, rule, v, show_qps),
+        (None, _) => absolute(&what, rule, v, show_qps, firing),
     };
     Reading {
         normal,
@@ -419,7 +463,7 @@ fn last_event<'a>(
         .find(|e| actions.iter().any(|a| e.action.starts_with(a)))
 }
 
-fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Reading {
+fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight, firing: bool) -> Reading {
     let limits = Some((rule.threshold, rule.resolve));
     let Some(res) = res.filter(|_| sight.docker) else {
         return Reading::unknown("no container is mapped to this model".into());
@@ -429,7 +473,13 @@ fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Readin
         Metric::CpuPercent => match res.usage.cpu_percent {
             Some(v) => known(
                 v,
-                absolute(&format!("CPU {v:.0} % (100 % = one core)"), rule, v, pct),
+                absolute(
+                    &format!("CPU {v:.0} % (100 % = one core)"),
+                    rule,
+                    v,
+                    pct,
+                    firing,
+                ),
             ),
             None => Reading::unknown("no CPU sample yet".into()),
         },
@@ -448,6 +498,7 @@ fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Readin
                     rule,
                     v,
                     pct,
+                    firing,
                 ),
             ),
             _ => Reading::unknown("no CPU sample yet".into()),
@@ -464,6 +515,7 @@ fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight) -> Readin
                     rule,
                     v,
                     pct,
+                    firing,
                 ),
             ),
             _ => Reading::unknown("no memory sample with a limit yet".into()),

@@ -23,7 +23,7 @@ pub enum Metric {
     P95Ms,
     P99Ms,
     /// Time to first byte (to first token, through the proxy's OpenAI mode) of streamed
-    /// answers in the live window; fixed limits (no normal is learnt for it yet).
+    /// answers in the live window; answers that were not streamed have none and do not count.
     TtfbP50Ms,
     TtfbP95Ms,
     TtfbP99Ms,
@@ -645,6 +645,14 @@ pub enum RuleError {
     Incomplete(String),
     #[error("rule `{name}`: {message}")]
     Invalid { name: String, message: String },
+    /// The specs naming `model`, stacked, make a rule that `error` refuses.
+    #[error(
+        "for model `{model}` (the specs naming it apply in config order, each over the ones before): {error}"
+    )]
+    ForModel {
+        model: String,
+        error: Box<RuleError>,
+    },
 }
 
 impl RuleSpec {
@@ -669,7 +677,9 @@ impl RuleSpec {
         if let Some(r) = self.resolve {
             rule.resolve = r;
         }
-        if self.factor.is_some() || self.min_change.is_some() {
+        // `min_change` alone only tunes a rule that is relative already: on a fixed one
+        // it is refused below, not taken as a wish to drop the written threshold.
+        if self.factor.is_some() || (self.min_change.is_some() && rule.relative.is_some()) {
             let was = rule.relative.unwrap_or(Relative {
                 factor: if rule.metric.fires_below() { 0.25 } else { 3.0 },
                 min_change: 0.0,
@@ -721,6 +731,13 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
             "set `threshold` (a fixed limit) or `factor` (relative to the model's normal), not both",
         ));
     }
+    if spec.min_change.is_some() && rule.relative.is_none() {
+        return Err(invalid(if spec.threshold.is_some() {
+            "set `threshold` (a fixed limit) or `min_change` (relative to the model's normal), not both: min_change belongs to relative rules"
+        } else {
+            "`min_change` belongs to relative rules and this one has a fixed `threshold`: set `factor` to make it relative, or drop min_change"
+        }));
+    }
     if let Some(r) = rule.relative {
         if spec.resolve.is_some() {
             return Err(invalid(
@@ -728,8 +745,14 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
             ));
         }
         if !rule.metric.has_baseline() {
+            let learnt: Vec<&str> = NAMED
+                .iter()
+                .filter(|m| m.has_baseline())
+                .map(Metric::as_str)
+                .collect();
             return Err(invalid(&format!(
-                "`factor` needs a metric with a baseline (p50_ms, p95_ms, p99_ms, error_rate, qps), not {}",
+                "`factor` needs a metric with a baseline ({}), not {}",
+                learnt.join(", "),
                 rule.metric.as_str()
             )));
         }
@@ -765,6 +788,20 @@ fn check(spec: &RuleSpec, rule: &Rule) -> Result<(), RuleError> {
             } else {
                 "resolve must be at or below threshold"
             }));
+        }
+    }
+    // A share of the requests: a limit written as a percentage (5 for 5 %) would load
+    // and never fire, the rate being at most 1.
+    if rule.metric == Metric::ErrorRate {
+        let outside = match rule.relative {
+            Some(r) => (r.min_change >= 1.0).then_some(("min_change", r.min_change)),
+            None if !(0.0..1.0).contains(&rule.threshold) => Some(("threshold", rule.threshold)),
+            None => (rule.resolve < 0.0).then_some(("resolve", rule.resolve)),
+        };
+        if let Some((key, v)) = outside {
+            return Err(invalid(&format!(
+                "error_rate is a fraction: 0.05 means 5 %, so `{key}` must be from 0 to below 1, not {v}"
+            )));
         }
     }
     if let Some(w) = rule.window {
@@ -853,25 +890,35 @@ impl RuleSet {
             .filter(|s| !s.models.is_empty())
             .cloned()
             .collect();
-        // A per-model spec must make a valid rule too; try it against its base now.
-        for spec in &per_model {
-            let named = |r: &&Rule| r.name == spec.name;
-            spec.apply(
-                base.iter()
-                    .find(named)
-                    .or_else(|| dormant.iter().find(named)),
-            )?;
-        }
         let (base, mut disabled_base): (Vec<Rule>, Vec<Rule>) =
             base.into_iter().partition(|r| !disabled.contains(&r.name));
         disabled_base.extend(dormant);
-        Ok(Self {
+        let mut set = Self {
             base,
             disabled_base,
             per_model,
             cache: HashMap::new(),
             baseline: section.baseline,
-        })
+        };
+        // Specs naming a model stack up, each on what the ones before made of the rule,
+        // so only the whole stack says whether a model's rule is valid: build each named
+        // model's now, and a bad one is a config error instead of a rule gone missing.
+        let named: Vec<String> = set
+            .per_model
+            .iter()
+            .flat_map(|s| s.models.iter().cloned())
+            .collect();
+        for model in named {
+            if set.cache.contains_key(&model) {
+                continue;
+            }
+            let rules = set.stack(&model).map_err(|e| RuleError::ForModel {
+                model: model.clone(),
+                error: Box::new(e),
+            })?;
+            set.cache.insert(model, rules.into());
+        }
+        Ok(set)
     }
 
     /// The rules about the monitor itself (broker, sources, Docker engine).
@@ -884,35 +931,65 @@ impl RuleSet {
         if let Some(r) = self.cache.get(model) {
             return Arc::clone(r);
         }
+        // Every model a spec names was stacked in `new`: this one gets the base rules.
+        let rules: Arc<[Rule]> = self
+            .base
+            .iter()
+            .filter(|r| !r.metric.of_monitor())
+            .cloned()
+            .collect();
+        // Bounded by the store's model cap: models are the store's names.
+        self.cache.insert(model.to_owned(), Arc::clone(&rules));
+        rules
+    }
+
+    /// The base rules with the specs naming `model` laid over them in config order.
+    fn stack(&self, model: &str) -> Result<Vec<Rule>, RuleError> {
         let mut rules: Vec<Rule> = self
             .base
             .iter()
             .filter(|r| !r.metric.of_monitor())
             .cloned()
             .collect();
+        // Switched off for this model by a spec: a later one tunes it and it stays off
+        // unless that one says `enabled = true`.
+        let mut off: Vec<Rule> = Vec::new();
         for spec in self
             .per_model
             .iter()
             .filter(|s| s.models.iter().any(|m| m == model))
         {
-            let at = rules.iter().position(|r| r.name == spec.name);
-            let base = at
+            let named = |r: &Rule| r.name == spec.name;
+            let on = rules.iter().position(named);
+            let was_off = off.iter().position(named);
+            // Then one switched off for every model, or one about the monitor, which
+            // `check` refuses for naming models.
+            let base = on
                 .map(|i| &rules[i])
-                .or_else(|| self.disabled_base.iter().find(|r| r.name == spec.name));
-            let Ok(rule) = spec.apply(base) else { continue };
-            match (at, spec.enabled) {
-                (Some(i), Some(false)) => {
+                .or_else(|| was_off.map(|i| &off[i]))
+                .or_else(|| {
+                    self.disabled_base
+                        .iter()
+                        .chain(&self.base)
+                        .find(|r| named(r))
+                });
+            let rule = spec.apply(base)?;
+            match (on, was_off, spec.enabled) {
+                (Some(i), _, Some(false)) => {
                     rules.remove(i);
+                    off.push(rule);
                 }
-                (Some(i), _) => rules[i] = rule,
-                (None, Some(false)) => {}
-                (None, _) => rules.push(rule),
+                (Some(i), _, _) => rules[i] = rule,
+                (None, Some(i), Some(true)) => {
+                    off.remove(i);
+                    rules.push(rule);
+                }
+                (None, Some(i), _) => off[i] = rule,
+                (None, None, Some(false)) => off.push(rule),
+                (None, None, _) => rules.push(rule),
             }
         }
-        let rules: Arc<[Rule]> = rules.into();
-        // Bounded by the store's model cap: models are the store's names.
-        self.cache.insert(model.to_owned(), Arc::clone(&rules));
-        rules
+        Ok(rules)
     }
 
     /// Every rule name in the base set (for docs and tests).

@@ -115,7 +115,7 @@ impl Sim {
             docker: false,
             docker_blind: false,
         };
-        model_reading(rule, m, None, None, &sight)
+        model_reading(rule, m, None, None, &sight, false)
     }
 }
 

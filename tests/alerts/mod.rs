@@ -1,4 +1,4 @@
-//! Alerts: the lifecycle on a virtual clock, and notifications through real services:
+//! Alerts: rule specs and the lifecycle on a virtual clock, and notifications through real services:
 //! webhooks to an HTTP server on loopback, desktop notifications through a real session
 //! bus and dunst, a real Alertmanager, and `--demo`'s scripted incidents end to end.
 
@@ -10,4 +10,5 @@ pub mod fixtures;
 mod judgement;
 mod measures;
 mod restart;
+mod rules;
 mod webhooks;

@@ -1,0 +1,238 @@
+//! Rule specs as a user writes them: the combinations the config refuses and what it says,
+//! how specs naming a model stack up, and the sentences a rule's figures make.
+
+use modelmon::alert::{
+    AlertPhase, AlertState, AlertsSection, Baseline, RuleSet, Sight, Transition, TransitionKind,
+    evaluate, model_reading,
+};
+use modelmon::config::Config;
+use modelmon::store::view::{ModelView, Stats};
+use modelmon::store::{BrokerState, BrokerView, View};
+
+/// The error a config loads with; a config that loads fails the test.
+fn refused(toml: &str) -> String {
+    let cfg = Config::parse(toml).expect("the rules parse");
+    cfg.validate(None)
+        .expect_err("a config error at start")
+        .to_string()
+}
+
+fn engine(toml: &str) -> AlertState {
+    let cfg = Config::parse(toml).expect("the rules parse");
+    cfg.validate(None).expect("and are valid");
+    AlertState::new(RuleSet::new(&cfg.alerts).expect("rules build"))
+}
+
+/// `model` with 100 requests in the live window at this p95.
+fn model(name: &str, p95_ms: f64) -> ModelView {
+    ModelView {
+        model: name.to_owned(),
+        window_s: 60,
+        stats: Stats {
+            requests: 100,
+            qps: 100.0 / 60.0,
+            error_rate: Some(0.0),
+            p50_ms: Some(p95_ms / 2.0),
+            p95_ms: Some(p95_ms),
+            p99_ms: Some(p95_ms * 1.5),
+            ..Stats::default()
+        },
+        last_seen_ms_ago: Some(0),
+        ..ModelView::default()
+    }
+}
+
+fn view(models: Vec<ModelView>) -> View {
+    View {
+        models,
+        broker: BrokerView {
+            state: BrokerState::Connected,
+            ..BrokerView::default()
+        },
+        ..View::default()
+    }
+}
+
+/// Evaluates every second of `[from, to)` and gathers what was notified.
+fn run(st: &mut AlertState, from: i64, to: i64, f: impl Fn(i64) -> View) -> Vec<Transition> {
+    (from..to)
+        .flat_map(|s| evaluate(st, &f(s), s * 1000))
+        .collect()
+}
+
+fn explanation(st: &AlertState, rule: &str, model: &str) -> String {
+    st.active()
+        .find(|a| a.rule == rule && a.model == model)
+        .map(|a| a.explanation.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_written_threshold_is_never_turned_into_a_relative_rule_by_min_change() {
+    let err = refused(
+        "[[alerts.rules]]\nname = \"p95_slo\"\nmetric = \"p95_ms\"\nthreshold = 500.0\nmin_change = 50.0\n",
+    );
+    assert!(
+        err.contains("rule `p95_slo`")
+            && err.contains("`threshold`")
+            && err.contains("min_change belongs to relative rules"),
+        "{err}"
+    );
+    // Tuning a fixed rule's `min_change` would drop its limit just the same.
+    let err = refused("[[alerts.rules]]\nname = \"high_latency\"\nmin_change = 50.0\n");
+    assert!(
+        err.contains("rule `high_latency`") && err.contains("belongs to relative rules"),
+        "{err}"
+    );
+    // On a relative rule it is what it always was.
+    engine("[[alerts.rules]]\nname = \"latency_regression\"\nmin_change = 50.0\n");
+}
+
+#[test]
+fn an_error_rate_limit_written_as_a_percentage_is_refused() {
+    for (toml, key) in [
+        (
+            "[[alerts.rules]]\nname = \"errors\"\nmetric = \"error_rate\"\nthreshold = 5.0\n",
+            "`threshold`",
+        ),
+        (
+            "[[alerts.rules]]\nname = \"high_error_rate\"\nthreshold = 1.0\n",
+            "`threshold`",
+        ),
+        (
+            "[[alerts.rules]]\nname = \"error_spike\"\nmin_change = 5.0\n",
+            "`min_change`",
+        ),
+        (
+            "[[alerts.rules]]\nname = \"errors\"\nmetric = \"error_rate\"\nthreshold = 0.05\nresolve = -0.01\n",
+            "`resolve`",
+        ),
+    ] {
+        let err = refused(toml);
+        assert!(
+            err.contains("error_rate is a fraction: 0.05 means 5 %") && err.contains(key),
+            "{toml}: {err}"
+        );
+    }
+    engine(
+        "[[alerts.rules]]\nname = \"errors\"\nmetric = \"error_rate\"\nthreshold = 0.05\n\
+         [[alerts.rules]]\nname = \"error_spike\"\nmin_change = 0.1\n",
+    );
+}
+
+#[test]
+fn factor_on_a_metric_without_a_normal_lists_every_metric_that_has_one() {
+    let err = refused("[[alerts.rules]]\nname = \"x\"\nmetric = \"cpu_percent\"\nfactor = 2.0\n");
+    for metric in [
+        "p95_ms",
+        "ttfb_p50_ms",
+        "ttfb_p95_ms",
+        "ttfb_p99_ms",
+        "error_rate",
+        "qps",
+    ] {
+        assert!(err.contains(metric), "{metric} missing: {err}");
+    }
+}
+
+#[test]
+fn specs_naming_a_model_are_checked_as_that_model_stacks_them() {
+    // Each alone would do, stacked they invert the hysteresis: a config error naming the
+    // model and the rule, not a rule quietly missing its resolve at runtime.
+    let err = refused(
+        "[[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\"]\nthreshold = 300.0\n\
+         [[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\", \"cnn\"]\nresolve = 450.0\n",
+    );
+    assert!(
+        err.contains("model `llm`")
+            && err.contains("rule `high_latency`")
+            && err.contains("resolve must be at or below threshold"),
+        "{err}"
+    );
+    // A fixed threshold for one model, then its resolve: valid once stacked, though the
+    // resolve alone would not fit the relative rule underneath.
+    let mut st = engine(
+        "[[alerts.rules]]\nname = \"latency_regression\"\nmodels = [\"llm\"]\nthreshold = 5000.0\n\
+         [[alerts.rules]]\nname = \"latency_regression\"\nmodels = [\"llm\"]\nresolve = 3000.0\n",
+    );
+    let out = run(&mut st, 0, 30, |_| view(vec![model("llm", 6000.0)]));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].alert.explanation, "p95 6.0 s, above its limit 5.0 s");
+    assert_eq!(out[0].alert.resolve, 3000.0);
+    // A model switched off, then tuned for it and others, stays off for it.
+    let mut st = engine(
+        "[[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\"]\nenabled = false\n\
+         [[alerts.rules]]\nname = \"high_latency\"\nmodels = [\"llm\", \"cnn\"]\nthreshold = 1000.0\n",
+    );
+    let out = run(&mut st, 0, 60, |_| {
+        view(vec![model("llm", 6000.0), model("cnn", 6000.0)])
+    });
+    let fired: Vec<&str> = out.iter().map(|t| t.alert.model.as_str()).collect();
+    assert_eq!(fired, ["cnn"]);
+}
+
+#[test]
+fn a_firing_fixed_limit_says_it_is_still_past_its_resolve_level() {
+    let mut st = engine(
+        "[alerts]\nbuiltin = false\n[[alerts.rules]]\nname = \"slow\"\nmetric = \"p95_ms\"\n\
+         threshold = 500.0\nresolve = 400.0\nfor = \"10s\"\nrepeat_interval = \"1m\"\n",
+    );
+    run(&mut st, 0, 11, |_| view(vec![model("m", 900.0)]));
+    assert_eq!(
+        st.active().next().map(|a| a.state),
+        Some(AlertPhase::Firing)
+    );
+    let out = run(&mut st, 11, 80, |_| view(vec![model("m", 450.0)]));
+    let reminders: Vec<&str> = out
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Reminder)
+        .map(|t| t.alert.explanation.as_str())
+        .collect();
+    let still = "p95 450 ms, above its resolve level 400 ms (limit 500 ms)";
+    assert_eq!(reminders, [still]);
+    assert_eq!(explanation(&st, "slow", "m"), still);
+    // Below its resolve level it resolves, and says it is within its limit.
+    let out = run(&mut st, 80, 81, |_| view(vec![model("m", 300.0)]));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, TransitionKind::Resolved);
+    assert_eq!(
+        out[0].alert.explanation,
+        "p95 300 ms, within its limit 500 ms"
+    );
+}
+
+#[test]
+fn a_normal_of_zero_reads_as_a_sentence() {
+    let mut rules = RuleSet::new(&AlertsSection::default()).expect("builtin");
+    let rules = rules.for_model("llm");
+    let rule = rules
+        .iter()
+        .find(|r| r.name == "ttfb_regression")
+        .expect("built in");
+    let m = ModelView {
+        stats: Stats {
+            ttfb_requests: 100,
+            ttfb_p95_ms: Some(25.0),
+            ..Stats::default()
+        },
+        ..model("llm", 30.0)
+    };
+    let base = Baseline {
+        ttfb_p95_ms: Some(0.0),
+        from_ms: 0,
+        to_ms: 3_600_000,
+        ready: true,
+        ..Baseline::default()
+    };
+    let sight = Sight {
+        now_ms: 3_600_000,
+        events_since_ms: Some(0),
+        docker: false,
+        docker_blind: false,
+    };
+    let r = model_reading(rule, &m, None, Some(&base), &sight, false);
+    assert_eq!(
+        r.why,
+        "TTFB p95 25.0 ms, above its normal 0.00 ms (last hour)"
+    );
+}
