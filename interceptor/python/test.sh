@@ -3,7 +3,7 @@
 # extension, via maturin) by installing the package, and runs pytest against the real
 # RabbitMQ on 127.0.0.1:5672 (started by the caller, see .ci/run) and, for outages, a
 # private node of the tests' own.
-# Usage: interceptor/python/test.sh [pytest args...]
+# Usage: interceptor/python/test.sh [pytest args...]   (paths relative to interceptor/python)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
@@ -26,4 +26,6 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
     exit 1
 fi
 
-exec "$py" -m pytest -q -p no:cacheprovider "$here/tests" "$@"
+# No path given: pyproject's testpaths, all of tests/. Naming the suite here as well
+# would run all of it beside the files asked for.
+exec "$py" -m pytest -q -p no:cacheprovider "$@"
