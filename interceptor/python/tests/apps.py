@@ -5,6 +5,7 @@ import asyncio
 import os
 import time
 from typing import Any
+from urllib.error import URLError
 
 import modelmon_interceptor
 from modelmon_interceptor import instrument
@@ -84,7 +85,9 @@ def make_fastapi_app(model: str, **options: Any) -> Any:
     return app
 
 
-def make_flask_app(model: str, **options: Any) -> Any:
+def make_flask_app(model: str, wrap: Any = None, **options: Any) -> Any:
+    """The Flask app, instrumented; ``wrap`` is applied to its ``wsgi_app`` first, as
+    ``ProxyFix`` is behind a reverse proxy."""
     from flask import Flask, Response, jsonify, request
 
     app = Flask(__name__)
@@ -147,6 +150,16 @@ def make_flask_app(model: str, **options: Any) -> Any:
     def boom() -> Any:
         raise ModelCrashed("weights missing")
 
+    @app.get("/dead-backend")
+    def dead_backend() -> Response:
+        def tokens():
+            # An LLM proxy streaming from a backend that dies mid-answer: the backend's
+            # client raises an OSError (URLError; requests' RequestException is one too).
+            yield b"data: token0\n\n"
+            raise URLError("backend connection reset")
+
+        return Response(tokens(), mimetype="text/event-stream")
+
     @app.get("/health")
     def health() -> Any:
         return jsonify(ok=True)
@@ -155,5 +168,7 @@ def make_flask_app(model: str, **options: Any) -> Any:
     def pid() -> Any:
         return jsonify(pid=os.getpid())
 
+    if wrap is not None:
+        app.wsgi_app = wrap(app.wsgi_app)
     instrument(app, model=model, **options)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -166,3 +167,71 @@ def test_a_plain_wsgi_app_names_its_routes_with_set_route(broker, model):
             assert httpx.get(url + path).status_code == 200
     evs = broker.wait_events(model, 3)
     assert sorted(e["route"] for e in evs) == ["/raw/{id}", "/raw/{id}", "<unmatched>"]
+
+
+def test_an_oserror_from_a_streamed_body_is_the_apps_500_not_a_client_499(broker, model):
+    app = make_flask_app(model)
+    with WerkzeugThread(app) as url:
+        # The headers and a first token went out before the backend died: the client
+        # gets a cut answer.
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{url}/dead-backend")
+        assert httpx.get(f"{url}/items/1").status_code == 200
+    evs = broker.wait_events(model, 2)
+    assert [(e["route"], e["status"], e.get("error")) for e in evs] == [
+        ("/dead-backend", 500, "URLError"),
+        ("/items/<int:item_id>", 200, None),
+    ]
+
+
+def test_an_oserror_raised_by_a_wsgi_app_is_a_500_with_its_class(broker, model):
+    from modelmon_interceptor import ModelmonWSGIMiddleware
+
+    def app(environ, start_response):
+        # Not a ConnectionError or TimeoutError: werkzeug's server takes those for its
+        # client's and sends no answer at all.
+        raise FileNotFoundError("model.safetensors")
+
+    with WerkzeugThread(ModelmonWSGIMiddleware(app, model=model)) as url:
+        assert httpx.get(f"{url}/predict").status_code == 500
+    [ev] = broker.wait_events(model, 1)
+    assert (ev["status"], ev["error"]) == (500, "FileNotFoundError")
+
+
+def test_a_client_leaving_while_the_app_reads_the_body_is_a_499(broker, model):
+    from modelmon_interceptor import ModelmonWSGIMiddleware
+    from werkzeug.wrappers import Request
+
+    def app(environ, start_response):
+        # werkzeug raises ClientDisconnected when the body ends short of its length.
+        body = Request(environ).get_data()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    with WerkzeugThread(ModelmonWSGIMiddleware(app, model=model)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):
+                pass
+        [ev] = broker.wait_events(model, 1)
+    assert ev["status"] == 499
+
+
+def test_a_flask_app_behind_proxyfix_keeps_its_routes_errors_and_models(broker, model):
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    # The Flask docs' setup behind nginx: wsgi_app is wrapped before instrument() runs.
+    app = make_flask_app(model, wrap=ProxyFix, model_from_path_param="model_name")
+    with WerkzeugThread(app) as url:
+        assert httpx.get(f"{url}/items/9").status_code == 200
+        assert httpx.get(f"{url}/boom").status_code == 500
+        assert httpx.post(f"{url}/v2/models/{model}-a/infer", content=b"xyz").status_code == 200
+    evs = broker.wait_events(model, 3)
+    # Each model has its batches: their order is not the requests'.
+    assert sorted((e["route"], e["model"], e["status"], e.get("error", "")) for e in evs) == [
+        ("/boom", model, 500, "ModelCrashed"),
+        ("/items/<int:item_id>", model, 200, ""),
+        ("/v2/models/<model_name>/infer", f"{model}-a", 200, ""),
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from .asgi import ModelmonMiddleware
-from .wsgi import ModelmonWSGIMiddleware
+from .wsgi import ModelmonWSGIMiddleware, _flask_app_of
 
 # The app comes back as what it was: `app = instrument(FastAPI())` stays a FastAPI.
 _App = TypeVar("_App")
@@ -53,7 +53,9 @@ def instrument(
         target.add_middleware(ModelmonMiddleware, model=model, **options)
         return app
     if hasattr(target, "wsgi_app") and hasattr(target, "url_map"):
-        target.wsgi_app = ModelmonWSGIMiddleware(target.wsgi_app, model=model, **options)
+        target.wsgi_app = ModelmonWSGIMiddleware(
+            target.wsgi_app, model=model, flask_app=_flask_app_of(target), **options
+        )
         return app
     raise TypeError(
         f"modelmon: don't know how to instrument {type(app).__name__}; wrap it yourself with "

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter_ns, time_ns
 from typing import Any
 
-from .asgi import UNMATCHED
+from .asgi import UNMATCHED, _client_gone
 from .measures import RequestState, _current
 from .sink import _Middleware
 
@@ -54,10 +54,12 @@ class ModelmonWSGIMiddleware(_Middleware):
     exhausted), and the event is sent from ``close()``, which every WSGI server calls.
     """
 
-    def __init__(self, app: WSGIApp, model: str | None = None, **options: Any) -> None:
+    def __init__(self, app: WSGIApp, model: str | None = None, *, flask_app: Any = None, **options: Any) -> None:
         super().__init__(model, options, "wsgi")
         self.app = app
-        flask_app = _flask_app_of(app)
+        # A wsgi_app already wrapped (ProxyFix behind nginx) hides its Flask app; then
+        # only the caller knows it.
+        flask_app = flask_app if flask_app is not None else _flask_app_of(app)
         if flask_app is not None and not self._off:
             from flask import got_request_exception, request_tearing_down
 
@@ -85,7 +87,8 @@ class ModelmonWSGIMiddleware(_Middleware):
             result = self.app(environ, start_response_wrapper)
         except BaseException as e:
             _current.reset(token)
-            if isinstance(e, OSError):
+            # Not any OSError: the app's own calls to a dead backend raise those too.
+            if _client_gone(e):
                 r.disconnected = True
             self._emit(environ, r, ts, t0, e)
             raise
@@ -192,10 +195,12 @@ class _Body:
             # The server stopped asking for chunks: the client went away mid-body.
             r.disconnected = True
             raise
-        except OSError:
-            r.disconnected = True
-            raise
         except BaseException as e:
+            # Only the app's generator raises here (the server's own write errors never
+            # come back through it), so an OSError is the app's failure, not the
+            # client's; werkzeug's ClientDisconnected from reading the body is the client's.
+            if _client_gone(e):
+                r.disconnected = True
             self._finish(e)
             raise
 
