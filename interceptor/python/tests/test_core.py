@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+import textwrap
 import time
 
+import httpx
 import modelmon_interceptor
 import pytest
 from conftest import AMQP_URL
+from flask import Flask
 from modelmon_interceptor import _core
 from modelmon_interceptor.settings import Settings
 
@@ -131,3 +137,87 @@ def test_excluded_paths_match_the_shared_vectors():
     for case in v["cases"]:
         entries = v["defaults"] if case["excludes"] == "defaults" else case["excludes"]
         assert (case["path"] in Exclusions(entries)) is case["excluded"], case
+
+
+def test_a_bad_count_in_the_environment_falls_back_to_the_default_and_recording_goes_on(
+    broker, model, monkeypatch, caplog
+):
+    from apps import make_flask_app
+    from conftest import WerkzeugThread
+
+    bad = {"MODELMON_BUFFER_EVENTS": "-1", "MODELMON_MAX_BATCH_DELAY_MS": "-5", "MODELMON_MAX_BATCH_EVENTS": "0"}
+    for name, value in bad.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING, logger="modelmon_interceptor"):
+        # Two apps of one process: one warning each, not one per app.
+        apps = [make_flask_app(model), make_flask_app(model)]
+        with WerkzeugThread(apps[0]) as url, WerkzeugThread(apps[1]) as url2:
+            assert httpx.get(f"{url}/items/1").status_code == 200
+            assert httpx.get(f"{url2}/items/2").status_code == 200
+        assert len(broker.wait_events(model, 2)) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name, value in bad.items():
+        assert len([w for w in warnings if f"{name}={value!r}" in w]) == 1, warnings
+    assert len(warnings) == len(bad), warnings
+
+
+@pytest.mark.parametrize(
+    "option", [{"max_batch_events": 0}, {"buffer_events": -1}, {"max_batch_delay_ms": -5}, {"max_batch_events": 2.5}]
+)
+def test_a_bad_count_as_an_argument_is_refused_when_the_app_is_built(model, option):
+    [name] = option
+    with pytest.raises(ValueError, match=name):
+        modelmon_interceptor.instrument(Flask(__name__), model=model, **option)
+
+
+def test_no_batch_delay_is_honoured(broker, model):
+    from apps import make_flask_app
+    from conftest import WerkzeugThread
+
+    app = make_flask_app(model, max_batch_delay_ms=0)
+    assert app.wsgi_app.settings.max_batch_delay_ms == 0
+    with WerkzeugThread(app) as url:
+        assert httpx.get(f"{url}/items/1").status_code == 200
+    assert len(broker.wait_events(model, 1)) == 1
+
+
+def test_without_the_native_core_the_app_serves_and_says_so_once(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import threading
+            import urllib.request
+
+            # As a missing or broken extension would: its import fails.
+            sys.modules["modelmon_interceptor._core"] = None
+
+            from flask import Flask
+            from modelmon_interceptor import instrument
+            from werkzeug.serving import make_server
+
+            app = Flask(__name__)
+
+            @app.get("/items/<int:item_id>")
+            def item(item_id):
+                return {"item": item_id}
+
+            instrument(app, model="pyt-nocore")
+            server = make_server("127.0.0.1", 0, app, threaded=True)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            for i in range(3):
+                url = f"http://127.0.0.1:{server.server_port}/items/{i}"
+                with urllib.request.urlopen(url) as resp:
+                    print(resp.status, resp.read().decode().strip())
+            server.shutdown()
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == [f'200 {{"item":{i}}}' for i in range(3)], out.stdout
+    warnings = [line for line in out.stderr.splitlines() if "native core not available" in line]
+    assert len(warnings) == 1, out.stderr

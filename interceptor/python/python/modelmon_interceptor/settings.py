@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import operator
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-# The contract's text rules come from the Rust crate that defines them (through the
-# native core), so the package holds no copy of them.
-from ._core import MAX_TEXT_CHARS, is_clean_text, is_valid_model_name
+log = logging.getLogger("modelmon_interceptor")
+
+try:
+    # The contract's text rules come from the Rust crate that defines them (through the
+    # native core), so the package holds no copy of them. Named twice: the sink takes
+    # is_valid_model_name from here, with or without the core.
+    from ._core import MAX_TEXT_CHARS, is_clean_text
+    from ._core import is_valid_model_name as is_valid_model_name
+except ImportError:
+    # Without the core nothing is recorded (the sink warns once), so no name reaches the
+    # contract; the app must still start.
+    MAX_TEXT_CHARS = 256
+
+    def is_clean_text(s: str, max_chars: int) -> bool:
+        return True
+
+    def is_valid_model_name(s: str) -> bool:
+        return True
+
 
 DEFAULT_AMQP_URL = "amqp://127.0.0.1:5672/%2f"
 # The same list as modelmon-proxy's, pinned by tests/exclusions/paths.json.
@@ -20,25 +39,61 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in _FALSE
 
 
-def _env_float(name: str, default: float) -> float:
+# Once per variable and value: the middleware is built once per app, gunicorn workers
+# each build theirs, and one line per process is enough to notice a typo.
+_WARNED: set[tuple[str, str]] = set()
+_N = TypeVar("_N", int, float)
+
+
+def _env_default(name: str, raw: str, need: str, default: _N) -> _N:
+    # A typo in a monitoring setting must not stop the model API from starting, nor
+    # turn recording off: the default is used instead, and said.
+    if (name, raw) not in _WARNED:
+        _WARNED.add((name, raw))
+        log.warning("modelmon: %s=%r ignored: it must be %s; using the default, %s", name, raw, need, default)
+    return default
+
+
+def _env_float(name: str, default: float, least: float, most: float) -> float:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        # A typo in a monitoring setting must not stop the model API from starting.
-        return default
+        value = float("nan")
+    # NaN, a typo's stand-in included, fails the test.
+    if least <= value <= most:
+        return value
+    return _env_default(name, raw, f"a number within {least:g}..{most:g}", default)
 
 
-def _env_int(name: str, default: int) -> int:
+# The native core takes the publisher's counts as unsigned 64-bit numbers.
+_U64_MAX = 2**64 - 1
+
+
+def _count(arg: str, value: int | None, name: str, default: int, least: int) -> int:
+    """A count of the publisher's: the argument, refused when out of range (the app is
+    being written, so say so); else the variable, falling back to the default."""
+    need = f"a whole number, at least {least}"
+    if value is not None:
+        try:
+            number = operator.index(value)
+        except TypeError:
+            number = -1
+        if not least <= number <= _U64_MAX:
+            raise ValueError(f"modelmon: {arg} {value!r} must be {need}")
+        return number
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return int(raw)
+        number = int(raw)
     except ValueError:
-        return default
+        number = -1
+    if least <= number <= _U64_MAX:
+        return number
+    return _env_default(name, raw, need, default)
 
 
 def _normalise(path: str) -> str:
@@ -135,9 +190,12 @@ class Settings:
         if exclude is None:
             raw = env.get("MODELMON_EXCLUDE")
             exclude = [p.strip() for p in raw.split(",") if p.strip()] if raw is not None else DEFAULT_EXCLUDE
-        rate = sample_rate if sample_rate is not None else _env_float("MODELMON_SAMPLE_RATE", 1.0)
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"modelmon: sample_rate {rate} must be within 0..1")
+        if sample_rate is None:
+            rate = _env_float("MODELMON_SAMPLE_RATE", 1.0, 0.0, 1.0)
+        elif 0.0 <= sample_rate <= 1.0:
+            rate = sample_rate
+        else:
+            raise ValueError(f"modelmon: sample_rate {sample_rate} must be within 0..1")
         return cls(
             model=model,
             version=version,
@@ -147,8 +205,11 @@ class Settings:
             sample_rate=rate,
             model_from_path_param=model_from_path_param or env.get("MODELMON_MODEL_FROM_PATH_PARAM") or None,
             instance=instance or None,
-            max_batch_events=max_batch_events or _env_int("MODELMON_MAX_BATCH_EVENTS", 500),
-            max_batch_delay_ms=max_batch_delay_ms or _env_int("MODELMON_MAX_BATCH_DELAY_MS", 200),
-            buffer_events=buffer_events or _env_int("MODELMON_BUFFER_EVENTS", 65_536),
+            max_batch_events=_count("max_batch_events", max_batch_events, "MODELMON_MAX_BATCH_EVENTS", 500, 1),
+            # 0 is meaningful: a batch goes out as soon as the publisher has its events.
+            max_batch_delay_ms=_count(
+                "max_batch_delay_ms", max_batch_delay_ms, "MODELMON_MAX_BATCH_DELAY_MS", 200, 0
+            ),
+            buffer_events=_count("buffer_events", buffer_events, "MODELMON_BUFFER_EVENTS", 65_536, 1),
             persistent=persistent if persistent is not None else _env_flag("MODELMON_PERSISTENT"),
         )

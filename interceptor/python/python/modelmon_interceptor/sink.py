@@ -16,8 +16,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from ._core import is_valid_model_name
-from .settings import Exclusions, Settings, default_instance
+from .settings import Exclusions, Settings, default_instance, is_valid_model_name
 
 log = logging.getLogger("modelmon_interceptor")
 
