@@ -54,7 +54,9 @@ class ModelmonWSGIMiddleware(_Middleware):
     exhausted), and the event is sent from ``close()``, which every WSGI server calls.
     """
 
-    def __init__(self, app: WSGIApp, model: str | None = None, *, flask_app: Any = None, **options: Any) -> None:
+    def __init__(
+        self, app: WSGIApp, model: str | None = None, *, flask_app: Any = None, **options: Any
+    ) -> None:
         super().__init__(model, options, "wsgi")
         self.app = app
         # A wsgi_app already wrapped (ProxyFix behind nginx) hides its Flask app; then
