@@ -321,6 +321,9 @@ pub struct View {
     pub ingest: IngestView,
     pub recent_rejects: Vec<RejectRecord>,
     pub models: Vec<ModelView>,
+    /// The live window's length (each model's `window_s`), known with no model yet.
+    #[serde(default)]
+    pub window_s: u32,
     /// The 24-hour history, rebuilt at most once per 10-s bucket and shared (not
     /// copied) by every view until then.
     #[serde(skip)]

@@ -25,7 +25,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::AppState;
-use super::api::model_state;
 use crate::live::Live;
 use crate::store::view::{Histogram, MeasureStats, ModelResources, Stats, StatusClasses};
 
@@ -323,7 +322,7 @@ impl Scrape {
             "window",
             "Length of the live window behind the modelmon_window_* figures.",
             Some(&Unit::Seconds),
-            [(Labels::new(), view.models.first().map_or(0, |m| m.window_s))],
+            [(Labels::new(), view.window_s)],
         )?;
         gauges(
             e,
@@ -469,8 +468,10 @@ impl Scrape {
             "model_up",
             "1 when the model served a request in the live window.",
             None,
+            // Requests alone: a model that stopped serving is down, and the alert that
+            // says so must not turn it up.
             view.models.iter().map(|m| {
-                let up = u8::from(model_state(view, m) != "idle");
+                let up = u8::from(m.stats.requests > 0);
                 (vec![("model", m.model.as_str())], u64::from(up))
             }),
         )?;
@@ -644,6 +645,50 @@ mod tests {
             assert!(out.contains("modelmon_build_info{version=\""), "{out}");
             assert_eq!(out.ends_with("# EOF\n"), format == Format::OpenMetrics);
         }
+    }
+
+    #[test]
+    fn a_model_is_up_only_while_it_has_requests_in_the_window_whatever_its_alerts() {
+        let mut view = crate::store::View::default();
+        for (model, requests) in [("stopped", 0), ("serving", 40)] {
+            let mut m = crate::store::view::ModelView {
+                model: model.to_owned(),
+                ..Default::default()
+            };
+            m.stats.requests = requests;
+            view.models.push(m);
+        }
+        // What a model that stopped serving gets: a firing alert about it.
+        let firing: crate::alert::engine::Alert = serde_json::from_value(serde_json::json!({
+            "rule": "traffic_drop", "model": "stopped", "metric": "qps",
+            "severity": "critical", "state": "firing", "value": 0.0, "threshold": 1.0,
+            "resolve": 2.0, "since_ms": 0, "active_since_ms": 0, "started_ms": 0,
+            "resolved_ms": null, "last_bad_ms": 0, "last_notified_ms": null,
+            "notified": true, "acknowledged": false, "silenced": false, "notify": null,
+        }))
+        .expect("an alert");
+        let alerts = crate::alert::engine::AlertsView {
+            active: vec![firing],
+            ..Default::default()
+        };
+        let out = render(&Live::new(view, alerts), 0, Format::PrometheusText);
+        for line in [
+            "modelmon_model_up{model=\"stopped\"} 0",
+            "modelmon_model_up{model=\"serving\"} 1",
+        ] {
+            assert!(out.contains(&format!("{line}\n")), "{line}: {out}");
+        }
+    }
+
+    #[test]
+    fn the_window_length_is_the_configured_one_before_any_model_streams() {
+        let mut store = crate::store::Store::new(crate::store::StoreConfig {
+            window_s: 30,
+            ..Default::default()
+        });
+        let view = store.view(1_800_000_000_000_000, crate::store::BrokerView::default());
+        let out = render(&Live::from(view), 0, Format::PrometheusText);
+        assert!(out.contains("\nmodelmon_window_seconds 30\n"), "{out}");
     }
 
     #[test]
