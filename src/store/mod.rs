@@ -845,6 +845,7 @@ impl Store {
             history: Arc::clone(&self.history),
             docker: self.containers.docker_view(),
             resources: self.containers.by_model(),
+            resource_counters: self.containers.counters(),
             agents: self.containers.agents_view(),
             buckets: self.cfg.buckets.clone(),
         }
