@@ -15,7 +15,7 @@ use modelmon_contract::{RemoteContainer, RemoteSample, Resources};
 use super::OTHER;
 use super::view::{
     AgentState, AgentView, ContainerEventView, ContainerView, DockerState, DockerView,
-    ModelResources, Usage,
+    ModelResources, ResourceCounters, Usage,
 };
 
 /// Hosts whose agents are followed; pictures from more hosts are refused and counted
@@ -81,7 +81,44 @@ struct Entry {
     info: ContainerInfo,
     sample: Option<ContainerSample>,
     oom_kills: u64,
+    /// What it adds to its model's counters: its latest figures, kept while it has none
+    /// (stopped, its host silent), so that a sum does not fall when a replica stops.
+    counted: ResourceCounters,
 }
+
+impl Entry {
+    fn new(info: ContainerInfo, sample: Option<ContainerSample>, was: Counted) -> Self {
+        let (counted, oom_kills) = was.map_or_else(Default::default, |c| (c, c.oom_kills));
+        Self {
+            info,
+            sample,
+            oom_kills,
+            counted,
+        }
+    }
+
+    /// Takes in the container's latest figures. Returns what a counter of its own that
+    /// went back (the container restarted, or Docker reset its count) had counted: its
+    /// model keeps that.
+    fn recount(&mut self) -> ResourceCounters {
+        let mut gone = ResourceCounters::default();
+        let c = &mut self.counted;
+        if let Some(now) = self.sample.as_ref().and_then(|s| s.cpu_seconds) {
+            gone.cpu_seconds = c.cpu_seconds.filter(|was| now < *was);
+            c.cpu_seconds = Some(now);
+        }
+        if self.info.restarts < c.restarts {
+            gone.restarts = c.restarts;
+        }
+        c.restarts = self.info.restarts;
+        c.oom_kills = self.oom_kills;
+        gone
+    }
+}
+
+/// A container's counts from before, when it is known again (an agent's new picture,
+/// Docker back after an outage).
+type Counted = Option<ResourceCounters>;
 
 /// One agent's host: what its last picture said, and when it came.
 #[derive(Debug)]
@@ -117,6 +154,14 @@ pub struct Containers {
     refused_hosts: u64,
     /// Kept across container removals and Docker outages: it is history.
     events: BTreeMap<String, VecDeque<ContainerEventView>>,
+    /// Per model, what replicas had counted before they were removed or their counters
+    /// went back: added to the model's counters so that they never fall. One entry per
+    /// model that had a container.
+    retired: BTreeMap<String, ResourceCounters>,
+    /// The local containers known when Docker's connection was last lost, by id, with
+    /// their model: those that come back go on from their counts (not counted twice),
+    /// the rest are retired at the next loss. Still in their models' counters meanwhile.
+    parked: BTreeMap<String, (String, ResourceCounters)>,
 }
 
 /// What an applied picture means for the rows and the 24-hour rings: per mapped
@@ -131,8 +176,14 @@ pub struct RemoteUsage {
 impl Containers {
     pub fn set_docker(&mut self, docker: DockerView) {
         // Without a connection nothing is known: figures go back to null, not stale.
-        if docker.state != DockerState::Connected {
-            self.by_id.clear();
+        if docker.state != DockerState::Connected && !self.by_id.is_empty() {
+            // Those parked at the last loss that did not come back are gone for good.
+            for (model, counted) in std::mem::take(&mut self.parked).into_values() {
+                retire(&mut self.retired, &model, &counted);
+            }
+            for (id, e) in std::mem::take(&mut self.by_id) {
+                self.parked.insert(id, (e.info.model, e.counted));
+            }
         }
         self.docker = docker;
     }
@@ -140,28 +191,28 @@ impl Containers {
     /// Adds or updates a container. A container that is not running has no figures.
     pub fn upsert(&mut self, info: ContainerInfo) {
         let running = info.state == "running";
-        match self.by_id.get_mut(&info.id) {
-            Some(e) => {
+        let e = match self.by_id.entry(info.id.clone()) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                let e = e.into_mut();
                 e.info = info;
                 if !running {
                     e.sample = None;
                 }
+                e
             }
-            None => {
-                self.by_id.insert(
-                    info.id.clone(),
-                    Entry {
-                        info,
-                        sample: None,
-                        oom_kills: 0,
-                    },
-                );
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let was = self.parked.remove(&info.id).map(|(_, c)| c);
+                v.insert(Entry::new(info, None, was))
             }
-        }
+        };
+        let gone = e.recount();
+        retire(&mut self.retired, &e.info.model, &gone);
     }
 
     pub fn remove(&mut self, id: &str) {
-        self.by_id.remove(id);
+        if let Some(e) = self.by_id.remove(id) {
+            retire(&mut self.retired, &e.info.model, &e.counted);
+        }
     }
 
     /// Stores a sample; returns the model and the instance name it belongs to, for the rings.
@@ -172,6 +223,8 @@ impl Containers {
             return None;
         }
         e.sample = Some(sample);
+        let gone = e.recount();
+        retire(&mut self.retired, &e.info.model, &gone);
         Some((e.info.model.clone(), e.info.name.clone()))
     }
 
@@ -181,6 +234,7 @@ impl Containers {
             return;
         };
         mark_event(&mut self.events, e, ev);
+        e.recount();
     }
 
     /// Applies an agent's picture of its host: it replaces what was known of the host.
@@ -238,8 +292,13 @@ impl Containers {
             if !only.is_empty() && !only.contains(&model) {
                 continue;
             }
-            let oom_kills = old.remove(&c.id).map_or(0, |e| e.oom_kills);
-            let entry = remote_entry(c, model, oom_kills);
+            let was = old.remove(&c.id).map(|e| e.counted);
+            let mut entry = remote_entry(c, model, was);
+            let gone = entry.recount();
+            // A container this monitor reads itself is counted as local only.
+            if !self.by_id.contains_key(&entry.info.id) {
+                retire(&mut self.retired, &entry.info.model, &gone);
+            }
             usage.push(RemoteUsage {
                 model: entry.info.model.clone(),
                 instance: entry.info.name.clone(),
@@ -259,6 +318,13 @@ impl Containers {
                     detail: ev.detail,
                 };
                 mark_event(&mut self.events, e, ev);
+                e.recount();
+            }
+        }
+        // Gone from the host, or no longer mapped to a model.
+        for (id, e) in old {
+            if !self.by_id.contains_key(&id) {
+                retire(&mut self.retired, &e.info.model, &e.counted);
             }
         }
         Some(usage)
@@ -355,6 +421,40 @@ impl Containers {
         }
         out
     }
+
+    /// Per model with a replica, as [`Containers::by_model`]: its counters, which never
+    /// go back (what its replicas count now, those retired and those parked).
+    pub fn counters(&self) -> BTreeMap<String, ResourceCounters> {
+        let mut out: BTreeMap<String, ResourceCounters> = BTreeMap::new();
+        let remote = self
+            .hosts
+            .values()
+            .flat_map(|h| h.by_id.values())
+            .filter(|e| !self.by_id.contains_key(&e.info.id));
+        for e in self.by_id.values().chain(remote) {
+            out.entry(e.info.model.clone()).or_default().add(&e.counted);
+        }
+        let parked = self.parked.values().map(|(model, c)| (model, c));
+        for (model, c) in self.retired.iter().chain(parked) {
+            if let Some(r) = out.get_mut(model) {
+                r.add(c);
+            }
+        }
+        out
+    }
+}
+
+/// Adds what a replica had counted to its model's retired counts.
+fn retire(retired: &mut BTreeMap<String, ResourceCounters>, model: &str, gone: &ResourceCounters) {
+    if gone.is_zero() {
+        return;
+    }
+    match retired.get_mut(model) {
+        Some(r) => r.add(gone),
+        None => {
+            retired.insert(model.to_owned(), *gone);
+        }
+    }
 }
 
 /// Counts and keeps a Docker event on its model's timeline.
@@ -391,7 +491,7 @@ fn instance_model<'a>(
         .find_map(|k| instances.get(k))
 }
 
-fn remote_entry(c: RemoteContainer, model: String, oom_kills: u64) -> Entry {
+fn remote_entry(c: RemoteContainer, model: String, was: Counted) -> Entry {
     let sample = c.sample.map(|s: RemoteSample| ContainerSample {
         id: c.id.clone(),
         ts_us: s.ts_us,
@@ -407,22 +507,19 @@ fn remote_entry(c: RemoteContainer, model: String, oom_kills: u64) -> Entry {
         online_cpus: s.online_cpus,
     });
     let running = c.state == "running";
-    Entry {
-        info: ContainerInfo {
-            id: c.id,
-            name: c.name,
-            model,
-            hostname: c.hostname,
-            state: c.state,
-            health: c.health,
-            restarts: c.restarts,
-            oom_killed: c.oom_killed,
-            cpu_limit_cores: c.cpu_limit_cores,
-        },
-        // As for local containers: one that is not running has no figures.
-        sample: sample.filter(|_| running),
-        oom_kills,
-    }
+    let info = ContainerInfo {
+        id: c.id,
+        name: c.name,
+        model,
+        hostname: c.hostname,
+        state: c.state,
+        health: c.health,
+        restarts: c.restarts,
+        oom_killed: c.oom_killed,
+        cpu_limit_cores: c.cpu_limit_cores,
+    };
+    // As for local containers: one that is not running has no figures.
+    Entry::new(info, sample.filter(|_| running), was)
 }
 
 fn container_view(e: &Entry, host: Option<&String>) -> ContainerView {
@@ -830,6 +927,36 @@ mod tests {
             (other.host.as_str(), other.state, other.rejected),
             (OTHER, AgentState::Refused, 1)
         );
+    }
+
+    #[test]
+    fn a_remote_replica_gone_from_its_hosts_picture_keeps_its_counts_in_the_models() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        let replica = |id: &str, cpu_seconds: f64| {
+            let mut r = remote(id, Some("iris"), 1.0, 1);
+            r.restarts = 1;
+            if let Some(s) = r.sample.as_mut() {
+                s.cpu_seconds = Some(cpu_seconds);
+            }
+            r
+        };
+        let two = vec![replica("aaaaaaaaaaaa", 10.0), replica("bbbbbbbbbbbb", 6.0)];
+        c.apply_remote(picture("gpu-a", T, two), 0, T, &none, &[]);
+        let one = vec![replica("aaaaaaaaaaaa", 11.0)];
+        c.apply_remote(picture("gpu-a", T + 1000, one), 0, T + 1000, &none, &[]);
+        assert_eq!(
+            c.by_model()["iris"].usage.cpu_seconds,
+            Some(11.0),
+            "the replicas running now"
+        );
+        let m = &c.counters()["iris"];
+        assert_eq!(m.cpu_seconds, Some(17.0), "and what b had used");
+        assert_eq!(m.restarts, 2);
+        // The same replica in the next picture is not counted twice.
+        let one = vec![replica("aaaaaaaaaaaa", 12.0)];
+        c.apply_remote(picture("gpu-a", T + 2000, one), 0, T + 2000, &none, &[]);
+        assert_eq!(c.counters()["iris"].cpu_seconds, Some(18.0));
     }
 
     #[test]

@@ -841,9 +841,11 @@ impl Store {
             },
             recent_rejects: self.rejects.iter().cloned().collect(),
             models,
+            window_s: self.cfg.window_s,
             history: Arc::clone(&self.history),
             docker: self.containers.docker_view(),
             resources: self.containers.by_model(),
+            resource_counters: self.containers.counters(),
             agents: self.containers.agents_view(),
             buckets: self.cfg.buckets.clone(),
         }

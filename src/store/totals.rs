@@ -240,25 +240,56 @@ impl ModelTotals {
                 i => of(i as usize).unwrap_or(OTHER).to_owned(),
             }
         };
+        let series = self
+            .series
+            .iter()
+            .map(|s| SeriesTotals {
+                route: name(s.labels.route, &route),
+                version: name(s.labels.version, &version),
+                method: METHODS
+                    .get(usize::from(s.labels.method))
+                    .copied()
+                    .unwrap_or(OTHER),
+                class: CLASSES[usize::from(s.labels.class)],
+                errors: s.errors,
+                duration: s.duration.clone(),
+            })
+            .collect();
         Totals {
-            series: self
-                .series
-                .iter()
-                .map(|s| SeriesTotals {
-                    route: name(s.labels.route, &route),
-                    version: name(s.labels.version, &version),
-                    method: METHODS
-                        .get(usize::from(s.labels.method))
-                        .copied()
-                        .unwrap_or(OTHER),
-                    class: CLASSES[usize::from(s.labels.class)],
-                    errors: s.errors,
-                    duration: s.duration.clone(),
-                })
-                .collect(),
+            // Only the shared sets made past the cap can print as a set made before it.
+            series: if self.series.len() > MAX_SERIES {
+                merge_same_labels(series)
+            } else {
+                series
+            },
             ttfb: self.ttfb.as_deref().cloned(),
         }
     }
+}
+
+/// One series per printed label set: a set made before the cap whose route, version and
+/// method are all `(other)` prints as the shared one, and Prometheus would drop one of
+/// two series with the same labels.
+fn merge_same_labels(series: Vec<SeriesTotals>) -> Vec<SeriesTotals> {
+    let mut out: Vec<SeriesTotals> = Vec::with_capacity(series.len());
+    let mut at: HashMap<(String, &str, String, &str), usize, RandomState> = HashMap::default();
+    for s in series {
+        let key = (s.route.clone(), s.method, s.version.clone(), s.class);
+        if let Some(&i) = at.get(&key) {
+            let kept = &mut out[i];
+            kept.errors += s.errors;
+            let (h, add) = (&mut kept.duration, &s.duration);
+            h.count += add.count;
+            h.sum_us = h.sum_us.saturating_add(add.sum_us);
+            for (b, n) in h.buckets.iter_mut().zip(&add.buckets) {
+                *b += n;
+            }
+        } else {
+            at.insert(key, out.len());
+            out.push(s);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -303,12 +334,41 @@ mod tests {
             t.record(&b, Labels::new(route, None, "GET", 200), 1_000, false);
             t.record(&b, Labels::new(route, None, "GET", 500), 1_000, true);
         }
-        let v = t.view(|_| Some("/r"), |_| None);
+        // Each route its own name, as the store's capped names are.
+        let routes: Vec<String> = (0..MAX_SERIES + 10).map(|i| format!("/r{i}")).collect();
+        let v = t.view(|i| routes.get(i).map(String::as_str), |_| None);
         assert_eq!(v.series.len(), MAX_SERIES + 2);
         let other: Vec<_> = v.series.iter().filter(|s| s.route == OTHER).collect();
         assert_eq!(other.len(), 2, "one shared set per class");
         let counted: u64 = v.series.iter().map(|s| s.duration.count).sum();
         assert_eq!(counted, 2 * (MAX_SERIES as u64 + 10), "nothing lost");
         assert_eq!(other[0].method, OTHER);
+    }
+
+    #[test]
+    fn a_set_made_before_the_cap_that_prints_as_the_shared_one_is_one_series() {
+        let b = Buckets::default();
+        let mut t = ModelTotals::default();
+        // Index 0 names no route or version: both print as (other), as the store's caps
+        // make them; an unlisted method prints as (other) too.
+        t.record(&b, Labels::new(0, Some(0), "PROPFIND", 200), 1_000, false);
+        for route in 1..MAX_SERIES {
+            t.record(&b, Labels::new(route, None, "GET", 200), 1_000, false);
+        }
+        // Past the cap: the shared set.
+        t.record(&b, Labels::new(9_999, None, "GET", 200), 2_000, true);
+        let names = |i: usize| (i > 0).then_some("/r");
+        let v = t.view(names, |_| None);
+        let other: Vec<_> = v
+            .series
+            .iter()
+            .filter(|s| (s.route.as_str(), s.method, s.version.as_str()) == (OTHER, OTHER, OTHER))
+            .collect();
+        assert_eq!(other.len(), 1, "two series with the same labels");
+        assert_eq!(other[0].duration.count, 2, "both sets' requests");
+        assert_eq!(other[0].errors, 1);
+        assert_eq!(other[0].duration.sum_us, 3_000);
+        let counted: u64 = v.series.iter().map(|s| s.duration.count).sum();
+        assert_eq!(counted, MAX_SERIES as u64 + 1, "nothing lost");
     }
 }

@@ -321,6 +321,9 @@ pub struct View {
     pub ingest: IngestView,
     pub recent_rejects: Vec<RejectRecord>,
     pub models: Vec<ModelView>,
+    /// The live window's length (each model's `window_s`), known with no model yet.
+    #[serde(default)]
+    pub window_s: u32,
     /// The 24-hour history, rebuilt at most once per 10-s bucket and shared (not
     /// copied) by every view until then.
     #[serde(skip)]
@@ -331,6 +334,9 @@ pub struct View {
     /// Container resources per model (only models with a container mapped to them).
     #[serde(default)]
     pub resources: BTreeMap<String, ModelResources>,
+    /// The container counters `/metrics` exposes, per model in `resources`.
+    #[serde(skip)]
+    pub resource_counters: BTreeMap<String, ResourceCounters>,
     /// Agents publishing the containers of other hosts, by host name.
     #[serde(default)]
     pub agents: Vec<AgentView>,
@@ -503,4 +509,31 @@ pub struct ModelResources {
     pub silent_hosts: Vec<String>,
     /// The last Docker events of the model's containers, oldest first.
     pub events: Vec<ContainerEventView>,
+}
+
+/// A model's container counters that never go back while the monitor runs: what its
+/// replicas count now, plus what replicas since removed or reset had counted (a sum that
+/// fell would read as a counter reset to Prometheus, and `rate()` would jump).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResourceCounters {
+    /// CPU time, seconds; `None` while no replica ever had a sample with it.
+    pub cpu_seconds: Option<f64>,
+    /// Docker's restart counts.
+    pub restarts: u64,
+    pub oom_kills: u64,
+}
+
+impl ResourceCounters {
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.cpu_seconds = match (self.cpu_seconds, other.cpu_seconds) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.restarts += other.restarts;
+        self.oom_kills += other.oom_kills;
+    }
+
+    pub(crate) fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
 }

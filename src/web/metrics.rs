@@ -25,9 +25,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::AppState;
-use super::api::model_state;
 use crate::live::Live;
-use crate::store::view::{Histogram, MeasureStats, ModelResources, Stats, StatusClasses};
+use crate::store::view::{Histogram, MeasureStats, Stats, StatusClasses};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -120,9 +119,6 @@ fn family<'a, T>(
     }
     Ok(())
 }
-
-/// A whole-number figure of a model's containers.
-type WholeFigure = fn(&ModelResources) -> Option<u64>;
 
 fn gauges<'a, V: EncodeGaugeValue>(
     e: &mut DescriptorEncoder,
@@ -323,7 +319,7 @@ impl Scrape {
             "window",
             "Length of the live window behind the modelmon_window_* figures.",
             Some(&Unit::Seconds),
-            [(Labels::new(), view.models.first().map_or(0, |m| m.window_s))],
+            [(Labels::new(), view.window_s)],
         )?;
         gauges(
             e,
@@ -464,22 +460,30 @@ impl Scrape {
                 .iter()
                 .map(|(model, r)| (vec![("model", model.as_str())], r))
         };
+        let counted = || {
+            view.resources.keys().map(|model| {
+                let c = view.resource_counters.get(model).copied();
+                (vec![("model", model.as_str())], c.unwrap_or_default())
+            })
+        };
         gauges(
             e,
             "model_up",
             "1 when the model served a request in the live window.",
             None,
+            // Requests alone: a model that stopped serving is down, and the alert that
+            // says so must not turn it up.
             view.models.iter().map(|m| {
-                let up = u8::from(model_state(view, m) != "idle");
+                let up = u8::from(m.stats.requests > 0);
                 (vec![("model", m.model.as_str())], u64::from(up))
             }),
         )?;
         counters(
             e,
             "container_cpu",
-            "CPU time the model's containers have used since they started (resets when one restarts).",
+            "CPU time the model's containers have used, kept across their restarts and removals while the monitor runs.",
             Some(&Unit::Seconds),
-            models().filter_map(|(l, r)| Some((l, r.usage.cpu_seconds?))),
+            counted().filter_map(|(l, c)| Some((l, c.cpu_seconds?))),
         )?;
         gauges(
             e,
@@ -488,46 +492,34 @@ impl Scrape {
             None,
             models().filter_map(|(l, r)| Some((l, r.usage.cpu_cores?))),
         )?;
-        // The whole-number figures: (name, help, unit, counter or gauge, figure).
-        let figures: [(&str, &str, Option<Unit>, bool, WholeFigure); 4] = [
-            (
-                "container_memory",
-                "Memory of the model's containers, without the file cache the kernel can reclaim.",
-                Some(Unit::Bytes),
-                false,
-                |r| r.usage.mem_bytes,
-            ),
-            (
-                "container_memory_limit",
-                "Memory limits of the model's containers, summed.",
-                Some(Unit::Bytes),
-                false,
-                |r| r.usage.mem_limit_bytes,
-            ),
-            (
-                "container_restarts",
-                "Restarts of the model's containers (Docker's restart count).",
-                None,
-                true,
-                |r| Some(r.restarts),
-            ),
-            (
-                "container_oom_kills",
-                "Out-of-memory kills of the model's containers seen since the monitor started.",
-                None,
-                true,
-                |r| Some(r.oom_kills),
-            ),
-        ];
-        for (name, help, unit, counter, figure) in figures {
-            let rows = models().filter_map(|(l, r)| Some((l, figure(r)?)));
-            if counter {
-                counters(e, name, help, unit.as_ref(), rows)?;
-            } else {
-                gauges(e, name, help, unit.as_ref(), rows)?;
-            }
-        }
-        Ok(())
+        gauges(
+            e,
+            "container_memory",
+            "Memory of the model's containers, without the file cache the kernel can reclaim.",
+            Some(&Unit::Bytes),
+            models().filter_map(|(l, r)| Some((l, r.usage.mem_bytes?))),
+        )?;
+        gauges(
+            e,
+            "container_memory_limit",
+            "Memory limits of the model's containers, summed.",
+            Some(&Unit::Bytes),
+            models().filter_map(|(l, r)| Some((l, r.usage.mem_limit_bytes?))),
+        )?;
+        counters(
+            e,
+            "container_restarts",
+            "Restarts of the model's containers (Docker's restart counts), kept across their removals while the monitor runs.",
+            None,
+            counted().map(|(l, c)| (l, c.restarts)),
+        )?;
+        counters(
+            e,
+            "container_oom_kills",
+            "Out-of-memory kills of the model's containers seen since the monitor started.",
+            None,
+            counted().map(|(l, c)| (l, c.oom_kills)),
+        )
     }
 
     /// The monitor itself: what it ingested, its broker, its process.
@@ -647,19 +639,144 @@ mod tests {
     }
 
     #[test]
+    fn a_model_is_up_only_while_it_has_requests_in_the_window_whatever_its_alerts() {
+        let mut view = crate::store::View::default();
+        for (model, requests) in [("stopped", 0), ("serving", 40)] {
+            let mut m = crate::store::view::ModelView {
+                model: model.to_owned(),
+                ..Default::default()
+            };
+            m.stats.requests = requests;
+            view.models.push(m);
+        }
+        // What a model that stopped serving gets: a firing alert about it.
+        let firing: crate::alert::engine::Alert = serde_json::from_value(serde_json::json!({
+            "rule": "traffic_drop", "model": "stopped", "metric": "qps",
+            "severity": "critical", "state": "firing", "value": 0.0, "threshold": 1.0,
+            "resolve": 2.0, "since_ms": 0, "active_since_ms": 0, "started_ms": 0,
+            "resolved_ms": null, "last_bad_ms": 0, "last_notified_ms": null,
+            "notified": true, "acknowledged": false, "silenced": false, "notify": null,
+        }))
+        .expect("an alert");
+        let alerts = crate::alert::engine::AlertsView {
+            active: vec![firing],
+            ..Default::default()
+        };
+        let out = render(&Live::new(view, alerts), 0, Format::PrometheusText);
+        for line in [
+            "modelmon_model_up{model=\"stopped\"} 0",
+            "modelmon_model_up{model=\"serving\"} 1",
+        ] {
+            assert!(out.contains(&format!("{line}\n")), "{line}: {out}");
+        }
+    }
+
+    #[test]
+    fn the_window_length_is_the_configured_one_before_any_model_streams() {
+        let mut store = crate::store::Store::new(crate::store::StoreConfig {
+            window_s: 30,
+            ..Default::default()
+        });
+        let view = store.view(1_800_000_000_000_000, crate::store::BrokerView::default());
+        let out = render(&Live::from(view), 0, Format::PrometheusText);
+        assert!(out.contains("\nmodelmon_window_seconds 30\n"), "{out}");
+    }
+
+    /// The model's value of a counter in a scrape of `store`, as printed.
+    fn counter(store: &mut crate::store::Store, name: &str) -> String {
+        let view = store.view(1_800_000_000_000_000, crate::store::BrokerView::default());
+        let out = render(&Live::from(view), 0, Format::PrometheusText);
+        let head = format!("{name}{{model=\"iris\"}} ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&head))
+            .unwrap_or_else(|| panic!("no {head}in {out}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn container_counters_never_go_back_when_a_replica_stops_restarts_or_is_removed() {
+        use crate::store::{ContainerInfo, ContainerSample};
+        let info = |id: &str, state: &str, restarts: u64| ContainerInfo {
+            id: id.into(),
+            name: format!("iris-{id}"),
+            model: "iris".into(),
+            hostname: None,
+            state: state.into(),
+            health: None,
+            restarts,
+            oom_killed: false,
+            cpu_limit_cores: None,
+        };
+        let sample = |id: &str, cpu_seconds: f64| ContainerSample {
+            id: id.into(),
+            cpu_seconds: Some(cpu_seconds),
+            ..ContainerSample::default()
+        };
+        let (cpu, restarts) = (
+            "modelmon_container_cpu_seconds_total",
+            "modelmon_container_restarts_total",
+        );
+        let mut store = crate::store::Store::new(crate::store::StoreConfig::default());
+        let now = 1_800_000_000_000_000;
+        store.set_docker(crate::store::view::DockerView {
+            state: crate::store::view::DockerState::Connected,
+            ..Default::default()
+        });
+        store.container_info(info("a", "running", 2), now);
+        store.container_info(info("b", "running", 1), now);
+        store.container_sample(sample("a", 10.0));
+        store.container_sample(sample("b", 6.0));
+        assert_eq!(counter(&mut store, cpu), "16.0");
+        assert_eq!(counter(&mut store, restarts), "3");
+        // b stops: no sample, but the CPU it used is still used.
+        store.container_info(info("b", "exited", 1), now);
+        assert_eq!(counter(&mut store, cpu), "16.0");
+        // b starts again: its own CPU time and restart count begin anew.
+        store.container_info(info("b", "running", 0), now);
+        store.container_sample(sample("b", 1.0));
+        assert_eq!(counter(&mut store, cpu), "17.0");
+        assert_eq!(counter(&mut store, restarts), "3");
+        // a is removed (and recreated as c): what it counted stays.
+        store.container_gone("a");
+        store.container_info(info("c", "running", 0), now);
+        store.container_sample(sample("c", 0.5));
+        assert_eq!(counter(&mut store, cpu), "17.5");
+        assert_eq!(counter(&mut store, restarts), "3");
+        // Docker lost and back: the same containers are not counted twice.
+        store.set_docker(crate::store::view::DockerView {
+            state: crate::store::view::DockerState::Unavailable,
+            ..Default::default()
+        });
+        store.set_docker(crate::store::view::DockerView {
+            state: crate::store::view::DockerState::Connected,
+            ..Default::default()
+        });
+        store.container_info(info("b", "running", 0), now);
+        store.container_info(info("c", "running", 0), now);
+        store.container_sample(sample("b", 2.0));
+        assert_eq!(counter(&mut store, cpu), "18.5");
+    }
+
+    #[test]
     fn container_cpu_time_and_restarts_are_counters_in_base_units() {
         let mut view = crate::store::View::default();
         view.resources.insert(
             "iris".to_owned(),
             crate::store::view::ModelResources {
                 usage: crate::store::view::Usage {
-                    cpu_seconds: Some(12.5),
                     cpu_cores: Some(2.0),
                     mem_bytes: Some(1 << 20),
                     ..crate::store::view::Usage::default()
                 },
-                restarts: 3,
                 ..Default::default()
+            },
+        );
+        view.resource_counters.insert(
+            "iris".to_owned(),
+            crate::store::view::ResourceCounters {
+                cpu_seconds: Some(12.5),
+                restarts: 3,
+                oom_kills: 0,
             },
         );
         let out = render(&Live::from(view), 0, Format::PrometheusText);

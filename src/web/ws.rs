@@ -22,7 +22,8 @@ use crate::live::Live;
 
 /// Overview messages a client may fall behind before it is dropped.
 const QUEUE: usize = 16;
-/// A client whose socket accepts nothing for this long is gone.
+/// A client whose socket accepts nothing for this long is gone: dropped without a close
+/// frame, which would wait behind the data it does not read.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clients only send subscriptions: a few hundred bytes at most.
 const MAX_INCOMING: usize = 4096;
