@@ -152,12 +152,12 @@ pub fn model_reading(
         return version_reading(rule, v, m, firing);
     }
     match rule.metric {
-        Metric::P50Ms | Metric::P95Ms | Metric::P99Ms => {
-            latency(rule, &m.stats, m.window_s, base, firing)
-        }
-        Metric::TtfbP50Ms | Metric::TtfbP95Ms | Metric::TtfbP99Ms => {
-            first_byte(rule, &m.stats, m.window_s, base, firing)
-        }
+        Metric::P50Ms
+        | Metric::P95Ms
+        | Metric::P99Ms
+        | Metric::TtfbP50Ms
+        | Metric::TtfbP95Ms
+        | Metric::TtfbP99Ms => live_percentile(rule, &m.stats, m.window_s, base, firing),
         Metric::ErrorRate => error_rate(rule, m, &m.stats, base, firing),
         Metric::Qps => traffic(rule, m, base, sight, firing),
         Metric::Measure(mm) => measure(rule, mm, m, firing),
@@ -176,7 +176,7 @@ fn version_reading(rule: &Rule, version: &str, m: &ModelView, firing: bool) -> R
     };
     let mut reading = match rule.metric {
         Metric::ErrorRate => error_rate(rule, m, &v.stats, None, firing),
-        _ => latency(rule, &v.stats, m.window_s, None, firing),
+        _ => live_percentile(rule, &v.stats, m.window_s, None, firing),
     };
     reading.why = format!("version {version}: {}", reading.why);
     reading
@@ -236,44 +236,28 @@ fn no_normal(what: &str, base: Option<&Baseline>) -> String {
     }
 }
 
-fn latency(
+/// A percentile of the live window: of every request, or for time to first byte of the
+/// streamed answers only (the others have none).
+fn live_percentile(
     rule: &Rule,
     s: &Stats,
     window_s: u32,
     base: Option<&Baseline>,
     firing: bool,
 ) -> Reading {
-    let (name, v) = match rule.metric {
-        Metric::P50Ms => ("p50", s.p50_ms),
-        Metric::P99Ms => ("p99", s.p99_ms),
-        _ => ("p95", s.p95_ms),
+    let (all, streamed) = (
+        (s.requests, "requests"),
+        (s.ttfb_requests, "streamed answers"),
+    );
+    let (name, v, (n, of)) = match rule.metric {
+        Metric::P50Ms => ("p50", s.p50_ms, all),
+        Metric::P99Ms => ("p99", s.p99_ms, all),
+        Metric::TtfbP50Ms => ("TTFB p50", s.ttfb_p50_ms, streamed),
+        Metric::TtfbP95Ms => ("TTFB p95", s.ttfb_p95_ms, streamed),
+        Metric::TtfbP99Ms => ("TTFB p99", s.ttfb_p99_ms, streamed),
+        _ => ("p95", s.p95_ms, all),
     };
-    let counted = Counted {
-        n: s.requests,
-        of: "requests",
-        window_s,
-    };
-    percentile(rule, name, v, &counted, base, firing)
-}
-
-/// Time to first byte over the streamed answers of the window: the others have none.
-fn first_byte(
-    rule: &Rule,
-    s: &Stats,
-    window_s: u32,
-    base: Option<&Baseline>,
-    firing: bool,
-) -> Reading {
-    let (name, v) = match rule.metric {
-        Metric::TtfbP50Ms => ("TTFB p50", s.ttfb_p50_ms),
-        Metric::TtfbP99Ms => ("TTFB p99", s.ttfb_p99_ms),
-        _ => ("TTFB p95", s.ttfb_p95_ms),
-    };
-    let counted = Counted {
-        n: s.ttfb_requests,
-        of: "streamed answers",
-        window_s,
-    };
+    let counted = Counted { n, of, window_s };
     percentile(rule, name, v, &counted, base, firing)
 }
 

@@ -43,7 +43,7 @@ fn model(name: &str, requests: u64, p95_ms: f64, error_rate: f64, per_sec: u64) 
 }
 
 /// A view of `models` with the broker connected: the monitor sees events.
-fn view(models: Vec<ModelView>) -> View {
+pub(super) fn view(models: Vec<ModelView>) -> View {
     View {
         models,
         broker: BrokerView {

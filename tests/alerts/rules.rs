@@ -6,8 +6,10 @@ use modelmon::alert::{
     evaluate, model_reading,
 };
 use modelmon::config::Config;
+use modelmon::store::View;
 use modelmon::store::view::{ModelView, Stats};
-use modelmon::store::{BrokerState, BrokerView, View};
+
+use super::engine::view;
 
 /// The error a config loads with; a config that loads fails the test.
 fn refused(toml: &str) -> String {
@@ -39,17 +41,6 @@ fn model(name: &str, p95_ms: f64) -> ModelView {
         },
         last_seen_ms_ago: Some(0),
         ..ModelView::default()
-    }
-}
-
-fn view(models: Vec<ModelView>) -> View {
-    View {
-        models,
-        broker: BrokerView {
-            state: BrokerState::Connected,
-            ..BrokerView::default()
-        },
-        ..View::default()
     }
 }
 
