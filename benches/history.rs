@@ -24,6 +24,7 @@ use modelmon_contract::decode_batch;
 
 fn snapshot() -> Snapshot {
     Snapshot {
+        format_version: persist::VERSION,
         saved_ms: NOW_S * 1000,
         history: Arc::new(synthetic::fill(100, 42)),
         ingest: IngestTotals::default(),

@@ -63,6 +63,7 @@ fn main() {
     });
     let written = modelmon::store::persist::SnapshotDir::open(&dir).and_then(|(sd, _)| {
         sd.write(&modelmon::store::persist::Snapshot {
+            format_version: modelmon::store::persist::VERSION,
             saved_ms: modelmon::store::synthetic::NOW_S * 1000,
             history: std::sync::Arc::new(history),
             ingest: modelmon::store::IngestTotals::default(),

@@ -40,6 +40,7 @@ impl Snapshots {
         }
         let now = now_us();
         let snap = Snapshot {
+            format_version: persist::VERSION,
             saved_ms: now / 1000,
             history: store.fresh_history(now),
             ingest: store.ingest_totals(),

@@ -184,6 +184,14 @@ fn twenty_hours_of_old_events_land_in_their_buckets_with_exact_percentiles() {
     }
     let total: u64 = series.iter().map(|p| p.requests).sum();
     assert_eq!(total, all.len() as u64);
+    // Asked between two 10-s marks, the range's rounded ends span just over a day: still
+    // hourly points, and every sample in one of them.
+    let between_marks = NOW_S * 1000 + 4_321;
+    for (r, points, step) in [("24h", 24, 3600), ("6h", 24, 900), ("1h", 360, 10)] {
+        let range = Range::parse(r).expect("valid");
+        let series = h.series("scorer", &range, between_marks, points);
+        assert!(series.iter().all(|p| p.step_s == step), "{r}: {series:?}");
+    }
 
     // Ten-second points inside the last hour count their own bucket.
     let last_hour = h.series(
@@ -277,6 +285,7 @@ fn routes_and_instances_keep_24_hours_with_exact_counts_and_percentiles() {
         all.len() as u64
     );
     let snap = Snapshot {
+        format_version: persist::VERSION,
         saved_ms: later * 1000,
         history: Arc::clone(&h),
         ingest: IngestTotals::default(),
@@ -397,6 +406,7 @@ fn history_continues_after_a_restore_with_a_gap_for_the_time_down() {
     }
     apply(&mut first, "m", &before, t1 * 1_000_000);
     let snap = Snapshot {
+        format_version: persist::VERSION,
         saved_ms: t1 * 1000,
         history: first.fresh_history(t1 * 1_000_000),
         ingest: first.ingest_totals(),
@@ -480,6 +490,7 @@ fn snapshots_round_trip_every_figure() {
     apply(&mut store, "b", &all[..500], NOW_S * 1_000_000);
     let h = store.fresh_history(NOW_S * 1_000_000);
     let snap = Snapshot {
+        format_version: persist::VERSION,
         saved_ms: NOW_S * 1000,
         history: Arc::clone(&h),
         ingest: IngestTotals::default(),
@@ -606,6 +617,7 @@ fn versions_measures_and_first_bytes_keep_24_hours_and_survive_a_snapshot() {
 
     // A snapshot keeps all three, and a restarted store continues them.
     let snap = Snapshot {
+        format_version: persist::VERSION,
         saved_ms: now_ms,
         history: Arc::clone(&h),
         ingest: IngestTotals::default(),

@@ -113,6 +113,7 @@ fn seed_big_snapshot(dir: &Path, models: usize) {
 /// Writes the store's history as the snapshot in `dir`, as a monitor would.
 fn save(store: &mut Store, dir: &Path, now_us: i64) {
     let snap = Snapshot {
+        format_version: persist::VERSION,
         saved_ms: now_us / 1000,
         history: store.fresh_history(now_us),
         ingest: IngestTotals::default(),
@@ -414,6 +415,47 @@ fn batch_lines_carry_each_models_figures_over_the_chosen_range() {
                 .all(|k| k["name"].is_string() && k.get("p95_ms").is_some())
         );
     }
+}
+
+#[test]
+fn a_reports_last_point_shows_the_rate_of_the_part_inside_the_range() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("state");
+    let now_us = support::now_us();
+    let mut store = Store::new(StoreConfig::default());
+    // One request every 3.5 s for the last three hours: 0.29 req/s all along.
+    let events: Vec<Value> = (0..3000i64)
+        .map(|i| {
+            json!({"ts": now_us - 1 - i * 3_500_000, "model": "steady", "instance": "pod",
+                   "method": "GET", "route": "/", "status": 200, "duration_us": 1000})
+        })
+        .collect();
+    let body = support::batch(events, 0);
+    let d = modelmon_contract::decode_batch(&body, None, now_us).expect("batch");
+    store.apply(&d, now_us);
+    save(&mut store, &dir, now_us);
+
+    // Thirteen hours (hourly points) ending half an hour into an hour full of traffic:
+    // that last point holds 30 min of requests.
+    let hour = (now_us / 1_000_000 / 3600 - 1) * 3600;
+    let to_s = hour + 1800;
+    let range = format!("{}..{}", (to_s - 13 * 3600) * 1000, to_s * 1000);
+    let out = report(&dir, &["--range", &range]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("steady every 3600s:"), "{text}");
+    let start = modelmon::report::utc(hour * 1000);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&start))
+        .unwrap_or_else(|| panic!("a point at {start}: {text}"));
+    let qps: f64 = line
+        .split_whitespace()
+        .nth(3)
+        .expect("QPS")
+        .parse()
+        .expect("a number");
+    assert!((0.25..0.33).contains(&qps), "{line}");
 }
 
 #[test]

@@ -66,6 +66,19 @@ impl Range {
         (from, to)
     }
 
+    /// The length the range names, in seconds: `24h` is 86 400 however its ends round.
+    /// Steps are chosen by it: by the rounded bounds, a day just over 86 400 s took
+    /// 2-hour points where the docs promise hourly ones.
+    pub fn span_s(&self, now_ms: i64) -> i64 {
+        match *self {
+            Self::Last(d) => i64::try_from(d.as_secs()).unwrap_or(KEEP_S),
+            Self::Between { .. } => {
+                let (from, to) = self.bounds_s(now_ms);
+                to - from
+            }
+        }
+    }
+
     /// How the range reads in a report header.
     pub fn label(&self) -> String {
         match *self {
@@ -612,7 +625,7 @@ impl HistoryView {
             return Vec::new();
         };
         let (from, to) = range.bounds_s(now_ms);
-        let step = step_for(to - from, max_points.max(1));
+        let step = step_for(range.span_s(now_ms), max_points.max(1));
         let mut m = Merger::default();
         let mut out = Vec::new();
         let mut start = from.div_euclid(step) * step;

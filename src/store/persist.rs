@@ -54,6 +54,10 @@ const HEADER_LEN: usize = 12 + 4 + 8 + 4;
 /// What a snapshot holds.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The format it was read in: an older monitor's file keeps its own, which says
+    /// what it can hold (stream marks from 4, version and measure rings from 3).
+    /// Written snapshots are always in [`VERSION`].
+    pub format_version: u32,
     pub saved_ms: i64,
     pub history: Arc<HistoryView>,
     /// Counters of the run that wrote it (a restarted monitor counts from zero).
@@ -469,6 +473,7 @@ fn decode_payload(r: &mut Reader<impl Read>, version: u32) -> Result<Snapshot, S
         }
     }
     Ok(Snapshot {
+        format_version: version,
         saved_ms,
         history: Arc::new(
             HistoryView::new(saved_ms, models, Uptime::from_spans(spans)).with_keys(keyed),
@@ -796,6 +801,7 @@ mod tests {
     #[test]
     fn an_empty_history_round_trips_and_every_damage_is_named() {
         let snap = Snapshot {
+            format_version: VERSION,
             saved_ms: 1_800_000_000_000,
             history: Arc::new(HistoryView::new(
                 1_800_000_000_000,
@@ -848,6 +854,7 @@ mod tests {
         let models = BTreeMap::from([("m".to_owned(), ring)]);
         let history = HistoryView::new(1_800_000_000_000, models, Uptime::default());
         let snap = Snapshot {
+            format_version: VERSION,
             saved_ms: 1_800_000_000_000,
             history: Arc::new(history.clone()),
             ingest: IngestTotals::default(),
@@ -875,12 +882,16 @@ mod tests {
             assert_eq!(*back.history, history, "version {version}");
             assert!(back.history.keys("m").is_none());
             assert_eq!(back.stream, None);
+            // What `report` shows: the file's own format, not this build's.
+            assert_eq!(back.format_version, version);
         }
+        assert_eq!(decode(&now).expect("reads").format_version, VERSION);
     }
 
     #[test]
     fn the_stream_offset_a_history_ends_at_round_trips() {
         let snap = Snapshot {
+            format_version: VERSION,
             saved_ms: 1_800_000_000_000,
             history: Arc::new(HistoryView::new(
                 1_800_000_000_000,
@@ -918,6 +929,7 @@ mod tests {
         let models = BTreeMap::from([("m".to_owned(), ring)]);
         let history = HistoryView::new(now_s * 1000, models, Uptime::default());
         let snap = Snapshot {
+            format_version: VERSION,
             saved_ms: now_s * 1000,
             history: Arc::new(history.clone()),
             ingest: IngestTotals::default(),
