@@ -207,6 +207,38 @@ fn a_message_sent_again_under_its_id_is_counted_once() {
     assert_eq!(line["ingest"]["events"], 110);
 }
 
+/// A config file for `--config`, with the broker settings a test wants.
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(f.path(), text).expect("write the config");
+    f
+}
+
+/// A small `prefetch` (a host short on memory) must not throttle the monitor: with the
+/// broker holding back after 2 unacknowledged messages, acknowledging in groups of 32 left
+/// every pair of messages waiting for the idle acknowledgement, which made these 2 000 take
+/// close to a minute.
+#[test]
+fn a_small_prefetch_still_takes_a_burst_promptly() {
+    require!(Rabbitmq);
+    let name = unique("prefetch");
+    let cfg = config_file("[amqp]\nprefetch = 2\n");
+    let path = cfg.path().to_str().expect("utf-8 path");
+    let mon = Monitor::start(&["--config", path, "--models", &name, "--no-docker"]);
+    mon.wait_connected();
+    let messages = 2_000u64;
+    runtime().block_on(async {
+        let p = Publisher::connect().await;
+        for _ in 0..messages {
+            p.publish(&name, &batch(vec![event(&name, 200, 1_000)], 0))
+                .await;
+        }
+    });
+    mon.wait_for("every message counted", Duration::from_secs(20), |v| {
+        model(v, &name).is_some_and(|m| m["requests"] == messages)
+    });
+}
+
 /// Publishes one streamed answer per (TTFB, generation) pair, 100 to a batch.
 fn rt_publish(name: &str, ttfbs: &[u64], gens: &[u64]) {
     runtime().block_on(async {
