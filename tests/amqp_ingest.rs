@@ -359,6 +359,34 @@ fn a_named_queue_left_by_an_older_monitor_is_named_with_what_to_do() {
         .output();
 }
 
+/// Editing `queue_max_length` for a queue that exists makes the broker refuse the
+/// declare: the monitor names the key, and warns that deleting the queue loses its backlog.
+#[test]
+fn a_changed_queue_bound_is_named_as_the_likely_cause() {
+    require!(Rabbitmq);
+    let queue = unique("modelmon-test-bound");
+    let before = config_file("[amqp]\nqueue_max_length = 1000\n");
+    let after = config_file("[amqp]\nqueue_max_length = 2000\n");
+    let path = |f: &tempfile::NamedTempFile| f.path().to_str().expect("utf-8 path").to_owned();
+    let mut first = Monitor::start(&["--config", &path(&before), "--queue", &queue, "--no-docker"]);
+    first.wait_connected();
+    first.kill();
+    let second = Monitor::start(&["--config", &path(&after), "--queue", &queue, "--no-docker"]);
+    let line = second.wait_for("the broker to be down", Duration::from_secs(10), |v| {
+        v["broker"]["state"] == "down"
+    });
+    let why = line["broker"]["error"].as_str().expect("a reason");
+    assert!(why.contains("amqp.queue_max_length"), "{why}");
+    assert!(
+        why.contains("loses every message") && why.contains("policy"),
+        "{why}"
+    );
+    drop(second);
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_queue", &queue])
+        .output();
+}
+
 /// A cluster's nodes as one setting: a node that does not answer is passed over, and
 /// the one in use is shown with its password hidden.
 #[test]

@@ -57,25 +57,33 @@ pub enum AmqpError {
     #[error("the broker did not finish the connection within {0:?} (frozen or overloaded?)")]
     SetupTimeout(Duration),
     #[error(
-        "queue `{name}` exists with other settings (made by an earlier version, or by hand?): \
-         the monitor declares it as a {kind}; delete the old one \
-         (`rabbitmqctl delete_queue {name}`) or choose another name ({source})"
+        "queue `{name}` exists with other arguments than the monitor declares (a {kind}, \
+         bounded by {keys}): most likely {keys} changed since it was made, or an earlier \
+         version or a person made it; set the value back and change the bound on the broker \
+         with a RabbitMQ policy instead (docs/scale.md), or choose another name; deleting it \
+         (`rabbitmqctl delete_queue {name}`) also works but loses every message it holds \
+         ({source})"
     )]
     QueueMismatch {
         name: String,
         kind: &'static str,
+        /// The config keys that become the queue's arguments.
+        keys: &'static str,
         source: lapin::Error,
     },
 }
 
 /// A named queue declared before with other arguments is refused with
-/// PRECONDITION_FAILED, which the broker words in terms of arguments: say what to do.
-fn queue_error(e: lapin::Error, queue: &str, kind: &'static str) -> AmqpError {
+/// PRECONDITION_FAILED, which the broker words in terms of arguments (`x-max-length`):
+/// name the config keys behind them, since editing one of those is the usual cause, and
+/// warn that the broker's own advice, deleting the queue, throws its backlog away.
+fn queue_error(e: lapin::Error, queue: &str, kind: &'static str, keys: &'static str) -> AmqpError {
     // 406: PRECONDITION_FAILED.
     if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406) {
         AmqpError::QueueMismatch {
             name: queue.to_owned(),
             kind,
+            keys,
             source: e,
         }
     } else {
@@ -314,7 +322,14 @@ async fn open(
         };
         ch.queue_declare(cfg.stream.as_str().into(), opts, args)
             .await
-            .map_err(|e| queue_error(e, &cfg.stream, "stream"))?
+            .map_err(|e| {
+                queue_error(
+                    e,
+                    &cfg.stream,
+                    "stream",
+                    "amqp.stream_max_age and amqp.stream_max_bytes",
+                )
+            })?
     } else if cfg.queue.is_empty() {
         let opts = QueueDeclareOptions {
             exclusive: true,
@@ -346,7 +361,14 @@ async fn open(
         };
         ch.queue_declare(cfg.queue.as_str().into(), opts, args)
             .await
-            .map_err(|e| queue_error(e, &cfg.queue, "quorum queue, which survives a node"))?
+            .map_err(|e| {
+                queue_error(
+                    e,
+                    &cfg.queue,
+                    "quorum queue, which survives a node",
+                    "amqp.queue_max_length",
+                )
+            })?
     };
     let mut keys: Vec<String> = if cfg.models.is_empty() {
         vec![routing_key("#")]
