@@ -387,6 +387,103 @@ fn a_changed_queue_bound_is_named_as_the_likely_cause() {
         .output();
 }
 
+/// Sends SIGTERM, as a service manager stops the monitor, and waits for it to be gone.
+fn terminate(mon: &mut Monitor) {
+    let pid = mon.pid().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(term.expect("kill runs").success());
+    let status = format!("/proc/{pid}/status");
+    let gone = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("zombie")) {
+        assert!(
+            std::time::Instant::now() < gone,
+            "the monitor did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    mon.kill();
+}
+
+/// A monitor stopped cleanly in the middle of traffic on `--queue`, then started again:
+/// its history counts every published event once. Stopped mid-group, it used to leave
+/// deliveries counted but unacknowledged, which the broker gave the next run again.
+#[test]
+fn a_queue_monitor_stopped_mid_stream_counts_each_event_once_across_the_restart() {
+    require!(Rabbitmq);
+    let name = unique("restart");
+    let queue = unique("modelmon-test-restart");
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = state.path().to_str().expect("utf-8 path").to_owned();
+    // Only the snapshot of the clean exit: one saved mid-run would hide nothing here.
+    let cfg = config_file("[history]\nsnapshot_interval = \"1h\"\n");
+    let cfg = cfg.path().to_str().expect("utf-8 path").to_owned();
+    let args = [
+        "--queue",
+        &queue,
+        "--models",
+        &name,
+        "--no-docker",
+        "--snapshot-dir",
+        &dir,
+        "--config",
+        &cfg,
+    ];
+    let mut first = Monitor::start(&args);
+    first.wait_connected();
+    let (messages, per_message) = (400u64, 5usize);
+    let traffic = {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            runtime().block_on(async {
+                let p = Publisher::connect().await;
+                for _ in 0..messages {
+                    let events = (0..per_message).map(|_| event(&name, 200, 1_000)).collect();
+                    p.publish(&name, &batch(events, 0)).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        })
+    };
+    first.wait_for(
+        "part of the traffic counted",
+        Duration::from_secs(20),
+        |v| v["ingest"]["events"].as_u64() > Some(300),
+    );
+    terminate(&mut first);
+    traffic.join().expect("traffic");
+
+    let mut second = Monitor::start(&args);
+    second.wait_connected();
+    // The queue is drained once the count stops growing.
+    let mut last = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let line = second.wait_for("a line", Duration::from_secs(10), |_| true);
+        let n = line["ingest"]["events"].as_u64();
+        if n == last {
+            break;
+        }
+        last = n;
+    }
+    terminate(&mut second);
+    let out = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .args(["--snapshot-dir", &dir, "report", "--json", "--range", "24h"])
+        .output()
+        .expect("report runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report --json is JSON");
+    let counted = model(&report, &name).and_then(|m| m["requests"].as_u64());
+    assert_eq!(counted, Some(messages * per_message as u64), "{report}");
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_queue", &queue])
+        .output();
+}
+
 /// A cluster's nodes as one setting: a node that does not answer is passed over, and
 /// the one in use is shown with its password hidden.
 #[test]

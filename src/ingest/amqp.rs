@@ -25,7 +25,7 @@ use modelmon_contract::{
     EXCHANGE, host_of_routing_key, model_of_routing_key, resources_routing_key, routing_key,
 };
 use modelmon_publisher::Backoff;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Input;
 use crate::config::{AmqpConfig, Redacted};
@@ -104,7 +104,16 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 ///
 /// In stream mode, `resume` is the offset the restored history ends at (read from the
 /// stream's start without one).
-pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) {
+///
+/// Once `stop` turns true, returns having acknowledged everything it handed over: on a
+/// clean exit the store applies all of it before the last snapshot, and the broker must
+/// not deliver it again to the next run.
+pub async fn run(
+    cfg: AmqpConfig,
+    resume: Option<u64>,
+    tx: mpsc::Sender<Input>,
+    mut stop: watch::Receiver<bool>,
+) {
     let nodes: Vec<String> = modelmon_publisher::broker_nodes(&cfg.url)
         .into_iter()
         .map(str::to_owned)
@@ -140,6 +149,7 @@ pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) 
             &mut position,
             &mut backoff,
             &mut connections,
+            &mut stop,
         )
         .await
         else {
@@ -170,8 +180,16 @@ pub async fn run(cfg: AmqpConfig, resume: Option<u64>, tx: mpsc::Sender<Input>) 
         }
         node = (node + 1) % nodes.len();
         down = true;
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            () = tokio::time::sleep(delay) => {}
+        }
     }
+}
+
+/// Resolves once the monitor is stopping (or gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// One connected session. Returns `Ok` only when the store has gone away.
@@ -182,13 +200,15 @@ async fn consume(
     position: &mut Position,
     backoff: &mut Backoff,
     connections: &mut u64,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), AmqpError> {
     // A broker that accepts the connection and then never answers (frozen, overloaded)
     // must not leave the monitor "connecting" for ever: the whole setup has a deadline.
-    let (conn, ch, queue, mut consumer) =
-        tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url, position.next_offset))
-            .await
-            .map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??;
+    let setup = tokio::time::timeout(SETUP_TIMEOUT, open(cfg, url, position.next_offset));
+    let (conn, ch, queue, mut consumer) = tokio::select! {
+        () = stopped(stop) => return Ok(()),
+        setup = setup => setup.map_err(|_| AmqpError::SetupTimeout(SETUP_TIMEOUT))??,
+    };
     *connections += 1;
     let connected = BrokerView {
         state: BrokerState::Connected,
@@ -208,7 +228,18 @@ async fn consume(
     let mut unacked = 0u64;
     let mut last: Option<lapin::Acker> = None;
     loop {
-        let next = tokio::time::timeout(ACK_IDLE, consumer.next()).await;
+        let next = tokio::select! {
+            // Between deliveries, so nothing is half handed over; what lapin holds beyond
+            // is unacknowledged and goes back to the queue with the connection.
+            biased;
+            () = stopped(stop) => {
+                ack_through(&mut last, &mut unacked).await?;
+                let bye = conn.close(200, "modelmon stopping".into());
+                let _ = tokio::time::timeout(ACK_TIMEOUT, bye).await;
+                return Ok(());
+            }
+            next = tokio::time::timeout(ACK_IDLE, consumer.next()) => next,
+        };
         let delivery = match next {
             Err(_idle) => {
                 // A quiet queue and a lost connection look alike from here: ask lapin.
