@@ -346,6 +346,21 @@ impl Config {
         if self.amqp.prefetch == 0 {
             return Err(invalid("amqp.prefetch", "must be at least 1"));
         }
+        // The broker takes 0 at its word: a queue that keeps nothing drops every event on
+        // arrival, a stream of 0 bytes keeps none for a restart. Both look like a monitor
+        // that receives nothing, so refuse them here.
+        if self.amqp.queue_max_length == 0 {
+            return Err(invalid(
+                "amqp.queue_max_length",
+                "must be at least 1 (a queue bounded at 0 drops every event)",
+            ));
+        }
+        if self.amqp.stream_max_bytes == 0 {
+            return Err(invalid(
+                "amqp.stream_max_bytes",
+                "must be at least 1 (a stream bounded at 0 bytes keeps no event)",
+            ));
+        }
         if !self.amqp.stream.is_empty() && !self.amqp.queue.is_empty() {
             return Err(invalid(
                 "amqp.stream",
@@ -450,6 +465,18 @@ mod tests {
     fn unknown_keys_name_the_key_and_the_line() {
         let err = Config::parse("[amqp]\nurl = \"amqp://x\"\nqueu = \"q\"\n").expect_err("typo");
         assert!(err.contains("queu") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn retention_of_nothing_is_refused_by_name() {
+        for key in ["queue_max_length", "stream_max_bytes", "prefetch"] {
+            let cfg = Config::parse(&format!("[amqp]\n{key} = 0\n")).expect("parses");
+            let err = cfg.validate(None).expect_err("0 is refused").to_string();
+            assert!(err.contains(&format!("amqp.{key}")), "{err}");
+        }
+        let one =
+            Config::parse("[amqp]\nqueue_max_length = 1\nstream_max_bytes = 1\n").expect("parses");
+        one.validate(None).expect("the smallest bounds are allowed");
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::store::{BrokerState, BrokerView, Store};
 /// Bodies queued between ingest and the store. Together with the broker's prefetch
 /// this bounds what the monitor holds in memory when it falls behind.
 const INPUT_QUEUE: usize = 1024;
+/// How long a clean exit waits for the broker consumer to acknowledge what it handed
+/// over: its acknowledgement and its goodbye each give up after 5 s.
+const INGEST_STOP: Duration = Duration::from_secs(12);
 
 /// Where events come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,8 @@ pub struct Monitor {
     reload: mpsc::Sender<(RuleSet, Notifiers)>,
     docker: Option<watch::Sender<ingest::docker::DockerSettings>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The broker consumer, stopped in order on a clean exit rather than aborted.
+    amqp: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     store: Option<JoinHandle<()>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -99,20 +104,26 @@ impl Monitor {
                 views.clone(),
             )));
         }
-        tasks.push(match source {
-            Source::Demo => tokio::spawn(ingest::demo::run(
+        let mut amqp = None;
+        match source {
+            Source::Demo => tasks.push(tokio::spawn(ingest::demo::run(
                 ingest::demo::default_models(),
                 Duration::from_millis(100),
                 tx,
-            )),
-            Source::Amqp => tokio::spawn(ingest::amqp::run(cfg.amqp.clone(), resume, tx)),
-        });
+            ))),
+            Source::Amqp => {
+                let (stop_ingest, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(ingest::amqp::run(cfg.amqp.clone(), resume, tx, stop_rx));
+                amqp = Some((task, stop_ingest));
+            }
+        }
         Self {
             views,
             alerts,
             reload,
             docker,
             tasks,
+            amqp,
             store,
             stop: Some(stop),
         }
@@ -135,9 +146,19 @@ impl Monitor {
     }
 
     /// A clean exit: stops ingest, writes the last snapshot and waits for it to be on disk.
+    ///
+    /// The broker consumer stops first and acknowledges what it handed over, then the
+    /// store applies all of it before saving: aborted, it left deliveries applied but
+    /// unacknowledged, which the broker gave the next run to count a second time.
     pub async fn shutdown(mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some((mut task, stop)) = self.amqp.take() {
+            let _ = stop.send(true);
+            if tokio::time::timeout(INGEST_STOP, &mut task).await.is_err() {
+                task.abort();
+            }
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -150,7 +171,8 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        for t in self.tasks.iter().chain(&self.store) {
+        let amqp = self.amqp.as_ref().map(|(t, _)| t);
+        for t in self.tasks.iter().chain(amqp).chain(&self.store) {
             t.abort();
         }
     }
@@ -306,6 +328,15 @@ async fn store_task(
             // Views first: under a flood of input the display must still refresh on time.
             biased;
             _ = &mut stop => {
+                // Ingest has stopped, its inputs queued here already acknowledged to the
+                // broker: the snapshot must hold them, or nobody would count them. The
+                // bound keeps a source still sending (Docker's streams) from holding the exit.
+                for _ in 0..2 * INPUT_QUEUE {
+                    match rx.try_recv() {
+                        Ok(input) => apply(&mut store, &mut broker, input),
+                        Err(_) => break,
+                    }
+                }
                 save_last(snapshots.as_mut(), &mut store, &alerting).await;
                 return;
             }

@@ -207,6 +207,38 @@ fn a_message_sent_again_under_its_id_is_counted_once() {
     assert_eq!(line["ingest"]["events"], 110);
 }
 
+/// A config file for `--config`, with the broker settings a test wants.
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(f.path(), text).expect("write the config");
+    f
+}
+
+/// A small `prefetch` (a host short on memory) must not throttle the monitor: with the
+/// broker holding back after 2 unacknowledged messages, acknowledging in groups of 32 left
+/// every pair of messages waiting for the idle acknowledgement, which made these 2 000 take
+/// close to a minute.
+#[test]
+fn a_small_prefetch_still_takes_a_burst_promptly() {
+    require!(Rabbitmq);
+    let name = unique("prefetch");
+    let cfg = config_file("[amqp]\nprefetch = 2\n");
+    let path = cfg.path().to_str().expect("utf-8 path");
+    let mon = Monitor::start(&["--config", path, "--models", &name, "--no-docker"]);
+    mon.wait_connected();
+    let messages = 2_000u64;
+    runtime().block_on(async {
+        let p = Publisher::connect().await;
+        for _ in 0..messages {
+            p.publish(&name, &batch(vec![event(&name, 200, 1_000)], 0))
+                .await;
+        }
+    });
+    mon.wait_for("every message counted", Duration::from_secs(20), |v| {
+        model(v, &name).is_some_and(|m| m["requests"] == messages)
+    });
+}
+
 /// Publishes one streamed answer per (TTFB, generation) pair, 100 to a batch.
 fn rt_publish(name: &str, ttfbs: &[u64], gens: &[u64]) {
     runtime().block_on(async {
@@ -322,6 +354,131 @@ fn a_named_queue_left_by_an_older_monitor_is_named_with_what_to_do() {
         "{why}"
     );
     drop(mon);
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_queue", &queue])
+        .output();
+}
+
+/// Editing `queue_max_length` for a queue that exists makes the broker refuse the
+/// declare: the monitor names the key, and warns that deleting the queue loses its backlog.
+#[test]
+fn a_changed_queue_bound_is_named_as_the_likely_cause() {
+    require!(Rabbitmq);
+    let queue = unique("modelmon-test-bound");
+    let before = config_file("[amqp]\nqueue_max_length = 1000\n");
+    let after = config_file("[amqp]\nqueue_max_length = 2000\n");
+    let path = |f: &tempfile::NamedTempFile| f.path().to_str().expect("utf-8 path").to_owned();
+    let mut first = Monitor::start(&["--config", &path(&before), "--queue", &queue, "--no-docker"]);
+    first.wait_connected();
+    first.kill();
+    let second = Monitor::start(&["--config", &path(&after), "--queue", &queue, "--no-docker"]);
+    let line = second.wait_for("the broker to be down", Duration::from_secs(10), |v| {
+        v["broker"]["state"] == "down"
+    });
+    let why = line["broker"]["error"].as_str().expect("a reason");
+    assert!(why.contains("amqp.queue_max_length"), "{why}");
+    assert!(
+        why.contains("loses every message") && why.contains("policy"),
+        "{why}"
+    );
+    drop(second);
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_queue", &queue])
+        .output();
+}
+
+/// Sends SIGTERM, as a service manager stops the monitor, and waits for it to be gone.
+fn terminate(mon: &mut Monitor) {
+    let pid = mon.pid().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(term.expect("kill runs").success());
+    let status = format!("/proc/{pid}/status");
+    let gone = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("zombie")) {
+        assert!(
+            std::time::Instant::now() < gone,
+            "the monitor did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    mon.kill();
+}
+
+/// A monitor stopped cleanly in the middle of traffic on `--queue`, then started again:
+/// its history counts every published event once. Stopped mid-group, it used to leave
+/// deliveries counted but unacknowledged, which the broker gave the next run again.
+#[test]
+fn a_queue_monitor_stopped_mid_stream_counts_each_event_once_across_the_restart() {
+    require!(Rabbitmq);
+    let name = unique("restart");
+    let queue = unique("modelmon-test-restart");
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = state.path().to_str().expect("utf-8 path").to_owned();
+    // Only the snapshot of the clean exit: one saved mid-run would hide nothing here.
+    let cfg = config_file("[history]\nsnapshot_interval = \"1h\"\n");
+    let cfg = cfg.path().to_str().expect("utf-8 path").to_owned();
+    let args = [
+        "--queue",
+        &queue,
+        "--models",
+        &name,
+        "--no-docker",
+        "--snapshot-dir",
+        &dir,
+        "--config",
+        &cfg,
+    ];
+    let mut first = Monitor::start(&args);
+    first.wait_connected();
+    let (messages, per_message) = (400u64, 5usize);
+    let traffic = {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            runtime().block_on(async {
+                let p = Publisher::connect().await;
+                for _ in 0..messages {
+                    let events = (0..per_message).map(|_| event(&name, 200, 1_000)).collect();
+                    p.publish(&name, &batch(events, 0)).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        })
+    };
+    first.wait_for(
+        "part of the traffic counted",
+        Duration::from_secs(20),
+        |v| v["ingest"]["events"].as_u64() > Some(300),
+    );
+    terminate(&mut first);
+    traffic.join().expect("traffic");
+
+    let mut second = Monitor::start(&args);
+    second.wait_connected();
+    // The queue is drained once the count stops growing.
+    let mut last = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let line = second.wait_for("a line", Duration::from_secs(10), |_| true);
+        let n = line["ingest"]["events"].as_u64();
+        if n == last {
+            break;
+        }
+        last = n;
+    }
+    terminate(&mut second);
+    let out = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .args(["--snapshot-dir", &dir, "report", "--json", "--range", "24h"])
+        .output()
+        .expect("report runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report --json is JSON");
+    let counted = model(&report, &name).and_then(|m| m["requests"].as_u64());
+    assert_eq!(counted, Some(messages * per_message as u64), "{report}");
     let _ = Command::new("rabbitmqctl")
         .args(["delete_queue", &queue])
         .output();
