@@ -417,23 +417,34 @@ fn batch_lines_carry_each_models_figures_over_the_chosen_range() {
     }
 }
 
-#[test]
-fn a_reports_last_point_shows_the_rate_of_the_part_inside_the_range() {
+/// A snapshot of 3000 events, one every 3.5 s up to now (the last three hours), each
+/// `event(i)` with its `ts` set: the temporary root, the snapshot dir and now.
+fn three_hours_saved(event: impl Fn(i64) -> Value) -> (tempfile::TempDir, PathBuf, i64) {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("state");
     let now_us = support::now_us();
-    let mut store = Store::new(StoreConfig::default());
-    // One request every 3.5 s for the last three hours: 0.29 req/s all along.
     let events: Vec<Value> = (0..3000i64)
         .map(|i| {
-            json!({"ts": now_us - 1 - i * 3_500_000, "model": "steady", "instance": "pod",
-                   "method": "GET", "route": "/", "status": 200, "duration_us": 1000})
+            let mut e = event(i);
+            e["ts"] = json!(now_us - 1 - i * 3_500_000);
+            e
         })
         .collect();
     let body = support::batch(events, 0);
     let d = modelmon_contract::decode_batch(&body, None, now_us).expect("batch");
+    let mut store = Store::new(StoreConfig::default());
     store.apply(&d, now_us);
     save(&mut store, &dir, now_us);
+    (root, dir, now_us)
+}
+
+#[test]
+fn a_reports_last_point_shows_the_rate_of_the_part_inside_the_range() {
+    // One request every 3.5 s for the last three hours: 0.29 req/s all along.
+    let (_root, dir, now_us) = three_hours_saved(|_| {
+        json!({"model": "steady", "instance": "pod", "method": "GET", "route": "/",
+               "status": 200, "duration_us": 1000})
+    });
 
     // Thirteen hours (hourly points) ending half an hour into an hour full of traffic:
     // that last point holds 30 min of requests.
@@ -460,25 +471,14 @@ fn a_reports_last_point_shows_the_rate_of_the_part_inside_the_range() {
 
 #[test]
 fn report_splits_each_model_by_route_and_instance() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let dir = root.path().join("state");
-    let now_us = support::now_us();
-    let mut store = Store::new(StoreConfig::default());
     // Three hours of traffic: /slow is slow and fails, /fast is fast; two replicas.
-    let events: Vec<Value> = (0..3000i64)
-        .map(|i| {
-            let slow = i % 3 == 0;
-            json!({"ts": now_us - 1 - i * 3_500_000, "model": "ranker",
-                   "instance": format!("pod-{}", i % 2), "method": "POST",
-                   "route": if slow { "/slow" } else { "/fast" },
-                   "status": if slow && i % 2 == 0 { 500 } else { 200 },
-                   "duration_us": if slow { 200_000 } else { 2_000 }})
-        })
-        .collect();
-    let body = support::batch(events, 0);
-    let d = modelmon_contract::decode_batch(&body, None, now_us).expect("batch");
-    store.apply(&d, now_us);
-    save(&mut store, &dir, now_us);
+    let (_root, dir, _) = three_hours_saved(|i| {
+        let slow = i % 3 == 0;
+        json!({"model": "ranker", "instance": format!("pod-{}", i % 2), "method": "POST",
+               "route": if slow { "/slow" } else { "/fast" },
+               "status": if slow && i % 2 == 0 { 500 } else { 200 },
+               "duration_us": if slow { 200_000 } else { 2_000 }})
+    });
 
     let v = report_json(&dir, "24h");
     assert_eq!(v["snapshot"]["format_version"], persist::VERSION);

@@ -631,16 +631,19 @@ impl HistoryView {
         let mut start = from.div_euclid(step) * step;
         while start < to {
             let end = start + step;
+            // The points at either end count only their part inside the range: a range
+            // ending in the past must not take in what came after it.
+            let (lo, hi) = (start.max(from), end.min(to));
             let mut acc = Acc::default();
-            for h in ring.hours_between(start, end) {
-                add_hour_span(h, start, end, &mut acc, &mut m);
+            for h in ring.hours_between(lo, hi) {
+                add_hour_span(h, lo, hi, &mut acc, &mut m);
             }
             let [p50, p95, p99] = percentiles(&m, acc.max_us);
             m.reset();
             out.push(HistoryPoint {
                 start_ms: start * 1000,
                 step_s: step as u32,
-                covered: acc.requests > 0 || self.uptime.covered(start, end) > 0,
+                covered: acc.requests > 0 || self.uptime.covered(lo, hi) > 0,
                 requests: acc.requests,
                 errors: acc.errors,
                 client_errors: acc.client_errors,
