@@ -80,20 +80,18 @@ pub struct ContainerEvent {
 struct Entry {
     info: ContainerInfo,
     sample: Option<ContainerSample>,
-    oom_kills: u64,
     /// What it adds to its model's counters: its latest figures, kept while it has none
-    /// (stopped, its host silent), so that a sum does not fall when a replica stops.
+    /// (stopped, its host silent), so that a sum does not fall when a replica stops. Its
+    /// OOM kills are counted here as they are seen: they only ever go up.
     counted: ResourceCounters,
 }
 
 impl Entry {
     fn new(info: ContainerInfo, sample: Option<ContainerSample>, was: Counted) -> Self {
-        let (counted, oom_kills) = was.map_or_else(Default::default, |c| (c, c.oom_kills));
         Self {
             info,
             sample,
-            oom_kills,
-            counted,
+            counted: was.unwrap_or_default(),
         }
     }
 
@@ -111,7 +109,6 @@ impl Entry {
             gone.restarts = c.restarts;
         }
         c.restarts = self.info.restarts;
-        c.oom_kills = self.oom_kills;
         gone
     }
 }
@@ -234,7 +231,6 @@ impl Containers {
             return;
         };
         mark_event(&mut self.events, e, ev);
-        e.recount();
     }
 
     /// Applies an agent's picture of its host: it replaces what was known of the host.
@@ -318,7 +314,6 @@ impl Containers {
                     detail: ev.detail,
                 };
                 mark_event(&mut self.events, e, ev);
-                e.recount();
             }
         }
         // Gone from the host, or no longer mapped to a model.
@@ -464,7 +459,7 @@ fn mark_event(
     ev: ContainerEvent,
 ) {
     if ev.action == "oom" {
-        e.oom_kills += 1;
+        e.counted.oom_kills += 1;
     }
     let list = events.entry(e.info.model.clone()).or_default();
     if list.len() >= EVENTS_PER_MODEL {
@@ -539,7 +534,7 @@ fn container_view(e: &Entry, host: Option<&String>) -> ContainerView {
         state: e.info.state.clone(),
         health: e.info.health.clone(),
         restarts: e.info.restarts,
-        oom_kills: e.oom_kills,
+        oom_kills: e.counted.oom_kills,
         oom_killed: e.info.oom_killed,
         usage: Usage {
             cpu_percent: cpu,
