@@ -16,7 +16,7 @@ use super::own_usage::OwnUsage;
 use super::range::Range;
 use super::theme::Theme;
 use super::views::layout;
-use crate::alert::{Alert, AlertPhase, Command, SilenceTarget};
+use crate::alert::{Alert, AlertKey, AlertPhase, Command, SilenceTarget};
 use crate::live::Live;
 use crate::store::view::ModelView;
 
@@ -148,7 +148,12 @@ pub struct AppState {
     pub theme: Theme,
     /// Sampled by the loop on every new view; shown in the header.
     pub own: OwnUsage,
-    /// The selected row of the alerts pane.
+    /// The selected alert of the alerts pane: its key and when its episode began (the
+    /// resolved list can hold several episodes of one key). The engine re-sorts its
+    /// alerts at every evaluation, so a row number would point at another alert.
+    pub alert_selected: Option<(AlertKey, i64)>,
+    /// The row the selected alert was last found at: the selection falls back to it
+    /// (clamped) once that alert has left the list.
     pub alert_index: usize,
     /// The last silence typed and its step in [`SILENCE_STEPS`] (the length of the
     /// array means lifted), so pressing the key again moves to the next step.
@@ -233,6 +238,33 @@ impl AppState {
             )
             .chain(&view.alerts.recent)
             .collect()
+    }
+
+    /// The row of the selected alert among `rows`: where that alert is now, else the
+    /// row it was last seen at, clamped to the list.
+    pub fn selected_alert_index(&self, rows: &[&Alert]) -> Option<usize> {
+        let last = rows.len().checked_sub(1)?;
+        let found = self.alert_selected.as_ref().and_then(|(key, since)| {
+            rows.iter().position(|a| {
+                a.active_since_ms == *since && a.rule == key.rule && a.model == key.model
+            })
+        });
+        Some(found.unwrap_or(self.alert_index.min(last)))
+    }
+
+    /// Selects the alert at row `at` of `rows` by what it is, not where it is.
+    fn select_alert(&mut self, rows: &[&Alert], at: usize) {
+        self.alert_index = at;
+        self.alert_selected = rows.get(at).map(|a| (a.key(), a.active_since_ms));
+    }
+
+    /// Opens the alerts pane, holding on to the alert its cursor is on.
+    fn open_alerts(&mut self, view: &Live) {
+        self.screen = Screen::Alerts;
+        let rows = self.alert_rows(view);
+        if let Some(at) = self.selected_alert_index(&rows) {
+            self.select_alert(&rows, at);
+        }
     }
 
     /// The commands queued since the last call.
@@ -329,7 +361,7 @@ impl AppState {
             KeyCode::Char('s') => self.sort = self.sort.step(1),
             KeyCode::Char('S') => self.sort = self.sort.step(-1),
             KeyCode::Char('r') => self.reversed = !self.reversed,
-            KeyCode::Char('a') => self.screen = Screen::Alerts,
+            KeyCode::Char('a') => self.open_alerts(view),
             KeyCode::Esc if !self.filter.is_empty() => self.filter.clear(),
             _ => return Outcome::Ignored,
         }
@@ -341,7 +373,7 @@ impl AppState {
             KeyCode::Esc | KeyCode::Backspace => self.screen = Screen::Overview,
             KeyCode::Tab | KeyCode::Right | KeyCode::Char('l') => self.step_model(view, 1),
             KeyCode::BackTab | KeyCode::Left | KeyCode::Char('h') => self.step_model(view, -1),
-            KeyCode::Char('a') => self.screen = Screen::Alerts,
+            KeyCode::Char('a') => self.open_alerts(view),
             KeyCode::Char(c) => match Range::ALL.iter().find(|r| r.key() == c) {
                 Some(r) => self.range = *r,
                 None => return Outcome::Ignored,
@@ -352,27 +384,34 @@ impl AppState {
     }
 
     fn on_alerts_key(&mut self, key: KeyEvent, view: &Live) -> Outcome {
-        let n = self.alert_rows(view).len();
-        let last = n.saturating_sub(1);
-        let at = self.alert_index.min(last);
-        match key.code {
-            KeyCode::Esc | KeyCode::Backspace => self.screen = Screen::Overview,
-            KeyCode::Down | KeyCode::Char('j') => self.alert_index = (at + 1).min(last),
-            KeyCode::Up | KeyCode::Char('k') => self.alert_index = at.saturating_sub(1),
-            KeyCode::Char('g') | KeyCode::Home => self.alert_index = 0,
-            KeyCode::Char('G') | KeyCode::End => self.alert_index = last,
+        if matches!(key.code, KeyCode::Esc | KeyCode::Backspace) {
+            self.screen = Screen::Overview;
+            return Outcome::Redraw;
+        }
+        let rows = self.alert_rows(view);
+        let Some(at) = self.selected_alert_index(&rows) else {
+            return Outcome::Ignored;
+        };
+        let last = rows.len() - 1;
+        let to = match key.code {
+            KeyCode::Down | KeyCode::Char('j') => (at + 1).min(last),
+            KeyCode::Up | KeyCode::Char('k') => at.saturating_sub(1),
+            KeyCode::Char('g') | KeyCode::Home => 0,
+            KeyCode::Char('G') | KeyCode::End => last,
+            // The alert the cursor is on now, wherever the engine sorted it.
             KeyCode::Char('x') => return self.silence_selected(view, false),
             KeyCode::Char('X') => return self.silence_selected(view, true),
             KeyCode::Char('a') => return self.acknowledge_selected(view),
             _ => return Outcome::Ignored,
-        }
+        };
+        self.select_alert(&rows, to);
         Outcome::Redraw
     }
 
     /// The alert under the cursor, cloned so the state can change while it is used.
     pub fn selected_alert(&self, view: &Live) -> Option<Alert> {
         let rows = self.alert_rows(view);
-        let at = self.alert_index.min(rows.len().checked_sub(1)?);
+        let at = self.selected_alert_index(&rows)?;
         rows.get(at).map(|a| (*a).clone())
     }
 

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossterm::event::KeyCode;
-use modelmon::alert::{AlertKey, AlertsView, Command, SilenceTarget};
+use modelmon::alert::{AlertKey, AlertPhase, AlertsView, Command, SilenceTarget};
 use modelmon::live::Live;
 use modelmon::tui::app::{AppState, Outcome, SILENCE_STEPS, Screen};
 use modelmon::tui::health::Thresholds;
 use ratatui::style::Color;
 
-use super::fixtures::{alert, blind, explained, fixture, fixture_view};
+use super::fixtures::{NOW_MS, alert, blind, explained, fixture, fixture_view};
 use super::{app, colour, draw, press, row_of, screen};
 
 #[test]
@@ -309,6 +309,74 @@ fn capital_x_silences_the_model_of_the_selected_alert_and_moving_restarts_the_cy
     assert_eq!(a.alert_index, 4);
     press(&mut a, &view, &[KeyCode::Char('g'), KeyCode::Up]);
     assert_eq!(a.alert_index, 0);
+}
+
+/// The engine re-sorts its alerts at every evaluation: the keys act on the alert the
+/// cursor was put on, not on whatever alert moved into its row.
+#[test]
+fn the_selection_follows_its_alert_when_the_engine_re_sorts() {
+    let view = fixture();
+    let mut a = alerts_app(&view);
+    // Row 1: llm-chat's latency regression.
+    press(&mut a, &view, &[KeyCode::Down]);
+    let regression = AlertKey {
+        rule: "latency_regression".to_owned(),
+        model: "llm-chat".to_owned(),
+    };
+    // At the next evaluation iris-classifier's error spike fires: critical, it sorts
+    // before the warning, into row 1.
+    let mut alerts = (*view.alerts).clone();
+    let at = alerts
+        .active
+        .iter()
+        .position(|al| al.rule == "error_spike")
+        .expect("the error spike");
+    let mut spike = alerts.active.remove(at);
+    spike.state = AlertPhase::Firing;
+    spike.since_ms = NOW_MS;
+    spike.started_ms = Some(NOW_MS);
+    alerts.active.insert(1, spike);
+    let mut next = view.clone();
+    next.alerts = Arc::new(alerts);
+    let s = screen(&next, &a, 160, 45);
+    assert!(
+        row_of(&s, "error_spike") < row_of(&s, "latency_regression"),
+        "{s}"
+    );
+    assert!(
+        s.contains("latency_regression on llm-chat"),
+        "the box still tells the selected alert:\n{s}"
+    );
+    press(&mut a, &next, &[KeyCode::Char('x')]);
+    assert_eq!(
+        a.take_commands(),
+        [Command::Silence {
+            target: SilenceTarget::Alert(regression.clone()),
+            for_: SILENCE_STEPS[0],
+        }]
+    );
+    press(&mut a, &next, &[KeyCode::Char('a')]);
+    assert_eq!(a.take_commands(), [Command::Acknowledge(regression)]);
+    // Down moves from where the alert is now (row 2) to the next row.
+    press(&mut a, &next, &[KeyCode::Down]);
+    let s = screen(&next, &a, 160, 45);
+    assert!(s.contains("latency_regression on fraud-xgb"), "{s}");
+
+    // Once the selected alert has left the list, the cursor stays on its row.
+    let mut gone = (*next.alerts).clone();
+    gone.recent.retain(|al| al.model != "fraud-xgb");
+    let mut last = next.clone();
+    last.alerts = Arc::new(gone);
+    let s = screen(&last, &a, 160, 45);
+    assert!(s.contains("broker_down on monitor"), "{s}");
+    press(&mut a, &last, &[KeyCode::Char('X')]);
+    assert_eq!(
+        a.take_commands(),
+        [Command::Silence {
+            target: SilenceTarget::Model(String::new()),
+            for_: SILENCE_STEPS[0],
+        }]
+    );
 }
 
 #[test]

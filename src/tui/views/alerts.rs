@@ -75,7 +75,7 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
         );
         return;
     }
-    let selected = app.alert_index.min(rows.len() - 1);
+    let selected = app.selected_alert_index(&rows).unwrap_or(0);
     // The selected alert's whole story below the table: the table's explanation column
     // is cut to the width left, and on a narrow terminal there is none.
     let chosen = rows[selected];
