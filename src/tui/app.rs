@@ -87,33 +87,43 @@ impl SortKey {
         Self::ALL[(i + by).rem_euclid(n) as usize]
     }
 
-    /// Compares two models in this key's natural order: names A to Z, everything else
-    /// worst or biggest first, stalest first for last seen. Unknown values go last.
-    fn natural(self, a: &ModelView, b: &ModelView) -> Ordering {
-        fn desc(a: Option<f64>, b: Option<f64>) -> Ordering {
-            match (a, b) {
-                (Some(x), Some(y)) => y.total_cmp(&x),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            }
-        }
-        let (s, t) = (&a.stats, &b.stats);
+    /// The figure this key sorts by, biggest first (stalest first for last seen);
+    /// `None` when unknown. Health and name are compared by the caller.
+    fn figure(self, m: &ModelView) -> Option<f64> {
+        let s = &m.stats;
         match self {
-            // Health is compared by the caller, which judged each model once.
-            Self::Health | Self::Name => Ordering::Equal,
-            Self::Qps => desc(Some(s.qps), Some(t.qps)),
-            Self::P50 => desc(s.p50_ms, t.p50_ms),
-            Self::P95 => desc(s.p95_ms, t.p95_ms),
-            Self::P99 => desc(s.p99_ms, t.p99_ms),
-            Self::ErrorRate => desc(s.error_rate, t.error_rate),
-            Self::ClientErrorRate => desc(s.client_error_rate, t.client_error_rate),
-            Self::LastSeen => desc(
-                a.last_seen_ms_ago.map(|v| v as f64),
-                b.last_seen_ms_ago.map(|v| v as f64),
-            ),
+            Self::Health | Self::Name => None,
+            Self::Qps => Some(s.qps),
+            Self::P50 => s.p50_ms,
+            Self::P95 => s.p95_ms,
+            Self::P99 => s.p99_ms,
+            Self::ErrorRate => s.error_rate,
+            Self::ClientErrorRate => s.client_error_rate,
+            Self::LastSeen => m.last_seen_ms_ago.map(|v| v as f64),
         }
     }
+}
+
+/// Orders two figures biggest first, or smallest first when `reversed`; an unknown
+/// figure goes last either way, since reversing is about the figures, not about
+/// whether they are known.
+fn by_figure(a: Option<f64>, b: Option<f64>, reversed: bool) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) if reversed => x.total_cmp(&y),
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// Names A to Z whatever their case (`alpha` before `Zeta`), then byte order so that
+/// names differing only in case still have a fixed order.
+fn by_name(a: &str, b: &str) -> Ordering {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .cmp(b.chars().flat_map(char::to_lowercase))
+        .then_with(|| a.cmp(b))
 }
 
 /// What the loop should do after an event.
@@ -194,16 +204,22 @@ impl AppState {
             .collect();
         rows.sort_by(|(a, ha), (b, hb)| {
             let o = match self.sort {
-                SortKey::Health => hb.cmp(ha),
-                k => k.natural(a, b),
+                // An idle model has no requests to judge: its health is unknown, so it
+                // stays last when the order is reversed, as an unknown figure does.
+                SortKey::Health => match (*ha == Health::Idle, *hb == Health::Idle) {
+                    (false, false) if self.reversed => ha.cmp(hb),
+                    (false, false) => hb.cmp(ha),
+                    (idle_a, idle_b) => idle_a.cmp(&idle_b),
+                },
+                SortKey::Name => Ordering::Equal,
+                k => by_figure(k.figure(a), k.figure(b), self.reversed),
             };
-            let o = if self.reversed { o.reverse() } else { o };
             o.then_with(|| {
-                let by_name = a.model.cmp(&b.model);
+                let o = by_name(&a.model, &b.model);
                 if self.reversed && self.sort == SortKey::Name {
-                    by_name.reverse()
+                    o.reverse()
                 } else {
-                    by_name
+                    o
                 }
             })
         });

@@ -182,8 +182,12 @@ impl Thresholds {
     }
 
     /// The worst of the model's breaches and of its alerts (a firing critical one is
-    /// red, anything else pending or firing yellow).
+    /// red, anything else pending or firing yellow). A model without requests in the
+    /// window is idle unless an alert of its is pending or firing: its silence colours
+    /// its last-seen figure only. A model may simply have no callers, and silent after
+    /// 30 s within a 60-s window would make every idle model a warning.
     pub fn health(&self, m: &ModelView, alerts: &AlertsView) -> Health {
+        let idle = m.stats.requests == 0;
         let alerted = alerts
             .active
             .iter()
@@ -198,12 +202,14 @@ impl Thresholds {
             .max();
         let worst = self
             .breaches(m, alerts)
-            .first()
+            .iter()
+            .filter(|b| !(idle && b.metric == Metric::Silent))
             .map(|b| b.level)
+            .max()
             .max(alerted);
         match worst {
             Some(h) => h,
-            None if m.stats.requests == 0 => Health::Idle,
+            None if idle => Health::Idle,
             None => Health::Ok,
         }
     }

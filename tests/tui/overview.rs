@@ -1,13 +1,15 @@
 //! The overview: one row per model, worst first, with the header above it; its sort,
 //! filter, narrow-terminal and no-colour/ASCII variants.
 
+use std::sync::Arc;
+
 use crossterm::event::KeyCode;
 use modelmon::live::Live;
 use modelmon::tui::app::{Screen, SortKey};
 use modelmon::tui::theme::Theme;
 use ratatui::style::Color;
 
-use super::fixtures::{alerts, fixture, fixture_view, measure, rollout_view, stats};
+use super::fixtures::{alert, alerts, fixture, fixture_view, measure, rollout_view, stats};
 use super::{app, colour, draw, press, row_of, screen, text};
 
 #[test]
@@ -29,10 +31,126 @@ fn overview_sorted_by_p95_and_reversed() {
     let s = screen(&view, &a, 160, 45);
     assert!(row_of(&s, "llm-chat") < row_of(&s, "resnet50"));
     insta::assert_snapshot!("overview_by_p95", s);
+    assert_last(&s, "embedder-v2");
     press(&mut a, &view, &[KeyCode::Char('r')]);
     let s = screen(&view, &a, 160, 45);
     assert!(row_of(&s, "resnet50") < row_of(&s, "llm-chat"));
+    // Reversing orders the figures; embedder-v2 has none (–) and stays last.
+    assert_last(&s, "embedder-v2");
     insta::assert_snapshot!("overview_by_p95_reversed", s);
+}
+
+/// `model` is the last model row on screen.
+fn assert_last(screen: &str, model: &str) {
+    for other in MODELS.iter().filter(|m| **m != model) {
+        assert!(
+            row_of(screen, other) < row_of(screen, model),
+            "{model} is not below {other}:\n{screen}"
+        );
+    }
+}
+
+const MODELS: [&str; 5] = [
+    "fraud-xgb",
+    "llm-chat",
+    "iris-classifier",
+    "embedder-v2",
+    "resnet50",
+];
+
+/// embedder-v2 had no request in the window: idle, not a warning, and below the
+/// healthy models; its stale last-seen figure alone is coloured.
+#[test]
+fn a_model_without_requests_is_idle_and_sorted_last() {
+    let view = fixture();
+    let mut a = app(colour());
+    let buf = draw(&view, &a, 160, 45);
+    let s = text(&buf);
+    let y = row_of(&s, "embedder-v2");
+    let line = s.lines().nth(y).unwrap_or_default();
+    assert!(line.starts_with("│○ embedder-v2"), "{line}");
+    assert_eq!(buf[(1, y as u16)].fg, Color::DarkGray, "idle is grey");
+    assert_last(&s, "embedder-v2");
+    // The SEEN cell (2m) is yellow: it has been silent for longer than 30 s.
+    let x = line.find(" 2m ").expect("its last seen") + 1;
+    let x = line[..x].chars().count() as u16;
+    assert_eq!(buf[(x, y as u16)].symbol(), "2");
+    assert_eq!(buf[(x, y as u16)].fg, Color::Yellow);
+    // Health reversed: best first, and idle, which has no health to judge, still last.
+    press(&mut a, &view, &[KeyCode::Char('r')]);
+    let s = screen(&view, &a, 160, 45);
+    assert!(row_of(&s, "fraud-xgb") < row_of(&s, "llm-chat"), "{s}");
+    assert_last(&s, "embedder-v2");
+
+    // An alert of its own, here its traffic gone, makes it a warning again.
+    let mut dropped = (*view.alerts).clone();
+    dropped.active.push(alert(
+        "traffic_drop",
+        "embedder-v2",
+        "qps",
+        "warning",
+        "firing",
+        Some(0.0),
+        1.0,
+        60,
+    ));
+    let mut alerted = view.clone();
+    alerted.alerts = Arc::new(dropped);
+    let s = screen(&alerted, &app(colour()), 160, 45);
+    let line = s.lines().nth(row_of(&s, "embedder-v2")).unwrap_or_default();
+    assert!(line.starts_with("│▲ embedder-v2"), "{line}");
+    assert!(row_of(&s, "embedder-v2") < row_of(&s, "fraud-xgb"), "{s}");
+}
+
+/// Names sort A to Z whatever their case, reversed Z to A.
+#[test]
+fn the_name_sort_ignores_case() {
+    let mut view = fixture_view();
+    let names = [
+        "Zeta-gpt",
+        "alpha-bert",
+        "beta-vit",
+        "Alpha-bert",
+        "embedder-v2",
+    ];
+    for (m, name) in view.models.iter_mut().zip(names) {
+        name.clone_into(&mut m.model);
+    }
+    let view = Live::from(view);
+    let mut a = app(colour());
+    press(&mut a, &view, &[KeyCode::Char('s')]);
+    assert_eq!(a.sort, SortKey::Name);
+    let s = screen(&view, &a, 160, 45);
+    let order = |s: &str| {
+        let mut rows: Vec<(usize, &str)> = names.iter().map(|n| (row_of(s, n), *n)).collect();
+        rows.sort_unstable();
+        rows.into_iter().map(|(_, n)| n).collect::<Vec<_>>()
+    };
+    // Names equal but for case keep a fixed order: capitals first, as bytes go.
+    assert_eq!(
+        order(&s),
+        [
+            "Alpha-bert",
+            "alpha-bert",
+            "beta-vit",
+            "embedder-v2",
+            "Zeta-gpt"
+        ],
+        "{s}"
+    );
+    press(&mut a, &view, &[KeyCode::Char('r')]);
+    let s = screen(&view, &a, 160, 45);
+    assert_eq!(
+        order(&s),
+        [
+            "Zeta-gpt",
+            "embedder-v2",
+            "beta-vit",
+            "alpha-bert",
+            "Alpha-bert"
+        ],
+        "{s}"
+    );
 }
 
 #[test]
