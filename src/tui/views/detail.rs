@@ -671,7 +671,8 @@ fn render_chart(
     frame.render_widget(chart, area);
 }
 
-/// An axis label in at most five characters.
+/// An axis label in at most five characters from 0.01 up; below 0.1 two significant
+/// digits, so a rare error rate (0.0034 %) is not labelled 0.00 over a drawn line.
 fn compact(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
@@ -679,8 +680,12 @@ fn compact(v: f64) -> String {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")
-    } else {
+    } else if v >= 0.1 || v <= 0.0 {
         format!("{v:.2}")
+    } else {
+        // The first significant digit is at decimal place -floor(log10 v); one more.
+        let places = (1.0 - v.log10().floor()).clamp(2.0, 12.0) as usize;
+        format!("{v:.places$}")
     }
 }
 
@@ -866,4 +871,24 @@ fn render_keyed(frame: &mut Frame, area: Rect, title: &str, items: &[KeyStats], 
     .block(Block::bordered().title(title.to_owned()))
     .style(Style::new());
     frame.render_widget(table, area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact;
+
+    #[test]
+    fn an_axis_top_below_a_tenth_keeps_two_significant_digits() {
+        // A rare error rate: a line is drawn, so its top is not 0.00.
+        assert_eq!(compact(0.0031 * 1.1), "0.0034");
+        assert_eq!(compact(0.05), "0.050");
+        assert_eq!(compact(0.099), "0.099");
+        assert_eq!(compact(0.000_012), "0.000012");
+        // At and above a tenth, as before.
+        assert_eq!(compact(0.1), "0.10");
+        assert_eq!(compact(1.0), "1.00");
+        assert_eq!(compact(42.34), "42.3");
+        assert_eq!(compact(480.0), "480");
+        assert_eq!(compact(12_400.0), "12k");
+    }
 }
