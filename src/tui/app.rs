@@ -507,13 +507,23 @@ impl AppState {
     }
 
     /// Next or previous model in overview order, wrapping, without leaving the detail view.
+    /// When the shown model has left the view, the first model is next and the last one
+    /// previous: there is no place in the order to step from.
     fn step_model(&mut self, view: &Live, by: isize) {
         let rows = self.rows(view);
-        if let Some(i) = self.selected_index(&rows) {
-            let n = rows.len() as isize;
-            let j = (i as isize + by).rem_euclid(n) as usize;
-            self.selected = Some(rows[j].model.clone());
-        }
+        let Some(last) = rows.len().checked_sub(1) else {
+            return;
+        };
+        let shown = self
+            .selected
+            .as_deref()
+            .and_then(|s| rows.iter().position(|m| m.model == s));
+        let j = match shown {
+            Some(i) => (i as isize + by).rem_euclid(rows.len() as isize) as usize,
+            None if by > 0 => 0,
+            None => last,
+        };
+        self.selected = Some(rows[j].model.clone());
     }
 
     /// Moves the overview selection, clamped to the rows, and scrolls it into sight.

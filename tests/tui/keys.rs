@@ -167,6 +167,31 @@ fn detail_steps_through_models_without_going_back_and_esc_returns() {
     );
 }
 
+/// The model on screen can leave the view (its traffic gone from the store): Tab then
+/// goes to the first model of the overview, Shift-Tab to the last.
+#[test]
+fn tab_after_the_shown_model_left_goes_to_the_first_model() {
+    let view = fixture();
+    let mut a = app(colour());
+    press(&mut a, &view, &[KeyCode::Down, KeyCode::Enter]);
+    let gone = a.selected.clone().expect("a model in the detail");
+    let mut rest = fixture_view();
+    rest.models.retain(|m| m.model != gone);
+    let rest = Live::new(rest, alerts());
+    assert!(
+        screen(&rest, &a, 160, 45).contains("no longer in the view"),
+        "{gone} is gone"
+    );
+    let order: Vec<String> = a.rows(&rest).iter().map(|m| m.model.clone()).collect();
+    press(&mut a, &rest, &[KeyCode::Tab]);
+    assert_eq!(a.selected.as_deref(), Some(order[0].as_str()));
+    let s = screen(&rest, &a, 160, 45);
+    assert!(s.contains(&format!(" {} ", order[0])), "{s}");
+    a.selected = Some(gone);
+    press(&mut a, &rest, &[KeyCode::BackTab]);
+    assert_eq!(a.selected.as_deref(), order.last().map(String::as_str));
+}
+
 #[test]
 fn pause_freezes_the_shown_view_while_new_views_arrive() {
     let first = fixture();

@@ -153,6 +153,27 @@ fn the_name_sort_ignores_case() {
     );
 }
 
+/// A terminal a line or two high, or none at all (a pane squeezed in tmux, a resize
+/// under way), shows what fits of every screen rather than panicking.
+#[test]
+fn a_terminal_a_few_lines_high_draws_every_screen() {
+    let view = fixture();
+    for screen_to in [Screen::Overview, Screen::Detail, Screen::Alerts] {
+        for help in [false, true] {
+            let mut a = app(colour());
+            a.selected = Some("llm-chat".to_owned());
+            a.screen = screen_to;
+            a.help = help;
+            for (w, h) in [(80, 4), (80, 3), (80, 2), (80, 1), (80, 0), (10, 2), (1, 1)] {
+                let s = screen(&view, &a, w, h);
+                if (w, h) == (80, 2) && !help {
+                    assert!(s.starts_with("modelmon"), "{screen_to:?} at {w}x{h}:\n{s}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn overview_filtered_by_name() {
     let view = fixture();

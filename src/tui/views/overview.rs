@@ -213,6 +213,11 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     let block = Block::bordered().title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    // A terminal a few lines high leaves no line inside the border, and the cells below
+    // are written straight into the buffer, which has no line there to write to.
+    if inner.is_empty() {
+        return;
+    }
     if rows.is_empty() {
         let msg = if view.models.is_empty() {
             "no events yet: waiting for the first batch"
