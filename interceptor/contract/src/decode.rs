@@ -17,7 +17,8 @@ use crate::event::{Event, Source, SourceKind};
 use crate::json::{J, Reader, SyntaxError, is_ml_key};
 use crate::{
     MAX_AGE_US, MAX_BODY_BYTES, MAX_DURATION_US, MAX_EVENTS_PER_BATCH, MAX_FUTURE_US,
-    MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_ML_KEY_CHARS, MAX_MODEL_CHARS, MAX_TEXT_CHARS, VERSION,
+    MAX_METHOD_CHARS, MAX_ML_ENTRIES, MAX_ML_KEY_CHARS, MAX_MODEL_BYTES, MAX_MODEL_CHARS,
+    MAX_TEXT_CHARS, VERSION,
 };
 
 /// Why an event (or a whole body) was rejected. The `as_str` names are part of the
@@ -330,14 +331,20 @@ fn validate<'a>(
         return Err(reject(
             RejectReason::TsInFuture,
             m,
-            format!("`ts` is {} s in the future", (ts - now_us) / 1_000_000),
+            format!(
+                "`ts` is {} s in the future",
+                ts.saturating_sub(now_us) / 1_000_000
+            ),
         ));
     }
     if ts < now_us.saturating_sub(MAX_AGE_US) {
         return Err(reject(
             RejectReason::TsTooOld,
             m,
-            format!("`ts` is {} h old", (now_us - ts) / 3_600_000_000),
+            format!(
+                "`ts` is {} h old",
+                now_us.saturating_sub(ts) / 3_600_000_000
+            ),
         ));
     }
     let instance = text_field(take(&mut raw.instance), "instance", MAX_TEXT_CHARS, m)?;
@@ -392,7 +399,7 @@ fn validate<'a>(
 #[inline(always)]
 fn model_field(j: J<'_>) -> Result<Cow<'_, str>, Reject> {
     match j {
-        J::S(s) if s.is_clean(MAX_MODEL_CHARS) => Ok(s.text),
+        J::S(s) if s.text.len() <= MAX_MODEL_BYTES && s.is_clean(MAX_MODEL_CHARS) => Ok(s.text),
         j => model_field_any(j),
     }
 }
@@ -401,12 +408,12 @@ fn model_field(j: J<'_>) -> Result<Cow<'_, str>, Reject> {
 #[inline(never)]
 fn model_field_any(j: J<'_>) -> Result<Cow<'_, str>, Reject> {
     match j {
-        J::S(s) if s.is_clean(MAX_MODEL_CHARS) => Ok(s.text),
+        J::S(s) if s.text.len() <= MAX_MODEL_BYTES && s.is_clean(MAX_MODEL_CHARS) => Ok(s.text),
         J::S(s) => Err(reject(
             RejectReason::BadModel,
             None,
             format!(
-                "model {:?} is empty, over {MAX_MODEL_CHARS} characters, or has control characters",
+                "model {:?} is empty, over {MAX_MODEL_CHARS} characters or {MAX_MODEL_BYTES} bytes, or has control characters",
                 truncate(&s.text)
             ),
         )),

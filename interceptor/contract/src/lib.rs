@@ -45,6 +45,9 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub const MAX_EVENTS_PER_BATCH: usize = 10_000;
 /// Longest model name, in characters.
 pub const MAX_MODEL_CHARS: usize = 128;
+/// Longest model name, in bytes of UTF-8: its routing key `events.<model>` is an AMQP
+/// short string, at most 255 bytes, and 128 characters can take up to 512.
+pub const MAX_MODEL_BYTES: usize = 255 - ROUTING_PREFIX.len();
 /// Longest route, instance, version or error string, in characters.
 pub const MAX_TEXT_CHARS: usize = 256;
 /// Longest HTTP method, in characters.
@@ -73,9 +76,10 @@ pub fn model_of_routing_key(key: &str) -> Option<&str> {
     key.strip_prefix(ROUTING_PREFIX).filter(|m| !m.is_empty())
 }
 
-/// Whether `s` is an acceptable model name: 1..=128 characters, none of them control characters.
+/// Whether `s` is an acceptable model name: 1..=128 characters and at most 248 bytes,
+/// none of them control characters.
 pub fn is_valid_model_name(s: &str) -> bool {
-    is_clean_text(s, MAX_MODEL_CHARS)
+    s.len() <= MAX_MODEL_BYTES && is_clean_text(s, MAX_MODEL_CHARS)
 }
 
 /// Whether `k` is an acceptable `ml` key: 1..=64 bytes of `[a-z0-9_]`.

@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    MAX_AGE_US, MAX_BODY_BYTES, MAX_FUTURE_US, MAX_MODEL_CHARS, MAX_TEXT_CHARS, VERSION,
-    is_clean_text, is_valid_model_name,
+    MAX_AGE_US, MAX_BODY_BYTES, MAX_FUTURE_US, MAX_MODEL_BYTES, MAX_MODEL_CHARS, MAX_TEXT_CHARS,
+    VERSION, is_clean_text, is_valid_model_name,
 };
 
 /// AMQP `type` property of a resources message.
@@ -648,6 +648,18 @@ impl<'a> Obj<'a> {
                     EntryReason::BadText => (EntryReason::BadModel, detail),
                     other => (other, detail),
                 })?;
+        if let Some(m) = model.as_deref()
+            && m.len() > MAX_MODEL_BYTES
+        {
+            return Err((
+                EntryReason::BadModel,
+                format!(
+                    "`{}{name}` is {} bytes long, over {MAX_MODEL_BYTES}",
+                    self.prefix,
+                    m.len()
+                ),
+            ));
+        }
         debug_assert!(model.as_deref().is_none_or(is_valid_model_name));
         Ok(model)
     }
@@ -908,6 +920,20 @@ mod tests {
         assert!(minimal["agent"].get("pid").is_none());
         assert!(v["containers"][1].get("sample").is_none());
         assert!(v["containers"][1].get("model").is_none());
+    }
+
+    #[test]
+    fn a_container_model_is_bounded_in_bytes_like_an_events_model() {
+        let mut r = minimal();
+        let mut c = full().containers[0].clone();
+        c.model = Some("é".repeat(124));
+        r.containers = vec![c.clone()];
+        c.model = Some("é".repeat(125));
+        r.containers.push(c);
+        let d = decode(&r.to_json()).expect("valid");
+        assert_eq!(d.resources.containers.len(), 1);
+        let reasons: Vec<EntryReason> = d.rejects.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, vec![EntryReason::BadModel]);
     }
 
     #[test]

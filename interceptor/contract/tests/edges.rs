@@ -196,3 +196,45 @@ fn the_first_bad_ml_entry_is_the_one_named_its_key_before_its_value() {
     let d = decode_batch(&body, Some("iris"), NOW).expect("a batch");
     assert_eq!(d.events[0].ml, vec![("ab".into(), 2.0), ("c".into(), 3.5)]);
 }
+
+#[test]
+fn a_ts_at_the_end_of_the_integers_is_rejected_with_a_readable_age() {
+    let cases = [
+        ("-9223372036854775808", "ts_too_old"),
+        ("9223372036854775807", "ts_in_future"),
+    ];
+    for (ts, want) in cases {
+        let body = batch(&event(&[("ts", ts)]));
+        let d = decode_batch(&body, Some("iris"), NOW).expect("a batch");
+        let r = d
+            .rejects
+            .first()
+            .unwrap_or_else(|| panic!("ts {ts} accepted"));
+        assert_eq!(r.reason.as_str(), want);
+        assert!(!r.detail.contains('-'), "ts {ts}: {}", r.detail);
+    }
+}
+
+#[test]
+fn a_model_name_is_bounded_in_bytes_so_its_routing_key_fits_amqp() {
+    // `events.<model>` is an AMQP short string (255 bytes): 248 bytes of name at most,
+    // whatever its character count.
+    for (model, ok) in [
+        ("é".repeat(124), true),
+        ("é".repeat(125), false),
+        ("模".repeat(82), true),
+        ("模".repeat(83), false),
+        ("m".repeat(128), true),
+    ] {
+        assert_eq!(
+            modelmon_contract::is_valid_model_name(&model),
+            ok,
+            "{model}"
+        );
+        assert!(!ok || modelmon_contract::routing_key(&model).len() <= 255);
+        let body = batch(&event(&[("model", &format!("{model:?}"))]));
+        let d = decode_batch(&body, None, NOW).expect("a batch");
+        let reason = d.rejects.first().map(|r| r.reason.as_str());
+        assert_eq!(reason, (!ok).then_some("bad_model"), "{model}");
+    }
+}

@@ -7,7 +7,9 @@ pub enum ConfigError {
     BadRoute { pattern: String, why: String },
     #[error("--upstream {url:?}: {why}")]
     BadUpstream { url: String, why: String },
-    #[error("--model {0:?}: a model name is 1 to 128 characters, none of them control characters")]
+    #[error(
+        "--model {0:?}: a model name is 1 to 128 characters and at most 248 bytes, none of them control characters"
+    )]
     BadModel(String),
     #[error("--model is required unless --model-from-path names the model")]
     MissingModel,

@@ -21,7 +21,9 @@ pub struct Config {
     pub instance: String,
     /// A batch is sent when it holds this many events (capped at the contract's 10 000).
     pub max_batch_events: usize,
-    /// ... or when its oldest event is this old.
+    /// ... or when its oldest event is this old. The queue is looked at every fifth of
+    /// this (1 to 50 ms) while events arrive, and less often, up to every 50 ms, while
+    /// none do: after an idle spell the first event may wait that long.
     pub max_batch_delay: Duration,
     /// Events waiting for the broker; beyond this they are dropped and counted.
     pub buffer_events: usize,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_lite::{Stream, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
 };
@@ -46,6 +47,11 @@ pub(crate) struct Sent {
     pub id: u64,
     /// It is its model's probe (see `held`).
     pub probe: bool,
+    /// It was unconfirmed when the broker closed the channel over a message it refused
+    /// (a topic permission, say): maybe the culprit, so it next goes out alone.
+    pub suspect: bool,
+    /// Times the broker closed the channel over it while it was alone in flight.
+    pub refusals: u32,
 }
 
 /// A message sent but not confirmed yet, kept while the broker blocks the connection.
@@ -84,11 +90,20 @@ impl Link {
             config.instance,
             std::process::id()
         );
+        // Checked before connecting: a value AMQP cannot carry fails the same way on every
+        // attempt, and lapin's conversion would panic the publishing thread.
+        let app_id =
+            ShortString::try_new(config.app_id.as_str()).map_err(|_| PublishError::TooLong {
+                what: "app_id",
+                bytes: config.app_id.len(),
+            })?;
         let props = ConnectionProperties::default()
             .with_connection_name(name.into())
             .with_client_property("product".into(), "modelmon-publisher".into())
             .with_client_property("version".into(), env!("CARGO_PKG_VERSION").into());
-        let connection = Connection::connect(url, props).await?;
+        let connection = Connection::connect(url, props)
+            .await
+            .map_err(PublishError::Open)?;
         // Subscribe before anything else so a block sent right after the handshake is seen.
         let events = Box::pin(connection.events_listener());
         let channel = connection.create_channel().await?;
@@ -99,7 +114,7 @@ impl Link {
         let properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
             .with_type(MESSAGE_TYPE.into())
-            .with_app_id(config.app_id.as_str().into())
+            .with_app_id(app_id)
             .with_delivery_mode(if config.persistent { 2 } else { 1 });
         Ok(Link {
             connection,
@@ -124,18 +139,31 @@ impl Link {
     /// every publisher's messages, so a monitor can tell a message delivered again (the
     /// broker's redelivery after losing the monitor's connection, or our copy after
     /// losing ours, see [`Sent`]) from a new one.
-    pub fn publish(&self, model: &str, body: Arc<Vec<u8>>, run: u64, id: u64) -> Sending {
+    ///
+    /// A routing key over AMQP's 255 bytes is refused here, before anything is written.
+    pub fn publish(
+        &self,
+        model: &str,
+        body: Arc<Vec<u8>>,
+        run: u64,
+        id: u64,
+    ) -> Result<Sending, PublishError> {
+        let key = routing_key(model);
+        let bytes = key.len();
+        let routing_key = ShortString::try_new(key).map_err(|_| PublishError::TooLong {
+            what: "routing key",
+            bytes,
+        })?;
         let channel = self.channel.clone();
-        let routing_key = routing_key(model);
         let properties = self
             .properties
             .clone()
             .with_message_id(format!("{run:016x}-{id}").into());
-        Box::pin(async move {
+        Ok(Box::pin(async move {
             channel
                 .basic_publish(
                     EXCHANGE.into(),
-                    routing_key.into(),
+                    routing_key,
                     BasicPublishOptions {
                         mandatory: true,
                         ..BasicPublishOptions::default()
@@ -144,7 +172,7 @@ impl Link {
                     properties,
                 )
                 .await
-        })
+        }))
     }
 
     /// The next thing the broker said about the connection; pends forever if nothing.

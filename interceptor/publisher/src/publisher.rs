@@ -96,7 +96,15 @@ impl Publisher {
     /// Blocks the calling thread until then: from async code, call it via `spawn_blocking`.
     pub fn flush(&self, timeout: Duration) -> bool {
         let (tx, rx) = sync_channel(1);
-        if self.inner.commands.send(Command::Flush(tx)).is_err() {
+        // The worker forgets a waiter once this call has given up on it: flushes with a
+        // timeout during a long outage would otherwise pile up until the broker is back.
+        let until = std::time::Instant::now().checked_add(timeout);
+        if self
+            .inner
+            .commands
+            .send(Command::Flush { reply: tx, until })
+            .is_err()
+        {
             return false;
         }
         rx.recv_timeout(timeout).unwrap_or(false)

@@ -30,9 +30,17 @@ const MAX_DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// publisher never waits long after it is back.
 const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// A message the broker refuses this many times, each time alone in flight, is dropped:
+/// its refusal (a topic permission, say) will not change by sending it again, and every
+/// try costs a new connection.
+const MAX_REFUSALS: u32 = 3;
 
 pub(crate) enum Command {
-    Flush(SyncSender<bool>),
+    /// `until`: when the caller stops waiting (`None`: never).
+    Flush {
+        reply: SyncSender<bool>,
+        until: Option<std::time::Instant>,
+    },
     Shutdown {
         timeout: Duration,
         done: SyncSender<()>,
@@ -50,6 +58,10 @@ pub(crate) struct Worker {
     /// thread once per event, a context switch on every request of the host app.
     drain_at: Instant,
     drain_every: Duration,
+    /// The interval in use: `drain_every` while events arrive, growing to
+    /// `MAX_DRAIN_EVERY` while none do, so that a short batch delay costs no wake-ups
+    /// when the app is idle.
+    drain_now_every: Duration,
     pending: Pending,
     buf: Vec<Event<'static>>,
     link: Option<Link>,
@@ -58,6 +70,8 @@ pub(crate) struct Worker {
     node: usize,
     backoff: Backoff,
     retry_at: Instant,
+    /// When the current link was opened.
+    connected_at: Instant,
     /// Part of `shared.dropped` already reported in a confirmed batch.
     reported_dropped: u64,
     /// Sent on the current link before the broker blocked it, awaiting their confirms.
@@ -76,7 +90,7 @@ pub(crate) struct Worker {
     /// hands a returned message to whichever confirm it resolves next, not always the
     /// returned message's own.
     returned_ids: HashSet<u64>,
-    flush_waiters: Vec<SyncSender<bool>>,
+    flush_waiters: Vec<(SyncSender<bool>, Option<std::time::Instant>)>,
 }
 
 impl Worker {
@@ -101,6 +115,7 @@ impl Worker {
             events_open: true,
             drain_at: Instant::now(),
             drain_every,
+            drain_now_every: drain_every,
             pending: Pending::default(),
             buf: Vec::new(),
             link: None,
@@ -111,6 +126,7 @@ impl Worker {
             node: 0,
             backoff: Backoff::new(RECONNECT_FIRST, RECONNECT_MAX, seed),
             retry_at: Instant::now(),
+            connected_at: Instant::now(),
             reported_dropped: 0,
             unconfirmed: Vec::new(),
             resend: Vec::new(),
@@ -167,9 +183,9 @@ impl Worker {
                 .map(Instant::from_std);
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::Flush(reply)) => {
+                    Some(Command::Flush { reply, until }) => {
                         self.drain_queue();
-                        self.flush_waiters.push(reply);
+                        self.flush_waiters.push((reply, until));
                         if self.ready() && !self.idle() {
                             self.publish(Instant::now() + CONFIRM_TIMEOUT).await;
                         }
@@ -264,25 +280,51 @@ impl Worker {
             }
         }
         let full = self.buf.len() >= room;
+        self.drain_now_every = if self.buf.is_empty() {
+            (self.drain_now_every * 2).min(MAX_DRAIN_EVERY.max(self.drain_every))
+        } else {
+            self.drain_every
+        };
         self.take_buf();
         self.drain_at = if full {
             Instant::now()
         } else {
-            Instant::now() + self.drain_every
+            Instant::now() + self.drain_now_every
         };
     }
 
     /// Everything queued so far, regardless of the batch size: a flush covers all of it.
+    /// Within the buffer all the same (plus a batch, as [`Worker::drain_some`] allows):
+    /// flushes during a long outage would otherwise pile everything recorded meanwhile
+    /// up in `pending`. What finds no room is dropped and counted, as `record` does.
     fn drain_queue(&mut self) {
+        self.tend_held();
+        let resend: usize = self.resend.iter().map(|s| s.group.events.len()).sum();
+        let unconfirmed: usize = self
+            .unconfirmed
+            .iter()
+            .map(|u| u.sent.group.events.len())
+            .sum();
+        let waiting = self.pending.len() + resend + unconfirmed + self.held.len();
+        let room = (self.buffer_events + self.config.max_batch_events).saturating_sub(waiting);
+        let mut excess = 0;
         while let Ok(ev) = self.events.try_recv() {
-            self.buf.push(ev);
+            if self.buf.len() < room {
+                self.buf.push(ev);
+            } else {
+                excess += 1;
+            }
         }
+        Shared::add(&self.shared.dropped, excess);
         self.take_buf();
     }
 
     fn answer_flushes(&mut self) {
+        let now = std::time::Instant::now();
+        self.flush_waiters
+            .retain(|(_, until)| until.is_none_or(|t| t > now));
         if self.idle() {
-            for w in self.flush_waiters.drain(..) {
+            for (w, _) in self.flush_waiters.drain(..) {
                 let _ = w.try_send(true);
             }
         }
@@ -302,7 +344,10 @@ impl Worker {
                     self.shared.set_node(&self.nodes[i]);
                     self.shared.set_blocked(link.is_blocked());
                     self.link = Some(link);
-                    self.backoff.reset();
+                    // The backoff is reset by a confirm on this link, not by the
+                    // connection alone: a broker that accepts connections and then
+                    // closes every channel must not be reconnected to in a tight loop.
+                    self.connected_at = Instant::now();
                     self.held.connected(std::time::Instant::now());
                     Shared::add(&self.shared.connections, 1);
                     self.shared.set_state(BrokerState::Connected);
@@ -341,6 +386,11 @@ impl Worker {
         }
         // The node just lost is the one least likely to answer: start with the next.
         self.node = (self.node + 1) % self.nodes.len();
+        // A link that lasted was a working one, even if it had nothing to confirm: the
+        // broker is back to be reconnected to at once.
+        if self.connected_at.elapsed() >= RECONNECT_MAX {
+            self.backoff.reset();
+        }
         self.retry_at = Instant::now() + self.backoff.next_delay();
     }
 
@@ -362,11 +412,24 @@ impl Worker {
         // drop counts they carry, and those of the messages a lost link left to send
         // again, must not go out in new bodies too.
         let mut in_flight = std::mem::take(&mut self.unconfirmed);
-        let again = std::mem::take(&mut self.resend);
+        let mut again = std::mem::take(&mut self.resend);
+        // After the broker closed a channel over one message it refused, the messages
+        // that were in flight go out one at a time, until the culprit is known: it is the
+        // one refused while alone. The others wait their turn, and nothing new goes out.
+        let alone = in_flight.is_empty()
+            && match again.iter().position(|s| s.suspect) {
+                Some(i) => {
+                    let suspect = again.remove(i);
+                    self.resend = std::mem::replace(&mut again, vec![suspect]);
+                    true
+                }
+                None => false,
+            };
         let claimed: u64 = in_flight
             .iter()
             .map(|u| &u.sent)
             .chain(&again)
+            .chain(&self.resend)
             .map(|s| s.dropped)
             .sum();
         let mut carry = self
@@ -378,14 +441,21 @@ impl Worker {
         // nobody watches it, is let go) instead of coming back again.
         let mut routed = Vec::new();
         let mut probes = Vec::new();
-        for group in self.pending.take(self.config.max_batch_events) {
+        let taken = if alone {
+            Vec::new()
+        } else {
+            self.pending.take(self.config.max_batch_events)
+        };
+        for group in taken {
             if self.held.is_unrouted(&group.model) {
                 probes.extend(self.held.withhold(group, now, &mut let_go));
             } else {
                 routed.push(group);
             }
         }
-        probes.extend(self.held.probes(now));
+        if !alone {
+            probes.extend(self.held.probes(now));
+        }
         let mut encoded: Vec<Encoded> = Vec::new();
         let mut unsendable = 0;
         // Probes last: the drop count rides in the first body, which should be one
@@ -412,25 +482,41 @@ impl Worker {
                     dropped: msg.dropped,
                     id: self.next_id - 1,
                     probe: i >= first_probe,
+                    suspect: false,
+                    refusals: 0,
                 }
             })
             .collect();
         let mut error: Option<PublishError> = None;
+        // The broker closed the channel over a message it refused.
+        let mut refused = false;
         for sent in again.into_iter().chain(fresh) {
             if error.is_some() {
                 self.resend.push(sent);
                 continue;
             }
             let body = Arc::clone(&sent.body);
-            let mut sending = link.publish(&sent.group.model, body, self.run, sent.id);
+            let mut sending = match link.publish(&sent.group.model, body, self.run, sent.id) {
+                Ok(sending) => sending,
+                Err(e) => {
+                    // No routing key can carry this model: no retry would send it.
+                    Shared::add(&self.shared.dropped, sent.group.events.len() as u64);
+                    if sent.probe {
+                        self.held.probe_failed(&sent.group.model);
+                    }
+                    self.shared.set_error(&e);
+                    continue;
+                }
+            };
             match timeout_at(deadline, &mut sending).await {
                 Ok(Ok(confirm)) => in_flight.push(Unconfirmed {
                     sent,
                     confirm: Box::pin(confirm),
                 }),
                 Ok(Err(e)) => {
+                    refused |= refused_by_channel(&e);
                     error = Some(e.into());
-                    self.resend.push(sent);
+                    refuse_or_resend(&mut self.resend, &self.shared, sent, alone && refused);
                 }
                 Err(_) => {
                     error = Some(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
@@ -465,11 +551,12 @@ impl Worker {
                     settled.push((msg.sent, ack));
                 }
                 Ok(Err(e)) => {
+                    refused |= refused_by_channel(&e);
                     error.get_or_insert(e.into());
                     if msg.sent.probe {
                         self.held.probe_failed(&msg.sent.group.model);
                     }
-                    self.resend.push(msg.sent);
+                    refuse_or_resend(&mut self.resend, &self.shared, msg.sent, alone && refused);
                 }
                 Err(_) => {
                     error.get_or_insert(PublishError::ConfirmTimeout(CONFIRM_TIMEOUT));
@@ -478,6 +565,10 @@ impl Worker {
             }
         }
         let now = std::time::Instant::now();
+        if !settled.is_empty() {
+            // The broker answers on this link: the next outage starts from short delays.
+            self.backoff.reset();
+        }
         for (msg, ack) in settled {
             let n = msg.group.events.len() as u64;
             let returned = self.returned_ids.remove(&msg.id);
@@ -513,6 +604,12 @@ impl Worker {
             self.unconfirmed = late;
         } else {
             self.resend.extend(late.into_iter().map(|u| u.sent));
+        }
+        if refused && !alone {
+            // Any of the messages that were in flight may be the one refused.
+            for sent in &mut self.resend {
+                sent.suspect = true;
+            }
         }
         if let Some(e) = error {
             if blocked {
@@ -578,7 +675,7 @@ impl Worker {
         self.pending = Pending::default();
         self.unconfirmed.clear();
         self.resend.clear();
-        for w in self.flush_waiters.drain(..) {
+        for (w, _) in self.flush_waiters.drain(..) {
             let _ = w.try_send(delivered);
         }
         if let Some(link) = self.link.take() {
@@ -586,6 +683,29 @@ impl Worker {
         }
         self.shared.set_state(BrokerState::Down);
     }
+}
+
+/// Puts a message the link failed to confirm back to be sent again, unless the broker
+/// refused it (`refused`: it closed the channel while the message was alone in flight)
+/// too often: then it is dropped and counted, and the drop count it carried goes out in
+/// another message.
+fn refuse_or_resend(resend: &mut Vec<Sent>, shared: &Shared, mut sent: Sent, refused: bool) {
+    if refused {
+        sent.refusals += 1;
+        if sent.refusals >= MAX_REFUSALS {
+            Shared::add(&shared.dropped, sent.group.events.len() as u64);
+            return;
+        }
+    }
+    resend.push(sent);
+}
+
+/// The broker closed the channel over what was sent on it (a soft error such as
+/// `ACCESS_REFUSED` for a topic permission, `NOT_FOUND` for a missing exchange), which
+/// the connection survives; unlike a connection error, it may be the message's fault.
+fn refused_by_channel(e: &lapin::Error) -> bool {
+    use lapin::protocol::AMQPErrorKind;
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(_)))
 }
 
 async fn next_link_event(link: Option<&mut Link>) -> LinkEvent {

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use modelmon_contract::{CONTENT_TYPE, MESSAGE_TYPE, SourceKind, decode_batch};
-use modelmon_publisher::{BrokerState, Config, Publisher};
+use modelmon_publisher::{BrokerState, Config, FailureKind, Publisher};
 use support::private_node::PrivateNode;
 use support::{Sink, event, now_us, unique};
 
@@ -226,6 +226,113 @@ fn an_unreachable_broker_never_blocks_record_and_drops_are_counted() {
     assert_eq!(s.state, BrokerState::Down);
     publisher.record(event("iris", 200));
     assert_eq!(publisher.stats().dropped, 10_002);
+}
+
+/// Flushes with a timeout while the broker is away, as an app's periodic flush does: each
+/// flush takes what is queued, and what the buffer cannot hold is dropped, not kept.
+#[test]
+fn flushes_during_an_outage_keep_the_publisher_within_its_buffer() {
+    const BUFFER: u64 = 100;
+    const BATCH: u64 = 10;
+    let publisher = Publisher::start(Config {
+        amqp_url: "amqp://127.0.0.1:1/%2f".into(),
+        buffer_events: BUFFER as usize,
+        max_batch_events: BATCH as usize,
+        ..config(&unique("pub-down-flush"))
+    });
+    for _ in 0..20 {
+        for _ in 0..100 {
+            publisher.record(event("iris", 200));
+        }
+        assert!(!publisher.flush(Duration::from_millis(50)));
+    }
+    let s = publisher.stats();
+    assert_eq!(s.recorded, 2000);
+    assert_eq!(s.published_events, 0);
+    // Waiting at most: the buffer and a batch taken from it, plus the queue in front of
+    // them (as long as the buffer) if the last flush had not reached the thread yet.
+    let waiting = s.recorded - s.dropped;
+    assert!(
+        waiting <= 2 * BUFFER + BATCH,
+        "{waiting} events kept for a broker that is away: {s:?}"
+    );
+    publisher.shutdown(Duration::from_millis(100));
+    let s = publisher.stats();
+    assert_eq!(s.dropped, s.recorded);
+}
+
+/// `app_id` goes out as an AMQP short string (255 bytes at most): one longer is a setting
+/// no connection can carry, reported in the stats, not a panic of the publishing thread.
+#[test]
+fn an_app_id_too_long_for_amqp_shows_in_stats() {
+    let publisher = Publisher::start(Config {
+        app_id: "modelmon-é".repeat(30),
+        ..config(&unique("pub-appid"))
+    });
+    publisher.record(event("iris", 200));
+    let end = Instant::now() + PATIENCE;
+    while publisher.stats().last_error.is_none() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = publisher.stats();
+    let error = s.last_error.clone().unwrap_or_default();
+    assert!(error.contains("app_id"), "{s:?}");
+    assert_ne!(s.state, BrokerState::Connected);
+    publisher.shutdown(Duration::from_millis(100));
+    let s = publisher.stats();
+    assert_eq!(
+        (s.recorded, s.dropped, s.state),
+        (1, 1, BrokerState::Down),
+        "the thread was alive to count it at shutdown"
+    );
+}
+
+/// A name within 128 characters can still be too long in bytes for its routing key
+/// (`events.` and 83 × 3 bytes is over AMQP's 255): such an event is dropped and counted,
+/// and the publisher goes on publishing. One byte shorter is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_name_too_long_in_bytes_is_dropped_and_publishing_goes_on() {
+    require!(Rabbitmq);
+    let sink = Sink::bind("events.#").await;
+    let instance = unique("pub-longname");
+    let model = unique("iris");
+    let longest = "模".repeat(82);
+    let publisher = Publisher::start(config(&instance));
+    publisher.record(event(&"模".repeat(83), 200));
+    for _ in 0..10 {
+        publisher.record(event(&model, 200));
+    }
+    publisher.record(event(&longest, 200));
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+    publisher.record(event(&model, 201));
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+
+    let s = publisher.stats();
+    assert_eq!(
+        (s.recorded, s.published_events, s.dropped, s.state),
+        (13, 12, 1, BrokerState::Connected),
+        "{s:?}"
+    );
+    let mut got = sink.collect(&instance, 3, PATIENCE).await;
+    got.extend(sink.drain(&instance, Duration::from_millis(300)).await);
+    let (mut statuses, mut reported, mut longest_events) = (Vec::new(), 0, 0);
+    for m in &got {
+        let routed = m.routing_key.strip_prefix("events.").expect("prefix");
+        let b = decode_batch(&m.body, Some(routed), now_us()).expect("decodes");
+        assert!(b.rejects.is_empty(), "{:?}", b.rejects);
+        reported += b.dropped;
+        if routed == longest {
+            longest_events += b.events.len();
+        } else {
+            assert_eq!(routed, model);
+            statuses.extend(b.events.iter().map(|e| e.status));
+        }
+    }
+    assert_eq!(statuses.len(), 11);
+    assert_eq!(statuses.last(), Some(&201), "events after it are published");
+    assert_eq!(longest_events, 1, "a 246-byte name is routed");
+    assert_eq!(reported, 1, "the drop is reported");
+    shut_down(publisher).await;
 }
 
 #[test]
@@ -671,6 +778,77 @@ async fn a_model_nobody_binds_costs_neither_memory_nor_a_flood_of_returns() {
         reported, s.dropped,
         "drops are reported; what nobody watched is not a drop"
     );
+
+    shut_down_on(publisher, node).await;
+}
+
+/// A topic permission on a node of our own refuses one model's routing key: the broker
+/// closes the channel over each message of it. That message is dropped and counted after
+/// a few tries; the other model's events are all delivered, the publisher does not
+/// reconnect in a loop, and the refusal is not reported as a refused login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_broker_refuses_is_dropped_and_the_others_are_delivered() {
+    require!(RabbitmqServer);
+    let node = tokio::task::spawn_blocking(PrivateNode::start)
+        .await
+        .expect("join");
+    let instance = unique("pub-refused");
+    let model = unique("iris");
+    let refused = unique("other");
+    let out = node.ctl(&[
+        "set_topic_permissions",
+        "-p",
+        "/",
+        "guest",
+        "modelmon",
+        &format!("^events\\.{model}$"),
+        ".*",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let sink = Sink::bind_at(&node.url, "events.#").await;
+    let publisher = Publisher::start(Config {
+        amqp_url: node.url.clone(),
+        ..config(&instance)
+    });
+    publisher.record(event(&refused, 200));
+    for _ in 0..50 {
+        publisher.record(event(&model, 200));
+    }
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+    // After the refusal: delivered, and carrying its drop count.
+    publisher.record(event(&model, 201));
+    assert!(flushed(&publisher).await, "{:?}", publisher.stats());
+
+    let s = publisher.stats();
+    assert_eq!(
+        (s.recorded, s.published_events, s.dropped),
+        (52, 51, 1),
+        "{s:?}"
+    );
+    // One connection per try of the refused message, and one to go on with.
+    assert!(s.connections <= 6, "{} connections", s.connections);
+    assert_eq!(s.last_error_kind, Some(FailureKind::Other), "{s:?}");
+
+    let mut got = sink
+        .collect(&instance, usize::MAX, Duration::from_secs(1))
+        .await;
+    got.extend(sink.drain(&instance, Duration::from_millis(300)).await);
+    // The broker may have routed a message whose confirm the closed channel lost: sent
+    // again under its id, it is counted once, as the monitor counts it.
+    let mut seen = std::collections::HashSet::new();
+    let (mut events, mut reported) = (0, 0);
+    for m in &got {
+        assert_eq!(m.routing_key, format!("events.{model}"));
+        let id = m.properties.message_id().clone().expect("an id");
+        if !seen.insert(id) {
+            continue;
+        }
+        let b = decode_batch(&m.body, Some(&model), now_us()).expect("decodes");
+        events += b.events.len();
+        reported += b.dropped;
+    }
+    assert_eq!(events, 51, "each of the other model's events arrives");
+    assert_eq!(reported, 1, "the refused event is reported as dropped");
 
     shut_down_on(publisher, node).await;
 }

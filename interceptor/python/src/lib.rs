@@ -332,7 +332,8 @@ fn rust_decode<'py>(
     }
 }
 
-/// Whether `s` may name a model (1..=128 characters, no control character): the
+/// Whether `s` may name a model (1..=128 characters and at most 248 bytes, no control
+/// character): the
 /// contract's own rule, for the settings and for a model taken from a path parameter.
 /// A string that is not valid UTF-8 (a lone surrogate, as an undecodable environment
 /// variable holds) cannot go on the wire: not a name, rather than an exception.
@@ -363,6 +364,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CONTENT_TYPE", modelmon_contract::CONTENT_TYPE)?;
     m.add("ROUTING_PREFIX", modelmon_contract::ROUTING_PREFIX)?;
     m.add("MAX_MODEL_CHARS", modelmon_contract::MAX_MODEL_CHARS)?;
+    m.add("MAX_MODEL_BYTES", modelmon_contract::MAX_MODEL_BYTES)?;
     m.add("MAX_TEXT_CHARS", MAX_TEXT_CHARS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -53,6 +53,8 @@ def test_contract_names_and_limits_are_the_documented_ones():
     )
     assert _core.ROUTING_PREFIX == "events."
     assert (_core.MAX_MODEL_CHARS, _core.MAX_TEXT_CHARS) == (128, 256)
+    # `events.<model>` must fit an AMQP short string of 255 bytes.
+    assert _core.MAX_MODEL_BYTES == 255 - len(_core.ROUTING_PREFIX) == 248
 
 
 @pytest.mark.parametrize(
@@ -60,7 +62,9 @@ def test_contract_names_and_limits_are_the_documented_ones():
     [
         ("iris", True),
         ("m" * 128, True),
-        ("é" * 128, True),  # characters, not bytes
+        ("é" * 124, True),  # 248 bytes: the routing key's limit
+        ("é" * 125, False),  # 125 characters, but 250 bytes
+        ("模" * 83, False),
         ("m" * 129, False),
         ("", False),
         ("a\nb", False),
@@ -71,4 +75,6 @@ def test_contract_names_and_limits_are_the_documented_ones():
 )
 def test_model_names_follow_the_contract(name, valid):
     assert _core.is_valid_model_name(name) is valid
-    assert _core.is_clean_text(name, _core.MAX_MODEL_CHARS) is valid
+    # The text rule counts characters; only a model name is bounded in bytes too.
+    over_bytes = len(name.encode("utf-8", "surrogatepass")) > _core.MAX_MODEL_BYTES
+    assert _core.is_clean_text(name, _core.MAX_MODEL_CHARS) is (valid or over_bytes)

@@ -9,6 +9,7 @@ from typing import Any, final
 __all__ = [
     "CONTENT_TYPE",
     "EXCHANGE",
+    "MAX_MODEL_BYTES",
     "MAX_MODEL_CHARS",
     "MAX_TEXT_CHARS",
     "MESSAGE_TYPE",
@@ -28,6 +29,7 @@ MESSAGE_TYPE: str
 CONTENT_TYPE: str
 ROUTING_PREFIX: str
 MAX_MODEL_CHARS: int
+MAX_MODEL_BYTES: int
 MAX_TEXT_CHARS: int
 
 @final
@@ -116,8 +118,9 @@ def rust_decode(
     one ``"reason: sentence"`` per rejected event. For tests."""
 
 def is_valid_model_name(s: str) -> bool:
-    """Whether ``s`` may name a model: 1..=128 characters, no control character (False
-    for a string that is not valid UTF-8, such as one with a lone surrogate)."""
+    """Whether ``s`` may name a model: 1..=128 characters and at most 248 bytes of UTF-8
+    (its routing key must fit AMQP's 255), no control character (False for a string that
+    is not valid UTF-8, such as one with a lone surrogate)."""
 
 def is_clean_text(s: str, max_chars: int) -> bool:
     """Whether ``s`` is 1..=``max_chars`` characters with no control character (False for a

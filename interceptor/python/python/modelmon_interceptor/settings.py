@@ -183,7 +183,9 @@ class Settings:
         env = os.environ
         model = model or env.get("MODELMON_MODEL") or "default"
         if not is_valid_model_name(model):
-            raise ValueError(f"modelmon: model name {model!r} must be 1..128 characters, no control characters")
+            raise ValueError(
+                f"modelmon: model name {model!r} must be 1..128 characters and at most 248 bytes, no control characters"
+            )
         version = version or env.get("MODELMON_MODEL_VERSION") or None
         if version is not None and not is_clean_text(version, MAX_TEXT_CHARS):
             raise ValueError(f"modelmon: version {version!r} must be 1..256 characters, no control characters")
