@@ -218,14 +218,21 @@ impl Cli {
         if self.no_alerts {
             cfg.alerts.enabled = false;
         }
-        if let Some(d) = &self.snapshot_dir {
-            cfg.history.snapshot_dir = Some(d.clone());
+        match &self.snapshot_dir {
+            Some(d) => cfg.history.snapshot_dir = Some(d.clone()),
+            // A config file names the real monitor's directory: simulated traffic there
+            // would mix into its history and alerts, or load them into the demo.
+            None if self.demo => {
+                cfg.history.snapshot_dir = cfg.history.snapshot_dir.take().map(|d| d.join("demo"));
+            }
+            None => {}
         }
         if let Some(f) = &self.token_file {
             cfg.web.token_file = Some(f.clone());
         }
         cfg.history.keys_in_views = self.range.is_some();
-        cfg.validate(path.as_deref())?;
+        cfg.validate(path.as_deref())
+            .map_err(|e| self.blame_the_command_line(e))?;
         if self.interval < Duration::from_millis(50) {
             return Err(ConfigError::Invalid {
                 key: "--interval",
@@ -234,6 +241,37 @@ impl Cli {
             });
         }
         Ok(cfg)
+    }
+}
+
+impl Cli {
+    /// The file was valid on its own (`Config::load` checked it): a value refused now
+    /// came from the command line or the environment, and the message names that.
+    fn blame_the_command_line(&self, e: ConfigError) -> ConfigError {
+        let ConfigError::Invalid { key, path, message } = e else {
+            return e;
+        };
+        let given = match key {
+            "store.window" if self.window.is_some() => Some("--window"),
+            "amqp.models" if !self.models.is_empty() => Some("--models"),
+            "amqp.url" => self.amqp.as_deref().map(|url| {
+                let from_env = std::env::var("MODELMON_AMQP_URL").is_ok_and(|v| v == url);
+                if from_env {
+                    "MODELMON_AMQP_URL"
+                } else {
+                    "--amqp"
+                }
+            }),
+            _ => None,
+        };
+        match given {
+            Some(flag) => ConfigError::Invalid {
+                key: flag,
+                path: None,
+                message,
+            },
+            None => ConfigError::Invalid { key, path, message },
+        }
     }
 }
 

@@ -83,8 +83,8 @@ impl Snapshots {
 }
 
 /// The snapshot directory: `[history] snapshot_dir`, else the state directory's.
-/// Simulated traffic must never mix into the real history: by default the demo keeps
-/// its own.
+/// Simulated traffic must never mix into the real history: the demo keeps its own
+/// `demo/` beside it (for a directory from the config file, `Cli::resolve` adds it).
 pub fn snapshot_dir(cfg: &Config, demo: bool) -> Option<std::path::PathBuf> {
     let default = || persist::default_dir().map(|d| if demo { d.join("demo") } else { d });
     cfg.history.snapshot_dir.clone().or_else(default)

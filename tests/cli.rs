@@ -49,7 +49,35 @@ fn a_bad_value_exits_2_naming_the_key() {
     assert!(err.contains("store.window"), "{err}");
     let (code, _, err) = run(&["--amqp", "http://nope", "--batch"]);
     assert_eq!(code, 2);
-    assert!(err.contains("amqp.url"), "{err}");
+    assert!(err.contains("`--amqp`"), "{err}");
+}
+
+/// A valid file and a bad value on the command line or in the environment: the message
+/// names the flag or the variable, not the file that never held the value.
+#[test]
+fn a_bad_value_from_the_command_line_names_the_flag_not_the_file() {
+    let f = temp_config("[store]\nwindow = \"30s\"\n");
+    let path = f.path().to_str().expect("utf-8");
+    let (code, _, err) = run(&["--config", path, "--window", "2h", "--batch"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("invalid value for `--window`") && err.contains("between 1s and 1h"),
+        "{err}"
+    );
+    assert!(!err.contains(path), "the file is not at fault: {err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .args(["--config", path, "--batch", "--iterations", "1"])
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .env("MODELMON_AMQP_URL", "http://nope")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value for `MODELMON_AMQP_URL`") && !err.contains(path),
+        "{err}"
+    );
 }
 
 #[test]

@@ -417,6 +417,64 @@ fn batch_lines_carry_each_models_figures_over_the_chosen_range() {
     }
 }
 
+/// The monitor's own config names its snapshot directory; `--demo` run on that config
+/// (no `--snapshot-dir`) keeps its simulated history and alerts in `demo/` inside it, and
+/// `--demo report` reads them there.
+#[test]
+fn the_demo_never_writes_into_the_configured_snapshot_directory() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let real = root.path().join("real");
+    let config = root.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[history]\nsnapshot_dir = {:?}\n\n[alerts.baseline]\nlearn = \"1m\"\n\
+             skip_recent = \"0s\"\nmin_history = \"1m\"\n",
+            real.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let demo = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+            .env_remove("MODELMON_AMQP_URL")
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .env("XDG_STATE_HOME", "/nonexistent")
+            .arg("--config")
+            .arg(&config)
+            .arg("--demo")
+            .args(args)
+            .output()
+            .expect("the binary runs")
+    };
+    let out = demo(&["--batch", "--interval", "200ms", "--iterations", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !real.join("history.snap").exists(),
+        "the demo wrote its history into the real directory"
+    );
+    let entries: Vec<String> = fs::read_dir(&real)
+        .expect("the configured directory holds the demo's")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, ["demo"], "only the demo's own directory");
+    assert!(real.join("demo").join("history.snap").exists());
+    let out = demo(&["report", "--json", "--range", "1h"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert!(
+        report["models"].as_array().is_some_and(|m| !m.is_empty()),
+        "the demo's history: {report}"
+    );
+}
+
 /// A snapshot of 3000 events, one every 3.5 s up to now (the last three hours), each
 /// `event(i)` with its `ts` set: the temporary root, the snapshot dir and now.
 fn three_hours_saved(event: impl Fn(i64) -> Value) -> (tempfile::TempDir, PathBuf, i64) {

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -121,6 +121,15 @@ pub(crate) struct DetailQuery {
     range: Option<String>,
 }
 
+/// `/api/v1/model?name=`: the detail with the name in the query string, where a proxy
+/// leaves it alone (a `proxy_pass` with a URI decodes a `%2F` in the path, so a model
+/// named `team/ranker` would reach `/api/v1/models/{name}` as a path with no route).
+#[derive(Deserialize)]
+pub(crate) struct NamedDetailQuery {
+    name: Option<String>,
+    range: Option<String>,
+}
+
 #[derive(Serialize)]
 struct Detail<'a> {
     ts_ms: i64,
@@ -142,7 +151,30 @@ pub(crate) async fn model(
     Query(q): Query<DetailQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let range_s = q.range.unwrap_or_else(|| "5m".to_owned());
+    model_detail(&state, name, q.range, &headers).await
+}
+
+pub(crate) async fn model_by_query(
+    State(state): State<AppState>,
+    Query(q): Query<NamedDetailQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(name) = q.name.filter(|n| !n.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name is required: /api/v1/model?name=MODEL&range=5m",
+        );
+    };
+    model_detail(&state, name, q.range, &headers).await
+}
+
+async fn model_detail(
+    state: &AppState,
+    name: String,
+    range: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    let range_s = range.unwrap_or_else(|| "5m".to_owned());
     let range = match Range::parse(&range_s) {
         Ok(r @ Range::Last(_)) => r,
         Ok(Range::Between { .. }) | Err(_) => {
@@ -166,7 +198,7 @@ pub(crate) async fn model(
         .get(key, move |view| detail(view, &name, &range, range_s))
         .await
     {
-        Ok(body) => body.respond(&headers),
+        Ok(body) => body.respond(headers),
         Err(busy) => busy.into_response(),
     }
 }
@@ -219,6 +251,9 @@ pub(crate) fn alert_json(a: &Alert) -> Value {
         "metric": a.metric.as_str(),
         "severity": a.severity.as_str(),
         "value": a.value,
+        // The value in its metric's unit ("1.8 s", "6.1 %"), as the explanation and the
+        // terminal show it: a bare 0.061 does not say whether it is a rate or seconds.
+        "value_text": a.value.map(|v| a.metric.show(v)),
         "threshold": a.threshold,
         "resolve": a.resolve,
         "normal": a.normal,
@@ -266,6 +301,20 @@ fn docker_json(view: &Live) -> Value {
         "connections": view.docker.connections,
         "containers": view.docker.containers,
     })
+}
+
+/// Any path no route took. Under `/api/` a JSON body naming the path: behind a proxy that
+/// rewrote it, the client sees what arrived instead of an empty 404.
+pub(crate) async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("no such API path: {path} (see docs/api.md)"),
+        )
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }
 
 fn error(code: StatusCode, message: &str) -> Response {

@@ -31,7 +31,14 @@ const APP_CSS: Asset = Asset {
 };
 
 pub(crate) async fn index(headers: HeaderMap) -> Response {
-    serve(&INDEX, &headers)
+    let mut resp = serve(&INDEX, &headers);
+    // The page may have been opened with `?token=`: no request it makes (nor a link
+    // followed from it) may carry that address in its Referer.
+    resp.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
 }
 
 pub(crate) async fn app_js(headers: HeaderMap) -> Response {

@@ -37,11 +37,14 @@ pub(crate) async fn require_token(
 }
 
 /// The cookie `?token=` sets. HttpOnly: the dashboard's scripts never need to read it.
+/// SameSite=Lax, not Strict: an alert's link opened from chat or webmail is a cross-site
+/// navigation, which Strict would answer with 401; Lax still keeps the cookie off
+/// cross-site fetches, form POSTs and WebSocket handshakes.
 /// No Path: the browser keeps it for the directory of the address it opened, `/` here,
 /// `/modelmon` behind a proxy serving the dashboard under that prefix (which this server
 /// never sees), so it reaches the dashboard's API and WebSocket, not the host's other paths.
 fn cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict")
+    format!("{COOKIE}={token}; HttpOnly; SameSite=Lax")
 }
 
 fn from_header(headers: &HeaderMap, token: &str) -> bool {
@@ -82,6 +85,8 @@ fn same(a: &str, b: &str) -> bool {
     diff == 0
 }
 
+/// `%XX` only: a `+` stays a `+`, as in the base64 a token is often made of (a browser
+/// sends what was typed in its address bar as it is, not form-encoded).
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -97,7 +102,6 @@ fn percent_decode(s: &str) -> String {
                 }
                 out.push(b'%');
             }
-            b'+' => out.push(b' '),
             c => out.push(c),
         }
         i += 1;
@@ -121,18 +125,22 @@ mod tests {
     fn the_token_cookie_names_no_path_so_a_proxy_prefix_keeps_it() {
         let c = cookie("s3");
         assert!(c.starts_with("modelmon_token=s3; "), "{c}");
-        assert!(
-            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
-            "{c}"
-        );
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
         assert!(!c.to_ascii_lowercase().contains("path="), "{c}");
     }
 
     #[test]
     fn the_query_token_is_percent_decoded() {
-        assert_eq!(percent_decode("a%2Fb+c%"), "a/b c%");
+        assert_eq!(percent_decode("a%2Fb+c%"), "a/b+c%");
         assert!(from_query(Some("x=1&token=s%3Dx"), "s=x"));
         assert!(!from_query(Some("tokens=s"), "s"));
         assert!(!from_query(None, "s"));
+    }
+
+    #[test]
+    fn a_plus_in_a_query_token_is_a_plus() {
+        assert!(from_query(Some("token=a+b"), "a+b"));
+        assert!(from_query(Some("token=a%2Bb"), "a+b"));
+        assert!(!from_query(Some("token=a+b"), "a b"));
     }
 }

@@ -160,6 +160,7 @@ fn router(state: AppState) -> Router {
         .route("/assets/app.css", get(assets::app_css))
         .route("/api/v1/models", get(api::models))
         .route("/api/v1/models/{name}", get(api::model))
+        .route("/api/v1/model", get(api::model_by_query))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/status", get(api::status))
         .route("/metrics", get(metrics::metrics))
@@ -172,6 +173,7 @@ fn router(state: AppState) -> Router {
         // Health checks come from probes that hold no token, and reveal nothing.
         .route("/healthz", get(api::healthz))
         .merge(protected)
+        .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

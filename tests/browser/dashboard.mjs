@@ -55,11 +55,11 @@ process.on('exit', () => {
   for (const [c, signal] of children) if (c.exitCode == null && c.signalCode == null) c.kill(signal)
 })
 
-function startServer(args, env = {}) {
+function startServer(args, env = {}, serve = '127.0.0.1:0') {
   const state = mkdtempSync(join(tmpdir(), 'modelmon-browser-'))
   const config = join(state, 'modelmon.toml')
   writeFileSync(config, CONFIG)
-  const child = spawn(bin, ['--headless', '--no-docker', '--config', config, '--serve', '127.0.0.1:0', ...args], {
+  const child = spawn(bin, ['--headless', '--no-docker', '--config', config, '--serve', serve, ...args], {
     env: { ...process.env, XDG_CONFIG_HOME: '/nonexistent', XDG_STATE_HOME: state, MODELMON_TOKEN: '', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
@@ -211,6 +211,8 @@ const blind = await startServer(['--amqp', 'amqp://127.0.0.1:1/%2f'])
 // A monitor with a token, seen only through nginx (under /private/).
 const TOKEN = 'proxied-secret'
 const guarded = await startServer(['--amqp', 'amqp://127.0.0.1:1/%2f', '--token', TOKEN])
+// A monitor started later on the canary's address, after the canary is gone.
+let restarted = null
 const api = async (srv, path) => (await fetch(srv.url + path)).json()
 const profile = mkdtempSync(join(tmpdir(), 'modelmon-chromium-'))
 const ctx = await chromium.launchPersistentContext(profile, {
@@ -317,6 +319,14 @@ try {
     const fromApi = d.alerts.find((a) => a.rule === 'p95_slo')
     if (!fromApi?.explanation.includes('above its limit 0.01 ms')) throw new Error(JSON.stringify(d.alerts))
     await page.screenshot({ path: join(artifacts, 'detail-alert.png'), fullPage: true })
+  })
+
+  await check("the overview's alerts list shows each value in its metric's unit", async () => {
+    await page.goto(server.url + '/')
+    const cell = page.locator('[data-testid=alerts] tr', { hasText: 'p95_slo' }).first().locator('td[data-col=value]')
+    await cell.waitFor({ timeout: 10000 })
+    const text = (await cell.innerText()).trim()
+    if (!/^[\d.]+ m?s$/.test(text)) throw new Error(`p95_slo's value reads "${text}"`)
   })
 
   await check("a streaming model's detail shows its time to first byte, others' do not", async () => {
@@ -466,6 +476,29 @@ try {
     }
     note(`${multi.model}: versions ${shown.join(', ')}, ${flagged} highlighted as worse than ${base.version}`)
     await page.screenshot({ path: join(artifacts, 'detail-versions.png'), fullPage: true })
+  })
+
+  await check('after a restart that forgot the model, its detail page drops the old figures', async () => {
+    const name = (await api(canary, '/api/v1/models')).models[0]?.model
+    if (!name) throw new Error('the canary demo has no model')
+    const p = await ctx.newPage()
+    try {
+      await p.goto(canary.url + '/#/model/' + encodeURIComponent(name))
+      await p.locator('[data-testid=qps]').waitFor({ timeout: 5000 })
+      const port = new URL(canary.url).port
+      canary.child.kill('SIGKILL')
+      await p.locator('[data-testid=conn]', { hasText: 'reconnecting' }).waitFor({ timeout: 5000 })
+      // The same address served again, by a monitor that has never seen the model.
+      restarted = await startServer(['--amqp', 'amqp://127.0.0.1:1/%2f'], {}, `127.0.0.1:${port}`)
+      await p.locator('[data-testid=conn]', { hasText: 'live' }).waitFor({ timeout: 15000 })
+      // No figure of the old server stays under the "live" badge; the history's next
+      // fetch (every 10 s) says the model is unknown.
+      await p.locator('[data-testid=cards]').waitFor({ state: 'detached', timeout: 15000 })
+      await p.locator('[data-testid=detail] .empty', { hasText: 'No such model.' }).waitFor({ timeout: 15000 })
+      await p.screenshot({ path: join(artifacts, 'detail-forgotten.png'), fullPage: true })
+    } finally {
+      await p.close()
+    }
   })
 
   await check('every model shows the versions and measures panels exactly when it has their figures', async () => {
@@ -643,7 +676,8 @@ try {
   await check('behind nginx, a model\'s detail opens with its charts, live, and reloads', async () => {
     if (!proxied) throw new Error('no proxied page')
     const name = names[0]
-    const first = responseTo(proxied, `${base()}api/v1/models/${encodeURIComponent(name)}?range=5m`)
+    // By ?name=: a model's name is never part of the path nginx rewrites.
+    const first = responseTo(proxied, `${base()}api/v1/model?name=${encodeURIComponent(name)}&range=5m`)
     await proxied.locator(`tr[data-model="${name}"] a`).click()
     const s5 = await statusOf(first, "the detail's history")
     if (s5 !== 200) throw new Error(`the detail's history: HTTP ${s5}`)
@@ -665,7 +699,7 @@ try {
     for (let i = 0; i < 50 && mine() < 2; i++) await sleep(100)
     if (mine() < 2) throw new Error(`${mine()} detail messages for ${name} over the WebSocket in 5 s`)
     // Another range is fetched under the prefix as well.
-    const hour = responseTo(proxied, `${base()}api/v1/models/${encodeURIComponent(name)}?range=1h`)
+    const hour = responseTo(proxied, `${base()}api/v1/model?name=${encodeURIComponent(name)}&range=1h`)
     await proxied.locator('.ranges button', { hasText: '1h' }).click()
     const s1h = await statusOf(hour, 'the 1h history')
     if (s1h !== 200) throw new Error(`the 1h history: HTTP ${s1h}`)
@@ -694,6 +728,8 @@ try {
       await p.locator('[data-testid=conn]', { hasText: 'live' }).waitFor({ timeout: 5000 })
       const sa = await statusOf(alerts, 'the alerts')
       if (sa !== 200) throw new Error(`the alerts: HTTP ${sa}`)
+      // The token has left the address bar (and so the history, bookmarks and Referers).
+      if (p.url() !== at) throw new Error(`the address once live: ${p.url()}`)
       const cookies = (await ctx.cookies(at)).filter((c) => c.name === 'modelmon_token')
       if (cookies.length !== 1 || cookies[0].path !== '/private') {
         throw new Error(`the token's cookie: ${JSON.stringify(cookies.map(({ value, ...c }) => c))}`)
@@ -715,6 +751,18 @@ try {
       await p.waitForFunction(() => document.querySelector('[data-testid=updated]')?.innerText.trim() !== '', null, {
         timeout: 5000,
       })
+      // An alert's link followed from another site (chat, webmail): a top-level
+      // navigation from localhost, a site other than 127.0.0.1, still carries the cookie.
+      await p.goto(needProxy().url.replace('127.0.0.1', 'localhost') + '/ready')
+      const linked = responseTo(p, at)
+      await p.evaluate((u) => (location.href = u), at)
+      const sl = await statusOf(linked, 'the dashboard linked from another site')
+      if (sl !== 200) throw new Error(`the dashboard linked from another site: HTTP ${sl}`)
+      await p.locator('[data-testid=conn]', { hasText: 'live' }).waitFor({ timeout: 5000 })
+      // With a hash route, the token goes and the route stays.
+      await p.goto(at + '?token=' + TOKEN + '#/model/none')
+      await p.locator('[data-testid=conn]', { hasText: 'live' }).waitFor({ timeout: 5000 })
+      if (p.url() !== at + '#/model/none') throw new Error(`the address once live: ${p.url()}`)
     } finally {
       await p.close()
       await ctx.clearCookies()
@@ -735,7 +783,7 @@ try {
     await stopNginx(proxy)
     rmSync(proxy.dir, { recursive: true, force: true })
   }
-  for (const srv of [server, canary, blind, guarded]) {
+  for (const srv of [server, canary, blind, guarded, restarted].filter(Boolean)) {
     srv.child.kill('SIGKILL')
     rmSync(srv.state, { recursive: true, force: true })
   }

@@ -138,3 +138,29 @@ fn the_amqp_password_never_appears_in_any_response() {
         }
     });
 }
+
+/// A token made by `openssl rand -base64` has `+`, `/` and `=`: pasted into the address
+/// bar it opens the dashboard. The page's response sets a cookie a link from another site
+/// (chat, webmail) still carries, and keeps its address out of Referers.
+#[test]
+fn a_base64_token_in_the_address_opens_the_dashboard() {
+    let s = Served::start(&["--demo", "--token", "k+9/Zw=="]);
+    let page = s.get("/?token=k+9/Zw==");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let cookie = page
+        .header("set-cookie")
+        .expect("the token becomes a cookie");
+    assert!(
+        cookie.starts_with("modelmon_token=k+9/Zw==;") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    let cookie = cookie.split(';').next().expect("name=value");
+    assert_eq!(
+        s.get_with("/api/v1/status", &[("Cookie", cookie)]).status,
+        200
+    );
+    // Percent-encoded, it is the same token; a `+` read as a space is not.
+    assert_eq!(s.get("/api/v1/status?token=k%2B9%2FZw%3D%3D").status, 200);
+    assert_eq!(s.get("/api/v1/status?token=k%209/Zw==").status, 401);
+}

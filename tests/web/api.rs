@@ -225,6 +225,67 @@ fn the_api_carries_each_models_normal_and_every_alerts_explanation() {
     }
 }
 
+/// A model whose name has a `/`: its detail by `?name=`, which a proxy leaves as it is
+/// (nginx's `proxy_pass` with a URI decodes the `%2F` of `/api/v1/models/team%2Franker`).
+/// A path no route takes is answered in JSON, naming the path that arrived.
+#[test]
+fn a_model_named_with_a_slash_has_its_detail_by_query() {
+    let mut view = crate::tui::fixtures::fixture_view();
+    view.models[0].model = "team/ranker".to_owned();
+    let server = Fixed::start(modelmon::live::Live::new(
+        view,
+        crate::tui::fixtures::alerts(),
+    ));
+    let by_query = server.json("/api/v1/model?name=team%2Franker&range=1h");
+    assert_eq!(by_query["model"], "team/ranker");
+    assert_eq!(by_query["range"], "1h");
+    assert!(by_query["history"].is_array(), "{by_query}");
+    assert_eq!(
+        by_query,
+        server.json("/api/v1/models/team%2Franker?range=1h"),
+        "the same body as by path"
+    );
+
+    // What the path becomes behind the proxy: a JSON 404 that says what arrived.
+    let decoded = http_get(server.addr, "/api/v1/models/team/ranker?range=1h", &[]);
+    assert_eq!(decoded.status, 404);
+    assert!(
+        decoded.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no such API path: /api/v1/models/team/ranker")),
+        "{}",
+        decoded.body
+    );
+    let unknown = http_get(server.addr, "/api/v1/model?name=nobody", &[]);
+    assert_eq!(
+        (unknown.status, unknown.json()["error"].as_str()),
+        (404, Some("no such model"))
+    );
+    let nameless = http_get(server.addr, "/api/v1/model?range=1h", &[]);
+    assert_eq!(nameless.status, 400);
+    assert!(nameless.json()["error"].is_string(), "{}", nameless.body);
+}
+
+/// The alerts list gives each value in its metric's unit, as the explanations do: a bare
+/// 0.061 does not say it is 6.1 % of requests.
+#[test]
+fn every_alert_carries_its_value_in_its_unit() {
+    let server = Fixed::start(crate::tui::fixtures::blind());
+    let list = server.json("/api/v1/alerts");
+    let text = |rule: &str| find(&list["active"], "rule", rule)["value_text"].clone();
+    assert_eq!(text("latency_regression"), "1.8 s");
+    assert_eq!(text("error_spike"), "6.1 %");
+    assert_eq!(text("oom_killed"), "1");
+    assert_eq!(
+        find(&list["recent"], "rule", "latency_regression")["value_text"],
+        "5.1 ms"
+    );
+    assert_eq!(
+        find(&list["monitor"], "rule", "broker_down")["value_text"],
+        "1"
+    );
+}
+
 #[test]
 fn events_from_the_real_broker_appear_in_the_api() {
     require!(Rabbitmq);

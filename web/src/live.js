@@ -63,6 +63,14 @@ function onOverview(msg) {
   })
 }
 
+// `detail: null` names the model the server does not know (any more, after a restart):
+// its old figures must go rather than stay on the page as if live.
+function onDetail(msg) {
+  const model = msg.detail ? msg.detail.model : msg.model
+  if (model !== subscribed) return
+  live.detail = msg.detail ? msg : null
+}
+
 export function connect() {
   socket = new WebSocket(wsUrl())
   socket.onopen = () => {
@@ -75,10 +83,13 @@ export function connect() {
     const msg = JSON.parse(ev.data)
     if (msg.t === 'hello') live.cols = msg.cols
     else if (msg.t === 'o') onOverview(msg)
-    else if (msg.t === 'd' && msg.detail && msg.detail.model === subscribed) live.detail = msg
+    else if (msg.t === 'd') onDetail(msg)
   }
   socket.onclose = () => {
     live.conn = 'reconnecting'
+    // Figures from a server that is gone are not live: a restarted one may not know the
+    // model any more, and says so once the socket is back.
+    live.detail = null
     // Back off up to 5 s so a restarting server is not hammered.
     const delay = Math.min(5000, 500 * 2 ** retry++)
     setTimeout(connect, delay)

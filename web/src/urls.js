@@ -15,3 +15,13 @@ export function wsUrl() {
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:'
   return u.href
 }
+
+// `?token=` has done its work once the page is loaded (the server answered it with its
+// cookie): out of the address bar, the browser's history and any bookmark made now, the
+// hash route kept.
+export function forgetToken() {
+  const u = new URL(location.href)
+  if (!u.searchParams.has('token')) return
+  u.searchParams.delete('token')
+  history.replaceState(history.state, '', u.pathname + u.search + u.hash)
+}
