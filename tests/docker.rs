@@ -618,30 +618,132 @@ fn a_container_whose_id_is_an_event_instance_is_mapped_to_that_model() {
         "inside Docker the hostname is the short id"
     );
     let mon = monitor("interval = \"1s\"");
+    let line = map_by_instance(&mon, &m, &name, &hostname);
+    let r = replica(&line, &m, &name).expect("replica");
+    assert_eq!(r["id"], hostname.as_str());
+}
+
+/// Publishes one request of `m` from `instance` and waits for the container `name` to be
+/// mapped to `m` with figures: the line that shows it.
+fn map_by_instance(mon: &Monitor, m: &str, name: &str, instance: &str) -> Value {
     mon.wait_connected();
     let publish = || {
-        let mut ev = crate::support::event(&m, 200, 5_000);
-        ev["instance"] = hostname.clone().into();
+        let mut ev = crate::support::event(m, 200, 5_000);
+        ev["instance"] = instance.into();
         crate::support::runtime().block_on(async {
             let p = crate::support::Publisher::connect().await;
-            p.publish(&m, &crate::support::batch(vec![ev], 0)).await;
+            p.publish(m, &crate::support::batch(vec![ev], 0)).await;
         });
     };
     publish();
     // Once under a loaded CI run the one event never showed (its model absent from every
     // line, while other tests' events arrived); delivery is what the broker tests check,
     // the mapping is what this one does, so a missing first event is sent again.
-    let seen = |v: &Value| model(v, &m).is_some();
+    let seen = |v: &Value| model(v, m).is_some();
     if mon.wait_for_opt(Duration::from_secs(10), seen).is_none() {
         publish();
     }
-    let line = mon.wait_for(
+    mon.wait_for(
         "the container mapped by instance",
+        Duration::from_secs(30),
+        |v| replica(v, m, name).is_some_and(|r| r["mem_bytes"].is_u64()),
+    )
+}
+
+/// Whether `rule` is active (pending or firing) on model `m` in a `--batch` line.
+fn alert_active(line: &Value, m: &str, rule: &str) -> bool {
+    model(line, m)
+        .and_then(|r| r["alerts"].as_array())
+        .is_some_and(|a| {
+            a.iter()
+                .any(|a| a["rule"] == rule && a["state"] != "resolved")
+        })
+}
+
+#[test]
+fn a_container_mapped_by_instance_stays_its_models_while_the_model_is_quiet() {
+    require!(Rabbitmq, Docker);
+    let m = unique("quiet");
+    let name = unique("mm-test");
+    let _c = Container::unlabelled(&name);
+    let hostname = docker(&["inspect", "-f", "{{.Config.Hostname}}", &name]);
+    // A 10-s window: the model's one request, and its instance, leave it 10 s later.
+    let mon = monitor("interval = \"1s\"\n\n[store]\nwindow = \"10s\"");
+    map_by_instance(&mon, &m, &name, &hostname);
+    let lost = |v: &Value| replica(v, &m, &name).is_none() || alert_active(v, &m, "container_down");
+    let quiet = mon.wait_for("the model's window empty", Duration::from_secs(30), |v| {
+        lost(v) || model(v, &m).is_some_and(|r| r["requests"] == 0)
+    });
+    assert!(
+        !lost(&quiet),
+        "the replica went as its model went quiet: {}",
+        model(&quiet, &m).expect("row")
+    );
+    // Quiet through several rescans (one every 5 s): the container is still its model's,
+    // and nothing says it is gone.
+    if let Some(line) = mon.wait_for_opt(Duration::from_secs(20), lost) {
+        panic!(
+            "a quiet model lost its running container: {}",
+            model(&line, &m).expect("row")
+        );
+    }
+}
+
+#[test]
+fn a_container_no_longer_in_a_reloaded_config_is_dropped() {
+    require!(Docker);
+    let m = unique("reload");
+    let name = unique("mm-test");
+    let _c = Container::unlabelled(&name);
+    let cfg = config(&format!(
+        "interval = \"1s\"\n\n[[models]]\nname = \"{m}\"\ncontainer = \"{name}\""
+    ));
+    let mon = Monitor::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    mon.wait_for(
+        "the configured container's figures",
         Duration::from_secs(30),
         |v| replica(v, &m, &name).is_some_and(|r| r["mem_bytes"].is_u64()),
     );
-    let r = replica(&line, &m, &name).expect("replica");
-    assert_eq!(r["id"], hostname.as_str());
+    // The operator removes the mapping and reloads, as a service is reloaded.
+    let text = format!("[docker]\nlabel_key = \"{LABEL_KEY}\"\ninterval = \"1s\"\n");
+    std::fs::write(&cfg, text).expect("config rewritten");
+    let sent = Command::new("kill")
+        .args(["-HUP", &mon.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    mon.wait_for(
+        "the unmapped container dropped",
+        Duration::from_secs(15),
+        |v| replica(v, &m, &name).is_none(),
+    );
+    let _ = std::fs::remove_file(&cfg);
+}
+
+#[test]
+fn a_container_pinned_to_one_core_is_judged_against_that_core() {
+    require!(Docker);
+    let m = unique("pinned");
+    let spin = Container::run(
+        &m,
+        &["--cpuset-cpus", "0"],
+        &["sh", "-c", "while :; do :; done"],
+    );
+    let mon = monitor("interval = \"1s\"");
+    let line = mon.wait_for("the spinner's CPU figure", Duration::from_secs(30), |v| {
+        replica(v, &m, &spin.name).is_some_and(|r| r["cpu_percent"].as_f64() > Some(0.0))
+    });
+    let r = replica(&line, &m, &spin.name).expect("replica");
+    assert_eq!(r["cpu_cores"], 1.0, "it may use one core: {r}");
+    let cpu = r["cpu_percent"].as_f64().expect("cpu");
+    let of_limit = r["cpu_limit_percent"]
+        .as_f64()
+        .expect("percent of its limit");
+    // 100 % = one core, and one core is all it has: the same figure.
+    assert!(
+        (of_limit - cpu).abs() < 0.01,
+        "{cpu:.1} % of a core is {of_limit:.1} % of its limit: {r}"
+    );
 }
 
 #[test]

@@ -267,3 +267,65 @@ fn a_containers_change_reaches_the_monitor_within_seconds() {
         t.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn an_agents_container_mapped_by_instance_that_exits_shows_exited_with_its_exit() {
+    require!(Rabbitmq, Docker);
+    let m = unique("exits");
+    // Labelled for no one: the agent sends it without a model, the monitor maps it by
+    // the instance of the model's events. It exits with code 3 when told to.
+    let c = labelled(
+        &unique("mm-test-label"),
+        "x",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/stop ]; do sleep 0.2; done; exit 3",
+        ],
+    );
+    let hostname = docker(&["inspect", "-f", "{{.Config.Hostname}}", &c.name]);
+    let mon = monitor();
+    mon.wait_connected();
+    let host = unique("host-a");
+    let _agent = agent(&host, &label_config(&unique("mm-test-label")));
+    let mut ev = crate::support::event(&m, 200, 5_000);
+    ev["instance"] = hostname.into();
+    crate::support::runtime().block_on(async {
+        let p = crate::support::Publisher::connect().await;
+        p.publish(&m, &crate::support::batch(vec![ev], 0)).await;
+    });
+    // Other tests' agents read this engine too: ours is the replica our agent reports.
+    let ours = |v: &Value| -> Option<Value> {
+        model(v, &m)?["containers"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == c.name.as_str() && r["host"] == host.as_str())
+            .cloned()
+    };
+    mon.wait_for("the running replica", Duration::from_secs(60), |v| {
+        ours(v).is_some_and(|r| r["state"] == "running")
+    });
+    docker(&["exec", &c.name, "sh", "-c", ": > /tmp/stop"]);
+    let exit_told = |v: &Value| {
+        model(v, &m)
+            .and_then(|r| r["container_events"].as_array())
+            .is_some_and(|evs| {
+                evs.iter().any(|e| {
+                    e["container"] == c.name.as_str()
+                        && e["action"] == "die"
+                        && e["detail"].as_str().is_some_and(|d| d.contains('3'))
+                })
+            })
+    };
+    let line = mon.wait_for(
+        "the replica exited, and its exit on the timeline",
+        Duration::from_secs(30),
+        |v| ours(v).is_some_and(|r| r["state"] == "exited") && exit_told(v),
+    );
+    let r = ours(&line).expect("our replica");
+    assert!(
+        r["cpu_percent"].is_null(),
+        "a stopped container has no figures: {r}"
+    );
+}

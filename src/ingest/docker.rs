@@ -154,7 +154,8 @@ impl DockerError {
 /// Runs until the store goes away: connects, watches, and reconnects with backoff.
 ///
 /// New `settings` (a reloaded config) end the session: the next one starts at once
-/// with them, and maps every container again.
+/// with them, and maps every container again; one followed before that they no longer
+/// map is dropped.
 pub async fn run(
     settings_rx: watch::Receiver<DockerSettings>,
     tx: mpsc::Sender<Input>,
@@ -173,6 +174,10 @@ pub async fn run_mapped(
     let mut connections = 0u64;
     // Say why once per outage, not at every retry: the state is in every view anyway.
     let mut last_warned: Option<String> = None;
+    // What the last session followed: the next one checks each again, so that one no
+    // longer mapped (a reloaded config) is forgotten and the store drops it, and one
+    // found by instance stays its model's.
+    let mut carried: HashMap<String, Tracked> = HashMap::new();
     loop {
         let settings = settings_rx.borrow_and_update().clone();
         let err = match connect(&settings).await {
@@ -188,13 +193,20 @@ pub async fn run_mapped(
                 if tx.send(Input::Docker(up)).await.is_err() {
                     return;
                 }
-                let mut session = Session::new(docker, &settings, tx.clone(), mapping.clone());
+                let mut session = Session::new(
+                    docker,
+                    &settings,
+                    tx.clone(),
+                    mapping.clone(),
+                    std::mem::take(&mut carried),
+                );
                 let result = tokio::select! {
                     r = session.run() => Some(r),
                     // A reloaded config; once the sender is gone, nothing changes any more.
                     Ok(()) = settings_rx.changed() => None,
                 };
                 session.stop_all();
+                carried = session.tracked;
                 match result {
                     Some(Ok(())) => return,
                     Some(Err(e)) => e,
@@ -258,6 +270,11 @@ async fn connect(settings: &DockerSettings) -> Result<Docker, DockerError> {
 /// A container mapped to a model, and its stats stream.
 struct Tracked {
     state: String,
+    /// The model it was found by (an event instance, or an agent's `""`), kept until the
+    /// container is destroyed: an instance leaves the views once its model goes quiet,
+    /// and an agent's candidate stops running when it exits or is OOM-killed, yet the
+    /// container is still that model's, and its `die` and `oom` still tell.
+    found: Option<String>,
     restarts: u64,
     /// Docker sends one or several `oom` events per kill; the `die` that follows
     /// says whether it killed the container. Counted once, there.
@@ -293,14 +310,19 @@ impl<'a> Session<'a> {
         settings: &'a DockerSettings,
         tx: mpsc::Sender<Input>,
         mapping: Mapping,
+        mut carried: HashMap<String, Tracked>,
     ) -> Self {
+        for t in carried.values_mut() {
+            // Unknown until inspected again: the first scan refreshes or forgets each.
+            t.state.clear();
+        }
         Self {
             docker,
             settings,
             host: settings.host(),
             tx,
             mapping,
-            tracked: HashMap::new(),
+            tracked: carried,
         }
     }
 
@@ -344,7 +366,8 @@ impl<'a> Session<'a> {
     }
 
     /// The model of a container, from its label, the config, or event instances; for an
-    /// agent, `""` for any other container that is `running`.
+    /// agent, `""` for any other container that is `running`. A container followed
+    /// already keeps the model it was found by. `true` with it: declared (label, config).
     fn model_for(
         &self,
         instances: &HashMap<String, String>,
@@ -352,9 +375,14 @@ impl<'a> Session<'a> {
         name: &str,
         labels: Option<&HashMap<String, String>>,
         running: bool,
-    ) -> Option<String> {
-        map_container(self.settings, instances, id, name, labels)
+    ) -> Option<(String, bool)> {
+        if let Some(m) = declared_model(self.settings, id, name, labels) {
+            return Some((m, true));
+        }
+        instance_model(instances, id, name)
+            .or_else(|| self.tracked.get(id).and_then(|t| t.found.clone()))
             .or_else(|| (running && self.mapping.everything()).then(String::new))
+            .map(|m| (m, false))
     }
 
     fn instances(&self) -> HashMap<String, String> {
@@ -383,7 +411,7 @@ impl<'a> Session<'a> {
                 .and_then(|n| n.first())
                 .map_or("", |n| n.trim_start_matches('/'));
             let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-            let Some(model) =
+            let Some((model, _)) =
                 self.model_for(&instances, &id, name, c.labels.as_ref(), state == "running")
             else {
                 continue;
@@ -391,8 +419,9 @@ impl<'a> Session<'a> {
             wanted.push((id, state, !model.is_empty()));
         }
         if self.mapping.everything() {
-            // The mapped ones first (the sort is stable), then as many others as fit.
-            wanted.sort_by_key(|(_, _, mapped)| !mapped);
+            // The mapped ones first (the sort is stable), then the running others, then
+            // those that stopped since, as many as fit.
+            wanted.sort_by_key(|(_, state, mapped)| (!mapped, state != "running"));
             wanted.truncate(modelmon_contract::MAX_CONTAINERS_PER_MESSAGE);
         }
         let mut seen = HashSet::new();
@@ -450,9 +479,11 @@ impl<'a> Session<'a> {
             .as_ref()
             .and_then(|s| s.running)
             .unwrap_or(false);
-        let Some(model) = self.model_for(&self.instances(), id, &name, labels, running) else {
+        let Some((model, declared)) = self.model_for(&self.instances(), id, &name, labels, running)
+        else {
             return Ok(self.forget(id).await.map(|()| (0, 0, false)));
         };
+        let found = (!declared).then(|| model.clone());
         // An agent's unmapped newcomer waits for room: the next scan decides who fits.
         if self.mapping.everything()
             && model.is_empty()
@@ -469,12 +500,14 @@ impl<'a> Session<'a> {
         }
         let t = self.tracked.entry(id.to_owned()).or_insert(Tracked {
             state: String::new(),
+            found: None,
             restarts,
             oom_pending: false,
             stats: None,
         });
         let before = t.restarts;
         t.state = state;
+        t.found = found;
         // Docker counts a restart when it decides on it (at the `die`); the count is
         // taken only while running, so the `start` that follows sees it go up.
         if running {
@@ -582,11 +615,9 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Maps a container to a model: its label first, then the config, then event instances
-/// (inside Docker an app's hostname, hence its `instance`, is the short container id).
-fn map_container(
+/// The model a container is declared to serve: its label first, then the config.
+fn declared_model(
     settings: &DockerSettings,
-    instances: &HashMap<String, String>,
     id: &str,
     name: &str,
     labels: Option<&HashMap<String, String>>,
@@ -596,11 +627,18 @@ fn map_container(
     {
         return Some(m.clone());
     }
-    for (container, model) in &settings.containers {
-        if container == name || (container.len() >= 12 && id.starts_with(container.as_str())) {
-            return Some(model.clone());
-        }
-    }
+    settings
+        .containers
+        .iter()
+        .find(|(container, _)| {
+            container == name || (container.len() >= 12 && id.starts_with(container.as_str()))
+        })
+        .map(|(_, model)| model.clone())
+}
+
+/// The model whose events name the container as their `instance` (inside Docker an
+/// app's hostname, hence its `instance`, is the short container id).
+fn instance_model(instances: &HashMap<String, String>, id: &str, name: &str) -> Option<String> {
     let short = id.get(..12).unwrap_or(id);
     instances
         .get(short)
@@ -627,10 +665,19 @@ fn container_info(
 ) -> ContainerInfo {
     let state = inspect.state.as_ref();
     let host = inspect.host_config.as_ref();
-    let cpu_limit_cores = host.and_then(|h| match (h.nano_cpus, h.cpu_quota, h.cpu_period) {
-        (Some(n), _, _) if n > 0 => Some(n as f64 / 1e9),
-        (_, Some(q), Some(p)) if q > 0 && p > 0 => Some(q as f64 / p as f64),
-        _ => None,
+    let cpu_limit_cores = host.and_then(|h| {
+        let share = match (h.nano_cpus, h.cpu_quota, h.cpu_period) {
+            (Some(n), _, _) if n > 0 => Some(n as f64 / 1e9),
+            (_, Some(q), Some(p)) if q > 0 && p > 0 => Some(q as f64 / p as f64),
+            _ => None,
+        };
+        // Pinned to a few cores (`--cpuset-cpus`), it can use no more than those, whatever
+        // its share says.
+        let pinned = h.cpuset_cpus.as_deref().and_then(cpuset_len).map(f64::from);
+        match (share, pinned) {
+            (Some(s), Some(p)) => Some(s.min(p)),
+            (s, p) => s.or(p),
+        }
     });
     ContainerInfo {
         id: id.to_owned(),
@@ -657,6 +704,20 @@ fn container_info(
         oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
         cpu_limit_cores,
     }
+}
+
+/// How many CPUs a cpuset list names (`"0-3,5"`: 5); `None` when empty or unreadable.
+fn cpuset_len(list: &str) -> Option<u32> {
+    let mut n = 0u32;
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi) = (
+            lo.trim().parse::<u32>().ok()?,
+            hi.trim().parse::<u32>().ok()?,
+        );
+        n = n.checked_add(hi.checked_sub(lo)?.checked_add(1)?)?;
+    }
+    (n > 0).then_some(n)
 }
 
 /// Totals of the previous forwarded sample, for rates.
@@ -894,20 +955,46 @@ mod tests {
         let id = "0123456789ab0123456789ab";
         let labels: HashMap<String, String> =
             [("modelmon.model".to_owned(), "bert".to_owned())].into();
-        let mut inst = HashMap::new();
         assert_eq!(
-            map_container(&s, &inst, id, "iris-api", Some(&labels)).as_deref(),
+            declared_model(&s, id, "iris-api", Some(&labels)).as_deref(),
             Some("bert")
         );
         assert_eq!(
-            map_container(&s, &inst, id, "iris-api", None).as_deref(),
+            declared_model(&s, id, "iris-api", None).as_deref(),
             Some("iris")
         );
-        assert_eq!(map_container(&s, &inst, id, "other", None), None);
+        assert_eq!(declared_model(&s, id, "other", None), None);
+        let mut inst = HashMap::new();
+        assert_eq!(instance_model(&inst, id, "other"), None);
         inst.insert("0123456789ab".to_owned(), "gpt".to_owned());
-        assert_eq!(
-            map_container(&s, &inst, id, "other", None).as_deref(),
-            Some("gpt")
-        );
+        assert_eq!(instance_model(&inst, id, "other").as_deref(), Some("gpt"));
+    }
+
+    #[test]
+    fn a_cpuset_counts_its_cpus() {
+        assert_eq!(cpuset_len("0"), Some(1));
+        assert_eq!(cpuset_len("0-3,5"), Some(5));
+        assert_eq!(cpuset_len(" 1 , 4-5 "), Some(3));
+        assert_eq!(cpuset_len(""), None);
+        assert_eq!(cpuset_len("3-1"), None);
+        assert_eq!(cpuset_len("x"), None);
+    }
+
+    #[test]
+    fn a_container_pinned_to_fewer_cores_than_its_share_is_limited_by_the_pin() {
+        use bollard::models::HostConfig;
+        let inspect = |cpuset: &str, nano: i64| ContainerInspectResponse {
+            host_config: Some(HostConfig {
+                cpuset_cpus: Some(cpuset.to_owned()),
+                nano_cpus: Some(nano),
+                ..HostConfig::default()
+            }),
+            ..ContainerInspectResponse::default()
+        };
+        let cores = |i| container_info("a", "a".into(), "m".into(), &i).cpu_limit_cores;
+        assert_eq!(cores(inspect("0", 0)), Some(1.0));
+        assert_eq!(cores(inspect("0-1", 1_500_000_000)), Some(1.5));
+        assert_eq!(cores(inspect("0", 1_500_000_000)), Some(1.0));
+        assert_eq!(cores(inspect("", 0)), None);
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! Containers on other hosts arrive whole, one agent's picture at a time
 //! (`modelmon-tui agent`, the contract's resources messages): each picture replaces what
-//! was known of its host, and a host whose agent stops talking turns unknown.
+//! was known of its host, a host whose agent stops talking turns unknown, and one
+//! silent for [`FORGET_HOST_AFTER_MS`] is forgotten.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -26,6 +27,10 @@ pub const MAX_AGENT_HOSTS: usize = 64;
 const SILENT_AFTER_INTERVALS: i64 = 3;
 /// ...and never sooner than this: a scheduling hiccup is not an outage.
 const SILENT_AFTER_MIN_MS: i64 = 5_000;
+/// A host silent this long is gone (decommissioned, renamed): it is forgotten, so its
+/// models' figures are known again from their other replicas and it frees its place
+/// among the [`MAX_AGENT_HOSTS`].
+pub const FORGET_HOST_AFTER_MS: i64 = 10 * 60 * 1000;
 
 /// Docker events kept per model for the timeline.
 pub const EVENTS_PER_MODEL: usize = 32;
@@ -124,6 +129,14 @@ struct Host {
     interval_ms: i64,
     /// The last picture's own time (the agent's clock), to refuse older ones.
     sent_us: i64,
+    /// The newest picture heard, applied or not: when it came (this monitor's clock) and
+    /// its own time (the agent's), ms.
+    heard: Option<(i64, i64)>,
+    /// How far the agent's clock is behind this monitor's (ms; negative: ahead), transit
+    /// included: learnt from pictures that come as far apart as they were sent.
+    offset_ms: i64,
+    /// A refusal for lateness was logged; again only after a picture is applied.
+    told_late: bool,
     /// When the last picture was applied (this monitor's clock).
     seen_ms: i64,
     silent: bool,
@@ -159,6 +172,9 @@ pub struct Containers {
     /// their model: those that come back go on from their counts (not counted twice),
     /// the rest are retired at the next loss. Still in their models' counters meanwhile.
     parked: BTreeMap<String, (String, ResourceCounters)>,
+    /// The same for the containers of the hosts forgotten last (see
+    /// [`FORGET_HOST_AFTER_MS`]): a host back after all goes on from their counts.
+    forgotten: BTreeMap<String, (String, ResourceCounters)>,
 }
 
 /// What an applied picture means for the rows and the 24-hour rings: per mapped
@@ -238,7 +254,7 @@ impl Containers {
     /// and their models), as local ones are; the rest are left out, as are models not in
     /// `only` (`--models`) when it names any. Returns the
     /// samples for the rings, or `None` when the picture is refused (too many hosts,
-    /// older than the last one, or too old to be the present).
+    /// older than the last one, or too old to be the present by the host's own clock).
     pub fn apply_remote(
         &mut self,
         res: Resources,
@@ -256,6 +272,9 @@ impl Containers {
             version: String::new(),
             interval_ms,
             sent_us: i64::MIN,
+            heard: None,
+            offset_ms: 0,
+            told_late: false,
             seen_ms: now_ms,
             silent: false,
             dropped: 0,
@@ -264,12 +283,38 @@ impl Containers {
         });
         host.rejected += rejected as u64;
         host.dropped += res.dropped;
-        // A replayed or delayed picture (a durable queue after a restart) is the past.
-        let stale = now_ms - res.ts_us / 1000
-            > (SILENT_AFTER_INTERVALS * interval_ms).max(SILENT_AFTER_MIN_MS);
-        if res.ts_us <= host.sent_us || stale {
+        if res.ts_us <= host.sent_us {
             return None;
         }
+        // A replayed or delayed picture (a durable queue after a restart) is the past, by
+        // the agent's own clock: one a few seconds behind or ahead of this monitor's is
+        // no reason to refuse a live host. Pictures that come as far apart as they were
+        // sent are live, and their lag is that clock's offset; a backlog comes at once.
+        let ts_ms = res.ts_us / 1000;
+        let lag_ms = now_ms - ts_ms;
+        if let Some((came, sent)) = host.heard {
+            let (came_apart, sent_apart) = (now_ms - came, ts_ms - sent);
+            if sent_apart > 0 && (came_apart - sent_apart).abs() <= sent_apart / 2 {
+                host.offset_ms = lag_ms;
+            }
+        }
+        host.heard = Some((now_ms, ts_ms));
+        let late_ms = lag_ms - host.offset_ms;
+        if late_ms > (SILENT_AFTER_INTERVALS * interval_ms).max(SILENT_AFTER_MIN_MS) {
+            if !host.told_late {
+                host.told_late = true;
+                tracing::warn!(
+                    "refused a picture from the agent on {}: {:.1} s old by this monitor's \
+                     clock (a replayed backlog, or that host's clock is {:.1} s behind); \
+                     taken again from its next pictures if they come in step",
+                    res.host,
+                    late_ms as f64 / 1000.0,
+                    late_ms as f64 / 1000.0,
+                );
+            }
+            return None;
+        }
+        host.told_late = false;
         host.version = res.agent.version;
         host.interval_ms = interval_ms;
         host.sent_us = res.ts_us;
@@ -288,7 +333,10 @@ impl Containers {
             if !only.is_empty() && !only.contains(&model) {
                 continue;
             }
-            let was = old.remove(&c.id).map(|e| e.counted);
+            let was = old
+                .remove(&c.id)
+                .map(|e| e.counted)
+                .or_else(|| self.forgotten.remove(&c.id).map(|(_, c)| c));
             let mut entry = remote_entry(c, model, was);
             let gone = entry.recount();
             // A container this monitor reads itself is counted as local only.
@@ -326,8 +374,35 @@ impl Containers {
     }
 
     /// Hosts whose agents have gone quiet by `now_ms`, each returned once when it goes
-    /// quiet: their containers' figures are unknown from then on, not zero.
+    /// quiet: their containers' figures are unknown from then on, not zero. A host
+    /// quiet for [`FORGET_HOST_AFTER_MS`] is forgotten: what its replicas had counted
+    /// stays in their models' counters.
     pub fn silence(&mut self, now_ms: i64) -> Vec<String> {
+        let gone: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| now_ms - h.seen_ms >= FORGET_HOST_AFTER_MS)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !gone.is_empty() {
+            for (model, counted) in std::mem::take(&mut self.forgotten).into_values() {
+                retire(&mut self.retired, &model, &counted);
+            }
+        }
+        for name in gone {
+            let Some(host) = self.hosts.remove(&name) else {
+                continue;
+            };
+            tracing::info!(
+                "forgot the agent on {name}: silent for {} min",
+                FORGET_HOST_AFTER_MS / 60_000
+            );
+            for (id, e) in host.by_id {
+                if !self.by_id.contains_key(&id) {
+                    self.forgotten.insert(id, (e.info.model, e.counted));
+                }
+            }
+        }
         let mut quiet = Vec::new();
         for (name, host) in &mut self.hosts {
             if !host.silent && now_ms >= host.silent_at_ms() {
@@ -429,7 +504,11 @@ impl Containers {
         for e in self.by_id.values().chain(remote) {
             out.entry(e.info.model.clone()).or_default().add(&e.counted);
         }
-        let parked = self.parked.values().map(|(model, c)| (model, c));
+        let parked = self
+            .parked
+            .values()
+            .chain(self.forgotten.values())
+            .map(|(model, c)| (model, c));
         for (model, c) in self.retired.iter().chain(parked) {
             if let Some(r) = out.get_mut(model) {
                 r.add(c);
@@ -979,5 +1058,116 @@ mod tests {
         let m = &c.by_model()["iris"];
         assert_eq!(m.oom_kills, 1);
         assert_eq!(m.events[0].action, "oom");
+    }
+
+    #[test]
+    fn a_host_silent_for_ten_minutes_is_forgotten_and_its_counts_stay_with_its_models() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        let replica = |id: &str, cpu: f64, cpu_seconds: f64| {
+            let mut r = remote(id, Some("iris"), cpu, 100);
+            r.restarts = 1;
+            if let Some(s) = r.sample.as_mut() {
+                s.cpu_seconds = Some(cpu_seconds);
+            }
+            r
+        };
+        let old = |at: i64, cpu_seconds: f64| {
+            picture(
+                "old-host",
+                at,
+                vec![replica("aaaaaaaaaaaa", 40.0, cpu_seconds)],
+            )
+        };
+        c.apply_remote(old(T, 30.0), 0, T, &none, &[]);
+        // gpu-b goes on talking; old-host was decommissioned.
+        let mut now = T;
+        while now < T + FORGET_HOST_AFTER_MS {
+            let b = vec![replica("bbbbbbbbbbbb", 10.0, 5.0)];
+            c.apply_remote(picture("gpu-b", now, b), 0, now, &none, &[]);
+            c.silence(now);
+            if now >= T + SILENT_AFTER_MIN_MS {
+                assert_eq!(c.by_model()["iris"].silent_hosts, ["old-host"]);
+            }
+            now += 1000;
+        }
+        c.apply_remote(
+            picture("gpu-b", now, vec![replica("bbbbbbbbbbbb", 10.0, 5.0)]),
+            0,
+            now,
+            &none,
+            &[],
+        );
+        c.silence(now);
+        let m = &c.by_model()["iris"];
+        assert!(m.silent_hosts.is_empty(), "{:?}", m.silent_hosts);
+        assert_eq!(m.usage.cpu_percent, Some(10.0), "known again, from gpu-b");
+        assert_eq!(m.containers.len(), 1);
+        let hosts: Vec<_> = c.agents_view().into_iter().map(|a| a.host).collect();
+        assert_eq!(hosts, ["gpu-b"]);
+        let counted = c.counters()["iris"];
+        assert_eq!(counted.cpu_seconds, Some(35.0), "its CPU time still counts");
+        assert_eq!(counted.restarts, 2);
+        // Back after all: it goes on from its counts, not counted twice.
+        now += 1000;
+        assert!(c.apply_remote(old(now, 31.0), 0, now, &none, &[]).is_some());
+        assert_eq!(c.counters()["iris"].cpu_seconds, Some(36.0));
+        assert_eq!(c.counters()["iris"].restarts, 2);
+    }
+
+    #[test]
+    fn forgotten_hosts_make_room_for_new_ones() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        let pic = |host: &str, at: i64| {
+            picture(host, at, vec![remote("aaaaaaaaaaaa", Some("m"), 1.0, 1)])
+        };
+        for i in 0..MAX_AGENT_HOSTS {
+            c.apply_remote(pic(&format!("h{i}"), T), 0, T, &none, &[]);
+        }
+        assert!(
+            c.apply_remote(pic("renamed", T), 0, T, &none, &[])
+                .is_none()
+        );
+        let later = T + FORGET_HOST_AFTER_MS;
+        c.silence(later);
+        assert!(
+            c.apply_remote(pic("renamed", later), 0, later, &none, &[])
+                .is_some()
+        );
+        let agents = c.agents_view();
+        assert_eq!(agents[0].host, "renamed");
+        assert_eq!(agents.len(), 2, "and the (other) row of the one refused");
+    }
+
+    #[test]
+    fn an_agent_whose_clock_is_behind_is_taken_once_its_pictures_come_in_step() {
+        let mut c = Containers::default();
+        let none = HashMap::new();
+        // Its clock is 10 s behind this monitor's; it sends a picture a second.
+        let pic = |at: i64, cpu: f64| {
+            picture(
+                "gpu-a",
+                at - 10_000,
+                vec![remote("aaaaaaaaaaaa", Some("iris"), cpu, 1)],
+            )
+        };
+        // Alone, the first could be a replayed one: by this clock it is 10 s old.
+        assert!(c.apply_remote(pic(T, 10.0), 0, T, &none, &[]).is_none());
+        for (k, jitter) in [(1, 0), (2, 120), (3, -80), (4, 300), (5, 0)] {
+            let at = T + k * 1000;
+            let usage = c.apply_remote(pic(at, 20.0), 0, at + jitter, &none, &[]);
+            assert!(usage.is_some(), "picture {k} applied");
+        }
+        assert!(c.silence(T + 6_000).is_empty(), "live, not silent");
+        assert_eq!(c.by_model()["iris"].usage.cpu_percent, Some(20.0));
+        assert_eq!(c.agents_view()[0].state, AgentState::Live);
+        // A backlog of its pictures that comes all at once is still the past.
+        let late = T + 60_000;
+        for k in 6..9 {
+            let usage = c.apply_remote(pic(T + k * 1000, 99.0), 0, late, &none, &[]);
+            assert!(usage.is_none(), "backlog picture {k} refused");
+        }
+        assert_eq!(c.by_model()["iris"].usage.cpu_percent, Some(20.0));
     }
 }
