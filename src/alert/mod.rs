@@ -29,6 +29,7 @@ pub use engine::{
 pub use measure::{Reading, Sight, model_reading};
 pub use ml::show_number;
 pub use notify::{Notifiers, NotifySection};
+pub use persist::Saved;
 pub use rules::{AlertsSection, BaselineSection, Metric, Rule, RuleSet, Severity, builtin_rules};
 
 use crate::store::View;
