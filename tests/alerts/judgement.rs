@@ -635,3 +635,29 @@ fn a_dead_models_traffic_drop_stays_firing_across_a_restart() {
             .is_some()
     );
 }
+
+#[test]
+fn a_model_that_appears_while_the_monitor_runs_learns_its_normal_from_then_on() {
+    let mut sim = Sim::quick();
+    let a = Traffic::steady(20, 4.0);
+    let b = Traffic::steady(10, 8.0);
+    sim.run(20 * 60, &[("a", a)]);
+    assert!(sim.baseline("a").ready);
+    // b starts: the 20 minutes before it existed are no history of 0 requests.
+    sim.run(60, &[("a", a), ("b", b)]);
+    let nb = sim.baseline("b");
+    assert!(!nb.ready, "{nb:?}");
+    assert_eq!(nb.qps, None, "no normal of 0 req/s");
+    assert!(
+        nb.explanation.starts_with("learning:"),
+        "{}",
+        nb.explanation
+    );
+    // Once it has its own minutes (5 min of history, 2 min left out as recent), it is
+    // judged on them.
+    sim.run(9 * 60, &[("a", a), ("b", b)]);
+    let nb = sim.baseline("b");
+    assert!(nb.ready, "{}", nb.explanation);
+    let q = nb.qps.expect("a traffic normal");
+    assert!((9.0..=11.0).contains(&q), "b's normal qps {q}");
+}
