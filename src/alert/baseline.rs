@@ -114,13 +114,17 @@ pub fn compute(
     let (mut qps, mut p50, mut p95, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
     let uptime = history.uptime();
+    let born_ms = first_minute_ms(history, model, from_ms, now_ms);
     // A minute the monitor saw only part of would count its requests against the whole
     // minute (a backlog replayed for a minute it never ran is still whole); a minute of
     // an incident or of blindness is no normal.
     let judge = |p: &HistoryPoint| {
         let start_s = p.start_ms / 1000;
         let seen_s = uptime.covered(start_s, start_s + i64::from(p.step_s));
-        if !p.covered || (seen_s > 0 && seen_s < u64::from(p.step_s)) {
+        // The monitor ran then, but the model was not there yet: no traffic of it to
+        // learn, not a traffic of 0.
+        let unborn = born_ms.is_some_and(|b| p.start_ms < b);
+        if unborn || !p.covered || (seen_s > 0 && seen_s < u64::from(p.step_s)) {
             Minute::Unseen
         } else if overlaps(
             excluded,
@@ -193,6 +197,25 @@ pub fn compute(
     };
     b.explanation = describe(&b, cfg);
     b
+}
+
+/// The start of the first minute with requests of a model whose history begins within
+/// the hour before `from_ms` or later (older ones were there all along); `None` for those.
+fn first_minute_ms(history: &HistoryView, model: &str, from_ms: i64, now_ms: i64) -> Option<i64> {
+    let first_hour_ms = history.hours_of(model)?.into_iter().min()? * 1000;
+    if first_hour_ms + 3_600_000 <= from_ms {
+        return None;
+    }
+    let hour = Range::Between {
+        from_ms: first_hour_ms,
+        to_ms: first_hour_ms + 3_600_000,
+    };
+    let first = history
+        .series(model, &hour, now_ms, 60)
+        .iter()
+        .find(|p| p.requests > 0)
+        .map(|p| p.start_ms);
+    Some(first.unwrap_or(first_hour_ms))
 }
 
 fn minutes(s: u64) -> String {

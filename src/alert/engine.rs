@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::baseline::{Baselines, SharedBaselines, Spans};
 use super::measure::{self, Reading, Sight};
 use super::rules::{Metric, Rule, RuleSet, Severity};
-use crate::store::view::{BrokerState, DockerState, ModelView, View};
+use crate::store::SERIES_SECS;
+use crate::store::view::{BrokerState, DockerState, ModelView, SeriesPoint, View};
 
 /// Resolved alerts are kept this long for the alerts pane and `--batch`.
 pub const HISTORY_MS: i64 = 24 * 3600 * 1000;
@@ -355,6 +356,11 @@ impl AlertState {
     /// does not notify them again; what has expired meanwhile is dropped.
     pub fn restore(&mut self, saved: super::persist::Saved, now_ms: i64) {
         for a in saved.active {
+            // A firing absolute `qps` alert had healthy traffic before it began: without
+            // that memory it would turn unknown and resolve while the model is still dead.
+            if a.metric == Metric::Qps && !a.relative && a.state == AlertPhase::Firing {
+                self.traffic_seen.insert(a.key(), a.active_since_ms);
+            }
             self.active.insert(a.key(), a);
         }
         self.history = saved
@@ -471,7 +477,8 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
     state.silences.retain(|s| s.until_ms > now_ms);
     state.epoch += 1;
     let sight = observe(state, view, now_ms);
-    refresh_baselines(state, view, now_ms);
+    let dormant = dormant_models(state, view, now_ms);
+    refresh_baselines(state, view, &dormant, now_ms);
 
     let monitor_rules: Vec<Rule> = state.rules.for_monitor().cloned().collect();
     for rule in &monitor_rules {
@@ -498,54 +505,10 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
     }
 
     for m in &view.models {
-        let res = view.resources(&m.model);
-        if res.is_some_and(|r| r.containers.iter().any(|c| c.state == "running")) {
-            state.watch.had_running.insert(m.model.clone(), now_ms);
-        }
-        let rules = state.rules.for_model(&m.model);
-        let container_down = rules
-            .iter()
-            .filter(|r| r.metric == Metric::ContainersDown)
-            .any(|r| {
-                state
-                    .active
-                    .get(&AlertKey {
-                        rule: r.name.clone(),
-                        model: m.model.clone(),
-                    })
-                    .is_some_and(|a| a.state == AlertPhase::Firing)
-            });
-        for rule in rules.iter() {
-            let key = AlertKey {
-                rule: rule.name.clone(),
-                model: m.model.clone(),
-            };
-            let base = state.baselines.get(&m.model);
-            let firing = state
-                .active
-                .get(&key)
-                .is_some_and(|a| a.state == AlertPhase::Firing);
-            let mut reading = measure::model_reading(rule, m, res, base, &sight, firing);
-            match rule.metric {
-                Metric::Qps if container_down && reading.value.is_some() => {
-                    // The container being down is the cause, already told; its missing
-                    // traffic is the consequence.
-                    reading = Reading {
-                        why: format!("{} (its container is down)", reading.why),
-                        ..Reading::default()
-                    };
-                }
-                Metric::Qps if rule.relative.is_none() => {
-                    traffic_gate(state, &key, rule, m, &mut reading, now_ms);
-                }
-                Metric::Restarts | Metric::OomKills => {
-                    counter_gate(state, &key, rule, &mut reading, now_ms);
-                }
-                Metric::ContainersDown => gone_gate(state, m, res.is_some(), &sight, &mut reading),
-                _ => {}
-            }
-            step(state, key, Some(rule), reading, now_ms, &mut out);
-        }
+        judge_model(state, view, m, &sight, false, now_ms, &mut out);
+    }
+    for m in &dormant {
+        judge_model(state, view, m, &sight, true, now_ms, &mut out);
     }
     // Alerts whose model or rule vanished from the view: their value is unknown now.
     let epoch = state.epoch;
@@ -556,7 +519,16 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
         .map(|(k, _)| k.clone())
         .collect();
     for key in gone {
-        step(state, key, None, Reading::default(), now_ms, &mut out);
+        let why = if key.model != MONITOR && view.model(&key.model).is_none() {
+            "the model is no longer watched"
+        } else {
+            "its rule no longer applies"
+        };
+        let reading = Reading {
+            why: why.to_owned(),
+            ..Reading::default()
+        };
+        step(state, key, None, reading, now_ms, &mut out);
     }
     let horizon = now_ms - HISTORY_MS;
     while state
@@ -574,13 +546,113 @@ pub fn evaluate(state: &mut AlertState, view: &View, now_ms: i64) -> Vec<Transit
     out
 }
 
-fn refresh_baselines(state: &mut AlertState, view: &View, now_ms: i64) {
+/// Judges one model by each of its rules; with `only_active`, only the rules that have
+/// an alert for it already.
+fn judge_model(
+    state: &mut AlertState,
+    view: &View,
+    m: &ModelView,
+    sight: &Sight,
+    only_active: bool,
+    now_ms: i64,
+    out: &mut Vec<Transition>,
+) {
+    let res = view.resources(&m.model);
+    if res.is_some_and(|r| r.containers.iter().any(|c| c.state == "running")) {
+        state.watch.had_running.insert(m.model.clone(), now_ms);
+    }
+    let rules = state.rules.for_model(&m.model);
+    let container_down = rules
+        .iter()
+        .filter(|r| r.metric == Metric::ContainersDown)
+        .any(|r| {
+            state
+                .active
+                .get(&AlertKey {
+                    rule: r.name.clone(),
+                    model: m.model.clone(),
+                })
+                .is_some_and(|a| a.state == AlertPhase::Firing)
+        });
+    for rule in rules.iter() {
+        let key = AlertKey {
+            rule: rule.name.clone(),
+            model: m.model.clone(),
+        };
+        if only_active && !state.active.contains_key(&key) {
+            continue;
+        }
+        let base = state.baselines.get(&m.model);
+        let firing = state
+            .active
+            .get(&key)
+            .is_some_and(|a| a.state == AlertPhase::Firing);
+        let mut reading = measure::model_reading(rule, m, res, base, sight, firing);
+        match rule.metric {
+            Metric::Qps if container_down && reading.value.is_some() => {
+                // The container being down is the cause, already told; its missing
+                // traffic is the consequence.
+                reading = Reading {
+                    why: format!("{} (its container is down)", reading.why),
+                    ..Reading::default()
+                };
+            }
+            Metric::Qps if rule.relative.is_none() => {
+                traffic_gate(state, &key, rule, m, &mut reading, now_ms);
+            }
+            Metric::Restarts | Metric::OomKills => {
+                counter_gate(state, &key, rule, &mut reading, now_ms);
+            }
+            Metric::ContainersDown => gone_gate(state, m, res.is_some(), sight, &mut reading),
+            _ => {}
+        }
+        step(state, key, Some(rule), reading, now_ms, out);
+    }
+}
+
+/// Models with active alerts that the store keeps history of but leaves out of the live
+/// view: restored from the snapshot and silent since the restart. Each as a view with
+/// no request at all, which is what the monitor sees of them: a dead model's traffic
+/// alert goes on firing, its latency alert turns unknown, as they would have without
+/// the restart.
+fn dormant_models(state: &AlertState, view: &View, now_ms: i64) -> Vec<ModelView> {
+    let mut names: Vec<&str> = state
+        .active
+        .keys()
+        .map(|k| k.model.as_str())
+        .filter(|m| *m != MONITOR && view.model(m).is_none())
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    names.sort_unstable();
+    names.dedup();
+    let kept = view.history.models();
+    let last = now_ms.div_euclid(1000);
+    names
+        .into_iter()
+        .filter(|n| kept.binary_search(n).is_ok())
+        .map(|n| ModelView {
+            model: n.to_owned(),
+            window_s: view.window_s,
+            series: (last - SERIES_SECS + 1..=last)
+                .map(|sec| SeriesPoint {
+                    sec,
+                    ..SeriesPoint::default()
+                })
+                .collect(),
+            ..ModelView::default()
+        })
+        .collect()
+}
+
+fn refresh_baselines(state: &mut AlertState, view: &View, dormant: &[ModelView], now_ms: i64) {
     let cfg = state.rules.baseline;
     // The closure borrows the alerts while the baselines are written: take them out.
     let mut baselines = std::mem::take(&mut state.baselines);
     baselines.refresh(
         &view.history,
-        view.models.iter().map(|m| m.model.as_str()),
+        view.models.iter().chain(dormant).map(|m| m.model.as_str()),
         &cfg,
         now_ms,
         |model| state.excluded(model, now_ms),
@@ -729,7 +801,7 @@ fn step(
     };
     alert.silenced = silenced;
     alert.epoch = state.epoch;
-    if value.is_some() || rule.is_none() {
+    if value.is_some() {
         alert.value = value;
         alert.normal = reading.normal;
         if let Some((t, r)) = reading.limits {
@@ -737,7 +809,7 @@ fn step(
             alert.resolve = r;
         }
         if !reading.why.is_empty() {
-            alert.explanation = reading.why;
+            alert.explanation.clone_from(&reading.why);
         }
     }
     match alert.state {
@@ -780,6 +852,16 @@ fn step(
                 let Some(mut alert) = state.active.remove(&key) else {
                     return;
                 };
+                if value.is_none() {
+                    // It ends because it can no longer be judged, not because it got
+                    // better: the firing sentence and figure would say it is still bad.
+                    alert.value = None;
+                    alert.explanation = if reading.why.is_empty() {
+                        "no longer judged".to_owned()
+                    } else {
+                        format!("no longer judged: {}", reading.why)
+                    };
+                }
                 alert.state = AlertPhase::Resolved;
                 alert.since_ms = now_ms;
                 alert.resolved_ms = Some(now_ms);

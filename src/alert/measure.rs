@@ -143,10 +143,21 @@ pub fn model_reading(
     if rule.metric.needs_requests() && sight.events_since_ms.is_none() {
         return Reading::blind("the broker is not connected: request figures are unknown");
     }
-    if rule.metric.from_docker() && sight.docker_blind {
-        return Reading::blind(
-            "the Docker engine cannot be reached: container figures are unknown",
-        );
+    if rule.metric.from_docker() {
+        // Agents on other hosts report these containers: this monitor's own engine has
+        // nothing to do with them, their agents' silence does.
+        let remote = res.filter(|r| from_agents(r));
+        if let Some(r) = remote.filter(|r| !r.silent_hosts.is_empty()) {
+            return Reading::blind(&format!(
+                "the agent on {} is silent: container figures are unknown",
+                r.silent_hosts.join(", ")
+            ));
+        }
+        if remote.is_none() && sight.docker_blind {
+            return Reading::blind(
+                "the Docker engine cannot be reached: container figures are unknown",
+            );
+        }
     }
     if let Some(v) = &rule.version {
         return version_reading(rule, v, m, firing);
@@ -367,7 +378,10 @@ fn error_rate(
     };
     Reading {
         normal,
-        may_fire: errors >= rule.min_errors,
+        // `min_errors` is the evidence needed to start an incident, not to go on with
+        // one: a quiet model's firing alert with 4 errors of 30 requests is still bad,
+        // and letting it resolve there would fire it again at the next fifth error.
+        may_fire: firing || errors >= rule.min_errors,
         ..Reading::known(v, limits, why)
     }
 }
@@ -447,9 +461,15 @@ fn last_event<'a>(
         .find(|e| actions.iter().any(|a| e.action.starts_with(a)))
 }
 
+/// Whether every container of the model is reported by an agent on another host (none
+/// read from this monitor's own Docker engine).
+fn from_agents(res: &ModelResources) -> bool {
+    !res.containers.is_empty() && res.containers.iter().all(|c| c.host.is_some())
+}
+
 fn container(rule: &Rule, res: Option<&ModelResources>, sight: &Sight, firing: bool) -> Reading {
     let limits = Some((rule.threshold, rule.resolve));
-    let Some(res) = res.filter(|_| sight.docker) else {
+    let Some(res) = res.filter(|r| sight.docker || from_agents(r)) else {
         return Reading::unknown("no container is mapped to this model".into());
     };
     let known = |v: f64, why: String| Reading::known(v, limits, why);
@@ -647,6 +667,14 @@ pub fn monitor_reading(
         }
         Metric::DockerDown => {
             let d = &view.docker;
+            if d.state == DockerState::Unavailable && d.connections == 0 {
+                // Never reached since the monitor started: most often a machine without
+                // Docker at all, not an engine that went away. Held, not cleared, so an
+                // alert a restart brought back stays until the engine answers.
+                return Reading::blind(
+                    "the Docker engine has not been reached since the monitor started",
+                );
+            }
             let down = d.state == DockerState::Unavailable;
             let why = if down {
                 format!(

@@ -29,6 +29,7 @@ pub use engine::{
 pub use measure::{Reading, Sight, model_reading};
 pub use ml::show_number;
 pub use notify::{Notifiers, NotifySection};
+pub use persist::Saved;
 pub use rules::{AlertsSection, BaselineSection, Metric, Rule, RuleSet, Severity, builtin_rules};
 
 use crate::store::View;
@@ -99,6 +100,21 @@ impl Alerting {
     pub fn reload(&mut self, rules: RuleSet, notifiers: Notifiers) {
         self.state.set_rules(rules);
         self.notifiers = notifiers;
+        // The new notifiers start with nothing firing: an Alertmanager among them would
+        // re-post nothing, and Alertmanager would end every alert still firing.
+        self.resume_notifiers();
+    }
+
+    /// Tells the notifiers that keep alerts alive by re-posting them (Alertmanager)
+    /// which alerts are firing.
+    fn resume_notifiers(&mut self) {
+        let firing: Vec<Alert> = self
+            .state
+            .active()
+            .filter(|a| a.state == AlertPhase::Firing)
+            .cloned()
+            .collect();
+        self.notifiers.resume(&firing);
     }
 
     /// Takes back the state saved in `dir` by a previous run, if any.
@@ -106,15 +122,8 @@ impl Alerting {
         match persist::load(dir) {
             Ok(Some(saved)) => {
                 self.state.restore(saved, now_ms);
-                // Notifiers that keep alerts alive by re-posting them (Alertmanager)
-                // must go on with what the previous run left firing.
-                let firing: Vec<Alert> = self
-                    .state
-                    .active()
-                    .filter(|a| a.state == AlertPhase::Firing)
-                    .cloned()
-                    .collect();
-                self.notifiers.resume(&firing);
+                // Alertmanager must go on with what the previous run left firing.
+                self.resume_notifiers();
             }
             Ok(None) => {}
             Err(e) => tracing::warn!("{e}; alerts start afresh"),

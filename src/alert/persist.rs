@@ -4,7 +4,8 @@
 //! them nor forgets to send their resolve; silences and 24 h of resolved alerts come
 //! back too. Traffic memory is deliberately not kept: after a restart a `qps` rule
 //! waits to see healthy traffic again, rather than calling every model dead before the
-//! first batch arrives.
+//! first batch arrives (a firing `qps` alert keeps what it fired on: see
+//! `AlertState::restore`).
 
 use std::path::{Path, PathBuf};
 

@@ -456,14 +456,21 @@ pub fn builtin_rules() -> Vec<Rule> {
             20,
             Severity::Warning,
         ),
-        rule(
-            "container_down",
-            Metric::ContainersDown,
-            0.0,
-            0.0,
-            0,
-            Severity::Critical,
-        ),
+        // Held 2 min after its containers run again: a crash-looping container is
+        // "restarting" most of the time and "running" for seconds in between, and once
+        // Docker's restart backoff is a minute, each of those seconds would otherwise
+        // resolve it and the next crash fire it anew.
+        Rule {
+            keep_firing_for: secs(120),
+            ..rule(
+                "container_down",
+                Metric::ContainersDown,
+                0.0,
+                0.0,
+                0,
+                Severity::Critical,
+            )
+        },
         rule(
             "container_restarted",
             Metric::Restarts,

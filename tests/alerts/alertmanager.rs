@@ -231,6 +231,61 @@ fn alerts_reach_a_real_alertmanager_stay_while_firing_and_resolve() {
 }
 
 #[test]
+fn a_config_reload_keeps_firing_alerts_alive_in_alertmanager() {
+    require!(Rabbitmq, Alertmanager);
+    let am = Alertmanager::start();
+    let model = unique("alert-am-hup");
+    let hooks = webhook(
+        "am",
+        &format!("http://{}", am.addr),
+        "format = \"alertmanager\"\nresend = \"1s\"",
+    );
+    let mon = Mon::watching(&alerts_config(&hooks, ""), &model, &[]);
+    // Slow for longer than the whole test: the alert fires throughout.
+    play(
+        &model,
+        Duration::from_secs(40),
+        Duration::from_secs(5),
+        (200, 300_000),
+    );
+    am.wait("the alert, active", &model, Duration::from_secs(20), |a| {
+        a.len() == 1 && a[0]["status"]["state"] == "active"
+    });
+    // SIGHUP: the same config read again, new notifiers started.
+    let _ = Command::new("kill")
+        .args(["-HUP", &mon.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mon.stderr().contains("config reloaded") {
+        assert!(Instant::now() < deadline, "no reload: {}", mon.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = am.alerts_of(&model);
+    // Every post said the alert ends 4 s later: without re-sends from the new
+    // notifier, Alertmanager would have ended it by now.
+    std::thread::sleep(Duration::from_secs(6));
+    let after = am.alerts_of(&model);
+    assert_eq!(
+        after.len(),
+        1,
+        "still listed 6 s after the reload: {after:?}"
+    );
+    assert_eq!(after[0]["status"]["state"], "active", "{after:?}");
+    let now = serde_json::json!(rfc3339(modelmon::clock::now_us() / 1000));
+    assert!(second(&after[0]["endsAt"]) > second(&now), "{after:?}");
+    assert!(
+        before
+            .iter()
+            .all(|b| second(&after[0]["endsAt"]) > second(&b["endsAt"])),
+        "re-posted since the reload: {before:?} then {after:?}"
+    );
+    let line = mon.wait_for("the alert firing", Duration::from_secs(5), |v| {
+        support::model(v, &model).is_some_and(|m| m["alerts"][0]["state"] == "firing")
+    });
+    assert!(support::model(&line, &model).is_some());
+}
+
+#[test]
 fn resend_is_for_alertmanager_webhooks_only() {
     let check = |extra: &str| {
         Config::parse(&format!(

@@ -480,12 +480,16 @@ fn a_stopped_container_fires_at_once_naming_it_and_its_exit() {
         "{}",
         st.view().active[0].explanation
     );
-    let out = run(&mut st, 40, 41, |_| {
+    // Running again: resolved once it has run for the 2 min container_down holds.
+    let running = |_| {
         with_containers(
             vec![model("iris", 100, 5.0, 0.0, 2)],
             vec![("iris", vec![container("iris-3", "running", Some(5.0))])],
         )
-    });
+    };
+    let out = run(&mut st, 40, 158, running);
+    assert!(out.is_empty(), "{:?}", kinds(&out));
+    let out = run(&mut st, 158, 161, running);
     assert_eq!(kinds(&out), [(TransitionKind::Resolved, "iris".to_owned())]);
 }
 
@@ -506,6 +510,7 @@ fn an_unreachable_docker_engine_is_one_alert_and_holds_container_alerts() {
         v.docker = DockerView {
             state: DockerState::Unavailable,
             error: Some("connection refused (/var/run/docker.sock)".into()),
+            connections: 1,
             ..DockerView::default()
         };
         v
@@ -553,4 +558,173 @@ fn configs_naming_the_former_fixed_limits_still_work_and_turn_them_on() {
         view(vec![model("cnn", 100, 900.0, 0.2, 2)])
     });
     assert!(out.is_empty(), "off by default: {:?}", kinds(&out));
+}
+
+/// Which rules notified what, in order.
+fn rules_told(out: &[Transition]) -> Vec<(TransitionKind, &str)> {
+    out.iter()
+        .map(|t| (t.kind, t.alert.rule.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_machine_without_docker_gets_no_docker_alert_an_engine_that_went_away_does() {
+    // The default config on a machine with no Docker: the engine is never reached.
+    let mut st = builtin();
+    let never = |_| {
+        let mut v = view(vec![model("iris", 100, 5.0, 0.0, 2)]);
+        v.docker = DockerView {
+            state: DockerState::Unavailable,
+            error: Some("no such file (/var/run/docker.sock)".into()),
+            ..DockerView::default()
+        };
+        v
+    };
+    let out = run(&mut st, 0, 60, never);
+    assert!(out.is_empty(), "{:?}", rules_told(&out));
+    assert_eq!(st.view().monitor().count(), 0, "not even pending");
+
+    // An engine that was reached and then went away is an alert.
+    let mut st = builtin();
+    let docker = |state, connections| {
+        let mut v = view(vec![model("iris", 100, 5.0, 0.0, 2)]);
+        v.docker = DockerView {
+            state,
+            connections,
+            ..DockerView::default()
+        };
+        v
+    };
+    run(&mut st, 0, 5, |_| docker(DockerState::Unavailable, 0));
+    run(&mut st, 5, 30, |_| docker(DockerState::Connected, 1));
+    let out = run(&mut st, 30, 60, |_| docker(DockerState::Unavailable, 1));
+    assert_eq!(
+        rules_told(&out),
+        [(TransitionKind::Firing, "docker_unavailable")]
+    );
+}
+
+/// A model whose per-second series has `per_sec` requests and, in every 15 s,
+/// `errors_per_15s` errors (one per second from the start of each 15 s).
+fn erring(per_sec: u64, errors_per_15s: u64) -> ModelView {
+    let mut m = model("quiet", per_sec * 60, 5.0, 0.0, per_sec);
+    for p in &mut m.series {
+        p.errors = u64::from((p.sec as u64) % 15 < errors_per_15s);
+    }
+    m
+}
+
+#[test]
+fn a_quiet_models_error_alert_stays_firing_below_min_errors_while_its_rate_is_bad() {
+    let mut st = engine(
+        r#"
+[alerts]
+builtin = false
+[[alerts.rules]]
+name = "errors"
+metric = "error_rate"
+threshold = 0.05
+resolve = 0.02
+min_errors = 5
+window = "30s"
+for = "10s"
+"#,
+    );
+    // 2 req/s, 20 errors in every 30 s: 33 %.
+    let out = run(&mut st, 0, 20, |_| view(vec![erring(2, 10)]));
+    assert_eq!(rules_told(&out), [(TransitionKind::Firing, "errors")]);
+    // Then 1 req/s with 4 errors in every 30 s: 13 %, far above the 2 % it resolves
+    // at, on fewer errors than it takes to fire. Still the same incident.
+    let out = run(&mut st, 20, 600, |_| view(vec![erring(1, 2)]));
+    assert!(
+        out.is_empty(),
+        "no resolve, no new firing: {:?}",
+        kinds(&out)
+    );
+    let a = st.view().active;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].state, AlertPhase::Firing);
+    assert!(
+        a[0].explanation
+            .starts_with("13 % errors (4 of 30 requests in 30 s), above its limit 5.0 %"),
+        "{}",
+        a[0].explanation
+    );
+    // Errors gone: it resolves.
+    let out = run(&mut st, 600, 602, |_| view(vec![erring(1, 0)]));
+    assert_eq!(rules_told(&out), [(TransitionKind::Resolved, "errors")]);
+}
+
+#[test]
+fn a_crash_looping_container_is_one_container_down_alert() {
+    let mut st = builtin();
+    // Docker's restart backoff at a minute: restarting for 55 s, running for 5 s.
+    let out = run(&mut st, 0, 600, |s| {
+        let state = if s % 60 < 55 { "restarting" } else { "running" };
+        with_containers(
+            vec![model("iris", 100, 5.0, 0.0, 2)],
+            vec![("iris", vec![container("iris-1", state, Some(10.0))])],
+        )
+    });
+    let down: Vec<TransitionKind> = out
+        .iter()
+        .filter(|t| t.alert.rule == "container_down")
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(down, [TransitionKind::Firing], "one alert for 10 min of it");
+    assert!(st.view().is_firing("iris"));
+}
+
+#[test]
+fn an_alert_that_can_no_longer_be_judged_resolves_without_repeating_why_it_fired() {
+    let mut st = engine(SLOW);
+    run(&mut st, 0, 31, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    assert!(st.view().is_firing("m"));
+    // Three requests: too few to judge. It ends once that has lasted the grace.
+    let out = run(&mut st, 31, 60, |_| {
+        view(vec![model("m", 3, 900.0, 0.0, 2)])
+    });
+    assert_eq!(kinds(&out), [(TransitionKind::Resolved, "m".to_owned())]);
+    let a = &out[0].alert;
+    assert_eq!(a.value, None, "no figure: 900 ms is not how it ended");
+    assert_eq!(
+        a.explanation,
+        "no longer judged: too few requests to judge p95 (3 in the last 60 s, 20 needed)"
+    );
+    assert!(!a.explanation.contains("above"), "{}", a.explanation);
+}
+
+#[test]
+fn containers_reported_by_agents_are_judged_without_a_docker_engine_of_its_own() {
+    // `--no-docker` and an agent on gpu-01: the many-host setup of docs/docker.md.
+    let remote = |cpu: f64, silent: bool| {
+        let mut v = with_containers(
+            vec![model("llm", 100, 5.0, 0.0, 2)],
+            vec![("llm", vec![container("llm-1", "running", Some(cpu))])],
+        );
+        v.docker = DockerView::default();
+        assert_eq!(v.docker.state, DockerState::Disabled);
+        for r in v.resources.values_mut() {
+            for c in &mut r.containers {
+                c.host = Some("gpu-01".into());
+            }
+            if silent {
+                r.silent_hosts = vec!["gpu-01".into()];
+                r.usage = Usage::default();
+            }
+        }
+        v
+    };
+    let mut st = builtin();
+    let out = run(&mut st, 0, 30, |_| remote(100.0, false));
+    assert_eq!(
+        rules_told(&out),
+        [(TransitionKind::Firing, "cpu_saturation")]
+    );
+    // Its agent goes silent: the figures are unknown, the alert held as it is.
+    let out = run(&mut st, 30, 90, |_| remote(0.0, true));
+    assert!(out.is_empty(), "{:?}", rules_told(&out));
+    assert!(st.view().is_firing("llm"));
 }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use modelmon::alert::{AlertPhase, AlertState, RuleSet, Transition, TransitionKind, evaluate};
+use modelmon::alert::{
+    AlertPhase, AlertState, RuleSet, Saved, Transition, TransitionKind, evaluate,
+};
 use modelmon::config::Config;
 use modelmon::store::view::View;
 use modelmon::store::{BrokerState, BrokerView, Store, StoreConfig};
@@ -70,6 +72,8 @@ impl Traffic {
 struct Sim {
     store: Store,
     alerts: AlertState,
+    /// The config's alert rules, for a restart.
+    rules: RuleSet,
     now_s: i64,
     rng: u64,
     broker: BrokerState,
@@ -83,9 +87,11 @@ impl Sim {
     fn new(config: &str) -> Self {
         let cfg = Config::parse(config).expect("the config parses");
         cfg.validate(None).expect("and is valid");
+        let rules = RuleSet::new(&cfg.alerts).expect("rules build");
         Self {
             store: Store::new(StoreConfig::default()),
-            alerts: AlertState::new(RuleSet::new(&cfg.alerts).expect("rules build")),
+            alerts: AlertState::new(rules.clone()),
+            rules,
             now_s: T0,
             rng: 0x9e37_79b9_7f4a_7c15,
             broker: BrokerState::Connected,
@@ -161,6 +167,30 @@ impl Sim {
         }
         self.last = view;
         self.now_s += 1;
+    }
+
+    /// The monitor stops (its history and alert state saved, as a clean exit does) and
+    /// starts again `down_s` later with both restored.
+    fn restart(&mut self, down_s: i64) {
+        let now_us = self.now_s * 1_000_000;
+        let history = self
+            .store
+            .view(now_us, BrokerView::default())
+            .history
+            .clone();
+        let (active, history_alerts, silences) = self.alerts.parts();
+        let saved = Saved {
+            v: 1,
+            at_ms: self.now_s * 1000,
+            active,
+            history: history_alerts,
+            silences,
+        };
+        self.now_s += down_s;
+        self.store = Store::new(StoreConfig::default());
+        self.store.restore(&history, self.now_s * 1_000_000);
+        self.alerts = AlertState::new(self.rules.clone());
+        self.alerts.restore(saved, self.now_s * 1000);
     }
 
     fn run(&mut self, secs: i64, traffic: &[(&str, Traffic)]) {
@@ -577,4 +607,57 @@ fn a_model_always_over_its_slo_still_learns_its_normal() {
     let b = sim.baseline("llm");
     assert!(b.ready && b.excluded_s == 0, "{b:?}");
     assert_eq!(fired_list(&sim).len(), 1, "{:?}", fired_list(&sim));
+}
+
+#[test]
+fn a_dead_models_traffic_drop_stays_firing_across_a_restart() {
+    let mut sim = Sim::quick();
+    let iris = Traffic::steady(20, 4.0);
+    let bert = Traffic::steady(15, 16.0);
+    sim.run(8 * 60, &[("iris", iris), ("bert", bert)]);
+    sim.run(60, &[("iris", iris), ("bert", bert.silent())]);
+    assert_eq!(sim.active("traffic_drop", "bert"), Some(AlertPhase::Firing));
+    // Restarted while bert is still dead: it sends nothing afterwards either.
+    sim.restart(20);
+    let t = sim.now_s;
+    sim.run(150, &[("iris", iris), ("bert", bert.silent())]);
+    assert_eq!(
+        sim.seconds_to(t, "traffic_drop", "bert", TransitionKind::Resolved),
+        None,
+        "not resolved while it is still dead"
+    );
+    assert_eq!(sim.active("traffic_drop", "bert"), Some(AlertPhase::Firing));
+    assert!(sim.fired_since(t).is_empty(), "{:?}", sim.fired_since(t));
+    // It sends again: resolved.
+    sim.run(90, &[("iris", iris), ("bert", bert)]);
+    assert!(
+        sim.seconds_to(t, "traffic_drop", "bert", TransitionKind::Resolved)
+            .is_some()
+    );
+}
+
+#[test]
+fn a_model_that_appears_while_the_monitor_runs_learns_its_normal_from_then_on() {
+    let mut sim = Sim::quick();
+    let a = Traffic::steady(20, 4.0);
+    let b = Traffic::steady(10, 8.0);
+    sim.run(20 * 60, &[("a", a)]);
+    assert!(sim.baseline("a").ready);
+    // b starts: the 20 minutes before it existed are no history of 0 requests.
+    sim.run(60, &[("a", a), ("b", b)]);
+    let nb = sim.baseline("b");
+    assert!(!nb.ready, "{nb:?}");
+    assert_eq!(nb.qps, None, "no normal of 0 req/s");
+    assert!(
+        nb.explanation.starts_with("learning:"),
+        "{}",
+        nb.explanation
+    );
+    // Once it has its own minutes (5 min of history, 2 min left out as recent), it is
+    // judged on them.
+    sim.run(9 * 60, &[("a", a), ("b", b)]);
+    let nb = sim.baseline("b");
+    assert!(nb.ready, "{}", nb.explanation);
+    let q = nb.qps.expect("a traffic normal");
+    assert!((9.0..=11.0).contains(&q), "b's normal qps {q}");
 }

@@ -246,9 +246,9 @@ impl Notifiers {
     }
 
     /// Tells the notifiers that keep alerts alive (Alertmanager) which alerts are still
-    /// firing, after a restart brought them back: they were notified by the previous
-    /// run, which also kept re-posting them. Without this Alertmanager would resolve
-    /// them while they still fire. Nothing is sent to the other notifiers.
+    /// firing, when they start with alerts already notified: after a restart brought
+    /// them back, or a reload started new notifiers. Without this Alertmanager would
+    /// resolve them while they still fire. Nothing is sent to the other notifiers.
     pub fn resume(&mut self, firing: &[Alert]) {
         for sink in self.sinks.iter_mut().filter(|s| s.resends) {
             let group: Group = firing
