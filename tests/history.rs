@@ -639,3 +639,65 @@ fn versions_measures_and_first_bytes_keep_24_hours_and_survive_a_snapshot() {
         all.len() as u64 + 30
     );
 }
+
+/// Two requests a second over `[from_s, to_s)`, for model `m`.
+fn steady(from_s: i64, to_s: i64) -> Vec<Value> {
+    (from_s..to_s)
+        .flat_map(|s| [s * 1_000_000 + 100_000, s * 1_000_000 + 600_000])
+        .map(|ts| {
+            json!({"ts": ts, "model": "m", "instance": "pod", "method": "GET",
+                   "route": "/", "status": 200, "duration_us": 1000})
+        })
+        .collect()
+}
+
+#[test]
+fn a_backlog_replayed_after_a_restart_is_counted_over_its_own_seconds() {
+    // The first run is up for the hour before it crashes at `crash`, two requests a
+    // second all along.
+    let crash = NOW_S - 3000;
+    let mut first = Store::new(StoreConfig::default());
+    let mut t = crash - 3600;
+    first.view(t * 1_000_000, BrokerView::default());
+    while t < crash {
+        send(&mut first, steady(t, t + 60), (t + 60) * 1_000_000);
+        t += 60;
+        first.view(t * 1_000_000, BrokerView::default());
+    }
+    let snap = Snapshot {
+        format_version: persist::VERSION,
+        saved_ms: crash * 1000,
+        history: first.fresh_history(crash * 1_000_000),
+        ingest: first.ingest_totals(),
+        stream: None,
+    };
+    let loaded = persist::decode(&persist::encode(&snap)).expect("round trip");
+
+    // Restarted 50 minutes later, the monitor reads the durable queue's backlog: the
+    // same two requests a second, for the time it was down and since.
+    let restart = crash + 3000;
+    let mut second = Store::new(StoreConfig::default());
+    second.restore(&loaded.history, restart * 1_000_000);
+    second.view(restart * 1_000_000, BrokerView::default());
+    let now = restart + 60;
+    for chunk in steady(crash, now).chunks(5000) {
+        send(&mut second, chunk.to_vec(), now * 1_000_000);
+    }
+    let h = history_at(&mut second, now);
+
+    let hour = Range::parse("1h").expect("valid");
+    let sum = h.summary("m", &hour, now * 1000).expect("present");
+    assert_eq!(sum.requests, 7200, "the hour holds the backlog");
+    assert!(
+        (sum.qps - 2.0).abs() < 0.05,
+        "2 req/s all along, not {} (over {} s)",
+        sum.qps,
+        sum.covered_s
+    );
+    // Each point of the series is over its own seconds too.
+    for p in h.series("m", &hour, now * 1000, 60) {
+        let rate = p.requests as f64 / p.covered_s as f64;
+        assert!((rate - 2.0).abs() < 0.05, "{p:?}");
+    }
+}
+
