@@ -653,3 +653,35 @@ fn a_batch_counts_as_its_events_one_by_one_whatever_names_repeat() {
     assert_eq!(a.sizes, b.sizes);
     assert_eq!(a.stats, b.stats);
 }
+
+#[test]
+fn after_the_clock_steps_back_the_window_holds_only_what_came_since() {
+    let mut s = Store::new(StoreConfig::default());
+    let ahead = T0 + 3_600_000_000;
+    let before: Vec<Value> = (0..100)
+        .map(|i| ev("m", "/a", ahead - i * 100_000, 200, 1000))
+        .collect();
+    apply(&mut s, before, ahead);
+    assert_eq!(stats(&mut s, "m", ahead).requests, 100);
+    // The clock is set back an hour; ten requests come in the minute that follows.
+    let after: Vec<Value> = (0..10)
+        .map(|i| ev("m", "/a", T0 - i * 1_000_000, 500, 2000))
+        .collect();
+    apply(&mut s, after, T0);
+    let v = s.view(T0, BrokerView::default());
+    let m = v.model("m").expect("model");
+    assert_eq!(m.stats.requests, 10, "{:?}", m.stats);
+    assert_eq!(m.stats.errors, 10, "only the new ones: {:?}", m.stats);
+    let route = m.routes.iter().find(|r| r.name == "/a").expect("the route");
+    assert_eq!(route.stats.requests, 10, "the route's window too");
+    let series: u64 = m.series.iter().map(|p| p.requests).sum();
+    assert_eq!(series, 10, "the five-minute series holds the new seconds");
+    // The requests from before the step are in the history, not lost.
+    let day = modelmon::store::history::Range::parse("24h").expect("valid");
+    let sum = v
+        .history
+        .summary("m", &day, ahead / 1000 + 1000)
+        .expect("history");
+    assert_eq!(sum.requests, 110);
+}
+

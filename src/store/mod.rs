@@ -1312,10 +1312,19 @@ fn expire_model(
     let past = &mut m.past;
     let staging = &mut m.staging;
     let streams = &mut m.streams;
+    // The five-minute series runs in order up to the live window. After the clock
+    // steps back, its seconds past that would hide the ones the window hands over:
+    // they leave it (the history keeps their requests).
+    let oldest = m.live.oldest_start(now_sec);
+    while past.back().is_some_and(|p| p.sec >= oldest) {
+        past.pop_back();
+    }
     m.live.expire_streamed(
         now_sec,
         |slot| {
-            past.push_back(series_point(&slot, merger));
+            if slot.start < oldest {
+                past.push_back(series_point(&slot, merger));
+            }
             stage(staging, &slot);
         },
         |slots| {

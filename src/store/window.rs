@@ -233,7 +233,8 @@ impl Window {
         self.slots.len() - 1
     }
 
-    /// Removes the slots that left the window at `now_sec`, oldest first.
+    /// Removes the slots that left the window at `now_sec`, oldest first, then those
+    /// that start after it (the clock stepped back), newest first.
     pub fn expire(&mut self, now_sec: i64, retired: impl FnMut(Slot)) {
         self.expire_streamed(now_sec, retired, |_| {});
     }
@@ -253,10 +254,17 @@ impl Window {
                 retired(s);
             }
         }
+        // After the clock steps back, the slots of the seconds it left would count in the
+        // window's figures until it caught up with them, an hour for an hour's step.
+        while self.slots.back().is_some_and(|s| s.start > now_sec) {
+            if let Some(s) = self.slots.pop_back() {
+                retired(s);
+            }
+        }
         if self
             .ttfb
             .as_mut()
-            .is_some_and(|t| t.expire(oldest, streamed))
+            .is_some_and(|t| t.expire(oldest, now_sec, streamed))
         {
             self.ttfb = None;
         }
