@@ -685,3 +685,26 @@ fn after_the_clock_steps_back_the_window_holds_only_what_came_since() {
     assert_eq!(sum.requests, 110);
 }
 
+#[test]
+fn huge_measures_and_sizes_in_one_second_give_finite_figures() {
+    let mut s = Store::new(StoreConfig::default());
+    // Finite and valid, but their thousandths pass u64: two of them used to overflow
+    // the second's sum (a panic in a debug build, a wrapped figure in a release one).
+    let events: Vec<Value> = (0..2)
+        .map(|_| {
+            let mut e = ev("m", "/a", T0, 200, 1000);
+            e["ml"] = json!({"x": 1e300});
+            e["resp_bytes"] = json!(u64::MAX);
+            e
+        })
+        .collect();
+    apply(&mut s, events, T0);
+    let v = s.view(T0, BrokerView::default());
+    let m = v.model("m").expect("model");
+    for (what, st) in [("ml x", &m.ml["x"]), ("resp_bytes", &m.sizes["resp_bytes"])] {
+        assert_eq!(st.count, 2, "{what}: {st:?}");
+        let mean = st.mean.unwrap_or_else(|| panic!("{what}: a mean"));
+        assert!(mean.is_finite() && mean > 1e15, "{what}: {st:?}");
+        assert!(st.sum.is_finite() && st.sum >= mean, "{what}: {st:?}");
+    }
+}

@@ -1453,7 +1453,7 @@ fn window_stats(w: &Window, now_sec: i64, first_sec: i64, merger: &mut Merger) -
             *a += u64::from(b);
         }
         errors += u64::from(s.errors);
-        sum_us += s.sum_us;
+        sum_us = sum_us.saturating_add(s.sum_us);
         max_us = max_us.max(s.max_us);
         merger.add(&s.latency);
     }

@@ -72,7 +72,8 @@ impl Slot {
         self.errors = self.errors.saturating_add(u32::from(h.is_error));
         let class = usize::from(h.class).min(4);
         self.status[class] = self.status[class].saturating_add(1);
-        self.sum_us += h.duration_us;
+        // Saturating: a measure (an `ml` value in thousandths) may be as large as u64.
+        self.sum_us = self.sum_us.saturating_add(h.duration_us);
         self.max_us = self.max_us.max(h.duration_us);
         self.latency.record_bucket(h.bucket, 1);
     }
@@ -87,7 +88,7 @@ impl Slot {
         for (a, b) in self.status.iter_mut().zip(other.status) {
             *a = a.saturating_add(b);
         }
-        self.sum_us += other.sum_us;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
         self.max_us = self.max_us.max(other.max_us);
         self.latency.merge_from(&other.latency);
     }
