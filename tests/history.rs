@@ -701,3 +701,50 @@ fn a_backlog_replayed_after_a_restart_is_counted_over_its_own_seconds() {
     }
 }
 
+#[test]
+fn a_model_gone_for_a_day_leaves_the_history_with_its_routes() {
+    let t0 = NOW_S - 30 * 3600;
+    let one = |model: &str, ts_s: i64| {
+        json!({"ts": ts_s * 1_000_000, "model": model, "instance": "pod", "method": "GET",
+               "route": "/", "status": 200, "duration_us": 1000})
+    };
+    // `ghost` is seen once; `real` 23 hours later, when the snapshot is saved.
+    let mut first = Store::new(StoreConfig::default());
+    send(&mut first, vec![one("ghost", t0)], t0 * 1_000_000);
+    let saved_s = t0 + 23 * 3600;
+    send(
+        &mut first,
+        vec![one("real", saved_s - 5)],
+        saved_s * 1_000_000,
+    );
+    let snap = Snapshot {
+        format_version: persist::VERSION,
+        saved_ms: saved_s * 1000,
+        history: first.fresh_history(saved_s * 1_000_000),
+        ingest: first.ingest_totals(),
+        stream: None,
+    };
+    let loaded = persist::decode(&persist::encode(&snap)).expect("round trip");
+    assert_eq!(loaded.history.models(), ["ghost", "real"]);
+
+    // Restarted two hours later, `ghost` is more than a day old: only `real` is left,
+    // and it takes the one place there is.
+    let now = saved_s + 2 * 3600;
+    let mut second = Store::new(StoreConfig {
+        max_models: 1,
+        ..StoreConfig::default()
+    });
+    second.restore(&loaded.history, now * 1_000_000);
+    let h = second.fresh_history(now * 1_000_000);
+    assert_eq!(h.models(), ["real"], "{h:?}");
+    assert_eq!(
+        h.key_heap_bytes("ghost"),
+        None,
+        "no routes of `ghost` either"
+    );
+    let day = Range::parse("24h").expect("valid");
+    assert_eq!(
+        h.summary("real", &day, now * 1000).map(|s| s.requests),
+        Some(1)
+    );
+}

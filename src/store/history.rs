@@ -378,8 +378,19 @@ impl KeyRings {
         ]
     }
 
+    /// No ring holds an hour: keys whose rings aged out do not keep a model's history
+    /// (and its place under `max_models`) alive.
     pub fn is_empty(&self) -> bool {
-        self.by_kind().iter().all(|r| r.is_empty())
+        self.by_kind()
+            .iter()
+            .all(|rings| rings.values().all(Ring::is_empty))
+    }
+
+    /// Drops the rings left empty (every hour past 24 h, or past the memory budget).
+    pub fn drop_empty(&mut self) {
+        for rings in self.by_kind_mut() {
+            rings.retain(|_, r| !r.is_empty());
+        }
     }
 
     fn heap_bytes(&self) -> usize {
