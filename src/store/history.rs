@@ -295,8 +295,8 @@ struct Observed {
 }
 
 impl Observed {
-    /// `until`: the first second after the history was built; a bucket still filling then
-    /// holds nothing of the seconds after it.
+    /// `until`: the second the history was built in; the rings hold nothing after it, and
+    /// only a fraction of it.
     fn new(ring: &Ring, uptime: &Uptime, from: i64, to: i64, until: i64) -> Self {
         let to = to.min(until);
         let mut replayed: Vec<(i64, i64)> = Vec::new();
@@ -643,8 +643,7 @@ impl HistoryView {
             hour_m.reset();
             total.absorb(&acc);
         }
-        let covered =
-            self.uptime.covered(from, to) + self.observed(ring, from, to).replayed(from, to);
+        let covered = self.up(from, to) + self.observed(ring, from, to).replayed(from, to);
         let [p50, p95, p99] = percentiles(&all, total.max_us);
         RangeSummary {
             requests: total.requests,
@@ -666,9 +665,19 @@ impl HistoryView {
         }
     }
 
+    /// The second the history was built in: still filling then, so not counted as
+    /// observed (a rate would take its fraction of requests as a whole second's).
+    fn until(&self) -> i64 {
+        self.built_ms.div_euclid(1000)
+    }
+
     fn observed(&self, ring: &Ring, from: i64, to: i64) -> Observed {
-        let until = self.built_ms.div_euclid(1000) + 1;
-        Observed::new(ring, &self.uptime, from, to, until)
+        Observed::new(ring, &self.uptime, from, to, self.until())
+    }
+
+    /// Seconds of `[from, to)` the monitor was up, up to the one the history was built in.
+    fn up(&self, from: i64, to: i64) -> u64 {
+        self.uptime.covered(from, to.min(self.until()))
     }
 
     /// A model's series over `range`, at most `max_points` points on a round step
@@ -724,7 +733,7 @@ impl HistoryView {
             }
             let [p50, p95, p99] = percentiles(&m, acc.max_us);
             m.reset();
-            let covered_s = self.uptime.covered(lo, hi) + seen.replayed(lo, hi);
+            let covered_s = self.up(lo, hi) + seen.replayed(lo, hi);
             out.push(HistoryPoint {
                 start_ms: start * 1000,
                 step_s: step as u32,

@@ -94,8 +94,9 @@ pub fn history_points(view: &Live, model: &str, range: Range, max_points: usize)
     RangeData::Points(
         points
             .iter()
-            // Spans the monitor was down for are gaps, not zeros.
-            .filter(|p| p.covered)
+            // Spans the monitor was down for are gaps, not zeros; so is a point made only
+            // of the second still filling, which has no rate yet.
+            .filter(|p| p.covered && p.covered_s > 0)
             .map(|p| from_history(p, view.ts_ms))
             .collect(),
     )
