@@ -260,16 +260,14 @@ pub fn render_text(r: &Report<'_>, now_ms: i64) -> String {
                 continue;
             }
             let rate = (p.requests > 0).then(|| p.errors as f64 / p.requests as f64);
-            // Over the part of the point inside the range: the newest point is still
-            // filling, and a whole step would show a fraction of its rate.
-            let end_ms = p.start_ms + i64::from(p.step_s) * 1000;
-            let inside_ms = end_ms.min(r.range.to_ms) - p.start_ms.max(r.range.from_ms);
             let _ = writeln!(
                 s,
                 "  {:<16} {:>10} {:>9.2} {:>7} {:>9} {:>9} {:>9}",
                 utc(p.start_ms),
                 p.requests,
-                p.requests as f64 / (inside_ms.max(1000) as f64 / 1000.0),
+                // Over the seconds the point observed: the newest point is still
+                // filling, and a whole step would show a fraction of its rate.
+                p.requests as f64 / p.covered_s.max(1) as f64,
                 pct(rate),
                 opt(p.p50_ms, 2),
                 opt(p.p95_ms, 2),

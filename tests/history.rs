@@ -639,3 +639,112 @@ fn versions_measures_and_first_bytes_keep_24_hours_and_survive_a_snapshot() {
         all.len() as u64 + 30
     );
 }
+
+/// Two requests a second over `[from_s, to_s)`, for model `m`.
+fn steady(from_s: i64, to_s: i64) -> Vec<Value> {
+    (from_s..to_s)
+        .flat_map(|s| [s * 1_000_000 + 100_000, s * 1_000_000 + 600_000])
+        .map(|ts| {
+            json!({"ts": ts, "model": "m", "instance": "pod", "method": "GET",
+                   "route": "/", "status": 200, "duration_us": 1000})
+        })
+        .collect()
+}
+
+#[test]
+fn a_backlog_replayed_after_a_restart_is_counted_over_its_own_seconds() {
+    // The first run is up for the hour before it crashes at `crash`, two requests a
+    // second all along.
+    let crash = NOW_S - 3000;
+    let mut first = Store::new(StoreConfig::default());
+    let mut t = crash - 3600;
+    first.view(t * 1_000_000, BrokerView::default());
+    while t < crash {
+        send(&mut first, steady(t, t + 60), (t + 60) * 1_000_000);
+        t += 60;
+        first.view(t * 1_000_000, BrokerView::default());
+    }
+    let snap = Snapshot {
+        format_version: persist::VERSION,
+        saved_ms: crash * 1000,
+        history: first.fresh_history(crash * 1_000_000),
+        ingest: first.ingest_totals(),
+        stream: None,
+    };
+    let loaded = persist::decode(&persist::encode(&snap)).expect("round trip");
+
+    // Restarted 50 minutes later, the monitor reads the durable queue's backlog: the
+    // same two requests a second, for the time it was down and since.
+    let restart = crash + 3000;
+    let mut second = Store::new(StoreConfig::default());
+    second.restore(&loaded.history, restart * 1_000_000);
+    second.view(restart * 1_000_000, BrokerView::default());
+    let now = restart + 60;
+    for chunk in steady(crash, now).chunks(5000) {
+        send(&mut second, chunk.to_vec(), now * 1_000_000);
+    }
+    let h = history_at(&mut second, now);
+
+    let hour = Range::parse("1h").expect("valid");
+    let sum = h.summary("m", &hour, now * 1000).expect("present");
+    assert_eq!(sum.requests, 7200, "the hour holds the backlog");
+    assert!(
+        (sum.qps - 2.0).abs() < 0.05,
+        "2 req/s all along, not {} (over {} s)",
+        sum.qps,
+        sum.covered_s
+    );
+    // Each point of the series is over its own seconds too.
+    for p in h.series("m", &hour, now * 1000, 60) {
+        let rate = p.requests as f64 / p.covered_s as f64;
+        assert!((rate - 2.0).abs() < 0.05, "{p:?}");
+    }
+}
+
+#[test]
+fn a_model_gone_for_a_day_leaves_the_history_with_its_routes() {
+    let t0 = NOW_S - 30 * 3600;
+    let one = |model: &str, ts_s: i64| {
+        json!({"ts": ts_s * 1_000_000, "model": model, "instance": "pod", "method": "GET",
+               "route": "/", "status": 200, "duration_us": 1000})
+    };
+    // `ghost` is seen once; `real` 23 hours later, when the snapshot is saved.
+    let mut first = Store::new(StoreConfig::default());
+    send(&mut first, vec![one("ghost", t0)], t0 * 1_000_000);
+    let saved_s = t0 + 23 * 3600;
+    send(
+        &mut first,
+        vec![one("real", saved_s - 5)],
+        saved_s * 1_000_000,
+    );
+    let snap = Snapshot {
+        format_version: persist::VERSION,
+        saved_ms: saved_s * 1000,
+        history: first.fresh_history(saved_s * 1_000_000),
+        ingest: first.ingest_totals(),
+        stream: None,
+    };
+    let loaded = persist::decode(&persist::encode(&snap)).expect("round trip");
+    assert_eq!(loaded.history.models(), ["ghost", "real"]);
+
+    // Restarted two hours later, `ghost` is more than a day old: only `real` is left,
+    // and it takes the one place there is.
+    let now = saved_s + 2 * 3600;
+    let mut second = Store::new(StoreConfig {
+        max_models: 1,
+        ..StoreConfig::default()
+    });
+    second.restore(&loaded.history, now * 1_000_000);
+    let h = second.fresh_history(now * 1_000_000);
+    assert_eq!(h.models(), ["real"], "{h:?}");
+    assert_eq!(
+        h.key_heap_bytes("ghost"),
+        None,
+        "no routes of `ghost` either"
+    );
+    let day = Range::parse("24h").expect("valid");
+    assert_eq!(
+        h.summary("real", &day, now * 1000).map(|s| s.requests),
+        Some(1)
+    );
+}

@@ -653,3 +653,58 @@ fn a_batch_counts_as_its_events_one_by_one_whatever_names_repeat() {
     assert_eq!(a.sizes, b.sizes);
     assert_eq!(a.stats, b.stats);
 }
+
+#[test]
+fn after_the_clock_steps_back_the_window_holds_only_what_came_since() {
+    let mut s = Store::new(StoreConfig::default());
+    let ahead = T0 + 3_600_000_000;
+    let before: Vec<Value> = (0..100)
+        .map(|i| ev("m", "/a", ahead - i * 100_000, 200, 1000))
+        .collect();
+    apply(&mut s, before, ahead);
+    assert_eq!(stats(&mut s, "m", ahead).requests, 100);
+    // The clock is set back an hour; ten requests come in the minute that follows.
+    let after: Vec<Value> = (0..10)
+        .map(|i| ev("m", "/a", T0 - i * 1_000_000, 500, 2000))
+        .collect();
+    apply(&mut s, after, T0);
+    let v = s.view(T0, BrokerView::default());
+    let m = v.model("m").expect("model");
+    assert_eq!(m.stats.requests, 10, "{:?}", m.stats);
+    assert_eq!(m.stats.errors, 10, "only the new ones: {:?}", m.stats);
+    let route = m.routes.iter().find(|r| r.name == "/a").expect("the route");
+    assert_eq!(route.stats.requests, 10, "the route's window too");
+    let series: u64 = m.series.iter().map(|p| p.requests).sum();
+    assert_eq!(series, 10, "the five-minute series holds the new seconds");
+    // The requests from before the step are in the history, not lost.
+    let day = modelmon::store::history::Range::parse("24h").expect("valid");
+    let sum = v
+        .history
+        .summary("m", &day, ahead / 1000 + 1000)
+        .expect("history");
+    assert_eq!(sum.requests, 110);
+}
+
+#[test]
+fn huge_measures_and_sizes_in_one_second_give_finite_figures() {
+    let mut s = Store::new(StoreConfig::default());
+    // Finite and valid, but their thousandths pass u64: two of them used to overflow
+    // the second's sum (a panic in a debug build, a wrapped figure in a release one).
+    let events: Vec<Value> = (0..2)
+        .map(|_| {
+            let mut e = ev("m", "/a", T0, 200, 1000);
+            e["ml"] = json!({"x": 1e300});
+            e["resp_bytes"] = json!(u64::MAX);
+            e
+        })
+        .collect();
+    apply(&mut s, events, T0);
+    let v = s.view(T0, BrokerView::default());
+    let m = v.model("m").expect("model");
+    for (what, st) in [("ml x", &m.ml["x"]), ("resp_bytes", &m.sizes["resp_bytes"])] {
+        assert_eq!(st.count, 2, "{what}: {st:?}");
+        let mean = st.mean.unwrap_or_else(|| panic!("{what}: a mean"));
+        assert!(mean.is_finite() && mean > 1e15, "{what}: {st:?}");
+        assert!(st.sum.is_finite() && st.sum >= mean, "{what}: {st:?}");
+    }
+}

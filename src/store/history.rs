@@ -137,6 +137,11 @@ pub struct HistoryPoint {
     pub step_s: u32,
     /// `false`: the monitor was down for all of it. A gap, not zeros.
     pub covered: bool,
+    /// Seconds of the point that are observed: inside the range, with the monitor up or
+    /// with traffic replayed for them. The point's rate is `requests / covered_s`: the
+    /// newest point of a range is still filling, and its whole step would show a
+    /// fraction of its rate.
+    pub covered_s: u64,
     pub requests: u64,
     pub errors: u64,
     pub client_errors: u64,
@@ -193,6 +198,15 @@ impl Uptime {
             .map(|&(a, b)| (b.min(to) - a.max(from)).max(0) as u64)
             .sum()
     }
+
+    /// The downtime holding `sec` (which no span holds): from the end of the span
+    /// before it to the start of the one after, unbounded where there is none.
+    fn downtime_around(&self, sec: i64) -> (i64, i64) {
+        let next = self.spans.partition_point(|s| s.1 <= sec);
+        let down_from = next.checked_sub(1).map_or(i64::MIN, |i| self.spans[i].1);
+        let down_to = self.spans.get(next).map_or(i64::MAX, |s| s.0);
+        (down_from, down_to)
+    }
 }
 
 /// Counters summed over buckets.
@@ -238,10 +252,7 @@ fn percentiles(m: &Merger, max_us: u64) -> [Option<f64>; 3] {
 /// Adds the cells `[from, to)` of one hour to `acc` and their distributions to `m`.
 /// A cell partly inside the range counts whole.
 fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &mut Merger) {
-    let step = h.cell_s();
-    let lo = ((from.max(h.start_s) - h.start_s) / step) as usize;
-    let hi = ((to.min(h.start_s + HOUR_S) - h.start_s + step - 1) / step) as usize;
-    let hi = hi.min(h.cells_len());
+    let (lo, hi) = cell_span(h, from, to);
     if lo >= hi {
         return;
     }
@@ -261,6 +272,71 @@ fn add_hour_span(h: &super::ring::Hour, from: i64, to: i64, acc: &mut Acc, m: &m
     }
     for d in h.dists.covering(lo, hi, h.cells_len()).iter().flatten() {
         m.add_dist(d);
+    }
+}
+
+/// The cells `[lo, hi)` of an hour that overlap `[from, to)`.
+fn cell_span(h: &super::ring::Hour, from: i64, to: i64) -> (usize, usize) {
+    let step = h.cell_s();
+    let lo = ((from.max(h.start_s) - h.start_s) / step) as usize;
+    let hi = ((to.min(h.start_s + HOUR_S) - h.start_s + step - 1) / step) as usize;
+    (lo, hi.min(h.cells_len()))
+}
+
+/// The seconds of `[from, to)` that are observed: when the monitor was up, and each
+/// downtime with traffic replayed for it afterwards (a backlog from a durable queue lands
+/// in its own seconds), from the first bucket with traffic to the downtime's end, since
+/// the queue held all that came until the monitor was back. Without those a range's rate
+/// would divide a backlog's requests by the minutes of uptime beside it; with only the
+/// buckets that have traffic, sparse traffic would read as the rate of its bursts.
+struct Observed {
+    /// Replayed stretches: sorted, disjoint, outside the uptime spans.
+    replayed: Vec<(i64, i64)>,
+}
+
+impl Observed {
+    /// `until`: the second the history was built in; the rings hold nothing after it, and
+    /// only a fraction of it.
+    fn new(ring: &Ring, uptime: &Uptime, from: i64, to: i64, until: i64) -> Self {
+        let to = to.min(until);
+        let mut replayed: Vec<(i64, i64)> = Vec::new();
+        for h in ring.hours_between(from, to) {
+            let step = h.cell_s();
+            let (lo, hi) = cell_span(h, from, to);
+            let mut start = h.start_s + lo as i64 * step;
+            for c in h.cells(lo, hi.max(lo)) {
+                let cell = (start, start + step);
+                start += step;
+                // Only a bucket the monitor was down for all along tells of a replay: the
+                // one it went down in holds what it saw before.
+                if c.requests() == 0
+                    || replayed.last().is_some_and(|r| cell.0 < r.1)
+                    || uptime.covered(cell.0, cell.1) > 0
+                {
+                    continue;
+                }
+                let (down_from, down_to) = uptime.downtime_around(cell.0);
+                // Traffic from the first whole bucket of a downtime ran from its start.
+                let begin = if cell.0.saturating_sub(down_from) < step {
+                    down_from
+                } else {
+                    cell.0
+                };
+                let r = (begin.max(from), down_to.min(to));
+                if r.0 < r.1 {
+                    replayed.push(r);
+                }
+            }
+        }
+        Self { replayed }
+    }
+
+    /// Seconds of `[from, to)` replayed.
+    fn replayed(&self, from: i64, to: i64) -> u64 {
+        self.replayed
+            .iter()
+            .map(|&(a, b)| (b.min(to) - a.max(from)).max(0) as u64)
+            .sum()
     }
 }
 
@@ -302,8 +378,19 @@ impl KeyRings {
         ]
     }
 
+    /// No ring holds an hour: keys whose rings aged out do not keep a model's history
+    /// (and its place under `max_models`) alive.
     pub fn is_empty(&self) -> bool {
-        self.by_kind().iter().all(|r| r.is_empty())
+        self.by_kind()
+            .iter()
+            .all(|rings| rings.values().all(Ring::is_empty))
+    }
+
+    /// Drops the rings left empty (every hour past 24 h, or past the memory budget).
+    pub fn drop_empty(&mut self) {
+        for rings in self.by_kind_mut() {
+            rings.retain(|_, r| !r.is_empty());
+        }
     }
 
     fn heap_bytes(&self) -> usize {
@@ -556,7 +643,7 @@ impl HistoryView {
             hour_m.reset();
             total.absorb(&acc);
         }
-        let covered = self.covered(from, to, total.requests);
+        let covered = self.up(from, to) + self.observed(ring, from, to).replayed(from, to);
         let [p50, p95, p99] = percentiles(&all, total.max_us);
         RangeSummary {
             requests: total.requests,
@@ -578,14 +665,19 @@ impl HistoryView {
         }
     }
 
-    /// Seconds of `[from, to)` that count as observed. Traffic in a span the monitor
-    /// did not run (a backlog replayed from a durable queue) still counts its buckets.
-    fn covered(&self, from: i64, to: i64, requests: u64) -> u64 {
-        let up = self.uptime.covered(from, to);
-        if up == 0 && requests > 0 {
-            return (to - from) as u64;
-        }
-        up
+    /// The second the history was built in: still filling then, so not counted as
+    /// observed (a rate would take its fraction of requests as a whole second's).
+    fn until(&self) -> i64 {
+        self.built_ms.div_euclid(1000)
+    }
+
+    fn observed(&self, ring: &Ring, from: i64, to: i64) -> Observed {
+        Observed::new(ring, &self.uptime, from, to, self.until())
+    }
+
+    /// Seconds of `[from, to)` the monitor was up, up to the one the history was built in.
+    fn up(&self, from: i64, to: i64) -> u64 {
+        self.uptime.covered(from, to.min(self.until()))
     }
 
     /// A model's series over `range`, at most `max_points` points on a round step
@@ -628,6 +720,7 @@ impl HistoryView {
         let step = step_for(range.span_s(now_ms), max_points.max(1));
         let mut m = Merger::default();
         let mut out = Vec::new();
+        let seen = self.observed(ring, from, to);
         let mut start = from.div_euclid(step) * step;
         while start < to {
             let end = start + step;
@@ -640,10 +733,12 @@ impl HistoryView {
             }
             let [p50, p95, p99] = percentiles(&m, acc.max_us);
             m.reset();
+            let covered_s = self.up(lo, hi) + seen.replayed(lo, hi);
             out.push(HistoryPoint {
                 start_ms: start * 1000,
                 step_s: step as u32,
-                covered: acc.requests > 0 || self.uptime.covered(lo, hi) > 0,
+                covered: acc.requests > 0 || covered_s > 0,
+                covered_s,
                 requests: acc.requests,
                 errors: acc.errors,
                 client_errors: acc.client_errors,
@@ -724,6 +819,9 @@ mod tests {
         u.mark(300, 310);
         assert_eq!(u.covered(0, 1000), 51 + 11);
         assert_eq!(u.covered(151, 300), 0, "the gap while down");
+        assert_eq!(u.downtime_around(200), (151, 300));
+        assert_eq!(u.downtime_around(50), (i64::MIN, 100));
+        assert_eq!(u.downtime_around(311), (311, i64::MAX));
         let merged = Uptime::from_spans(vec![(5, 10), (0, 6), (20, 30)]);
         assert_eq!(merged.spans(), &[(0, 10), (20, 30)]);
     }

@@ -1018,6 +1018,9 @@ impl Store {
                 *by_hour.entry(h.start_s).or_default() += h.heap_bytes() + 32;
             }
         }
+        for d in self.dormant.values_mut() {
+            d.keys.drop_empty();
+        }
         let budget = self.cfg.key_history_bytes;
         if by_hour.values().sum::<usize>() <= budget {
             return;
@@ -1034,9 +1037,7 @@ impl Store {
             r.drop_before(cut);
         }
         for d in self.dormant.values_mut() {
-            for rings in d.keys.by_kind_mut() {
-                rings.retain(|_, r| !r.is_empty());
-            }
+            d.keys.drop_empty();
         }
     }
 
@@ -1068,6 +1069,14 @@ impl Store {
                 keys: keys.clone(),
             };
             d.ring.age(now_sec, &mut self.ring_merger);
+            // Aged as the model's own ring, or a model gone for over a day would come
+            // back with every restart by the keys it had, and take a place of `max_models`.
+            for rings in d.keys.by_kind_mut() {
+                for r in rings.values_mut() {
+                    r.age(now_sec, &mut self.ring_merger);
+                }
+            }
+            d.keys.drop_empty();
             if !d.ring.is_empty() || !d.keys.is_empty() {
                 self.dormant.insert(name.to_owned(), d);
             }
@@ -1312,10 +1321,19 @@ fn expire_model(
     let past = &mut m.past;
     let staging = &mut m.staging;
     let streams = &mut m.streams;
+    // The five-minute series runs in order up to the live window. After the clock
+    // steps back, its seconds past that would hide the ones the window hands over:
+    // they leave it (the history keeps their requests).
+    let oldest = m.live.oldest_start(now_sec);
+    while past.back().is_some_and(|p| p.sec >= oldest) {
+        past.pop_back();
+    }
     m.live.expire_streamed(
         now_sec,
         |slot| {
-            past.push_back(series_point(&slot, merger));
+            if slot.start < oldest {
+                past.push_back(series_point(&slot, merger));
+            }
             stage(staging, &slot);
         },
         |slots| {
@@ -1444,7 +1462,7 @@ fn window_stats(w: &Window, now_sec: i64, first_sec: i64, merger: &mut Merger) -
             *a += u64::from(b);
         }
         errors += u64::from(s.errors);
-        sum_us += s.sum_us;
+        sum_us = sum_us.saturating_add(s.sum_us);
         max_us = max_us.max(s.max_us);
         merger.add(&s.latency);
     }

@@ -143,11 +143,16 @@ impl TtfbSlots {
         self.slots[pos].record(fb);
     }
 
-    /// Hands out the slots that started before `oldest` (see [`TtfbSlot::into_slots`]);
-    /// `true` when none is left.
-    pub fn expire(&mut self, oldest: i64, mut retired: impl FnMut([Slot; 2])) -> bool {
+    /// Hands out the slots that started before `oldest` or after `newest`, as the
+    /// window does (see [`TtfbSlot::into_slots`]); `true` when none is left.
+    pub fn expire(&mut self, oldest: i64, newest: i64, mut retired: impl FnMut([Slot; 2])) -> bool {
         while self.slots.front().is_some_and(|s| s.start < oldest) {
             if let Some(s) = self.slots.pop_front() {
+                retired(s.into_slots());
+            }
+        }
+        while self.slots.back().is_some_and(|s| s.start > newest) {
+            if let Some(s) = self.slots.pop_back() {
                 retired(s.into_slots());
             }
         }
@@ -219,10 +224,10 @@ mod tests {
         let st = t.stats(&mut m);
         assert_eq!(st.count, 4);
         assert_eq!(st.mean_ms, Some(2.5));
-        assert!(!t.expire(12, |_| {}), "the newest slot stays");
+        assert!(!t.expire(12, 12, |_| {}), "the newest slot stays");
         assert_eq!(t.stats(&mut m).count, 2);
         let mut left = Vec::new();
-        assert!(t.expire(13, |s| left.push(s)), "nothing left");
+        assert!(t.expire(13, 13, |s| left.push(s)), "nothing left");
         let [ttfb, generation] = &left[0];
         assert_eq!((ttfb.start, ttfb.requests(), ttfb.sum_us), (12, 2, 6_000));
         assert_eq!((generation.requests(), generation.sum_us), (2, 8_000));

@@ -72,7 +72,8 @@ impl Slot {
         self.errors = self.errors.saturating_add(u32::from(h.is_error));
         let class = usize::from(h.class).min(4);
         self.status[class] = self.status[class].saturating_add(1);
-        self.sum_us += h.duration_us;
+        // Saturating: a measure (an `ml` value in thousandths) may be as large as u64.
+        self.sum_us = self.sum_us.saturating_add(h.duration_us);
         self.max_us = self.max_us.max(h.duration_us);
         self.latency.record_bucket(h.bucket, 1);
     }
@@ -87,7 +88,7 @@ impl Slot {
         for (a, b) in self.status.iter_mut().zip(other.status) {
             *a = a.saturating_add(b);
         }
-        self.sum_us += other.sum_us;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
         self.max_us = self.max_us.max(other.max_us);
         self.latency.merge_from(&other.latency);
     }
@@ -233,7 +234,8 @@ impl Window {
         self.slots.len() - 1
     }
 
-    /// Removes the slots that left the window at `now_sec`, oldest first.
+    /// Removes the slots that left the window at `now_sec`, oldest first, then those
+    /// that start after it (the clock stepped back), newest first.
     pub fn expire(&mut self, now_sec: i64, retired: impl FnMut(Slot)) {
         self.expire_streamed(now_sec, retired, |_| {});
     }
@@ -253,10 +255,17 @@ impl Window {
                 retired(s);
             }
         }
+        // After the clock steps back, the slots of the seconds it left would count in the
+        // window's figures until it caught up with them, an hour for an hour's step.
+        while self.slots.back().is_some_and(|s| s.start > now_sec) {
+            if let Some(s) = self.slots.pop_back() {
+                retired(s);
+            }
+        }
         if self
             .ttfb
             .as_mut()
-            .is_some_and(|t| t.expire(oldest, streamed))
+            .is_some_and(|t| t.expire(oldest, now_sec, streamed))
         {
             self.ttfb = None;
         }

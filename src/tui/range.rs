@@ -94,8 +94,9 @@ pub fn history_points(view: &Live, model: &str, range: Range, max_points: usize)
     RangeData::Points(
         points
             .iter()
-            // Spans the monitor was down for are gaps, not zeros.
-            .filter(|p| p.covered)
+            // Spans the monitor was down for are gaps, not zeros; so is a point made only
+            // of the second still filling, which has no rate yet.
+            .filter(|p| p.covered && p.covered_s > 0)
             .map(|p| from_history(p, view.ts_ms))
             .collect(),
     )
@@ -106,7 +107,13 @@ fn from_history(p: &HistoryPoint, now_ms: i64) -> ChartPoint {
     ChartPoint {
         // A point stands at the end of its step: its figures are complete there.
         t: ((p.start_ms - now_ms) as f64 / 1000.0 + step).min(0.0),
-        qps: p.requests as f64 / step,
+        // Over the seconds the point observed, not its whole step: the newest point is
+        // still filling, and would show a drop at "now" that is not in the traffic.
+        qps: if p.covered_s > 0 {
+            p.requests as f64 / p.covered_s as f64
+        } else {
+            0.0
+        },
         error_rate: (p.requests > 0).then(|| p.errors as f64 / p.requests as f64),
         p50_ms: p.p50_ms,
         p95_ms: p.p95_ms,
@@ -119,9 +126,13 @@ fn from_history(p: &HistoryPoint, now_ms: i64) -> ChartPoint {
 /// The per-second series, folded to at most `max_points`: a point that covers several
 /// seconds has their mean rate, their pooled error rate and their worst percentiles, so
 /// a one-second spike still shows when five minutes squeeze into a narrow chart.
+///
+/// The current second is left out: it is still filling, and averaged in as a whole
+/// second it would draw a drop at the chart's end that the traffic does not have.
 fn from_series(view: &Live, model: &ModelView, max_points: usize) -> Vec<ChartPoint> {
     let now_sec = view.ts_ms.div_euclid(1000);
-    let s = &model.series;
+    let finished = model.series.partition_point(|p| p.sec < now_sec);
+    let s = &model.series[..finished];
     let n = s.len();
     let k = max_points.clamp(1, n.max(1));
     (0..k)

@@ -83,13 +83,16 @@ fn r4(x: f64) -> f64 {
 /// One row per model, columns as [`COLUMNS`]: arrays, not objects, because 100 models
 /// must fit in a few KB every second.
 pub(crate) fn overview_message(view: &Live) -> Utf8Bytes {
+    let now_sec = view.ts_ms.div_euclid(1000);
     let rows: Vec<Value> = view
         .models
         .iter()
         .map(|m| {
             let s = &m.stats;
             let res = view.resources(&m.model);
-            let last = m.series.last();
+            // The newest finished second: clients append it to their sparklines once,
+            // and the second still filling holds a fraction of its requests.
+            let last = m.series.iter().rev().find(|p| p.sec < now_sec);
             json!([
                 m.model,
                 model_state(view, m),
@@ -244,5 +247,39 @@ async fn client(mut socket: WebSocket, state: AppState, _permit: OwnedSemaphoreP
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{BrokerView, Store, StoreConfig};
+
+    #[test]
+    fn the_overview_sends_the_newest_finished_second_for_sparklines() {
+        const T: i64 = 1_800_000_000;
+        // Twenty requests in each of five seconds, then the first three of the sixth,
+        // which is still filling when the view is taken a quarter into it.
+        let events: Vec<Value> = (0..103_i64)
+            .map(|i| {
+                json!({"ts": (T + i / 20) * 1_000_000 + (i % 20) * 10_000, "model": "m",
+                       "instance": "pod", "method": "GET", "route": "/",
+                       "status": 200, "duration_us": 1000})
+            })
+            .collect();
+        let body = json!({"v": 1, "source": {"kind": "demo", "instance": "t", "pid": 1},
+                          "dropped": 0, "events": events})
+        .to_string();
+        let now_us = (T + 5) * 1_000_000 + 250_000;
+        let batch = modelmon_contract::decode_batch(body.as_bytes(), None, now_us).expect("batch");
+        let mut store = Store::new(StoreConfig::default());
+        store.apply(&batch, now_us);
+        let live = Live::from(store.view(now_us, BrokerView::default()));
+
+        let msg: Value = serde_json::from_str(overview_message(&live).as_str()).expect("json");
+        let row = &msg["m"][0];
+        let col = |name: &str| &row[COLUMNS.iter().position(|c| *c == name).expect("a column")];
+        assert_eq!(col("sec"), &json!(T + 4), "{row}");
+        assert_eq!(col("sec_requests"), &json!(20), "a whole second: {row}");
     }
 }

@@ -13,7 +13,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 use super::fixtures::{
-    NOW_MS, alerts, fixture, fixture_view, measure, rollout_view, view_with_history,
+    NOW_MS, alerts, fixture, fixture_view, measure, rollout_view, steady_view, view_with_history,
 };
 use super::{app, colour, draw, press, row_of, screen, text};
 
@@ -51,6 +51,29 @@ fn detail_long_ranges_draw_the_history() {
         );
         insta::assert_snapshot!(format!("detail_history_{}", r.label()), s);
     }
+}
+
+#[test]
+fn steady_traffic_draws_no_drop_at_the_end_of_any_range() {
+    use modelmon::tui::range::{self, RangeData};
+    // One request a second, viewed 15 s into a minute: the newest minute of the hour
+    // chart and the newest seconds of the 5-minute chart are still filling.
+    let live = Live::from(steady_view(NOW_MS + 15_000));
+    let tail = |data: RangeData| match data {
+        RangeData::Points(p) => p.last().map(|p| p.qps).expect("a point"),
+        RangeData::Unavailable(why) => panic!("{why}"),
+    };
+    for r in [Range::Hour1, Range::Hour6, Range::Day1] {
+        let qps = tail(range::history_points(&live, "steady", r, 76));
+        assert!(
+            (0.9..1.1).contains(&qps),
+            "{}: the last point at {qps}",
+            r.label()
+        );
+    }
+    let m = live.model("steady").expect("the model");
+    let qps = tail(range::points(&live, m, Range::Min5, 76));
+    assert!((0.9..1.1).contains(&qps), "5m: the last point at {qps}");
 }
 
 #[test]

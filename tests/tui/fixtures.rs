@@ -687,3 +687,33 @@ pub fn blind() -> Live {
     alerts.active.insert(2, docker);
     Live::new(view, alerts)
 }
+
+/// A view by the real store of one request a second (at .6 of each) for the two hours up
+/// to `now_ms`, the monitor up and refreshed every minute all along: model `steady`.
+pub fn steady_view(now_ms: i64) -> View {
+    use modelmon::store::{Store, StoreConfig};
+    let end = now_ms.div_euclid(1000);
+    let mut store = Store::new(StoreConfig::default());
+    let mut from = end - 7200;
+    while from < end {
+        let to = (from + 60).min(end);
+        let events: Vec<serde_json::Value> = (from..to)
+            .map(|s| {
+                serde_json::json!({"ts": s * 1_000_000 + 600_000, "model": "steady",
+                    "instance": "pod-a", "method": "POST", "route": "/v1/predict",
+                    "status": 200, "duration_us": 2000})
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({"v": 1,
+            "source": {"kind": "demo", "instance": "t", "pid": 1}, "dropped": 0,
+            "events": events}))
+        .expect("json");
+        let at_us = to * 1_000_000;
+        let decoded = modelmon_contract::decode_batch(&body, None, at_us).expect("a batch");
+        assert!(decoded.rejects.is_empty(), "{:?}", decoded.rejects);
+        store.apply(&decoded, at_us);
+        store.view(at_us, BrokerView::default());
+        from = to;
+    }
+    store.view(now_ms * 1000, BrokerView::default())
+}

@@ -72,6 +72,28 @@ fn api_serves_every_demo_model_with_its_figures() {
     assert!(status["process"]["rss_bytes"].as_u64().unwrap_or(0) > 0);
 }
 
+#[test]
+fn each_history_point_says_the_seconds_its_requests_are_over() {
+    use crate::tui::fixtures::{NOW_MS, steady_view};
+    // One request a second, 15 s into an hour: the newest point holds 15 s of its step.
+    let f = Fixed::start(modelmon::live::Live::from(steady_view(NOW_MS + 15_000)));
+    let d = f.json("/api/v1/models/steady?range=24h");
+    let points = d["history"].as_array().expect("history");
+    let last = points.last().expect("points");
+    assert_eq!(last["covered_s"], 15, "{last}");
+    let rate = |p: &Value| {
+        let n = p["requests"].as_f64().expect("requests");
+        n / p["covered_s"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("covered_s in {p}"))
+    };
+    let qps = d["summary"]["qps"].as_f64().expect("qps");
+    assert!((qps - 1.0).abs() < 0.05, "{}", d["summary"]);
+    assert!((rate(last) - qps).abs() < 0.05, "{last}");
+    let full = &points[points.len() - 2];
+    assert!((rate(full) - qps).abs() < 0.05, "{full}");
+}
+
 fn find<'a>(list: &'a Value, key: &str, want: &str) -> &'a Value {
     list.as_array()
         .and_then(|l| l.iter().find(|v| v[key] == want))

@@ -27,7 +27,14 @@ let retry = 0
 function pushSpark(model, sec, requests) {
   if (sec == null) return
   const s = (live.spark[model] ??= { x: [], y: [] })
-  if (s.x.length && s.x[s.x.length - 1] >= sec) return
+  const n = s.x.length
+  if (n && s.x[n - 1] > sec) return
+  // The same second again: the newer count is the more complete (the seed's newest
+  // second was still filling).
+  if (n && s.x[n - 1] === sec) {
+    s.y[n - 1] = requests
+    return
+  }
   s.x.push(sec)
   s.y.push(requests)
   if (s.x.length > SPARK_POINTS) {
