@@ -83,6 +83,18 @@ fn send(store: &mut Store, events: Vec<Value>, now_us: i64) {
 fn history_at(store: &mut Store, now_s: i64) -> Arc<HistoryView> {
     store.view(now_s * 1_000_000, BrokerView::default()).history
 }
+/// What a restart reads: `history` and `ingest` written to a snapshot saved at
+/// `saved_ms`, and read back.
+fn saved_and_loaded(history: Arc<HistoryView>, ingest: IngestTotals, saved_ms: i64) -> Snapshot {
+    let snap = Snapshot {
+        format_version: persist::VERSION,
+        saved_ms,
+        history,
+        ingest,
+        stream: None,
+    };
+    persist::decode(&persist::encode(&snap)).expect("round trip")
+}
 
 fn within(ours: Option<f64>, exact: f64, what: &str) {
     let ours = ours.unwrap_or_else(|| panic!("{what}: no value"));
@@ -284,14 +296,7 @@ fn routes_and_instances_keep_24_hours_with_exact_counts_and_percentiles() {
         routes.iter().map(|k| k.summary.requests).sum::<u64>(),
         all.len() as u64
     );
-    let snap = Snapshot {
-        format_version: persist::VERSION,
-        saved_ms: later * 1000,
-        history: Arc::clone(&h),
-        ingest: IngestTotals::default(),
-        stream: None,
-    };
-    let back = persist::decode(&persist::encode(&snap)).expect("round trip");
+    let back = saved_and_loaded(Arc::clone(&h), IngestTotals::default(), later * 1000);
     assert_eq!(
         back.history
             .key_summaries("scorer", KeyKind::Route, &day, later * 1000),
@@ -405,15 +410,11 @@ fn history_continues_after_a_restore_with_a_gap_for_the_time_down() {
         s.ts_us -= 3000 * 1_000_000;
     }
     apply(&mut first, "m", &before, t1 * 1_000_000);
-    let snap = Snapshot {
-        format_version: persist::VERSION,
-        saved_ms: t1 * 1000,
-        history: first.fresh_history(t1 * 1_000_000),
-        ingest: first.ingest_totals(),
-        stream: None,
-    };
-    let bytes = persist::encode(&snap);
-    let loaded = persist::decode(&bytes).expect("round trip");
+    let loaded = saved_and_loaded(
+        first.fresh_history(t1 * 1_000_000),
+        first.ingest_totals(),
+        t1 * 1000,
+    );
     assert_eq!(loaded.ingest, first.ingest_totals());
 
     // Down for 20 minutes, then a second run with new traffic.
@@ -489,14 +490,7 @@ fn snapshots_round_trip_every_figure() {
     apply(&mut store, "a", &all, NOW_S * 1_000_000);
     apply(&mut store, "b", &all[..500], NOW_S * 1_000_000);
     let h = store.fresh_history(NOW_S * 1_000_000);
-    let snap = Snapshot {
-        format_version: persist::VERSION,
-        saved_ms: NOW_S * 1000,
-        history: Arc::clone(&h),
-        ingest: IngestTotals::default(),
-        stream: None,
-    };
-    let back = persist::decode(&persist::encode(&snap)).expect("round trip");
+    let back = saved_and_loaded(Arc::clone(&h), IngestTotals::default(), NOW_S * 1000);
     assert_eq!(*back.history, *h, "identical rings after a round trip");
     let r = Range::Last(Duration::from_secs(24 * 3600));
     assert_eq!(
@@ -616,14 +610,7 @@ fn versions_measures_and_first_bytes_keep_24_hours_and_survive_a_snapshot() {
     );
 
     // A snapshot keeps all three, and a restarted store continues them.
-    let snap = Snapshot {
-        format_version: persist::VERSION,
-        saved_ms: now_ms,
-        history: Arc::clone(&h),
-        ingest: IngestTotals::default(),
-        stream: None,
-    };
-    let back = persist::decode(&persist::encode(&snap)).expect("round trip");
+    let back = saved_and_loaded(Arc::clone(&h), IngestTotals::default(), now_ms);
     assert_eq!(*back.history, *h, "identical rings after a round trip");
     let mut next = keyed_store();
     next.restore(&back.history, later * 1_000_000);
@@ -664,14 +651,11 @@ fn a_backlog_replayed_after_a_restart_is_counted_over_its_own_seconds() {
         t += 60;
         first.view(t * 1_000_000, BrokerView::default());
     }
-    let snap = Snapshot {
-        format_version: persist::VERSION,
-        saved_ms: crash * 1000,
-        history: first.fresh_history(crash * 1_000_000),
-        ingest: first.ingest_totals(),
-        stream: None,
-    };
-    let loaded = persist::decode(&persist::encode(&snap)).expect("round trip");
+    let loaded = saved_and_loaded(
+        first.fresh_history(crash * 1_000_000),
+        first.ingest_totals(),
+        crash * 1000,
+    );
 
     // Restarted 50 minutes later, the monitor reads the durable queue's backlog: the
     // same two requests a second, for the time it was down and since.
@@ -717,14 +701,11 @@ fn a_model_gone_for_a_day_leaves_the_history_with_its_routes() {
         vec![one("real", saved_s - 5)],
         saved_s * 1_000_000,
     );
-    let snap = Snapshot {
-        format_version: persist::VERSION,
-        saved_ms: saved_s * 1000,
-        history: first.fresh_history(saved_s * 1_000_000),
-        ingest: first.ingest_totals(),
-        stream: None,
-    };
-    let loaded = persist::decode(&persist::encode(&snap)).expect("round trip");
+    let loaded = saved_and_loaded(
+        first.fresh_history(saved_s * 1_000_000),
+        first.ingest_totals(),
+        saved_s * 1000,
+    );
     assert_eq!(loaded.history.models(), ["ghost", "real"]);
 
     // Restarted two hours later, `ghost` is more than a day old: only `real` is left,
