@@ -19,7 +19,7 @@ use super::baseline::{Baselines, SharedBaselines, Spans};
 use super::measure::{self, Reading, Sight};
 use super::rules::{Metric, Rule, RuleSet, Severity};
 use crate::store::SERIES_SECS;
-use crate::store::view::{BrokerState, DockerState, ModelView, SeriesPoint, View};
+use crate::store::view::{BrokerState, DockerState, ModelResources, ModelView, SeriesPoint, View};
 
 /// Resolved alerts are kept this long for the alerts pane and `--batch`.
 pub const HISTORY_MS: i64 = 24 * 3600 * 1000;
@@ -558,7 +558,14 @@ fn judge_model(
     out: &mut Vec<Transition>,
 ) {
     let res = view.resources(&m.model);
-    if res.is_some_and(|r| r.containers.iter().any(|c| c.state == "running")) {
+    // Only containers this monitor's own engine reads: `gone_gate` judges removals that
+    // engine saw, and an agent's containers also vanish when a silent host is forgotten.
+    let local_running = |r: &ModelResources| {
+        r.containers
+            .iter()
+            .any(|c| c.state == "running" && c.host.is_none())
+    };
+    if res.is_some_and(local_running) {
         state.watch.had_running.insert(m.model.clone(), now_ms);
     }
     let rules = state.rules.for_model(&m.model);

@@ -305,11 +305,10 @@ impl Containers {
                 host.told_late = true;
                 tracing::warn!(
                     "refused a picture from the agent on {}: {:.1} s old by this monitor's \
-                     clock (a replayed backlog, or that host's clock is {:.1} s behind); \
+                     clock (a replayed backlog, or that host's clock is that far behind); \
                      taken again from its next pictures if they come in step",
                     res.host,
-                    late_ms as f64 / 1000.0,
-                    late_ms as f64 / 1000.0,
+                    lag_ms as f64 / 1000.0,
                 );
             }
             return None;

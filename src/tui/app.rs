@@ -268,6 +268,19 @@ impl AppState {
         Some(found.unwrap_or(self.alert_index.min(last)))
     }
 
+    /// Called with each frame the alerts pane draws: once the selected alert has left the
+    /// list, the cursor holds on to the alert now drawn at its row, so a key acts on what
+    /// the user saw there even if the list re-sorts before the key.
+    pub fn follow_alert(&mut self, view: &Live) {
+        if self.screen != Screen::Alerts {
+            return;
+        }
+        let rows = self.alert_rows(view);
+        if let Some(at) = self.selected_alert_index(&rows) {
+            self.select_alert(&rows, at);
+        }
+    }
+
     /// Selects the alert at row `at` of `rows` by what it is, not where it is.
     fn select_alert(&mut self, rows: &[&Alert], at: usize) {
         self.alert_index = at;

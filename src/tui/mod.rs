@@ -121,7 +121,7 @@ async fn event_loop(
                 match outcome {
                     Outcome::Quit => return Ok(()),
                     Outcome::Redraw => {
-                        draw(session, &live, &app)?;
+                        draw(session, &live, &mut app)?;
                         dirty = false;
                     }
                     Outcome::Ignored => {}
@@ -139,7 +139,7 @@ async fn event_loop(
                 dirty |= !app.paused();
             }
             _ = tick.tick(), if dirty => {
-                draw(session, &live, &app)?;
+                draw(session, &live, &mut app)?;
                 dirty = false;
             }
         }
@@ -160,7 +160,9 @@ fn send_commands(app: &mut AppState, alerts: &AlertControl) {
     }
 }
 
-fn draw(session: &mut term::Session, live: &Live, app: &AppState) -> std::io::Result<()> {
+fn draw(session: &mut term::Session, live: &Live, app: &mut AppState) -> std::io::Result<()> {
+    let shown = app.shown(live).clone();
+    app.follow_alert(&shown);
     let view = app.shown(live);
     session
         .terminal()

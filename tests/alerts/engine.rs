@@ -728,3 +728,27 @@ fn containers_reported_by_agents_are_judged_without_a_docker_engine_of_its_own()
     assert!(out.is_empty(), "{:?}", rules_told(&out));
     assert!(st.view().is_firing("llm"));
 }
+
+#[test]
+fn a_forgotten_agent_host_is_no_container_down() {
+    // The monitor reads its own Docker engine too; llm runs only on gpu-01, whose agent
+    // goes silent and is forgotten after 10 minutes: its container leaves the view, but
+    // nothing was removed while an engine watched.
+    let on_agent = |_| {
+        let mut v = with_containers(
+            vec![model("llm", 100, 5.0, 0.0, 2)],
+            vec![("llm", vec![container("llm-1", "running", Some(5.0))])],
+        );
+        for c in v.resources.values_mut().flat_map(|r| &mut r.containers) {
+            c.host = Some("gpu-01".into());
+        }
+        v
+    };
+    let mut st = builtin();
+    let out = run(&mut st, 0, 30, on_agent);
+    assert!(out.is_empty(), "{:?}", rules_told(&out));
+    let forgotten = |_| with_containers(vec![model("llm", 100, 5.0, 0.0, 2)], vec![]);
+    let out = run(&mut st, 30, 120, forgotten);
+    assert!(out.is_empty(), "{:?}", rules_told(&out));
+    assert!(!st.view().is_firing("llm"));
+}

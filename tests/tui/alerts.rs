@@ -369,7 +369,16 @@ fn the_selection_follows_its_alert_when_the_engine_re_sorts() {
     last.alerts = Arc::new(gone);
     let s = screen(&last, &a, 160, 45);
     assert!(s.contains("broker_down on monitor"), "{s}");
-    press(&mut a, &last, &[KeyCode::Char('X')]);
+    // That frame anchors the cursor to what it drew there: when a new alert then sorts
+    // in above it before a key, the key still acts on the alert the user saw.
+    a.follow_alert(&last);
+    let mut more = (*last.alerts).clone();
+    let mut new = more.active[0].clone();
+    new.model = "new-model".to_owned();
+    more.active.insert(0, new);
+    let mut resorted = last.clone();
+    resorted.alerts = Arc::new(more);
+    press(&mut a, &resorted, &[KeyCode::Char('X')]);
     assert_eq!(
         a.take_commands(),
         [Command::Silence {
