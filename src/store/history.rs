@@ -283,61 +283,47 @@ fn cell_span(h: &super::ring::Hour, from: i64, to: i64) -> (usize, usize) {
     (lo, hi.min(h.cells_len()))
 }
 
-/// The seconds of `[from, to)` that are observed: when the monitor was up, and each
-/// downtime with traffic replayed for it afterwards (a backlog from a durable queue lands
-/// in its own seconds), from the first bucket with traffic to the downtime's end, since
-/// the queue held all that came until the monitor was back. Without those a range's rate
-/// would divide a backlog's requests by the minutes of uptime beside it; with only the
-/// buckets that have traffic, sparse traffic would read as the rate of its bursts.
-struct Observed {
-    /// Replayed stretches: sorted, disjoint, outside the uptime spans.
-    replayed: Vec<(i64, i64)>,
-}
-
-impl Observed {
-    /// `until`: the second the history was built in; the rings hold nothing after it, and
-    /// only a fraction of it.
-    fn new(ring: &Ring, uptime: &Uptime, from: i64, to: i64, until: i64) -> Self {
-        let to = to.min(until);
-        let mut replayed: Vec<(i64, i64)> = Vec::new();
-        for h in ring.hours_between(from, to) {
-            let step = h.cell_s();
-            let (lo, hi) = cell_span(h, from, to);
-            let mut start = h.start_s + lo as i64 * step;
-            for c in h.cells(lo, hi.max(lo)) {
-                let cell = (start, start + step);
-                start += step;
-                // Only a bucket the monitor was down for all along tells of a replay: the
-                // one it went down in holds what it saw before.
-                if c.requests() == 0
-                    || replayed.last().is_some_and(|r| cell.0 < r.1)
-                    || uptime.covered(cell.0, cell.1) > 0
-                {
-                    continue;
-                }
-                let (down_from, down_to) = uptime.downtime_around(cell.0);
-                // Traffic from the first whole bucket of a downtime ran from its start.
-                let begin = if cell.0.saturating_sub(down_from) < step {
-                    down_from
-                } else {
-                    cell.0
-                };
-                let r = (begin.max(from), down_to.min(to));
-                if r.0 < r.1 {
-                    replayed.push(r);
-                }
+/// The stretches of `[from, to)` outside `uptime` with traffic replayed for them
+/// afterwards (a backlog from a durable queue lands in its own seconds): each from the
+/// first bucket with traffic to the downtime's end, since the queue held all that came
+/// until the monitor was back. Observed seconds are the uptime's and these: without them
+/// a range's rate would divide a backlog's requests by the minutes of uptime beside it;
+/// with only the buckets that have traffic, sparse traffic would read as the rate of its
+/// bursts. `until`: the second the history was built in; the rings hold nothing after it,
+/// and only a fraction of it.
+fn replayed(ring: &Ring, uptime: &Uptime, from: i64, to: i64, until: i64) -> Uptime {
+    let to = to.min(until);
+    let mut spans: Vec<(i64, i64)> = Vec::new();
+    for h in ring.hours_between(from, to) {
+        let step = h.cell_s();
+        let (lo, hi) = cell_span(h, from, to);
+        let mut start = h.start_s + lo as i64 * step;
+        for c in h.cells(lo, hi.max(lo)) {
+            let cell = (start, start + step);
+            start += step;
+            // Only a bucket the monitor was down for all along tells of a replay: the
+            // one it went down in holds what it saw before.
+            if c.requests() == 0
+                || spans.last().is_some_and(|r| cell.0 < r.1)
+                || uptime.covered(cell.0, cell.1) > 0
+            {
+                continue;
+            }
+            let (down_from, down_to) = uptime.downtime_around(cell.0);
+            // Traffic from the first whole bucket of a downtime ran from its start.
+            let begin = if cell.0.saturating_sub(down_from) < step {
+                down_from
+            } else {
+                cell.0
+            };
+            let r = (begin.max(from), down_to.min(to));
+            if r.0 < r.1 {
+                spans.push(r);
             }
         }
-        Self { replayed }
     }
-
-    /// Seconds of `[from, to)` replayed.
-    fn replayed(&self, from: i64, to: i64) -> u64 {
-        self.replayed
-            .iter()
-            .map(|&(a, b)| (b.min(to) - a.max(from)).max(0) as u64)
-            .sum()
-    }
+    // Sorted and disjoint already, outside the uptime spans.
+    Uptime { spans }
 }
 
 /// The rings of one model's keys: routes, instances, versions, measures and streams.
@@ -643,7 +629,7 @@ impl HistoryView {
             hour_m.reset();
             total.absorb(&acc);
         }
-        let covered = self.up(from, to) + self.observed(ring, from, to).replayed(from, to);
+        let covered = self.up(from, to) + self.replayed(ring, from, to).covered(from, to);
         let [p50, p95, p99] = percentiles(&all, total.max_us);
         RangeSummary {
             requests: total.requests,
@@ -671,8 +657,8 @@ impl HistoryView {
         self.built_ms.div_euclid(1000)
     }
 
-    fn observed(&self, ring: &Ring, from: i64, to: i64) -> Observed {
-        Observed::new(ring, &self.uptime, from, to, self.until())
+    fn replayed(&self, ring: &Ring, from: i64, to: i64) -> Uptime {
+        replayed(ring, &self.uptime, from, to, self.until())
     }
 
     /// Seconds of `[from, to)` the monitor was up, up to the one the history was built in.
@@ -720,7 +706,7 @@ impl HistoryView {
         let step = step_for(range.span_s(now_ms), max_points.max(1));
         let mut m = Merger::default();
         let mut out = Vec::new();
-        let seen = self.observed(ring, from, to);
+        let replayed = self.replayed(ring, from, to);
         let mut start = from.div_euclid(step) * step;
         while start < to {
             let end = start + step;
@@ -733,7 +719,7 @@ impl HistoryView {
             }
             let [p50, p95, p99] = percentiles(&m, acc.max_us);
             m.reset();
-            let covered_s = self.up(lo, hi) + seen.replayed(lo, hi);
+            let covered_s = self.up(lo, hi) + replayed.covered(lo, hi);
             out.push(HistoryPoint {
                 start_ms: start * 1000,
                 step_s: step as u32,
