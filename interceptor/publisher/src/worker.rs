@@ -159,11 +159,10 @@ impl Worker {
             }
             // What waits to be sent again takes room too: a link that fails every send
             // must not let the queue's bound be bypassed.
-            let resend: usize = self.resend.iter().map(|s| s.group.events.len()).sum();
             let room = self
                 .config
                 .max_batch_events
-                .saturating_sub(self.pending.len() + resend);
+                .saturating_sub(self.pending.len() + self.resend_events());
             let send_at = if self.ready() {
                 self.pending
                     .oldest()
@@ -299,13 +298,12 @@ impl Worker {
     /// up in `pending`. What finds no room is dropped and counted, as `record` does.
     fn drain_queue(&mut self) {
         self.tend_held();
-        let resend: usize = self.resend.iter().map(|s| s.group.events.len()).sum();
         let unconfirmed: usize = self
             .unconfirmed
             .iter()
             .map(|u| u.sent.group.events.len())
             .sum();
-        let waiting = self.pending.len() + resend + unconfirmed + self.held.len();
+        let waiting = self.pending.len() + self.resend_events() + unconfirmed + self.held.len();
         let room = (self.buffer_events + self.config.max_batch_events).saturating_sub(waiting);
         let mut excess = 0;
         while let Ok(ev) = self.events.try_recv() {
@@ -317,6 +315,11 @@ impl Worker {
         }
         Shared::add(&self.shared.dropped, excess);
         self.take_buf();
+    }
+
+    /// Events in the messages waiting to be sent again.
+    fn resend_events(&self) -> usize {
+        self.resend.iter().map(|s| s.group.events.len()).sum()
     }
 
     fn answer_flushes(&mut self) {
