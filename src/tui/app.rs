@@ -290,10 +290,7 @@ impl AppState {
     /// Opens the alerts pane, holding on to the alert its cursor is on.
     fn open_alerts(&mut self, view: &Live) {
         self.screen = Screen::Alerts;
-        let rows = self.alert_rows(view);
-        if let Some(at) = self.selected_alert_index(&rows) {
-            self.select_alert(&rows, at);
-        }
+        self.follow_alert(view);
     }
 
     /// The commands queued since the last call.
