@@ -20,4 +20,5 @@ pub(crate) mod snapshots;
 pub mod store;
 pub mod table;
 pub mod tui;
+pub mod warnings;
 pub mod web;

@@ -7,12 +7,17 @@ use std::process::ExitCode;
 use clap::Parser;
 use modelmon::cli::{Cli, Command};
 use modelmon::runtime::{Hangups, Monitor, Source, exit_signal};
+use modelmon::warnings::WarningLog;
 use modelmon::{batch, table};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The full-screen display owns the terminal: a log line written there would tear it
-    // (the header shows the broker's state instead). Redirect stderr to keep the logs.
+    // (the header shows the broker's state instead, and `w` the warnings logged).
+    // Redirect stderr to keep the logs.
     let quiet = cli.interactive() && std::io::stderr().is_terminal();
     // The agent has no display: its log is all it says, so it says when things change.
     let default_filter = if matches!(cli.command, Some(Command::Agent(_))) {
@@ -20,11 +25,9 @@ fn main() -> ExitCode {
     } else {
         "modelmon=warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MODELMON_LOG")
-                .unwrap_or_else(|_| default_filter.into()),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MODELMON_LOG")
+        .unwrap_or_else(|_| default_filter.into());
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(move || -> Box<dyn Write> {
             if quiet {
                 Box::new(std::io::sink())
@@ -32,6 +35,14 @@ fn main() -> ExitCode {
                 Box::new(std::io::stderr())
             }
         })
+        .with_filter(filter);
+    // Our own warnings also go where the display can show them, whatever MODELMON_LOG says.
+    let shown = modelmon::warnings::Layer::new(WarningLog::global()).with_filter(
+        tracing_subscriber::filter::Targets::new().with_target("modelmon", tracing::Level::WARN),
+    );
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(shown)
         .init();
     match &cli.command {
         Some(Command::CheckConfig { path }) => return check_config(path.as_deref()),

@@ -18,6 +18,7 @@ use crate::ingest::{self, Input};
 use crate::live::Live;
 use crate::snapshots::{Snapshots, open_snapshots};
 use crate::store::{BrokerState, BrokerView, Store};
+use crate::warnings::{Published, WarningLog};
 
 /// Bodies queued between ingest and the store. Together with the broker's prefetch
 /// this bounds what the monitor holds in memory when it falls behind.
@@ -323,6 +324,7 @@ async fn store_task(
         .map_or(Duration::from_secs(3600), |s| s.interval);
     let mut snap_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     snap_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warnings = Published::default();
     loop {
         tokio::select! {
             // Views first: under a flood of input the display must still refresh on time.
@@ -352,7 +354,8 @@ async fn store_task(
                 // Judged here, on this very view, so the alerts published beside it
                 // match its figures exactly.
                 let alerts = alerting.tick(&view, now / 1000);
-                if views.send(Live { view, alerts }).is_err() {
+                let warnings = warnings.latest(WarningLog::global());
+                if views.send(Live { view, alerts, warnings }).is_err() {
                     return;
                 }
             }

@@ -35,6 +35,8 @@ pub enum Screen {
     Overview,
     Detail,
     Alerts,
+    /// The monitor's own warnings, which the full screen keeps off stderr.
+    Warnings,
 }
 
 /// The overview's sort column. Each has a natural order (see [`SortKey::natural`]);
@@ -172,6 +174,9 @@ pub struct AppState {
     pub commands: Vec<Command>,
     /// What the last action did, shown in the footer until the next key.
     pub notice: Option<String>,
+    /// How many of the monitor's warnings the warnings screen has shown: the header
+    /// counts the ones logged since.
+    pub warnings_seen: u64,
 }
 
 impl AppState {
@@ -336,12 +341,14 @@ impl AppState {
             KeyCode::Char('q') => return Outcome::Quit,
             KeyCode::Char('?') => self.help = true,
             KeyCode::Char('p') => self.toggle_pause(live),
+            KeyCode::Char('w') => self.screen = Screen::Warnings,
             _ => {
                 let view = self.shown(live).clone();
                 let outcome = match self.screen {
                     Screen::Overview => self.on_overview_key(key, &view, size),
                     Screen::Detail => self.on_detail_key(key, &view),
                     Screen::Alerts => self.on_alerts_key(key, &view),
+                    Screen::Warnings => self.on_warnings_key(key),
                 };
                 return if had_notice { Outcome::Redraw } else { outcome };
             }
@@ -407,6 +414,26 @@ impl AppState {
             _ => return Outcome::Ignored,
         }
         Outcome::Redraw
+    }
+
+    fn on_warnings_key(&mut self, key: KeyEvent) -> Outcome {
+        if matches!(key.code, KeyCode::Esc | KeyCode::Backspace) {
+            self.screen = Screen::Overview;
+            return Outcome::Redraw;
+        }
+        Outcome::Ignored
+    }
+
+    /// The warnings logged since the warnings screen last showed them.
+    pub fn unseen_warnings(&self, view: &Live) -> u64 {
+        view.warnings.total.saturating_sub(self.warnings_seen)
+    }
+
+    /// Called with each frame: what the warnings screen draws counts as seen.
+    pub fn see_warnings(&mut self, view: &Live) {
+        if self.screen == Screen::Warnings {
+            self.warnings_seen = self.warnings_seen.max(view.warnings.total);
+        }
     }
 
     fn on_alerts_key(&mut self, key: KeyEvent, view: &Live) -> Outcome {

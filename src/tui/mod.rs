@@ -163,6 +163,7 @@ fn send_commands(app: &mut AppState, alerts: &AlertControl) {
 fn draw(session: &mut term::Session, live: &Live, app: &mut AppState) -> std::io::Result<()> {
     let shown = app.shown(live).clone();
     app.follow_alert(&shown);
+    app.see_warnings(&shown);
     let view = app.shown(live);
     session
         .terminal()

@@ -469,7 +469,7 @@ fn replicas_from_agents_show_their_host_and_a_silent_agent_says_so_once() {
     ];
     let view = Live {
         view: std::sync::Arc::new(v),
-        alerts: fixture().alerts,
+        ..fixture()
     };
     let mut a = app(colour());
     a.selected = Some("llm-chat".to_owned());

@@ -105,6 +105,7 @@ pub fn fixture() -> Live {
     Live {
         view: Arc::new(fixture_view()),
         alerts: Arc::new(alerts()),
+        warnings: Arc::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! - `overview`, `detail`, `alerts`: what each screen shows, asserted on its text and
 //!   cells and snapshotted (`snapshots/`, one file per module and snapshot name).
 //! - `keys`: key and mouse handling as state transitions, and the help's list of keys.
+//! - `warnings`: the monitor's own warnings in the header, the footer and their screen.
 //! - `tmux`: the real binary in a private tmux server (needs tmux).
 //!
 //! The helpers below draw on ratatui's `TestBackend` and press keys: every module uses
@@ -18,6 +19,7 @@ pub mod fixtures;
 mod keys;
 mod overview;
 mod tmux;
+mod warnings;
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use modelmon::live::Live;

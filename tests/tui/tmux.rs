@@ -254,7 +254,7 @@ fn tmux_no_color_and_ascii_fallback() {
 }
 
 #[test]
-fn tmux_broker_down_shows_in_the_header_without_log_lines_tearing_the_screen() {
+fn tmux_broker_down_shows_in_the_header_and_its_warnings_under_w_without_tearing_the_screen() {
     require!(Tmux);
     let t = Tmux::start(120, 30, "");
     // Port 1 on loopback: nothing listens, so every connection attempt fails at once.
@@ -280,6 +280,21 @@ fn tmux_broker_down_shows_in_the_header_without_log_lines_tearing_the_screen() {
     assert!(
         s.lines().next().is_some_and(|l| l.starts_with("modelmon")),
         "{s}"
+    );
+    // What the log said is not lost: the header counts it and `w` lists it.
+    assert!(
+        s.contains("new warning"),
+        "the header counts the warnings:
+{s}"
+    );
+    t.keys(&["w"]);
+    let s = t.wait("the warnings screen", |s| {
+        s.contains("the monitor's warnings")
+    });
+    assert!(
+        s.contains("127.0.0.1:1") && s.contains("retrying in"),
+        "the broker's warning, with where it tried:
+{s}"
     );
     t.keys(&["q"]);
     t.assert_restored();

@@ -8,8 +8,12 @@ use ratatui::widgets::Paragraph;
 
 use crate::live::Live;
 use crate::tui::app::{AppState, Screen};
+use crate::tui::health::Health;
 
-pub fn render(frame: &mut Frame, area: Rect, _view: &Live, app: &AppState) {
+/// How long a new warning takes the footer's place before the key hints come back.
+const NEW_WARNING_MS: i64 = 15_000;
+
+pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
     let th = app.theme;
     let line = if app.editing_filter {
         Line::from(vec![
@@ -20,6 +24,16 @@ pub fn render(frame: &mut Frame, area: Rect, _view: &Live, app: &AppState) {
         ])
     } else if let Some(n) = &app.notice {
         Line::from(Span::styled(n.as_str(), th.accent()))
+    } else if let Some(w) = view
+        .warnings
+        .newest()
+        .filter(|w| app.unseen_warnings(view) > 0 && view.ts_ms - w.at_ms < NEW_WARNING_MS)
+    {
+        Line::from(vec![
+            Span::styled("warning: ", th.health(Health::Warn)),
+            Span::raw(w.text.as_str()),
+            Span::styled("  (w: all warnings)", th.dim()),
+        ])
     } else {
         let hints: &[(&str, &str)] = match app.screen {
             Screen::Overview => &[
@@ -37,6 +51,12 @@ pub fn render(frame: &mut Frame, area: Rect, _view: &Live, app: &AppState) {
                 ("Tab/→", "next"),
                 ("S-Tab/←", "prev"),
                 ("1-4", "range"),
+                ("Esc", "back"),
+                ("p", "pause"),
+                ("?", "help"),
+                ("q", "quit"),
+            ],
+            Screen::Warnings => &[
                 ("Esc", "back"),
                 ("p", "pause"),
                 ("?", "help"),

@@ -1,6 +1,6 @@
 //! Two lines on top: what the monitor cannot see (its own firing alerts), the broker,
-//! Docker and ingest counters, then the monitor's own cost, the alert counts and the
-//! clock.
+//! Docker and ingest counters, then the monitor's own cost, the alert counts, its own
+//! warnings and the clock.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -105,8 +105,20 @@ pub fn render(frame: &mut Frame, area: Rect, view: &Live, app: &AppState) {
             th.health(if warn > 0 { Health::Warn } else { Health::Idle }),
         ),
         Span::styled(format!(" {pending} pend"), th.dim()),
-        Span::raw(format!("  {} UTC", format::clock(view.ts_ms))),
     ];
+    // The monitor's own warnings: loud while some are unread, then a reminder of the key.
+    let unseen = app.unseen_warnings(view);
+    if unseen > 0 {
+        let plural = if unseen == 1 { "" } else { "s" };
+        second.push(Span::raw("  "));
+        second.push(Span::styled(
+            format!("{unseen} new warning{plural} (w)"),
+            th.health(Health::Warn),
+        ));
+    } else if view.warnings.total > 0 {
+        second.push(Span::styled("  warnings (w)", th.dim()));
+    }
+    second.push(Span::raw(format!("  {} UTC", format::clock(view.ts_ms))));
     if app.paused() {
         second.push(Span::raw("  "));
         second.push(Span::styled(" PAUSED (p resumes) ", th.paused()));

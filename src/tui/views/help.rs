@@ -13,6 +13,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("anywhere", "q, Ctrl-C", "quit"),
     ("anywhere", "?", "this help (any key closes it)"),
     ("anywhere", "p", "pause the display; data keeps flowing"),
+    ("anywhere", "w", "the monitor's own warnings, newest first"),
     ("overview", "↑ ↓, j k", "select a model (mouse wheel too)"),
     ("overview", "PgUp PgDn", "a page up or down"),
     ("overview", "g G, Home End", "first or last model"),
@@ -31,6 +32,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("alerts", "X", "silence its model the same way"),
     ("alerts", "a", "acknowledge it: no more reminders"),
     ("alerts", "Esc, Backspace", "back to the overview"),
+    ("warnings", "Esc, Backspace", "back to the overview"),
 ];
 
 pub fn render(frame: &mut Frame, area: Rect, _view: &Live, app: &AppState) {

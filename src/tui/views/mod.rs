@@ -9,6 +9,7 @@ pub mod help;
 pub mod layout;
 pub mod overview;
 pub mod panels;
+pub mod warnings;
 
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -24,6 +25,7 @@ pub fn draw(frame: &mut Frame, view: &Live, app: &AppState) {
         Screen::Overview => overview::render(frame, body, view, app),
         Screen::Detail => detail::render(frame, body, view, app),
         Screen::Alerts => alerts::render(frame, body, view, app),
+        Screen::Warnings => warnings::render(frame, body, view, app),
     }
     footer::render(frame, foot, view, app);
     if app.help {
