@@ -15,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use modelmon_contract::Event;
 use modelmon_publisher::Publisher;
 
+use crate::naming::Naming;
 use crate::openai::{Exchange, RequestTap};
 
 /// Status recorded when the client goes away before the response ends (nginx's convention).
@@ -95,6 +96,8 @@ pub struct Recorder {
     req_bytes: Arc<AtomicU64>,
     /// The request and answer read as OpenAI-compatible, on those routes.
     openai: Option<Exchange>,
+    /// The route or model that waits for the status.
+    naming: Option<Naming>,
 }
 
 impl Recorder {
@@ -113,7 +116,12 @@ impl Recorder {
             resp_bytes: 0,
             req_bytes,
             openai: None,
+            naming: None,
         }
+    }
+
+    pub fn set_naming(&mut self, naming: Naming) {
+        self.naming = Some(naming);
     }
 
     pub fn set_openai(&mut self, exchange: Exchange) {
@@ -130,9 +138,13 @@ impl Recorder {
         }
     }
 
+    /// The first status set names the request (a client gone before it is a 499).
     pub fn set_status(&mut self, status: u16) {
         if let Some(e) = self.event.as_mut() {
             e.status = status;
+            if let Some(n) = self.naming.take() {
+                n.resolve(status, e);
+            }
         }
     }
 
@@ -166,6 +178,9 @@ impl Recorder {
         let Some(mut e) = self.event.take() else {
             return;
         };
+        if let Some(n) = self.naming.take() {
+            n.resolve(e.status, &mut e);
+        }
         e.duration_us = self.elapsed_us();
         if let Some(mut x) = self.openai.take() {
             let out = x.finish(ended, e.duration_us);

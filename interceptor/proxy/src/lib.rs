@@ -5,6 +5,7 @@ mod body;
 pub mod config;
 mod error;
 mod headers;
+mod naming;
 pub mod openai;
 mod proxy;
 pub mod route;

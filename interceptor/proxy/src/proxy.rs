@@ -22,8 +22,9 @@ use modelmon_publisher::Publisher;
 use crate::body::{CountingBody, RecordedBody, Recorder};
 use crate::config::ProxyConfig;
 use crate::headers::{append_forwarded_for, is_encoded, strip_hop_by_hop};
+use crate::naming::Naming;
 use crate::openai::{Exchange, Failure, MAX_REQUEST, RequestTap};
-use crate::route::Routed;
+use crate::route::{OTHER_ROUTE, Routed};
 
 /// A body passed on as it streams, or one held whole.
 type Passed = Either<Incoming, Full<Bytes>>;
@@ -36,7 +37,8 @@ const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Proxy {
-    config: ProxyConfig,
+    /// Shared with the requests whose route or model waits for the upstream's answer.
+    config: Arc<ProxyConfig>,
     client: Client<HttpConnector, CountingBody<Passed>>,
     publisher: Publisher,
 }
@@ -51,7 +53,7 @@ impl Proxy {
             .pool_idle_timeout(POOL_IDLE)
             .build(connector);
         Proxy {
-            config,
+            config: Arc::new(config),
             client,
             publisher,
         }
@@ -75,11 +77,14 @@ impl Proxy {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let req_bytes = Arc::new(AtomicU64::new(0));
-        let event = self.event_for(&req, ts);
+        let (event, naming) = self.event_for(&req, ts).unzip();
         let is_recorded = event.is_some();
         // From here on, dropping the recorder (client gone) still records the request.
         let mut recorder =
             Recorder::new(self.publisher.clone(), event, start, Arc::clone(&req_bytes));
+        if let Some(naming) = naming.flatten() {
+            recorder.set_naming(naming);
+        }
         let openai = &self.config.openai;
         let mut tap = None;
         if is_recorded && openai.mode.applies(req.method(), req.uri().path()) {
@@ -177,22 +182,34 @@ impl Proxy {
         }
     }
 
-    /// The event to fill in, or `None` for an excluded path.
-    fn event_for(&self, req: &Request<Incoming>, ts: i64) -> Option<Event<'static>> {
+    /// The event to fill in, with the names that wait for the answer, or `None` for an
+    /// excluded path.
+    fn event_for(
+        &self,
+        req: &Request<Incoming>,
+        ts: i64,
+    ) -> Option<(Event<'static>, Option<Naming>)> {
         let path = req.uri().path();
-        let route = match self.config.router.route(path) {
+        let (route, new_route) = match self.config.router.route(path) {
             Routed::Excluded => return None,
-            Routed::Template(t) => t,
+            Routed::Template(t) => (t, None),
+            Routed::New(collapsed) => (OTHER_ROUTE, Some(collapsed)),
         };
-        let model = self
+        let (model, new_model) = match self
             .config
             .model_from_path
             .as_ref()
             .and_then(|p| p.capture(path, "model"))
             .filter(|m| is_valid_model_name(m))
-            .and_then(|m| self.config.models.get(m))
-            .unwrap_or(self.config.model);
-        Some(Event {
+        {
+            Some(m) => match self.config.models.known(m) {
+                Some(known) => (known, None),
+                None => (self.config.model, Some(m.to_owned())),
+            },
+            None => (self.config.model, None),
+        };
+        let naming = Naming::new(&self.config, new_route, new_model);
+        let event = Event {
             ts,
             model: Cow::Borrowed(model),
             version: self.config.model_version.map(Cow::Borrowed),
@@ -206,7 +223,8 @@ impl Proxy {
             resp_bytes: None,
             error: None,
             ml: Vec::new(),
-        })
+        };
+        Some((event, naming))
     }
 
     fn upstream_request(

@@ -3,7 +3,9 @@
 //! A monitor keeps one series per (model, route): raw paths with ids in them would
 //! create one series per id. Configured patterns name routes exactly; anything else is
 //! collapsed (id-like segments become `{id}`, depth is capped) and the number of
-//! distinct collapsed routes is capped, the overflow going to [`OTHER_ROUTE`].
+//! distinct collapsed routes is capped, the overflow going to [`OTHER_ROUTE`]. A
+//! collapsed route takes a place under the cap only once the upstream has answered it
+//! with something other than 404: the paths a scanner probes never crowd out the API's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
@@ -12,6 +14,9 @@ use crate::ConfigError;
 
 /// Where routes go once the cap on distinct collapsed routes is reached.
 pub const OTHER_ROUTE: &str = "(other)";
+/// The route of a 404 on a path no pattern and no earlier answer made a route, as the
+/// Python middleware names a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "<unmatched>";
 /// Segments kept from an unmatched path; deeper paths end in `/{rest}`.
 const MAX_SEGMENTS: usize = 4;
 /// A segment longer than this is a token, not a name.
@@ -174,6 +179,15 @@ impl Interner {
         }
     }
 
+    /// The interned copy of `s` if it is there already; never adds it.
+    pub fn known(&self, s: &str) -> Option<&'static str> {
+        self.seen
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(s)
+            .copied()
+    }
+
     /// The interned copy of `s`, or `None` when `s` is new and the cap is reached.
     pub fn get(&self, s: &str) -> Option<&'static str> {
         {
@@ -205,11 +219,14 @@ impl Interner {
 }
 
 /// What the proxy records for a path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routed {
     /// Proxied but not recorded (health checks, metrics scrapes).
     Excluded,
     Template(&'static str),
+    /// A collapsed route seen for the first time: it is named once the upstream has
+    /// answered, by [`Router::admit`].
+    New(String),
 }
 
 /// Patterns, exclusions and the cap on collapsed routes.
@@ -236,7 +253,21 @@ impl Router {
         if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
             return Routed::Template(p.template());
         }
-        Routed::Template(self.collapsed.get(&collapse(path)).unwrap_or(OTHER_ROUTE))
+        let collapsed = collapse(path);
+        match self.collapsed.known(&collapsed) {
+            Some(t) => Routed::Template(t),
+            None => Routed::New(collapsed),
+        }
+    }
+
+    /// The route of a [`Routed::New`] answered with `status`: a 404 is `<unmatched>`
+    /// and takes no place under the cap, any other answer keeps it (up to the cap).
+    pub fn admit(&self, collapsed: &str, status: u16) -> &'static str {
+        if status == 404 {
+            self.collapsed.known(collapsed).unwrap_or(UNMATCHED_ROUTE)
+        } else {
+            self.collapsed.get(collapsed).unwrap_or(OTHER_ROUTE)
+        }
     }
 }
 
@@ -289,18 +320,38 @@ mod tests {
             &["/health".to_owned()],
             2,
         );
+        // What a request to `path` is recorded under when answered with `status`.
+        let answered = |path: &str, status: u16| match r.route(path) {
+            Routed::Excluded => None,
+            Routed::Template(t) => Some(t),
+            Routed::New(c) => Some(r.admit(&c, status)),
+        };
         assert_eq!(r.route("/health"), Routed::Excluded);
         assert_eq!(
             r.route("/v1/models/x/predict"),
             Routed::Template("/v1/models/{name}/predict")
         );
-        assert_eq!(r.route("/a/1"), Routed::Template("/a/{id}"));
-        assert_eq!(r.route("/b"), Routed::Template("/b"));
-        assert_eq!(r.route("/c"), Routed::Template(OTHER_ROUTE));
-        assert_eq!(
-            r.route("/a/2"),
-            Routed::Template("/a/{id}"),
-            "known routes stay"
-        );
+        assert_eq!(r.route("/a/1"), Routed::New("/a/{id}".to_owned()));
+        assert_eq!(answered("/a/1", 200), Some("/a/{id}"));
+        assert_eq!(answered("/b", 500), Some("/b"));
+        assert_eq!(answered("/c", 200), Some(OTHER_ROUTE));
+        assert_eq!(answered("/a/2", 200), Some("/a/{id}"), "known routes stay");
+        assert_eq!(answered("/a/3", 404), Some("/a/{id}"), "known routes stay");
+    }
+
+    #[test]
+    fn paths_answered_404_take_no_place_under_the_cap() {
+        let r = Router::new(Vec::new(), &[], 1);
+        for probe in ["/wp-admin", "/.env", "/phpmyadmin/index.php"] {
+            let Routed::New(c) = r.route(probe) else {
+                panic!("{probe} is new");
+            };
+            assert_eq!(r.admit(&c, 404), UNMATCHED_ROUTE);
+        }
+        let Routed::New(c) = r.route("/predict") else {
+            panic!("/predict is new");
+        };
+        assert_eq!(r.admit(&c, 200), "/predict");
+        assert_eq!(r.route("/predict"), Routed::Template("/predict"));
     }
 }

@@ -313,6 +313,89 @@ async fn routes_are_templated_models_taken_from_paths_and_exclusions_honoured() 
     assert_eq!(got, want);
 }
 
+/// A vulnerability scanner, and clients with a misspelled model, against a small
+/// `--max-routes`: their 404s are `<unmatched>` on the fallback model, and the API's own
+/// routes and models, answered later, still get their names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_answered_404_use_up_neither_the_route_cap_nor_the_models() {
+    require!(Rabbitmq);
+    let sink = Sink::bind().await;
+    // The API has /predict, /items/1 and the model resnet; everything else is a 404.
+    let upstream = support::serve_upstream(|req: Request<Incoming>| async move {
+        let found = matches!(
+            req.uri().path(),
+            "/predict" | "/items/1" | "/v2/models/resnet/infer" | "/third"
+        );
+        let mut resp = Response::new(http_body_util::Either::Left(Full::new(Bytes::new())));
+        if !found {
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+        }
+        Ok(resp)
+    })
+    .await;
+    let proxy = RunningProxy::start(
+        &format!("http://{upstream}"),
+        &[
+            "--model",
+            "fallback",
+            "--model-from-path",
+            "/v2/models/{model}/infer",
+            "--max-routes",
+            "2",
+        ],
+    )
+    .await;
+    let http = client();
+    let sent = [
+        ("/wp-admin", 404, "fallback", "<unmatched>"),
+        ("/.env", 404, "fallback", "<unmatched>"),
+        ("/phpmyadmin/index.php", 404, "fallback", "<unmatched>"),
+        (
+            "/v2/models/resnte/infer",
+            404,
+            "fallback",
+            "/v2/models/{model}/infer",
+        ),
+        ("/predict", 200, "fallback", "/predict"),
+        ("/items/1", 200, "fallback", "/items/{id}"),
+        // A route already known keeps its name on a 404 (an item that is not there).
+        ("/items/2", 404, "fallback", "/items/{id}"),
+        (
+            "/v2/models/resnet/infer",
+            200,
+            "resnet",
+            "/v2/models/{model}/infer",
+        ),
+        // The cap still holds for routes that answer.
+        ("/third", 200, "fallback", "(other)"),
+        (
+            "/v2/models/resnte/infer",
+            404,
+            "fallback",
+            "/v2/models/{model}/infer",
+        ),
+    ];
+    for (path, status, _, _) in sent {
+        let resp = http
+            .request(request(Method::POST, &proxy.url(path), "x"))
+            .await
+            .expect("proxied");
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+        let _ = resp.into_body().collect().await;
+    }
+    proxy.flush().await;
+    let mut events = sink.events(&proxy.instance, sent.len()).await;
+    events.extend(sink.more_events(&proxy.instance).await);
+    // One request at a time, each recorded before its answer ended: in order.
+    events.sort_by_key(|e| e.ts);
+    let got: Vec<(u16, &str, &str)> = events
+        .iter()
+        .map(|e| (e.status, e.model.as_ref(), e.route.as_ref()))
+        .collect();
+    let want: Vec<(u16, &str, &str)> = sent.iter().map(|&(_, s, m, r)| (s, m, r)).collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn bad_usage_exits_with_code_2_and_says_why() {
     let bin = env!("CARGO_BIN_EXE_modelmon-proxy");
