@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -21,18 +21,33 @@ use crate::openai::{Exchange, RequestTap};
 /// Status recorded when the client goes away before the response ends (nginx's convention).
 pub const CLIENT_CLOSED: u16 = 499;
 
+/// What became of a request body on its way to the upstream.
+#[derive(Debug, Default)]
+pub struct Upload {
+    bytes: AtomicU64,
+    broken: AtomicBool,
+}
+
+impl Upload {
+    /// Whether the client's body failed (it went away before sending all it declared):
+    /// the upstream request failing then is the client's doing, not the upstream's.
+    pub fn broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+}
+
 /// Counts the bytes of a request body as the upstream reads them, and hands them to an
 /// OpenAI-compatible request tap when there is one.
 #[derive(Debug)]
 pub struct CountingBody<B> {
     inner: B,
-    bytes: Arc<AtomicU64>,
+    upload: Arc<Upload>,
     tap: Option<RequestTap>,
 }
 
 impl<B> CountingBody<B> {
-    pub fn new(inner: B, bytes: Arc<AtomicU64>, tap: Option<RequestTap>) -> Self {
-        CountingBody { inner, bytes, tap }
+    pub fn new(inner: B, upload: Arc<Upload>, tap: Option<RequestTap>) -> Self {
+        CountingBody { inner, upload, tap }
     }
 }
 
@@ -52,7 +67,8 @@ where
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    this.bytes
+                    this.upload
+                        .bytes
                         .fetch_add(data.remaining() as u64, Ordering::Relaxed);
                     if let Some(tap) = this.tap.as_mut() {
                         tap.feed(data.as_ref());
@@ -69,7 +85,8 @@ where
                     tap.finish();
                 }
             }
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(Some(Err(_))) => this.upload.broken.store(true, Ordering::Relaxed),
+            Poll::Pending => {}
         }
         polled
     }
@@ -93,7 +110,7 @@ pub struct Recorder {
     streamed: bool,
     ttfb_us: Option<u64>,
     resp_bytes: u64,
-    req_bytes: Arc<AtomicU64>,
+    upload: Arc<Upload>,
     /// The request and answer read as OpenAI-compatible, on those routes.
     openai: Option<Exchange>,
     /// The route or model that waits for the status.
@@ -105,7 +122,7 @@ impl Recorder {
         publisher: Publisher,
         event: Option<Event<'static>>,
         start: Instant,
-        req_bytes: Arc<AtomicU64>,
+        upload: Arc<Upload>,
     ) -> Self {
         Recorder {
             publisher,
@@ -114,7 +131,7 @@ impl Recorder {
             streamed: false,
             ttfb_us: None,
             resp_bytes: 0,
-            req_bytes,
+            upload,
             openai: None,
             naming: None,
         }
@@ -199,7 +216,7 @@ impl Recorder {
         }
         e.ttfb_us = self.ttfb_us.map(|t| t.min(e.duration_us));
         e.resp_bytes = Some(self.resp_bytes);
-        e.req_bytes = Some(self.req_bytes.load(Ordering::Relaxed));
+        e.req_bytes = Some(self.upload.bytes.load(Ordering::Relaxed));
         self.publisher.record(e);
     }
 }

@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -19,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use modelmon_contract::{Event, is_valid_model_name};
 use modelmon_publisher::Publisher;
 
-use crate::body::{CountingBody, RecordedBody, Recorder};
+use crate::body::{CLIENT_CLOSED, CountingBody, RecordedBody, Recorder, Upload};
 use crate::config::ProxyConfig;
 use crate::headers::{append_forwarded_for, is_encoded, strip_hop_by_hop};
 use crate::naming::Naming;
@@ -76,12 +75,11 @@ impl Proxy {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        let req_bytes = Arc::new(AtomicU64::new(0));
+        let upload = Arc::new(Upload::default());
         let (event, naming) = self.event_for(&req, ts).unzip();
         let is_recorded = event.is_some();
         // From here on, dropping the recorder (client gone) still records the request.
-        let mut recorder =
-            Recorder::new(self.publisher.clone(), event, start, Arc::clone(&req_bytes));
+        let mut recorder = Recorder::new(self.publisher.clone(), event, start, Arc::clone(&upload));
         if let Some(naming) = naming.flatten() {
             recorder.set_naming(naming);
         }
@@ -111,13 +109,9 @@ impl Proxy {
                 let read = tokio::time::timeout(self.config.upstream_timeout, body.collect());
                 let body = match read.await {
                     Ok(Ok(whole)) => whole.to_bytes(),
-                    Ok(Err(_)) => {
-                        return Ok(own_answer(
-                            recorder,
-                            StatusCode::BAD_REQUEST,
-                            "request_body_incomplete",
-                        ));
-                    }
+                    // The connection ended before the declared length (a read error is
+                    // the connection's too): the client is gone.
+                    Ok(Err(_)) => return Ok(client_gone(recorder)),
                     Err(_) => {
                         return Ok(own_answer(
                             recorder,
@@ -136,7 +130,7 @@ impl Proxy {
             tap => (req.map(Either::Left), tap),
         };
 
-        let Ok(upstream_req) = self.upstream_request(req, client, req_bytes, tap) else {
+        let Ok(upstream_req) = self.upstream_request(req, client, Arc::clone(&upload), tap) else {
             return Ok(own_answer(
                 recorder,
                 StatusCode::BAD_REQUEST,
@@ -166,6 +160,8 @@ impl Proxy {
                     RecordedBody::new(Either::Left(body), recorder),
                 ))
             }
+            // The upstream request fails when the client's body does: not the upstream's error.
+            Ok(Err(_)) if upload.broken() => Ok(client_gone(recorder)),
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {
                     "upstream_unreachable"
@@ -231,7 +227,7 @@ impl Proxy {
         &self,
         req: Request<Passed>,
         client: SocketAddr,
-        req_bytes: Arc<AtomicU64>,
+        upload: Arc<Upload>,
         tap: Option<RequestTap>,
     ) -> Result<Request<CountingBody<Passed>>, ()> {
         let (mut parts, body) = req.into_parts();
@@ -254,7 +250,7 @@ impl Proxy {
         append_forwarded_for(&mut parts.headers, client.ip());
         Ok(Request::from_parts(
             parts,
-            CountingBody::new(body, req_bytes, tap),
+            CountingBody::new(body, upload, tap),
         ))
     }
 }
@@ -267,6 +263,18 @@ fn own_answer(
 ) -> Response<ProxyBody> {
     recorder.set_status(status.as_u16());
     recorder.set_error(kind);
+    page(recorder, status, kind)
+}
+
+/// The client went away while sending its body: a 499, no error of the model's. The
+/// answer is for a client that only half-closed; it is recorded already.
+fn client_gone(mut recorder: Recorder) -> Response<ProxyBody> {
+    recorder.set_status(CLIENT_CLOSED);
+    recorder.finish(false);
+    page(recorder, StatusCode::BAD_REQUEST, "request_body_incomplete")
+}
+
+fn page(recorder: Recorder, status: StatusCode, kind: &'static str) -> Response<ProxyBody> {
     let text = format!("modelmon-proxy: {kind}\n");
     let mut resp = Response::new(RecordedBody::new(
         Either::Right(Full::new(Bytes::from(text))),

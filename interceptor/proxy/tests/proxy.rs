@@ -234,6 +234,53 @@ async fn a_client_leaving_mid_stream_is_recorded_as_499() {
     );
 }
 
+/// A client that declares a 100 000-byte body to `path`, sends its first bytes and gives
+/// up, closing its side; returns once the proxy has closed the connection.
+async fn abandon_upload(proxy: &RunningProxy, path: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: model\r\ncontent-type: application/json\r\n\
+         content-length: 100000\r\n\r\n{{\"model\":"
+    );
+    conn.write_all(head.as_bytes()).await.expect("sent");
+    conn.shutdown().await.expect("half-closed");
+    let mut answer = Vec::new();
+    // The proxy may answer the half-closed client or just close: either ends this.
+    let _ = conn.read_to_end(&mut answer).await;
+}
+
+/// A client that goes away mid-upload is a 499, as one that leaves mid-answer: neither
+/// an upstream error (when the body was streaming to the upstream) nor any error of the
+/// model's (when an OpenAI-compatible request was being read first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_upload_is_recorded_as_499_and_no_error() {
+    require!(Rabbitmq);
+    let (sink, _upstream, proxy) = upstream_and_proxy(&["--model", "iris"]).await;
+    abandon_upload(&proxy, "/predict").await;
+    abandon_upload(&proxy, "/v1/chat/completions").await;
+    proxy.flush().await;
+
+    let mut events = sink.events(&proxy.instance, 2).await;
+    events.extend(sink.more_events(&proxy.instance).await);
+    events.sort_by_key(|e| e.ts);
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.route.as_ref(), e.status, e.error.as_deref(), e.req_bytes))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            // What reached the upstream before the client left.
+            ("/predict", 499, None, Some(9)),
+            // Read whole before it is forwarded: nothing reached the upstream.
+            ("/v1/chat/completions", 499, None, Some(0)),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_answers_502_and_is_recorded() {
     require!(Rabbitmq);
