@@ -1,7 +1,8 @@
 //! What the proxy tells its operator about the broker, on stderr: once when an outage
 //! starts (the broker cannot be reached, or refuses the login, with the reason), once
-//! when it ends (with what was dropped meanwhile), and likewise when batches start and
-//! stop coming back unrouted. The publisher never blocks a request on the broker, so
+//! when it ends (with what was dropped meanwhile), and likewise when the broker blocks
+//! publishing (a resource alarm) and unblocks it, and when batches start and stop coming
+//! back unrouted. The publisher never blocks a request on the broker, so
 //! without these lines a proxy in front of a working model API would look healthy while
 //! none of its events reached a monitor.
 
@@ -36,6 +37,8 @@ pub(crate) struct BrokerWatch {
     /// The setting names a cluster's nodes: the lines say which one is in use.
     several: bool,
     outage: Option<Outage>,
+    /// A block on a live connection: nothing goes out, and nothing says so but us.
+    blocked: Option<Outage>,
     returns: Option<Returns>,
     connections: u64,
     returned: u64,
@@ -50,6 +53,7 @@ impl BrokerWatch {
             url: Redacted(amqp_url).to_string(),
             several: modelmon_publisher::broker_nodes(amqp_url).len() > 1,
             outage: None,
+            blocked: None,
             returns: None,
             connections: 0,
             returned: 0,
@@ -81,7 +85,8 @@ impl BrokerWatch {
                 ));
                 self.outage = Some(Outage {
                     since: now,
-                    dropped: self.dropped,
+                    // A link lost while blocked: one stretch without publishing.
+                    dropped: self.blocked.as_ref().map_or(self.dropped, |b| b.dropped),
                 });
             }
             (Some(o), true) => {
@@ -109,6 +114,34 @@ impl BrokerWatch {
         }
         if connected {
             self.connections = s.connections;
+        }
+
+        match &self.blocked {
+            None if connected && s.blocked => {
+                lines.push(format!(
+                    "the broker at {}{on_node} blocked publishing (a resource alarm: memory or \
+                     disk); requests are still served, their events wait in the buffer and are \
+                     dropped and counted past it",
+                    self.url
+                ));
+                self.blocked = Some(Outage {
+                    since: now,
+                    dropped: self.dropped,
+                });
+            }
+            Some(b) if connected && !s.blocked => {
+                lines.push(format!(
+                    "the broker at {} unblocked publishing after {:.1} s; {} events dropped \
+                     meanwhile",
+                    self.url,
+                    now.saturating_duration_since(b.since).as_secs_f64(),
+                    s.dropped.saturating_sub(b.dropped)
+                ));
+                self.blocked = None;
+            }
+            // The link went while blocked: the outage's lines tell the rest.
+            Some(_) if !connected => self.blocked = None,
+            _ => {}
         }
 
         if s.returned > self.returned {
@@ -256,6 +289,62 @@ mod tests {
         let blip = w.observe(&stats(BrokerState::Connected, 3, 25), at(8));
         assert_eq!(blip.len(), 1);
         assert!(blip[0].starts_with("lost the connection"), "{blip:?}");
+    }
+
+    #[test]
+    fn a_blocked_broker_is_told_once_with_what_was_dropped_while_blocked() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = BrokerWatch::new("amqp://guest:secret@mq:5672/%2f");
+        let mut s = stats(BrokerState::Connected, 1, 0);
+        assert_eq!(w.observe(&s, at(0)).len(), 1);
+        s.blocked = true;
+        let blocked = w.observe(&s, at(1));
+        assert_eq!(
+            blocked,
+            [
+                "the broker at amqp://guest:***@mq:5672/%2f blocked publishing (a resource \
+                 alarm: memory or disk); requests are still served, their events wait in the \
+                 buffer and are dropped and counted past it"
+            ]
+        );
+        // The buffer fills and overflows: nothing more is said until the alarm clears.
+        for (sec, dropped) in [(2, 0), (3, 40), (4, 90)] {
+            s.dropped = dropped;
+            assert!(w.observe(&s, at(sec)).is_empty());
+        }
+        s.blocked = false;
+        let unblocked = w.observe(&s, at(9));
+        assert_eq!(
+            unblocked,
+            [
+                "the broker at amqp://guest:***@mq:5672/%2f unblocked publishing after 8.0 s; \
+                 90 events dropped meanwhile"
+            ]
+        );
+        assert!(w.observe(&s, at(10)).is_empty());
+    }
+
+    #[test]
+    fn a_link_lost_while_blocked_is_one_outage_counting_the_drops_since_the_block() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = BrokerWatch::new("amqp://mq");
+        let mut s = stats(BrokerState::Connected, 1, 0);
+        assert_eq!(w.observe(&s, at(0)).len(), 1);
+        s.blocked = true;
+        assert_eq!(w.observe(&s, at(1)).len(), 1);
+        s.dropped = 30;
+        assert!(w.observe(&s, at(2)).is_empty());
+        // The broker closes the blocked connection: the publisher clears the block.
+        let down = w.observe(&stats(BrokerState::Down, 1, 30), at(3));
+        assert_eq!(down.len(), 1);
+        assert!(down[0].starts_with("cannot reach the broker"), "{down:?}");
+        let back = w.observe(&stats(BrokerState::Connected, 2, 50), at(5));
+        assert_eq!(
+            back,
+            ["the broker at amqp://mq is reachable again after 2.0 s; 50 events dropped meanwhile"]
+        );
     }
 
     #[test]

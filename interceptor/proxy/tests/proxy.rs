@@ -765,6 +765,64 @@ async fn broker_restarts_under_load_lose_nothing_silently_and_are_told_once_each
         .expect("join");
 }
 
+/// A broker that blocks publishing (a memory alarm on a private node) under load: the
+/// connection stays up and nothing goes out, so only the proxy can say so, once when the
+/// block starts and once when it ends; every answered request is still accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_blocking_publishing_is_told_once_and_so_is_its_end() {
+    use std::time::Duration;
+
+    use support::private_node::PrivateNode;
+
+    /// The block reaches the publisher when it next publishes; the rest is a loaded machine.
+    const PATIENCE: Duration = Duration::from_secs(60);
+    const BLOCKED: &str = "blocked publishing (a resource alarm";
+    const UNBLOCKED: &str = "unblocked publishing after";
+
+    require!(RabbitmqServer);
+
+    let node = tokio::task::spawn_blocking(PrivateNode::start)
+        .await
+        .expect("join");
+    let upstream = Upstream::start().await;
+    let mut proxy = ProxyBinary::spawn(&upstream, &node.url, "proxy-blocked");
+    let load = SteadyLoad::start(&proxy);
+    assert!(
+        proxy
+            .wait_told("publishing to the broker", 1, PATIENCE)
+            .await,
+        "{:?}",
+        proxy.log.borrow()
+    );
+    let node = tokio::task::spawn_blocking(move || {
+        node.memory_alarm(true);
+        node
+    })
+    .await
+    .expect("join");
+    let told = proxy.wait_told(BLOCKED, 1, PATIENCE).await;
+    assert!(told, "{:?}\n{}", proxy.log.borrow(), node.output());
+    // Blocked a while, under load: still one line.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let node = tokio::task::spawn_blocking(move || {
+        node.memory_alarm(false);
+        node
+    })
+    .await
+    .expect("join");
+    let told = proxy.wait_told(UNBLOCKED, 1, PATIENCE).await;
+    assert!(told, "{:?}\n{}", proxy.log.borrow(), node.output());
+    let answered = load.finish().await;
+    let (lines, [recorded, published, dropped]) = proxy.terminate().await;
+    let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert_eq!((count(BLOCKED), count(UNBLOCKED)), (1, 1), "{lines:#?}");
+    assert_eq!(recorded, answered, "every answered request was recorded");
+    assert_eq!(recorded, published + dropped, "{lines:#?}");
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .expect("join");
+}
+
 /// Stops the proxy and checks its account: it recorded each of the `answered` requests and
 /// published or dropped each, and the monitor counts every event it published, once, and
 /// is told of every drop. Returns what the proxy said.
