@@ -66,6 +66,11 @@ pub struct Args {
     /// Seconds to wait for the upstream's response headers before answering 504.
     #[arg(long, default_value_t = 300)]
     pub upstream_timeout: u64,
+    /// Seconds an unused upstream connection is kept for the next request; keep it below
+    /// the upstream's own keep-alive timeout (uvicorn 5, gunicorn 2). 0: a new connection
+    /// per request.
+    #[arg(long, default_value_t = 4, value_name = "SECS")]
+    pub upstream_idle: u64,
     /// Publish batches as persistent messages.
     #[arg(long)]
     pub persistent: bool,
@@ -126,6 +131,8 @@ pub struct ProxyConfig {
     pub model_from_path: Option<RoutePattern>,
     pub models: Interner,
     pub upstream_timeout: Duration,
+    /// How long an unused upstream connection is kept; zero keeps none.
+    pub upstream_idle: Duration,
     /// The OpenAI-compatible reading: its mode, failure counts and request models.
     pub openai: Arc<Shared>,
 }
@@ -215,6 +222,7 @@ impl Args {
                 model_from_path,
                 models: Interner::new(MAX_MODELS_FROM_PATH),
                 upstream_timeout: Duration::from_secs(self.upstream_timeout.max(1)),
+                upstream_idle: Duration::from_secs(self.upstream_idle),
                 openai: Arc::new(Shared::new(self.openai)),
             },
             publisher,

@@ -14,7 +14,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use modelmon_contract::{Event, is_valid_model_name};
 use modelmon_publisher::Publisher;
 
@@ -31,8 +31,6 @@ type Passed = Either<Incoming, Full<Bytes>>;
 /// What the client receives: the upstream's body, or the proxy's own error page.
 pub type ProxyBody = RecordedBody<Passed>;
 
-/// How long an unused upstream connection stays in the pool.
-const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Proxy {
@@ -48,9 +46,17 @@ impl Proxy {
         // Small request/response exchanges must not wait on Nagle's algorithm.
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
+        let mut builder = Client::builder(TokioExecutor::new());
+        // A connection the upstream closes as idle while a request is being written on it
+        // fails that request (a 502 nobody caused): the proxy lets go of idle connections
+        // first. The timer closes them when they expire, not only when next looked at.
+        builder.pool_timer(TokioTimer::new());
+        if config.upstream_idle.is_zero() {
+            builder.pool_max_idle_per_host(0);
+        } else {
+            builder.pool_idle_timeout(config.upstream_idle);
+        }
+        let client = builder.build(connector);
         Proxy {
             config: Arc::new(config),
             client,

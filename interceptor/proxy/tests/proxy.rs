@@ -175,6 +175,80 @@ async fn an_upstream_closing_its_connections_does_not_break_kept_alive_clients()
     assert!(events.iter().all(|e| e.status == 200 && e.error.is_none()));
 }
 
+/// An upstream that answers 200 to everything and counts the connections it was opened
+/// and the ones that were closed (by the proxy: it never closes one itself).
+async fn counting_upstream() -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Receiver<(usize, usize)>,
+) {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::watch::channel((0, 0));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.expect("accept");
+            tx.send_modify(|(opened, _)| *opened += 1);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let answer = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), answer)
+                    .await;
+                tx.send_modify(|(_, closed)| *closed += 1);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Model servers close idle keep-alive connections after a few seconds (uvicorn 5 s); a
+/// request the proxy writes on one as it closes fails. The proxy closes its idle
+/// upstream connections itself after `--upstream-idle`, and opens a new one for the next
+/// request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_are_closed_by_the_proxy_first() {
+    require!(Rabbitmq);
+    let (upstream, mut conns) = counting_upstream().await;
+    let proxy = RunningProxy::start(
+        &format!("http://{upstream}"),
+        &["--model", "iris", "--upstream-idle", "1"],
+    )
+    .await;
+    let http = client();
+    let ask = || async {
+        let resp = http
+            .request(request(Method::POST, &proxy.url("/predict"), "{}"))
+            .await
+            .expect("proxied");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let _ = resp.into_body().collect().await;
+    };
+    ask().await;
+    assert_eq!(*conns.borrow(), (1, 0));
+    let closed = tokio::time::timeout(support::PATIENCE, conns.wait_for(|&(_, c)| c == 1))
+        .await
+        .is_ok();
+    assert!(
+        closed,
+        "the idle connection was never closed: {:?}",
+        *conns.borrow()
+    );
+    ask().await;
+    assert_eq!(
+        *conns.borrow(),
+        (2, 1),
+        "a new connection for the next request"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_responses_are_forwarded_chunk_by_chunk() {
     require!(Rabbitmq);
