@@ -82,6 +82,7 @@ impl Proxy {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let upload = Arc::new(Upload::default());
+        let head = req.method() == Method::HEAD;
         let (event, naming) = self.event_for(&req, ts).unzip();
         let is_recorded = event.is_some();
         // From here on, dropping the recorder (client gone) still records the request.
@@ -117,10 +118,11 @@ impl Proxy {
                     Ok(Ok(whole)) => whole.to_bytes(),
                     // The connection ended before the declared length (a read error is
                     // the connection's too): the client is gone.
-                    Ok(Err(_)) => return Ok(client_gone(recorder)),
+                    Ok(Err(_)) => return Ok(client_gone(recorder, head)),
                     Err(_) => {
                         return Ok(own_answer(
                             recorder,
+                            head,
                             StatusCode::REQUEST_TIMEOUT,
                             "request_body_incomplete",
                         ));
@@ -139,6 +141,7 @@ impl Proxy {
         let Ok(upstream_req) = self.upstream_request(req, client, Arc::clone(&upload), tap) else {
             return Ok(own_answer(
                 recorder,
+                head,
                 StatusCode::BAD_REQUEST,
                 "bad_request_uri",
             ));
@@ -167,17 +170,18 @@ impl Proxy {
                 ))
             }
             // The upstream request fails when the client's body does: not the upstream's error.
-            Ok(Err(_)) if upload.broken() => Ok(client_gone(recorder)),
+            Ok(Err(_)) if upload.broken() => Ok(client_gone(recorder, head)),
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {
                     "upstream_unreachable"
                 } else {
                     "upstream_error"
                 };
-                Ok(own_answer(recorder, StatusCode::BAD_GATEWAY, kind))
+                Ok(own_answer(recorder, head, StatusCode::BAD_GATEWAY, kind))
             }
             Err(_) => Ok(own_answer(
                 recorder,
+                head,
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
             )),
@@ -264,28 +268,42 @@ impl Proxy {
 /// The proxy's own answer when the upstream gave none; recorded with the error kind.
 fn own_answer(
     mut recorder: Recorder,
+    head: bool,
     status: StatusCode,
     kind: &'static str,
 ) -> Response<ProxyBody> {
     recorder.set_status(status.as_u16());
     recorder.set_error(kind);
-    page(recorder, status, kind)
+    page(recorder, head, status, kind)
 }
 
 /// The client went away while sending its body: a 499, no error of the model's. The
 /// answer is for a client that only half-closed; it is recorded already.
-fn client_gone(mut recorder: Recorder) -> Response<ProxyBody> {
+fn client_gone(mut recorder: Recorder, head: bool) -> Response<ProxyBody> {
     recorder.set_status(CLIENT_CLOSED);
     recorder.finish(false);
-    page(recorder, StatusCode::BAD_REQUEST, "request_body_incomplete")
+    page(
+        recorder,
+        head,
+        StatusCode::BAD_REQUEST,
+        "request_body_incomplete",
+    )
 }
 
-fn page(recorder: Recorder, status: StatusCode, kind: &'static str) -> Response<ProxyBody> {
-    let text = format!("modelmon-proxy: {kind}\n");
-    let mut resp = Response::new(RecordedBody::new(
-        Either::Right(Full::new(Bytes::from(text))),
-        recorder,
-    ));
+fn page(
+    recorder: Recorder,
+    head: bool,
+    status: StatusCode,
+    kind: &'static str,
+) -> Response<ProxyBody> {
+    // An answer to HEAD has no body: the server drops it unsent, and a body dropped
+    // before its end is a client gone (499).
+    let text = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("modelmon-proxy: {kind}\n"))
+    };
+    let mut resp = Response::new(RecordedBody::new(Either::Right(Full::new(text)), recorder));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -361,18 +361,37 @@ async fn an_unreachable_upstream_answers_502_and_is_recorded() {
     let sink = Sink::bind().await;
     // Port 1 on loopback: nothing listens there.
     let proxy = RunningProxy::start("http://127.0.0.1:1", &["--model", "iris"]).await;
-    let resp = client()
-        .request(request(Method::POST, &proxy.url("/predict"), "{}"))
-        .await
-        .expect("the proxy answers");
-    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    // HEAD too: its answer has no body to send, which is no client gone.
+    for method in [Method::POST, Method::HEAD] {
+        let resp = client()
+            .request(request(method, &proxy.url("/predict"), ""))
+            .await
+            .expect("the proxy answers");
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let _ = resp.into_body().collect().await;
+    }
     proxy.flush().await;
 
-    let events = sink.events(&proxy.instance, 1).await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].status, 502);
-    assert_eq!(events[0].error.as_deref(), Some("upstream_unreachable"));
-    assert_eq!(events[0].route, "/predict");
+    let mut events = sink.events(&proxy.instance, 2).await;
+    events.sort_by_key(|e| e.ts);
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.method.as_ref(),
+                e.status,
+                e.error.as_deref(),
+                e.route.as_ref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("POST", 502, Some("upstream_unreachable"), "/predict"),
+            ("HEAD", 502, Some("upstream_unreachable"), "/predict"),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
