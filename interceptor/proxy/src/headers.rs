@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use hyper::HeaderMap;
 use hyper::header::{
-    CONNECTION, CONTENT_ENCODING, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_ENCODING, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
 };
 
 /// Headers that describe one hop, never the message: each side sets its own.
@@ -18,6 +18,8 @@ const HOP_BY_HOP: [&str; 4] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Removes hop-by-hop headers, including the ones the `Connection` header names.
+/// `Trailer` is not one (RFC 9110 section 6.6.2): it names the trailer fields to come,
+/// and the server writes only the ones it names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Collected first: the names borrow from the map we are about to edit.
     let named: Vec<HeaderName> = headers
@@ -30,12 +32,34 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+    for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE] {
         headers.remove(name);
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// Whether the client accepts trailer fields (`TE: trailers`). `TE` is hop-by-hop, but
+/// this part of it is the client's to say: an upstream sends trailers only when asked.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
+/// Asks the upstream for trailer fields, with the `TE` connection option that must go
+/// with `TE` (RFC 9110 section 10.1.4).
+pub fn ask_for_trailers(headers: &mut HeaderMap) {
+    headers.insert(TE, HeaderValue::from_static("trailers"));
+    headers.append(CONNECTION, HeaderValue::from_static("te"));
 }
 
 /// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies wrote.
@@ -77,10 +101,26 @@ mod tests {
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("trailer", HeaderValue::from_static("grpc-status"));
         strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2);
         assert!(h.contains_key("content-type"));
+        assert!(h.contains_key("trailer"), "end to end");
+    }
+
+    #[test]
+    fn trailers_are_accepted_only_when_te_says_so() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(TE, HeaderValue::from_static(v));
+            accepts_trailers(&h)
+        };
+        assert!(with("trailers"));
+        assert!(with("gzip;q=0.5, Trailers"));
+        assert!(!with("gzip"));
+        assert!(!accepts_trailers(&HeaderMap::new()));
     }
 
     #[test]

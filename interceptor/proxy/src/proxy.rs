@@ -20,7 +20,9 @@ use modelmon_publisher::Publisher;
 
 use crate::body::{CLIENT_CLOSED, CountingBody, RecordedBody, Recorder, Upload};
 use crate::config::ProxyConfig;
-use crate::headers::{append_forwarded_for, is_encoded, strip_hop_by_hop};
+use crate::headers::{
+    accepts_trailers, append_forwarded_for, ask_for_trailers, is_encoded, strip_hop_by_hop,
+};
 use crate::naming::Naming;
 use crate::openai::{Exchange, Failure, MAX_REQUEST, RequestTap};
 use crate::route::{OTHER_ROUTE, Routed};
@@ -256,7 +258,11 @@ impl Proxy {
             .map_err(|_| ())?;
         // The upstream hop is ours: HTTP/1.1 with keep-alive, whatever the client spoke.
         parts.version = Version::HTTP_11;
+        let trailers = accepts_trailers(&parts.headers);
         strip_hop_by_hop(&mut parts.headers);
+        if trailers {
+            ask_for_trailers(&mut parts.headers);
+        }
         append_forwarded_for(&mut parts.headers, client.ip());
         Ok(Request::from_parts(
             parts,

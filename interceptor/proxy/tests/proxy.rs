@@ -283,6 +283,76 @@ async fn streamed_responses_are_forwarded_chunk_by_chunk() {
     assert!(e.ttfb_us.is_some_and(|t| t <= e.duration_us));
 }
 
+/// Trailer fields pass both ways when the client accepts them (`TE: trailers`): those of
+/// a chunked upload reach the upstream, and the upstream's reach the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_pass_both_ways_when_the_client_accepts_them() {
+    use std::convert::Infallible;
+
+    use http_body_util::Either;
+    use http_body_util::channel::Channel;
+    use hyper::HeaderMap;
+
+    require!(Rabbitmq);
+    let upstream = support::serve_upstream(|req: Request<Incoming>| async move {
+        let upload = req.into_body().collect().await.expect("the upload");
+        let digest = upload
+            .trailers()
+            .and_then(|t| t.get("x-upload-digest"))
+            .cloned();
+        let (mut tx, body) = Channel::<Bytes, Infallible>::new(1);
+        tokio::spawn(async move {
+            let _ = tx.send_data(Bytes::from_static(b"answer")).await;
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-answer-digest", "sha256=abc".parse().expect("hv"));
+            let _ = tx.send_trailers(trailers).await;
+        });
+        let mut resp = Response::new(Either::Right(body));
+        resp.headers_mut()
+            .insert("trailer", "x-answer-digest".parse().expect("hv"));
+        if let Some(d) = digest {
+            resp.headers_mut().insert("x-seen-upload-digest", d);
+        }
+        Ok(resp)
+    })
+    .await;
+    let proxy = RunningProxy::start(&format!("http://{upstream}"), &["--model", "iris"]).await;
+
+    let http: Client<HttpConnector, Channel<Bytes, Infallible>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let (mut tx, body) = Channel::<Bytes, Infallible>::new(1);
+    tokio::spawn(async move {
+        let _ = tx.send_data(Bytes::from_static(b"upload")).await;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-upload-digest", "sha256=def".parse().expect("hv"));
+        let _ = tx.send_trailers(trailers).await;
+    });
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(proxy.url("/upload"))
+        .header("te", "trailers")
+        .header("trailer", "x-upload-digest")
+        .body(body)
+        .expect("request");
+    let resp = http.request(req).await.expect("proxied");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()
+            .get("x-seen-upload-digest")
+            .map(|v| v.as_bytes()),
+        Some(&b"sha256=def"[..]),
+        "the upload's trailer reached the upstream: {:?}",
+        resp.headers()
+    );
+    let answer = resp.into_body().collect().await.expect("the answer");
+    assert_eq!(
+        answer.trailers().and_then(|t| t.get("x-answer-digest")),
+        Some(&"sha256=abc".parse().expect("hv")),
+        "the answer's trailer reached the client"
+    );
+    assert_eq!(&answer.to_bytes()[..], b"answer");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_stream_is_recorded_as_499() {
     require!(Rabbitmq);
