@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::Body;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -259,9 +259,17 @@ impl Proxy {
         // The upstream hop is ours: HTTP/1.1 with keep-alive, whatever the client spoke.
         parts.version = Version::HTTP_11;
         let trailers = accepts_trailers(&parts.headers);
+        // The server takes only chunked framing: the client sent a body of unknown length,
+        // which hyper would send as none at all on a GET unless told it is chunked.
+        let chunked = parts.method != Method::HEAD && parts.headers.contains_key(TRANSFER_ENCODING);
         strip_hop_by_hop(&mut parts.headers);
         if trailers {
             ask_for_trailers(&mut parts.headers);
+        }
+        if chunked {
+            parts
+                .headers
+                .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         append_forwarded_for(&mut parts.headers, client.ip());
         Ok(Request::from_parts(

@@ -353,6 +353,46 @@ async fn trailers_pass_both_ways_when_the_client_accepts_them() {
     assert_eq!(&answer.to_bytes()[..], b"answer");
 }
 
+/// A GET with a chunked body (a search API taking its query as JSON) reaches the upstream
+/// with its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_on_a_get_reaches_the_upstream() {
+    use std::convert::Infallible;
+
+    use http_body_util::channel::Channel;
+
+    require!(Rabbitmq);
+    let (sink, _upstream, proxy) = upstream_and_proxy(&["--model", "iris"]).await;
+    let http: Client<HttpConnector, Channel<Bytes, Infallible>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let (mut tx, body) = Channel::<Bytes, Infallible>::new(1);
+    tokio::spawn(async move {
+        for part in [&b"{\"query\":"[..], b"\"iris\"}"] {
+            let _ = tx.send_data(Bytes::from_static(part)).await;
+        }
+    });
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(proxy.url("/search"))
+        .header("transfer-encoding", "chunked")
+        .body(body)
+        .expect("request");
+    let resp = http.request(req).await.expect("proxied");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let echoed = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(
+        &echoed[..],
+        br#"{"query":"iris"}"#,
+        "the upstream echoes what it got"
+    );
+    proxy.flush().await;
+    let events = sink.events(&proxy.instance, 1).await;
+    assert_eq!(
+        events.iter().map(|e| e.req_bytes).collect::<Vec<_>>(),
+        [Some(16)]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_stream_is_recorded_as_499() {
     require!(Rabbitmq);
