@@ -60,7 +60,9 @@ pub struct Args {
         default_value = "amqp://127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
-    /// Instance recorded in events and batches (default: $HOSTNAME or host:pid).
+    /// Instance recorded in events and batches (default: $HOSTNAME or host:pid). A proxy
+    /// in a container of its own should name the model's container here: the monitor
+    /// maps the container named by the instance to the model.
     #[arg(long)]
     pub instance: Option<String>,
     /// Seconds to wait for the upstream's response headers before answering 504.
