@@ -339,7 +339,7 @@ async fn trailers_pass_both_ways_when_the_client_accepts_them() {
     assert_eq!(
         resp.headers()
             .get("x-seen-upload-digest")
-            .map(|v| v.as_bytes()),
+            .map(hyper::header::HeaderValue::as_bytes),
         Some(&b"sha256=def"[..]),
         "the upload's trailer reached the upstream: {:?}",
         resp.headers()
