@@ -682,12 +682,23 @@ fn an_alert_that_can_no_longer_be_judged_resolves_without_repeating_why_it_fired
         view(vec![model("m", 100, 900.0, 0.0, 2)])
     });
     assert!(st.view().is_firing("m"));
-    // Three requests: too few to judge. It ends once that has lasted the grace.
-    let out = run(&mut st, 31, 60, |_| {
+    // Three requests: too few to judge. A lull is no recovery: it holds, and ends only
+    // once the model has been too quiet to judge for 10 min since it was last bad.
+    let out = run(&mut st, 31, 630, |_| {
+        view(vec![model("m", 3, 900.0, 0.0, 2)])
+    });
+    assert!(out.is_empty(), "{:?}", kinds(&out));
+    assert!(st.view().is_firing("m"));
+    let out = run(&mut st, 630, 640, |_| {
         view(vec![model("m", 3, 900.0, 0.0, 2)])
     });
     assert_eq!(kinds(&out), [(TransitionKind::Resolved, "m".to_owned())]);
     let a = &out[0].alert;
+    assert_eq!(
+        a.resolved_ms,
+        Some(630_000),
+        "10 min after the last bad figure"
+    );
     assert_eq!(a.value, None, "no figure: 900 ms is not how it ended");
     assert_eq!(
         a.explanation,
