@@ -608,6 +608,7 @@ fn judge_model(
             })
             .is_some_and(|a| a.state == AlertPhase::Firing)
     };
+    let saturated = res.map(|r| saturation(&rules, r)).unwrap_or_default();
     for rule in rules.iter() {
         let key = AlertKey {
             rule: rule.name.clone(),
@@ -638,6 +639,18 @@ fn judge_model(
                 counter_gate(state, &key, rule, &mut reading, now_ms);
             }
             Metric::ContainersDown => gone_gate(state, m, res.is_some(), sight, &mut reading),
+            Metric::P50Ms
+            | Metric::P95Ms
+            | Metric::P99Ms
+            | Metric::TtfbP50Ms
+            | Metric::TtfbP95Ms
+            | Metric::TtfbP99Ms
+                if reading.value.is_some() =>
+            {
+                // A throttled or swapping container is the likely cause of the slowness:
+                // named in the sentence, as cpu_saturation itself fires only later.
+                reading.why.push_str(&saturated);
+            }
             _ => {}
         }
         if rule.backstop && !firing {
@@ -652,6 +665,28 @@ fn judge_model(
         }
         step(state, key, Some(rule), reading, now_ms, out);
     }
+}
+
+/// "; CPU at 98 % of what its containers may use" (and the same of memory) when the
+/// model's containers are past the limit its own saturation rule fires at, else "".
+fn saturation(rules: &[Rule], res: &ModelResources) -> String {
+    let limit = |metric: Metric| {
+        rules
+            .iter()
+            .find(|r| r.metric == metric && r.relative.is_none())
+            .map_or(90.0, |r| r.threshold)
+    };
+    let cpu = res
+        .usage
+        .cpu_limit_percent
+        .filter(|v| *v >= limit(Metric::CpuLimitPercent))
+        .map(|v| format!("; CPU at {v:.0} % of what its containers may use"));
+    let mem = res
+        .usage
+        .mem_percent
+        .filter(|v| *v >= limit(Metric::MemoryPercent))
+        .map(|v| format!("; memory at {v:.0} % of its containers' limit"));
+    cpu.into_iter().chain(mem).collect()
 }
 
 /// Models with active alerts that the store keeps history of but leaves out of the live

@@ -763,3 +763,33 @@ fn a_forgotten_agent_host_is_no_container_down() {
     assert!(out.is_empty(), "{:?}", rules_told(&out));
     assert!(!st.view().is_firing("llm"));
 }
+
+#[test]
+fn a_latency_alert_names_a_container_at_its_cpu_limit() {
+    let mut st = engine("[[alerts.rules]]\nname = \"high_latency\"\nfor = \"5s\"\n");
+    // Both slow; iris's one container pinned at its 1-CPU limit, fraud's idle.
+    let out = run(&mut st, 0, 10, |_| {
+        with_containers(
+            vec![
+                model("iris", 100, 900.0, 0.0, 2),
+                model("fraud", 100, 900.0, 0.0, 2),
+            ],
+            vec![
+                ("iris", vec![container("iris-1", "running", Some(98.0))]),
+                ("fraud", vec![container("fraud-1", "running", Some(20.0))]),
+            ],
+        )
+    });
+    let why = |model: &str| {
+        out.iter()
+            .find(|t| t.alert.rule == "high_latency" && t.alert.model == model)
+            .map(|t| t.alert.explanation.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        why("iris"),
+        "p95 900 ms, above its limit 500 ms; CPU at 98 % of what its containers may use",
+        "fired before cpu_saturation (20 s), naming the cause"
+    );
+    assert_eq!(why("fraud"), "p95 900 ms, above its limit 500 ms");
+}
