@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rules::BaselineSection;
 use crate::store::history::{HistoryPoint, HistoryView, Range};
@@ -30,7 +30,7 @@ const LEARNING_REFRESH_MS: i64 = 10_000;
 const PER_TICK: usize = 4;
 
 /// One model's normal. Figures are `None` until enough history is learnt.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -397,6 +397,21 @@ impl Baselines {
                     .collect(),
             );
         }
+    }
+
+    /// Takes back normals saved with the alerts: each stands until it is recomputed (at
+    /// the first refresh), and is held if incidents then leave too little history.
+    pub fn restore(&mut self, saved: impl IntoIterator<Item = (String, Baseline)>, now_ms: i64) {
+        for (model, b) in saved.into_iter().filter(|(_, b)| b.ready) {
+            self.by_model
+                .insert(model, (now_ms - REFRESH_MS, Arc::new(b)));
+        }
+        self.shared = Arc::new(
+            self.by_model
+                .iter()
+                .map(|(k, (_, b))| (k.clone(), Arc::clone(b)))
+                .collect(),
+        );
     }
 
     pub fn get(&self, model: &str) -> Option<&Baseline> {

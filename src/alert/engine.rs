@@ -228,6 +228,10 @@ pub struct AlertState {
 
 /// How long restored firing alerts wait for data before unknown counts as cleared.
 pub const RESTORE_GRACE_MS: i64 = 120_000;
+/// How long a firing alert holds through too few requests to judge, from when it was
+/// last seen bad: a quiet model's fault stays one alert through its lulls, and a model
+/// that went silent for this long is no longer judged.
+pub const SCARCE_HOLD_MS: i64 = 600_000;
 
 /// What the screens and `--batch` read: a frozen copy of the alert state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -369,8 +373,22 @@ impl AlertState {
             .filter(|a| a.resolved_ms.unwrap_or(0) >= now_ms - HISTORY_MS)
             .collect();
         self.silences = saved.silences;
+        self.baselines.restore(saved.baselines, now_ms);
         self.hold_unknown_until_ms = now_ms + RESTORE_GRACE_MS;
         self.refresh_silenced(now_ms);
+    }
+
+    /// The normals of the models with a relative alert that fired and is still active:
+    /// what a restart needs to go on judging them (see `persist::Saved::baselines`).
+    pub fn incident_baselines(&self) -> BTreeMap<String, super::baseline::Baseline> {
+        self.active
+            .values()
+            .filter(|a| a.relative && a.started_ms.is_some())
+            .filter_map(|a| {
+                let b = self.baselines.get(&a.model)?;
+                b.ready.then(|| (a.model.clone(), b.clone()))
+            })
+            .collect()
     }
 
     /// Active alerts (pending and firing), for tests and the snapshot.
@@ -581,6 +599,16 @@ fn judge_model(
                 })
                 .is_some_and(|a| a.state == AlertPhase::Firing)
         });
+    let is_firing = |state: &AlertState, rule: &Rule| {
+        state
+            .active
+            .get(&AlertKey {
+                rule: rule.name.clone(),
+                model: m.model.clone(),
+            })
+            .is_some_and(|a| a.state == AlertPhase::Firing)
+    };
+    let saturated = res.map(|r| saturation(&rules, r)).unwrap_or_default();
     for rule in rules.iter() {
         let key = AlertKey {
             rule: rule.name.clone(),
@@ -611,10 +639,54 @@ fn judge_model(
                 counter_gate(state, &key, rule, &mut reading, now_ms);
             }
             Metric::ContainersDown => gone_gate(state, m, res.is_some(), sight, &mut reading),
+            Metric::P50Ms
+            | Metric::P95Ms
+            | Metric::P99Ms
+            | Metric::TtfbP50Ms
+            | Metric::TtfbP95Ms
+            | Metric::TtfbP99Ms
+                if reading.value.is_some() =>
+            {
+                // A throttled or swapping container is the likely cause of the slowness:
+                // named in the sentence, as cpu_saturation itself fires only later.
+                reading.why.push_str(&saturated);
+            }
             _ => {}
+        }
+        if rule.backstop && !firing {
+            // The relative rule of the same metric already tells of this incident.
+            if let Some(r) = rules
+                .iter()
+                .find(|r| r.relative.is_some() && r.metric == rule.metric && is_firing(state, r))
+            {
+                reading.may_fire = false;
+                reading.why = format!("{} ({} fires already)", reading.why, r.name);
+            }
         }
         step(state, key, Some(rule), reading, now_ms, out);
     }
+}
+
+/// "; CPU at 98 % of what its containers may use" (and the same of memory) when the
+/// model's containers are past the limit its own saturation rule fires at, else "".
+fn saturation(rules: &[Rule], res: &ModelResources) -> String {
+    let limit = |metric: Metric| {
+        rules
+            .iter()
+            .find(|r| r.metric == metric && r.relative.is_none())
+            .map_or(90.0, |r| r.threshold)
+    };
+    let cpu = res
+        .usage
+        .cpu_limit_percent
+        .filter(|v| *v >= limit(Metric::CpuLimitPercent))
+        .map(|v| format!("; CPU at {v:.0} % of what its containers may use"));
+    let mem = res
+        .usage
+        .mem_percent
+        .filter(|v| *v >= limit(Metric::MemoryPercent))
+        .map(|v| format!("; memory at {v:.0} % of its containers' limit"));
+    cpu.into_iter().chain(mem).collect()
 }
 
 /// Models with active alerts that the store keeps history of but leaves out of the live
@@ -768,6 +840,26 @@ fn step(
         }
         return;
     }
+    // A firing alert that cannot be judged for now holds, for a bounded time since it
+    // was last seen bad: too few requests (a quiet model's lull is no recovery), or a
+    // relative rule without a normal (after a restart in a long incident, what is left
+    // of the learning window is too short): only a known good value resolves it.
+    let last_bad_ms = state.active.get(&key).map_or(now_ms, |a| a.last_bad_ms);
+    let unjudged = rule.is_some_and(|r| {
+        if value.is_none() {
+            reading.scarce && now_ms - last_bad_ms < SCARCE_HOLD_MS
+        } else {
+            r.relative.is_some()
+                && reading.limits.is_none()
+                && now_ms - last_bad_ms < ms(state.rules.baseline.learn.0)
+        }
+    });
+    if firing && unjudged && value.is_none() {
+        if let Some(a) = state.active.get_mut(&key) {
+            a.epoch = state.epoch;
+        }
+        return;
+    }
     let Some(alert) = state.active.get_mut(&key) else {
         let Some(rule) = rule.filter(|_| bad) else {
             return;
@@ -855,7 +947,7 @@ fn step(
             });
             if bad {
                 alert.last_bad_ms = now_ms;
-            } else if now_ms - alert.last_bad_ms >= keep {
+            } else if !unjudged && now_ms - alert.last_bad_ms >= keep {
                 let Some(mut alert) = state.active.remove(&key) else {
                     return;
                 };

@@ -20,6 +20,11 @@ const SETTLING_S: usize = 2;
 const TRAFFIC_EXPECTED: f64 = 20.0;
 const TRAFFIC_MIN_WINDOW_S: f64 = 30.0;
 const TRAFFIC_MAX_WINDOW_S: f64 = 300.0;
+/// An error rate without a `window` of its own is judged over a window long enough to
+/// expect this many times the requests it needs at the model's rate (its normal, or the
+/// live window's until a normal is learnt): expecting just the 20 needed would leave it
+/// unknown half the time. Within the traffic window's bounds.
+const ERRORS_EXPECTED_SHARE: f64 = 1.5;
 
 /// One rule's look at one model (or at the monitor) at one evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +39,9 @@ pub struct Reading {
     /// `false` when the value is past the threshold on too little evidence (fewer
     /// errors than `min_errors`): shown, but never fires.
     pub may_fire: bool,
+    /// Unknown for too few requests (or events) in the window, not for want of a
+    /// figure at all: a firing alert holds rather than resolving on a lull.
+    pub scarce: bool,
     pub why: String,
 }
 
@@ -50,6 +58,14 @@ impl Reading {
 
     fn unknown(why: String) -> Self {
         Self {
+            why,
+            ..Self::default()
+        }
+    }
+
+    fn scarce(why: String) -> Self {
+        Self {
+            scarce: true,
             why,
             ..Self::default()
         }
@@ -206,7 +222,7 @@ fn measure(rule: &Rule, mm: MlMetric, m: &ModelView, firing: bool) -> Reading {
     };
     let need = rule.min_requests.max(1);
     let Some(v) = mm.stat().of(s).filter(|_| s.count >= need) else {
-        return Reading::unknown(format!(
+        return Reading::scarce(format!(
             "too few events with ml.{key} to judge its {stat} ({} in the last {} s, {need} needed)",
             s.count, m.window_s
         ));
@@ -291,7 +307,7 @@ fn percentile(
 ) -> Reading {
     let need = rule.min_requests.max(1);
     let Some(v) = v.filter(|_| counted.n >= need) else {
-        return Reading::unknown(format!(
+        return Reading::scarce(format!(
             "too few {} to judge {name} ({} in the last {} s, {need} needed)",
             counted.of, counted.n, counted.window_s
         ));
@@ -347,21 +363,29 @@ fn error_rate(
     base: Option<&Baseline>,
     firing: bool,
 ) -> Reading {
-    let (requests, errors, span) = match rule.window {
-        Some(w) => {
-            let (requests, errors, secs) = series_sums(m, window_secs(w));
+    let need = rule.min_requests.max(1);
+    let normal = normal_of(rule, base);
+    // As for traffic: a rule about the model's normal with no `window` of its own is
+    // judged over a window sized to its traffic; a fixed one over the live window.
+    let sized = rule.relative.is_some() || rule.backstop;
+    let secs = match rule.window {
+        Some(w) => Some(window_secs(w)),
+        None if sized && rule.version.is_none() => Some(errors_window_s(need, m, base)),
+        None => None,
+    };
+    let (requests, errors, span) = match secs {
+        Some(secs) => {
+            let (requests, errors, secs) = series_sums(m, secs);
             (requests, errors, format!("{secs} s"))
         }
         None => (live.requests, live.errors, format!("{} s", m.window_s)),
     };
-    let need = rule.min_requests.max(1);
     if requests < need {
-        return Reading::unknown(format!(
+        return Reading::scarce(format!(
             "too few requests to judge the error rate ({requests} in the last {span}, {need} needed)"
         ));
     }
     let v = errors as f64 / requests as f64;
-    let normal = normal_of(rule, base);
     let limits = rule.limits(normal);
     let what = format!(
         "{} errors ({errors} of {requests} requests in {span})",
@@ -374,6 +398,19 @@ fn error_rate(
             base.map_or_else(String::new, over)
         ),
         (Some(_), None) => no_normal(&what, base),
+        (None, _) if rule.backstop => {
+            // Fired whatever the model's normal: say so, with the normal it ignored.
+            let whatever = match (normal, base) {
+                (Some(n), Some(b)) => {
+                    format!(", whatever its own normal ({}, {})", show_rate(n), over(b))
+                }
+                _ => String::new(),
+            };
+            format!(
+                "{} for any model{whatever}",
+                absolute(&what, rule, v, show_rate, firing)
+            )
+        }
         (None, _) => absolute(&what, rule, v, show_rate, firing),
     };
     Reading {
@@ -384,6 +421,20 @@ fn error_rate(
         may_fire: firing || errors >= rule.min_errors,
         ..Reading::known(v, limits, why)
     }
+}
+
+/// Seconds of the series an error rate without a `window` is judged over: enough to
+/// expect [`ERRORS_EXPECTED_SHARE`] × the requests needed at the model's normal rate (or
+/// the live window's, until a normal is learnt).
+fn errors_window_s(need: u64, m: &ModelView, base: Option<&Baseline>) -> usize {
+    let rate = base
+        .and_then(|b| b.qps)
+        .filter(|q| *q > 0.0)
+        .or_else(|| (m.stats.qps > 0.0).then_some(m.stats.qps));
+    let secs = rate.map_or(TRAFFIC_MIN_WINDOW_S, |q| {
+        (ERRORS_EXPECTED_SHARE * need as f64 / q).clamp(TRAFFIC_MIN_WINDOW_S, TRAFFIC_MAX_WINDOW_S)
+    });
+    secs.ceil() as usize
 }
 
 fn traffic(

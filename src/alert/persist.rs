@@ -7,10 +7,12 @@
 //! first batch arrives (a firing `qps` alert keeps what it fired on: see
 //! `AlertState::restore`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::baseline::Baseline;
 use super::engine::{Alert, AlertState, Silence};
 
 /// The file, in the snapshot directory.
@@ -45,18 +47,32 @@ pub struct Saved {
     pub active: Vec<Alert>,
     pub history: Vec<Alert>,
     pub silences: Vec<Silence>,
+    /// The normals of the models in an incident (a relative alert that fired): after a
+    /// restart in a long one, what is left of the learning window is too short to learn
+    /// a normal from, and without the one before it the incident would resolve and then
+    /// be learnt as normal. Absent from files of earlier versions.
+    #[serde(default)]
+    pub baselines: BTreeMap<String, Baseline>,
+}
+
+impl Saved {
+    /// What `state` saves at `at_ms`.
+    pub fn of(state: &AlertState, at_ms: i64) -> Self {
+        let (active, history, silences) = state.parts();
+        Self {
+            v: VERSION,
+            at_ms,
+            baselines: state.incident_baselines(),
+            active,
+            history,
+            silences,
+        }
+    }
 }
 
 /// Writes the state to `dir/alerts.json`, atomically (a reader never sees half a file).
 pub fn save(state: &AlertState, dir: &Path, now_ms: i64) -> Result<(), AlertsFileError> {
-    let (active, history, silences) = state.parts();
-    let saved = Saved {
-        v: VERSION,
-        at_ms: now_ms,
-        active,
-        history,
-        silences,
-    };
+    let saved = Saved::of(state, now_ms);
     let path = dir.join(FILE);
     let tmp = dir.join(format!("{FILE}.tmp"));
     let write = |p: &Path| {

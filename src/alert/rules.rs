@@ -280,8 +280,9 @@ pub struct Rule {
     pub resolve: f64,
     /// `Some`: judged against the model's baseline, `threshold` and `resolve` unused.
     pub relative: Option<Relative>,
-    /// `None`: the store's live window (and for a relative `qps` rule, a window long
-    /// enough to expect 20 requests at the model's normal rate). Error rate and qps can
+    /// `None`: the store's live window (for a relative `qps` rule, a window long enough
+    /// to expect 20 requests at the model's normal rate; for a relative or backstop
+    /// `error_rate` rule, 30 requests: see `measure`). Error rate and qps can
     /// use any window up to the 5-minute per-second series; latency percentiles always
     /// use the live window.
     pub window: Option<Duration>,
@@ -303,6 +304,11 @@ pub struct Rule {
     /// Judge only this version of the model (its figures in the live window): a canary
     /// held to its own limit. `None`: the whole model.
     pub version: Option<String>,
+    /// A fixed limit under the relative rules of its metric, for a model whose normal is
+    /// itself broken (failing since it first sent): it does not start while one of
+    /// them fires for the model (that alert tells already), and its sentence says it
+    /// judges whatever the model's normal.
+    pub backstop: bool,
 }
 
 impl Rule {
@@ -330,6 +336,7 @@ impl Rule {
             severity,
             notify: None,
             version: None,
+            backstop: false,
         }
     }
 
@@ -415,9 +422,10 @@ pub fn builtin_rules() -> Vec<Rule> {
                 Severity::Warning,
             )
         },
+        // No `window`: long enough to expect 30 requests at the model's rate (30 s to
+        // 5 min), so a quiet model's errors are judged at all.
         Rule {
             relative: relative(2.0, 0.05),
-            window: Some(secs(30)),
             min_requests: 20,
             min_errors: 5,
             ..rule(
@@ -426,6 +434,22 @@ pub fn builtin_rules() -> Vec<Rule> {
                 0.0,
                 0.0,
                 15,
+                Severity::Critical,
+            )
+        },
+        // Under error_spike: a model failing since it first sent learns the failure as
+        // its normal, and no relative limit is ever crossed. Most requests failing is
+        // broken for any model, whatever its normal.
+        Rule {
+            min_requests: 20,
+            min_errors: 5,
+            backstop: true,
+            ..rule(
+                "most_requests_failing",
+                Metric::ErrorRate,
+                0.5,
+                0.25,
+                60,
                 Severity::Critical,
             )
         },

@@ -84,10 +84,11 @@ impl Thresholds {
     /// level, any other the warning level; the other level keeps its default, moved if
     /// needed so that warn never exceeds critical. Relative rules are left out: their
     /// limit follows each model's own normal, so no one number can colour a column every
-    /// model shares. With the built-in rules nothing changes.
+    /// model shares; so are backstops (`most_requests_failing`), limits for any model far
+    /// past what a column should warn of. With the built-in rules nothing changes.
     #[must_use]
     pub fn with_rules(mut self, rules: &[Rule]) -> Self {
-        for r in rules.iter().filter(|r| r.relative.is_none()) {
+        for r in rules.iter().filter(|r| r.relative.is_none() && !r.backstop) {
             let (warn, crit) = match r.metric {
                 RuleMetric::P95Ms => (&mut self.p95_warn_ms, &mut self.p95_crit_ms),
                 RuleMetric::ErrorRate => (&mut self.error_warn, &mut self.error_crit),

@@ -682,12 +682,23 @@ fn an_alert_that_can_no_longer_be_judged_resolves_without_repeating_why_it_fired
         view(vec![model("m", 100, 900.0, 0.0, 2)])
     });
     assert!(st.view().is_firing("m"));
-    // Three requests: too few to judge. It ends once that has lasted the grace.
-    let out = run(&mut st, 31, 60, |_| {
+    // Three requests: too few to judge. A lull is no recovery: it holds, and ends only
+    // once the model has been too quiet to judge for 10 min since it was last bad.
+    let out = run(&mut st, 31, 630, |_| {
+        view(vec![model("m", 3, 900.0, 0.0, 2)])
+    });
+    assert!(out.is_empty(), "{:?}", kinds(&out));
+    assert!(st.view().is_firing("m"));
+    let out = run(&mut st, 630, 640, |_| {
         view(vec![model("m", 3, 900.0, 0.0, 2)])
     });
     assert_eq!(kinds(&out), [(TransitionKind::Resolved, "m".to_owned())]);
     let a = &out[0].alert;
+    assert_eq!(
+        a.resolved_ms,
+        Some(630_000),
+        "10 min after the last bad figure"
+    );
     assert_eq!(a.value, None, "no figure: 900 ms is not how it ended");
     assert_eq!(
         a.explanation,
@@ -751,4 +762,34 @@ fn a_forgotten_agent_host_is_no_container_down() {
     let out = run(&mut st, 30, 120, forgotten);
     assert!(out.is_empty(), "{:?}", rules_told(&out));
     assert!(!st.view().is_firing("llm"));
+}
+
+#[test]
+fn a_latency_alert_names_a_container_at_its_cpu_limit() {
+    let mut st = engine("[[alerts.rules]]\nname = \"high_latency\"\nfor = \"5s\"\n");
+    // Both slow; iris's one container pinned at its 1-CPU limit, fraud's idle.
+    let out = run(&mut st, 0, 10, |_| {
+        with_containers(
+            vec![
+                model("iris", 100, 900.0, 0.0, 2),
+                model("fraud", 100, 900.0, 0.0, 2),
+            ],
+            vec![
+                ("iris", vec![container("iris-1", "running", Some(98.0))]),
+                ("fraud", vec![container("fraud-1", "running", Some(20.0))]),
+            ],
+        )
+    });
+    let why = |model: &str| {
+        out.iter()
+            .find(|t| t.alert.rule == "high_latency" && t.alert.model == model)
+            .map(|t| t.alert.explanation.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        why("iris"),
+        "p95 900 ms, above its limit 500 ms; CPU at 98 % of what its containers may use",
+        "fired before cpu_saturation (20 s), naming the cause"
+    );
+    assert_eq!(why("fraud"), "p95 900 ms, above its limit 500 ms");
 }

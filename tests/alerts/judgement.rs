@@ -20,6 +20,9 @@ const T0: i64 = 1_800_000_000;
 #[derive(Debug, Clone, Copy)]
 struct Traffic {
     rps: u32,
+    /// Instead of `rps`: this many requests a minute on average, arriving at random (a
+    /// quiet model, under one request a second, as independent callers make it).
+    per_minute: Option<u32>,
     /// Median latency; each request is spread log-normally around it.
     median_ms: f64,
     /// Log-normal sigma.
@@ -34,6 +37,7 @@ impl Traffic {
     fn steady(rps: u32, median_ms: f64) -> Self {
         Self {
             rps,
+            per_minute: None,
             median_ms,
             sigma: 0.35,
             error_share: 0.002,
@@ -63,8 +67,20 @@ impl Traffic {
         }
     }
 
+    /// `per_minute` requests a minute: 42 is 0.7 req/s.
+    fn quiet(per_minute: u32, median_ms: f64) -> Self {
+        Self {
+            per_minute: Some(per_minute),
+            ..Self::steady(0, median_ms)
+        }
+    }
+
     fn silent(self) -> Self {
-        Self { rps: 0, ..self }
+        Self {
+            rps: 0,
+            per_minute: None,
+            ..self
+        }
     }
 }
 
@@ -114,6 +130,18 @@ impl Sim {
         (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Requests in one second at `mean` a second (Poisson, Knuth's way).
+    fn poisson(&mut self, mean: f64) -> u32 {
+        let (limit, mut p, mut n) = ((-mean).exp(), 1.0, 0);
+        loop {
+            p *= self.uniform();
+            if p <= limit {
+                return n;
+            }
+            n += 1;
+        }
+    }
+
     fn normal(&mut self) -> f64 {
         // Box-Muller.
         let (u, v) = (self.uniform().max(1e-12), self.uniform());
@@ -126,11 +154,14 @@ impl Sim {
         let now_us = self.now_s * 1_000_000;
         if self.broker == BrokerState::Connected {
             for &(model, t) in traffic {
-                let events: Vec<Value> = (0..t.rps)
+                let n = t
+                    .per_minute
+                    .map_or(t.rps, |pm| self.poisson(f64::from(pm) / 60.0));
+                let events: Vec<Value> = (0..n)
                     .map(|i| {
                         let ms = t.median_ms * (t.sigma * self.normal()).exp();
                         let failed = self.uniform() < t.error_share;
-                        let mut e = json!({"ts": now_us - 1_000_000 + i64::from(i) * 1_000_000 / i64::from(t.rps.max(1)),
+                        let mut e = json!({"ts": now_us - 1_000_000 + i64::from(i) * 1_000_000 / i64::from(n.max(1)),
                                "model": model, "instance": "i-1", "method": "POST",
                                "route": "/predict", "status": if failed { 503 } else { 200 },
                                "duration_us": (ms * 1000.0) as u64});
@@ -172,20 +203,25 @@ impl Sim {
     /// The monitor stops (its history and alert state saved, as a clean exit does) and
     /// starts again `down_s` later with both restored.
     fn restart(&mut self, down_s: i64) {
+        self.restart_from(down_s, true);
+    }
+
+    /// `restart`, with the alerts file of a version that did not save normals when
+    /// `normals` is false.
+    fn restart_from(&mut self, down_s: i64, normals: bool) {
         let now_us = self.now_s * 1_000_000;
         let history = self
             .store
             .view(now_us, BrokerView::default())
             .history
             .clone();
-        let (active, history_alerts, silences) = self.alerts.parts();
-        let saved = Saved {
-            v: 1,
-            at_ms: self.now_s * 1000,
-            active,
-            history: history_alerts,
-            silences,
-        };
+        let mut saved = Saved::of(&self.alerts, self.now_s * 1000);
+        if !normals {
+            saved.baselines.clear();
+        }
+        // Through the file's JSON, as a restart reads it.
+        let saved: Saved = serde_json::from_slice(&serde_json::to_vec(&saved).expect("json"))
+            .expect("the saved state reads back");
         self.now_s += down_s;
         self.store = Store::new(StoreConfig::default());
         self.store.restore(&history, self.now_s * 1_000_000);
@@ -375,6 +411,7 @@ fn a_fast_models_wobble_and_a_slow_models_own_normal_never_fire() {
     let tiny = Traffic::steady(30, 2.0);
     let llm = Traffic {
         rps: 4,
+        per_minute: None,
         median_ms: 900.0,
         sigma: 0.6,
         error_share: 0.01,
@@ -405,6 +442,7 @@ fn a_late_first_token_is_a_ttfb_regression_against_the_models_own_normal() {
     // An LLM: first token after ~300 ms, then ~3 s of tokens; and a classifier.
     let llm = Traffic {
         rps: 6,
+        per_minute: None,
         median_ms: 3000.0,
         sigma: 0.35,
         error_share: 0.002,
@@ -597,6 +635,7 @@ fn a_model_always_over_its_slo_still_learns_its_normal() {
     ));
     let llm = Traffic {
         rps: 4,
+        per_minute: None,
         median_ms: 900.0,
         sigma: 0.6,
         error_share: 0.01,
@@ -660,4 +699,165 @@ fn a_model_that_appears_while_the_monitor_runs_learns_its_normal_from_then_on() 
     assert!(nb.ready, "{}", nb.explanation);
     let q = nb.qps.expect("a traffic normal");
     assert!((9.0..=11.0).contains(&q), "b's normal qps {q}");
+}
+
+/// The explanation of the active `rule` alert on `model`.
+fn why_now(sim: &Sim, rule: &str, model: &str) -> String {
+    sim.alerts
+        .active()
+        .find(|a| a.rule == rule && a.model == model)
+        .map(|a| a.explanation.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_model_failing_from_its_first_minutes_is_caught_although_failure_is_its_normal() {
+    let mut sim = Sim::quick();
+    // iris answers 503 to every request from its first second on (or the monitor
+    // started, without a snapshot, in the middle of that outage); fraud is healthy.
+    let dead = Traffic::steady(20, 4.0).failing(1.0);
+    let fraud = Traffic::steady(20, 3.0);
+    sim.run(12 * 60, &[("iris", dead), ("fraud", fraud)]);
+    let b = sim.baseline("iris");
+    assert!(b.ready, "{}", b.explanation);
+    assert!(
+        b.error_rate.is_some_and(|e| e > 0.99),
+        "the failure is its learnt normal: {b:?}"
+    );
+    assert_eq!(
+        fired_list(&sim).into_keys().collect::<Vec<_>>(),
+        [("most_requests_failing".to_owned(), "iris".to_owned())],
+        "one alert, on iris"
+    );
+    let fired = sim
+        .seconds_to(T0, "most_requests_failing", "iris", TransitionKind::Firing)
+        .expect("fired");
+    assert!(fired <= 75, "fired after {fired} s");
+    let why = why_now(&sim, "most_requests_failing", "iris");
+    assert!(
+        why.starts_with("100 % errors (")
+            && why.contains("above its limit 50 % for any model, whatever its own normal (100 %"),
+        "{why}"
+    );
+    // fraud fails outright after its normal is learnt: error_spike tells, alone.
+    let t = sim.now_s;
+    sim.run(3 * 60, &[("iris", dead), ("fraud", fraud.failing(1.0))]);
+    assert_eq!(
+        sim.fired_since(t),
+        [("error_spike".to_owned(), "fraud".to_owned())],
+        "one alert for one incident"
+    );
+    assert!(
+        why_now(&sim, "most_requests_failing", "fraud").is_empty(),
+        "not even pending beside error_spike"
+    );
+    // iris is repaired: it resolves.
+    sim.run(90, &[("iris", dead.failing(0.002)), ("fraud", fraud)]);
+    assert!(
+        sim.seconds_to(t, "most_requests_failing", "iris", TransitionKind::Resolved)
+            .is_some()
+    );
+}
+
+#[test]
+fn a_restart_in_a_long_incident_neither_resolves_it_nor_learns_it_as_normal() {
+    let mut sim = Sim::quick();
+    let fast = Traffic::steady(20, 4.0);
+    sim.run(8 * 60, &[("iris", fast)]);
+    let before = sim.baseline("iris").p95_ms.expect("learnt");
+    // Slow for the whole learning window, then the monitor restarts, the fault going on.
+    sim.run(20 * 60, &[("iris", fast.slower(50.0))]);
+    assert_eq!(
+        sim.active("latency_regression", "iris"),
+        Some(AlertPhase::Firing)
+    );
+    sim.restart(20);
+    let t = sim.now_s;
+    sim.run(10 * 60, &[("iris", fast.slower(50.0))]);
+    assert_eq!(
+        sim.seconds_to(t, "latency_regression", "iris", TransitionKind::Resolved),
+        None,
+        "not resolved while the fault persists: {:?}",
+        why_now(&sim, "latency_regression", "iris")
+    );
+    assert_eq!(
+        sim.active("latency_regression", "iris"),
+        Some(AlertPhase::Firing)
+    );
+    let b = sim.baseline("iris");
+    assert!(b.held, "{}", b.explanation);
+    let p95 = b.p95_ms.expect("the normal from before the restart");
+    assert!(
+        (p95 - before).abs() / before < 0.25,
+        "{p95} vs {before}: {}",
+        b.explanation
+    );
+    assert!(sim.fired_since(t).is_empty(), "{:?}", sim.fired_since(t));
+    // Repaired: judged against that normal, it resolves.
+    sim.run(2 * 60, &[("iris", fast)]);
+    assert!(
+        sim.seconds_to(t, "latency_regression", "iris", TransitionKind::Resolved)
+            .is_some(),
+        "resolved once fast again: {}",
+        why_now(&sim, "latency_regression", "iris")
+    );
+
+    // From an alerts file without normals (an earlier version's): no normal to judge
+    // against, and a firing alert without one holds rather than resolving.
+    let mut sim = Sim::quick();
+    sim.run(8 * 60, &[("iris", fast)]);
+    sim.run(20 * 60, &[("iris", fast.slower(50.0))]);
+    sim.restart_from(20, false);
+    let t = sim.now_s;
+    sim.run(10 * 60, &[("iris", fast.slower(50.0))]);
+    assert!(!sim.baseline("iris").ready, "{:?}", sim.baseline("iris"));
+    assert_eq!(
+        sim.seconds_to(t, "latency_regression", "iris", TransitionKind::Resolved),
+        None,
+        "not resolved for want of a normal: {:?}",
+        why_now(&sim, "latency_regression", "iris")
+    );
+    let why = why_now(&sim, "latency_regression", "iris");
+    assert!(why.contains("its normal is still being learnt"), "{why}");
+}
+
+#[test]
+fn a_quiet_models_errors_are_one_alert_and_judged_below_one_request_a_second() {
+    // 0.7 req/s: about 21 requests in 30 s, around the 20 an error rate needs.
+    let mut sim = Sim::quick();
+    let quiet = Traffic::quiet(42, 20.0);
+    sim.run(8 * 60, &[("quiet", quiet)]);
+    assert!(sim.baseline("quiet").ready);
+    let t = sim.now_s;
+    sim.run(30 * 60, &[("quiet", quiet.failing(1.0))]);
+    let told: Vec<(i64, TransitionKind)> = sim
+        .sent
+        .iter()
+        .filter(|(s, x)| *s >= t && x.alert.rule == "error_spike")
+        .map(|(s, x)| (s - t, x.kind))
+        .collect();
+    assert_eq!(
+        told.iter().map(|(_, k)| *k).collect::<Vec<_>>(),
+        [TransitionKind::Firing],
+        "one alert for half an hour of it, no resolve while it fails: {told:?}"
+    );
+    assert!(told[0].0 <= 60, "fired after {} s", told[0].0);
+    assert_eq!(
+        fired_list(&sim).len(),
+        1,
+        "nothing else: {:?}",
+        fired_list(&sim)
+    );
+    // 0.3 req/s: 9 requests in 30 s, judged over long enough to expect 30.
+    let mut sim = Sim::quick();
+    let quieter = Traffic::quiet(18, 20.0);
+    sim.run(8 * 60, &[("quieter", quieter)]);
+    let t = sim.now_s;
+    sim.run(5 * 60, &[("quieter", quieter.failing(1.0))]);
+    let fired = sim
+        .seconds_to(t, "error_spike", "quieter", TransitionKind::Firing)
+        .expect("error_spike fires at 0.3 req/s");
+    assert!(fired <= 90, "fired after {fired} s");
+    let why = why_now(&sim, "error_spike", "quieter");
+    assert!(why.starts_with("100 % errors ("), "{why}");
 }
