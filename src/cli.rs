@@ -1,6 +1,6 @@
 //! The command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -128,10 +128,11 @@ pub struct Cli {
 pub enum Command {
     /// Summarise the saved history per model, like `sar`: no broker needed.
     Report(ReportArgs),
-    /// Check a config file as the monitor would read it (default: the usual location);
-    /// exit 0 when it is valid, 2 with the key and line at fault when not.
+    /// Check a config file as the monitor would read it (default: `--config`, else the
+    /// usual location); exit 0 when it is valid, 2 naming the key at fault when not (and
+    /// its line, for syntax and type errors).
     CheckConfig {
-        /// The file to check.
+        /// The file to check (or `--config PATH`).
         path: Option<std::path::PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -245,6 +246,28 @@ impl Cli {
 }
 
 impl Cli {
+    /// The file `check-config` checks: its PATH, else `--config`, else `None` (the usual
+    /// location). Two different files are refused: checking one while the user means the
+    /// other would call a broken file valid.
+    pub fn config_to_check<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+    ) -> Result<Option<&'a Path>, clap::Error> {
+        match (path, self.config.as_deref()) {
+            (Some(p), Some(c)) if !same_file(p, c) => {
+                Err(<Self as clap::CommandFactory>::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "check-config was given two files, {} and --config {}: give one",
+                        p.display(),
+                        c.display()
+                    ),
+                ))
+            }
+            (p, c) => Ok(p.or(c)),
+        }
+    }
+
     /// The file was valid on its own (`Config::load` checked it): a value refused now
     /// came from the command line or the environment, and the message names that.
     fn blame_the_command_line(&self, e: ConfigError) -> ConfigError {
@@ -273,6 +296,11 @@ impl Cli {
             None => ConfigError::Invalid { key, path, message },
         }
     }
+}
+
+/// Whether `a` and `b` name one file, also when spelt differently (`./c.toml`, `c.toml`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || std::fs::canonicalize(a).is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
 }
 
 /// A token kept in a file: its content without surrounding whitespace (files end with a

@@ -272,6 +272,41 @@ fn check_config_says_valid_or_names_the_fault_with_the_monitors_exit_codes() {
     assert!(err.contains("/nonexistent/modelmon.toml"), "{err}");
 }
 
+/// `--config` is global: `check-config` must check that file, before or after the
+/// subcommand, not the usual location (absent here), which would call a broken file valid.
+#[test]
+fn check_config_checks_the_file_given_with_config() {
+    let bad = temp_config("[store]\nwindow = \"2h\"\n");
+    let path = bad.path().to_str().expect("utf-8 path");
+    for args in [
+        ["--config", path, "check-config"],
+        ["check-config", "--config", path],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(
+            err.contains("store.window") && err.contains(path),
+            "{args:?}: {err}"
+        );
+    }
+    let good = temp_config("[amqp]\nprefetch = 64\n");
+    let good_path = good.path().to_str().expect("utf-8 path");
+    let (code, out, err) = run(&["check-config", "--config", good_path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(good_path) && out.contains("valid"), "{out}");
+    // The same file both ways is one file.
+    let (code, out, err) = run(&["--config", good_path, "check-config", good_path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(good_path), "{out}");
+    // Two different files: which one the user meant is unknown, so neither is called valid.
+    let (code, out, err) = run(&["--config", path, "check-config", good_path]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("two files") && err.contains(path) && err.contains(good_path),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_empty_or_missing_token_file_is_refused_before_anything_starts() {
     let empty = temp_config("  \n");
