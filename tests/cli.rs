@@ -307,6 +307,37 @@ fn check_config_checks_the_file_given_with_config() {
     );
 }
 
+/// A wildcard in `--models` or `[amqp] models` would bind other models' routing keys:
+/// refused, saying why, where a name with dots is accepted.
+#[test]
+fn wildcards_in_models_are_refused_saying_why() {
+    for models in ["llm-*", "#", "llama-3.1-8b,llm.#"] {
+        let (code, _, err) = run(&["--demo", "--batch", "--iterations", "1", "--models", models]);
+        assert_eq!(code, 2, "{models}: {err}");
+        assert!(
+            err.contains("invalid value for `--models`") && err.contains("wildcards"),
+            "{models}: {err}"
+        );
+    }
+    let f = temp_config("[amqp]\nmodels = [\"resnet50\", \"bert.*\"]\n");
+    let path = f.path().to_str().expect("utf-8 path");
+    let (code, _, err) = run(&["check-config", path]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("amqp.models") && err.contains("\"bert.*\"") && err.contains(path),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "--demo",
+        "--batch",
+        "--iterations",
+        "1",
+        "--models",
+        "llama-3.1-8b,meta-llama/Llama-3.1-8B-Instruct",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn an_empty_or_missing_token_file_is_refused_before_anything_starts() {
     let empty = temp_config("  \n");
