@@ -103,13 +103,12 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::web::DEFAULT_ADDR)]
     pub serve: Option<std::net::SocketAddr>,
 
-    /// With --serve: the token clients must send (`Authorization: Bearer`, or `?token=`).
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "MODELMON_TOKEN",
-        hide_env_values = true
-    )]
+    /// With --serve: the token clients must send (`Authorization: Bearer`, or `?token=`);
+    /// also MODELMON_TOKEN, which --token-file overrides.
+    // MODELMON_TOKEN is read in `web_options`, not by clap: clap counts a value from the
+    // environment as `--token` given, so a service setting both would exit 2 on a
+    // conflict with a flag nobody passed.
+    #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
 
     /// With --serve: read the token from this file (a mounted secret; `[web] token_file`).
@@ -181,12 +180,18 @@ impl Cli {
 
     /// How `--serve` runs, from the resolved `cfg` (`--token-file` is already laid over
     /// `[web]` there). The token file is read here, so a missing or empty one stops the
-    /// monitor before it starts.
+    /// monitor before it starts. Command line over environment over file: `--token` or
+    /// `--token-file`, then MODELMON_TOKEN (empty counts as unset), then `[web] token_file`.
     pub fn web_options(&self, cfg: &Config) -> Result<crate::web::Options, ConfigError> {
-        let token = match (&self.token, &cfg.web.token_file) {
+        let from_env = || std::env::var("MODELMON_TOKEN").ok().filter(|t| !t.is_empty());
+        let token = match (&self.token, &self.token_file) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(path)) => Some(read_token(path)?),
-            (None, None) => None,
+            (None, None) => match (from_env(), &cfg.web.token_file) {
+                (Some(t), _) => Some(t),
+                (None, Some(path)) => Some(read_token(path)?),
+                (None, None) => None,
+            },
         };
         Ok(crate::web::Options {
             token,

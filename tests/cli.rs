@@ -366,3 +366,79 @@ fn an_empty_or_missing_token_file_is_refused_before_anything_starts() {
         "{err}"
     );
 }
+
+/// `modelmon-tui --headless --serve 127.0.0.1:0 ARGS` with `MODELMON_TOKEN` set to
+/// `env_token`: the child (stderr drained), and the address it serves on; or its exit
+/// code and stderr when it stopped first. Its broker is a closed port: the server runs
+/// all the same, at once (the demo would first play its learning hour).
+fn serve_with_env_token(
+    args: &[&str],
+    env_token: &str,
+) -> Result<(std::process::Child, String), (i32, String)> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .args(["--headless", "--no-docker", "--serve", "127.0.0.1:0"])
+        .args(["--amqp", "amqp://127.0.0.1:1/%2f"])
+        .args(args)
+        .env("MODELMON_TOKEN", env_token)
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join(crate::support::unique("modelmon-token-state")),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr is text");
+        if let Some(addr) = line.split("serving on http://").nth(1) {
+            let addr = addr.trim().to_owned();
+            std::thread::spawn(move || for _ in lines {});
+            return Ok((child, addr));
+        }
+        said.push_str(&line);
+        said.push('\n');
+    }
+    let code = child.wait().expect("status").code().unwrap_or(-1);
+    Err((code, said))
+}
+
+/// A service with `MODELMON_TOKEN` in its environment and `--token-file` on its command
+/// line: the command line wins, as it does over the environment everywhere, rather than
+/// a usage error about a `--token` nobody passed.
+#[test]
+fn token_file_on_the_command_line_overrides_the_token_in_the_environment() {
+    let file = temp_config("from-file\n");
+    let path = file.path().to_str().expect("utf-8 path");
+    for env_token in ["from-env", ""] {
+        let (mut child, addr) = serve_with_env_token(&["--token-file", path], env_token)
+            .unwrap_or_else(|(code, err)| panic!("MODELMON_TOKEN={env_token:?}: exit {code}: {err}"));
+        let status = |token: &str| {
+            crate::support::get(&addr, &format!("/api/v1/status?token={token}")).map(|r| r.0)
+        };
+        assert_eq!(status("from-file"), Some(200), "the file's token opens");
+        assert_eq!(status("from-env"), Some(401), "the environment's does not");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Without --token-file the environment's token guards the server.
+    let (mut child, addr) = serve_with_env_token(&[], "from-env").expect("serves");
+    let status = |token: &str| {
+        crate::support::get(&addr, &format!("/api/v1/status?token={token}")).map(|r| r.0)
+    };
+    assert_eq!(status("from-env"), Some(200));
+    assert_eq!(status("nope"), Some(401));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Both flags on the command line are still a usage error, naming both.
+    let (code, _, err) = run(&["--demo", "--batch", "--token", "t", "--token-file", path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--token <TOKEN>") && err.contains("--token-file <PATH>"),
+        "{err}"
+    );
+}
