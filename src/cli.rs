@@ -183,7 +183,11 @@ impl Cli {
     /// monitor before it starts. Command line over environment over file: `--token` or
     /// `--token-file`, then MODELMON_TOKEN (empty counts as unset), then `[web] token_file`.
     pub fn web_options(&self, cfg: &Config) -> Result<crate::web::Options, ConfigError> {
-        let from_env = || std::env::var("MODELMON_TOKEN").ok().filter(|t| !t.is_empty());
+        let from_env = || {
+            std::env::var("MODELMON_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        };
         let token = match (&self.token, &self.token_file) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(path)) => Some(read_token(path)?),

@@ -189,8 +189,11 @@ fn models_with_dots_are_watched_by_name() {
     runtime().block_on(async {
         let p = Publisher::connect().await;
         for (name, n) in [(&dotted, 3), (&hub, 2), (&longer, 5)] {
-            p.publish(name, &batch((0..n).map(|_| event(name, 200, 1_000)).collect(), 0))
-                .await;
+            p.publish(
+                name,
+                &batch((0..n).map(|_| event(name, 200, 1_000)).collect(), 0),
+            )
+            .await;
         }
     });
     let line = mon.wait_for("both dotted models counted", Duration::from_secs(15), |v| {

@@ -416,7 +416,9 @@ fn token_file_on_the_command_line_overrides_the_token_in_the_environment() {
     let path = file.path().to_str().expect("utf-8 path");
     for env_token in ["from-env", ""] {
         let (mut child, addr) = serve_with_env_token(&["--token-file", path], env_token)
-            .unwrap_or_else(|(code, err)| panic!("MODELMON_TOKEN={env_token:?}: exit {code}: {err}"));
+            .unwrap_or_else(|(code, err)| {
+                panic!("MODELMON_TOKEN={env_token:?}: exit {code}: {err}")
+            });
         let status = |token: &str| {
             crate::support::get(&addr, &format!("/api/v1/status?token={token}")).map(|r| r.0)
         };
