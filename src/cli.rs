@@ -1,6 +1,6 @@
 //! The command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -103,13 +103,12 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::web::DEFAULT_ADDR)]
     pub serve: Option<std::net::SocketAddr>,
 
-    /// With --serve: the token clients must send (`Authorization: Bearer`, or `?token=`).
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "MODELMON_TOKEN",
-        hide_env_values = true
-    )]
+    /// With --serve: the token clients must send (`Authorization: Bearer`, or `?token=`);
+    /// also MODELMON_TOKEN, which --token-file overrides.
+    // MODELMON_TOKEN is read in `web_options`, not by clap: clap counts a value from the
+    // environment as `--token` given, so a service setting both would exit 2 on a
+    // conflict with a flag nobody passed.
+    #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
 
     /// With --serve: read the token from this file (a mounted secret; `[web] token_file`).
@@ -128,10 +127,11 @@ pub struct Cli {
 pub enum Command {
     /// Summarise the saved history per model, like `sar`: no broker needed.
     Report(ReportArgs),
-    /// Check a config file as the monitor would read it (default: the usual location);
-    /// exit 0 when it is valid, 2 with the key and line at fault when not.
+    /// Check a config file as the monitor would read it (default: `--config`, else the
+    /// usual location); exit 0 when it is valid, 2 naming the key at fault when not (and
+    /// its line, for syntax and type errors).
     CheckConfig {
-        /// The file to check.
+        /// The file to check (or `--config PATH`).
         path: Option<std::path::PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -180,12 +180,22 @@ impl Cli {
 
     /// How `--serve` runs, from the resolved `cfg` (`--token-file` is already laid over
     /// `[web]` there). The token file is read here, so a missing or empty one stops the
-    /// monitor before it starts.
+    /// monitor before it starts. Command line over environment over file: `--token` or
+    /// `--token-file`, then MODELMON_TOKEN (empty counts as unset), then `[web] token_file`.
     pub fn web_options(&self, cfg: &Config) -> Result<crate::web::Options, ConfigError> {
-        let token = match (&self.token, &cfg.web.token_file) {
+        let from_env = || {
+            std::env::var("MODELMON_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        };
+        let token = match (&self.token, &self.token_file) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(path)) => Some(read_token(path)?),
-            (None, None) => None,
+            (None, None) => match (from_env(), &cfg.web.token_file) {
+                (Some(t), _) => Some(t),
+                (None, Some(path)) => Some(read_token(path)?),
+                (None, None) => None,
+            },
         };
         Ok(crate::web::Options {
             token,
@@ -245,6 +255,28 @@ impl Cli {
 }
 
 impl Cli {
+    /// The file `check-config` checks: its PATH, else `--config`, else `None` (the usual
+    /// location). Two different files are refused: checking one while the user means the
+    /// other would call a broken file valid.
+    pub fn config_to_check<'a>(
+        &'a self,
+        path: Option<&'a Path>,
+    ) -> Result<Option<&'a Path>, clap::Error> {
+        match (path, self.config.as_deref()) {
+            (Some(p), Some(c)) if !same_file(p, c) => {
+                Err(<Self as clap::CommandFactory>::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "check-config was given two files, {} and --config {}: give one",
+                        p.display(),
+                        c.display()
+                    ),
+                ))
+            }
+            (p, c) => Ok(p.or(c)),
+        }
+    }
+
     /// The file was valid on its own (`Config::load` checked it): a value refused now
     /// came from the command line or the environment, and the message names that.
     fn blame_the_command_line(&self, e: ConfigError) -> ConfigError {
@@ -273,6 +305,11 @@ impl Cli {
             None => ConfigError::Invalid { key, path, message },
         }
     }
+}
+
+/// Whether `a` and `b` name one file, also when spelt differently (`./c.toml`, `c.toml`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || std::fs::canonicalize(a).is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
 }
 
 /// A token kept in a file: its content without surrounding whitespace (files end with a

@@ -374,11 +374,24 @@ impl Config {
                 "must be whole seconds, at least 1m",
             ));
         }
+        // Each name becomes the binding `events.<model>`, carried as is: a `.` only splits
+        // words there, which the same model's routing key splits alike, so it matches that
+        // key alone. `*` and `#` would bind other models' keys too.
         for m in &self.amqp.models {
-            if !modelmon_contract::is_valid_model_name(m) || m.contains(['*', '#', '.']) {
+            if !modelmon_contract::is_valid_model_name(m) {
                 return Err(invalid(
                     "amqp.models",
                     &format!("{m:?} is not a model name"),
+                ));
+            }
+            if m.contains(['*', '#']) {
+                return Err(invalid(
+                    "amqp.models",
+                    &format!(
+                        "{m:?}: `*` and `#` are wildcards in a routing key, so a binding \
+                         cannot name this model alone (it would take in others too); \
+                         an empty list watches every model"
+                    ),
                 ));
             }
         }

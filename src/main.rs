@@ -45,7 +45,15 @@ fn main() -> ExitCode {
         .with(shown)
         .init();
     match &cli.command {
-        Some(Command::CheckConfig { path }) => return check_config(path.as_deref()),
+        Some(Command::CheckConfig { path }) => {
+            return match cli.config_to_check(path.as_deref()) {
+                Ok(path) => check_config(path),
+                Err(e) => {
+                    let _ = e.print();
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -238,7 +246,8 @@ async fn reload(cli: &Cli, running: &modelmon::config::Config, monitor: &Monitor
     }
 }
 
-/// `check-config [PATH]`: the same reading and checks as a start, nothing else.
+/// `check-config [PATH]` (or `--config PATH`): the same reading and checks as a start,
+/// nothing else.
 fn check_config(path: Option<&std::path::Path>) -> ExitCode {
     match modelmon::config::Config::load(path) {
         Ok((cfg, Some(path))) => {

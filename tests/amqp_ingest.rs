@@ -174,6 +174,39 @@ fn streamed_answers_bring_their_time_to_first_byte_to_batch() {
 /// under the same `message_id` (docs/events.md), and the broker may have delivered the
 /// first copy: the monitor counts the message once, and still counts every message whose
 /// id is new, or that has none.
+/// Model names with dots (`llama-3.1-8b`, the proxy's OpenAI mode names them so) are
+/// bound by name: in a topic binding a `.` only separates words, so `events.<model>`
+/// matches that model's key and not a longer one that starts with it.
+#[test]
+fn models_with_dots_are_watched_by_name() {
+    require!(Rabbitmq);
+    let base = unique("llama");
+    let dotted = format!("{base}-3.1-8b");
+    let hub = format!("meta-llama/{base}-3.1-8B-Instruct");
+    let longer = format!("{dotted}.q4");
+    let mon = Monitor::start(&["--models", &format!("{dotted},{hub}"), "--no-docker"]);
+    mon.wait_connected();
+    runtime().block_on(async {
+        let p = Publisher::connect().await;
+        for (name, n) in [(&dotted, 3), (&hub, 2), (&longer, 5)] {
+            p.publish(
+                name,
+                &batch((0..n).map(|_| event(name, 200, 1_000)).collect(), 0),
+            )
+            .await;
+        }
+    });
+    let line = mon.wait_for("both dotted models counted", Duration::from_secs(15), |v| {
+        model(v, &dotted).is_some_and(|m| m["requests"] == 3)
+            && model(v, &hub).is_some_and(|m| m["requests"] == 2)
+    });
+    assert!(
+        model(&line, &longer).is_none() && line["ingest"]["events"] == 5,
+        "a longer key is another model's: {}",
+        line["ingest"]
+    );
+}
+
 #[test]
 fn a_message_sent_again_under_its_id_is_counted_once() {
     require!(Rabbitmq);

@@ -272,6 +272,72 @@ fn check_config_says_valid_or_names_the_fault_with_the_monitors_exit_codes() {
     assert!(err.contains("/nonexistent/modelmon.toml"), "{err}");
 }
 
+/// `--config` is global: `check-config` must check that file, before or after the
+/// subcommand, not the usual location (absent here), which would call a broken file valid.
+#[test]
+fn check_config_checks_the_file_given_with_config() {
+    let bad = temp_config("[store]\nwindow = \"2h\"\n");
+    let path = bad.path().to_str().expect("utf-8 path");
+    for args in [
+        ["--config", path, "check-config"],
+        ["check-config", "--config", path],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(
+            err.contains("store.window") && err.contains(path),
+            "{args:?}: {err}"
+        );
+    }
+    let good = temp_config("[amqp]\nprefetch = 64\n");
+    let good_path = good.path().to_str().expect("utf-8 path");
+    let (code, out, err) = run(&["check-config", "--config", good_path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(good_path) && out.contains("valid"), "{out}");
+    // The same file both ways is one file.
+    let (code, out, err) = run(&["--config", good_path, "check-config", good_path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(good_path), "{out}");
+    // Two different files: which one the user meant is unknown, so neither is called valid.
+    let (code, out, err) = run(&["--config", path, "check-config", good_path]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("two files") && err.contains(path) && err.contains(good_path),
+        "{err}"
+    );
+}
+
+/// A wildcard in `--models` or `[amqp] models` would bind other models' routing keys:
+/// refused, saying why, where a name with dots is accepted.
+#[test]
+fn wildcards_in_models_are_refused_saying_why() {
+    for models in ["llm-*", "#", "llama-3.1-8b,llm.#"] {
+        let (code, _, err) = run(&["--demo", "--batch", "--iterations", "1", "--models", models]);
+        assert_eq!(code, 2, "{models}: {err}");
+        assert!(
+            err.contains("invalid value for `--models`") && err.contains("wildcards"),
+            "{models}: {err}"
+        );
+    }
+    let f = temp_config("[amqp]\nmodels = [\"resnet50\", \"bert.*\"]\n");
+    let path = f.path().to_str().expect("utf-8 path");
+    let (code, _, err) = run(&["check-config", path]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("amqp.models") && err.contains("\"bert.*\"") && err.contains(path),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "--demo",
+        "--batch",
+        "--iterations",
+        "1",
+        "--models",
+        "llama-3.1-8b,meta-llama/Llama-3.1-8B-Instruct",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn an_empty_or_missing_token_file_is_refused_before_anything_starts() {
     let empty = temp_config("  \n");
@@ -297,6 +363,84 @@ fn an_empty_or_missing_token_file_is_refused_before_anything_starts() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("cannot read the token file /nonexistent/token"),
+        "{err}"
+    );
+}
+
+/// `modelmon-tui --headless --serve 127.0.0.1:0 ARGS` with `MODELMON_TOKEN` set to
+/// `env_token`: the child (stderr drained), and the address it serves on; or its exit
+/// code and stderr when it stopped first. Its broker is a closed port: the server runs
+/// all the same, at once (the demo would first play its learning hour).
+fn serve_with_env_token(
+    args: &[&str],
+    env_token: &str,
+) -> Result<(std::process::Child, String), (i32, String)> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelmon-tui"))
+        .args(["--headless", "--no-docker", "--serve", "127.0.0.1:0"])
+        .args(["--amqp", "amqp://127.0.0.1:1/%2f"])
+        .args(args)
+        .env("MODELMON_TOKEN", env_token)
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join(crate::support::unique("modelmon-token-state")),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr is text");
+        if let Some(addr) = line.split("serving on http://").nth(1) {
+            let addr = addr.trim().to_owned();
+            std::thread::spawn(move || for _ in lines {});
+            return Ok((child, addr));
+        }
+        said.push_str(&line);
+        said.push('\n');
+    }
+    let code = child.wait().expect("status").code().unwrap_or(-1);
+    Err((code, said))
+}
+
+/// A service with `MODELMON_TOKEN` in its environment and `--token-file` on its command
+/// line: the command line wins, as it does over the environment everywhere, rather than
+/// a usage error about a `--token` nobody passed.
+#[test]
+fn token_file_on_the_command_line_overrides_the_token_in_the_environment() {
+    let file = temp_config("from-file\n");
+    let path = file.path().to_str().expect("utf-8 path");
+    for env_token in ["from-env", ""] {
+        let (mut child, addr) = serve_with_env_token(&["--token-file", path], env_token)
+            .unwrap_or_else(|(code, err)| {
+                panic!("MODELMON_TOKEN={env_token:?}: exit {code}: {err}")
+            });
+        let status = |token: &str| {
+            crate::support::get(&addr, &format!("/api/v1/status?token={token}")).map(|r| r.0)
+        };
+        assert_eq!(status("from-file"), Some(200), "the file's token opens");
+        assert_eq!(status("from-env"), Some(401), "the environment's does not");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Without --token-file the environment's token guards the server.
+    let (mut child, addr) = serve_with_env_token(&[], "from-env").expect("serves");
+    let status = |token: &str| {
+        crate::support::get(&addr, &format!("/api/v1/status?token={token}")).map(|r| r.0)
+    };
+    assert_eq!(status("from-env"), Some(200));
+    assert_eq!(status("nope"), Some(401));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Both flags on the command line are still a usage error, naming both.
+    let (code, _, err) = run(&["--demo", "--batch", "--token", "t", "--token-file", path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--token <TOKEN>") && err.contains("--token-file <PATH>"),
         "{err}"
     );
 }
