@@ -539,7 +539,7 @@ struct ModelState {
     /// Time to first byte and generation time, as TTFB slots leave the live window:
     /// rings only, no live windows (the model's own window has them).
     streams: Keyed,
-    /// Newest event start seen, Unix µs.
+    /// Newest request end seen, Unix µs: when the model was last heard of.
     last_seen_us: i64,
     /// The first second seen, so QPS is not diluted before a full window has passed.
     first_sec: i64,
@@ -1222,11 +1222,16 @@ fn record_one(
     buckets: &Buckets,
     hints: &mut Hints,
 ) -> (bool, bool) {
-    let sec = ev.ts.div_euclid(1_000_000);
+    // Placed by the second the request ended, not started: an event is published only
+    // once its request has finished, so by its start a 90-s timeout would be older than
+    // the window on arrival, and 30-s answers would count for half their rate. Every
+    // figure is by completion, as a Prometheus counter's is.
+    let end_us = ev.ts.saturating_add_unsigned(ev.duration_us);
+    let sec = end_us.div_euclid(1_000_000);
     let err = ev.is_error();
     let hit = Hit::new(ev.status, ev.duration_us, err).with_ttfb(ev.ttfb_us);
-    if ev.ts > m.last_seen_us {
-        m.last_seen_us = ev.ts;
+    if end_us > m.last_seen_us {
+        m.last_seen_us = end_us;
         if let Some(v) = &ev.version
             && m.version.as_deref() != Some(v.as_ref())
         {
