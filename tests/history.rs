@@ -737,3 +737,64 @@ fn a_model_gone_for_a_day_leaves_the_history_with_its_routes() {
         Some(1)
     );
 }
+
+#[test]
+fn a_restart_keeps_every_named_version_of_a_model_at_its_cap() {
+    // Nine versions for a cap of 8: seven named ones and `(other)` for the last two.
+    // The newest named one sorts last, after `(other)`.
+    let versions: Vec<String> = (1..=9).map(|d| format!("2026.11.0{d}")).collect();
+    let t = NOW_S - 600;
+    let events = versions
+        .iter()
+        .map(|v| {
+            json!({"ts": t * 1_000_000, "model": "m", "version": v, "instance": "pod",
+                   "method": "GET", "route": "/", "status": 200, "duration_us": 1000})
+        })
+        .collect();
+    let mut first = Store::new(StoreConfig::default());
+    send(&mut first, events, t * 1_000_000);
+    let loaded = saved_and_loaded(
+        first.fresh_history(NOW_S * 1_000_000),
+        first.ingest_totals(),
+        NOW_S * 1000,
+    );
+    let day = Range::parse("24h").expect("valid");
+    let before = loaded
+        .history
+        .key_summaries("m", KeyKind::Version, &day, NOW_S * 1000);
+    assert_eq!(before.len(), 8, "seven named versions and (other)");
+
+    let mut second = Store::new(StoreConfig::default());
+    second.restore(&loaded.history, NOW_S * 1_000_000);
+    let newest = &versions[6];
+    let again = json!({"ts": NOW_S * 1_000_000, "model": "m", "version": newest,
+                       "instance": "pod", "method": "GET", "route": "/", "status": 200,
+                       "duration_us": 1000});
+    send(&mut second, vec![again], (NOW_S + 1) * 1_000_000);
+    let v = second.view((NOW_S + 1) * 1_000_000, BrokerView::default());
+    let live: Vec<&str> = v
+        .model("m")
+        .expect("m")
+        .versions
+        .iter()
+        .map(|v| v.version.as_str())
+        .collect();
+    assert_eq!(live, [newest.as_str()], "its new request in its own row");
+
+    let h = second.fresh_history((NOW_S + 1) * 1_000_000);
+    let after = h.key_summaries("m", KeyKind::Version, &day, (NOW_S + 1) * 1000);
+    let count = |list: &[modelmon::store::history::KeySummary], name: &str| {
+        list.iter()
+            .find(|k| k.name == name)
+            .map(|k| k.summary.requests)
+    };
+    for name in &versions[..7] {
+        let more = u64::from(name == newest);
+        assert_eq!(
+            count(&after, name),
+            count(&before, name).map(|n| n + more),
+            "{name} kept with its history: {after:?}"
+        );
+    }
+    assert_eq!(count(&after, modelmon::store::OTHER), Some(2));
+}

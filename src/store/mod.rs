@@ -116,6 +116,10 @@ struct Capped<V> {
     entries: Vec<(Box<str>, V)>,
     cap: usize,
     overflowed: u64,
+    /// The index of the [`OTHER`] entry, once there is one. It takes no named place:
+    /// restored from a snapshot, it comes first (it sorts first) and would otherwise
+    /// leave the last named key out.
+    other: Option<usize>,
     /// The entry found last. A batch comes from one process, so its events share an
     /// instance and often a route: comparing with the last name (and the next one)
     /// beats hashing it.
@@ -129,6 +133,7 @@ impl<V> Capped<V> {
             entries: Vec::new(),
             cap,
             overflowed: 0,
+            other: None,
             last: usize::MAX,
         }
     }
@@ -178,19 +183,23 @@ impl<V> Capped<V> {
             self.last = i;
             return (i, false);
         }
-        let overflow = self.entries.len() >= self.cap.saturating_sub(1) && name != OTHER;
-        let key = if overflow {
+        let named = self.entries.len() - usize::from(self.other.is_some());
+        let overflow = named >= self.cap.saturating_sub(1) && name != OTHER;
+        if overflow {
             self.overflowed += 1;
-            OTHER
-        } else {
-            name
-        };
-        let i = if let Some(&i) = self.index.get(key) {
-            i
-        } else {
-            self.entries.push((key.into(), make()));
-            self.index.insert(key.into(), self.entries.len() - 1);
-            self.entries.len() - 1
+        }
+        let key = if overflow { OTHER } else { name };
+        let i = match self.other {
+            Some(i) if key == OTHER => i,
+            _ => {
+                self.entries.push((key.into(), make()));
+                let i = self.entries.len() - 1;
+                self.index.insert(key.into(), i);
+                if key == OTHER {
+                    self.other = Some(i);
+                }
+                i
+            }
         };
         if !overflow {
             self.last = i;
