@@ -758,3 +758,20 @@ fn answers_that_take_30_s_show_their_full_rate() {
     assert!(tail.iter().all(|p| p.requests == 1), "{tail:?}");
     assert_eq!(v.ingest.late, 0);
 }
+
+#[test]
+fn a_model_new_when_the_clock_steps_back_keeps_its_real_rate() {
+    let mut s = Store::new(StoreConfig::default());
+    apply(&mut s, vec![ev("m", "/a", T0, 200, 1000)], T0);
+    s.view(T0, BrokerView::default());
+    // The monitor's clock is set back 30 s; its publishers' clocks are not, so their
+    // events keep coming at one a second, 30 s ahead of it.
+    let back = 30_000_000;
+    for sec in 1..=10 {
+        let ts = T0 + sec * 1_000_000;
+        apply(&mut s, vec![ev("m", "/a", ts, 200, 1000)], ts - back);
+    }
+    let st = stats(&mut s, "m", T0 + 10_000_000 - back);
+    assert_eq!(st.requests, 10, "{st:?}");
+    close(Some(st.qps), 1.0, "qps after the step back");
+}

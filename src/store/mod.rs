@@ -1274,7 +1274,10 @@ fn record_one(
                 .map(|v| m.versions.record_late(v, sec, &hit)),
         )
     } else {
-        m.first_sec = m.first_sec.min(sec);
+        // The window puts an end ahead of the clock in the current second. After the
+        // monitor's clock steps back, `first_sec` (set when the model appeared) is ahead
+        // of it too: it must come back to the events' seconds, or QPS divides by 1 s.
+        m.first_sec = m.first_sec.min(sec.min(now_sec));
         for (j, (key, value)) in ev.ml.iter().enumerate() {
             // Events built by hand may carry more entries than a decoded one: no hint.
             let mut none = usize::MAX;
