@@ -25,6 +25,16 @@ struct Sample {
     instance: u8,
 }
 
+impl Sample {
+    /// The second the store places it in: the one its request ended in, the clock's own
+    /// for an end ahead of it (every sample is applied at `NOW_S`).
+    fn placed_s(&self) -> i64 {
+        (self.ts_us + self.duration_us as i64)
+            .div_euclid(1_000_000)
+            .min(NOW_S)
+    }
+}
+
 /// Deterministic log-normal-ish latencies (median ~8 ms, long tail) over `span_s`.
 fn samples(n: usize, span_s: i64, seed: u64) -> Vec<Sample> {
     let mut x = seed;
@@ -121,7 +131,7 @@ fn check_summary<'a>(
 ) {
     let (from, to) = range.bounds_s(NOW_S * 1000);
     let inside: Vec<&Sample> = samples
-        .filter(|s| (from..to).contains(&s.ts_us.div_euclid(1_000_000)))
+        .filter(|s| (from..to).contains(&s.placed_s()))
         .collect();
     let d: Vec<u64> = inside.iter().map(|s| s.duration_us).collect();
     assert_eq!(sum.requests, inside.len() as u64, "{what}: requests");
@@ -190,7 +200,7 @@ fn twenty_hours_of_old_events_land_in_their_buckets_with_exact_percentiles() {
         let from = p.start_ms / 1000;
         let n = all
             .iter()
-            .filter(|s| (from..from + 3600).contains(&s.ts_us.div_euclid(1_000_000)))
+            .filter(|s| (from..from + 3600).contains(&s.placed_s()))
             .count() as u64;
         assert_eq!(p.requests, n, "hour starting {from}");
     }
@@ -217,7 +227,7 @@ fn twenty_hours_of_old_events_land_in_their_buckets_with_exact_percentiles() {
         let from = p.start_ms / 1000;
         let n = all
             .iter()
-            .filter(|s| (from..from + 10).contains(&s.ts_us.div_euclid(1_000_000)))
+            .filter(|s| (from..from + 10).contains(&s.placed_s()))
             .count() as u64;
         assert_eq!(p.requests, n, "bucket starting {from}");
     }
@@ -255,9 +265,7 @@ fn routes_and_instances_keep_24_hours_with_exact_counts_and_percentiles() {
                 check_summary(&k.summary, &range, mine, &format!("{r} route {}", k.name));
             } else {
                 let (from, to) = range.bounds_s(now_ms);
-                let n = mine
-                    .filter(|s| (from..to).contains(&s.ts_us.div_euclid(1_000_000)))
-                    .count() as u64;
+                let n = mine.filter(|s| (from..to).contains(&s.placed_s())).count() as u64;
                 assert_eq!(k.summary.requests, n, "{r} route {}: requests", k.name);
             }
         }
@@ -728,4 +736,65 @@ fn a_model_gone_for_a_day_leaves_the_history_with_its_routes() {
         h.summary("real", &day, now * 1000).map(|s| s.requests),
         Some(1)
     );
+}
+
+#[test]
+fn a_restart_keeps_every_named_version_of_a_model_at_its_cap() {
+    // Nine versions for a cap of 8: seven named ones and `(other)` for the last two.
+    // The newest named one sorts last, after `(other)`.
+    let versions: Vec<String> = (1..=9).map(|d| format!("2026.11.0{d}")).collect();
+    let t = NOW_S - 600;
+    let events = versions
+        .iter()
+        .map(|v| {
+            json!({"ts": t * 1_000_000, "model": "m", "version": v, "instance": "pod",
+                   "method": "GET", "route": "/", "status": 200, "duration_us": 1000})
+        })
+        .collect();
+    let mut first = Store::new(StoreConfig::default());
+    send(&mut first, events, t * 1_000_000);
+    let loaded = saved_and_loaded(
+        first.fresh_history(NOW_S * 1_000_000),
+        first.ingest_totals(),
+        NOW_S * 1000,
+    );
+    let day = Range::parse("24h").expect("valid");
+    let before = loaded
+        .history
+        .key_summaries("m", KeyKind::Version, &day, NOW_S * 1000);
+    assert_eq!(before.len(), 8, "seven named versions and (other)");
+
+    let mut second = Store::new(StoreConfig::default());
+    second.restore(&loaded.history, NOW_S * 1_000_000);
+    let newest = &versions[6];
+    let again = json!({"ts": NOW_S * 1_000_000, "model": "m", "version": newest,
+                       "instance": "pod", "method": "GET", "route": "/", "status": 200,
+                       "duration_us": 1000});
+    send(&mut second, vec![again], (NOW_S + 1) * 1_000_000);
+    let v = second.view((NOW_S + 1) * 1_000_000, BrokerView::default());
+    let live: Vec<&str> = v
+        .model("m")
+        .expect("m")
+        .versions
+        .iter()
+        .map(|v| v.version.as_str())
+        .collect();
+    assert_eq!(live, [newest.as_str()], "its new request in its own row");
+
+    let h = second.fresh_history((NOW_S + 1) * 1_000_000);
+    let after = h.key_summaries("m", KeyKind::Version, &day, (NOW_S + 1) * 1000);
+    let count = |list: &[modelmon::store::history::KeySummary], name: &str| {
+        list.iter()
+            .find(|k| k.name == name)
+            .map(|k| k.summary.requests)
+    };
+    for name in &versions[..7] {
+        let more = u64::from(name == newest);
+        assert_eq!(
+            count(&after, name),
+            count(&before, name).map(|n| n + more),
+            "{name} kept with its history: {after:?}"
+        );
+    }
+    assert_eq!(count(&after, modelmon::store::OTHER), Some(2));
 }

@@ -708,3 +708,70 @@ fn huge_measures_and_sizes_in_one_second_give_finite_figures() {
         assert!(st.sum.is_finite() && st.sum >= mean, "{what}: {st:?}");
     }
 }
+
+#[test]
+fn a_request_counts_in_the_second_it_ended_however_long_it_took() {
+    let mut s = Store::new(StoreConfig::default());
+    // A hung upstream: the 504 comes 90 s after the request started, and is published
+    // only then. By its start it would be older than the window on arrival.
+    let hung = 90_000_000;
+    apply(&mut s, vec![ev("m", "/a", T0, 504, hung)], T0 + hung as i64);
+    let v = s.view(T0 + hung as i64, BrokerView::default());
+    let m = v.model("m").expect("model");
+    assert_eq!(v.ingest.late, 0, "not late: it just ended");
+    assert_eq!((m.stats.requests, m.stats.errors), (1, 1), "{:?}", m.stats);
+    close(m.stats.p95_ms, 90_000.0, "p95 of the hung request");
+    let route = m.routes.first().expect("route /a");
+    assert_eq!(route.stats.errors, 1, "in the route's window too");
+    let end_sec = (T0 + hung as i64) / 1_000_000;
+    let point = m.series.iter().find(|p| p.sec == end_sec).expect("series");
+    assert_eq!((point.requests, point.errors), (1, 1), "in its end second");
+    assert_eq!(m.last_seen_ms_ago, Some(0), "heard of when it ended");
+}
+
+#[test]
+fn answers_that_take_30_s_show_their_full_rate() {
+    let mut s = Store::new(StoreConfig::default());
+    // One request a second, each answered 30 s after it started: at each second the
+    // answer of the request started 30 s earlier arrives.
+    let answer = 30_000_000;
+    for sec in 30..240 {
+        let now = T0 + sec * 1_000_000;
+        apply(
+            &mut s,
+            vec![ev("m", "/a", now - answer, 200, answer as u64)],
+            now,
+        );
+        s.view(now, BrokerView::default());
+    }
+    let now = T0 + 239_000_000;
+    let v = s.view(now, BrokerView::default());
+    let m = v.model("m").expect("model");
+    close(Some(m.stats.qps), 1.0, "model qps once steady");
+    close(
+        m.routes.first().map(|r| r.stats.qps),
+        1.0,
+        "route qps once steady",
+    );
+    // What the traffic alert reads: every settled second of the last half minute.
+    let tail = &m.series[m.series.len() - 32..m.series.len() - 2];
+    assert!(tail.iter().all(|p| p.requests == 1), "{tail:?}");
+    assert_eq!(v.ingest.late, 0);
+}
+
+#[test]
+fn a_model_new_when_the_clock_steps_back_keeps_its_real_rate() {
+    let mut s = Store::new(StoreConfig::default());
+    apply(&mut s, vec![ev("m", "/a", T0, 200, 1000)], T0);
+    s.view(T0, BrokerView::default());
+    // The monitor's clock is set back 30 s; its publishers' clocks are not, so their
+    // events keep coming at one a second, 30 s ahead of it.
+    let back = 30_000_000;
+    for sec in 1..=10 {
+        let ts = T0 + sec * 1_000_000;
+        apply(&mut s, vec![ev("m", "/a", ts, 200, 1000)], ts - back);
+    }
+    let st = stats(&mut s, "m", T0 + 10_000_000 - back);
+    assert_eq!(st.requests, 10, "{st:?}");
+    close(Some(st.qps), 1.0, "qps after the step back");
+}

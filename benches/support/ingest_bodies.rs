@@ -35,8 +35,13 @@ pub fn bodies_with(ttfb: bool, ml: usize) -> Vec<(Vec<u8>, String)> {
                 .map(|i| {
                     let r = next();
                     let duration_us = 800 + r % 40_000;
+                    // One request ends every 9 ms, in order (a publisher sends each one
+                    // when it ends), and each starts and ends in the same second: the
+                    // count is the same whether the store places a request by its start
+                    // or by its end (as it does).
+                    let end = NOW - 1_950_000 + (i as i64) * 9_000;
                     Event {
-                        ts: NOW - 2_000_000 + (i as i64) * 10_000,
+                        ts: end - duration_us as i64,
                         model: model.clone().into(),
                         version: Some("2026.11.1".into()),
                         instance: format!("{model}-7d9f8c-{}", b / 10 % 4).into(),

@@ -116,6 +116,10 @@ struct Capped<V> {
     entries: Vec<(Box<str>, V)>,
     cap: usize,
     overflowed: u64,
+    /// The index of the [`OTHER`] entry, once there is one. It takes no named place:
+    /// restored from a snapshot, it comes first (it sorts first) and would otherwise
+    /// leave the last named key out.
+    other: Option<usize>,
     /// The entry found last. A batch comes from one process, so its events share an
     /// instance and often a route: comparing with the last name (and the next one)
     /// beats hashing it.
@@ -129,6 +133,7 @@ impl<V> Capped<V> {
             entries: Vec::new(),
             cap,
             overflowed: 0,
+            other: None,
             last: usize::MAX,
         }
     }
@@ -178,19 +183,23 @@ impl<V> Capped<V> {
             self.last = i;
             return (i, false);
         }
-        let overflow = self.entries.len() >= self.cap.saturating_sub(1) && name != OTHER;
-        let key = if overflow {
+        let named = self.entries.len() - usize::from(self.other.is_some());
+        let overflow = named >= self.cap.saturating_sub(1) && name != OTHER;
+        if overflow {
             self.overflowed += 1;
-            OTHER
-        } else {
-            name
-        };
-        let i = if let Some(&i) = self.index.get(key) {
-            i
-        } else {
-            self.entries.push((key.into(), make()));
-            self.index.insert(key.into(), self.entries.len() - 1);
-            self.entries.len() - 1
+        }
+        let key = if overflow { OTHER } else { name };
+        let i = match self.other {
+            Some(i) if key == OTHER => i,
+            _ => {
+                self.entries.push((key.into(), make()));
+                let i = self.entries.len() - 1;
+                self.index.insert(key.into(), i);
+                if key == OTHER {
+                    self.other = Some(i);
+                }
+                i
+            }
         };
         if !overflow {
             self.last = i;
@@ -539,7 +548,7 @@ struct ModelState {
     /// Time to first byte and generation time, as TTFB slots leave the live window:
     /// rings only, no live windows (the model's own window has them).
     streams: Keyed,
-    /// Newest event start seen, Unix µs.
+    /// Newest request end seen, Unix µs: when the model was last heard of.
     last_seen_us: i64,
     /// The first second seen, so QPS is not diluted before a full window has passed.
     first_sec: i64,
@@ -1222,11 +1231,16 @@ fn record_one(
     buckets: &Buckets,
     hints: &mut Hints,
 ) -> (bool, bool) {
-    let sec = ev.ts.div_euclid(1_000_000);
+    // Placed by the second the request ended, not started: an event is published only
+    // once its request has finished, so by its start a 90-s timeout would be older than
+    // the window on arrival, and 30-s answers would count for half their rate. Every
+    // figure is by completion, as a Prometheus counter's is.
+    let end_us = ev.ts.saturating_add_unsigned(ev.duration_us);
+    let sec = end_us.div_euclid(1_000_000);
     let err = ev.is_error();
     let hit = Hit::new(ev.status, ev.duration_us, err).with_ttfb(ev.ttfb_us);
-    if ev.ts > m.last_seen_us {
-        m.last_seen_us = ev.ts;
+    if end_us > m.last_seen_us {
+        m.last_seen_us = end_us;
         if let Some(v) = &ev.version
             && m.version.as_deref() != Some(v.as_ref())
         {
@@ -1260,7 +1274,10 @@ fn record_one(
                 .map(|v| m.versions.record_late(v, sec, &hit)),
         )
     } else {
-        m.first_sec = m.first_sec.min(sec);
+        // The window puts an end ahead of the clock in the current second. After the
+        // monitor's clock steps back, `first_sec` (set when the model appeared) is ahead
+        // of it too: it must come back to the events' seconds, or QPS divides by 1 s.
+        m.first_sec = m.first_sec.min(sec.min(now_sec));
         for (j, (key, value)) in ev.ml.iter().enumerate() {
             // Events built by hand may carry more entries than a decoded one: no hint.
             let mut none = usize::MAX;

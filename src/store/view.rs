@@ -268,7 +268,7 @@ pub struct ModelView {
     pub window_s: u32,
     #[serde(flatten)]
     pub stats: Stats,
-    /// Milliseconds since the newest event's start; `None` if never seen.
+    /// Milliseconds since the newest request ended; `None` if never seen.
     pub last_seen_ms_ago: Option<i64>,
     /// Per-second points over the last five minutes, oldest first, gaps filled with zeros
     /// (a second with no traffic had zero requests: that is known, not unknown).

@@ -1,7 +1,8 @@
 //! A rolling window: the last N time slots of one key (a model, a route, an instance).
 //!
-//! Events land in the slot of their own `ts`, not of their arrival, so a backlog
-//! replayed after an outage is counted in the seconds it happened. Only slots that saw
+//! Events land in the slot of their own second (the store passes the second the request
+//! ended), not of their arrival, so a backlog replayed after an outage is counted in the
+//! seconds it happened. Only slots that saw
 //! events are kept (a quiet route costs nothing); a slot that falls out of the window is
 //! handed back to the caller as a [`Slot`] so it can be folded into longer history.
 
@@ -145,7 +146,7 @@ impl Window {
         self.slot_start(now_sec) - (self.len - 1) * self.slot_secs
     }
 
-    /// Records one request that started at `sec`. Seconds ahead of `now_sec` (clock skew)
+    /// Records one request placed at `sec`. Seconds ahead of `now_sec` (clock skew)
     /// count in the current slot.
     #[cfg(test)]
     pub fn record(
