@@ -4,10 +4,11 @@
 //! every refresh tick, publishes a fresh `Arc<View>`; readers clone the `Arc` and never
 //! block the writer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use modelmon_contract::{decode_batch, decode_resources};
+use modelmon_contract::{ResourcesErrorReason, decode_batch, decode_resources};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -252,8 +253,15 @@ impl Default for Hangups {
     }
 }
 
+/// Agents whose resources messages are refused, by host, with why. An agent speaks at
+/// every interval: each is told once (on stderr and in the TUI's warnings, which keep
+/// only the newest 100), and again only after a message of its was accepted or it is
+/// refused for another reason.
+#[derive(Debug, Default)]
+pub struct Refusals(HashMap<String, ResourcesErrorReason>);
+
 /// Applies one input to the store.
-pub fn apply(store: &mut Store, broker: &mut BrokerView, input: Input) {
+pub fn apply(store: &mut Store, broker: &mut BrokerView, refusals: &mut Refusals, input: Input) {
     match input {
         Input::Body {
             body,
@@ -277,18 +285,25 @@ pub fn apply(store: &mut Store, broker: &mut BrokerView, input: Input) {
         Input::ContainerEvent(e) => store.container_event(e),
         Input::Resources { body, routing_host } => {
             let now = now_us();
+            let host = routing_host.as_deref().unwrap_or("an unnamed host");
             match decode_resources(&body, routing_host.as_deref(), now) {
                 Ok(d) => {
                     for r in &d.rejects {
                         tracing::debug!("agent resources: {} {}: {}", r.kind, r.index, r.detail);
                     }
+                    refusals.0.remove(host);
                     store.agent_resources(d.resources, d.rejects.len(), now);
                 }
-                // An agent speaks once a second: say it on each, a broken agent is loud.
-                Err(e) => tracing::warn!(
-                    "refused a resources message from {}: {e}",
-                    routing_host.as_deref().unwrap_or("an unnamed host")
-                ),
+                Err(e) if refusals.0.get(host) == Some(&e.reason) => {
+                    tracing::debug!("refused a resources message from {host}: {e}");
+                }
+                Err(e) => {
+                    refusals.0.insert(host.to_owned(), e.reason);
+                    tracing::warn!(
+                        "refused a resources message from {host}: {e} (its next ones refused \
+                         for the same reason are logged at debug level only)"
+                    );
+                }
             }
         }
     }
@@ -325,6 +340,7 @@ async fn store_task(
     let mut snap_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     snap_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warnings = Published::default();
+    let mut refusals = Refusals::default();
     loop {
         tokio::select! {
             // Views first: under a flood of input the display must still refresh on time.
@@ -335,7 +351,7 @@ async fn store_task(
                 // bound keeps a source still sending (Docker's streams) from holding the exit.
                 for _ in 0..2 * INPUT_QUEUE {
                     match rx.try_recv() {
-                        Ok(input) => apply(&mut store, &mut broker, input),
+                        Ok(input) => apply(&mut store, &mut broker, &mut refusals, input),
                         Err(_) => break,
                     }
                 }
@@ -364,11 +380,11 @@ async fn store_task(
                     save_last(snapshots.as_mut(), &mut store, &alerting).await;
                     return;
                 };
-                apply(&mut store, &mut broker, input);
+                apply(&mut store, &mut broker, &mut refusals, input);
                 // Drain what is already queued without going back to the scheduler.
                 for _ in 0..256 {
                     match rx.try_recv() {
-                        Ok(input) => apply(&mut store, &mut broker, input),
+                        Ok(input) => apply(&mut store, &mut broker, &mut refusals, input),
                         Err(_) => break,
                     }
                 }
@@ -381,5 +397,91 @@ async fn store_task(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use modelmon_contract::{AgentInfo, Resources};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::warnings::{Layer, WarningLog};
+
+    /// A resources message from `host`, of wire version `v` (only 1 is understood).
+    fn resources(host: &str, v: u8) -> Input {
+        let r = Resources {
+            host: host.into(),
+            agent: AgentInfo {
+                version: "0.1.0".into(),
+                pid: None,
+            },
+            ts_us: now_us(),
+            interval_ms: 1000,
+            dropped: 0,
+            containers: vec![],
+            events: vec![],
+        };
+        let body = String::from_utf8(r.to_json()).expect("UTF-8").replacen(
+            "\"v\":1",
+            &format!("\"v\":{v}"),
+            1,
+        );
+        Input::Resources {
+            body: body.into_bytes(),
+            routing_host: Some(host.into()),
+        }
+    }
+
+    #[test]
+    fn a_broken_agent_is_told_once_and_again_only_after_it_was_accepted() {
+        let log: &'static WarningLog = Box::leak(Box::default());
+        let subscriber = tracing_subscriber::registry().with(Layer::new(log));
+        let mut store = Store::new(crate::store::StoreConfig::default());
+        let (mut broker, mut refusals) = (BrokerView::default(), Refusals::default());
+        tracing::subscriber::with_default(subscriber, || {
+            // An agent of another version speaks every second for a minute; a second
+            // broken agent still gets its own warning.
+            for _ in 0..60 {
+                apply(
+                    &mut store,
+                    &mut broker,
+                    &mut refusals,
+                    resources("gpu-a", 2),
+                );
+            }
+            apply(
+                &mut store,
+                &mut broker,
+                &mut refusals,
+                resources("gpu-b", 2),
+            );
+            assert_eq!(log.total(), 2, "{:?}", log.snapshot());
+            // Fixed, then broken again: a new episode, told anew.
+            apply(
+                &mut store,
+                &mut broker,
+                &mut refusals,
+                resources("gpu-a", 1),
+            );
+            apply(
+                &mut store,
+                &mut broker,
+                &mut refusals,
+                resources("gpu-a", 2),
+            );
+        });
+        let w = log.snapshot();
+        let texts: Vec<&str> = w.recent.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert!(
+            texts[0].starts_with("refused a resources message from gpu-a: "),
+            "{texts:?}"
+        );
+        assert!(
+            texts[1].starts_with("refused a resources message from gpu-b: "),
+            "{texts:?}"
+        );
+        assert!(texts[2].contains("gpu-a"), "{texts:?}");
     }
 }
