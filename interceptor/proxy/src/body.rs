@@ -155,12 +155,22 @@ impl Recorder {
         }
     }
 
-    /// The first status set names the request (a client gone before it is a 499).
-    pub fn set_status(&mut self, status: u16) {
+    /// The upstream's status. The first status set names the request.
+    pub fn upstream_status(&mut self, status: u16) {
+        self.set_status(status, Some(status));
+    }
+
+    /// The proxy's own status when the upstream gave none (a 502, 504, 408, 400, or a
+    /// 499 for a client gone first): it names the request with known names only.
+    pub fn own_status(&mut self, status: u16) {
+        self.set_status(status, None);
+    }
+
+    fn set_status(&mut self, status: u16, upstream: Option<u16>) {
         if let Some(e) = self.event.as_mut() {
             e.status = status;
             if let Some(n) = self.naming.take() {
-                n.resolve(status, e);
+                n.resolve(upstream, e);
             }
         }
     }
@@ -195,8 +205,9 @@ impl Recorder {
         let Some(mut e) = self.event.take() else {
             return;
         };
+        // Recorded without any status set: no answer proved its names.
         if let Some(n) = self.naming.take() {
-            n.resolve(e.status, &mut e);
+            n.resolve(None, &mut e);
         }
         e.duration_us = self.elapsed_us();
         if let Some(mut x) = self.openai.take() {
@@ -224,7 +235,7 @@ impl Recorder {
 impl Drop for Recorder {
     fn drop(&mut self) {
         if self.event.is_some() {
-            self.set_status(CLIENT_CLOSED);
+            self.own_status(CLIENT_CLOSED);
             self.finish(false);
         }
     }

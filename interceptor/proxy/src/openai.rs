@@ -20,6 +20,7 @@ use modelmon_contract::is_valid_model_name;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::naming::proves_names;
 use crate::route::Interner;
 
 /// Most bytes of a request body kept to read its `model` and `stream`.
@@ -190,11 +191,20 @@ impl Shared {
 }
 
 /// What a request body said.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
-    /// Interned; `None` when absent, invalid, or past [`MAX_REQUEST_MODELS`].
-    pub model: Option<&'static str>,
+    /// `None` when absent or invalid.
+    pub model: Option<BodyModel>,
     pub stream: Option<bool>,
+}
+
+/// A valid model name from a request body. A new one takes one of the
+/// [`MAX_REQUEST_MODELS`] places only once the upstream's answer proves it (see
+/// `naming.rs`): a misspelled model, which vLLM answers 404, must not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyModel {
+    Known(&'static str),
+    New(String),
 }
 
 #[derive(Deserialize)]
@@ -241,9 +251,12 @@ impl RequestTap {
         } else {
             match parse_request(&self.buf) {
                 Ok((model, stream)) => RequestInfo {
-                    model: model
-                        .filter(|m| is_valid_model_name(m))
-                        .and_then(|m| self.shared.models.get(&m)),
+                    model: model.filter(|m| is_valid_model_name(m)).map(|m| {
+                        match self.shared.models.known(&m) {
+                            Some(known) => BodyModel::Known(known),
+                            None => BodyModel::New(m.into_owned()),
+                        }
+                    }),
                     stream,
                 },
                 Err(f) => {
@@ -571,7 +584,8 @@ enum Answer {
 /// What the exchange adds to its event.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// The model named by the request body.
+    /// The model named by the request body: interned; `None` when the body named none,
+    /// or a new one its answer did not prove, or one past [`MAX_REQUEST_MODELS`].
     pub model: Option<&'static str>,
     /// Time to the first content chunk of a streamed answer.
     pub ttft_us: Option<u64>,
@@ -585,6 +599,8 @@ pub struct Exchange {
     shared: Arc<Shared>,
     request: Arc<OnceLock<RequestInfo>>,
     answer: Answer,
+    /// `None` while (or if) the upstream has not answered.
+    upstream_status: Option<u16>,
 }
 
 impl Exchange {
@@ -602,6 +618,7 @@ impl Exchange {
                 shared,
                 request,
                 answer: Answer::None,
+                upstream_status: None,
             },
             tap,
         )
@@ -611,6 +628,7 @@ impl Exchange {
     /// `text/event-stream` (or has no type and the request asked for a stream), unless
     /// it is `encoded` (a `Content-Encoding` other than `identity`).
     pub fn answer_started(&mut self, status: u16, content_type: Option<&str>, encoded: bool) {
+        self.upstream_status = Some(status);
         if !(200..300).contains(&status) || status == 204 {
             return;
         }
@@ -647,7 +665,14 @@ impl Exchange {
     /// The figures for the event; `ended` when the answer reached its end (not when the
     /// client left or the upstream broke off).
     pub fn finish(&mut self, ended: bool, duration_us: u64) -> Outcome {
-        let model = self.request.get().and_then(|r| r.model);
+        let models = &self.shared.models;
+        let model = match self.request.get().and_then(|r| r.model.as_ref()) {
+            Some(BodyModel::Known(m)) => Some(*m),
+            Some(BodyModel::New(m)) if proves_names(self.upstream_status) => models.get(m),
+            // Another request may have proven it meanwhile.
+            Some(BodyModel::New(m)) => models.known(m),
+            None => None,
+        };
         let mut out = Outcome {
             model,
             ..Outcome::default()
@@ -725,7 +750,7 @@ mod tests {
         assert_eq!(
             ex.request.get(),
             Some(&RequestInfo {
-                model: Some("m1"),
+                model: Some(BodyModel::New("m1".to_owned())),
                 stream: Some(false)
             })
         );
@@ -743,21 +768,44 @@ mod tests {
         assert_eq!(shared.failures.get(Failure::RequestTooLarge), 1);
 
         for i in 0..MAX_REQUEST_MODELS + 5 {
-            let (ex, mut tap) = Exchange::new(Arc::clone(&shared));
-            tap.feed(format!("{{\"model\":\"n{i}\"}}").as_bytes());
-            tap.finish();
-            let m = ex.request.get().and_then(|r| r.model);
-            if i < MAX_REQUEST_MODELS - 1 {
+            let m = answered(&shared, &format!("n{i}"), Some(200));
+            if i < MAX_REQUEST_MODELS {
                 assert_eq!(m, Some(format!("n{i}").as_str()));
             } else {
-                // m1 took one place.
                 assert_eq!(m, None, "past the cap: the usual model");
             }
         }
         let (ex, mut tap) = Exchange::new(Arc::clone(&shared));
         tap.feed(b"{\"model\":\"bad\\u0001name\"}");
         tap.finish();
-        assert_eq!(ex.request.get().and_then(|r| r.model), None);
+        assert_eq!(ex.request.get().and_then(|r| r.model.clone()), None);
+    }
+
+    /// The model an exchange for `model` records once its upstream answered `status`,
+    /// or gave no answer (`None`).
+    fn answered(shared: &Arc<Shared>, model: &str, status: Option<u16>) -> Option<&'static str> {
+        let (mut ex, mut tap) = Exchange::new(Arc::clone(shared));
+        tap.feed(format!("{{\"model\":\"{model}\"}}").as_bytes());
+        tap.finish();
+        if let Some(s) = status {
+            ex.answer_started(s, Some("application/json"), false);
+        }
+        ex.finish(false, 1).model
+    }
+
+    #[test]
+    fn a_body_model_answered_404_or_unanswered_takes_no_place() {
+        let shared = Arc::new(Shared::new(Mode::Auto));
+        for i in 0..MAX_REQUEST_MODELS {
+            assert_eq!(answered(&shared, &format!("typo{i}"), Some(404)), None);
+            assert_eq!(answered(&shared, &format!("down{i}"), None), None);
+        }
+        assert_eq!(answered(&shared, "llama", Some(200)), Some("llama"));
+        // Known, it keeps its name whatever the answer.
+        assert_eq!(answered(&shared, "llama", Some(404)), Some("llama"));
+        assert_eq!(answered(&shared, "llama", None), Some("llama"));
+        // An error of the model's own proves it is one.
+        assert_eq!(answered(&shared, "qwen", Some(500)), Some("qwen"));
     }
 
     #[test]

@@ -105,7 +105,8 @@ impl Proxy {
         }
         // A body of declared length that the tap can keep is read whole before it is
         // forwarded: an upstream that is unreachable, or times out before reading it,
-        // never polls it, and its 502 or 504 must still land on the request's model.
+        // never polls it, and its 502 or 504 must still land on the request's model (when
+        // an earlier answer made it one, see `naming.rs`).
         let (req, tap) = match tap {
             Some(mut tap)
                 if req
@@ -157,7 +158,7 @@ impl Proxy {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                recorder.set_status(parts.status.as_u16());
+                recorder.upstream_status(parts.status.as_u16());
                 recorder.openai_answer(
                     parts.status.as_u16(),
                     parts
@@ -286,7 +287,7 @@ fn own_answer(
     status: StatusCode,
     kind: &'static str,
 ) -> Response<ProxyBody> {
-    recorder.set_status(status.as_u16());
+    recorder.own_status(status.as_u16());
     recorder.set_error(kind);
     page(recorder, head, status, kind)
 }
@@ -294,7 +295,7 @@ fn own_answer(
 /// The client went away while sending its body: a 499, no error of the model's. The
 /// answer is for a client that only half-closed; it is recorded already.
 fn client_gone(mut recorder: Recorder, head: bool) -> Response<ProxyBody> {
-    recorder.set_status(CLIENT_CLOSED);
+    recorder.own_status(CLIENT_CLOSED);
     recorder.finish(false);
     page(
         recorder,

@@ -5,7 +5,8 @@
 //! collapsed (id-like segments become `{id}`, depth is capped) and the number of
 //! distinct collapsed routes is capped, the overflow going to [`OTHER_ROUTE`]. A
 //! collapsed route takes a place under the cap only once the upstream has answered it
-//! with something other than 404: the paths a scanner probes never crowd out the API's.
+//! with something other than 404: the paths a scanner probes never crowd out the API's,
+//! whether the upstream answers them 404 or not at all.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
@@ -14,8 +15,9 @@ use crate::ConfigError;
 
 /// Where routes go once the cap on distinct collapsed routes is reached.
 pub const OTHER_ROUTE: &str = "(other)";
-/// The route of a 404 on a path no pattern and no earlier answer made a route, as the
-/// Python middleware names a request no route matched.
+/// The route of a path no pattern and no earlier answer made a route, when the upstream
+/// answered it 404 (as the Python middleware names a request no route matched) or not at
+/// all: its name is unproven either way.
 pub const UNMATCHED_ROUTE: &str = "<unmatched>";
 /// Segments kept from an unmatched path; deeper paths end in `/{rest}`.
 const MAX_SEGMENTS: usize = 4;
@@ -260,13 +262,14 @@ impl Router {
         }
     }
 
-    /// The route of a [`Routed::New`] answered with `status`: a 404 is `<unmatched>`
-    /// and takes no place under the cap, any other answer keeps it (up to the cap).
-    pub fn admit(&self, collapsed: &str, status: u16) -> &'static str {
-        if status == 404 {
-            self.collapsed.known(collapsed).unwrap_or(UNMATCHED_ROUTE)
-        } else {
+    /// The route of a [`Routed::New`]: kept (up to the cap) when its answer `proven` it
+    /// (see [`crate::naming::proves_names`]), else `<unmatched>` taking no place under the
+    /// cap, unless another request has proven it meanwhile.
+    pub fn admit(&self, collapsed: &str, proven: bool) -> &'static str {
+        if proven {
             self.collapsed.get(collapsed).unwrap_or(OTHER_ROUTE)
+        } else {
+            self.collapsed.known(collapsed).unwrap_or(UNMATCHED_ROUTE)
         }
     }
 }
@@ -324,7 +327,7 @@ mod tests {
         let answered = |path: &str, status: u16| match r.route(path) {
             Routed::Excluded => None,
             Routed::Template(t) => Some(t),
-            Routed::New(c) => Some(r.admit(&c, status)),
+            Routed::New(c) => Some(r.admit(&c, crate::naming::proves_names(Some(status)))),
         };
         assert_eq!(r.route("/health"), Routed::Excluded);
         assert_eq!(
@@ -340,18 +343,18 @@ mod tests {
     }
 
     #[test]
-    fn paths_answered_404_take_no_place_under_the_cap() {
+    fn paths_answered_404_or_unanswered_take_no_place_under_the_cap() {
         let r = Router::new(Vec::new(), &[], 1);
         for probe in ["/wp-admin", "/.env", "/phpmyadmin/index.php"] {
             let Routed::New(c) = r.route(probe) else {
                 panic!("{probe} is new");
             };
-            assert_eq!(r.admit(&c, 404), UNMATCHED_ROUTE);
+            assert_eq!(r.admit(&c, false), UNMATCHED_ROUTE);
         }
         let Routed::New(c) = r.route("/predict") else {
             panic!("/predict is new");
         };
-        assert_eq!(r.admit(&c, 200), "/predict");
+        assert_eq!(r.admit(&c, true), "/predict");
         assert_eq!(r.route("/predict"), Routed::Template("/predict"));
     }
 }

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use modelmon_contract::Event;
-use modelmon_proxy::openai::Failure;
+use modelmon_proxy::openai::{Failure, MAX_REQUEST_MODELS};
 use support::{AMQP, RunningProxy, Sink, UpBody, serve_upstream, unique};
 
 /// The first content chunk this long after the request.
@@ -86,6 +86,20 @@ async fn llm_answer(req: Request<Incoming>) -> Result<Response<UpBody>, Infallib
         return Ok(resp);
     }
     let asked_json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON request");
+    if asked_json["model"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("typo"))
+    {
+        // As vLLM answers a model it does not serve.
+        let answer = r#"{"object":"error","message":"The model does not exist.","type":"NotFoundError","param":null,"code":404}"#;
+        let mut resp = Response::new(Either::Left(Full::new(Bytes::from_static(
+            answer.as_bytes(),
+        ))));
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        resp.headers_mut()
+            .insert("content-type", "application/json".parse().expect("hv"));
+        return Ok(resp);
+    }
     let finish = if script.length { "length" } else { "stop" };
     if asked_json["stream"] != true {
         let answer = format!(
@@ -532,34 +546,111 @@ async fn compressed_bodies_are_proxied_unread_and_counted_as_such() {
     );
 }
 
+/// The model of each event in the order they were sent, with its status and error.
+async fn models_seen(
+    sink: &Sink,
+    proxy: &RunningProxy,
+    want: usize,
+) -> Vec<(String, u16, Option<String>)> {
+    proxy.flush().await;
+    let mut events = sink.events(&proxy.instance, want).await;
+    events.extend(sink.more_events(&proxy.instance).await);
+    events.sort_by_key(|e| e.ts);
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.model.to_string(),
+                e.status,
+                e.error.as_deref().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// A model the server does not serve (vLLM answers it 404) is no model: however many
+/// misspellings clients send, they take none of the 64 places, and a real model asked
+/// for later still gets its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misspelled_models_answered_404_take_none_of_the_model_places() {
+    require!(Rabbitmq);
+    let (sink, proxy) = setup(&[]).await;
+    let client = http();
+    let mut sent = Vec::new();
+    for i in 0..MAX_REQUEST_MODELS {
+        sent.push((format!("typo-{i}"), StatusCode::NOT_FOUND));
+    }
+    sent.push(("llama".to_owned(), StatusCode::OK));
+    for (model, status) in &sent {
+        let resp = client
+            .request(post(
+                &proxy.url("/v1/chat/completions"),
+                chat_body(model, false),
+                &[],
+            ))
+            .await
+            .expect("proxied");
+        assert_eq!(resp.status(), *status, "{model}");
+        let _ = resp.into_body().collect().await;
+    }
+    let seen = models_seen(&sink, &proxy, sent.len()).await;
+    let want: Vec<(String, u16, Option<String>)> = sent
+        .iter()
+        .map(|(m, s)| {
+            let m = if *s == StatusCode::OK {
+                m.as_str()
+            } else {
+                "fallback"
+            };
+            (m.to_owned(), s.as_u16(), None)
+        })
+        .collect();
+    assert_eq!(seen, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_is_recorded_under_the_requests_model() {
     require!(Rabbitmq);
     let sink = Sink::bind().await;
-    // Port 1 on loopback: nothing listens there.
-    let proxy = RunningProxy::start("http://127.0.0.1:1", &["--model", "fallback"]).await;
+    let (llm, serving) = support::serve_upstream_until_aborted(llm_answer).await;
+    // No idle upstream connection outlives a request: once the server stops listening,
+    // the next request finds it unreachable.
+    let proxy = RunningProxy::start(
+        &format!("http://{llm}"),
+        &["--model", "fallback", "--upstream-idle", "0"],
+    )
+    .await;
     let client = http();
-    for body in [chat_body("a", false), String::new()] {
-        let resp = client
-            .request(post(&proxy.url("/v1/chat/completions"), body, &[]))
-            .await
-            .expect("the proxy answers");
-        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let ask = |body: String| {
+        let client = &client;
+        let url = proxy.url("/v1/chat/completions");
+        async move {
+            let resp = client
+                .request(post(&url, body, &[]))
+                .await
+                .expect("the proxy answers");
+            let status = resp.status();
+            let _ = resp.into_body().collect().await;
+            status
+        }
+    };
+    assert_eq!(ask(chat_body("a", false)).await, StatusCode::OK);
+    serving.abort();
+    let _ = serving.await;
+    for body in [chat_body("a", false), chat_body("b", false), String::new()] {
+        assert_eq!(ask(body).await, StatusCode::BAD_GATEWAY);
     }
-    proxy.flush().await;
-    let mut events = sink.events(&proxy.instance, 2).await;
-    events.sort_by_key(|e| e.ts);
-    let seen: Vec<(&str, u16, Option<&str>)> = events
-        .iter()
-        .map(|e| (e.model.as_ref(), e.status, e.error.as_deref()))
-        .collect();
+    let unreachable = Some("upstream_unreachable".to_owned());
     assert_eq!(
-        seen,
+        models_seen(&sink, &proxy, 4).await,
         [
-            ("a", 502, Some("upstream_unreachable")),
-            ("fallback", 502, Some("upstream_unreachable")),
+            ("a".to_owned(), 200, None),
+            // Model a's row shows its errors.
+            ("a".to_owned(), 502, unreachable.clone()),
+            // A model never answered is not proven one: the usual model.
+            ("fallback".to_owned(), 502, unreachable.clone()),
+            ("fallback".to_owned(), 502, unreachable),
         ],
-        "model a's row shows its errors"
     );
     // The empty body is read like any other, and is not JSON.
     assert_eq!(

@@ -457,10 +457,11 @@ async fn a_client_leaving_mid_upload_is_recorded_as_499_and_no_error() {
     assert_eq!(
         got,
         [
-            // What reached the upstream before the client left.
-            ("/predict", 499, None, Some(9)),
+            // What reached the upstream before the client left; never answered, neither
+            // path is proven a route.
+            ("<unmatched>", 499, None, Some(9)),
             // Read whole before it is forwarded: nothing reached the upstream.
-            ("/v1/chat/completions", 499, None, Some(0)),
+            ("<unmatched>", 499, None, Some(0)),
         ]
     );
 }
@@ -498,8 +499,9 @@ async fn an_unreachable_upstream_answers_502_and_is_recorded() {
     assert_eq!(
         got,
         [
-            ("POST", 502, Some("upstream_unreachable"), "/predict"),
-            ("HEAD", 502, Some("upstream_unreachable"), "/predict"),
+            // Never answered, the path is not proven a route.
+            ("POST", 502, Some("upstream_unreachable"), "<unmatched>"),
+            ("HEAD", 502, Some("upstream_unreachable"), "<unmatched>"),
         ]
     );
 }
@@ -643,6 +645,118 @@ async fn paths_answered_404_use_up_neither_the_route_cap_nor_the_models() {
         .map(|e| (e.status, e.model.as_ref(), e.route.as_ref()))
         .collect();
     let want: Vec<(u16, &str, &str)> = sent.iter().map(|&(_, s, m, r)| (s, m, r)).collect();
+    assert_eq!(got, want);
+}
+
+/// A scanner, and a client with a misspelled model, while the upstream is down: their
+/// 502s prove no name, so they are `<unmatched>` on the fallback model and use up neither
+/// `--max-routes` nor the models; once the upstream is up, the API's routes and models
+/// get their names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_upstream_never_answered_use_up_neither_the_route_cap_nor_the_models() {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    require!(Rabbitmq);
+    let sink = Sink::bind().await;
+    // Bound and not listening: the port is the upstream's, and connecting to it is
+    // refused until it listens.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let upstream = socket.local_addr().expect("addr");
+    let proxy = RunningProxy::start(
+        &format!("http://{upstream}"),
+        &[
+            "--model",
+            "fallback",
+            "--model-from-path",
+            "/v2/models/{model}/infer",
+            "--max-routes",
+            "2",
+        ],
+    )
+    .await;
+    let http = client();
+    let send = |path: &'static str| {
+        let http = &http;
+        let url = proxy.url(path);
+        async move {
+            let resp = http
+                .request(request(Method::POST, &url, "x"))
+                .await
+                .expect("the proxy answers");
+            let status = resp.status().as_u16();
+            let _ = resp.into_body().collect().await;
+            status
+        }
+    };
+    let down = [
+        ("/wp-admin", "fallback", "<unmatched>"),
+        ("/.env", "fallback", "<unmatched>"),
+        (
+            "/v2/models/resnte/infer",
+            "fallback",
+            "/v2/models/{model}/infer",
+        ),
+    ];
+    for (path, _, _) in down {
+        assert_eq!(send(path).await, 502, "{path}");
+    }
+
+    // The upstream is up: the API has /predict, /items/1 and the model resnet.
+    let listener = socket.listen(16).expect("listen");
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.expect("accept");
+            tokio::spawn(async move {
+                let answer = service_fn(|req: Request<Incoming>| async move {
+                    let found = matches!(
+                        req.uri().path(),
+                        "/predict" | "/items/1" | "/third" | "/v2/models/resnet/infer"
+                    );
+                    let mut resp = Response::new(Full::new(Bytes::new()));
+                    if !found {
+                        *resp.status_mut() = StatusCode::NOT_FOUND;
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), answer)
+                    .await;
+            });
+        }
+    });
+    let up = [
+        ("/predict", "fallback", "/predict"),
+        ("/items/1", "fallback", "/items/{id}"),
+        (
+            "/v2/models/resnet/infer",
+            "resnet",
+            "/v2/models/{model}/infer",
+        ),
+        // The cap still holds for routes that answer.
+        ("/third", "fallback", "(other)"),
+    ];
+    for (path, _, _) in up {
+        assert_eq!(send(path).await, 200, "{path}");
+    }
+    proxy.flush().await;
+    let mut events = sink.events(&proxy.instance, down.len() + up.len()).await;
+    events.extend(sink.more_events(&proxy.instance).await);
+    // One request at a time, each recorded before its answer ended: in order.
+    events.sort_by_key(|e| e.ts);
+    let got: Vec<(u16, &str, &str)> = events
+        .iter()
+        .map(|e| (e.status, e.model.as_ref(), e.route.as_ref()))
+        .collect();
+    let want: Vec<(u16, &str, &str)> = down
+        .iter()
+        .map(|&(_, m, r)| (502, m, r))
+        .chain(up.iter().map(|&(_, m, r)| (200, m, r)))
+        .collect();
     assert_eq!(got, want);
 }
 

@@ -47,9 +47,21 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<UpBody>, Infallible>> + Send + 'static,
 {
+    serve_upstream_until_aborted(answer).await.0
+}
+
+/// As [`serve_upstream`], until the returned task is aborted and awaited: from then on,
+/// connecting to the address is refused (connections already open live on).
+pub async fn serve_upstream_until_aborted<F, Fut>(
+    answer: F,
+) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<UpBody>, Infallible>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.expect("accept");
             let answer = answer.clone();
@@ -60,7 +72,7 @@ where
             });
         }
     });
-    addr
+    (addr, task)
 }
 
 /// The test model API. `/stream` sends "first", then waits for the test to open the
