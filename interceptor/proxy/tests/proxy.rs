@@ -574,29 +574,12 @@ async fn paths_answered_404_use_up_neither_the_route_cap_nor_the_models() {
     let sink = Sink::bind().await;
     // The API has /predict, /items/1 and the model resnet; everything else is a 404.
     let upstream = support::serve_upstream(|req: Request<Incoming>| async move {
-        let found = matches!(
-            req.uri().path(),
-            "/predict" | "/items/1" | "/v2/models/resnet/infer" | "/third"
-        );
         let mut resp = Response::new(http_body_util::Either::Left(Full::new(Bytes::new())));
-        if !found {
-            *resp.status_mut() = StatusCode::NOT_FOUND;
-        }
+        *resp.status_mut() = capped_api(req.uri().path());
         Ok(resp)
     })
     .await;
-    let proxy = RunningProxy::start(
-        &format!("http://{upstream}"),
-        &[
-            "--model",
-            "fallback",
-            "--model-from-path",
-            "/v2/models/{model}/infer",
-            "--max-routes",
-            "2",
-        ],
-    )
-    .await;
+    let proxy = RunningProxy::start(&format!("http://{upstream}"), CAPPED).await;
     let http = client();
     let sent = [
         ("/wp-admin", 404, "fallback", "<unmatched>"),
@@ -635,17 +618,8 @@ async fn paths_answered_404_use_up_neither_the_route_cap_nor_the_models() {
         assert_eq!(resp.status().as_u16(), status, "{path}");
         let _ = resp.into_body().collect().await;
     }
-    proxy.flush().await;
-    let mut events = sink.events(&proxy.instance, sent.len()).await;
-    events.extend(sink.more_events(&proxy.instance).await);
-    // One request at a time, each recorded before its answer ended: in order.
-    events.sort_by_key(|e| e.ts);
-    let got: Vec<(u16, &str, &str)> = events
-        .iter()
-        .map(|e| (e.status, e.model.as_ref(), e.route.as_ref()))
-        .collect();
     let want: Vec<(u16, &str, &str)> = sent.iter().map(|&(_, s, m, r)| (s, m, r)).collect();
-    assert_eq!(got, want);
+    assert_eq!(recorded_in_order(&sink, &proxy, sent.len()).await, want);
 }
 
 /// A scanner, and a client with a misspelled model, while the upstream is down: their
@@ -667,18 +641,7 @@ async fn requests_the_upstream_never_answered_use_up_neither_the_route_cap_nor_t
         .bind("127.0.0.1:0".parse().expect("addr"))
         .expect("bind");
     let upstream = socket.local_addr().expect("addr");
-    let proxy = RunningProxy::start(
-        &format!("http://{upstream}"),
-        &[
-            "--model",
-            "fallback",
-            "--model-from-path",
-            "/v2/models/{model}/infer",
-            "--max-routes",
-            "2",
-        ],
-    )
-    .await;
+    let proxy = RunningProxy::start(&format!("http://{upstream}"), CAPPED).await;
     let http = client();
     let send = |path: &'static str| {
         let http = &http;
@@ -713,14 +676,8 @@ async fn requests_the_upstream_never_answered_use_up_neither_the_route_cap_nor_t
             let (stream, _) = listener.accept().await.expect("accept");
             tokio::spawn(async move {
                 let answer = service_fn(|req: Request<Incoming>| async move {
-                    let found = matches!(
-                        req.uri().path(),
-                        "/predict" | "/items/1" | "/third" | "/v2/models/resnet/infer"
-                    );
                     let mut resp = Response::new(Full::new(Bytes::new()));
-                    if !found {
-                        *resp.status_mut() = StatusCode::NOT_FOUND;
-                    }
+                    *resp.status_mut() = capped_api(req.uri().path());
                     Ok::<_, std::convert::Infallible>(resp)
                 });
                 let _ = http1::Builder::new()
@@ -743,21 +700,48 @@ async fn requests_the_upstream_never_answered_use_up_neither_the_route_cap_nor_t
     for (path, _, _) in up {
         assert_eq!(send(path).await, 200, "{path}");
     }
-    proxy.flush().await;
-    let mut events = sink.events(&proxy.instance, down.len() + up.len()).await;
-    events.extend(sink.more_events(&proxy.instance).await);
-    // One request at a time, each recorded before its answer ended: in order.
-    events.sort_by_key(|e| e.ts);
-    let got: Vec<(u16, &str, &str)> = events
-        .iter()
-        .map(|e| (e.status, e.model.as_ref(), e.route.as_ref()))
-        .collect();
     let want: Vec<(u16, &str, &str)> = down
         .iter()
         .map(|&(_, m, r)| (502, m, r))
         .chain(up.iter().map(|&(_, m, r)| (200, m, r)))
         .collect();
-    assert_eq!(got, want);
+    let recorded = recorded_in_order(&sink, &proxy, down.len() + up.len()).await;
+    assert_eq!(recorded, want);
+}
+
+/// The proxy of the cap tests: two routes at most, models from a Triton-style path.
+const CAPPED: &[&str] = &[
+    "--model",
+    "fallback",
+    "--model-from-path",
+    "/v2/models/{model}/infer",
+    "--max-routes",
+    "2",
+];
+
+/// The API behind it: /predict, /items/1, /third and the model resnet; the rest is a 404.
+fn capped_api(path: &str) -> StatusCode {
+    match path {
+        "/predict" | "/items/1" | "/third" | "/v2/models/resnet/infer" => StatusCode::OK,
+        _ => StatusCode::NOT_FOUND,
+    }
+}
+
+/// The `(status, model, route)` of the proxy's events, at least `n`, in the order they
+/// were sent: one request at a time, each recorded before its answer ended.
+async fn recorded_in_order(
+    sink: &Sink,
+    proxy: &RunningProxy,
+    n: usize,
+) -> Vec<(u16, String, String)> {
+    proxy.flush().await;
+    let mut events = sink.events(&proxy.instance, n).await;
+    events.extend(sink.more_events(&proxy.instance).await);
+    events.sort_by_key(|e| e.ts);
+    events
+        .iter()
+        .map(|e| (e.status, e.model.to_string(), e.route.to_string()))
+        .collect()
 }
 
 #[test]
