@@ -946,9 +946,11 @@ fn step(
                 let Some(mut alert) = state.active.remove(&key) else {
                     return;
                 };
-                if value.is_none() {
+                if value.is_none() || reading.limits.is_none() {
                     // It ends because it can no longer be judged, not because it got
-                    // better: the firing sentence and figure would say it is still bad.
+                    // better: the firing sentence and figure would say it is still bad,
+                    // and a figure without limits (a relative rule still learning its
+                    // normal) would read as a recovery.
                     alert.value = None;
                     alert.explanation = if reading.why.is_empty() {
                         "no longer judged".to_owned()
