@@ -30,7 +30,11 @@ const LEARNING_REFRESH_MS: i64 = 10_000;
 const PER_TICK: usize = 4;
 
 /// One model's normal. Figures are `None` until enough history is learnt.
+///
+/// Saved in `alerts.json`: a field missing from another version's file takes its
+/// default, rather than failing the whole file (and every alert and silence in it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Baseline {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -438,5 +442,25 @@ mod tests {
         assert_eq!(show_ms(2300.0), "2.3 s");
         assert_eq!(show_rate(0.3123), "31 %");
         assert_eq!(show_rate(0.001), "0.10 %");
+    }
+
+    #[test]
+    fn a_saved_normal_missing_a_field_still_decodes() {
+        let b = Baseline {
+            p95_ms: Some(4.0),
+            error_rate: Some(0.01),
+            over_s: 3600,
+            ready: true,
+            held: true,
+            explanation: "over 60 min".to_owned(),
+            ..Baseline::default()
+        };
+        // As another version's alerts.json would hold it: without a field this one has.
+        let mut json = serde_json::to_value(&b).expect("a baseline encodes");
+        let fields = json.as_object_mut().expect("an object");
+        assert!(fields.remove("held").is_some());
+        assert!(fields.remove("ttfb_p95_ms").is_some());
+        let back: Baseline = serde_json::from_value(json).expect("decodes without them");
+        assert_eq!(back, Baseline { held: false, ..b });
     }
 }

@@ -843,7 +843,8 @@ fn step(
     // A firing alert that cannot be judged for now holds, for a bounded time since it
     // was last seen bad: too few requests (a quiet model's lull is no recovery), or a
     // relative rule without a normal (after a restart in a long incident, what is left
-    // of the learning window is too short): only a known good value resolves it.
+    // of the learning window is too short): only a known good value resolves it. It
+    // holds as a firing alert: a silence that ends is seen, and it still notifies.
     let last_bad_ms = state.active.get(&key).map_or(now_ms, |a| a.last_bad_ms);
     let unjudged = rule.is_some_and(|r| {
         if value.is_none() {
@@ -854,12 +855,6 @@ fn step(
                 && now_ms - last_bad_ms < ms(state.rules.baseline.learn.0)
         }
     });
-    if firing && unjudged && value.is_none() {
-        if let Some(a) = state.active.get_mut(&key) {
-            a.epoch = state.epoch;
-        }
-        return;
-    }
     let Some(alert) = state.active.get_mut(&key) else {
         let Some(rule) = rule.filter(|_| bad) else {
             return;
@@ -951,9 +946,11 @@ fn step(
                 let Some(mut alert) = state.active.remove(&key) else {
                     return;
                 };
-                if value.is_none() {
+                if value.is_none() || reading.limits.is_none() {
                     // It ends because it can no longer be judged, not because it got
-                    // better: the firing sentence and figure would say it is still bad.
+                    // better: the firing sentence and figure would say it is still bad,
+                    // and a figure without limits (a relative rule still learning its
+                    // normal) would read as a recovery.
                     alert.value = None;
                     alert.explanation = if reading.why.is_empty() {
                         "no longer judged".to_owned()

@@ -282,6 +282,36 @@ fn a_silenced_model_says_nothing_until_the_silence_ends() {
 }
 
 #[test]
+fn a_firing_alert_held_through_a_lull_still_tells_when_its_silence_ends_and_reminds() {
+    let mut st = engine(SLOW);
+    st.silence(SilenceTarget::Model("m".into()), Duration::from_secs(60), 0);
+    let out = run(&mut st, 0, 40, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    assert!(out.is_empty(), "fired silenced: {:?}", kinds(&out));
+    // A lull (too few requests to judge) in which the silence ends: the alert holds,
+    // and is told as soon as the silence is over, not once the lull ends.
+    let lull = |_| view(vec![model("m", 3, 900.0, 0.0, 2)]);
+    let out = run(&mut st, 40, 61, lull);
+    assert_eq!(kinds(&out), [(TransitionKind::Firing, "m".to_owned())]);
+    assert_eq!(out[0].alert.last_notified_ms, Some(60_000));
+    let a = st.view().active;
+    assert!(
+        a.iter()
+            .any(|a| a.model == "m" && !a.silenced && a.state == AlertPhase::Firing),
+        "{a:?}"
+    );
+    // Bad again, then a lull over the reminder's time: reminded on time.
+    run(&mut st, 61, 300, |_| {
+        view(vec![model("m", 100, 900.0, 0.0, 2)])
+    });
+    let out = run(&mut st, 300, 700, lull);
+    assert_eq!(kinds(&out), [(TransitionKind::Reminder, "m".to_owned())]);
+    assert_eq!(out[0].alert.last_notified_ms, Some(660_000));
+    assert!(st.view().is_firing("m"));
+}
+
+#[test]
 fn three_requests_never_fire_latency_or_error_alerts() {
     let mut st = AlertState::new(RuleSet::new(&AlertsSection::default()).expect("builtin"));
     let out = run(&mut st, 0, 600, |_| {

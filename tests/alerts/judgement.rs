@@ -819,6 +819,27 @@ fn a_restart_in_a_long_incident_neither_resolves_it_nor_learns_it_as_normal() {
     );
     let why = why_now(&sim, "latency_regression", "iris");
     assert!(why.contains("its normal is still being learnt"), "{why}");
+    // Still slow `learn` after it was last seen bad: no longer judged, and it says so,
+    // with no figure, rather than reading like a recovery.
+    sim.run(12 * 60, &[("iris", fast.slower(50.0))]);
+    let resolved: Vec<_> = sim
+        .sent
+        .iter()
+        .filter(|(s, x)| {
+            *s >= t && x.alert.rule == "latency_regression" && x.kind == TransitionKind::Resolved
+        })
+        .map(|(s, x)| (s - t, x.alert.clone()))
+        .collect();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    let (after, a) = &resolved[0];
+    assert!(*after > 10 * 60, "resolved {after} s after the restart");
+    assert_eq!(a.value, None, "{a:?}");
+    assert!(
+        a.explanation.starts_with("no longer judged: p95 ")
+            && a.explanation.contains("its normal is still being learnt"),
+        "{}",
+        a.explanation
+    );
 }
 
 #[test]
