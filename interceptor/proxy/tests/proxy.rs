@@ -618,7 +618,10 @@ async fn paths_answered_404_use_up_neither_the_route_cap_nor_the_models() {
         assert_eq!(resp.status().as_u16(), status, "{path}");
         let _ = resp.into_body().collect().await;
     }
-    let want: Vec<(u16, &str, &str)> = sent.iter().map(|&(_, s, m, r)| (s, m, r)).collect();
+    let want: Vec<_> = sent
+        .iter()
+        .map(|&(_, s, m, r)| (s, m.to_owned(), r.to_owned()))
+        .collect();
     assert_eq!(recorded_in_order(&sink, &proxy, sent.len()).await, want);
 }
 
@@ -700,10 +703,11 @@ async fn requests_the_upstream_never_answered_use_up_neither_the_route_cap_nor_t
     for (path, _, _) in up {
         assert_eq!(send(path).await, 200, "{path}");
     }
-    let want: Vec<(u16, &str, &str)> = down
+    let want: Vec<_> = down
         .iter()
         .map(|&(_, m, r)| (502, m, r))
         .chain(up.iter().map(|&(_, m, r)| (200, m, r)))
+        .map(|(s, m, r)| (s, m.to_owned(), r.to_owned()))
         .collect();
     let recorded = recorded_in_order(&sink, &proxy, down.len() + up.len()).await;
     assert_eq!(recorded, want);
