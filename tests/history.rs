@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use modelmon::store::history::{HistoryView, KeyKind, Range, RangeSummary};
 use modelmon::store::persist::{self, Snapshot};
-use modelmon::store::{BrokerView, IngestTotals, Store, StoreConfig};
+use modelmon::store::{BrokerView, IngestTotals, OTHER, Store, StoreConfig};
 use modelmon_contract::decode_batch;
 use serde_json::{Value, json};
 
@@ -797,4 +797,44 @@ fn a_restart_keeps_every_named_version_of_a_model_at_its_cap() {
         );
     }
     assert_eq!(count(&after, modelmon::store::OTHER), Some(2));
+}
+
+#[test]
+fn a_version_that_gives_its_place_leaves_its_day_under_other() {
+    let mut store = Store::new(StoreConfig::default());
+    let start = NOW_S - 23 * 3600;
+    let count = |i: i64| 20 + i as u64;
+    // A version every two hours, the previous one quiet from then: twelve through a
+    // cap of eight (seven named and `(other)`).
+    for i in 0..12 {
+        let t = start + i * 7200;
+        let events = (0..count(i) as i64)
+            .map(|k| {
+                json!({"ts": (t + k) * 1_000_000, "model": "m", "instance": "i-1",
+                       "method": "POST", "route": "/r", "version": format!("v{i}"),
+                       "status": 200, "duration_us": 1_000})
+            })
+            .collect();
+        send(&mut store, events, (t + count(i) as i64) * 1_000_000);
+        store.view((t + 60) * 1_000_000, BrokerView::default());
+    }
+    let h = store.fresh_history(NOW_S * 1_000_000);
+    let day = Range::parse("24h").expect("valid");
+    let mut got: Vec<(String, u64)> = h
+        .key_summaries("m", KeyKind::Version, &day, NOW_S * 1000)
+        .into_iter()
+        .map(|k| (k.name, k.summary.requests))
+        .collect();
+    got.sort_unstable();
+    // The five oldest gave their places, each to the next one.
+    let mut want: Vec<(String, u64)> = (5..12).map(|i| (format!("v{i}"), count(i))).collect();
+    want.push((OTHER.to_owned(), (0..5).map(count).sum()));
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let model = h.summary("m", &day, NOW_S * 1000).expect("model");
+    assert_eq!(
+        model.requests,
+        got.iter().map(|(_, n)| n).sum::<u64>(),
+        "the versions still add up to the model"
+    );
 }

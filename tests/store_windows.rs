@@ -775,3 +775,82 @@ fn a_model_new_when_the_clock_steps_back_keeps_its_real_rate() {
     assert_eq!(st.requests, 10, "{st:?}");
     close(Some(st.qps), 1.0, "qps after the step back");
 }
+
+/// A version and its container, as a daily rollout names them.
+fn rollout(day: i64, ts: i64) -> Value {
+    let mut e = rich(
+        &format!("v{day}"),
+        ts,
+        200,
+        10_000 + day as u64 * 1_000,
+        json!({}),
+    );
+    e["instance"] = json!(format!("c-{day}"));
+    e
+}
+
+#[test]
+fn a_new_version_takes_the_place_of_one_gone_quiet_rather_than_folding_into_other() {
+    let cfg = StoreConfig {
+        max_versions: 8,
+        max_instances: 8,
+        ..StoreConfig::default()
+    };
+    let mut store = Store::new(cfg);
+    // One new version a day, in a new container; the old ones quiet.
+    for day in 0..12 {
+        let t = T0 + day * 86_400_000_000;
+        let n = 5 + day;
+        let batch = (0..n).map(|i| rollout(day, t + i * 100_000)).collect();
+        apply(&mut store, batch, t + n * 100_000);
+        let v = store.view(t + 5_000_000, BrokerView::default());
+        let m = v.model("m").expect("model present");
+        let rows: Vec<(&str, u64)> = m
+            .versions
+            .iter()
+            .map(|v| (v.version.as_str(), v.stats.requests))
+            .collect();
+        let name = format!("v{day}");
+        assert_eq!(rows, [(name.as_str(), n as u64)], "day {day}: its own row");
+        let p99 = m.versions[0].stats.p99_ms.expect("a p99");
+        let want = (10_000 + day * 1_000) as f64 / 1000.0;
+        assert!((p99 - want).abs() <= want * 0.01, "day {day}: {p99} ms");
+        let instances: Vec<&str> = m.instances.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(instances, [format!("c-{day}")], "day {day}");
+        assert_eq!(v.ingest.overflowed, 0, "day {day}: nothing folded");
+    }
+}
+
+#[test]
+fn a_full_family_whose_versions_are_all_active_still_folds_a_newcomer() {
+    let cfg = StoreConfig {
+        max_versions: 3,
+        ..StoreConfig::default()
+    };
+    let mut s = Store::new(cfg);
+    // v0 every minute for two hours; v1 too, but quiet for the last 59 minutes.
+    for minute in 0..120 {
+        let t = T0 + minute * 60_000_000;
+        let mut batch = vec![rich("v0", t, 200, 1_000, json!({}))];
+        if minute <= 61 {
+            batch.push(rich("v1", t, 200, 1_000, json!({})));
+        }
+        apply(&mut s, batch, t);
+    }
+    let t = T0 + 119 * 60_000_000 + 30_000_000;
+    apply(&mut s, vec![rich("v2", t, 200, 1_000, json!({}))], t);
+    let v = s.view(t, BrokerView::default());
+    let m = v.model("m").expect("model present");
+    let mut rows: Vec<(&str, u64)> = m
+        .versions
+        .iter()
+        .map(|v| (v.version.as_str(), v.stats.requests))
+        .collect();
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [(OTHER, 1), ("v0", 1)],
+        "v1 has been quiet under an hour"
+    );
+    assert_eq!(v.ingest.overflowed, 1);
+}

@@ -109,7 +109,9 @@ fn sub_slot_secs(window_s: u32) -> u32 {
 type Map<V> = HashMap<Box<str>, V, RandomState>;
 
 /// Named values with a cap: names beyond it share [`OTHER`]. One hash lookup per
-/// access; values live in a vector so the hot path never allocates a key.
+/// access; values live in a vector so the hot path never allocates a key. An entry's
+/// index is stable while it holds its name; [`Capped::take_over`] gives the place to
+/// another name.
 #[derive(Debug)]
 struct Capped<V> {
     index: Map<usize>,
@@ -145,7 +147,8 @@ impl<V> Capped<V> {
         (&mut self.entries[i].1, overflow)
     }
 
-    /// Like [`Capped::get_or_insert`], the entry's index: stable, entries are never removed.
+    /// Like [`Capped::get_or_insert`], the entry's index: stable until the entry is
+    /// taken over by another name.
     ///
     /// The usual cases, the name found last or the next one, are inlined; a call costs
     /// as much as they do.
@@ -205,6 +208,16 @@ impl<V> Capped<V> {
             self.last = i;
         }
         (i, overflow)
+    }
+
+    /// Gives the named entry at `index` to `name` with a fresh value; returns the old
+    /// value. The caller accounts for what the old one held.
+    fn take_over(&mut self, index: usize, name: &str, value: V) -> V {
+        let (old_name, old) = std::mem::replace(&mut self.entries[index], (name.into(), value));
+        self.index.remove(&old_name);
+        self.index.insert(name.into(), index);
+        self.last = index;
+        old
     }
 
     /// The name at `index`.
@@ -280,6 +293,14 @@ struct KeyState {
 }
 
 impl KeyState {
+    fn new(slot_secs: u32, len: u32) -> Self {
+        Self {
+            window: Window::new(slot_secs, len),
+            ring: Ring::keyed(),
+            late: Vec::new(),
+        }
+    }
+
     /// A reader's copy of the ring (sharing every hour but the newest) with the live
     /// window's slots added.
     fn reader_ring(&self, now_sec: i64, merger: &mut ring::Merger) -> Ring {
@@ -309,6 +330,22 @@ impl KeyState {
         self.late_cell(sec).record_hit(hit);
     }
 
+    /// About when the key's last request ended (to the end of its slot or cell), if
+    /// it had one in the last 24 hours.
+    fn last_request_s(&self, slot_secs: u32) -> Option<i64> {
+        let window = self
+            .window
+            .slots()
+            .filter(|s| s.requests() > 0)
+            .map(|s| s.start + i64::from(slot_secs));
+        let late = self
+            .late
+            .iter()
+            .filter(|s| s.requests() > 0)
+            .map(|s| s.start + ring::COARSE_S);
+        window.chain(late).chain(self.ring.last_request_s()).max()
+    }
+
     /// The slot of late events for the ring cell holding `sec`.
     fn late_cell(&mut self, sec: i64) -> &mut Slot {
         let cell = sec.div_euclid(ring::COARSE_S) * ring::COARSE_S;
@@ -325,6 +362,9 @@ impl KeyState {
     }
 }
 
+/// How long a named key must have had no request before a new name may take its place.
+pub const QUIET_S: i64 = HOUR_S;
+
 /// The routes, instances, versions or measures of one model.
 #[derive(Debug)]
 struct Keyed {
@@ -333,6 +373,9 @@ struct Keyed {
     len: u32,
     /// Whether slots leaving the windows go into the rings (sizes keep only the window).
     history: bool,
+    /// No named key can have been quiet for [`QUIET_S`] before this second: a full
+    /// family that keeps getting new names (ids in paths) is not searched on each one.
+    no_quiet_before: i64,
 }
 
 impl Keyed {
@@ -342,6 +385,7 @@ impl Keyed {
             slot_secs,
             len,
             history: true,
+            no_quiet_before: i64::MIN,
         }
     }
 
@@ -363,15 +407,82 @@ impl Keyed {
         self.keys.entries[i].1.late_cell(slot.start).absorb(slot);
     }
 
-    /// The index of `name`'s entry, and whether it was folded into `(other)`.
+    /// The index of `name`'s entry, and whether it was folded into `(other)`. A full
+    /// family folds every new name: restoring a snapshot takes no place over.
     #[inline]
     fn key(&mut self, name: &str) -> (usize, bool) {
         let (slot_secs, len) = (self.slot_secs, self.len);
-        self.keys.index_of(name, || KeyState {
-            window: Window::new(slot_secs, len),
-            ring: Ring::keyed(),
-            late: Vec::new(),
-        })
+        self.keys.index_of(name, || KeyState::new(slot_secs, len))
+    }
+
+    /// [`Keyed::key`] for an event at `now_sec`: a new name at a full family takes the
+    /// place of the named key quiet the longest, if one has had no request for
+    /// [`QUIET_S`], rather than folding into `(other)` for good (versions rolled out,
+    /// containers recreated). `taken(index, other)` is called then, for what is counted
+    /// by index elsewhere (`/metrics` totals) to move to `(other)` as well: a closure,
+    /// so the hot path pays nothing for it.
+    #[inline]
+    fn key_at(
+        &mut self,
+        name: &str,
+        now_sec: i64,
+        taken: impl FnOnce(usize, usize),
+    ) -> (usize, bool) {
+        let found = self.key(name);
+        if found.1 && now_sec >= self.no_quiet_before {
+            return self.take_over_quiet(name, now_sec, taken).unwrap_or(found);
+        }
+        found
+    }
+
+    /// Gives `name` the place of the named key quiet the longest. What that key held
+    /// goes to `(other)`: its day into `(other)`'s ring, so the family still adds up to
+    /// the model; its live window goes with it, never shown under the new name.
+    #[inline(never)]
+    fn take_over_quiet(
+        &mut self,
+        name: &str,
+        now_sec: i64,
+        taken: impl FnOnce(usize, usize),
+    ) -> Option<(usize, bool)> {
+        let other = self.keys.other?;
+        let quiet_until = now_sec - QUIET_S;
+        // Least recently seen first; a key with nothing in its day before any other.
+        let mut oldest: Option<(Option<i64>, usize)> = None;
+        let mut soonest = i64::MAX;
+        for (i, (_, k)) in self.keys.entries.iter().enumerate() {
+            if i == other {
+                continue;
+            }
+            let last = k.last_request_s(self.slot_secs);
+            match last {
+                Some(t) if t > quiet_until => soonest = soonest.min(t + QUIET_S),
+                _ if oldest.is_none_or(|(seen, _)| last < seen) => oldest = Some((last, i)),
+                _ => {}
+            }
+        }
+        let Some((_, i)) = oldest else {
+            self.no_quiet_before = soonest;
+            return None;
+        };
+        let old = self
+            .keys
+            .take_over(i, name, KeyState::new(self.slot_secs, self.len));
+        // `key` counted the event as folded.
+        self.keys.overflowed -= 1;
+        if self.history {
+            let mut merger = ring::Merger::default();
+            let mut day = old.reader_ring(now_sec, &mut merger);
+            for slot in &old.late {
+                day.add(slot, now_sec, &mut merger);
+            }
+            self.keys.entries[other]
+                .1
+                .ring
+                .merge(&day, now_sec, &mut merger);
+        }
+        taken(i, other);
+        Some((i, false))
     }
 
     /// [`Keyed::record`], first trying `was_at`: the index `name` had on the previous
@@ -386,11 +497,12 @@ impl Keyed {
         sec: i64,
         now_sec: i64,
         hit: &Hit,
+        taken: impl FnOnce(usize, usize),
     ) -> (usize, bool) {
         let found = if self.keys.holds(*was_at, name) {
             (*was_at, false)
         } else {
-            self.key_cold(name)
+            self.key_cold(name, now_sec, taken)
         };
         *was_at = found.0;
         self.record_at(found.0, sec, now_sec, hit);
@@ -398,15 +510,27 @@ impl Keyed {
     }
 
     #[inline(never)]
-    fn key_cold(&mut self, name: &str) -> (usize, bool) {
-        self.key(name)
+    fn key_cold(
+        &mut self,
+        name: &str,
+        now_sec: i64,
+        taken: impl FnOnce(usize, usize),
+    ) -> (usize, bool) {
+        self.key_at(name, now_sec, taken)
     }
 
     /// Records an event; returns its key's index, and `true` when the key was folded
     /// into `(other)`.
     #[inline]
-    fn record(&mut self, name: &str, sec: i64, now_sec: i64, hit: &Hit) -> (usize, bool) {
-        let (i, overflowed) = self.key(name);
+    fn record(
+        &mut self,
+        name: &str,
+        sec: i64,
+        now_sec: i64,
+        hit: &Hit,
+        taken: impl FnOnce(usize, usize),
+    ) -> (usize, bool) {
+        let (i, overflowed) = self.key_at(name, now_sec, taken);
         self.record_at(i, sec, now_sec, hit);
         (i, overflowed)
     }
@@ -423,8 +547,15 @@ impl Keyed {
     }
 
     /// Records an event too old for the window: straight for the ring.
-    fn record_late(&mut self, name: &str, sec: i64, hit: &Hit) -> (usize, bool) {
-        let (i, overflowed) = self.key(name);
+    fn record_late(
+        &mut self,
+        name: &str,
+        sec: i64,
+        now_sec: i64,
+        hit: &Hit,
+        taken: impl FnOnce(usize, usize),
+    ) -> (usize, bool) {
+        let (i, overflowed) = self.key_at(name, now_sec, taken);
         self.keys.entries[i].1.record_late(sec, hit);
         (i, overflowed)
     }
@@ -1259,19 +1390,27 @@ fn record_one(
             })
             .record_hit(&hit);
         for (key, value) in &ev.ml {
-            m.measures.record_late(key, sec, &measure_hit(*value));
+            m.measures
+                .record_late(key, sec, now_sec, &measure_hit(*value), |_, _| {});
         }
         if let Some(fb) = &hit.first_byte {
             for (name, us) in STREAMS.iter().zip([fb.ttfb_us, fb.gen_us]) {
-                m.streams.record_late(name, sec, &Hit::new(200, us, false));
+                m.streams
+                    .record_late(name, sec, now_sec, &Hit::new(200, us, false), |_, _| {});
             }
         }
         (
-            m.routes.record_late(&ev.route, sec, &hit),
-            m.instances.record_late(&ev.instance, sec, &hit),
-            ev.version
-                .as_ref()
-                .map(|v| m.versions.record_late(v, sec, &hit)),
+            m.routes
+                .record_late(&ev.route, sec, now_sec, &hit, |i, to| {
+                    m.totals.fold(Some((i, to)), None);
+                }),
+            m.instances
+                .record_late(&ev.instance, sec, now_sec, &hit, |_, _| {}),
+            ev.version.as_ref().map(|v| {
+                m.versions.record_late(v, sec, now_sec, &hit, |i, to| {
+                    m.totals.fold(None, Some((i, to)));
+                })
+            }),
         )
     } else {
         // The window puts an end ahead of the clock in the current second. After the
@@ -1283,7 +1422,7 @@ fn record_one(
             let mut none = usize::MAX;
             let was_at = hints.ml.get_mut(j).unwrap_or(&mut none);
             m.measures
-                .record_hinted(key, was_at, sec, now_sec, &measure_hit(*value));
+                .record_hinted(key, was_at, sec, now_sec, &measure_hit(*value), |_, _| {});
         }
         for (i, bytes) in [ev.req_bytes, ev.resp_bytes].into_iter().enumerate() {
             if let Some(b) = bytes {
@@ -1291,12 +1430,22 @@ fn record_one(
             }
         }
         (
-            m.routes.record(&ev.route, sec, now_sec, &hit),
-            m.instances
-                .record_hinted(&ev.instance, &mut hints.instance, sec, now_sec, &hit),
+            m.routes.record(&ev.route, sec, now_sec, &hit, |i, to| {
+                m.totals.fold(Some((i, to)), None);
+            }),
+            m.instances.record_hinted(
+                &ev.instance,
+                &mut hints.instance,
+                sec,
+                now_sec,
+                &hit,
+                |_, _| {},
+            ),
             ev.version.as_ref().map(|v| {
                 m.versions
-                    .record_hinted(v, &mut hints.version, sec, now_sec, &hit)
+                    .record_hinted(v, &mut hints.version, sec, now_sec, &hit, |i, to| {
+                        m.totals.fold(None, Some((i, to)));
+                    })
             }),
         )
     };

@@ -681,6 +681,65 @@ impl Ring {
         self.hours.iter().map(|h| h.heap_bytes() + 32).sum()
     }
 
+    /// The end of the newest cell with a request in it, if any.
+    pub fn last_request_s(&self) -> Option<i64> {
+        self.hours.iter().rev().find_map(|h| {
+            let n = h.cells_len();
+            let cells: Vec<Cell> = h.cells(0, n).collect();
+            let i = cells.iter().rposition(|c| c.requests() > 0)?;
+            Some(h.start_s + (i as i64 + 1) * h.cell_s())
+        })
+    }
+
+    /// Adds every cell and distribution of `other` (of the same grain) to this ring:
+    /// folding one key's day into another's, so their sum stays what it was.
+    pub fn merge(&mut self, other: &Ring, now_s: i64, merger: &mut Merger) {
+        for src in other.hours() {
+            if src.start_s + HOUR_S <= now_s - KEEP_S
+                || src.cells_len() != self.grain.cells_per_hour()
+            {
+                continue;
+            }
+            let hour = self.hour_mut(src.start_s);
+            // Distributions are merged at one resolution: the coarser of the two.
+            let src_dists = match (&hour.dists, &src.dists) {
+                (Dists::Fine(_), Dists::Coarse(_)) => {
+                    hour.consolidate(merger);
+                    src.dists.clone()
+                }
+                (Dists::Coarse(_), Dists::Fine(_)) => {
+                    let mut copy = src.clone();
+                    copy.consolidate(merger);
+                    copy.dists
+                }
+                _ => src.dists.clone(),
+            };
+            for (c, s) in hour
+                .cells
+                .plain_mut()
+                .iter_mut()
+                .zip(src.cells(0, src.cells_len()))
+            {
+                for (a, &b) in c.status.iter_mut().zip(&s.status) {
+                    *a = a.saturating_add(b);
+                }
+                c.errors = c.errors.saturating_add(s.errors);
+                c.max_us = c.max_us.max(s.max_us);
+            }
+            let (Dists::Fine(to) | Dists::Coarse(to)) = &mut hour.dists;
+            let (Dists::Fine(from) | Dists::Coarse(from)) = &src_dists;
+            for (t, f) in to.iter_mut().zip(from.iter()) {
+                let Some(f) = f else { continue };
+                if let Some(old) = t {
+                    merger.add_dist(old);
+                }
+                merger.add_dist(f);
+                *t = merger.encode();
+                merger.reset();
+            }
+        }
+    }
+
     /// Drops the hours that start before `start_s`.
     pub fn drop_before(&mut self, start_s: i64) {
         while self.hours.front().is_some_and(|h| h.start_s < start_s) {

@@ -84,7 +84,8 @@ impl Buckets {
 }
 
 /// What one request is counted under: the indices its route and version have in the
-/// model's capped names (stable: those names are never removed), its method and class.
+/// model's capped names (stable while the name holds its place; see
+/// [`ModelTotals::fold`]), its method and class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Labels {
     pub route: u32,
@@ -227,6 +228,36 @@ impl ModelTotals {
         i
     }
 
+    /// A route or version index was given to a new name: `(taken, other)`. Its label
+    /// sets' counts go on under `(other)`'s index, added to any set there with the same
+    /// other labels, so every printed series stays monotonic and the new name's start
+    /// from nothing.
+    pub fn fold(&mut self, route: Option<(usize, usize)>, version: Option<(usize, usize)>) {
+        let moved = |i: u32, to: Option<(usize, usize)>| match to {
+            Some((taken, other)) if i as usize == taken && i != Labels::NO_VERSION => {
+                u32::try_from(other).unwrap_or(Labels::OTHER)
+            }
+            _ => i,
+        };
+        let series = std::mem::take(&mut self.series);
+        self.index.clear();
+        for mut s in series {
+            s.labels.route = moved(s.labels.route, route);
+            s.labels.version = moved(s.labels.version, version);
+            if let Some(&i) = self.index.get(&s.labels) {
+                let kept = &mut self.series[i];
+                kept.errors += s.errors;
+                add_histogram(&mut kept.duration, &s.duration);
+            } else {
+                self.index.insert(s.labels, self.series.len());
+                self.series.push(s);
+            }
+        }
+        // The cache maps label sets to places that have just moved.
+        let empty = Self::default().cache[0];
+        self.cache.fill(empty);
+    }
+
     /// The counts with their labels' names: `route` and `version` name an index.
     pub fn view<'a>(
         &self,
@@ -278,18 +309,21 @@ fn merge_same_labels(series: Vec<SeriesTotals>) -> Vec<SeriesTotals> {
         if let Some(&i) = at.get(&key) {
             let kept = &mut out[i];
             kept.errors += s.errors;
-            let (h, add) = (&mut kept.duration, &s.duration);
-            h.count += add.count;
-            h.sum_us = h.sum_us.saturating_add(add.sum_us);
-            for (b, n) in h.buckets.iter_mut().zip(&add.buckets) {
-                *b += n;
-            }
+            add_histogram(&mut kept.duration, &s.duration);
         } else {
             at.insert(key, out.len());
             out.push(s);
         }
     }
     out
+}
+
+fn add_histogram(h: &mut Histogram, add: &Histogram) {
+    h.count += add.count;
+    h.sum_us = h.sum_us.saturating_add(add.sum_us);
+    for (b, n) in h.buckets.iter_mut().zip(&add.buckets) {
+        *b += n;
+    }
 }
 
 #[cfg(test)]

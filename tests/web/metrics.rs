@@ -1,6 +1,7 @@
 //! `/metrics`: Prometheus text with every model, versions, `ml` measures and body sizes,
 //! checked against a real store's figures.
 
+use modelmon::store::OTHER;
 use serde_json::Value;
 
 use crate::support::batch;
@@ -287,4 +288,75 @@ fn metrics_carry_each_versions_latency_the_ml_measures_and_body_sizes() {
     for family in ["window_measure", "window_version_", "size_bytes"] {
         assert!(!body.contains(family), "{family}: {body}");
     }
+}
+
+#[test]
+fn request_counters_stay_monotonic_when_a_quiet_version_gives_its_place() {
+    use serde_json::json;
+    let mut store = modelmon::store::Store::new(modelmon::store::StoreConfig {
+        max_versions: 3,
+        ..modelmon::store::StoreConfig::default()
+    });
+    let mut scrape = |version: &str, n: i64, at_s: i64| {
+        let now = STORE_NOW_US + at_s * 1_000_000;
+        let events: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut e = store_event("ranker", i, json!({"version": version}));
+                e["ts"] = json!(now - 1_000_000 - i * 1000);
+                e
+            })
+            .collect();
+        let body = batch(events, 0);
+        let d = modelmon_contract::decode_batch(&body, None, now).expect("a batch");
+        store.apply(&d, now);
+        modelmon::live::Live::from(store.view(now, modelmon::store::BrokerView::default()))
+    };
+    // Two versions fill the cap (two named and `(other)`); two hours later a third
+    // takes the place of the one quiet the longest, and goes on.
+    let steps = [
+        ("v0", 5, 0),
+        ("v1", 7, 60),
+        ("v2", 3, 7200),
+        ("v2", 4, 7260),
+    ];
+    let scrapes: Vec<_> = steps
+        .iter()
+        .map(|&(version, n, at_s)| {
+            let server = Fixed::start(scrape(version, n, at_s));
+            samples(&http_get(server.addr, "/metrics", &[]).body)
+        })
+        .collect();
+    let requests = |s: &std::collections::BTreeMap<String, f64>, version: &str| {
+        let series = format!(
+            r#"modelmon_requests_total{{model="ranker",route="/rank",method="POST",version="{version}",class="2xx"}}"#
+        );
+        s.get(&series).copied()
+    };
+    let counters = [
+        "modelmon_requests_total",
+        "modelmon_errors_total",
+        "modelmon_request_duration_seconds_count",
+    ];
+    for pair in scrapes.windows(2) {
+        for (series, before) in &pair[0] {
+            if !counters
+                .iter()
+                .any(|c| series.starts_with(&format!("{c}{{")))
+            {
+                continue;
+            }
+            if let Some(after) = pair[1].get(series) {
+                assert!(after >= before, "{series}: {before} then {after}");
+            }
+        }
+    }
+    assert_eq!(requests(&scrapes[2], "v2"), Some(3.0), "its own count");
+    assert_eq!(
+        requests(&scrapes[2], OTHER),
+        Some(5.0),
+        "v0's, which gave its place"
+    );
+    assert_eq!(requests(&scrapes[2], "v1"), Some(7.0));
+    assert_eq!(requests(&scrapes[2], "v0"), None);
+    assert_eq!(requests(&scrapes[3], "v2"), Some(7.0));
 }
