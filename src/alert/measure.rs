@@ -432,9 +432,15 @@ fn errors_window_s(need: u64, m: &ModelView, base: Option<&Baseline>) -> usize {
         .filter(|q| *q > 0.0)
         .or_else(|| (m.stats.qps > 0.0).then_some(m.stats.qps));
     let secs = rate.map_or(TRAFFIC_MIN_WINDOW_S, |q| {
-        (ERRORS_EXPECTED_SHARE * need as f64 / q).clamp(TRAFFIC_MIN_WINDOW_S, TRAFFIC_MAX_WINDOW_S)
+        secs_to_expect(ERRORS_EXPECTED_SHARE * need as f64, q)
     });
     secs.ceil() as usize
+}
+
+/// Seconds in which `requests` are expected at `rate` req/s, within the bounds of a
+/// window sized to a model's traffic (traffic and error rate alike).
+fn secs_to_expect(requests: f64, rate: f64) -> f64 {
+    (requests / rate).clamp(TRAFFIC_MIN_WINDOW_S, TRAFFIC_MAX_WINDOW_S)
 }
 
 fn traffic(
@@ -451,9 +457,7 @@ fn traffic(
     });
     let wanted_s = match (rule.window, rule.relative, normal) {
         (Some(w), _, _) => w.as_secs_f64(),
-        (None, Some(_), Some(n)) if n > 0.0 => {
-            (TRAFFIC_EXPECTED / n).clamp(TRAFFIC_MIN_WINDOW_S, TRAFFIC_MAX_WINDOW_S)
-        }
+        (None, Some(_), Some(n)) if n > 0.0 => secs_to_expect(TRAFFIC_EXPECTED, n),
         (None, Some(_), _) => TRAFFIC_MIN_WINDOW_S,
         (None, None, _) => f64::from(m.window_s),
     };

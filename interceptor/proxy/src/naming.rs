@@ -54,12 +54,7 @@ impl Naming {
             event.route = Cow::Borrowed(c.router.admit(route, proven));
         }
         if let Some(model) = &self.model {
-            let admitted = if proven {
-                c.models.get(model)
-            } else {
-                c.models.known(model)
-            };
-            event.model = Cow::Borrowed(admitted.unwrap_or(c.model));
+            event.model = Cow::Borrowed(c.models.admit(model, proven).unwrap_or(c.model));
         }
     }
 }

@@ -668,9 +668,8 @@ impl Exchange {
         let models = &self.shared.models;
         let model = match self.request.get().and_then(|r| r.model.as_ref()) {
             Some(BodyModel::Known(m)) => Some(*m),
-            Some(BodyModel::New(m)) if proves_names(self.upstream_status) => models.get(m),
-            // Another request may have proven it meanwhile.
-            Some(BodyModel::New(m)) => models.known(m),
+            // Unproven, it is kept if another request has proven it meanwhile.
+            Some(BodyModel::New(m)) => models.admit(m, proves_names(self.upstream_status)),
             None => None,
         };
         let mut out = Outcome {

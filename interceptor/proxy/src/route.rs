@@ -190,6 +190,12 @@ impl Interner {
             .copied()
     }
 
+    /// A name its request's answer `proven` (see [`crate::naming::proves_names`]) is
+    /// interned up to the cap, like [`Interner::get`]; an unproven one only if known.
+    pub fn admit(&self, s: &str, proven: bool) -> Option<&'static str> {
+        if proven { self.get(s) } else { self.known(s) }
+    }
+
     /// The interned copy of `s`, or `None` when `s` is new and the cap is reached.
     pub fn get(&self, s: &str) -> Option<&'static str> {
         {
@@ -266,10 +272,10 @@ impl Router {
     /// (see [`crate::naming::proves_names`]), else `<unmatched>` taking no place under the
     /// cap, unless another request has proven it meanwhile.
     pub fn admit(&self, collapsed: &str, proven: bool) -> &'static str {
-        if proven {
-            self.collapsed.get(collapsed).unwrap_or(OTHER_ROUTE)
-        } else {
-            self.collapsed.known(collapsed).unwrap_or(UNMATCHED_ROUTE)
+        match self.collapsed.admit(collapsed, proven) {
+            Some(route) => route,
+            None if proven => OTHER_ROUTE,
+            None => UNMATCHED_ROUTE,
         }
     }
 }
