@@ -151,6 +151,15 @@ impl Cell {
             .max_us
             .max(u32::try_from(slot.max_us).unwrap_or(u32::MAX));
     }
+
+    /// Adds another cell of the same span: [`Cell::absorb`] for a cell.
+    fn add(&mut self, other: &Cell) {
+        for (a, &b) in self.status.iter_mut().zip(&other.status) {
+            *a = a.saturating_add(b);
+        }
+        self.errors = self.errors.saturating_add(other.errors);
+        self.max_us = self.max_us.max(other.max_us);
+    }
 }
 
 /// CPU and memory of a model's containers in one bucket (filled by Docker polling).
@@ -720,11 +729,7 @@ impl Ring {
                 .iter_mut()
                 .zip(src.cells(0, src.cells_len()))
             {
-                for (a, &b) in c.status.iter_mut().zip(&s.status) {
-                    *a = a.saturating_add(b);
-                }
-                c.errors = c.errors.saturating_add(s.errors);
-                c.max_us = c.max_us.max(s.max_us);
+                c.add(&s);
             }
             let (Dists::Fine(to) | Dists::Coarse(to)) = &mut hour.dists;
             let (Dists::Fine(from) | Dists::Coarse(from)) = &src_dists;
