@@ -30,6 +30,11 @@ Then:
     python3 benches/detection.py --faults latency,stop --timeout 60
     python3 benches/detection.py --steady 30           # no faults for 30 min: what fires anyway?
     python3 benches/detection.py --steady 30 --demo    # the same over --demo, its incidents off
+    python3 benches/detection.py --steady 30 --slow 0.05  # 5 % of predicts take 100..150 ms all along
+
+--slow SHARE gives the model a normal with two modes of latency (as a cache's misses do):
+that share of predicts waits 100..150 ms from the start, under every fault and after it;
+its p95 moves between the modes from minute to minute while nothing is wrong.
 
 With the real defaults ([alerts.baseline] learn 1h, skip_recent 5m, min_history 10m)
 the warm-up alone takes about min_history + skip_recent (15 min); --fast-baseline writes
@@ -108,7 +113,8 @@ def http_call(port: int, method: str, path: str, body: dict | None = None, timeo
 class ModelApi:
     """The iris example in a container made of read-only bind mounts on the busybox image."""
 
-    def __init__(self, model: str, cpus: str, memory: str, label_key: str, amqp: str) -> None:
+    def __init__(self, model: str, cpus: str, memory: str, label_key: str, amqp: str, slow: float) -> None:
+        self.shape = {"slow_share": slow, "slow_ms": [100, 150]} if slow > 0 else {}
         venv = Path(os.environ.get("MODELMON_VENV", DEFAULT_VENV))
         python = venv / "bin" / "python"
         try:
@@ -146,10 +152,15 @@ class ModelApi:
         docker(*cmd)
         self.wait_ready()
 
+    def wait_ready(self, timeout: float = 90) -> None:
+        self._wait_ready(timeout)
+        if self.shape:
+            self.faults("PUT")
+
     def state(self) -> str:
         return docker("inspect", "-f", "{{.State.Status}}", self.name, check=False)
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -166,6 +177,9 @@ class ModelApi:
             time.sleep(0.2)
 
     def faults(self, method: str, body: dict | None = None) -> None:
+        # The model's normal shape (--slow) stays under every fault and after it.
+        if self.shape:
+            method, body = "PUT", {**self.shape, **(body or {})}
         status, text = http_call(self.port, method, "/faults", body)
         if status != 200:
             raise SystemExit(f"{method} /faults: {status} {text}")
@@ -515,8 +529,8 @@ class Bench:
             config += "\n[alerts.baseline]\n" + "".join(f'{k} = "{v}"\n' for k, v in baseline.items())
         api = mon = load = None
         if args.demo:
-            if args.steady is None:
-                raise SystemExit("--demo goes with --steady MINUTES")
+            if args.steady is None or args.slow > 0:
+                raise SystemExit("--demo goes with --steady MINUTES, and without --slow")
             mon = Monitor(args.monitor, None, args.amqp, config, args.record)
             try:
                 return self.steady(mon, None)
@@ -524,7 +538,7 @@ class Bench:
                 mon.close()
         try:
             log(f"starting the model API ({self.model}, --cpus {args.cpus} --memory {args.memory})")
-            api = ModelApi(self.model, args.cpus, args.memory, args.label_key, args.amqp)
+            api = ModelApi(self.model, args.cpus, args.memory, args.label_key, args.amqp, args.slow)
             load = Load(api.port, self.model, args.rps)
             mon = Monitor(args.monitor, self.model, args.amqp, config, args.record)
             if args.steady is not None:
@@ -579,6 +593,8 @@ class Bench:
             self.progress(f"steady +{time.monotonic() - t0:.0f}s", line, every=60)
         minutes = self.args.steady
         what = "--demo, incidents off" if self.args.demo else f"{self.args.rps:g} req/s"
+        if self.args.slow > 0 and not self.args.demo:
+            what += f", {self.args.slow:g} of predicts 100..150 ms"
         print(f"steady run: {minutes:g} min, {what}, no faults; "
               f"baseline ready after {'%.0f s' % ready_at if ready_at is not None else 'never'}")
         print(f"alerts that fired: {len(fired)}")
@@ -603,6 +619,8 @@ class Bench:
                          ", ".join(sorted(r.others)) or "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         mode = "fast baseline" if self.args.fast_baseline else "default baseline"
+        if self.args.slow > 0:
+            mode += f", {self.args.slow:g} of predicts 100..150 ms all along"
         print(f"detection: {self.args.rps:g} req/s, --interval 500ms, {mode}, "
               f"baseline ready after {'%.0f s' % ready if ready is not None else '(not reported)'}")
         for i, row in enumerate(rows):
@@ -640,6 +658,8 @@ def main() -> int:
                    help="seconds of traffic before the first fault when the build reports no baseline (60)")
     p.add_argument("--cpu-burners", type=int, default=1,
                    help="burner processes for the cpu fault (1 fills --cpus 1 on an idle host)")
+    p.add_argument("--slow", type=float, default=0.0, metavar="SHARE",
+                   help="that share of predicts takes 100..150 ms all along: a normal with two modes (0)")
     p.add_argument("--rps", type=float, default=25, help="steady load, requests a second (25)")
     p.add_argument("--cpus", default="1")
     p.add_argument("--memory", default="400m")

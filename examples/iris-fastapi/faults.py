@@ -4,7 +4,8 @@ app.py wires this in only when ``IRIS_FAULTS=1``; without it the example has no 
 endpoints. The fault set is switched over HTTP:
 
     PUT    /faults   {"latency_ms": [320, 480], "error_share": 0.3, "error_status": 503,
-                      "cpu_burn": true, "leak_mib_per_s": 40}
+                      "cpu_burn": true, "leak_mib_per_s": 40,
+                      "slow_share": 0.05, "slow_ms": [100, 150]}
     GET    /faults   the fault set in force, and what it has done so far
     DELETE /faults   everything off
 
@@ -20,6 +21,10 @@ A PUT replaces the whole set: a field left out is off. What each fault does:
   ``cpu_burners`` (default 1) spins more of them: one fills ``--cpus 1`` on an idle
   host, a second keeps the limit full when other work on the host takes turns on the
   cores (it also leaves the API less of the quota, so it slows down more).
+- ``slow_share`` (0..1) and ``slow_ms`` ``[lo, hi]`` (default ``[100, 150]``): not a
+  fault but a shape of normal, that share of predict requests waits uniform(lo, hi) ms, as
+  the misses of a cache or a cold path do. A model like that has two modes of latency, and
+  its p95 moves between them from minute to minute while nothing is wrong.
 - ``leak_mib_per_s``: memory is allocated, written and kept at that rate until the
   fault is cleared or the kernel's OOM killer ends the container.
 
@@ -55,12 +60,14 @@ class FaultSet(BaseModel):
     cpu_burn: bool = False
     cpu_burners: int = Field(1, ge=1, le=16)
     leak_mib_per_s: float = Field(0.0, ge=0.0, le=4096.0)
+    slow_share: float = Field(0.0, ge=0.0, le=1.0)
+    slow_ms: tuple[float, float] = (100.0, 150.0)
 
-    @field_validator("latency_ms")
+    @field_validator("latency_ms", "slow_ms")
     @classmethod
     def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
         if v is not None and not 0.0 <= v[0] <= v[1]:
-            raise ValueError("latency_ms is [lo, hi] with 0 <= lo <= hi")
+            raise ValueError("[lo, hi] with 0 <= lo <= hi")
         return v
 
 
@@ -82,6 +89,8 @@ class Faults:
         if f.latency_ms is not None:
             self.delayed += 1
             await asyncio.sleep(random.uniform(*f.latency_ms) / 1000.0)
+        if f.slow_share > 0.0 and random.random() < f.slow_share:
+            await asyncio.sleep(random.uniform(*f.slow_ms) / 1000.0)
         if f.error_share > 0.0 and random.random() < f.error_share:
             self.injected_errors += 1
             raise HTTPException(f.error_status, "injected fault")

@@ -653,12 +653,14 @@ fn judge_model(
             }
             _ => {}
         }
-        if rule.backstop && !firing {
-            // The relative rule of the same metric already tells of this incident.
-            if let Some(r) = rules
-                .iter()
-                .find(|r| r.relative.is_some() && r.metric == rule.metric && is_firing(state, r))
-            {
+        if !firing {
+            // Another rule already tells of this incident: a backstop's relative rule of
+            // the same metric, or the rule it defers to.
+            let tells = |r: &Rule| {
+                (rule.backstop && r.relative.is_some() && r.metric == rule.metric)
+                    || rule.defers_to.as_deref() == Some(r.name.as_str())
+            };
+            if let Some(r) = rules.iter().find(|r| tells(r) && is_firing(state, r)) {
                 reading.may_fire = false;
                 reading.why = format!("{} ({} fires already)", reading.why, r.name);
             }

@@ -234,7 +234,7 @@ fn measure(rule: &Rule, mm: MlMetric, m: &ModelView, firing: bool) -> Reading {
         m.window_s
     );
     let why = absolute(&what, rule, v, mm.shower(), firing);
-    Reading::known(v, rule.limits(None), why)
+    Reading::known(v, rule.limits(None, None), why)
 }
 
 fn normal_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
@@ -248,6 +248,20 @@ fn normal_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
         Metric::TtfbP99Ms => b.ttfb_p99_ms,
         Metric::ErrorRate => b.error_rate,
         Metric::Qps => b.qps,
+        _ => None,
+    }
+}
+
+/// How far the slowest 5 % of the model's minutes take a latency figure.
+fn high_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
+    let b = base?;
+    match rule.metric {
+        Metric::P50Ms => b.p50_high_ms,
+        Metric::P95Ms => b.p95_high_ms,
+        Metric::P99Ms => b.p99_high_ms,
+        Metric::TtfbP50Ms => b.ttfb_p50_high_ms,
+        Metric::TtfbP95Ms => b.ttfb_p95_high_ms,
+        Metric::TtfbP99Ms => b.ttfb_p99_high_ms,
         _ => None,
     }
 }
@@ -313,15 +327,32 @@ fn percentile(
         ));
     };
     let normal = normal_of(rule, base);
-    let limits = rule.limits(normal);
+    let high = high_of(rule, base);
+    let limits = rule.limits(normal, high);
+    // Whether the model's slow minutes, not its median, set the limit: then they are
+    // what the figure is measured against.
+    let judged_by_high = |n: f64| {
+        let threshold = |high| rule.limits(Some(n), high).map(|(t, _)| t);
+        high.filter(|_| threshold(high) > threshold(None))
+    };
     let why = match (rule.relative, normal, limits) {
-        (Some(_), Some(n), Some(_)) => format!(
-            "{name} {}, {} its normal {} ({})",
-            show_ms(v),
-            ratio(v, n),
-            show_ms(n),
-            base.map_or_else(String::new, over)
-        ),
+        (Some(_), Some(n), Some(_)) => match judged_by_high(n) {
+            Some(h) => format!(
+                "{name} {}, {} the {} its slowest minutes reach (normal {}, {})",
+                show_ms(v),
+                ratio(v, h),
+                show_ms(h),
+                show_ms(n),
+                base.map_or_else(String::new, over)
+            ),
+            None => format!(
+                "{name} {}, {} its normal {} ({})",
+                show_ms(v),
+                ratio(v, n),
+                show_ms(n),
+                base.map_or_else(String::new, over)
+            ),
+        },
         (Some(_), _, _) => no_normal(&format!("{name} {}", show_ms(v)), base),
         (None, _, _) => absolute(&format!("{name} {}", show_ms(v)), rule, v, show_ms, firing),
     };
@@ -386,7 +417,7 @@ fn error_rate(
         ));
     }
     let v = errors as f64 / requests as f64;
-    let limits = rule.limits(normal);
+    let limits = rule.limits(normal, None);
     let what = format!(
         "{} errors ({errors} of {requests} requests in {span})",
         show_rate(v)
@@ -474,7 +505,7 @@ fn traffic(
     } else {
         requests as f64 / n as f64
     };
-    let limits = rule.limits(normal);
+    let limits = rule.limits(normal, None);
     let what = format!("{} req/s over the last {n} s", show_qps(v));
     let why = match (rule.relative, normal) {
         (Some(_), Some(nq)) if nq * secs < TRAFFIC_EXPECTED => {

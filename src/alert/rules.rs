@@ -255,16 +255,27 @@ pub struct Relative {
     pub min_change: f64,
 }
 
+/// How far past the figure its slowest 5 % of minutes reach a rule fires (or its
+/// factor, if smaller): a model with two modes of latency is judged against both.
+const PAST_HIGH: f64 = 1.5;
+
 impl Relative {
-    /// `(threshold, resolve)` for a model whose normal is `normal`. A firing alert
-    /// resolves halfway back to normal: far enough from the threshold not to flap.
-    pub fn limits(&self, metric: Metric, normal: f64) -> (f64, f64) {
-        let threshold = if metric.fires_below() {
-            (normal * self.factor).min(normal - self.min_change)
-        } else {
-            (normal * self.factor).max(normal + self.min_change)
-        };
-        (threshold, threshold + (normal - threshold) / 2.0)
+    /// `(threshold, resolve)` for a model whose normal is `normal` and whose slowest 5 %
+    /// of minutes reach `high` (latency figures). An "above" rule fires past `factor ×`
+    /// normal, `min_change` above it, and past `high` by 1.5× (or the factor, if smaller),
+    /// so the slow mode of a model with two (a cache's misses) is not taken for a
+    /// regression. A firing alert resolves halfway back to normal (to `high`, if higher):
+    /// far enough from the threshold not to flap.
+    pub fn limits(&self, metric: Metric, normal: f64, high: Option<f64>) -> (f64, f64) {
+        if metric.fires_below() {
+            let threshold = (normal * self.factor).min(normal - self.min_change);
+            return (threshold, threshold + (normal - threshold) / 2.0);
+        }
+        let usual = high.map_or(normal, |h| h.max(normal));
+        let threshold = (normal * self.factor)
+            .max(normal + self.min_change)
+            .max(usual * self.factor.min(PAST_HIGH));
+        (threshold, threshold + (usual - threshold) / 2.0)
     }
 }
 
@@ -309,6 +320,9 @@ pub struct Rule {
     /// them fires for the model (that alert tells already), and its sentence says it
     /// judges whatever the model's normal.
     pub backstop: bool,
+    /// Another rule that tells of the same incident: this one does not start while that
+    /// one fires for the model (a slowdown that moves p50 and p95 is one alert).
+    pub defers_to: Option<String>,
 }
 
 impl Rule {
@@ -337,6 +351,7 @@ impl Rule {
             notify: None,
             version: None,
             backstop: false,
+            defers_to: None,
         }
     }
 
@@ -351,12 +366,12 @@ impl Rule {
         }
     }
 
-    /// `(threshold, resolve)` given the model's normal; `None` for a relative rule
-    /// whose model has no baseline yet.
-    pub fn limits(&self, normal: Option<f64>) -> Option<(f64, f64)> {
+    /// `(threshold, resolve)` given the model's normal (and, for latency, how far its
+    /// slowest minutes go); `None` for a relative rule whose model has no baseline yet.
+    pub fn limits(&self, normal: Option<f64>, high: Option<f64>) -> Option<(f64, f64)> {
         match self.relative {
             None => Some((self.threshold, self.resolve)),
-            Some(r) => normal.map(|n| r.limits(self.metric, n)),
+            Some(r) => normal.map(|n| r.limits(self.metric, n, high)),
         }
     }
 
@@ -394,13 +409,32 @@ pub fn builtin_rules() -> Vec<Rule> {
         Rule::fixed(name, metric, threshold, resolve, secs(for_s), severity)
     };
     let relative = |factor, min_change| Some(Relative { factor, min_change });
+    let defers_to = |name: &str| Some(name.to_owned());
     vec![
         Rule {
             relative: relative(3.0, 20.0),
             min_requests: 20,
+            defers_to: defers_to("median_latency_regression"),
             ..rule(
                 "latency_regression",
                 Metric::P95Ms,
+                0.0,
+                0.0,
+                15,
+                Severity::Warning,
+            )
+        },
+        // The body of the answers, where p95 sees the tail: more requests taking a
+        // model's slow path (its cache failing), or a model with two modes whose p95 sits
+        // in its slow one anyway, slows the median first. One of the two tells of a
+        // slowdown that moves both.
+        Rule {
+            relative: relative(3.0, 20.0),
+            min_requests: 20,
+            defers_to: defers_to("latency_regression"),
+            ..rule(
+                "median_latency_regression",
+                Metric::P50Ms,
                 0.0,
                 0.0,
                 15,

@@ -31,6 +31,9 @@ struct Traffic {
     /// Median time to the first byte of a streamed answer (an LLM's first token), spread
     /// like latency; `None`: answers are not streamed.
     ttfb_ms: Option<f64>,
+    /// A second mode: this share of requests takes `.1` ms (median, spread like latency),
+    /// as a cache's misses or a cold path do.
+    slow: Option<(f64, f64)>,
 }
 
 impl Traffic {
@@ -42,6 +45,15 @@ impl Traffic {
             sigma: 0.35,
             error_share: 0.002,
             ttfb_ms: None,
+            slow: None,
+        }
+    }
+
+    /// `share` of the requests take `median_ms` instead.
+    fn two_modes(self, share: f64, median_ms: f64) -> Self {
+        Self {
+            slow: Some((share, median_ms)),
+            ..self
         }
     }
 
@@ -56,6 +68,7 @@ impl Traffic {
     fn slower(self, factor: f64) -> Self {
         Self {
             median_ms: self.median_ms * factor,
+            slow: self.slow.map(|(share, ms)| (share, ms * factor)),
             ..self
         }
     }
@@ -159,7 +172,11 @@ impl Sim {
                     .map_or(t.rps, |pm| self.poisson(f64::from(pm) / 60.0));
                 let events: Vec<Value> = (0..n)
                     .map(|i| {
-                        let ms = t.median_ms * (t.sigma * self.normal()).exp();
+                        let median = match t.slow {
+                            Some((share, slow_ms)) if self.uniform() < share => slow_ms,
+                            _ => t.median_ms,
+                        };
+                        let ms = median * (t.sigma * self.normal()).exp();
                         let failed = self.uniform() < t.error_share;
                         let mut e = json!({"ts": now_us - 1_000_000 + i64::from(i) * 1_000_000 / i64::from(n.max(1)),
                                "model": model, "instance": "i-1", "method": "POST",
@@ -416,6 +433,7 @@ fn a_fast_models_wobble_and_a_slow_models_own_normal_never_fire() {
         sigma: 0.6,
         error_share: 0.01,
         ttfb_ms: None,
+        slow: None,
     };
     sim.run(8 * 60, &[("tiny", tiny), ("llm", llm)]);
     // Ten minutes more: tiny doubles for 40 s every two minutes (2 → 4 ms), the LLM
@@ -437,6 +455,123 @@ fn a_fast_models_wobble_and_a_slow_models_own_normal_never_fire() {
 }
 
 #[test]
+fn a_model_whose_normal_has_two_modes_is_judged_against_both() {
+    let mut sim = Sim::quick();
+    // 5 % of its requests miss a cache and take 20 times as long: its p95 sits on the
+    // edge between the modes and moves from one to the other from minute to minute
+    // while nothing is wrong.
+    let cached = Traffic::steady(20, 20.0).two_modes(0.05, 400.0);
+    let iris = Traffic::steady(20, 4.0);
+    sim.run(30 * 60, &[("cached", cached), ("iris", iris)]);
+    assert!(
+        sim.fired_since(0).is_empty(),
+        "its slow minutes are its normal: {:?}",
+        fired_list(&sim)
+    );
+    let b = sim.baseline("cached");
+    let (normal, high) = (
+        b.p95_ms.expect("a p95 normal"),
+        b.p95_high_ms.expect("and a high"),
+    );
+    assert!(
+        high > 2.0 * normal,
+        "its slow mode: {high} ({})",
+        b.explanation
+    );
+    assert!(
+        b.explanation.contains("5 % of its minutes"),
+        "{}",
+        b.explanation
+    );
+    let iris_b = sim.baseline("iris");
+    assert!(
+        iris_b.p95_high_ms.expect("iris has one") < 1.5 * iris_b.p95_ms.expect("a normal"),
+        "one mode: its minutes stay near their median ({})",
+        iris_b.explanation
+    );
+    assert!(
+        !iris_b.explanation.contains("of its minutes"),
+        "{}",
+        iris_b.explanation
+    );
+
+    // Its fast path slows down 4 times (the cache's hits): the p95 stays within what
+    // its slow minutes reach, the median tells.
+    let t = sim.now_s;
+    let hits_slow = Traffic {
+        median_ms: 80.0,
+        ..cached
+    };
+    sim.run(60, &[("cached", hits_slow), ("iris", iris)]);
+    let firing = sim
+        .seconds_to(
+            t,
+            "median_latency_regression",
+            "cached",
+            TransitionKind::Firing,
+        )
+        .expect("median_latency_regression fired");
+    // The median of the live minute moves once half of it is slow, then 15 s of `for`.
+    assert!(firing <= 60, "fired after {firing} s");
+    let why = why_now(&sim, "median_latency_regression", "cached");
+    assert!(
+        why.starts_with("p50 ") && why.contains("its normal"),
+        "{why}"
+    );
+    let t = sim.now_s;
+    sim.run(120, &[("cached", cached), ("iris", iris)]);
+    assert!(
+        sim.seconds_to(
+            t,
+            "median_latency_regression",
+            "cached",
+            TransitionKind::Resolved
+        )
+        .is_some(),
+        "resolved once the cache is back"
+    );
+
+    // Its cache fails (most requests take the slow path), then everything is 4 times
+    // slower: each is one alert, of one of the two latency rules.
+    for (what, fault) in [
+        ("the cache failing", cached.two_modes(0.6, 400.0)),
+        ("a slowdown", cached.slower(4.0)),
+    ] {
+        let t = sim.now_s;
+        sim.run(60, &[("cached", fault), ("iris", iris)]);
+        let fired = sim.fired_since(t);
+        assert_eq!(fired.len(), 1, "{what}: one alert: {fired:?}");
+        assert!(
+            fired[0].0.ends_with("latency_regression"),
+            "{what}: {fired:?}"
+        );
+        let firing = sim
+            .seconds_to(t, &fired[0].0, "cached", TransitionKind::Firing)
+            .expect("it fired");
+        // Within the minute: by the p95 when it leaves what the slow minutes reach,
+        // else by the median once half the live minute is slow.
+        assert!(firing <= 60, "{what}: fired after {firing} s");
+        eprintln!(
+            "{what}: {} after {firing} s: {}",
+            fired[0].0,
+            why_now(&sim, &fired[0].0, "cached")
+        );
+        let t = sim.now_s;
+        sim.run(180, &[("cached", cached), ("iris", iris)]);
+        assert!(
+            sim.seconds_to(t, &fired[0].0, "cached", TransitionKind::Resolved)
+                .is_some(),
+            "{what}: resolved"
+        );
+    }
+    assert_eq!(
+        fired_list(&sim).keys().filter(|(_, m)| m == "iris").count(),
+        0,
+        "iris was never touched"
+    );
+}
+
+#[test]
 fn a_late_first_token_is_a_ttfb_regression_against_the_models_own_normal() {
     let mut sim = Sim::quick();
     // An LLM: first token after ~300 ms, then ~3 s of tokens; and a classifier.
@@ -447,6 +582,7 @@ fn a_late_first_token_is_a_ttfb_regression_against_the_models_own_normal() {
         sigma: 0.35,
         error_share: 0.002,
         ttfb_ms: None,
+        slow: None,
     }
     .streaming(300.0);
     let iris = Traffic::steady(20, 4.0);
@@ -640,6 +776,7 @@ fn a_model_always_over_its_slo_still_learns_its_normal() {
         sigma: 0.6,
         error_share: 0.01,
         ttfb_ms: None,
+        slow: None,
     };
     sim.run(8 * 60, &[("llm", llm)]);
     assert_eq!(sim.active("p95_slo", "llm"), Some(AlertPhase::Firing));

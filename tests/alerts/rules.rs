@@ -227,3 +227,52 @@ fn a_normal_of_zero_reads_as_a_sentence() {
         "TTFB p95 25.0 ms, above its normal 0.00 ms (last hour)"
     );
 }
+
+#[test]
+fn a_latency_rule_fires_past_what_the_models_slowest_minutes_reach() {
+    let mut rules = RuleSet::new(&AlertsSection::default()).expect("builtin");
+    let rules = rules.for_model("cached");
+    let rule = rules
+        .iter()
+        .find(|r| r.name == "latency_regression")
+        .expect("built in");
+    let sight = Sight {
+        now_ms: 3_600_000,
+        events_since_ms: Some(0),
+        docker: false,
+        docker_blind: false,
+    };
+    let read = |p95: f64, high: Option<f64>| {
+        let m = model("cached", p95);
+        let base = Baseline {
+            p95_ms: Some(20.0),
+            p95_high_ms: high,
+            from_ms: 0,
+            to_ms: 3_600_000,
+            ready: true,
+            ..Baseline::default()
+        };
+        model_reading(rule, &m, None, Some(&base), &sight, false)
+    };
+    // One mode: its slowest minutes a little above the median leave 3 × normal the
+    // limit, and the sentence as it was.
+    let one = read(70.0, Some(26.0));
+    assert_eq!(one.limits.map(|l| l.0), Some(60.0));
+    assert_eq!(one.why, "p95 70.0 ms, 3.5× its normal 20.0 ms (last hour)");
+    // Two modes: its slowest minutes reach 200 ms, so 1.5 × that is the limit, and
+    // halfway back to them the resolve level.
+    let two = read(250.0, Some(200.0));
+    assert_eq!(two.limits, Some((300.0, 250.0)));
+    assert_eq!(
+        two.why,
+        "p95 250 ms, 1.2× the 200 ms its slowest minutes reach (normal 20.0 ms, last hour)"
+    );
+    let past = read(450.0, Some(200.0));
+    assert!(
+        past.why.starts_with("p95 450 ms, 2.2× the 200 ms"),
+        "{}",
+        past.why
+    );
+    // A normal saved by an earlier version has no high: judged as before.
+    assert_eq!(read(70.0, None).limits, Some((60.0, 40.0)));
+}

@@ -417,6 +417,33 @@ fn detail_shows_the_normal_beside_the_live_figures_and_the_alerts_explained() {
 }
 
 #[test]
+fn a_normal_with_two_modes_shows_as_the_range_its_minutes_keep_to() {
+    // iris-classifier's cache: 5 % of its minutes reach 40 ms, six times its median.
+    let mut alerts = alerts();
+    let mut baselines = (*alerts.baselines).clone();
+    let iris = baselines
+        .get_mut("iris-classifier")
+        .expect("iris has a normal");
+    *iris = std::sync::Arc::new(modelmon::alert::Baseline {
+        p95_high_ms: Some(40.0),
+        ..(**iris).clone()
+    });
+    alerts.baselines = std::sync::Arc::new(baselines);
+    let view = Live::new(fixture_view(), alerts);
+    let mut a = app(colour());
+    a.selected = Some("iris-classifier".to_owned());
+    a.screen = Screen::Detail;
+    let wide = screen(&view, &a, 160, 45);
+    assert!(wide.contains(", normal 6.5–40.0 ms "), "{wide}");
+    let narrow = screen(&view, &a, 80, 24);
+    assert!(narrow.contains("/6.5–40.0 ms "), "{narrow}");
+    // One mode (its slowest minutes under twice its median): the normal alone.
+    a.selected = Some("llm-chat".to_owned());
+    let s = screen(&fixture(), &a, 160, 45);
+    assert!(s.contains(", normal 160 ms "), "{s}");
+}
+
+#[test]
 fn detail_shows_the_containers_and_their_events() {
     let view = fixture();
     let mut a = app(colour());

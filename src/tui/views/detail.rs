@@ -16,7 +16,7 @@ use ratatui::widgets::{
 
 use super::alerts::level_of;
 use super::panels::Panels;
-use crate::alert::baseline::{show_ms, show_qps, show_rate};
+use crate::alert::baseline::{second_mode, show_ms, show_qps, show_rate};
 use crate::alert::{AlertPhase, Metric};
 use crate::live::Live;
 use crate::store::view::{DockerState, KeyStats, ModelResources, ModelView};
@@ -505,7 +505,25 @@ fn judgement_lines(
     let latency = style_of(&[Metric::P50Ms, Metric::P95Ms, Metric::P99Ms]);
     let errors = style_of(&[Metric::ErrorRate]);
     let traffic = style_of(&[Metric::Qps]);
-    let normal_p95 = show(base.and_then(|b| b.p95_ms), show_ms);
+    // A model with two modes: its normal is the range its minutes keep to.
+    let normal_p95 = base
+        .and_then(|b| {
+            let n = b.p95_ms?;
+            Some(match second_mode(n, b.p95_high_ms) {
+                Some(h) => {
+                    let (lo, hi) = (show_ms(n), show_ms(h));
+                    // One unit for both ends when they share it: 6.5–40.0 ms.
+                    match (lo.split_once(' '), hi.split_once(' ')) {
+                        (Some((num, lo_unit)), Some((_, hi_unit))) if lo_unit == hi_unit => {
+                            format!("{num}–{hi}")
+                        }
+                        _ => format!("{lo}–{hi}"),
+                    }
+                }
+                None => show_ms(n),
+            })
+        })
+        .unwrap_or_else(|| dash.to_owned());
     let normal_err = show(base.and_then(|b| b.error_rate), show_rate);
     let figures = if width >= 100 {
         let normal = |v: String| Span::styled(format!(", normal {v}"), th.dim());
