@@ -22,6 +22,8 @@ use crate::store::history::{HistoryPoint, HistoryView, Range};
 const MIN_REQUESTS_PER_MINUTE: u64 = 5;
 /// And this many such minutes make a latency baseline (fewer if `min_history` is shorter).
 const MIN_LATENCY_MINUTES: usize = 3;
+/// The fewest minutes in each half of a history judged by halves (`usual_high`).
+const HALF_MINUTES: usize = 10;
 /// Baselines move slowly: each is recomputed once a minute; one still learning every
 /// 10 s (a cell of the rings), so rules can judge as soon as there is enough history.
 const REFRESH_MS: i64 = 60_000;
@@ -48,9 +50,11 @@ pub struct Baseline {
     pub ttfb_p95_ms: Option<f64>,
     pub ttfb_p99_ms: Option<f64>,
     /// How far each latency figure goes in the slowest 5 % of the same minutes (their
-    /// 95th percentile: 3 minutes of an hour). A model whose normal has two modes (a
-    /// cache's misses, a cold path) reaches its slow one there from time to time, and is
-    /// not judged regressed when it does (`rules::Relative::limits`).
+    /// 95th percentile), in the older and in the newer half of them alike. A model whose
+    /// normal has two modes (a cache's misses, a cold path) reaches its slow one there
+    /// from time to time, and is not judged regressed when it does
+    /// (`rules::Relative::limits`); a slowdown creeping up over the hour reaches only the
+    /// newer half, and does not raise its own limit.
     pub p50_high_ms: Option<f64>,
     pub p95_high_ms: Option<f64>,
     pub p99_high_ms: Option<f64>,
@@ -111,6 +115,21 @@ fn slowest_twentieth(mut xs: Vec<f64>) -> Option<f64> {
     xs.sort_by(f64::total_cmp);
     let rank = (xs.len() * 19).div_ceil(20).max(1);
     Some(xs[rank - 1])
+}
+
+/// How far a figure goes in its slowest 5 % of `minutes` (oldest first), in both the
+/// older and the newer half: a second mode of the model's shows in each, while a
+/// slowdown creeping up over the hour shows only in the newer, and must not raise the
+/// limit it is judged against. Halves of fewer than 10 minutes would often miss a
+/// second mode that is there: a young history is taken whole.
+fn usual_high(minutes: &[f64]) -> Option<f64> {
+    if minutes.len() < 2 * HALF_MINUTES {
+        return slowest_twentieth(minutes.to_vec());
+    }
+    let (older, newer) = minutes.split_at(minutes.len() / 2);
+    let older = slowest_twentieth(older.to_vec())?;
+    let newer = slowest_twentieth(newer.to_vec())?;
+    Some(older.min(newer))
 }
 
 fn ms(d: Duration) -> i64 {
@@ -197,19 +216,19 @@ pub fn compute(
     let ready = used_s >= cfg.min_history.0.as_secs();
     let min_minutes = MIN_LATENCY_MINUTES
         .min(usize::try_from(cfg.min_history.0.as_secs() / 60).unwrap_or(MIN_LATENCY_MINUTES));
-    // The median of the minutes, and how far their slowest 5 % go.
+    // How far their slowest 5 % go, and the median of the minutes.
     let latency = |xs: Vec<f64>| {
         if ready && xs.len() >= min_minutes.max(1) {
-            (median(xs.clone()), slowest_twentieth(xs))
+            (usual_high(&xs), median(xs))
         } else {
             (None, None)
         }
     };
-    let ((p50_ms, p50_high_ms), (p95_ms, p95_high_ms), (p99_ms, p99_high_ms)) =
+    let ((p50_high_ms, p50_ms), (p95_high_ms, p95_ms), (p99_high_ms, p99_ms)) =
         (latency(p50), latency(p95), latency(p99));
-    let ((ttfb_p50_ms, ttfb_p50_high_ms), (ttfb_p95_ms, ttfb_p95_high_ms)) =
+    let ((ttfb_p50_high_ms, ttfb_p50_ms), (ttfb_p95_high_ms, ttfb_p95_ms)) =
         (latency(t50), latency(t95));
-    let (ttfb_p99_ms, ttfb_p99_high_ms) = latency(t99);
+    let (ttfb_p99_high_ms, ttfb_p99_ms) = latency(t99);
     let mut b = Baseline {
         p50_ms,
         p95_ms,
@@ -492,6 +511,21 @@ mod tests {
         assert_eq!(slowest_twentieth(minutes), Some(19.0));
         assert_eq!(slowest_twentieth(vec![5.0]), Some(5.0));
         assert_eq!(slowest_twentieth(Vec::new()), None);
+        // A second mode in both halves of the hour is usual; a climb in the newer only
+        // is not.
+        let two_modes: Vec<f64> = (0..40)
+            .map(|i| if i % 4 == 0 { 200.0 } else { 20.0 })
+            .collect();
+        assert_eq!(usual_high(&two_modes), Some(200.0));
+        let climbing: Vec<f64> = (0..40).map(|i| 20.0 * 1.05_f64.powi(i)).collect();
+        assert_eq!(
+            usual_high(&climbing),
+            Some(climbing[18]),
+            "the older half's"
+        );
+        // Under 20 minutes, the whole: 19 minutes' nearest rank is the slowest.
+        assert_eq!(usual_high(&climbing[..19]), Some(climbing[18]));
+        assert_eq!(usual_high(&[]), None);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(Vec::new()), None);
         assert_eq!(show_ms(4.04), "4.0 ms");

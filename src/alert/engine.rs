@@ -655,10 +655,13 @@ fn judge_model(
         }
         if !firing {
             // Another rule already tells of this incident: a backstop's relative rule of
-            // the same metric, or the rule it defers to.
+            // the same metric, or the rule it defers to, judging the whole model against
+            // its normal as well.
             let tells = |r: &Rule| {
-                (rule.backstop && r.relative.is_some() && r.metric == rule.metric)
-                    || rule.defers_to.as_deref() == Some(r.name.as_str())
+                let relative = r.relative.is_some() && r.version.is_none();
+                relative
+                    && ((rule.backstop && r.metric == rule.metric)
+                        || rule.defers_to.as_deref() == Some(r.name.as_str()))
             };
             if let Some(r) = rules.iter().find(|r| tells(r) && is_firing(state, r)) {
                 reading.may_fire = false;

@@ -321,7 +321,9 @@ pub struct Rule {
     /// judges whatever the model's normal.
     pub backstop: bool,
     /// Another rule that tells of the same incident: this one does not start while that
-    /// one fires for the model (a slowdown that moves p50 and p95 is one alert).
+    /// one fires for the model as a relative rule of the whole model (a slowdown that
+    /// moves p50 and p95 is one alert; a fixed SLO or a canary's limit tells of
+    /// something else).
     pub defers_to: Option<String>,
 }
 
@@ -409,12 +411,10 @@ pub fn builtin_rules() -> Vec<Rule> {
         Rule::fixed(name, metric, threshold, resolve, secs(for_s), severity)
     };
     let relative = |factor, min_change| Some(Relative { factor, min_change });
-    let defers_to = |name: &str| Some(name.to_owned());
     vec![
         Rule {
             relative: relative(3.0, 20.0),
             min_requests: 20,
-            defers_to: defers_to("median_latency_regression"),
             ..rule(
                 "latency_regression",
                 Metric::P95Ms,
@@ -426,12 +426,14 @@ pub fn builtin_rules() -> Vec<Rule> {
         },
         // The body of the answers, where p95 sees the tail: more requests taking a
         // model's slow path (its cache failing), or a model with two modes whose p95 sits
-        // in its slow one anyway, slows the median first. One of the two tells of a
-        // slowdown that moves both.
+        // in its slow one anyway, slows the median first. It does not start while
+        // latency_regression fires, which tells of a slowdown that moves both; never
+        // the other way round, so a team's tuned p95 rule (its severity, its pager) is
+        // never held back by this one.
         Rule {
             relative: relative(3.0, 20.0),
             min_requests: 20,
-            defers_to: defers_to("latency_regression"),
+            defers_to: Some("latency_regression".to_owned()),
             ..rule(
                 "median_latency_regression",
                 Metric::P50Ms,

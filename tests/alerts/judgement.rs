@@ -456,13 +456,14 @@ fn a_fast_models_wobble_and_a_slow_models_own_normal_never_fire() {
 
 #[test]
 fn a_model_whose_normal_has_two_modes_is_judged_against_both() {
-    let mut sim = Sim::quick();
+    // The real defaults: the last hour learnt, its last 5 minutes left out.
+    let mut sim = Sim::new("");
     // 5 % of its requests miss a cache and take 20 times as long: its p95 sits on the
     // edge between the modes and moves from one to the other from minute to minute
     // while nothing is wrong.
     let cached = Traffic::steady(20, 20.0).two_modes(0.05, 400.0);
     let iris = Traffic::steady(20, 4.0);
-    sim.run(30 * 60, &[("cached", cached), ("iris", iris)]);
+    sim.run(75 * 60, &[("cached", cached), ("iris", iris)]);
     assert!(
         sim.fired_since(0).is_empty(),
         "its slow minutes are its normal: {:?}",
@@ -556,18 +557,58 @@ fn a_model_whose_normal_has_two_modes_is_judged_against_both() {
             fired[0].0,
             why_now(&sim, &fired[0].0, "cached")
         );
-        let t = sim.now_s;
+        let back = sim.now_s;
         sim.run(180, &[("cached", cached), ("iris", iris)]);
         assert!(
-            sim.seconds_to(t, &fired[0].0, "cached", TransitionKind::Resolved)
+            sim.seconds_to(back, &fired[0].0, "cached", TransitionKind::Resolved)
                 .is_some(),
             "{what}: resolved"
+        );
+        assert_eq!(
+            sim.fired_since(t).len(),
+            1,
+            "{what}: {:?}",
+            sim.fired_since(t)
         );
     }
     assert_eq!(
         fired_list(&sim).keys().filter(|(_, m)| m == "iris").count(),
         0,
         "iris was never touched"
+    );
+}
+
+#[test]
+fn a_slowdown_creeping_up_over_the_hour_still_fires() {
+    // The real defaults: the last hour learnt, its last 5 minutes left out.
+    let mut sim = Sim::new("");
+    let ranker = Traffic::steady(20, 20.0);
+    sim.run(70 * 60, &[("ranker", ranker)]);
+    assert!(sim.fired_since(0).is_empty(), "{:?}", fired_list(&sim));
+    // 3.5 % slower every minute (an index growing, a leak): the slow minutes of the
+    // last half hour are the regression itself, not a second mode to allow for.
+    let t = sim.now_s;
+    let mut fired_at = None;
+    for minute in 0..60 {
+        sim.run(60, &[("ranker", ranker.slower(1.035_f64.powi(minute)))]);
+        if !sim.fired_since(t).is_empty() {
+            fired_at = Some(minute);
+            break;
+        }
+    }
+    let minute = fired_at.expect("a latency rule fired during the climb");
+    let slower = 1.035_f64.powi(minute);
+    assert!(
+        slower < 4.0,
+        "fired only once {slower:.1}× slower: {:?}",
+        sim.fired_since(t)
+    );
+    assert!(
+        sim.fired_since(t)
+            .iter()
+            .all(|(rule, _)| rule.ends_with("latency_regression")),
+        "{:?}",
+        sim.fired_since(t)
     );
 }
 
