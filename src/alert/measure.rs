@@ -237,32 +237,22 @@ fn measure(rule: &Rule, mm: MlMetric, m: &ModelView, firing: bool) -> Reading {
     Reading::known(v, rule.limits(None, None), why)
 }
 
-fn normal_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
-    let b = base?;
+/// The model's normal for the rule's metric and, for a latency figure, how far its
+/// slowest 5 % of minutes take it.
+fn normal_of(rule: &Rule, base: Option<&Baseline>) -> (Option<f64>, Option<f64>) {
+    let Some(b) = base else {
+        return (None, None);
+    };
     match rule.metric {
-        Metric::P50Ms => b.p50_ms,
-        Metric::P95Ms => b.p95_ms,
-        Metric::P99Ms => b.p99_ms,
-        Metric::TtfbP50Ms => b.ttfb_p50_ms,
-        Metric::TtfbP95Ms => b.ttfb_p95_ms,
-        Metric::TtfbP99Ms => b.ttfb_p99_ms,
-        Metric::ErrorRate => b.error_rate,
-        Metric::Qps => b.qps,
-        _ => None,
-    }
-}
-
-/// How far the slowest 5 % of the model's minutes take a latency figure.
-fn high_of(rule: &Rule, base: Option<&Baseline>) -> Option<f64> {
-    let b = base?;
-    match rule.metric {
-        Metric::P50Ms => b.p50_high_ms,
-        Metric::P95Ms => b.p95_high_ms,
-        Metric::P99Ms => b.p99_high_ms,
-        Metric::TtfbP50Ms => b.ttfb_p50_high_ms,
-        Metric::TtfbP95Ms => b.ttfb_p95_high_ms,
-        Metric::TtfbP99Ms => b.ttfb_p99_high_ms,
-        _ => None,
+        Metric::P50Ms => (b.p50_ms, b.p50_high_ms),
+        Metric::P95Ms => (b.p95_ms, b.p95_high_ms),
+        Metric::P99Ms => (b.p99_ms, b.p99_high_ms),
+        Metric::TtfbP50Ms => (b.ttfb_p50_ms, b.ttfb_p50_high_ms),
+        Metric::TtfbP95Ms => (b.ttfb_p95_ms, b.ttfb_p95_high_ms),
+        Metric::TtfbP99Ms => (b.ttfb_p99_ms, b.ttfb_p99_high_ms),
+        Metric::ErrorRate => (b.error_rate, None),
+        Metric::Qps => (b.qps, None),
+        _ => (None, None),
     }
 }
 
@@ -326,8 +316,7 @@ fn percentile(
             counted.of, counted.n, counted.window_s
         ));
     };
-    let normal = normal_of(rule, base);
-    let high = high_of(rule, base);
+    let (normal, high) = normal_of(rule, base);
     let limits = rule.limits(normal, high);
     // Whether the model's slow minutes, not its median, set the limit: then they are
     // what the figure is measured against.
@@ -395,7 +384,7 @@ fn error_rate(
     firing: bool,
 ) -> Reading {
     let need = rule.min_requests.max(1);
-    let normal = normal_of(rule, base);
+    let (normal, _) = normal_of(rule, base);
     // As for traffic: a rule about the model's normal with no `window` of its own is
     // judged over a window sized to its traffic; a fixed one over the live window.
     let sized = rule.relative.is_some() || rule.backstop;
@@ -481,7 +470,7 @@ fn traffic(
     sight: &Sight,
     firing: bool,
 ) -> Reading {
-    let normal = normal_of(rule, base);
+    let (normal, _) = normal_of(rule, base);
     // Only seconds the monitor saw whole: not before the broker (re)connected.
     let seen_s = sight.events_since_ms.map_or(0.0, |t| {
         ((sight.now_ms - t) / 1000) as f64 - SETTLING_S as f64

@@ -2,8 +2,8 @@
 //! how specs naming a model stack up, and the sentences a rule's figures make.
 
 use modelmon::alert::{
-    AlertPhase, AlertState, AlertsSection, Baseline, RuleSet, Sight, Transition, TransitionKind,
-    evaluate, model_reading,
+    AlertPhase, AlertState, AlertsSection, Baseline, Reading, RuleSet, Sight, Transition,
+    TransitionKind, evaluate, model_reading,
 };
 use modelmon::config::Config;
 use modelmon::store::View;
@@ -192,14 +192,22 @@ fn a_firing_fixed_limit_says_it_is_still_past_its_resolve_level() {
     );
 }
 
+/// How built-in rule `rule` reads model `m` against normal `base`, an hour into the run.
+fn builtin_reading(rule: &str, m: &ModelView, base: &Baseline) -> Reading {
+    let mut rules = RuleSet::new(&AlertsSection::default()).expect("builtin");
+    let rules = rules.for_model(&m.model);
+    let rule = rules.iter().find(|r| r.name == rule).expect("built in");
+    let sight = Sight {
+        now_ms: 3_600_000,
+        events_since_ms: Some(0),
+        docker: false,
+        docker_blind: false,
+    };
+    model_reading(rule, m, None, Some(base), &sight, false)
+}
+
 #[test]
 fn a_normal_of_zero_reads_as_a_sentence() {
-    let mut rules = RuleSet::new(&AlertsSection::default()).expect("builtin");
-    let rules = rules.for_model("llm");
-    let rule = rules
-        .iter()
-        .find(|r| r.name == "ttfb_regression")
-        .expect("built in");
     let m = ModelView {
         stats: Stats {
             ttfb_requests: 100,
@@ -215,13 +223,7 @@ fn a_normal_of_zero_reads_as_a_sentence() {
         ready: true,
         ..Baseline::default()
     };
-    let sight = Sight {
-        now_ms: 3_600_000,
-        events_since_ms: Some(0),
-        docker: false,
-        docker_blind: false,
-    };
-    let r = model_reading(rule, &m, None, Some(&base), &sight, false);
+    let r = builtin_reading("ttfb_regression", &m, &base);
     assert_eq!(
         r.why,
         "TTFB p95 25.0 ms, above its normal 0.00 ms (last hour)"
@@ -230,18 +232,6 @@ fn a_normal_of_zero_reads_as_a_sentence() {
 
 #[test]
 fn a_latency_rule_fires_past_what_the_models_slowest_minutes_reach() {
-    let mut rules = RuleSet::new(&AlertsSection::default()).expect("builtin");
-    let rules = rules.for_model("cached");
-    let rule = rules
-        .iter()
-        .find(|r| r.name == "latency_regression")
-        .expect("built in");
-    let sight = Sight {
-        now_ms: 3_600_000,
-        events_since_ms: Some(0),
-        docker: false,
-        docker_blind: false,
-    };
     let read = |p95: f64, high: Option<f64>| {
         let m = model("cached", p95);
         let base = Baseline {
@@ -252,7 +242,7 @@ fn a_latency_rule_fires_past_what_the_models_slowest_minutes_reach() {
             ready: true,
             ..Baseline::default()
         };
-        model_reading(rule, &m, None, Some(&base), &sight, false)
+        builtin_reading("latency_regression", &m, &base)
     };
     // One mode: its slowest minutes a little above the median leave 3 × normal the
     // limit, and the sentence as it was.
