@@ -22,8 +22,6 @@ use crate::store::history::{HistoryPoint, HistoryView, Range};
 const MIN_REQUESTS_PER_MINUTE: u64 = 5;
 /// And this many such minutes make a latency baseline (fewer if `min_history` is shorter).
 const MIN_LATENCY_MINUTES: usize = 3;
-/// The fewest minutes in each half of a history judged by halves (`usual_high`).
-const HALF_MINUTES: usize = 10;
 /// Baselines move slowly: each is recomputed once a minute; one still learning every
 /// 10 s (a cell of the rings), so rules can judge as soon as there is enough history.
 const REFRESH_MS: i64 = 60_000;
@@ -50,7 +48,7 @@ pub struct Baseline {
     pub ttfb_p95_ms: Option<f64>,
     pub ttfb_p99_ms: Option<f64>,
     /// How far each latency figure goes in the slowest 5 % of the same minutes (their
-    /// 95th percentile), in the older and in the newer half of them alike. A model whose
+    /// 95th percentile), and no further than in the older half of them. A model whose
     /// normal has two modes (a cache's misses, a cold path) reaches its slow one there
     /// from time to time, and is not judged regressed when it does
     /// (`rules::Relative::limits`); a slowdown creeping up over the hour reaches only the
@@ -117,19 +115,16 @@ fn slowest_twentieth(mut xs: Vec<f64>) -> Option<f64> {
     Some(xs[rank - 1])
 }
 
-/// How far a figure goes in its slowest 5 % of `minutes` (oldest first), in both the
-/// older and the newer half: a second mode of the model's shows in each, while a
-/// slowdown creeping up over the hour shows only in the newer, and must not raise the
-/// limit it is judged against. Halves of fewer than 10 minutes would often miss a
-/// second mode that is there: a young history is taken whole.
+/// How far a figure goes in its slowest 5 % of `minutes` (oldest first), but no further
+/// than the slowest of their older half: a second mode of the model's shows there too,
+/// while a slowdown creeping up over the hour shows only in the newer half, and must not
+/// raise the limit it is judged against.
 fn usual_high(minutes: &[f64]) -> Option<f64> {
-    if minutes.len() < 2 * HALF_MINUTES {
-        return slowest_twentieth(minutes.to_vec());
-    }
-    let (older, newer) = minutes.split_at(minutes.len() / 2);
-    let older = slowest_twentieth(older.to_vec())?;
-    let newer = slowest_twentieth(newer.to_vec())?;
-    Some(older.min(newer))
+    let older = minutes[..minutes.len() / 2]
+        .iter()
+        .copied()
+        .max_by(f64::total_cmp)?;
+    Some(slowest_twentieth(minutes.to_vec())?.min(older))
 }
 
 fn ms(d: Duration) -> i64 {
@@ -511,21 +506,23 @@ mod tests {
         assert_eq!(slowest_twentieth(minutes), Some(19.0));
         assert_eq!(slowest_twentieth(vec![5.0]), Some(5.0));
         assert_eq!(slowest_twentieth(Vec::new()), None);
-        // A second mode in both halves of the hour is usual; a climb in the newer only
-        // is not.
+        // A second mode in the older half of the hour is usual; a climb in the newer
+        // only is not.
         let two_modes: Vec<f64> = (0..40)
-            .map(|i| if i % 4 == 0 { 200.0 } else { 20.0 })
+            .map(|i| if i % 9 == 0 { 200.0 } else { 20.0 })
             .collect();
         assert_eq!(usual_high(&two_modes), Some(200.0));
         let climbing: Vec<f64> = (0..40).map(|i| 20.0 * 1.05_f64.powi(i)).collect();
         assert_eq!(
             usual_high(&climbing),
-            Some(climbing[18]),
-            "the older half's"
+            Some(climbing[19]),
+            "the older half's slowest"
         );
-        // Under 20 minutes, the whole: 19 minutes' nearest rank is the slowest.
-        assert_eq!(usual_high(&climbing[..19]), Some(climbing[18]));
-        assert_eq!(usual_high(&[]), None);
+        // One slow minute in the older half is not a mode: the 5 % rank bounds it.
+        let mut blip = vec![20.0; 40];
+        blip[3] = 500.0;
+        assert_eq!(usual_high(&blip), Some(20.0));
+        assert_eq!(usual_high(&[20.0]), None, "no older half");
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(Vec::new()), None);
         assert_eq!(show_ms(4.04), "4.0 ms");

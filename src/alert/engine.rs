@@ -655,13 +655,17 @@ fn judge_model(
         }
         if !firing {
             // Another rule already tells of this incident: a backstop's relative rule of
-            // the same metric, or the rule it defers to, judging the whole model against
-            // its normal as well.
+            // the same metric, or the rule it defers to, both judging the whole model
+            // against its normal and reaching the same people the same way (a team's
+            // fixed limit, a canary's or a rule it made critical tells of another).
+            let about_its_normal = |r: &Rule| r.relative.is_some() && r.version.is_none();
+            let alike = |r: &Rule| {
+                about_its_normal(rule) && r.severity == rule.severity && r.notify == rule.notify
+            };
             let tells = |r: &Rule| {
-                let relative = r.relative.is_some() && r.version.is_none();
-                relative
+                about_its_normal(r)
                     && ((rule.backstop && r.metric == rule.metric)
-                        || rule.defers_to.as_deref() == Some(r.name.as_str()))
+                        || (rule.defers_to.as_deref() == Some(r.name.as_str()) && alike(r)))
             };
             if let Some(r) = rules.iter().find(|r| tells(r) && is_firing(state, r)) {
                 reading.may_fire = false;

@@ -321,9 +321,10 @@ pub struct Rule {
     /// judges whatever the model's normal.
     pub backstop: bool,
     /// Another rule that tells of the same incident: this one does not start while that
-    /// one fires for the model as a relative rule of the whole model (a slowdown that
-    /// moves p50 and p95 is one alert; a fixed SLO or a canary's limit tells of
-    /// something else).
+    /// one fires for the model, as long as both judge the whole model against its normal
+    /// and would reach the same people the same way (severity, notifiers). A slowdown
+    /// that moves p50 and p95 is one alert; a fixed SLO, a canary's limit or a rule a
+    /// team made critical tells of something else.
     pub defers_to: Option<String>,
 }
 
@@ -415,6 +416,7 @@ pub fn builtin_rules() -> Vec<Rule> {
         Rule {
             relative: relative(3.0, 20.0),
             min_requests: 20,
+            defers_to: Some("median_latency_regression".to_owned()),
             ..rule(
                 "latency_regression",
                 Metric::P95Ms,
@@ -426,10 +428,8 @@ pub fn builtin_rules() -> Vec<Rule> {
         },
         // The body of the answers, where p95 sees the tail: more requests taking a
         // model's slow path (its cache failing), or a model with two modes whose p95 sits
-        // in its slow one anyway, slows the median first. It does not start while
-        // latency_regression fires, which tells of a slowdown that moves both; never
-        // the other way round, so a team's tuned p95 rule (its severity, its pager) is
-        // never held back by this one.
+        // in its slow one anyway, slows the median first. One of the two tells of a
+        // slowdown that moves both.
         Rule {
             relative: relative(3.0, 20.0),
             min_requests: 20,
