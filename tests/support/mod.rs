@@ -67,6 +67,11 @@ impl Publisher {
             .await
             .expect("RabbitMQ must answer on 127.0.0.1:5672 (the test script starts it)");
         let ch = conn.create_channel().await.expect("channel");
+        // Each publish waits for the broker's confirm: a test's last messages must not be
+        // left in the client's buffer when its connection is dropped.
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
         modelmon_publisher::declare_exchange(&ch)
             .await
             .expect("exchange");
@@ -98,7 +103,8 @@ impl Publisher {
         if let Some(id) = id {
             properties = properties.with_message_id(id.into());
         }
-        self.ch
+        let confirm = self
+            .ch
             .basic_publish(
                 "modelmon".into(),
                 format!("events.{model}").as_str().into(),
@@ -110,6 +116,10 @@ impl Publisher {
             .expect("publish")
             .await
             .expect("confirm");
+        assert!(
+            confirm.is_ack(),
+            "the broker refused the message: {confirm:?}"
+        );
     }
 }
 
