@@ -693,9 +693,11 @@ impl Ring {
     /// The end of the newest cell with a request in it, if any.
     pub fn last_request_s(&self) -> Option<i64> {
         self.hours.iter().rev().find_map(|h| {
-            let n = h.cells_len();
-            let cells: Vec<Cell> = h.cells(0, n).collect();
-            let i = cells.iter().rposition(|c| c.requests() > 0)?;
+            let (i, _) = h
+                .cells(0, h.cells_len())
+                .enumerate()
+                .filter(|(_, c)| c.requests() > 0)
+                .last()?;
             Some(h.start_s + (i as i64 + 1) * h.cell_s())
         })
     }
