@@ -16,6 +16,8 @@ fires, clears the fault and waits for every alert to resolve before the next one
     cpu       a burner process holds --cpus 1 at 100 %  cpu_saturation
     leak      40 MiB/s kept until the OOM killer        oom_killed (memory_saturation counts as shown)
     stop      docker stop                               container_down
+    creep     every predict waits 1 ms more each minute  latency_regression (or median_latency_regression)
+              (--creep MS): a slowdown creeping up over the hours; not in the default list
 
 Before it, once:
 
@@ -31,6 +33,14 @@ Then:
     python3 benches/detection.py --steady 30           # no faults for 30 min: what fires anyway?
     python3 benches/detection.py --steady 30 --demo    # the same over --demo, its incidents off
     python3 benches/detection.py --steady 30 --slow 0.05  # 5 % of predicts take 100..150 ms all along
+
+A creep is judged against the normal of the hours before the last one ([alerts.baseline]
+earlier), so it needs those hours, or a scaled-down learning: --baseline overrides keys of
+[alerts.baseline] (written into the monitor's config), --settle waits that many minutes
+after the baseline is ready before the first fault:
+
+    python3 benches/detection.py --faults creep --timeout 2400 --settle 12 \
+        --baseline learn=10m,skip_recent=1m,min_history=5m,earlier=30m
 
 --slow SHARE gives the model a normal with two modes of latency (as a cache's misses do):
 that share of predicts waits 100..150 ms from the start, under every fault and after it;
@@ -381,6 +391,8 @@ class Fault:
     # Rules that count as "shown" besides the expected one.
     also_shown: tuple[str, ...] = ()
     body: dict | None = None
+    # Rules that count as the expected one firing (one slowdown fires one of the two).
+    also_fires: tuple[str, ...] = ()
 
     def inject(self, api: ModelApi) -> None:
         if self.name == "stop":
@@ -402,6 +414,8 @@ FAULTS = {
     "cpu": Fault("cpu", "cpu_saturation", body={"cpu_burn": True}),
     "leak": Fault("leak", "oom_killed", also_shown=("memory_saturation",), body={"leak_mib_per_s": 40}),
     "stop": Fault("stop", "container_down"),
+    "creep": Fault("creep", "latency_regression", also_shown=("median_latency_regression",),
+                   body={"creep_ms_per_min": 1.0}, also_fires=("median_latency_regression",)),
 }
 
 
@@ -474,7 +488,7 @@ class Bench:
                 if a.get("rule") in shown_rules and res.shown_s is None:
                     res.shown_s = dt
                     log(f"{fault.name}: {a['rule']} shown ({a['state']}) after {dt:.1f} s")
-                if a.get("rule") == fault.rule and a.get("state") == "firing":
+                if a.get("rule") in (fault.rule, *fault.also_fires) and a.get("state") == "firing":
                     res.firing_s = dt
                     res.explanation = str(a.get("explanation") or "")
                     why = f": {res.explanation}" if res.explanation else ""
@@ -523,9 +537,10 @@ class Bench:
 
     def run(self) -> int:
         args = self.args
-        baseline = FAST_BASELINE if args.fast_baseline else REAL_BASELINE
+        baseline = dict(FAST_BASELINE if args.fast_baseline else REAL_BASELINE)
+        baseline.update(args.baseline)
         config = "# written by benches/detection.py\n[notify.desktop]\nenabled = false\n"
-        if args.fast_baseline:
+        if args.fast_baseline or args.baseline:
             config += "\n[alerts.baseline]\n" + "".join(f'{k} = "{v}"\n' for k, v in baseline.items())
         api = mon = load = None
         if args.demo:
@@ -546,10 +561,21 @@ class Bench:
             warm = args.baseline_timeout or (
                 seconds(baseline["min_history"]) + seconds(baseline["skip_recent"]) + 180
             )
-            log(f"waiting for the baseline ({'fast' if args.fast_baseline else 'real defaults'}, up to {warm:.0f} s)")
+            which = "fast" if args.fast_baseline else "real defaults"
+            if args.baseline:
+                which += ", " + ", ".join(f"{k} = {v}" for k, v in args.baseline.items())
+            log(f"waiting for the baseline ({which}, up to {warm:.0f} s)")
             ready = self.wait_baseline(mon, warm)
             if ready is not None:
                 log(f"baseline ready after {ready:.0f} s")
+            if args.settle > 0:
+                log(f"settling {args.settle:g} min before the first fault")
+                end = time.monotonic() + args.settle * 60
+                while (left := end - time.monotonic()) > 0:
+                    line = mon.next(left)
+                    if line is None:
+                        break
+                    self.progress("settling", line, every=60)
             results = [self.watch_fault(mon, api, FAULTS[name]) for name in args.faults]
             self.table(results, ready)
             log(f"load: {load.counts()}")
@@ -619,6 +645,8 @@ class Bench:
                          ", ".join(sorted(r.others)) or "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         mode = "fast baseline" if self.args.fast_baseline else "default baseline"
+        if self.args.baseline:
+            mode += " with " + ", ".join(f"{k} = {v}" for k, v in self.args.baseline.items())
         if self.args.slow > 0:
             mode += f", {self.args.slow:g} of predicts 100..150 ms all along"
         print(f"detection: {self.args.rps:g} req/s, --interval 500ms, {mode}, "
@@ -632,6 +660,14 @@ class Bench:
                 print(f"{r.fault.rule}: {r.explanation}")
 
 
+def key_values(text: str) -> dict[str, str]:
+    """`learn=10m,earlier=30m` as a dict."""
+    pairs = [kv.split("=", 1) for kv in text.split(",") if kv]
+    if any(len(kv) != 2 for kv in pairs):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE,... not {text!r}")
+    return dict(pairs)
+
+
 def interrupted(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -643,7 +679,7 @@ def main() -> int:
                    help="the modelmon-tui binary (default: target/release/modelmon-tui)")
     p.add_argument("--faults", default="latency,errors,cpu,leak,stop",
                    type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
-                   help="which faults, in this order (default: all)")
+                   help="which faults, in this order (default: all but creep)")
     p.add_argument("--fast-baseline", action="store_true",
                    help='[alerts.baseline] learn = "3m", skip_recent = "0s", min_history = "1m"')
     p.add_argument("--steady", type=float, metavar="MINUTES", help="no faults: count what fires in MINUTES")
@@ -661,6 +697,12 @@ def main() -> int:
     p.add_argument("--slow", type=float, default=0.0, metavar="SHARE",
                    help="that share of predicts takes 100..150 ms all along: a normal with two modes (0)")
     p.add_argument("--rps", type=float, default=25, help="steady load, requests a second (25)")
+    p.add_argument("--creep", type=float, default=1.0, metavar="MS",
+                   help="the creep fault: ms more each minute (1)")
+    p.add_argument("--baseline", type=key_values, default={}, metavar="KEY=VALUE,...",
+                   help="[alerts.baseline] keys for the monitor's config, over the defaults")
+    p.add_argument("--settle", type=float, default=0.0, metavar="MINUTES",
+                   help="minutes to wait after the baseline is ready, before the first fault (0)")
     p.add_argument("--cpus", default="1")
     p.add_argument("--memory", default="400m")
     p.add_argument("--model", help="model name (default: iris-detect-<pid>)")
@@ -674,6 +716,7 @@ def main() -> int:
     if not os.access(args.monitor, os.X_OK):
         p.error(f"no monitor binary at {args.monitor}: cargo build --release --bin modelmon-tui, or pass its path")
     FAULTS["cpu"].body = {"cpu_burn": True, "cpu_burners": args.cpu_burners}
+    FAULTS["creep"].body = {"creep_ms_per_min": args.creep}
     # A plain `kill` cleans up like Ctrl-C: the container must not outlive the run.
     signal.signal(signal.SIGTERM, interrupted)
     try:

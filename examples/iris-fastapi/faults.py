@@ -5,7 +5,7 @@ endpoints. The fault set is switched over HTTP:
 
     PUT    /faults   {"latency_ms": [320, 480], "error_share": 0.3, "error_status": 503,
                       "cpu_burn": true, "leak_mib_per_s": 40,
-                      "slow_share": 0.05, "slow_ms": [100, 150]}
+                      "slow_share": 0.05, "slow_ms": [100, 150], "creep_ms_per_min": 1.0}
     GET    /faults   the fault set in force, and what it has done so far
     DELETE /faults   everything off
 
@@ -25,6 +25,9 @@ A PUT replaces the whole set: a field left out is off. What each fault does:
   fault but a shape of normal, that share of predict requests waits uniform(lo, hi) ms, as
   the misses of a cache or a cold path do. A model like that has two modes of latency, and
   its p95 moves between them from minute to minute while nothing is wrong.
+- ``creep_ms_per_min``: every predict request first waits that many ms for each minute
+  since the fault set was PUT: a slowdown creeping up over the hours (a queue growing, a
+  leak), slower than any minute-to-minute change.
 - ``leak_mib_per_s``: memory is allocated, written and kept at that rate until the
   fault is cleared or the kernel's OOM killer ends the container.
 
@@ -62,6 +65,7 @@ class FaultSet(BaseModel):
     leak_mib_per_s: float = Field(0.0, ge=0.0, le=4096.0)
     slow_share: float = Field(0.0, ge=0.0, le=1.0)
     slow_ms: tuple[float, float] = (100.0, 150.0)
+    creep_ms_per_min: float = Field(0.0, ge=0.0)
 
     @field_validator("latency_ms", "slow_ms")
     @classmethod
@@ -76,6 +80,7 @@ class Faults:
 
     def __init__(self) -> None:
         self.current = FaultSet()
+        self.since = time.monotonic()
         self._lock = threading.Lock()
         self._burners: list[subprocess.Popen] = []
         self._leak_stop: threading.Event | None = None
@@ -89,6 +94,9 @@ class Faults:
         if f.latency_ms is not None:
             self.delayed += 1
             await asyncio.sleep(random.uniform(*f.latency_ms) / 1000.0)
+        if f.creep_ms_per_min > 0.0:
+            minutes = (time.monotonic() - self.since) / 60.0
+            await asyncio.sleep(f.creep_ms_per_min * minutes / 1000.0)
         if f.slow_share > 0.0 and random.random() < f.slow_share:
             await asyncio.sleep(random.uniform(*f.slow_ms) / 1000.0)
         if f.error_share > 0.0 and random.random() < f.error_share:
@@ -100,6 +108,7 @@ class Faults:
             self._set_burn(new.cpu_burners if new.cpu_burn else 0)
             self._set_leak(new.leak_mib_per_s)
             self.current = new
+            self.since = time.monotonic()
 
     def state(self) -> dict:
         return {

@@ -71,8 +71,22 @@ pub struct Baseline {
     /// Kept from an earlier computation because incidents now fill too much of the
     /// learning window: a long incident must not leave the model without a normal.
     pub held: bool,
+    /// The same figures over the `earlier` span before this one (5 h before the last
+    /// hour), when enough of it is known: a slowdown that crept up for hours has dragged
+    /// this normal along but not that one, and latency rules judge against the lower of
+    /// the two (`measure`). Its own `earlier` is always `None`.
+    pub earlier: Option<Box<Baseline>>,
     /// How it was computed, in one sentence.
     pub explanation: String,
+}
+
+/// Which span a baseline's sentence describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    /// `learn`, up to `skip_recent` ago.
+    Last,
+    /// `earlier`, before that.
+    Before,
 }
 
 /// What a minute of history is to a baseline.
@@ -131,7 +145,8 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-/// The baseline of `model` at `now_ms`, leaving out `excluded` spans.
+/// The baseline of `model` at `now_ms`, leaving out `excluded` spans, with the normal of
+/// the `earlier` span before it (whether or not that one is ready: see [`Baselines`]).
 pub fn compute(
     history: &HistoryView,
     model: &str,
@@ -142,12 +157,79 @@ pub fn compute(
     // Whole minutes, so a minute's figures are never half a minute's.
     let to_ms = (now_ms - ms(cfg.skip_recent.0)).div_euclid(60_000) * 60_000;
     let from_ms = to_ms - ms(cfg.learn.0);
-    let minutes = usize::try_from(cfg.learn.0.as_secs() / 60).unwrap_or(60);
+    let last = Learn {
+        span: (from_ms, to_ms),
+        step_min: 1,
+        need_s: cfg.min_history.0.as_secs(),
+    };
+    let mut b = learn(history, model, cfg, excluded, now_ms, &last);
+    b.explanation = describe(&b, cfg, Span::Last);
+    if !cfg.earlier.0.is_zero() {
+        // Their distributions are kept per 5 minutes (`store::ring`): points of a minute
+        // would repeat them five times over. Whole points, so none is cut short.
+        let step_min = if cfg.earlier.0.as_secs() % 300 == 0 {
+            5
+        } else {
+            1
+        };
+        let to_ms = from_ms.div_euclid(step_min * 60_000) * step_min * 60_000;
+        let before = Learn {
+            span: (to_ms - ms(cfg.earlier.0), to_ms),
+            step_min,
+            // A few minutes must not stand for hours (a model that first sent 70 min
+            // ago, a monitor that was off): as much as the last hour's span at least.
+            need_s: cfg
+                .min_history
+                .0
+                .max(cfg.learn.0.min(cfg.earlier.0))
+                .as_secs(),
+        };
+        let mut e = learn(history, model, cfg, excluded, now_ms, &before);
+        e.explanation = describe(&e, cfg, Span::Before);
+        b.earlier = Some(Box::new(e));
+    }
+    b
+}
+
+/// The span a baseline is learnt from, the points it is read in, and how much of it
+/// must be known.
+struct Learn {
+    span: (i64, i64),
+    step_min: i64,
+    need_s: u64,
+}
+
+/// ", up from p95 60.0 ms in the 5 h before" when the last hour's p95 is half as high
+/// again as the earlier span's or more: a creeping slowdown shows in the sentence before
+/// it is an incident.
+fn rise(b: &Baseline, cfg: &BaselineSection) -> String {
+    let earlier = b.earlier.as_deref().filter(|e| e.ready);
+    match (b.p95_ms, earlier.and_then(|e| e.p95_ms)) {
+        (Some(now), Some(then)) if now >= 1.5 * then => format!(
+            "; up from p95 {} in the {} before",
+            show_ms(then),
+            minutes(cfg.earlier.0.as_secs())
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The figures of `model` over the whole minutes of `[from_ms, to_ms)`.
+fn learn(
+    history: &HistoryView,
+    model: &str,
+    cfg: &BaselineSection,
+    excluded: &[(i64, i64)],
+    now_ms: i64,
+    how: &Learn,
+) -> Baseline {
+    let (from_ms, to_ms) = how.span;
+    let points_of = usize::try_from((to_ms - from_ms) / 60_000 / how.step_min).unwrap_or(60);
     let points = history.series(
         model,
         &Range::Between { from_ms, to_ms },
         now_ms,
-        minutes.max(1),
+        points_of.max(1),
     );
     let (mut qps, mut p50, mut p95, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
@@ -199,7 +281,7 @@ pub fn compute(
         model,
         &Range::Between { from_ms, to_ms },
         now_ms,
-        minutes.max(1),
+        points_of.max(1),
     );
     for p in streamed.iter().filter(|p| judge(p) == Minute::Kept) {
         if p.requests >= MIN_REQUESTS_PER_MINUTE {
@@ -208,7 +290,7 @@ pub fn compute(
             t99.extend(p.p99_ms);
         }
     }
-    let ready = used_s >= cfg.min_history.0.as_secs();
+    let ready = used_s >= how.need_s;
     let min_minutes = MIN_LATENCY_MINUTES
         .min(usize::try_from(cfg.min_history.0.as_secs() / 60).unwrap_or(MIN_LATENCY_MINUTES));
     // How far their slowest 5 % go, and the median of the minutes.
@@ -224,7 +306,7 @@ pub fn compute(
     let ((ttfb_p50_high_ms, ttfb_p50_ms), (ttfb_p95_high_ms, ttfb_p95_ms)) =
         (latency(t50), latency(t95));
     let (ttfb_p99_high_ms, ttfb_p99_ms) = latency(t99);
-    let mut b = Baseline {
+    Baseline {
         p50_ms,
         p95_ms,
         p99_ms,
@@ -245,10 +327,9 @@ pub fn compute(
         excluded_s,
         ready,
         held: false,
+        earlier: None,
         explanation: String::new(),
-    };
-    b.explanation = describe(&b, cfg);
-    b
+    }
 }
 
 /// The start of the first minute with requests of a model whose history begins within
@@ -286,7 +367,7 @@ pub fn second_mode(median: f64, high: Option<f64>) -> Option<f64> {
 }
 
 /// One sentence: what the normal is and where it comes from.
-fn describe(b: &Baseline, cfg: &BaselineSection) -> String {
+fn describe(b: &Baseline, cfg: &BaselineSection, span: Span) -> String {
     let learn = minutes(cfg.learn.0.as_secs());
     if !b.ready {
         return format!(
@@ -327,7 +408,7 @@ fn describe(b: &Baseline, cfg: &BaselineSection) -> String {
         figures.push(format!("{} req/s", show_qps(q)));
     }
     let mut left_out = Vec::new();
-    if cfg.skip_recent.0.as_secs() >= 60 {
+    if span == Span::Last && cfg.skip_recent.0.as_secs() >= 60 {
         left_out.push(format!("the last {}", minutes(cfg.skip_recent.0.as_secs())));
     }
     if b.excluded_s > 0 {
@@ -341,8 +422,15 @@ fn describe(b: &Baseline, cfg: &BaselineSection) -> String {
     } else {
         format!(" ({} left out)", left_out.join(" and "))
     };
+    let of = match span {
+        Span::Last => format!("the last {learn}"),
+        Span::Before => format!(
+            "the {} before the last {learn}",
+            minutes(cfg.earlier.0.as_secs())
+        ),
+    };
     format!(
-        "{}: per-minute medians over {} of the last {learn}{left_out}",
+        "{}: per-minute medians over {} of {of}{left_out}",
         figures.join(", "),
         minutes(b.over_s),
     )
@@ -401,6 +489,14 @@ fn held(old: &Baseline) -> Baseline {
     }
 }
 
+/// `new`, or the normal before it (`held`) when incidents left too little history for it.
+fn or_held(new: Baseline, old: Option<&Baseline>) -> Baseline {
+    match old {
+        Some(o) if o.ready && !new.ready && new.excluded_s > 0 => held(o),
+        _ => new,
+    }
+}
+
 /// Every model's baseline, as readers get it: shared, rebuilt only when one changes.
 pub type SharedBaselines = Arc<BTreeMap<String, Arc<Baseline>>>;
 
@@ -442,11 +538,17 @@ impl Baselines {
             if first || (stale && budget > 0) {
                 budget = budget.saturating_sub(1);
                 let mut b = compute(history, model, cfg, &excluded(model), now_ms);
-                if let Some(old) = self
-                    .get(model)
-                    .filter(|o| o.ready && !b.ready && b.excluded_s > 0)
-                {
-                    b = held(old);
+                let old = self.get(model);
+                let earlier = b
+                    .earlier
+                    .take()
+                    .map(|e| or_held(*e, old.and_then(|o| o.earlier.as_deref())));
+                b = or_held(b, old);
+                // A held normal keeps the hours before it too: the two spans stay one
+                // after the other, and a long incident is judged as it began.
+                if !b.held {
+                    b.earlier = earlier.filter(|e| e.ready).map(Box::new);
+                    b.explanation.push_str(&rise(&b, cfg));
                 }
                 changed |= self.get(model) != Some(&b);
                 self.by_model

@@ -118,6 +118,16 @@ fn over(b: &Baseline) -> String {
     }
 }
 
+/// How long a baseline's span is: "5 h", "90 min".
+fn span_length(b: &Baseline) -> String {
+    let m = (b.to_ms - b.from_ms) / 60_000;
+    if m % 60 == 0 {
+        format!("{} h", m / 60)
+    } else {
+        format!("{m} min")
+    }
+}
+
 /// How `v` stands to the normal, as the sentence puts it before "its normal": "4.1×", or
 /// in words when the normal is 0 and no multiple means anything.
 fn ratio(v: f64, normal: f64) -> String {
@@ -239,11 +249,11 @@ fn measure(rule: &Rule, mm: MlMetric, m: &ModelView, firing: bool) -> Reading {
 
 /// The model's normal for the rule's metric and, for a latency figure, how far its
 /// slowest 5 % of minutes take it.
-fn normal_of(rule: &Rule, base: Option<&Baseline>) -> (Option<f64>, Option<f64>) {
+fn normal_of(metric: Metric, base: Option<&Baseline>) -> (Option<f64>, Option<f64>) {
     let Some(b) = base else {
         return (None, None);
     };
-    match rule.metric {
+    match metric {
         Metric::P50Ms => (b.p50_ms, b.p50_high_ms),
         Metric::P95Ms => (b.p95_ms, b.p95_high_ms),
         Metric::P99Ms => (b.p99_ms, b.p99_high_ms),
@@ -253,6 +263,61 @@ fn normal_of(rule: &Rule, base: Option<&Baseline>) -> (Option<f64>, Option<f64>)
         Metric::ErrorRate => (b.error_rate, None),
         Metric::Qps => (b.qps, None),
         _ => (None, None),
+    }
+}
+
+/// How far the last hour's normal must have risen past where the hours before it went,
+/// in their slowest minutes too, for a latency figure to be judged against their normal.
+/// Less is the noise of two medians; and the hours before keep distributions per 5
+/// minutes only, which smooth a second mode away (a cache's misses in one minute of
+/// five), so their slowest minutes understate it and must not judge a model whose normal
+/// did not move: a model with two modes would fire at every slow minute.
+const CREPT: f64 = 1.25;
+/// A model whose traffic grew by more than this since the hours before is slower for a
+/// reason its callers made (its busy hours): the last hour judges it, as before.
+const SAME_TRAFFIC: f64 = 1.5;
+
+/// The baseline a latency figure is judged against: the model's, or that of the span
+/// before it when the model crept up since and that one gives the lower limit. A
+/// slowdown creeping up for hours drags the last hour's median along (it lags half an
+/// hour behind, and never reaches 3 × it), but not the median of the hours before.
+///
+/// Crept up means: the figure and the body of the answers (their median) both rose
+/// past where the hours before went, at no more traffic than then. A shift between the
+/// modes of a two-mode model moves its p95 only; busier hours bring more traffic. While
+/// an alert fires against the hours before, any rise at all keeps it judged so, so it
+/// does not resolve because the last hour's median wobbled about the mark.
+fn judged_base<'a>(rule: &Rule, base: Option<&'a Baseline>, firing: bool) -> Option<&'a Baseline> {
+    let b = base?;
+    let threshold = |b: &Baseline| {
+        let (normal, high) = normal_of(rule.metric, Some(b));
+        rule.limits(normal, high).map(|(t, _)| t)
+    };
+    let need = if firing { 1.0 } else { CREPT };
+    let rose = |metric: Metric, e: &Baseline| {
+        let of = |b| normal_of(metric, Some(b));
+        match (of(b).0, of(e)) {
+            (Some(now), (Some(then), high)) => now >= need * high.map_or(then, |h| h.max(then)),
+            _ => false,
+        }
+    };
+    let body = match rule.metric {
+        Metric::TtfbP50Ms | Metric::TtfbP95Ms | Metric::TtfbP99Ms => Metric::TtfbP50Ms,
+        _ => Metric::P50Ms,
+    };
+    let calm = |e: &Baseline| match (b.qps, e.qps) {
+        (Some(now), Some(then)) => now <= SAME_TRAFFIC * then,
+        _ => false,
+    };
+    let crept = |e: &&Baseline| rose(rule.metric, e) && rose(body, e) && calm(e);
+    let earlier = b.earlier.as_deref().filter(|e| e.ready).filter(crept);
+    match (earlier, threshold(b)) {
+        (Some(e), Some(now))
+            if rule.relative.is_some() && threshold(e).is_some_and(|t| t < now) =>
+        {
+            Some(e)
+        }
+        _ => Some(b),
     }
 }
 
@@ -316,7 +381,9 @@ fn percentile(
             counted.of, counted.n, counted.window_s
         ));
     };
-    let (normal, high) = normal_of(rule, base);
+    let last = base;
+    let base = judged_base(rule, base, firing);
+    let (normal, high) = normal_of(rule.metric, base);
     let limits = rule.limits(normal, high);
     // Whether the model's slow minutes, not its median, set the limit: then they are
     // what the figure is measured against.
@@ -324,22 +391,36 @@ fn percentile(
         let threshold = |high| rule.limits(Some(n), high).map(|(t, _)| t);
         high.filter(|_| threshold(high) > threshold(None))
     };
+    let span = match (base, last) {
+        (Some(b), Some(l)) if !std::ptr::eq(b, l) => {
+            let crept = normal_of(rule.metric, last)
+                .0
+                .map_or_else(String::new, |n| {
+                    if l.held {
+                        format!("; {} before this incident, crept up since", show_ms(n))
+                    } else {
+                        format!("; {} in the {}, crept up since", show_ms(n), over(l))
+                    }
+                });
+            format!("{} before the {}{crept}", span_length(b), over(l))
+        }
+        (Some(b), _) => over(b),
+        (None, _) => String::new(),
+    };
     let why = match (rule.relative, normal, limits) {
         (Some(_), Some(n), Some(_)) => match judged_by_high(n) {
             Some(h) => format!(
-                "{name} {}, {} the {} its slowest minutes reach (normal {}, {})",
+                "{name} {}, {} the {} its slowest minutes reach (normal {}, {span})",
                 show_ms(v),
                 ratio(v, h),
                 show_ms(h),
                 show_ms(n),
-                base.map_or_else(String::new, over)
             ),
             None => format!(
-                "{name} {}, {} its normal {} ({})",
+                "{name} {}, {} its normal {} ({span})",
                 show_ms(v),
                 ratio(v, n),
                 show_ms(n),
-                base.map_or_else(String::new, over)
             ),
         },
         (Some(_), _, _) => no_normal(&format!("{name} {}", show_ms(v)), base),
@@ -384,7 +465,7 @@ fn error_rate(
     firing: bool,
 ) -> Reading {
     let need = rule.min_requests.max(1);
-    let (normal, _) = normal_of(rule, base);
+    let (normal, _) = normal_of(rule.metric, base);
     // As for traffic: a rule about the model's normal with no `window` of its own is
     // judged over a window sized to its traffic; a fixed one over the live window.
     let sized = rule.relative.is_some() || rule.backstop;
@@ -470,7 +551,7 @@ fn traffic(
     sight: &Sight,
     firing: bool,
 ) -> Reading {
-    let (normal, _) = normal_of(rule, base);
+    let (normal, _) = normal_of(rule.metric, base);
     // Only seconds the monitor saw whole: not before the broker (re)connected.
     let seen_s = sight.events_since_ms.map_or(0.0, |t| {
         ((sight.now_ms - t) / 1000) as f64 - SETTLING_S as f64

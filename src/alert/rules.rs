@@ -619,6 +619,10 @@ pub struct BaselineSection {
     pub skip_recent: Secs,
     /// Usable history needed before relative rules judge a model.
     pub min_history: Secs,
+    /// The span before `learn` whose normal latency rules also judge against, so a
+    /// slowdown creeping up for hours (which drags the last hour's median along) is still
+    /// a slowdown; 0 turns it off.
+    pub earlier: Secs,
 }
 
 impl Default for BaselineSection {
@@ -627,6 +631,7 @@ impl Default for BaselineSection {
             learn: Secs(secs(3600)),
             skip_recent: Secs(secs(300)),
             min_history: Secs(secs(600)),
+            earlier: Secs(secs(5 * 3600)),
         }
     }
 }
@@ -649,6 +654,24 @@ impl BaselineSection {
             return Err((
                 "alerts.baseline.min_history",
                 "must be from 1m to `learn`".into(),
+            ));
+        }
+        // The rings hold 24 hours: the earlier span must end inside them.
+        let room = secs(24 * 3600).saturating_sub(self.learn.0 + self.skip_recent.0);
+        let room_m = room.as_secs() / 60;
+        let off = self.earlier.0.is_zero();
+        if !off
+            && (!whole_minutes(self.earlier.0)
+                || self.earlier.0 < self.min_history.0
+                || self.earlier.0 > room)
+        {
+            return Err((
+                "alerts.baseline.earlier",
+                format!(
+                    "must be 0s (off) or whole minutes from `min_history` to {}h{}m (24h less `learn` and `skip_recent`)",
+                    room_m / 60,
+                    room_m % 60
+                ),
             ));
         }
         Ok(())

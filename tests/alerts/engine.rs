@@ -344,10 +344,31 @@ fn per_model_overrides_and_config_errors() {
         "[[alerts.rules]]\nname = \"x\"\nmetric = \"p95_ms\"\nthreshold = 1.0\nfactor = 2.0\n",
         "[[alerts.rules]]\nname = \"broker_down\"\nmodels = [\"m\"]\nfor = \"1m\"\n",
         "[alerts.baseline]\nmin_history = \"2h\"\n",
+        // Past what the 24-hour rings hold, shorter than `min_history`, part minutes.
+        "[alerts.baseline]\nearlier = \"23h\"\n",
+        "[alerts.baseline]\nearlier = \"5m\"\n",
+        "[alerts.baseline]\nearlier = \"90s\"\n",
     ] {
         let cfg = Config::parse(bad).expect("parses");
         let err = cfg.validate(None).expect_err("invalid").to_string();
         assert!(err.contains("alerts."), "{err}");
+    }
+    let err = Config::parse("[alerts.baseline]\nearlier = \"23h\"\n")
+        .expect("parses")
+        .validate(None)
+        .expect_err("too long")
+        .to_string();
+    assert!(
+        err.contains("alerts.baseline.earlier") && err.contains("22h55m"),
+        "names the key and how long it may be: {err}"
+    );
+    for fine in [
+        "earlier = \"0s\"",
+        "earlier = \"22h55m\"",
+        "earlier = \"10m\"",
+    ] {
+        let cfg = Config::parse(&format!("[alerts.baseline]\n{fine}\n")).expect("parses");
+        cfg.validate(None).expect(fine);
     }
     let err = Config::parse("[[alerts.rules]]\nname = \"x\"\ntreshold = 1.0\n").expect_err("typo");
     assert!(err.contains("treshold"), "{err}");

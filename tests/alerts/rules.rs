@@ -266,3 +266,83 @@ fn a_latency_rule_fires_past_what_the_models_slowest_minutes_reach() {
     // A normal saved by an earlier version has no high: judged as before.
     assert_eq!(read(70.0, None).limits, Some((60.0, 40.0)));
 }
+
+#[test]
+fn a_latency_rule_judges_a_normal_that_crept_up_against_the_hours_before() {
+    /// The last hour's and the hours' before: (p50, p95, p95's slowest minutes, req/s).
+    type Normal = (f64, f64, f64, f64);
+    let read = |now: Normal, then: Normal, firing: bool| {
+        let m = model("ranker", 130.0);
+        let normal = |n: Normal, from_ms, to_ms| Baseline {
+            p50_ms: Some(n.0),
+            p50_high_ms: Some(n.0 * 1.1),
+            p95_ms: Some(n.1),
+            p95_high_ms: Some(n.2),
+            qps: Some(n.3),
+            from_ms,
+            to_ms,
+            ready: true,
+            ..Baseline::default()
+        };
+        let base = Baseline {
+            earlier: Some(Box::new(normal(then, 0, 5 * 3_600_000))),
+            ..normal(now, 5 * 3_600_000, 6 * 3_600_000)
+        };
+        let mut rules = RuleSet::new(&AlertsSection::default()).expect("builtin");
+        let rules = rules.for_model(&m.model);
+        let rule = rules
+            .iter()
+            .find(|r| r.name == "latency_regression")
+            .expect("built in");
+        let sight = Sight {
+            now_ms: 6 * 3_600_000,
+            events_since_ms: Some(0),
+            docker: false,
+            docker_blind: false,
+        };
+        model_reading(rule, &m, None, Some(&base), &sight, firing)
+    };
+    let before = (10.0, 20.0, 24.0, 10.0);
+    // Its answers, body and tail, twice as slow as in the hours before at the same
+    // traffic: 3 × their normal is the limit.
+    let crept = read((20.0, 40.0, 48.0, 10.0), before, false);
+    assert_eq!(crept.limits.map(|l| l.0), Some(60.0));
+    assert_eq!(crept.normal, Some(20.0));
+    assert_eq!(
+        crept.why,
+        "p95 130 ms, 6.5× its normal 20.0 ms (5 h before the last hour; 40.0 ms in the last hour, crept up since)"
+    );
+    // Not a creep, so the last hour judges, as before: its rise within the noise of two
+    // medians; within where the hours before went in their slowest minutes; its p95
+    // alone risen (a two-mode model's slow share grew; its body did not move); twice
+    // the traffic (its busy hours).
+    for (now, why) in [
+        ((11.0, 23.0, 30.0, 10.0), "noise"),
+        (
+            (20.0, 28.0, 60.0, 10.0),
+            "within its slowest minutes before",
+        ),
+        ((11.0, 40.0, 200.0, 10.0), "tail only"),
+        ((20.0, 40.0, 48.0, 20.0), "busier"),
+    ] {
+        let r = read(now, before, false);
+        assert_eq!(r.normal, Some(now.1), "{why}: {}", r.why);
+        assert!(
+            r.why.ends_with("last hour)") && !r.why.contains("before"),
+            "{why}: {}",
+            r.why
+        );
+    }
+    // Once firing against the hours before, a rise short of 1.25 × keeps it so: the
+    // alert does not resolve because the last hour's median moved a little.
+    let wobble = (13.0, 27.0, 30.0, 10.0);
+    assert_eq!(read(wobble, before, false).normal, Some(27.0));
+    assert_eq!(read(wobble, before, true).normal, Some(20.0));
+    // The hours before were slower: the last hour is the lower normal, and judges.
+    assert_eq!(
+        read(before, (20.0, 40.0, 48.0, 10.0), false)
+            .limits
+            .map(|l| l.0),
+        Some(60.0)
+    );
+}
