@@ -166,12 +166,9 @@ pub fn compute(
     b.explanation = describe(&b, cfg, Span::Last);
     if !cfg.earlier.0.is_zero() {
         // Their distributions are kept per 5 minutes (`store::ring`): points of a minute
-        // would repeat them five times over. Whole points, so none is cut short.
-        let step_min = if cfg.earlier.0.as_secs() % 300 == 0 {
-            5
-        } else {
-            1
-        };
+        // would repeat them five times over. Whole points, so none is cut short (the
+        // config holds `earlier` to whole 5 minutes).
+        let step_min = 5;
         let to_ms = from_ms.div_euclid(step_min * 60_000) * step_min * 60_000;
         let before = Learn {
             span: (to_ms - ms(cfg.earlier.0), to_ms),

@@ -266,38 +266,55 @@ fn normal_of(metric: Metric, base: Option<&Baseline>) -> (Option<f64>, Option<f6
     }
 }
 
-/// How far the last hour's normal must have risen past where the hours before it went,
-/// in their slowest minutes too, for a latency figure to be judged against their normal.
-/// Less is the noise of two medians; and the hours before keep distributions per 5
-/// minutes only, which smooth a second mode away (a cache's misses in one minute of
-/// five), so their slowest minutes understate it and must not judge a model whose normal
-/// did not move: a model with two modes would fire at every slow minute.
+/// How far the last hour's normal must have risen past where the hours before it went
+/// (in their slowest minutes too) for a latency figure to be judged against their normal,
+/// and how far the live figure must be past the last hour's normal, still climbing. Less
+/// is the noise of two medians. A step (a new version slower) has levelled out by the time
+/// the last hour's median has followed it: that is judged against the last hour, as before.
 const CREPT: f64 = 1.25;
 /// A model whose traffic grew by more than this since the hours before is slower for a
 /// reason its callers made (its busy hours): the last hour judges it, as before.
 const SAME_TRAFFIC: f64 = 1.5;
 
-/// The baseline a latency figure is judged against: the model's, or that of the span
+/// The baseline a latency figure `v` is judged against: the model's, or that of the span
 /// before it when the model crept up since and that one gives the lower limit. A
 /// slowdown creeping up for hours drags the last hour's median along (it lags half an
 /// hour behind, and never reaches 3 × it), but not the median of the hours before.
 ///
-/// Crept up means: the figure and the body of the answers (their median) both rose
-/// past where the hours before went, at no more traffic than then. A shift between the
-/// modes of a two-mode model moves its p95 only; busier hours bring more traffic. While
-/// an alert fires against the hours before, any rise at all keeps it judged so, so it
-/// does not resolve because the last hour's median wobbled about the mark.
-fn judged_base<'a>(rule: &Rule, base: Option<&'a Baseline>, firing: bool) -> Option<&'a Baseline> {
+/// Crept up means: the figure and the body of the answers (their median) both rose past
+/// where the hours before went, at no more traffic than then, and the figure is still
+/// climbing. A shift between the modes of a two-mode model moves its p95 only; busier
+/// hours bring more traffic. A model whose slow minutes set its limit (two modes) is
+/// judged against the last hour only: the hours before are kept per 5 minutes, which
+/// smooth a second mode away, and their limit would take every slow minute for a
+/// regression. The hours before judge only what the last hour would let pass: a figure
+/// past the last hour's limit is judged and told as it always was, and one within both
+/// is told against the last hour. Once an alert fires it need not climb on: it resolves
+/// when the model is back, not when the climb stops.
+fn judged_base<'a>(
+    rule: &Rule,
+    base: Option<&'a Baseline>,
+    v: f64,
+    firing: bool,
+) -> Option<&'a Baseline> {
     let b = base?;
-    let threshold = |b: &Baseline| {
+    let (normal, high) = normal_of(rule.metric, Some(b));
+    let limits_of = |b: &Baseline| {
         let (normal, high) = normal_of(rule.metric, Some(b));
-        rule.limits(normal, high).map(|(t, _)| t)
+        rule.limits(normal, high)
     };
-    let need = if firing { 1.0 } else { CREPT };
+    let Some(limits) = limits_of(b).filter(|_| rule.relative.is_some()) else {
+        return Some(b);
+    };
+    let two_modes = high.is_some() && rule.limits(normal, None).is_some_and(|(t, _)| t < limits.0);
+    let climbing = firing || normal.is_some_and(|n| v >= CREPT * n);
+    if two_modes || !climbing || rule.is_bad(v, limits, firing) {
+        return Some(b);
+    }
     let rose = |metric: Metric, e: &Baseline| {
         let of = |b| normal_of(metric, Some(b));
         match (of(b).0, of(e)) {
-            (Some(now), (Some(then), high)) => now >= need * high.map_or(then, |h| h.max(then)),
+            (Some(now), (Some(then), high)) => now >= CREPT * high.map_or(then, |h| h.max(then)),
             _ => false,
         }
     };
@@ -310,15 +327,13 @@ fn judged_base<'a>(rule: &Rule, base: Option<&'a Baseline>, firing: bool) -> Opt
         _ => false,
     };
     let crept = |e: &&Baseline| rose(rule.metric, e) && rose(body, e) && calm(e);
-    let earlier = b.earlier.as_deref().filter(|e| e.ready).filter(crept);
-    match (earlier, threshold(b)) {
-        (Some(e), Some(now))
-            if rule.relative.is_some() && threshold(e).is_some_and(|t| t < now) =>
-        {
-            Some(e)
-        }
-        _ => Some(b),
-    }
+    let bad = |e: &&Baseline| limits_of(e).is_some_and(|l| rule.is_bad(v, l, firing));
+    b.earlier
+        .as_deref()
+        .filter(|e| e.ready)
+        .filter(crept)
+        .filter(bad)
+        .or(Some(b))
 }
 
 /// Why a relative rule cannot judge yet.
@@ -382,7 +397,7 @@ fn percentile(
         ));
     };
     let last = base;
-    let base = judged_base(rule, base, firing);
+    let base = judged_base(rule, base, v, firing);
     let (normal, high) = normal_of(rule.metric, base);
     let limits = rule.limits(normal, high);
     // Whether the model's slow minutes, not its median, set the limit: then they are
@@ -393,16 +408,18 @@ fn percentile(
     };
     let span = match (base, last) {
         (Some(b), Some(l)) if !std::ptr::eq(b, l) => {
+            // A held last hour is the one before this incident, not the last one.
+            let last_hour = if l.held {
+                "hour before this incident".to_owned()
+            } else {
+                over(l)
+            };
             let crept = normal_of(rule.metric, last)
                 .0
                 .map_or_else(String::new, |n| {
-                    if l.held {
-                        format!("; {} before this incident, crept up since", show_ms(n))
-                    } else {
-                        format!("; {} in the {}, crept up since", show_ms(n), over(l))
-                    }
+                    format!("; {} in the {last_hour}, crept up since", show_ms(n))
                 });
-            format!("{} before the {}{crept}", span_length(b), over(l))
+            format!("{} before the {last_hour}{crept}", span_length(b))
         }
         (Some(b), _) => over(b),
         (None, _) => String::new(),

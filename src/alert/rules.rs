@@ -661,14 +661,15 @@ impl BaselineSection {
         let room_m = room.as_secs() / 60;
         let off = self.earlier.0.is_zero();
         if !off
-            && (!whole_minutes(self.earlier.0)
+            && (self.earlier.0.as_secs() % 300 != 0
+                || self.earlier.0.subsec_nanos() != 0
                 || self.earlier.0 < self.min_history.0
                 || self.earlier.0 > room)
         {
             return Err((
                 "alerts.baseline.earlier",
                 format!(
-                    "must be 0s (off) or whole minutes from `min_history` to {}h{}m (24h less `learn` and `skip_recent`)",
+                    "must be 0s (off) or whole 5 minutes from `min_history` to {}h{}m (24h less `learn` and `skip_recent`)",
                     room_m / 60,
                     room_m % 60
                 ),

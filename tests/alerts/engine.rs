@@ -348,6 +348,7 @@ fn per_model_overrides_and_config_errors() {
         "[alerts.baseline]\nearlier = \"23h\"\n",
         "[alerts.baseline]\nearlier = \"5m\"\n",
         "[alerts.baseline]\nearlier = \"90s\"\n",
+        "[alerts.baseline]\nearlier = \"12m\"\n",
     ] {
         let cfg = Config::parse(bad).expect("parses");
         let err = cfg.validate(None).expect_err("invalid").to_string();

@@ -271,8 +271,8 @@ fn a_latency_rule_fires_past_what_the_models_slowest_minutes_reach() {
 fn a_latency_rule_judges_a_normal_that_crept_up_against_the_hours_before() {
     /// The last hour's and the hours' before: (p50, p95, p95's slowest minutes, req/s).
     type Normal = (f64, f64, f64, f64);
-    let read = |now: Normal, then: Normal, firing: bool| {
-        let m = model("ranker", 130.0);
+    let read = |now: Normal, then: Normal, p95: f64, firing: bool| {
+        let m = model("ranker", p95);
         let normal = |n: Normal, from_ms, to_ms| Baseline {
             p50_ms: Some(n.0),
             p50_high_ms: Some(n.0 * 1.1),
@@ -303,29 +303,38 @@ fn a_latency_rule_judges_a_normal_that_crept_up_against_the_hours_before() {
         model_reading(rule, &m, None, Some(&base), &sight, firing)
     };
     let before = (10.0, 20.0, 24.0, 10.0);
+    let crept = (20.0, 40.0, 48.0, 10.0);
     // Its answers, body and tail, twice as slow as in the hours before at the same
-    // traffic: 3 × their normal is the limit.
-    let crept = read((20.0, 40.0, 48.0, 10.0), before, false);
-    assert_eq!(crept.limits.map(|l| l.0), Some(60.0));
-    assert_eq!(crept.normal, Some(20.0));
+    // traffic, and still climbing: 3 × their normal is the limit (the last hour's,
+    // 120 ms, would let 100 ms pass).
+    let r = read(crept, before, 100.0, false);
+    assert_eq!(r.limits.map(|l| l.0), Some(60.0));
+    assert_eq!(r.normal, Some(20.0));
     assert_eq!(
-        crept.why,
-        "p95 130 ms, 6.5× its normal 20.0 ms (5 h before the last hour; 40.0 ms in the last hour, crept up since)"
+        r.why,
+        "p95 100 ms, 5.0× its normal 20.0 ms (5 h before the last hour; 40.0 ms in the last hour, crept up since)"
     );
+    // Past the last hour's limit anyway: judged and told as it always was.
+    let r = read(crept, before, 130.0, false);
+    assert_eq!(r.why, "p95 130 ms, 3.2× its normal 40.0 ms (last hour)");
     // Not a creep, so the last hour judges, as before: its rise within the noise of two
     // medians; within where the hours before went in their slowest minutes; its p95
     // alone risen (a two-mode model's slow share grew; its body did not move); twice
-    // the traffic (its busy hours).
-    for (now, why) in [
-        ((11.0, 23.0, 30.0, 10.0), "noise"),
+    // the traffic (its busy hours); levelled out (a step: the live figure no further
+    // than the last hour's normal); a model whose slow minutes set its limit.
+    for (now, p95, why) in [
+        ((11.0, 23.0, 30.0, 10.0), 60.0, "noise"),
         (
             (20.0, 28.0, 60.0, 10.0),
+            80.0,
             "within its slowest minutes before",
         ),
-        ((11.0, 40.0, 200.0, 10.0), "tail only"),
-        ((20.0, 40.0, 48.0, 20.0), "busier"),
+        ((11.0, 40.0, 60.0, 10.0), 100.0, "tail only"),
+        ((20.0, 40.0, 48.0, 20.0), 100.0, "busier"),
+        ((20.0, 40.0, 48.0, 10.0), 45.0, "levelled out"),
+        ((20.0, 40.0, 200.0, 10.0), 100.0, "two modes"),
     ] {
-        let r = read(now, before, false);
+        let r = read(now, before, p95, false);
         assert_eq!(r.normal, Some(now.1), "{why}: {}", r.why);
         assert!(
             r.why.ends_with("last hour)") && !r.why.contains("before"),
@@ -333,16 +342,22 @@ fn a_latency_rule_judges_a_normal_that_crept_up_against_the_hours_before() {
             r.why
         );
     }
-    // Once firing against the hours before, a rise short of 1.25 × keeps it so: the
-    // alert does not resolve because the last hour's median moved a little.
-    let wobble = (13.0, 27.0, 30.0, 10.0);
-    assert_eq!(read(wobble, before, false).normal, Some(27.0));
-    assert_eq!(read(wobble, before, true).normal, Some(20.0));
-    // The hours before were slower: the last hour is the lower normal, and judges.
-    assert_eq!(
-        read(before, (20.0, 40.0, 48.0, 10.0), false)
-            .limits
-            .map(|l| l.0),
-        Some(60.0)
+    // Firing, it need not climb on: 45 ms is bad against the hours before (resolve level
+    // 42 ms), which hold it; back at 40 ms both let it go, told against the last hour.
+    let held = read(crept, before, 45.0, true);
+    assert!(
+        held.why.contains("5 h before the last hour"),
+        "{}",
+        held.why
+    );
+    assert_eq!(held.limits, Some((60.0, 42.0)));
+    let back = read(crept, before, 40.0, true);
+    assert_eq!(back.normal, Some(40.0), "{}", back.why);
+    // The hours before were slower: the last hour judges.
+    assert_eq!(read(before, crept, 100.0, false).normal, Some(20.0));
+    assert!(
+        read(before, crept, 100.0, false)
+            .why
+            .ends_with("(last hour)")
     );
 }
