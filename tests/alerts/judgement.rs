@@ -698,14 +698,27 @@ fn a_slowdown_creeping_up_over_the_hour_still_fires() {
     );
 }
 
-#[test]
-fn a_slowdown_creeping_up_for_hours_is_judged_against_the_normal_before_it() {
-    // Two monitors watch the same model: one with the defaults, one told not to look
-    // before the last hour (`earlier = "0s"`, the judgement of earlier versions).
-    let mut sims = [
+/// Two monitors to watch the same models: one with the defaults, one told not to look
+/// before the last hour (`earlier = "0s"`, the judgement of earlier versions).
+fn with_and_without_the_hours_before() -> [Sim; 2] {
+    [
         Sim::new(""),
         Sim::new("[alerts.baseline]\nearlier = \"0s\"\n"),
-    ];
+    ]
+}
+
+/// What `sim` said against the hours before the last one.
+fn told_against_the_hours_before(sim: &Sim) -> Vec<String> {
+    sim.sent
+        .iter()
+        .map(|(_, t)| t.alert.explanation.clone())
+        .filter(|why| why.contains("before the last hour"))
+        .collect()
+}
+
+#[test]
+fn a_slowdown_creeping_up_for_hours_is_judged_against_the_normal_before_it() {
+    let mut sims = with_and_without_the_hours_before();
     let ranker = Traffic::steady(10, 20.0);
     for sim in &mut sims {
         sim.run(2 * 3600, &[("ranker", ranker)]);
@@ -817,10 +830,7 @@ fn a_step_just_short_of_the_factor_and_a_two_mode_models_slower_hits_are_no_cree
     // after a deploy, its misses as before: its slow minutes set its limit, which the
     // hours before (kept per 5 minutes) cannot tell. Neither is a creep: the hours
     // before add no alert to what the last hour alone judges.
-    let mut sims = [
-        Sim::new(""),
-        Sim::new("[alerts.baseline]\nearlier = \"0s\"\n"),
-    ];
+    let mut sims = with_and_without_the_hours_before();
     let ranker = Traffic::steady(10, 20.0);
     let cached = Traffic::steady(10, 20.0).two_modes(0.04, 400.0);
     let hits = |f: f64| Traffic {
@@ -834,13 +844,8 @@ fn a_step_just_short_of_the_factor_and_a_two_mode_models_slower_hits_are_no_cree
             &[("ranker", ranker.slower(2.85)), ("cached", hits(1.6))],
         );
     }
-    let before_the_last_hour: Vec<String> = sims[0]
-        .sent
-        .iter()
-        .map(|(_, t)| t.alert.explanation.clone())
-        .filter(|why| why.contains("before the last hour"))
-        .collect();
-    assert!(before_the_last_hour.is_empty(), "{before_the_last_hour:?}");
+    let told = told_against_the_hours_before(&sims[0]);
+    assert!(told.is_empty(), "{told:?}");
     assert_eq!(fired_list(&sims[0]), fired_list(&sims[1]));
 }
 
@@ -851,10 +856,7 @@ fn a_model_whose_slow_share_grows_for_hours_is_not_taken_for_a_creep() {
     // hardly at all. Nothing crept up: the hours before add no alert to what the last
     // hour alone judges (which, at 4 %, sees the slow mode in too few minutes to know
     // it, and fires now and then: a weakness of its own, compared here as it is).
-    let mut sims = [
-        Sim::new(""),
-        Sim::new("[alerts.baseline]\nearlier = \"0s\"\n"),
-    ];
+    let mut sims = with_and_without_the_hours_before();
     let cached = |share: f64, hits: f64| Traffic::steady(10, 20.0 * hits).two_modes(share, 400.0);
     for sim in &mut sims {
         sim.run(2 * 3600, &[("cached", cached(0.04, 1.0))]);
@@ -863,13 +865,8 @@ fn a_model_whose_slow_share_grows_for_hours_is_not_taken_for_a_creep() {
             sim.run(60, &[("cached", cached(0.04 + 0.04 * f, 1.0 + 0.1 * f))]);
         }
     }
-    let before_the_last_hour: Vec<String> = sims[0]
-        .sent
-        .iter()
-        .map(|(_, t)| t.alert.explanation.clone())
-        .filter(|why| why.contains("before the last hour"))
-        .collect();
-    assert!(before_the_last_hour.is_empty(), "{before_the_last_hour:?}");
+    let told = told_against_the_hours_before(&sims[0]);
+    assert!(told.is_empty(), "{told:?}");
     assert_eq!(
         fired_list(&sims[0]),
         fired_list(&sims[1]),
