@@ -228,6 +228,8 @@ fn learn(
         now_ms,
         points_of.max(1),
     );
+    // As many requests a minute for a point's percentiles to count, whatever its length.
+    let min_requests = MIN_REQUESTS_PER_MINUTE * how.step_min.unsigned_abs();
     let (mut qps, mut p50, mut p95, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
     let uptime = history.uptime();
@@ -266,7 +268,7 @@ fn learn(
         requests += p.requests;
         errors += p.errors;
         qps.push(p.requests as f64 / f64::from(p.step_s.max(1)));
-        if p.requests >= MIN_REQUESTS_PER_MINUTE {
+        if p.requests >= min_requests {
             p50.extend(p.p50_ms);
             p95.extend(p.p95_ms);
             p99.extend(p.p99_ms);
@@ -281,7 +283,7 @@ fn learn(
         points_of.max(1),
     );
     for p in streamed.iter().filter(|p| judge(p) == Minute::Kept) {
-        if p.requests >= MIN_REQUESTS_PER_MINUTE {
+        if p.requests >= min_requests {
             t50.extend(p.p50_ms);
             t95.extend(p.p95_ms);
             t99.extend(p.p99_ms);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{Baselines, SharedBaselines, Spans};
+use super::baseline::{Baseline, Baselines, SharedBaselines, Spans};
 use super::measure::{self, Reading, Sight};
 use super::rules::{Metric, Rule, RuleSet, Severity};
 use crate::store::SERIES_SECS;
@@ -109,6 +109,11 @@ pub struct Alert {
     pub(crate) checks: u32,
     #[serde(default)]
     pub(crate) bad_checks: u32,
+    /// Judged against the normal of the hours before the last one (a creep): kept from
+    /// when it fired until it resolves, so an alert that fired against the last hour
+    /// resolves against it, and one that crept keeps its figures and sentence.
+    #[serde(default)]
+    pub(crate) earlier: bool,
     /// The evaluation that last visited it.
     #[serde(skip)]
     pub(crate) epoch: u64,
@@ -618,10 +623,23 @@ fn judge_model(
             continue;
         }
         let base = state.baselines.get(&m.model);
-        let firing = state
+        let active = state
             .active
             .get(&key)
-            .is_some_and(|a| a.state == AlertPhase::Firing);
+            .filter(|a| a.state == AlertPhase::Firing);
+        let firing = active.is_some();
+        // A firing alert is judged against the normal it fired against.
+        let last_only;
+        let base = match (active, base) {
+            (Some(a), Some(b)) if !a.earlier && b.earlier.is_some() => {
+                last_only = Baseline {
+                    earlier: None,
+                    ..b.clone()
+                };
+                Some(&last_only)
+            }
+            _ => base,
+        };
         let mut reading = measure::model_reading(rule, m, res, base, sight, firing);
         match rule.metric {
             Metric::Qps if container_down && reading.value.is_some() => {
@@ -893,6 +911,7 @@ fn step(
             notify: rule.notify.clone(),
             checks: 1,
             bad_checks: 1,
+            earlier: reading.earlier,
             epoch: state.epoch,
         };
         // `for = 0` fires on the first evaluation, like Prometheus.
@@ -904,6 +923,9 @@ fn step(
     };
     alert.silenced = silenced;
     alert.epoch = state.epoch;
+    if alert.state != AlertPhase::Firing {
+        alert.earlier = reading.earlier;
+    }
     if value.is_some() {
         alert.value = value;
         alert.normal = reading.normal;

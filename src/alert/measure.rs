@@ -42,6 +42,8 @@ pub struct Reading {
     /// Unknown for too few requests (or events) in the window, not for want of a
     /// figure at all: a firing alert holds rather than resolving on a lull.
     pub scarce: bool,
+    /// Judged against the normal of the hours before the last one (a creep).
+    pub earlier: bool,
     pub why: String,
 }
 
@@ -289,8 +291,10 @@ const SAME_TRAFFIC: f64 = 1.5;
 /// smooth a second mode away, and their limit would take every slow minute for a
 /// regression. The hours before judge only what the last hour would let pass: a figure
 /// past the last hour's limit is judged and told as it always was, and one within both
-/// is told against the last hour. Once an alert fires it need not climb on: it resolves
-/// when the model is back, not when the climb stops.
+/// is told against the last hour. An alert keeps the normal it fired against until it
+/// resolves (the engine gives an alert that fired against the last hour a `base` without
+/// the hours before); one that fired against them need not climb on: it resolves when
+/// the model is back, not when the climb stops.
 fn judged_base<'a>(
     rule: &Rule,
     base: Option<&'a Baseline>,
@@ -307,8 +311,11 @@ fn judged_base<'a>(
         return Some(b);
     };
     let two_modes = high.is_some() && rule.limits(normal, None).is_some_and(|(t, _)| t < limits.0);
+    // Firing with the hours before still in `base`: it fired against them (the engine
+    // takes them out for an alert that fired against the last hour), and stays so.
     let climbing = firing || normal.is_some_and(|n| v >= CREPT * n);
-    if two_modes || !climbing || rule.is_bad(v, limits, firing) {
+    let bad_anyway = !firing && rule.is_bad(v, limits, false);
+    if two_modes || !climbing || bad_anyway {
         return Some(b);
     }
     let rose = |metric: Metric, e: &Baseline| {
@@ -406,18 +413,20 @@ fn percentile(
         let threshold = |high| rule.limits(Some(n), high).map(|(t, _)| t);
         high.filter(|_| threshold(high) > threshold(None))
     };
+    let earlier = matches!((base, last), (Some(b), Some(l)) if !std::ptr::eq(b, l));
     let span = match (base, last) {
-        (Some(b), Some(l)) if !std::ptr::eq(b, l) => {
+        (Some(b), Some(l)) if earlier => {
             // A held last hour is the one before this incident, not the last one.
-            let last_hour = if l.held {
-                "hour before this incident".to_owned()
+            let (last_hour, in_it) = if l.held {
+                let l = span_length(l);
+                (format!("{l} before this incident"), format!("in that {l}"))
             } else {
-                over(l)
+                (over(l), format!("in the {}", over(l)))
             };
             let crept = normal_of(rule.metric, last)
                 .0
                 .map_or_else(String::new, |n| {
-                    format!("; {} in the {last_hour}, crept up since", show_ms(n))
+                    format!("; {} {in_it}, crept up since", show_ms(n))
                 });
             format!("{} before the {last_hour}{crept}", span_length(b))
         }
@@ -445,6 +454,7 @@ fn percentile(
     };
     Reading {
         normal,
+        earlier,
         ..Reading::known(v, limits, why)
     }
 }

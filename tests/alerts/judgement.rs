@@ -876,6 +876,50 @@ fn a_model_whose_slow_share_grows_for_hours_is_not_taken_for_a_creep() {
 }
 
 #[test]
+fn an_alert_that_fired_against_the_last_hour_resolves_against_it() {
+    // A model crept up 2.4 × for an hour and a quarter (short of firing), then a bad
+    // deploy makes it 10 × slower: that fires against the last hour. Rolled back to
+    // where it had crept, it is well within the last hour's resolve level, though not
+    // within the hours' before: the alert resolves, as the normal it fired against says.
+    let mut sim = Sim::new("");
+    let ranker = Traffic::steady(10, 20.0);
+    sim.run(2 * 3600, &[("ranker", ranker)]);
+    let mut crept = ranker;
+    for minute in 0..75 {
+        crept = ranker.slower(1.012_f64.powi(minute));
+        sim.run(60, &[("ranker", crept)]);
+    }
+    assert!(sim.fired_since(0).is_empty(), "{:?}", fired_list(&sim));
+    let t = sim.now_s;
+    sim.run(3 * 60, &[("ranker", crept.slower(4.0))]);
+    let fired = sim.fired_since(t);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let (rule, model) = fired[0].clone();
+    let why = |sim: &Sim, kind| {
+        sim.sent
+            .iter()
+            .find(|(s, tr)| *s >= t && tr.kind == kind)
+            .map(|(_, tr)| tr.alert.explanation.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        why(&sim, TransitionKind::Firing).ends_with("(last hour)"),
+        "{}",
+        why(&sim, TransitionKind::Firing)
+    );
+    let back = sim.now_s;
+    sim.run(5 * 60, &[("ranker", crept)]);
+    assert!(
+        sim.seconds_to(back, &rule, &model, TransitionKind::Resolved)
+            .is_some_and(|s| s < 120),
+        "resolved once back where it had crept: {:?}",
+        sim.active(&rule, &model)
+    );
+    let resolved = why(&sim, TransitionKind::Resolved);
+    assert!(resolved.ends_with("(last hour)"), "{resolved}");
+}
+
+#[test]
 fn a_model_slower_at_its_busy_hours_stays_quiet() {
     // At its busy hours a model gets three times the traffic and queues: over four hours
     // its answers take up to 4.5 × as long as at night, then calm down again. Its callers

@@ -409,6 +409,7 @@ mod tests {
                 notify: None,
                 checks: 4,
                 bad_checks: 4,
+                earlier: false,
                 epoch: 0,
             },
         }
