@@ -60,8 +60,8 @@ impl AlertPhase {
 }
 
 /// An alert and everything a notifier or a screen needs to show it.
-// Its flags are independent facts (notified, acknowledged, silenced, relative), not a
-// state machine folded into booleans: that is `state`.
+// Its flags are independent facts (notified, acknowledged, silenced, relative,
+// earlier), not a state machine folded into booleans: that is `state`.
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

@@ -27,6 +27,9 @@ const TRAFFIC_MAX_WINDOW_S: f64 = 300.0;
 const ERRORS_EXPECTED_SHARE: f64 = 1.5;
 
 /// One rule's look at one model (or at the monitor) at one evaluation.
+// Its flags are independent facts about the figure (blind, scarce, may fire, judged
+// against the hours before), which the engine reads one by one.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
     pub value: Option<f64>,
