@@ -282,7 +282,7 @@ const CREPT: f64 = 1.25;
 const SAME_TRAFFIC: f64 = 1.5;
 
 /// The baseline a latency figure `v` is judged against: the model's, or that of the span
-/// before it when the model crept up since and that one gives the lower limit. A
+/// before it when the model crept up since and `v` is past that one's limit. A
 /// slowdown creeping up for hours drags the last hour's median along (it lags half an
 /// hour behind, and never reaches 3 × it), but not the median of the hours before.
 ///
