@@ -113,13 +113,10 @@ pub fn show_duration_ms(ms: i64) -> String {
 
 /// The learning window as people say it: "last hour", "last 30 min".
 fn over(b: &Baseline) -> String {
-    let m = (b.to_ms - b.from_ms) / 60_000;
-    if m == 60 {
+    if b.to_ms - b.from_ms == 3_600_000 {
         "last hour".into()
-    } else if m % 60 == 0 {
-        format!("last {} h", m / 60)
     } else {
-        format!("last {m} min")
+        format!("last {}", span_length(b))
     }
 }
 
