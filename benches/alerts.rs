@@ -122,7 +122,7 @@ fn baselines(c: &mut Criterion) {
     g.bench_function("learn_every_normal", |b| {
         b.iter(|| {
             for m in &names {
-                black_box(compute_baseline(&history, m, &cfg, &[], now_ms));
+                black_box(compute_baseline(&history, m, &cfg, &[], now_ms, 60));
             }
         });
     });

@@ -48,11 +48,14 @@ pub struct Baseline {
     pub ttfb_p95_ms: Option<f64>,
     pub ttfb_p99_ms: Option<f64>,
     /// How far each latency figure goes in the slowest 5 % of the same minutes (their
-    /// 95th percentile), and no further than in the older half of them. A model whose
-    /// normal has two modes (a cache's misses, a cold path) reaches its slow one there
-    /// from time to time, and is not judged regressed when it does
-    /// (`rules::Relative::limits`); a slowdown creeping up over the hour reaches only the
-    /// newer half, and does not raise its own limit.
+    /// 95th percentile) or, for p95 and p99 of the last hour, in a live window by chance
+    /// (the latency of the slowest requests of those minutes, as many as a window's
+    /// figure can reach once in 10 000 windows and at least half its share:
+    /// `chance_percentile`), whichever is further, and no further than in the older
+    /// half of the minutes. A model whose normal has two modes (a cache's misses, a
+    /// cold path) reaches its slow one there from time to time, and is not judged
+    /// regressed when it does (`rules::Relative::limits`); a slowdown creeping up over
+    /// the hour reaches only the newer half, and does not raise its own limit.
     pub p50_high_ms: Option<f64>,
     pub p95_high_ms: Option<f64>,
     pub p99_high_ms: Option<f64>,
@@ -141,18 +144,77 @@ fn usual_high(minutes: &[f64]) -> Option<f64> {
     Some(slowest_twentieth(minutes.to_vec())?.min(older))
 }
 
+/// How rarely a live window may reach a latency by chance for it to count as the model's
+/// own (its slow mode): once in 10 000 windows, about once a week of windows a minute.
+const CHANCE: f64 = 1e-4;
+
+/// The percentile of all of a model's requests that the figure at percentile `q` of a
+/// live window of `n` requests reaches by chance once in [`CHANCE`] windows.
+///
+/// A window's p95 is past a latency when 5 % of its requests are. A model whose slow
+/// mode (a cache's misses) is 4 % of its requests has its p95 in the fast mode in most
+/// minutes and in the slow one in too few to show in their slowest 5 %, yet a window
+/// gets there every few minutes while nothing changed. How far short of 5 % a share may
+/// be and still get there depends on how many requests a window holds: at 10 req/s (600
+/// a minute) the slowest 2.4 % of the hour's requests are reached, at 2 req/s the
+/// slowest 0.9 %. The count past a latency is Poisson: summed exactly up to 500, normal
+/// beyond.
+fn chance_percentile(q: f64, n: f64) -> Option<f64> {
+    let n = n.round();
+    if n < 1.0 || !(0.0..1.0).contains(&q) {
+        return None;
+    }
+    // Past a latency: the nearest-rank percentile of `n` is past it when this many are.
+    let k = n - (q * n).ceil() + 1.0;
+    let expected = if k <= 500.0 {
+        // The expected count whose chance of reaching `k` is CHANCE, by bisection.
+        let reach = |lambda: f64| {
+            let (mut term, mut below) = ((-lambda).exp(), 0.0);
+            for i in 0..k as u32 {
+                below += term;
+                term *= lambda / f64::from(i + 1);
+            }
+            1.0 - below
+        };
+        let (mut lo, mut hi) = (0.0, k);
+        for _ in 0..50 {
+            let mid = f64::midpoint(lo, hi);
+            if reach(mid) < CHANCE {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    } else {
+        // lambda + z sqrt(lambda) = k - 1/2, z the normal's 1 - CHANCE quantile.
+        const Z: f64 = 3.719;
+        let root = f64::midpoint(-Z, (Z * Z + 4.0 * (k - 0.5)).sqrt());
+        root * root
+    };
+    Some((1.0 - expected / n).clamp(q, 1.0))
+}
+
+/// A point's span in Unix seconds.
+fn seconds_of(p: &HistoryPoint) -> (i64, i64) {
+    let start = p.start_ms.div_euclid(1000);
+    (start, start + i64::from(p.step_s))
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// The baseline of `model` at `now_ms`, leaving out `excluded` spans, with the normal of
 /// the `earlier` span before it (whether or not that one is ready: see [`Baselines`]).
+/// `window_s`: the live window's length, which the figures judged are taken over.
 pub fn compute(
     history: &HistoryView,
     model: &str,
     cfg: &BaselineSection,
     excluded: &[(i64, i64)],
     now_ms: i64,
+    window_s: u32,
 ) -> Baseline {
     // Whole minutes, so a minute's figures are never half a minute's.
     let to_ms = (now_ms - ms(cfg.skip_recent.0)).div_euclid(60_000) * 60_000;
@@ -161,6 +223,7 @@ pub fn compute(
         span: (from_ms, to_ms),
         step_min: 1,
         need_s: cfg.min_history.0.as_secs(),
+        window_s: Some(window_s),
     };
     let mut b = learn(history, model, cfg, excluded, now_ms, &last);
     b.explanation = describe(&b, cfg, Span::Last);
@@ -180,6 +243,9 @@ pub fn compute(
                 .0
                 .max(cfg.learn.0.min(cfg.earlier.0))
                 .as_secs(),
+            // Its slow minutes only: it judges a creep that the last hour's live
+            // figures are past, not a live window (`measure::judged_base`).
+            window_s: None,
         };
         let mut e = learn(history, model, cfg, excluded, now_ms, &before);
         e.explanation = describe(&e, cfg, Span::Before);
@@ -188,12 +254,13 @@ pub fn compute(
     b
 }
 
-/// The span a baseline is learnt from, the points it is read in, and how much of it
-/// must be known.
+/// The span a baseline is learnt from, the points it is read in, how much of it must be
+/// known, and the live window its figures are judged over (`None`: none is).
 struct Learn {
     span: (i64, i64),
     step_min: i64,
     need_s: u64,
+    window_s: Option<u32>,
 }
 
 /// ", up from p95 60.0 ms in the 5 h before" when the last hour's p95 is half as high
@@ -231,6 +298,8 @@ fn learn(
     // As many requests a minute for a point's percentiles to count, whatever its length.
     let min_requests = MIN_REQUESTS_PER_MINUTE * how.step_min.unsigned_abs();
     let (mut qps, mut p50, mut p95, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The points whose percentiles count, in seconds, for their requests merged.
+    let mut timed = Vec::new();
     let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
     let uptime = history.uptime();
     let born_ms = first_minute_ms(history, model, from_ms, now_ms);
@@ -272,10 +341,12 @@ fn learn(
             p50.extend(p.p50_ms);
             p95.extend(p.p95_ms);
             p99.extend(p.p99_ms);
+            timed.push(seconds_of(p));
         }
     }
     // The streamed answers' first bytes, minute by minute over the same span.
     let (mut t50, mut t95, mut t99) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut streamed_timed, mut streamed_rate) = (Vec::new(), Vec::new());
     let streamed = history.ttfb_series(
         model,
         &Range::Between { from_ms, to_ms },
@@ -283,28 +354,62 @@ fn learn(
         points_of.max(1),
     );
     for p in streamed.iter().filter(|p| judge(p) == Minute::Kept) {
+        streamed_rate.push(p.requests as f64 / f64::from(p.step_s.max(1)));
         if p.requests >= min_requests {
             t50.extend(p.p50_ms);
             t95.extend(p.p95_ms);
             t99.extend(p.p99_ms);
+            streamed_timed.push(seconds_of(p));
         }
     }
     let ready = used_s >= how.need_s;
     let min_minutes = MIN_LATENCY_MINUTES
         .min(usize::try_from(cfg.min_history.0.as_secs() / 60).unwrap_or(MIN_LATENCY_MINUTES));
-    // How far their slowest 5 % go, and the median of the minutes.
-    let latency = |xs: Vec<f64>| {
-        if ready && xs.len() >= min_minutes.max(1) {
-            (usual_high(&xs), median(xs))
-        } else {
-            (None, None)
-        }
+    let qps = if ready { median(qps) } else { None };
+    // How far p95 and p99 of a live window go by chance at the normal rate (of
+    // requests, or of streamed answers), over the older half of the timed minutes, as
+    // `usual_high`: a climb over the hour must not raise its own limit. A mode holds
+    // half the share the figure is taken at, at least (2.5 % of the requests for p95):
+    // a window of 20 reaches its hour's slowest few now and then, a long tail and no
+    // mode, and 1.5 × those would hide a model 4 × slower. Not the median: a share
+    // near half is no rare mode, and 25 % of a widely spread model's requests are far
+    // enough past its median to hide a slowdown.
+    let by_chance = |first_bytes: bool, rate: Option<f64>, timed: &[(i64, i64)]| {
+        let in_window = rate.zip(how.window_s).map(|(r, w)| r * f64::from(w));
+        let at = [0.95, 0.99].map(|q| {
+            let at = in_window.and_then(|n| chance_percentile(q, n))?;
+            Some(at.min(q + (1.0 - q) / 2.0))
+        });
+        let ([Some(at95), Some(at99)], true) = (at, ready) else {
+            return [None; 2];
+        };
+        let older = &timed[..timed.len() / 2];
+        history
+            .merged_percentiles(model, first_bytes, older, &[at95, at99])
+            .map_or([None; 2], |v| v.map(Some))
     };
-    let ((p50_high_ms, p50_ms), (p95_high_ms, p95_ms), (p99_high_ms, p99_ms)) =
-        (latency(p50), latency(p95), latency(p99));
+    let of_requests = by_chance(false, qps, &timed);
+    let of_answers = by_chance(true, median(streamed_rate), &streamed_timed);
+    // How far each goes in its slowest 5 % of minutes or by chance, and the median of the
+    // minutes.
+    let latency = |xs: Vec<f64>, chance: Option<f64>| {
+        if !ready || xs.len() < min_minutes.max(1) {
+            return (None, None);
+        }
+        let high = match (usual_high(&xs), chance) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        (high, median(xs))
+    };
+    let ((p50_high_ms, p50_ms), (p95_high_ms, p95_ms), (p99_high_ms, p99_ms)) = (
+        latency(p50, None),
+        latency(p95, of_requests[0]),
+        latency(p99, of_requests[1]),
+    );
     let ((ttfb_p50_high_ms, ttfb_p50_ms), (ttfb_p95_high_ms, ttfb_p95_ms)) =
-        (latency(t50), latency(t95));
-    let (ttfb_p99_high_ms, ttfb_p99_ms) = latency(t99);
+        (latency(t50, None), latency(t95, of_answers[0]));
+    let (ttfb_p99_high_ms, ttfb_p99_ms) = latency(t99, of_answers[1]);
     Baseline {
         p50_ms,
         p95_ms,
@@ -319,7 +424,7 @@ fn learn(
         ttfb_p95_high_ms,
         ttfb_p99_high_ms,
         error_rate: (ready && requests > 0).then(|| errors as f64 / requests as f64),
-        qps: if ready { median(qps) } else { None },
+        qps,
         over_s: used_s,
         from_ms,
         to_ms,
@@ -384,14 +489,11 @@ fn describe(b: &Baseline, cfg: &BaselineSection, span: Span) -> String {
         );
     }
     let mut figures = Vec::new();
-    // Slow minutes well above the median are the model's second mode: said, since a
-    // regression is then judged against them.
+    // A high well above the median (slow minutes, or slow requests enough to make one
+    // by chance) is the model's second mode: said, since a regression is then judged
+    // against it.
     let latency = |name: &str, median: f64, high: Option<f64>| match second_mode(median, high) {
-        Some(h) => format!(
-            "{name} {} ({} or more in 5 % of its minutes)",
-            show_ms(median),
-            show_ms(h)
-        ),
+        Some(h) => format!("{name} {} (slow mode {})", show_ms(median), show_ms(h)),
         _ => format!("{name} {}", show_ms(median)),
     };
     if let Some(p) = b.p95_ms {
@@ -516,6 +618,7 @@ impl Baselines {
         models: impl Iterator<Item = &'a str>,
         cfg: &BaselineSection,
         now_ms: i64,
+        window_s: u32,
         mut excluded: impl FnMut(&str) -> Spans,
     ) {
         let mut seen = Vec::new();
@@ -536,7 +639,7 @@ impl Baselines {
             let first = !self.by_model.contains_key(model);
             if first || (stale && budget > 0) {
                 budget = budget.saturating_sub(1);
-                let mut b = compute(history, model, cfg, &excluded(model), now_ms);
+                let mut b = compute(history, model, cfg, &excluded(model), now_ms, window_s);
                 let old = self.get(model);
                 let earlier = b
                     .earlier
@@ -631,6 +734,39 @@ mod tests {
         assert_eq!(show_ms(2300.0), "2.3 s");
         assert_eq!(show_rate(0.3123), "31 %");
         assert_eq!(show_rate(0.001), "0.10 %");
+    }
+
+    #[test]
+    fn a_window_reaches_by_chance_less_the_fewer_requests_it_holds() {
+        let share = |q, n| chance_percentile(q, n).map(|at| 1.0 - at);
+        let near = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < 0.001);
+        // A p95 over a minute at 10 req/s: 4 % slow requests (a cache's misses) reach it
+        // now and then, 1 % never.
+        assert!(near(share(0.95, 600.0), 0.024), "{:?}", share(0.95, 600.0));
+        assert!(near(share(0.95, 120.0), 0.0086), "{:?}", share(0.95, 120.0));
+        assert!(
+            near(share(0.95, 6000.0), 0.0404),
+            "{:?}",
+            share(0.95, 6000.0)
+        );
+        // Past 500 requests needed past it, the normal approximation: no jump there.
+        let (exact, normal) = (share(0.5, 998.0), share(0.5, 1000.0));
+        let jump = exact.zip(normal).map(|(e, n)| (e - n).abs());
+        assert!(jump.is_some_and(|j| j < 0.003), "{exact:?} {normal:?}");
+        let more: Vec<f64> = [20.0, 60.0, 600.0, 60_000.0]
+            .iter()
+            .filter_map(|&n| share(0.95, n))
+            .collect();
+        assert!(more.windows(2).all(|w| w[0] < w[1]), "{more:?}");
+        assert!(
+            more.iter().all(|&s| s < 0.05),
+            "always short of the window's 5 %"
+        );
+        assert_eq!(
+            chance_percentile(0.95, 0.4),
+            None,
+            "no requests in a window"
+        );
     }
 
     #[test]

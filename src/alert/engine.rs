@@ -761,6 +761,7 @@ fn refresh_baselines(state: &mut AlertState, view: &View, dormant: &[ModelView],
         view.models.iter().chain(dormant).map(|m| m.model.as_str()),
         &cfg,
         now_ms,
+        view.window_s,
         |model| state.excluded(model, now_ms),
     );
     state.baselines = baselines;

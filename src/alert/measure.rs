@@ -436,7 +436,7 @@ fn percentile(
     let why = match (rule.relative, normal, limits) {
         (Some(_), Some(n), Some(_)) => match judged_by_high(n) {
             Some(h) => format!(
-                "{name} {}, {} the {} its slowest minutes reach (normal {}, {span})",
+                "{name} {}, {} the {} of its slow mode (normal {}, {span})",
                 show_ms(v),
                 ratio(v, h),
                 show_ms(h),

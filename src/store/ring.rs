@@ -213,6 +213,19 @@ impl Dists {
             }
         }
     }
+
+    /// The distributions of cells `[lo, hi)` alone: a coarse one counts only if all of
+    /// its cells are inside (it cannot be split).
+    pub fn within(&self, lo: usize, hi: usize, cells: usize) -> &[Option<Dist>] {
+        match self {
+            Self::Fine(d) => &d[lo..hi],
+            Self::Coarse(d) => {
+                let per = cells / d.len().max(1);
+                let (first, end) = (lo.div_ceil(per), hi / per);
+                &d[first.min(end)..end]
+            }
+        }
+    }
 }
 
 /// Appends a cell as 7 varints: the five status classes, errors, the slowest request.
@@ -876,6 +889,26 @@ impl Merger {
 mod tests {
     use super::super::hist::bucket_of;
     use super::*;
+
+    #[test]
+    fn a_coarse_distribution_counts_within_cells_only_if_all_of_it_is() {
+        // An hour past the fine tier: 360 cells of 10 s, a distribution per 30 of them.
+        let blocks: Vec<Option<Dist>> = (0..12u8).map(|i| Some(Arc::from(vec![i]))).collect();
+        let coarse = Dists::Coarse(blocks.into_boxed_slice());
+        let first = |d: &[Option<Dist>]| d.first().map(|x| x.as_deref().map(|b| b[0]));
+        let whole = coarse.within(30, 90, 360);
+        assert_eq!((whole.len(), first(whole)), (2, Some(Some(1))));
+        // Minutes 6 to 15 take in part of the blocks at either end: only the one inside.
+        let part = coarse.within(35, 95, 360);
+        assert_eq!((part.len(), first(part)), (1, Some(Some(2))));
+        assert!(coarse.within(31, 59, 360).is_empty(), "inside one block");
+        assert_eq!(
+            coarse.covering(31, 59, 360).len(),
+            1,
+            "which covering takes"
+        );
+        assert_eq!(coarse.within(0, 360, 360).len(), 12);
+    }
 
     #[test]
     fn history_buckets_nest_the_live_ones_within_one_percent() {

@@ -479,11 +479,7 @@ fn a_model_whose_normal_has_two_modes_is_judged_against_both() {
         "its slow mode: {high} ({})",
         b.explanation
     );
-    assert!(
-        b.explanation.contains("5 % of its minutes"),
-        "{}",
-        b.explanation
-    );
+    assert!(b.explanation.contains("(slow mode "), "{}", b.explanation);
     let iris_b = sim.baseline("iris");
     assert!(
         iris_b.p95_high_ms.expect("iris has one") < 1.5 * iris_b.p95_ms.expect("a normal"),
@@ -491,7 +487,7 @@ fn a_model_whose_normal_has_two_modes_is_judged_against_both() {
         iris_b.explanation
     );
     assert!(
-        !iris_b.explanation.contains("of its minutes"),
+        !iris_b.explanation.contains("slow mode"),
         "{}",
         iris_b.explanation
     );
@@ -599,7 +595,7 @@ fn a_model_whose_slow_mode_shows_in_a_fifth_of_its_minutes_stays_quiet_for_hours
         b.explanation
     );
     assert!(
-        b.explanation.contains("of its minutes"),
+        b.explanation.contains("(slow mode "),
         "its slow mode is part of its normal: {}",
         b.explanation
     );
@@ -1390,4 +1386,91 @@ fn a_quiet_models_errors_are_one_alert_and_judged_below_one_request_a_second() {
     assert!(fired <= 90, "fired after {fired} s");
     let why = why_now(&sim, "error_spike", "quieter");
     assert!(why.starts_with("100 % errors ("), "{why}");
+}
+
+#[test]
+fn a_model_whose_slow_mode_is_too_rare_to_show_in_its_minutes_stays_quiet_for_hours() {
+    // 4 % of its requests miss a cache at 10 req/s (4.5 % at 50 req/s): most minutes'
+    // p95 is the fast mode's and too few are the slow one's to be learnt from the
+    // minutes, but a minute's p95 gets there every few minutes by chance. Judged by the
+    // minutes alone, the first fired 10 times in these three hours (and 17 in six), an
+    // alert meaning nothing each time.
+    let cached = Traffic::steady(10, 20.0).two_modes(0.04, 400.0);
+    let busy = Traffic::steady(50, 20.0).two_modes(0.045, 400.0);
+    let mut sims = [Sim::new(""), Sim::new("")];
+    for (sim, (model, traffic)) in sims.iter_mut().zip([("cached", cached), ("busy", busy)]) {
+        sim.run(3 * 3600, &[(model, traffic)]);
+        let normal = sim.baseline(model).explanation;
+        eprintln!("{model}: {:?}; {normal}", fired_list(sim));
+        assert!(
+            sim.fired_since(0).is_empty(),
+            "{:?}; {normal}",
+            fired_list(sim)
+        );
+        assert!(normal.contains("(slow mode "), "{normal}");
+    }
+    // Still judged: its hits 4 × slower move its median, one alert within the minute.
+    let sim = &mut sims[0];
+    let t = sim.now_s;
+    sim.run(
+        60,
+        &[(
+            "cached",
+            Traffic {
+                median_ms: 80.0,
+                ..cached
+            },
+        )],
+    );
+    let fired = sim.fired_since(t);
+    assert_eq!(
+        fired,
+        [("median_latency_regression".to_owned(), "cached".to_owned())],
+    );
+
+    // 1 % misses: a window's p95 never gets there by chance, and is judged as a model
+    // with one mode: its misses going to 8 % (its p95 into the slow mode) fire.
+    let mut sim = Sim::new("");
+    let rare = Traffic::steady(10, 20.0).two_modes(0.01, 400.0);
+    sim.run(75 * 60, &[("rare", rare)]);
+    let normal = sim.baseline("rare").explanation;
+    assert!(!normal.contains("slow mode"), "{normal}");
+    let t = sim.now_s;
+    sim.run(60, &[("rare", rare.two_modes(0.08, 400.0))]);
+    assert_eq!(
+        sim.fired_since(t),
+        [("latency_regression".to_owned(), "rare".to_owned())],
+        "{normal}"
+    );
+}
+
+#[test]
+fn a_quiet_models_long_tail_is_not_taken_for_a_slow_mode() {
+    // 30 requests a minute spread widely (its p95 5 × its median), and one 30 × slower
+    // than its median in 300 requests: a window of 30 reaches its hour's slowest few now
+    // and then. They are a long tail, not a mode: 4 × slower is an incident. (Both also
+    // fire now and then while nothing changed, as they did before: a p95 of 30 requests
+    // is their two slowest.)
+    let mut sim = Sim::new("");
+    let spread = Traffic {
+        sigma: 1.0,
+        ..Traffic::quiet(30, 100.0)
+    };
+    let timeouts = Traffic::quiet(30, 100.0).two_modes(0.003, 3000.0);
+    sim.run(90 * 60, &[("spread", spread), ("timeouts", timeouts)]);
+    let timeouts_normal = sim.baseline("timeouts").explanation;
+    assert!(!timeouts_normal.contains("slow mode"), "{timeouts_normal}");
+    sim.run(
+        3 * 60,
+        &[
+            ("spread", spread.slower(4.0)),
+            ("timeouts", timeouts.slower(4.0)),
+        ],
+    );
+    for model in ["spread", "timeouts"] {
+        let firing = ["latency_regression", "median_latency_regression"]
+            .iter()
+            .any(|rule| sim.active(rule, model) == Some(AlertPhase::Firing));
+        assert!(firing, "{model}: {:?}", fired_list(&sim));
+    }
 }

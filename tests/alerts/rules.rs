@@ -255,7 +255,7 @@ fn a_latency_rule_fires_past_what_the_models_slowest_minutes_reach() {
     assert_eq!(two.limits, Some((300.0, 250.0)));
     assert_eq!(
         two.why,
-        "p95 250 ms, 1.2× the 200 ms its slowest minutes reach (normal 20.0 ms, last hour)"
+        "p95 250 ms, 1.2× the 200 ms of its slow mode (normal 20.0 ms, last hour)"
     );
     let past = read(450.0, Some(200.0));
     assert!(

@@ -418,7 +418,7 @@ fn detail_shows_the_normal_beside_the_live_figures_and_the_alerts_explained() {
 
 #[test]
 fn a_normal_with_two_modes_shows_as_the_range_its_minutes_keep_to() {
-    // iris-classifier's cache: 5 % of its minutes reach 40 ms, six times its median.
+    // iris-classifier's cache: its slowest minutes reach 40 ms, six times its median.
     let mut alerts = alerts();
     let mut baselines = (*alerts.baselines).clone();
     let iris = baselines
