@@ -464,8 +464,9 @@ fn minutes(s: u64) -> String {
     }
 }
 
-/// How far a latency figure goes in its slowest 5 % of minutes, when that is twice its
-/// median or more: the model's second mode (a cache's misses), shown beside its normal.
+/// A latency figure's high (its slowest minutes, or its slow requests), when that is
+/// twice its median or more: the model's second mode (a cache's misses), shown beside
+/// its normal.
 pub fn second_mode(median: f64, high: Option<f64>) -> Option<f64> {
     high.filter(|h| *h >= 2.0 * median)
 }

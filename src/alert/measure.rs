@@ -286,7 +286,7 @@ const SAME_TRAFFIC: f64 = 1.5;
 /// Crept up means: the figure and the body of the answers (their median) both rose past
 /// where the hours before went, at no more traffic than then, and the figure is still
 /// climbing. A shift between the modes of a two-mode model moves its p95 only; busier
-/// hours bring more traffic. A model whose slow minutes set its limit (two modes) is
+/// hours bring more traffic. A model whose high sets its limit (two modes) is
 /// judged against the last hour only: the hours before are kept per 5 minutes, which
 /// smooth a second mode away, and their limit would take every slow minute for a
 /// regression. The hours before judge only what the last hour would let pass: a figure

@@ -255,13 +255,14 @@ pub struct Relative {
     pub min_change: f64,
 }
 
-/// How far past the figure its slowest 5 % of minutes reach a rule fires (or its
-/// factor, if smaller): a model with two modes of latency is judged against both.
+/// How far past a figure's high (its slowest minutes or slow requests, `Baseline`) a rule
+/// fires (or its factor, if smaller): a model with two modes of latency is judged
+/// against both.
 const PAST_HIGH: f64 = 1.5;
 
 impl Relative {
-    /// `(threshold, resolve)` for a model whose normal is `normal` and whose slowest 5 %
-    /// of minutes reach `high` (latency figures). An "above" rule fires past `factor ×`
+    /// `(threshold, resolve)` for a model whose normal is `normal` and whose high (its
+    /// slowest minutes or slow requests reach it) is `high` (latency figures). An "above" rule fires past `factor ×`
     /// normal, `min_change` above it, and past `high` by 1.5× (or the factor, if smaller),
     /// so the slow mode of a model with two (a cache's misses) is not taken for a
     /// regression. A firing alert resolves halfway back to normal (to `high`, if higher):

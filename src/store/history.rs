@@ -691,8 +691,8 @@ impl HistoryView {
         self.ring_series(self.first_bytes.get(model), range, now_ms, max_points)
     }
 
-    /// The percentiles `qs` of a model's requests in `spans` (Unix seconds, sorted and
-    /// apart, on cell bounds), all merged into one distribution: how an hour's requests
+    /// The percentiles `qs` of a model's requests in `spans` (Unix seconds, sorted, not
+    /// overlapping, on cell bounds), all merged into one distribution: how an hour's requests
     /// spread, which no one minute's percentiles tell (a share of 3 % slow is under
     /// every minute's p95). Hours past the fine tier keep a distribution per 5 minutes:
     /// one counts only if the spans hold all of it, so nothing outside them (an

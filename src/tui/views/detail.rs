@@ -505,8 +505,8 @@ fn judgement_lines(
     let latency = style_of(&[Metric::P50Ms, Metric::P95Ms, Metric::P99Ms]);
     let errors = style_of(&[Metric::ErrorRate]);
     let traffic = style_of(&[Metric::Qps]);
-    // A model with two modes: its normal from its median to what its slowest minutes
-    // reach, the limit its alerts are judged by.
+    // A model with two modes: its normal from its median to its slow mode (its high),
+    // which its alerts are judged past.
     let normal_p95 = base
         .and_then(|b| {
             let n = b.p95_ms?;
