@@ -307,8 +307,8 @@ fn learn(
     // minute (a backlog replayed for a minute it never ran is still whole); a minute of
     // an incident or of blindness is no normal.
     let judge = |p: &HistoryPoint| {
-        let start_s = p.start_ms / 1000;
-        let seen_s = uptime.covered(start_s, start_s + i64::from(p.step_s));
+        let (start_s, end_s) = seconds_of(p);
+        let seen_s = uptime.covered(start_s, end_s);
         // The monitor ran then, but the model was not there yet: no traffic of it to
         // learn, not a traffic of 0.
         let unborn = born_ms.is_some_and(|b| p.start_ms < b);

@@ -161,17 +161,10 @@ pub struct Uptime {
 }
 
 impl Uptime {
-    pub fn from_spans(mut spans: Vec<(i64, i64)>) -> Self {
-        spans.retain(|(a, b)| a < b);
-        spans.sort_unstable();
-        let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
-        for (a, b) in spans {
-            match out.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => out.push((a, b)),
-            }
+    pub fn from_spans(spans: Vec<(i64, i64)>) -> Self {
+        Self {
+            spans: joined(spans),
         }
-        Self { spans: out }
     }
 
     pub fn spans(&self) -> &[(i64, i64)] {
@@ -241,12 +234,29 @@ impl Acc {
     }
 }
 
-/// p50, p95, p99 in ms, never above the slowest request (a bucket midpoint can be).
-fn percentiles(m: &Merger, max_us: u64) -> [Option<f64>; 3] {
-    match m.quantiles(&[0.50, 0.95, 0.99]) {
-        Some(q) => q.map(|v| Some(v.min(max_us as f64) / 1000.0)),
-        None => [None; 3],
+/// `[from, to)` spans sorted, with those that overlap or touch made one; empty ones gone.
+fn joined(mut spans: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    spans.retain(|(a, b)| a < b);
+    spans.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
     }
+    out
+}
+
+/// The quantiles `qs` in ms, never above the slowest request (a bucket midpoint can be).
+fn quantiles_ms<const N: usize>(m: &Merger, max_us: u64, qs: &[f64; N]) -> Option<[f64; N]> {
+    m.quantiles(qs)
+        .map(|q| q.map(|v| v.min(max_us as f64) / 1000.0))
+}
+
+/// p50, p95, p99 in ms (`quantiles_ms`).
+fn percentiles(m: &Merger, max_us: u64) -> [Option<f64>; 3] {
+    quantiles_ms(m, max_us, &[0.50, 0.95, 0.99]).map_or([None; 3], |q| q.map(Some))
 }
 
 /// Adds the cells `[from, to)` of one hour to `acc` and their distributions to `m`.
@@ -691,8 +701,8 @@ impl HistoryView {
         self.ring_series(self.first_bytes.get(model), range, now_ms, max_points)
     }
 
-    /// The percentiles `qs` of a model's requests in `spans` (Unix seconds, sorted, not
-    /// overlapping, on cell bounds), all merged into one distribution: how an hour's requests
+    /// The percentiles `qs` of a model's requests in `spans` (Unix seconds, on cell
+    /// bounds), all merged into one distribution: how an hour's requests
     /// spread, which no one minute's percentiles tell (a share of 3 % slow is under
     /// every minute's p95). Hours past the fine tier keep a distribution per 5 minutes:
     /// one counts only if the spans hold all of it, so nothing outside them (an
@@ -711,15 +721,8 @@ impl HistoryView {
             self.models.get(model)
         }?;
         // Spans end to end are one: a 5-minute distribution is inside five of a minute.
-        let mut joined: Vec<(i64, i64)> = Vec::new();
-        for &(from, to) in spans {
-            match joined.last_mut() {
-                Some(last) if last.1 == from => last.1 = to,
-                _ => joined.push((from, to)),
-            }
-        }
         let (mut m, mut max_us) = (Merger::default(), 0u64);
-        for (from, to) in joined {
+        for (from, to) in joined(spans.to_vec()) {
             for h in ring.hours_between(from, to) {
                 let (lo, hi) = cell_span(h, from, to);
                 if lo >= hi {
@@ -733,8 +736,7 @@ impl HistoryView {
                     .fold(max_us, |x, c| x.max(u64::from(c.max_us)));
             }
         }
-        m.quantiles(qs)
-            .map(|q| q.map(|v| v.min(max_us as f64) / 1000.0))
+        quantiles_ms(&m, max_us, qs)
     }
 
     /// The points of `ring`; none without one.
