@@ -214,6 +214,8 @@ fn alert_objects(alerts: &crate::alert::AlertsView, model: &str) -> Vec<serde_js
                 "metric": a.metric.as_str(),
                 "severity": a.severity.as_str(),
                 "value": a.value.map(round6),
+                // As the web API's alert objects: the value in its metric's unit.
+                "value_text": a.value.map(|v| a.metric.show(v)),
                 "threshold": a.threshold,
                 "resolve": a.resolve,
                 "normal": a.normal,

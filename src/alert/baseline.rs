@@ -50,7 +50,7 @@ pub struct Baseline {
     /// How far each latency figure goes in the slowest 5 % of the same minutes (their
     /// 95th percentile) or, for p95 and p99 of the last hour, in a live window by chance
     /// (the latency of the slowest requests of those minutes, as many as a window's
-    /// figure can reach once in 10 000 windows and at least half its share:
+    /// figure can reach once in 10 000 windows and at least one a window on average:
     /// `chance_percentile`), whichever is further, and no further than in the older
     /// half of the minutes. A model whose normal has two modes (a cache's misses, a
     /// cold path) reaches its slow one there from time to time, and is not judged
@@ -368,17 +368,18 @@ fn learn(
     let qps = if ready { median(qps) } else { None };
     // How far p95 and p99 of a live window go by chance at the normal rate (of
     // requests, or of streamed answers), over the older half of the timed minutes, as
-    // `usual_high`: a climb over the hour must not raise its own limit. A mode holds
-    // half the share the figure is taken at, at least (2.5 % of the requests for p95):
-    // a window of 20 reaches its hour's slowest few now and then, a long tail and no
-    // mode, and 1.5 × those would hide a model 4 × slower. Not the median: a share
-    // near half is no rare mode, and 25 % of a widely spread model's requests are far
-    // enough past its median to hide a slowdown.
+    // `usual_high`: a climb over the hour must not raise its own limit. A mode gives a
+    // window one request on average, at least (30 of the older half hour's with a 60-s
+    // window): a window of 20 reaches its hour's slowest few now and then, a long tail
+    // and no mode, and 1.5 × those would hide a model 4 × slower; half the figure's
+    // share instead left 2 % at 2 req/s unlearnt, a minute's p95 in it some 15 times a
+    // day. Not the median: a share near half is no rare mode, and 25 % of a widely
+    // spread model's requests are far enough past its median to hide a slowdown.
     let by_chance = |first_bytes: bool, rate: Option<f64>, timed: &[(i64, i64)]| {
         let in_window = rate.zip(how.window_s).map(|(r, w)| r * f64::from(w));
         let at = [0.95, 0.99].map(|q| {
-            let at = in_window.and_then(|n| chance_percentile(q, n))?;
-            Some(at.min(q + (1.0 - q) / 2.0))
+            let n = in_window?;
+            Some(chance_percentile(q, n)?.min(1.0 - 1.0 / n))
         });
         let ([Some(at95), Some(at99)], true) = (at, ready) else {
             return [None; 2];
