@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::rules::BaselineSection;
+use super::stay::Minutes;
 use crate::store::history::{HistoryPoint, HistoryView, Range};
 
 /// A minute needs this many requests for its percentiles to count.
@@ -81,6 +82,15 @@ pub struct Baseline {
     pub earlier: Option<Box<Baseline>>,
     /// How it was computed, in one sentence.
     pub explanation: String,
+    /// The minutes behind the latency figures, learnt and recent: whether a figure stays
+    /// in its slow mode for longer than its minutes do by chance. Not saved: the first
+    /// refresh after a restart reads them again.
+    #[serde(skip)]
+    pub minutes: Arc<Minutes>,
+    /// Judged as a model with one mode (its slow modes left out of its limits): the
+    /// normal an alert that fired for a stay in one is judged against until it resolves.
+    #[serde(skip)]
+    pub one_mode: bool,
 }
 
 /// Which span a baseline's sentence describes.
@@ -379,7 +389,7 @@ fn learn(
         let in_window = rate.zip(how.window_s).map(|(r, w)| r * f64::from(w));
         let at = [0.95, 0.99].map(|q| {
             let n = in_window?;
-            Some(chance_percentile(q, n)?.min(1.0 - 1.0 / n))
+            Some(chance_percentile(q, n)?.min((1.0 - 1.0 / n).max(q)))
         });
         let ([Some(at95), Some(at99)], true) = (at, ready) else {
             return [None; 2];
@@ -403,6 +413,7 @@ fn learn(
         };
         (high, median(xs))
     };
+    let minutes = Minutes::learnt([&p50, &p95, &p99, &t50, &t95, &t99].map(Vec::as_slice));
     let ((p50_high_ms, p50_ms), (p95_high_ms, p95_ms), (p99_high_ms, p99_ms)) = (
         latency(p50, None),
         latency(p95, of_requests[0]),
@@ -434,6 +445,8 @@ fn learn(
         held: false,
         earlier: None,
         explanation: String::new(),
+        minutes: Arc::new(minutes),
+        one_mode: false,
     }
 }
 
@@ -576,6 +589,19 @@ pub fn show_qps(q: f64) -> String {
     }
 }
 
+impl Baseline {
+    /// This normal of the last hour without its slow modes: what an alert that fired for
+    /// staying in one is judged against until it resolves.
+    #[must_use]
+    pub fn with_one_mode(&self) -> Self {
+        Self {
+            one_mode: true,
+            earlier: None,
+            ..self.clone()
+        }
+    }
+}
+
 /// The normal to keep while incidents fill the learning window.
 fn held(old: &Baseline) -> Baseline {
     Baseline {
@@ -648,6 +674,8 @@ impl Baselines {
                     .take()
                     .map(|e| or_held(*e, old.and_then(|o| o.earlier.as_deref())));
                 b = or_held(b, old);
+                // The last minutes are read whatever the normal: a held one too.
+                Arc::make_mut(&mut b.minutes).read_recent(history, model, now_ms);
                 // A held normal keeps the hours before it too: the two spans stay one
                 // after the other, and a long incident is judged as it began.
                 if !b.held {

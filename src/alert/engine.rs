@@ -114,6 +114,11 @@ pub struct Alert {
     /// resolves against it, and one that crept keeps its figures and sentence.
     #[serde(default)]
     pub(crate) earlier: bool,
+    /// Fired because its figure stayed in the model's slow mode (`stay`): judged as a
+    /// model with one mode until it resolves, so it does not resolve while the slow
+    /// path still takes more of the requests than it used to.
+    #[serde(default)]
+    pub(crate) stayed: bool,
     /// The evaluation that last visited it.
     #[serde(skip)]
     pub(crate) epoch: u64,
@@ -631,6 +636,10 @@ fn judge_model(
         // A firing alert is judged against the normal it fired against.
         let last_only;
         let base = match (active, base) {
+            (Some(a), Some(b)) if a.stayed => {
+                last_only = b.with_one_mode();
+                Some(&last_only)
+            }
             (Some(a), Some(b)) if !a.earlier && b.earlier.is_some() => {
                 last_only = Baseline {
                     earlier: None,
@@ -913,6 +922,7 @@ fn step(
             checks: 1,
             bad_checks: 1,
             earlier: reading.earlier,
+            stayed: reading.stayed,
             epoch: state.epoch,
         };
         // `for = 0` fires on the first evaluation, like Prometheus.
@@ -926,6 +936,11 @@ fn step(
     alert.epoch = state.epoch;
     if alert.state != AlertPhase::Firing {
         alert.earlier = reading.earlier;
+        alert.stayed = reading.stayed;
+    } else if reading.stayed {
+        // Fired past its slow mode's limit, and stays: judged on its minutes from now
+        // on, or a quiet model's live window would resolve it at its first fast second.
+        alert.stayed = true;
     }
     if value.is_some() {
         alert.value = value;

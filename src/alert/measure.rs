@@ -47,6 +47,9 @@ pub struct Reading {
     pub scarce: bool,
     /// Judged against the normal of the hours before the last one (a creep).
     pub earlier: bool,
+    /// Judged as a model with one mode, its slow mode left out of the limit, because
+    /// the figure has stayed there for longer than chance keeps it (`stay`).
+    pub stayed: bool,
     pub why: String,
 }
 
@@ -406,13 +409,28 @@ fn percentile(
     let last = base;
     let base = judged_base(rule, base, v, firing);
     let (normal, high) = normal_of(rule.metric, base);
-    let limits = rule.limits(normal, high);
+    // An alert that fired for a stay (below) is judged as one until it resolves.
+    let one_mode = base.is_some_and(|b| b.one_mode);
     // Whether the model's slow minutes, not its median, set the limit: then they are
     // what the figure is measured against.
-    let judged_by_high = |n: f64| {
-        let threshold = |high| rule.limits(Some(n), high).map(|(t, _)| t);
-        high.filter(|_| threshold(high) > threshold(None))
+    let threshold = |n: f64, high| rule.limits(Some(n), high).map(|(t, _)| t);
+    let raised = |n: f64| high.filter(|_| !one_mode && threshold(n, high) > threshold(n, None));
+    // Unless the figure stays past the limit its median sets, minute after minute, for
+    // longer than the slow mode keeps it there by chance: then more of its requests
+    // take the slow path, and the model is judged as one with one mode, on those
+    // minutes (a quiet model's live window leaves its slow mode and comes back from one
+    // second to the next while the share stays up).
+    let stay = match (rule.relative, normal, base) {
+        (Some(_), Some(n), Some(b)) if one_mode || raised(n).is_some() => threshold(n, None)
+            .and_then(|t| {
+                let stay = b.minutes.stay(rule.metric, t, one_mode)?;
+                (one_mode || stay.holds()).then_some((stay, t))
+            }),
+        _ => None,
     };
+    let judged_by_high = |n: f64| raised(n).filter(|_| stay.is_none());
+    let limits = rule.limits(normal, high.filter(|_| !one_mode && stay.is_none()));
+    let v = stay.map_or(v, |(s, _)| s.median);
     let earlier = matches!((base, last), (Some(b), Some(l)) if !std::ptr::eq(b, l));
     let span = match (base, last) {
         (Some(b), Some(l)) if earlier => {
@@ -442,12 +460,27 @@ fn percentile(
                 show_ms(h),
                 show_ms(n),
             ),
-            None => format!(
-                "{name} {}, {} its normal {} ({span})",
-                show_ms(v),
-                ratio(v, n),
-                show_ms(n),
-            ),
+            None => match stay {
+                Some((st, t)) => format!(
+                    "{name} {} over the last {} min (their median), {} its normal {} \
+                     ({span}); past {} in {} of those minutes, where its slow mode{} takes \
+                     it in {} of its minutes",
+                    show_ms(v),
+                    st.of,
+                    ratio(v, n),
+                    show_ms(n),
+                    show_ms(t),
+                    st.past,
+                    high.map_or_else(String::new, |h| format!(" ({})", show_ms(h))),
+                    show_share(st.share),
+                ),
+                None => format!(
+                    "{name} {}, {} its normal {} ({span})",
+                    show_ms(v),
+                    ratio(v, n),
+                    show_ms(n),
+                ),
+            },
         },
         (Some(_), _, _) => no_normal(&format!("{name} {}", show_ms(v)), base),
         (None, _, _) => absolute(&format!("{name} {}", show_ms(v)), rule, v, show_ms, firing),
@@ -455,7 +488,17 @@ fn percentile(
     Reading {
         normal,
         earlier,
+        stayed: stay.is_some(),
         ..Reading::known(v, limits, why)
+    }
+}
+
+/// A share of minutes: "none", "2.0 %", "0.50 %".
+fn show_share(share: f64) -> String {
+    if share <= 0.0 {
+        "none".into()
+    } else {
+        show_rate(share)
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) mod ml;
 pub(crate) mod notify;
 pub(crate) mod persist;
 pub(crate) mod rules;
+pub(crate) mod stay;
 
 use std::sync::Arc;
 use std::time::Duration;

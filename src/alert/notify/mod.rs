@@ -410,6 +410,7 @@ mod tests {
                 checks: 4,
                 bad_checks: 4,
                 earlier: false,
+                stayed: false,
                 epoch: 0,
             },
         }
