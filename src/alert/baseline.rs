@@ -334,14 +334,25 @@ fn learn(
             Minute::Kept
         }
     };
+    // Every seen minute's figures, incidents' too, for how long its slow spells last:
+    // a spell that fired once (an hourly batch job's) is one the model has.
+    let mut spells: [Vec<f64>; 6] = Default::default();
+    let mut spell = |first: usize, p: &HistoryPoint| {
+        if p.requests >= min_requests {
+            for (i, v) in [p.p50_ms, p.p95_ms, p.p99_ms].into_iter().enumerate() {
+                spells[first + i].extend(v);
+            }
+        }
+    };
     for p in &points {
         match judge(p) {
             Minute::Unseen => continue,
             Minute::Excluded => {
+                spell(0, p);
                 excluded_s += u64::from(p.step_s);
                 continue;
             }
-            Minute::Kept => {}
+            Minute::Kept => spell(0, p),
         }
         used_s += u64::from(p.step_s);
         requests += p.requests;
@@ -363,7 +374,15 @@ fn learn(
         now_ms,
         points_of.max(1),
     );
-    for p in streamed.iter().filter(|p| judge(p) == Minute::Kept) {
+    for p in &streamed {
+        match judge(p) {
+            Minute::Unseen => continue,
+            Minute::Excluded => {
+                spell(3, p);
+                continue;
+            }
+            Minute::Kept => spell(3, p),
+        }
         streamed_rate.push(p.requests as f64 / f64::from(p.step_s.max(1)));
         if p.requests >= min_requests {
             t50.extend(p.p50_ms);
@@ -413,7 +432,11 @@ fn learn(
         };
         (high, median(xs))
     };
-    let minutes = Minutes::learnt([&p50, &p95, &p99, &t50, &t95, &t99].map(Vec::as_slice));
+    let minutes = Minutes::learnt(
+        [&p50, &p95, &p99, &t50, &t95, &t99].map(Vec::as_slice),
+        spells,
+        how.step_min.unsigned_abs() as usize,
+    );
     let ((p50_high_ms, p50_ms), (p95_high_ms, p95_ms), (p99_high_ms, p99_ms)) = (
         latency(p50, None),
         latency(p95, of_requests[0]),
@@ -674,8 +697,6 @@ impl Baselines {
                     .take()
                     .map(|e| or_held(*e, old.and_then(|o| o.earlier.as_deref())));
                 b = or_held(b, old);
-                // The last minutes are read whatever the normal: a held one too.
-                Arc::make_mut(&mut b.minutes).read_recent(history, model, now_ms);
                 // A held normal keeps the hours before it too: the two spans stay one
                 // after the other, and a long incident is judged as it began.
                 if !b.held {
@@ -685,6 +706,17 @@ impl Baselines {
                 changed |= self.get(model) != Some(&b);
                 self.by_model
                     .insert(model.to_owned(), (now_ms, Arc::new(b)));
+            }
+        }
+        // The last minutes of every model, once a minute, whatever the budget: a stay
+        // is judged on them, and a held normal keeps reading them too.
+        for model in &seen {
+            if let Some((_, b)) = self.by_model.get_mut(*model)
+                && !b.minutes.is_current(now_ms)
+            {
+                let b = Arc::make_mut(b);
+                Arc::make_mut(&mut b.minutes).read_recent(history, model, now_ms);
+                changed = true;
             }
         }
         if self.by_model.len() > seen.len() {

@@ -114,17 +114,25 @@ pub struct Alert {
     /// resolves against it, and one that crept keeps its figures and sentence.
     #[serde(default)]
     pub(crate) earlier: bool,
-    /// Fired because its figure stayed in the model's slow mode (`stay`): judged as a
-    /// model with one mode until it resolves, so it does not resolve while the slow
-    /// path still takes more of the requests than it used to.
+    /// Fired because its figure stayed in the model's slow mode (`stay`), since this
+    /// Unix ms: judged as a model with one mode, on its minutes, until it resolves, so it
+    /// does not resolve while the slow path still takes more of the requests than it
+    /// used to; the baseline leaves those minutes out from the first of them.
     #[serde(default)]
-    pub(crate) stayed: bool,
+    pub(crate) stayed_from_ms: Option<i64>,
     /// The evaluation that last visited it.
     #[serde(skip)]
     pub(crate) epoch: u64,
 }
 
 impl Alert {
+    /// Where its incident began: when it went pending, or for a stay in the slow mode
+    /// the first minute of the stay, which a normal must not learn either.
+    fn incident_from_ms(&self) -> i64 {
+        self.stayed_from_ms
+            .map_or(self.active_since_ms, |s| s.min(self.active_since_ms))
+    }
+
     pub fn key(&self) -> AlertKey {
         AlertKey {
             rule: self.rule.clone(),
@@ -415,12 +423,12 @@ impl AlertState {
         self.active
             .values()
             .filter(|a| incident(a))
-            .map(|a| (a.active_since_ms, now_ms))
+            .map(|a| (a.incident_from_ms(), now_ms))
             .chain(
                 self.history
                     .iter()
                     .filter(|a| incident(a))
-                    .map(|a| (a.active_since_ms, a.resolved_ms.unwrap_or(now_ms))),
+                    .map(|a| (a.incident_from_ms(), a.resolved_ms.unwrap_or(now_ms))),
             )
             .chain(self.watch.blind.iter().copied())
             .collect()
@@ -636,7 +644,7 @@ fn judge_model(
         // A firing alert is judged against the normal it fired against.
         let last_only;
         let base = match (active, base) {
-            (Some(a), Some(b)) if a.stayed => {
+            (Some(a), Some(b)) if a.stayed_from_ms.is_some() => {
                 last_only = b.with_one_mode();
                 Some(&last_only)
             }
@@ -922,7 +930,7 @@ fn step(
             checks: 1,
             bad_checks: 1,
             earlier: reading.earlier,
-            stayed: reading.stayed,
+            stayed_from_ms: reading.stayed_from_ms,
             epoch: state.epoch,
         };
         // `for = 0` fires on the first evaluation, like Prometheus.
@@ -936,11 +944,11 @@ fn step(
     alert.epoch = state.epoch;
     if alert.state != AlertPhase::Firing {
         alert.earlier = reading.earlier;
-        alert.stayed = reading.stayed;
-    } else if reading.stayed {
+        alert.stayed_from_ms = reading.stayed_from_ms;
+    } else if alert.stayed_from_ms.is_none() {
         // Fired past its slow mode's limit, and stays: judged on its minutes from now
         // on, or a quiet model's live window would resolve it at its first fast second.
-        alert.stayed = true;
+        alert.stayed_from_ms = reading.stayed_from_ms;
     }
     if value.is_some() {
         alert.value = value;

@@ -48,8 +48,9 @@ pub struct Reading {
     /// Judged against the normal of the hours before the last one (a creep).
     pub earlier: bool,
     /// Judged as a model with one mode, its slow mode left out of the limit, because
-    /// the figure has stayed there for longer than chance keeps it (`stay`).
-    pub stayed: bool,
+    /// the figure has stayed there for longer than chance keeps it (`stay`): since when
+    /// (the first of those minutes, Unix ms).
+    pub stayed_from_ms: Option<i64>,
     pub why: String,
 }
 
@@ -423,11 +424,24 @@ fn percentile(
     let stay = match (rule.relative, normal, base) {
         (Some(_), Some(n), Some(b)) if one_mode || raised(n).is_some() => threshold(n, None)
             .and_then(|t| {
-                let stay = b.minutes.stay(rule.metric, t, one_mode)?;
+                let before = b.earlier.as_deref().map(|e| &*e.minutes);
+                let stay = b.minutes.stay(rule.metric, t, before, one_mode)?;
                 (one_mode || stay.holds()).then_some((stay, t))
             }),
         _ => None,
     };
+    if one_mode && stay.is_none() {
+        // Its minutes not read yet (a restart): held as it is, not judged on the live
+        // window a quiet model's share leaves from one second to the next.
+        return Reading {
+            normal,
+            ..Reading::scarce(format!(
+                "{name} {} live; judged on its minutes since it stayed in its slow mode, \
+                 not read yet",
+                show_ms(v)
+            ))
+        };
+    }
     let judged_by_high = |n: f64| raised(n).filter(|_| stay.is_none());
     let limits = rule.limits(normal, high.filter(|_| !one_mode && stay.is_none()));
     let v = stay.map_or(v, |(s, _)| s.median);
@@ -462,15 +476,16 @@ fn percentile(
             ),
             None => match stay {
                 Some((st, t)) => format!(
-                    "{name} {} over the last {} min (their median), {} its normal {} \
-                     ({span}); past {} in {} of those minutes, where its slow mode{} takes \
-                     it in {} of its minutes",
+                    "{name} {}, the median of the last {} min, {} its normal {} ({span}); \
+                     past {} in {} of the last {} min, where its slow mode{} takes it in \
+                     {} of its minutes",
                     show_ms(v),
-                    st.of,
+                    st.span,
                     ratio(v, n),
                     show_ms(n),
                     show_ms(t),
                     st.past,
+                    st.of,
                     high.map_or_else(String::new, |h| format!(" ({})", show_ms(h))),
                     show_share(st.share),
                 ),
@@ -488,7 +503,7 @@ fn percentile(
     Reading {
         normal,
         earlier,
-        stayed: stay.is_some(),
+        stayed_from_ms: stay.map(|(s, _)| s.from_ms),
         ..Reading::known(v, limits, why)
     }
 }

@@ -43,21 +43,32 @@ fn slot(metric: Metric) -> Option<usize> {
 /// the last few.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Minutes {
-    /// Each figure of the learnt minutes (with enough requests), sorted.
+    /// Each figure of the learnt points (with enough requests), oldest first.
     learnt: [Vec<f64>; FIGURES],
+    /// The same over every point seen, incidents' too: how long the model's spells
+    /// past a limit last, a spell that fired once (an hourly batch job's) among them.
+    spells: [Vec<f64>; FIGURES],
+    /// Minutes a learnt point spans: 1, or 5 for the hours before the last.
+    step_min: usize,
     /// Each figure of the last [`RECENT`] complete minutes, oldest first; `None` for a
-    /// minute with too few requests or unseen.
+    /// minute with too few requests or not seen whole.
     recent: [Vec<Option<f64>>; FIGURES],
+    /// The end of the newest of them, Unix ms; 0: not read yet.
+    pub recent_to_ms: i64,
 }
 
-/// A figure past a limit in `past` of the last `of` minutes (`median` their median
-/// figure), where the model's learnt minutes get past it in `share` of them.
+/// A figure past a limit in `past` of the last `of` minutes, where the model's learnt
+/// minutes get past it in `share` of them; `median` is the median figure of the last
+/// `span` minutes (`of`, or more for an alert that fired for a stay).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stay {
     pub past: usize,
     pub of: usize,
     pub share: f64,
     pub median: f64,
+    pub span: usize,
+    /// The start of the first of the `of` minutes, Unix ms.
+    pub from_ms: i64,
 }
 
 impl Stay {
@@ -68,17 +79,30 @@ impl Stay {
 }
 
 impl Minutes {
-    /// From the learnt minutes' figures, in any order: p50, p95, p99, then the first
-    /// byte's.
-    pub fn learnt(figures: [&[f64]; FIGURES]) -> Self {
+    /// From the learnt points' figures and every seen point's, oldest first (p50, p95,
+    /// p99, then the first byte's), each `step_min` minutes long.
+    pub fn learnt(
+        figures: [&[f64]; FIGURES],
+        spells: [Vec<f64>; FIGURES],
+        step_min: usize,
+    ) -> Self {
         Self {
-            learnt: figures.map(|xs| {
-                let mut xs = xs.to_vec();
-                xs.sort_by(f64::total_cmp);
-                xs
-            }),
-            recent: Default::default(),
+            learnt: figures.map(<[f64]>::to_vec),
+            spells,
+            step_min,
+            ..Self::default()
         }
+    }
+
+    /// The longest spell of the seen points past `limit` (in all of them but one), in
+    /// minutes.
+    fn usual_spell(&self, figure: usize, limit: f64) -> usize {
+        longest_stay(&self.spells[figure], limit) * self.step_min
+    }
+
+    /// Whether the last complete minute before `now_ms` is read already.
+    pub fn is_current(&self, now_ms: i64) -> bool {
+        self.recent_to_ms == now_ms.div_euclid(60_000) * 60_000
     }
 
     /// Takes the last complete minutes of `model` before `now_ms`.
@@ -88,8 +112,9 @@ impl Minutes {
             from_ms: to_ms - 60_000 * RECENT as i64,
             to_ms,
         };
+        // As a baseline learns: a minute seen only in part is no minute's figure.
         let figures = |p: &HistoryPoint| {
-            let counts = p.covered && p.requests >= MIN_REQUESTS;
+            let counts = p.covered_s >= u64::from(p.step_s) && p.requests >= MIN_REQUESTS;
             [p.p50_ms, p.p95_ms, p.p99_ms].map(|v| v.filter(|_| counts))
         };
         let requests = history.series(model, &range, now_ms, RECENT);
@@ -99,41 +124,78 @@ impl Minutes {
                 self.recent[offset + i] = points.iter().map(|p| figures(p)[i]).collect();
             }
         }
+        self.recent_to_ms = to_ms;
     }
 
     /// How `metric` fared against `limit` in the last minutes: as many of them as its
-    /// learnt minutes get past it in a row once in [`CHANCE`] runs (at least
-    /// [`SHORTEST`]). `None` when no run that long is rare, or too few minutes are known.
+    /// learnt minutes get past it in a row once in [`CHANCE`] runs, and more than the
+    /// longest such spell they had or the hours before them (`earlier`) had (slow minutes
+    /// come in spells: a cold cache, an hourly batch job), at least [`SHORTEST`]. `None`
+    /// when no run that long is rare, or too few minutes are known.
     ///
-    /// `median` is of those minutes, or for an alert that fired for a stay the higher of
-    /// that and the median of [`HELD`] minutes: it resolves once most of both are back,
-    /// not at the few fast minutes a quiet model has while the share stays up.
-    pub fn stay(&self, metric: Metric, limit: f64, firing: bool) -> Option<Stay> {
-        let i = slot(metric)?;
-        let learnt = &self.learnt[i];
-        if learnt.is_empty() {
-            return None;
-        }
-        let over = learnt.len() - learnt.partition_point(|&x| x <= limit);
-        // One minute of the span might have been past it, seen or not.
-        let share = over.max(1) as f64 / learnt.len() as f64;
-        let of = (SHORTEST..=RECENT).find(|&k| all_but_one(k, share) <= CHANCE)?;
-        let recent = &self.recent[i];
+    /// For an alert that fired for a stay (`firing`), the run is that long, or
+    /// [`HELD`] minutes if no run is rare any more, and `median` the higher of its
+    /// minutes' and of the last [`HELD`]: it resolves once most of both are back, not at
+    /// the few fast minutes a quiet model has while the share stays up.
+    pub fn stay(
+        &self,
+        metric: Metric,
+        limit: f64,
+        earlier: Option<&Self>,
+        firing: bool,
+    ) -> Option<Stay> {
+        let figure = slot(metric)?;
+        let learnt = &self.learnt[figure];
+        let over = learnt.iter().filter(|&&x| x > limit).count();
+        // A share from an hour of minutes is an estimate: judged at a standard error
+        // above it, and one minute past it at least, seen or not.
+        let (minutes, learnt_past) = (learnt.len() as f64, over as f64);
+        let share = ((learnt_past + 1.0 + learnt_past.sqrt()) / minutes).min(1.0);
+        let spell = self.usual_spell(figure, limit);
+        let usual = spell.max(earlier.map_or(0, |e| e.usual_spell(figure, limit))) + 1;
+        let rare = (SHORTEST.max(usual)..=RECENT).find(|&k| all_but_one(k, share) <= CHANCE);
+        let of = match rare {
+            Some(of) if !learnt.is_empty() => of,
+            _ if firing => HELD,
+            _ => return None,
+        };
+        let recent = &self.recent[figure];
         let last = recent.get(recent.len().checked_sub(of)?..)?;
         let past = last.iter().filter(|v| v.is_some_and(|v| v > limit)).count();
-        let median = if firing {
-            let longer = &recent[recent.len().saturating_sub(HELD)..];
-            median(last)?.max(median(longer)?)
+        let (median, span) = if firing {
+            let held = &recent[recent.len().saturating_sub(HELD)..];
+            let (a, b) = (median(last)?, median(held)?);
+            if b > a { (b, held.len()) } else { (a, of) }
         } else {
-            median(last)?
+            (median(last)?, of)
         };
         Some(Stay {
             past,
             of,
-            share: over as f64 / learnt.len() as f64,
+            share: if learnt.is_empty() {
+                0.0
+            } else {
+                learnt_past / minutes
+            },
             median,
+            span,
+            from_ms: self.recent_to_ms - 60_000 * of as i64,
         })
     }
+}
+
+/// The longest stretch of `minutes` past `limit` in all of them but one.
+fn longest_stay(minutes: &[f64], limit: f64) -> usize {
+    let (mut start, mut misses, mut longest) = (0, 0, 0);
+    for (end, &v) in minutes.iter().enumerate() {
+        misses += usize::from(v <= limit);
+        while misses > 1 {
+            misses -= usize::from(minutes[start] <= limit);
+            start += 1;
+        }
+        longest = longest.max(end + 1 - start);
+    }
+    longest
 }
 
 /// The median of the known figures (the upper one of an even count).
@@ -155,7 +217,11 @@ mod tests {
     use super::*;
 
     fn minutes(learnt: &[f64], recent: &[Option<f64>]) -> Minutes {
-        let mut m = Minutes::learnt([learnt; FIGURES]);
+        let mut m = Minutes::learnt(
+            [learnt; FIGURES],
+            [(); FIGURES].map(|()| learnt.to_vec()),
+            1,
+        );
         m.recent = std::array::from_fn(|_| recent.to_vec());
         m
     }
@@ -163,73 +229,129 @@ mod tests {
     /// A p95 stay past 30 ms, if it holds.
     fn stay(learnt: &[f64], recent: &[Option<f64>]) -> Option<Stay> {
         minutes(learnt, recent)
-            .stay(Metric::P95Ms, 30.0, false)
+            .stay(Metric::P95Ms, 30.0, None, false)
             .filter(Stay::holds)
+    }
+
+    /// The last [`RECENT`] minutes, the newest `n` of them slow.
+    fn slow(n: usize) -> Vec<Option<f64>> {
+        let mut r = vec![Some(10.0); RECENT - n];
+        r.extend(std::iter::repeat_n(Some(300.0), n));
+        r
+    }
+
+    /// An hour of fast minutes with the slow ones at `at`.
+    fn hour(at: &[usize]) -> Vec<f64> {
+        (0..60)
+            .map(|i| if at.contains(&i) { 300.0 } else { 10.0 })
+            .collect()
     }
 
     #[test]
     fn a_run_is_as_long_as_the_models_own_minutes_make_it_rare() {
-        let fast = vec![10.0; 57];
-        let mut rare = fast.clone();
-        rare.extend([300.0; 3]); // 5 % of its minutes in the slow mode
-        let mut often = fast[..40].to_vec();
-        often.extend([300.0; 12]); // 23 %
-        let slow = |n| {
-            let mut r = vec![Some(10.0); RECENT - n];
-            r.extend(std::iter::repeat_n(Some(300.0), n));
-            r
-        };
-        // Rare: 5 minutes, one of them may be fast.
-        let s = stay(&rare, &slow(4)).expect("a stay");
+        // Never past it: five minutes, one of them may be fast.
+        let s = stay(&hour(&[]), &slow(4)).expect("a stay");
         assert_eq!((s.past, s.of), (4, 5));
+        assert!(s.share.abs() < 1e-12, "{s:?}");
+        assert_eq!(stay(&hour(&[]), &slow(3)), None);
+        // Past it in 3 scattered minutes of 60 (a share estimated from an hour is
+        // judged a standard error above it, 9.5 %): six.
+        let scattered = hour(&[10, 30, 50]);
+        let s = stay(&scattered, &slow(5)).expect("a stay");
+        assert_eq!((s.past, s.of), (5, 6));
         assert!((s.share - 0.05).abs() < 1e-9, "{s:?}");
         // Judged on those minutes: their median figure.
         assert!((s.median - 300.0).abs() < 1e-9, "{s:?}");
-        assert_eq!(stay(&rare, &slow(3)), None);
-        // Often there: a longer run is needed.
-        assert_eq!(stay(&often, &slow(6)), None);
-        let s = stay(&often, &slow(10));
-        assert!(s.is_some_and(|s| s.of > 5 && s.of <= 10), "{s:?}");
-        // A model never past the limit in its minutes still needs five.
-        assert_eq!(stay(&fast, &slow(5)).map(|s| s.of), Some(5));
+        assert_eq!(stay(&scattered, &slow(4)), None);
+        // Past it in a quarter of its minutes: a longer run.
+        let quarter = hour(&(0..60).step_by(4).collect::<Vec<_>>());
+        assert_eq!(stay(&quarter, &slow(10)), None);
+        let s = stay(&quarter, &slow(12)).expect("a stay");
+        assert_eq!((s.past, s.of), (12, 12));
         // Minutes with too few requests do not count as past it.
         let mut sparse = slow(5);
         sparse[RECENT - 1] = None;
         sparse[RECENT - 2] = None;
-        assert_eq!(stay(&rare, &sparse), None);
-        // Once fired, judged on eight minutes too: three fast ones of the last five do
-        // not end it, nor do fast ones before a stay of five.
-        let mut back = slow(10);
-        back[RECENT - 3..].fill(Some(10.0));
-        let m = minutes(&rare, &back);
-        let s = m.stay(Metric::P95Ms, 30.0, true).expect("known");
-        assert!((s.median - 300.0).abs() < 1e-9, "{s:?}");
-        let s = m.stay(Metric::P95Ms, 30.0, false).expect("known");
-        assert!((s.median - 10.0).abs() < 1e-9, "{s:?}");
-        let s = minutes(&rare, &slow(5)).stay(Metric::P95Ms, 30.0, true);
-        assert!(s.is_some_and(|s| (s.median - 300.0).abs() < 1e-9), "{s:?}");
-        // Most of both back: resolved.
-        let s = minutes(&rare, &slow(2)).stay(Metric::P95Ms, 30.0, true);
-        assert!(s.is_some_and(|s| (s.median - 10.0).abs() < 1e-9), "{s:?}");
+        assert_eq!(stay(&hour(&[]), &sparse), None);
     }
 
     #[test]
-    fn a_figure_past_its_limit_half_the_time_stays_only_for_most_of_the_twenty() {
-        let mut half = vec![10.0; 30];
-        half.extend([300.0; 30]);
-        let mut recent = vec![Some(10.0); 4];
-        recent.extend([Some(300.0); RECENT - 4]);
-        assert_eq!(stay(&half, &recent), None);
-        recent[3] = Some(300.0);
-        let s = stay(&half, &recent);
-        assert_eq!(s.map(|s| (s.past, s.of)), Some((17, 18)));
-        let mut more = half.clone();
-        more.extend([300.0; 10]); // past it in most minutes: no run is rare
+    fn a_spell_as_long_as_its_usual_ones_is_no_stay() {
+        // A six-minute spell in the hour (a cold cache, a batch job): the same share
+        // scattered would make a stay of seven; a spell must outlast its usual ones.
+        let spell = hour(&[20, 21, 22, 23, 24, 25]);
+        assert_eq!(stay(&spell, &slow(6)), None);
+        let s = stay(&spell, &slow(7)).expect("longer than its spells");
+        assert_eq!((s.past, s.of), (7, 8));
+        assert_eq!(longest_stay(&spell, 30.0), 7);
+        // The hours before the last had a spell of two 5-minute points (three with a
+        // neighbour, as a spell of the last hour counts one: 15 minutes): a stay is then
+        // 16 minutes, all but one of them past it.
+        let earlier_hours = hour(&[40, 41]);
+        let mut before = Minutes::learnt(
+            [&earlier_hours[..]; FIGURES],
+            [(); FIGURES].map(|()| earlier_hours.clone()),
+            5,
+        );
+        before.recent_to_ms = 0;
+        let judged = |n| {
+            minutes(&spell, &slow(n))
+                .stay(Metric::P95Ms, 30.0, Some(&before), false)
+                .filter(Stay::holds)
+        };
+        assert_eq!(judged(14), None);
+        assert_eq!(judged(15).map(|s| (s.past, s.of)), Some((15, 16)));
+        assert_eq!(longest_stay(&hour(&[]), 30.0), 1);
+        assert_eq!(longest_stay(&[], 30.0), 0);
+    }
+
+    #[test]
+    fn once_fired_it_is_judged_on_more_minutes_and_never_on_none() {
+        let m = |recent: &[Option<f64>]| minutes(&hour(&[]), recent);
+        // Three fast minutes of the last five do not end it, nor do fast ones before a
+        // stay of five.
+        let mut back = slow(10);
+        back[RECENT - 3..].fill(Some(10.0));
+        let s = m(&back)
+            .stay(Metric::P95Ms, 30.0, None, true)
+            .expect("known");
+        assert_eq!((s.median, s.span), (300.0, HELD));
+        let s = m(&back)
+            .stay(Metric::P95Ms, 30.0, None, false)
+            .expect("known");
+        assert_eq!((s.median, s.span), (10.0, 5));
+        let s = m(&slow(5))
+            .stay(Metric::P95Ms, 30.0, None, true)
+            .expect("known");
+        assert_eq!((s.median, s.span), (300.0, 5));
+        // Most of both back: resolved.
+        let s = m(&slow(2))
+            .stay(Metric::P95Ms, 30.0, None, true)
+            .expect("known");
+        assert!((s.median - 10.0).abs() < 1e-9, "{s:?}");
+        // A model past it in half its minutes has no stay; an alert that fired for one
+        // is still judged, on the last eight (and after a restart, with nothing learnt).
+        let half = hour(&(0..60).step_by(2).collect::<Vec<_>>());
         let recent = vec![Some(300.0); RECENT];
-        assert_eq!(stay(&more, &recent), None);
-        // And neither do figures that are not latency, nor unlearnt ones.
-        assert_eq!(minutes(&half, &recent).stay(Metric::Qps, 30.0, false), None);
-        assert_eq!(minutes(&[], &recent).stay(Metric::P95Ms, 30.0, false), None);
+        assert_eq!(stay(&half, &recent), None);
+        let s = minutes(&half, &recent).stay(Metric::P95Ms, 30.0, None, true);
+        assert_eq!(s.map(|s| (s.of, s.median)), Some((HELD, 300.0)));
+        let s = minutes(&[], &slow(2)).stay(Metric::P95Ms, 30.0, None, true);
+        assert_eq!(s.map(|s| (s.of, s.median)), Some((HELD, 10.0)));
+        // Nothing read yet: no figure at all.
+        assert_eq!(
+            minutes(&half, &[]).stay(Metric::P95Ms, 30.0, None, true),
+            None
+        );
+        // Nor for figures that are not latency, nor unlearnt ones before a firing.
+        assert_eq!(
+            minutes(&half, &recent).stay(Metric::Qps, 30.0, None, false),
+            None
+        );
+        assert_eq!(
+            minutes(&[], &recent).stay(Metric::P95Ms, 30.0, None, false),
+            None
+        );
     }
 
     #[test]

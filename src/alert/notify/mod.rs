@@ -410,7 +410,7 @@ mod tests {
                 checks: 4,
                 bad_checks: 4,
                 earlier: false,
-                stayed: false,
+                stayed_from_ms: None,
                 epoch: 0,
             },
         }
