@@ -29,6 +29,9 @@ const REFRESH_MS: i64 = 60_000;
 const LEARNING_REFRESH_MS: i64 = 10_000;
 /// Recomputed per evaluation at most, so a fleet of models spreads the work over ticks.
 const PER_TICK: usize = 4;
+/// Models whose last minutes are read per evaluation at most: 150 a minute at the
+/// longest interval (10 s), in seconds at the default one.
+const RECENT_PER_TICK: usize = 25;
 
 /// One model's normal. Figures are `None` until enough history is learnt.
 ///
@@ -334,7 +337,7 @@ fn learn(
             Minute::Kept
         }
     };
-    // Every seen minute's figures, incidents' too, for how long its slow spells last:
+    // Every seen point's figures, incidents' too, for how long its slow spells last:
     // a spell that fired once (an hourly batch job's) is one the model has.
     let mut spells: [Vec<f64>; 6] = Default::default();
     let mut spell = |first: usize, p: &HistoryPoint| {
@@ -708,12 +711,16 @@ impl Baselines {
                     .insert(model.to_owned(), (now_ms, Arc::new(b)));
             }
         }
-        // The last minutes of every model, once a minute, whatever the budget: a stay
-        // is judged on them, and a held normal keeps reading them too.
+        // The last minutes of every model, once a minute, whatever the learning budget:
+        // a stay is judged on them, and a held normal keeps reading them too. A few
+        // dozen a tick, so a fleet's minute boundary is no one long tick.
+        let mut reads = RECENT_PER_TICK;
         for model in &seen {
             if let Some((_, b)) = self.by_model.get_mut(*model)
                 && !b.minutes.is_current(now_ms)
+                && reads > 0
             {
+                reads -= 1;
                 let b = Arc::make_mut(b);
                 Arc::make_mut(&mut b.minutes).read_recent(history, model, now_ms);
                 changed = true;

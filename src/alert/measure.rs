@@ -437,7 +437,7 @@ fn percentile(
             normal,
             ..Reading::scarce(format!(
                 "{name} {} live; judged on its minutes since it stayed in its slow mode, \
-                 not read yet",
+                 none known yet (not read since a restart, or too few requests in them)",
                 show_ms(v)
             ))
         };

@@ -12,6 +12,9 @@ use crate::store::history::{HistoryPoint, HistoryView, Range};
 /// minutes (its normal is their median, so no more than that), whose runs of 18 come by
 /// chance once in 10 000. Past that a run tells nothing.
 const RECENT: usize = 20;
+/// Minutes before the recent ones whose spells a stay must outlast: the fine tier of
+/// the rings keeps two hours of minutes.
+const OLDER: usize = 100;
 /// A stay is this many minutes at least, whatever the model's minutes say: a minute or
 /// two is what a chance cluster of slow requests lasts.
 const SHORTEST: usize = 5;
@@ -47,7 +50,13 @@ pub struct Minutes {
     learnt: [Vec<f64>; FIGURES],
     /// The same over every point seen, incidents' too: how long the model's spells
     /// past a limit last, a spell that fired once (an hourly batch job's) among them.
+    /// Only those of the hours before the last (5-minute points) are judged by: the
+    /// last hour's spells are in `older`, whole.
     spells: [Vec<f64>; FIGURES],
+    /// Each figure of the [`OLDER`] minutes before the recent ones, incidents' too,
+    /// oldest first (those with too few requests left out): the last two hours' spells,
+    /// none of them cut in two where the learnt hour begins.
+    older: [Vec<f64>; FIGURES],
     /// Minutes a learnt point spans: 1, or 5 for the hours before the last.
     step_min: usize,
     /// Each figure of the last [`RECENT`] complete minutes, oldest first; `None` for a
@@ -94,10 +103,17 @@ impl Minutes {
         }
     }
 
-    /// The longest spell of the seen points past `limit` (in all of them but one), in
-    /// minutes.
+    /// The longest spell of the seen points past `limit`, in minutes: minutes past it in
+    /// all of them but one, or 5-minute points past it in all of them (a point is past
+    /// it with one slow minute or two, so one missed would double a spell).
     fn usual_spell(&self, figure: usize, limit: f64) -> usize {
-        longest_stay(&self.spells[figure], limit) * self.step_min
+        let minutes = longest_stay(&self.older[figure], limit, 1);
+        // A run of points, plus the minute beside it a spell of minutes counts.
+        let points = match longest_stay(&self.spells[figure], limit, 0) {
+            0 => 0,
+            n => n * self.step_min.max(1) + 1,
+        };
+        if self.step_min > 1 { points } else { minutes }
     }
 
     /// Whether the last complete minute before `now_ms` is read already.
@@ -105,11 +121,13 @@ impl Minutes {
         self.recent_to_ms == now_ms.div_euclid(60_000) * 60_000
     }
 
-    /// Takes the last complete minutes of `model` before `now_ms`.
+    /// Takes the last complete minutes of `model` before `now_ms`, and the [`OLDER`]
+    /// before them.
     pub fn read_recent(&mut self, history: &HistoryView, model: &str, now_ms: i64) {
         let to_ms = now_ms.div_euclid(60_000) * 60_000;
+        let all = RECENT + OLDER;
         let range = Range::Between {
-            from_ms: to_ms - 60_000 * RECENT as i64,
+            from_ms: to_ms - 60_000 * all as i64,
             to_ms,
         };
         // As a baseline learns: a minute seen only in part is no minute's figure.
@@ -117,11 +135,14 @@ impl Minutes {
             let counts = p.covered_s >= u64::from(p.step_s) && p.requests >= MIN_REQUESTS;
             [p.p50_ms, p.p95_ms, p.p99_ms].map(|v| v.filter(|_| counts))
         };
-        let requests = history.series(model, &range, now_ms, RECENT);
-        let first_bytes = history.ttfb_series(model, &range, now_ms, RECENT);
+        let requests = history.series(model, &range, now_ms, all);
+        let first_bytes = history.ttfb_series(model, &range, now_ms, all);
         for (offset, points) in [(0, requests), (3, first_bytes)] {
+            let split = points.len().saturating_sub(RECENT);
+            let (older, recent) = points.split_at(split);
             for i in 0..3 {
-                self.recent[offset + i] = points.iter().map(|p| figures(p)[i]).collect();
+                self.recent[offset + i] = recent.iter().map(|p| figures(p)[i]).collect();
+                self.older[offset + i] = older.iter().filter_map(|p| figures(p)[i]).collect();
             }
         }
         self.recent_to_ms = to_ms;
@@ -151,9 +172,15 @@ impl Minutes {
         // above it, and one minute past it at least, seen or not.
         let (minutes, learnt_past) = (learnt.len() as f64, over as f64);
         let share = ((learnt_past + 1.0 + learnt_past.sqrt()) / minutes).min(1.0);
+        // A quarter longer than its longest spell: a spell's edges move by a minute or
+        // two as a chance slow minute falls beside it or not.
         let spell = self.usual_spell(figure, limit);
-        let usual = spell.max(earlier.map_or(0, |e| e.usual_spell(figure, limit))) + 1;
-        let rare = (SHORTEST.max(usual)..=RECENT).find(|&k| all_but_one(k, share) <= CHANCE);
+        let spell = spell.max(earlier.map_or(0, |e| e.usual_spell(figure, limit)));
+        let usual = (spell * 5).div_ceil(4) + 1;
+        // A spell of 20 minutes or more that the model had (an incident, lately) makes a
+        // stay 20 minutes long, not none.
+        let shortest = SHORTEST.max(usual.min(RECENT));
+        let rare = (shortest..=RECENT).find(|&k| all_but_one(k, share) <= CHANCE);
         let of = match rare {
             Some(of) if !learnt.is_empty() => of,
             _ if firing => HELD,
@@ -184,13 +211,13 @@ impl Minutes {
     }
 }
 
-/// The longest stretch of `minutes` past `limit` in all of them but one.
-fn longest_stay(minutes: &[f64], limit: f64) -> usize {
+/// The longest stretch of `points` past `limit` in all of them but `allowed`.
+fn longest_stay(points: &[f64], limit: f64, allowed: usize) -> usize {
     let (mut start, mut misses, mut longest) = (0, 0, 0);
-    for (end, &v) in minutes.iter().enumerate() {
+    for (end, &v) in points.iter().enumerate() {
         misses += usize::from(v <= limit);
-        while misses > 1 {
-            misses -= usize::from(minutes[start] <= limit);
+        while misses > allowed {
+            misses -= usize::from(points[start] <= limit);
             start += 1;
         }
         longest = longest.max(end + 1 - start);
@@ -217,12 +244,9 @@ mod tests {
     use super::*;
 
     fn minutes(learnt: &[f64], recent: &[Option<f64>]) -> Minutes {
-        let mut m = Minutes::learnt(
-            [learnt; FIGURES],
-            [(); FIGURES].map(|()| learnt.to_vec()),
-            1,
-        );
+        let mut m = Minutes::learnt([learnt; FIGURES], Default::default(), 1);
         m.recent = std::array::from_fn(|_| recent.to_vec());
+        m.older = std::array::from_fn(|_| learnt.to_vec());
         m
     }
 
@@ -278,15 +302,17 @@ mod tests {
     #[test]
     fn a_spell_as_long_as_its_usual_ones_is_no_stay() {
         // A six-minute spell in the hour (a cold cache, a batch job): the same share
-        // scattered would make a stay of seven; a spell must outlast its usual ones.
+        // scattered would make a stay of seven; a spell must outlast its usual ones by a
+        // quarter (7 minutes with the one beside it: 10).
         let spell = hour(&[20, 21, 22, 23, 24, 25]);
-        assert_eq!(stay(&spell, &slow(6)), None);
-        let s = stay(&spell, &slow(7)).expect("longer than its spells");
-        assert_eq!((s.past, s.of), (7, 8));
-        assert_eq!(longest_stay(&spell, 30.0), 7);
-        // The hours before the last had a spell of two 5-minute points (three with a
-        // neighbour, as a spell of the last hour counts one: 15 minutes): a stay is then
-        // 16 minutes, all but one of them past it.
+        assert_eq!(stay(&spell, &slow(8)), None);
+        let s = stay(&spell, &slow(9)).expect("longer than its spells");
+        assert_eq!((s.past, s.of), (9, 10));
+        assert_eq!(longest_stay(&spell, 30.0, 1), 7);
+        assert_eq!(longest_stay(&spell, 30.0, 0), 6);
+        // The hours before the last had a spell of two 5-minute points (10 minutes, and
+        // the minute beside it as a spell of minutes counts one; a quarter more): a stay
+        // is then 15 minutes, all but one of them past it.
         let earlier_hours = hour(&[40, 41]);
         let mut before = Minutes::learnt(
             [&earlier_hours[..]; FIGURES],
@@ -299,10 +325,29 @@ mod tests {
                 .stay(Metric::P95Ms, 30.0, Some(&before), false)
                 .filter(Stay::holds)
         };
-        assert_eq!(judged(14), None);
-        assert_eq!(judged(15).map(|s| (s.past, s.of)), Some((15, 16)));
-        assert_eq!(longest_stay(&hour(&[]), 30.0), 1);
-        assert_eq!(longest_stay(&[], 30.0), 0);
+        assert_eq!(judged(13), None);
+        assert_eq!(judged(14).map(|s| (s.past, s.of)), Some((14, 15)));
+        // And a model whose points never get there keeps its five.
+        let never = hour(&[]);
+        let quiet = Minutes::learnt(
+            [&never[..]; FIGURES],
+            [(); FIGURES].map(|()| never.clone()),
+            5,
+        );
+        let s = minutes(&hour(&[]), &slow(4)).stay(Metric::P95Ms, 30.0, Some(&quiet), false);
+        assert_eq!(s.filter(Stay::holds).map(|s| s.of), Some(5));
+        // A spell of 20 minutes or more (an incident, lately) makes a stay 20 long.
+        let incident = hour(&(20..45).collect::<Vec<_>>());
+        let m = minutes(&hour(&[]), &slow(19));
+        let mut long = m.clone();
+        long.older = [(); FIGURES].map(|()| incident.clone());
+        let s = long
+            .stay(Metric::P95Ms, 30.0, None, false)
+            .filter(Stay::holds);
+        assert_eq!(s.map(|s| s.of), Some(RECENT));
+        assert_eq!(longest_stay(&hour(&[]), 30.0, 1), 1);
+        assert_eq!(longest_stay(&hour(&[]), 30.0, 0), 0);
+        assert_eq!(longest_stay(&[], 30.0, 1), 0);
     }
 
     #[test]
