@@ -271,6 +271,15 @@ impl Sim {
             .map(|(s, _)| s - from)
     }
 
+    /// The sentence of the first alert that fired since second `from`, or "".
+    fn first_fired_why(&self, from: i64) -> String {
+        self.sent
+            .iter()
+            .find(|(s, tr)| *s >= from && tr.kind == TransitionKind::Firing)
+            .map(|(_, tr)| tr.alert.explanation.clone())
+            .unwrap_or_default()
+    }
+
     fn active(&self, rule: &str, model: &str) -> Option<AlertPhase> {
         self.alerts
             .active()
@@ -751,12 +760,7 @@ fn a_slowdown_creeping_up_for_hours_is_judged_against_the_normal_before_it() {
         "one alert for one slowdown: {:?}",
         sims[0].fired_since(t)
     );
-    let why = sims[0]
-        .sent
-        .iter()
-        .find(|(s, tr)| *s >= t && tr.kind == TransitionKind::Firing)
-        .map(|(_, tr)| tr.alert.explanation.clone())
-        .unwrap_or_default();
+    let why = sims[0].first_fired_why(t);
     assert!(
         why.contains("before the last hour") && why.contains("crept up since"),
         "says what it was judged against: {why}"
@@ -1465,11 +1469,7 @@ fn a_slow_mode_that_takes_more_of_the_requests_fires_once_it_stays() {
     // sees. It fires once it has stayed longer than chance keeps it there, says so,
     // stays firing on its minutes, and resolves when the share is back.
     let cached = Traffic::steady(10, 20.0).two_modes(0.04, 400.0);
-    let mut sim = Sim::new("");
-    sim.run(90 * 60, &[("cached", cached)]);
-    let baseline = sim.baseline("cached").explanation;
-    assert!(sim.fired_since(0).is_empty(), "{:?}", fired_list(&sim));
-    assert!(baseline.contains("(slow mode "), "{baseline}");
+    let (mut sim, baseline) = quiet_with_its_slow_mode("cached", cached);
     let t = sim.now_s;
     sim.run(20 * 60, &[("cached", cached.two_modes(0.10, 400.0))]);
     assert_eq!(
@@ -1482,12 +1482,7 @@ fn a_slow_mode_that_takes_more_of_the_requests_fires_once_it_stays() {
         .unwrap_or(0);
     // Five minutes at least: what a chance cluster of misses lasts is no stay.
     assert!(after >= 5 * 60, "fired after {after} s");
-    let why = sim
-        .sent
-        .iter()
-        .find(|(s, tr)| *s >= t && tr.kind == TransitionKind::Firing)
-        .map(|(_, tr)| tr.alert.explanation.clone())
-        .unwrap_or_default();
+    let why = sim.first_fired_why(t);
     assert!(
         why.starts_with("p95 ") && why.contains("its normal") && why.contains("of the last"),
         "{why}"
@@ -1513,11 +1508,7 @@ fn a_slow_mode_that_takes_more_of_the_requests_fires_once_it_stays() {
     // p95 past it and back from second to second, and fires (and may resolve once)
     // before the stay holds; from then on it is judged on its minutes and stays firing.
     let seldom = Traffic::steady(2, 20.0).two_modes(0.01, 400.0);
-    let mut sim = Sim::new("");
-    sim.run(90 * 60, &[("seldom", seldom)]);
-    let baseline = sim.baseline("seldom").explanation;
-    assert!(sim.fired_since(0).is_empty(), "{:?}", fired_list(&sim));
-    assert!(baseline.contains("(slow mode "), "{baseline}");
+    let (mut sim, _) = quiet_with_its_slow_mode("seldom", seldom);
     let t = sim.now_s;
     sim.run(20 * 60, &[("seldom", seldom.two_modes(0.08, 400.0))]);
     let fired = sim.fired_since(t);
@@ -1573,6 +1564,17 @@ fn a_slow_spell_that_comes_every_hour_is_no_stay() {
         sim.fired_since(t),
         [("latency_regression".to_owned(), "cached".to_owned())]
     );
+}
+
+/// 90 quiet minutes of `model`: no alert, and a baseline (its sentence) that learnt its
+/// slow mode.
+fn quiet_with_its_slow_mode(model: &str, traffic: Traffic) -> (Sim, String) {
+    let mut sim = Sim::new("");
+    sim.run(90 * 60, &[(model, traffic)]);
+    let baseline = sim.baseline(model).explanation;
+    assert!(sim.fired_since(0).is_empty(), "{:?}", fired_list(&sim));
+    assert!(baseline.contains("(slow mode "), "{baseline}");
+    (sim, baseline)
 }
 
 /// The share back to `normal`: the stay's alert resolves, and stays quiet for half an
