@@ -149,10 +149,11 @@ impl Minutes {
     }
 
     /// How `metric` fared against `limit` in the last minutes: as many of them as its
-    /// learnt minutes get past it in a row once in [`CHANCE`] runs, and more than the
-    /// longest such spell they had or the hours before them (`earlier`) had (slow minutes
-    /// come in spells: a cold cache, an hourly batch job), at least [`SHORTEST`]. `None`
-    /// when no run that long is rare, or too few minutes are known.
+    /// learnt minutes get past it in a row once in [`CHANCE`] runs, and a quarter more
+    /// than the longest spell past it of the two hours before them or of the hours
+    /// before the last (`earlier`) (slow minutes come in spells: a cold cache, an hourly
+    /// batch job), from [`SHORTEST`] to [`RECENT`]. `None` when no run that long is
+    /// rare, or too few minutes are known.
     ///
     /// For an alert that fired for a stay (`firing`), the run is that long, or
     /// [`HELD`] minutes if no run is rare any more, and `median` the higher of its
