@@ -337,11 +337,12 @@ fn learn(
             Minute::Kept
         }
     };
-    // Every seen point's figures, incidents' too, for how long its slow spells last:
-    // a spell that fired once (an hourly batch job's) is one the model has.
+    // Every seen point's figures of the hours before the last, incidents' too, for how
+    // long its slow spells last: a spell that fired once (an hourly batch job's) is one
+    // the model has. The last hour's minutes are read whole with the recent ones.
     let mut spells: [Vec<f64>; 6] = Default::default();
     let mut spell = |first: usize, p: &HistoryPoint| {
-        if p.requests >= min_requests {
+        if how.step_min > 1 && p.requests >= min_requests {
             for (i, v) in [p.p50_ms, p.p95_ms, p.p99_ms].into_iter().enumerate() {
                 spells[first + i].extend(v);
             }

@@ -48,10 +48,10 @@ fn slot(metric: Metric) -> Option<usize> {
 pub struct Minutes {
     /// Each figure of the learnt points (with enough requests), oldest first.
     learnt: [Vec<f64>; FIGURES],
-    /// The same over every point seen, incidents' too: how long the model's spells
-    /// past a limit last, a spell that fired once (an hourly batch job's) among them.
-    /// Only those of the hours before the last (5-minute points) are judged by: the
-    /// last hour's spells are in `older`, whole.
+    /// The same over every point seen, incidents' too, for the hours before the last
+    /// (5-minute points; empty for the last hour, whose spells are in `older`, whole):
+    /// how long the model's spells past a limit last, a spell that fired once (an
+    /// hourly batch job's) among them.
     spells: [Vec<f64>; FIGURES],
     /// Each figure of the [`OLDER`] minutes before the recent ones, incidents' too,
     /// oldest first (those with too few requests left out): the last two hours' spells,
@@ -107,13 +107,14 @@ impl Minutes {
     /// all of them but one, or 5-minute points past it in all of them (a point is past
     /// it with one slow minute or two, so one missed would double a spell).
     fn usual_spell(&self, figure: usize, limit: f64) -> usize {
-        let minutes = longest_stay(&self.older[figure], limit, 1);
+        if self.step_min <= 1 {
+            return longest_stay(&self.older[figure], limit, 1);
+        }
         // A run of points, plus the minute beside it a spell of minutes counts.
-        let points = match longest_stay(&self.spells[figure], limit, 0) {
+        match longest_stay(&self.spells[figure], limit, 0) {
             0 => 0,
-            n => n * self.step_min.max(1) + 1,
-        };
-        if self.step_min > 1 { points } else { minutes }
+            n => n * self.step_min + 1,
+        }
     }
 
     /// Whether the last complete minute before `now_ms` is read already.
