@@ -18,6 +18,9 @@ fires, clears the fault and waits for every alert to resolve before the next one
     stop      docker stop                               container_down
     creep     every predict waits 1 ms more each minute  latency_regression (or median_latency_regression)
               (--creep MS): a slowdown creeping up over the hours; not in the default list
+    share     the --slow share of predicts x2.5          latency_regression
+              (--share-factor F): a slow mode taking more of the requests (a cache's
+              misses 4 % -> 10 %); needs --slow; not in the default list
 
 Before it, once:
 
@@ -44,7 +47,11 @@ after the baseline is ready before the first fault:
 
 --slow SHARE gives the model a normal with two modes of latency (as a cache's misses do):
 that share of predicts waits 100..150 ms from the start, under every fault and after it;
-its p95 moves between the modes from minute to minute while nothing is wrong.
+its p95 moves between the modes from minute to minute while nothing is wrong. The share
+fault makes that share larger (x2.5), and the p95 stays in the slow mode:
+
+    python3 benches/detection.py --faults share --slow 0.04 --rps 10 --timeout 1500 \
+        --settle 20 --baseline learn=20m,skip_recent=2m,min_history=5m
 
 With the real defaults ([alerts.baseline] learn 1h, skip_recent 5m, min_history 10m)
 the warm-up alone takes about min_history + skip_recent (15 min); --fast-baseline writes
@@ -416,6 +423,7 @@ FAULTS = {
     "stop": Fault("stop", "container_down"),
     "creep": Fault("creep", "latency_regression", also_shown=("median_latency_regression",),
                    body={"creep_ms_per_min": 1.0}, also_fires=("median_latency_regression",)),
+    "share": Fault("share", "latency_regression"),
 }
 
 
@@ -679,7 +687,7 @@ def main() -> int:
                    help="the modelmon-tui binary (default: target/release/modelmon-tui)")
     p.add_argument("--faults", default="latency,errors,cpu,leak,stop",
                    type=lambda s: [f.strip() for f in s.split(",") if f.strip()],
-                   help="which faults, in this order (default: all but creep)")
+                   help="which faults, in this order (default: all but creep and share)")
     p.add_argument("--fast-baseline", action="store_true",
                    help='[alerts.baseline] learn = "3m", skip_recent = "0s", min_history = "1m"')
     p.add_argument("--steady", type=float, metavar="MINUTES", help="no faults: count what fires in MINUTES")
@@ -696,6 +704,8 @@ def main() -> int:
                    help="burner processes for the cpu fault (1 fills --cpus 1 on an idle host)")
     p.add_argument("--slow", type=float, default=0.0, metavar="SHARE",
                    help="that share of predicts takes 100..150 ms all along: a normal with two modes (0)")
+    p.add_argument("--share-factor", type=float, default=2.5, metavar="F",
+                   help="the share fault: the --slow share times F (2.5)")
     p.add_argument("--rps", type=float, default=25, help="steady load, requests a second (25)")
     p.add_argument("--creep", type=float, default=1.0, metavar="MS",
                    help="the creep fault: ms more each minute (1)")
@@ -717,6 +727,9 @@ def main() -> int:
         p.error(f"no monitor binary at {args.monitor}: cargo build --release --bin modelmon-tui, or pass its path")
     FAULTS["cpu"].body = {"cpu_burn": True, "cpu_burners": args.cpu_burners}
     FAULTS["creep"].body = {"creep_ms_per_min": args.creep}
+    if "share" in args.faults and (args.slow <= 0 or args.share_factor <= 1):
+        p.error("the share fault makes the --slow share larger: give --slow SHARE, and a --share-factor over 1")
+    FAULTS["share"].body = {"slow_share": min(1.0, args.slow * args.share_factor)}
     # A plain `kill` cleans up like Ctrl-C: the container must not outlive the run.
     signal.signal(signal.SIGTERM, interrupted)
     try:

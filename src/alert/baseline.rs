@@ -45,6 +45,19 @@ pub struct Baseline {
     pub p99_ms: Option<f64>,
     pub error_rate: Option<f64>,
     pub qps: Option<f64>,
+    /// How many times more the model's minutes vary from one to the next than requests
+    /// arriving each on its own would make them: about the size of its bursts when a
+    /// client sends many at a time (a batch job's 60 every minute or two). A traffic
+    /// drop is judged over a window that many times longer (`measure`): an empty half
+    /// minute between two bursts is no drop. From the last hour's minutes; `None` under
+    /// 2 (independent requests vary that much by chance over an hour), when too few
+    /// minutes tell, and always in `earlier`.
+    pub qps_bursts: Option<f64>,
+    /// Minutes of the last hour under a quarter of the mean (lulls, a drop were they a
+    /// window): only a model that has them has its window lengthened past a minute for
+    /// its bursts. Traffic that wobbles from minute to minute varies as much, but never
+    /// comes near a drop, and a longer window would only make an outage slower to see.
+    pub qps_lulls: u32,
     /// Time to first byte of the streamed answers (an LLM's first token), learnt like
     /// latency from the minutes that had enough of them; `None` for a model that does
     /// not stream.
@@ -133,6 +146,51 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     } else {
         f64::midpoint(xs[n / 2 - 1], xs[n / 2])
     })
+}
+
+/// Pairs of neighbouring minutes needed to tell how a model's requests arrive.
+const MIN_MINUTE_PAIRS: usize = 5;
+
+/// How many times more `minutes` (`(start, requests)`, in time order) vary from one to
+/// the next than requests arriving each on its own would make them, when past
+/// [`BURSTY`].
+// Neighbours' differences rather than the spread of all minutes: traffic that rises
+// over the hour (its busy time coming) moves neighbours alike and is no burst. The
+// largest tenth are left out: a step (a second client starting) is one large
+// difference, where bursts make many. For independent arrivals (a - b)² is 2μ on
+// average, and the smallest nine tenths average [`NINE_TENTHS`] of that. A busy
+// model's traffic wobbling 10 % from minute to minute is past it too (7 at 10 req/s),
+// and the window that expects 20 × it of its requests is still under 30 s.
+fn bursts(minutes: &[(i64, u64)]) -> Option<f64> {
+    let total: u64 = minutes.iter().map(|m| m.1).sum();
+    let per_minute = total as f64 / minutes.len().max(1) as f64;
+    let mut squares: Vec<f64> = minutes
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 == 60_000)
+        .map(|w| (w[1].1 as f64 - w[0].1 as f64).powi(2))
+        .collect();
+    if squares.len() < MIN_MINUTE_PAIRS || total == 0 {
+        return None;
+    }
+    squares.sort_by(f64::total_cmp);
+    squares.truncate(squares.len() - squares.len().div_ceil(10));
+    let usual = squares.iter().sum::<f64>() / squares.len() as f64;
+    Some(usual / (NINE_TENTHS * 2.0 * per_minute)).filter(|&d| d >= BURSTY)
+}
+
+/// The mean of the smallest nine tenths of the squares of a normal variable.
+const NINE_TENTHS: f64 = 0.623;
+
+/// How many of `minutes` (`(start, requests)`) had under a quarter of their mean.
+fn lulls(minutes: &[(i64, u64)]) -> u32 {
+    let total: u64 = minutes.iter().map(|m| m.1).sum();
+    let quarter = total as f64 / minutes.len().max(1) as f64 / 4.0;
+    let n = minutes.iter().filter(|m| (m.1 as f64) < quarter).count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
 /// The value 5 % of `xs` reach or pass (nearest rank).
@@ -314,6 +372,8 @@ fn learn(
     // The points whose percentiles count, in seconds, for their requests merged.
     let mut timed = Vec::new();
     let (mut requests, mut errors, mut used_s, mut excluded_s) = (0u64, 0u64, 0u64, 0u64);
+    // Each whole minute's requests, in time order, for how they arrive (`bursts`).
+    let mut arrivals = Vec::new();
     let uptime = history.uptime();
     let born_ms = first_minute_ms(history, model, from_ms, now_ms);
     // A minute the monitor saw only part of would count its requests against the whole
@@ -362,6 +422,10 @@ fn learn(
         requests += p.requests;
         errors += p.errors;
         qps.push(p.requests as f64 / f64::from(p.step_s.max(1)));
+        // Not the model's first minute: it sent for only part of it.
+        if how.step_min == 1 && born_ms != Some(p.start_ms) {
+            arrivals.push((p.start_ms, p.requests));
+        }
         if p.requests >= min_requests {
             p50.extend(p.p50_ms);
             p95.extend(p.p95_ms);
@@ -398,7 +462,20 @@ fn learn(
     let ready = used_s >= how.need_s;
     let min_minutes = MIN_LATENCY_MINUTES
         .min(usize::try_from(cfg.min_history.0.as_secs() / 60).unwrap_or(MIN_LATENCY_MINUTES));
-    let qps = if ready { median(qps) } else { None };
+    let qps_bursts = if ready { bursts(&arrivals) } else { None };
+    let qps_lulls = lulls(&arrivals);
+    // A bursty model's median minute under half the mean is a pause between bursts (a
+    // batch client's every few minutes), not what it is sent: the mean is. Otherwise the
+    // median, which a spike that never became an alert moves little, and which leaves an
+    // hourly job's 20 minutes unjudged (its minutes do not vary: they step).
+    let qps = if ready {
+        let (mean, bursty) = (mean(&qps), qps_bursts.is_some() && qps_lulls > 0);
+        median(qps)
+            .zip(mean)
+            .map(|(m, a)| if bursty && m < a / 2.0 { a } else { m })
+    } else {
+        None
+    };
     // How far p95 and p99 of a live window go by chance at the normal rate (of
     // requests, or of streamed answers), over the older half of the timed minutes, as
     // `usual_high`: a climb over the hour must not raise its own limit. A mode gives a
@@ -464,6 +541,8 @@ fn learn(
         ttfb_p99_high_ms,
         error_rate: (ready && requests > 0).then(|| errors as f64 / requests as f64),
         qps,
+        qps_bursts,
+        qps_lulls,
         over_s: used_s,
         from_ms,
         to_ms,
@@ -548,7 +627,11 @@ fn describe(b: &Baseline, cfg: &BaselineSection, span: Span) -> String {
         figures.push(format!("{} errors", show_rate(e)));
     }
     if let Some(q) = b.qps {
-        figures.push(format!("{} req/s", show_qps(q)));
+        // Said only of a model whose bursts leave lulls: its traffic drop waits longer.
+        figures.push(match b.qps_bursts.filter(|_| b.qps_lulls > 0) {
+            Some(d) => format!("{} req/s, {}", show_qps(q), show_bursts(d)),
+            None => format!("{} req/s", show_qps(q)),
+        });
     }
     let mut left_out = Vec::new();
     if span == Span::Last && cfg.skip_recent.0.as_secs() >= 60 {
@@ -577,6 +660,17 @@ fn describe(b: &Baseline, cfg: &BaselineSection, span: Span) -> String {
         figures.join(", "),
         minutes(b.over_s),
     )
+}
+
+/// Past this, a model's requests come in bursts: under it, the minutes of independent
+/// requests can vary as much by chance over an hour (60 pairs of 12 requests a minute
+/// reach 1.5 now and then).
+const BURSTY: f64 = 2.0;
+
+/// How bursty a model's requests are (`qps_bursts`), for people: "40× as uneven as
+/// steady traffic".
+pub fn show_bursts(d: f64) -> String {
+    format!("{d:.0}× as uneven as steady traffic")
 }
 
 /// Milliseconds for people: 0.42 ms, 4.0 ms, 470 ms, 2.3 s.
@@ -837,6 +931,44 @@ mod tests {
             None,
             "no requests in a window"
         );
+    }
+
+    #[test]
+    fn a_clients_bursts_are_told_from_independent_requests_and_from_busy_hours() {
+        let minutes = |counts: &[u64]| -> Vec<(i64, u64)> {
+            (0..).zip(counts).map(|(i, &c)| (i * 60_000, c)).collect()
+        };
+        // 60 requests at a time, in two minutes of five.
+        let batch: Vec<u64> = (0..60).map(|i| [60, 0, 60, 0, 0][i % 5]).collect();
+        let d = bursts(&minutes(&batch)).expect("bursts");
+        assert!((50.0..150.0).contains(&d), "{d}");
+        // Independent requests vary by their square root, and traffic rising over the
+        // hour moves neighbouring minutes alike: neither is a burst.
+        let steady: Vec<u64> = (0..60).map(|i| [12, 9, 15, 11, 13][i % 5]).collect();
+        assert_eq!(bursts(&minutes(&steady)), None);
+        let rising: Vec<u64> = (0..60).map(|i| 100 + 10 * i).collect();
+        assert_eq!(bursts(&minutes(&rising)), None);
+        // Nor is a second client starting.
+        let mut step = steady.clone();
+        for c in &mut step[30..] {
+            *c += 12;
+        }
+        assert_eq!(bursts(&minutes(&step)), None);
+        // A busy model's traffic wobbling 10 % from minute to minute varies more than
+        // independent requests do, but a minute holds hundreds of its "bursts".
+        let busy: Vec<u64> = (0..60).map(|i| [600, 540, 660, 570, 630][i % 5]).collect();
+        let d = bursts(&minutes(&busy)).expect("past independent requests");
+        assert!((4.0..10.0).contains(&d), "{d}");
+        // It has no lulls, where the batch client's pauses are its lulls.
+        assert_eq!(lulls(&minutes(&busy)), 0);
+        assert_eq!(lulls(&minutes(&batch)), 36);
+        assert_eq!(lulls(&minutes(&steady)), 0);
+        // Only neighbours count: two minutes an hour apart are no pair.
+        let apart: Vec<(i64, u64)> = (0..60)
+            .map(|i| (i * 3_600_000, batch[i as usize]))
+            .collect();
+        assert_eq!(bursts(&apart), None, "too few pairs");
+        assert_eq!(bursts(&minutes(&[0; 30])), None, "no requests");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::baseline::{Baseline, show_ms, show_qps, show_rate};
+use super::baseline::{Baseline, show_bursts, show_ms, show_qps, show_rate};
 use super::ml::MlMetric;
 use super::rules::{Metric, Rule};
 use crate::store::view::{ModelResources, ModelView, Stats, View};
@@ -623,10 +623,14 @@ fn errors_window_s(need: u64, m: &ModelView, base: Option<&Baseline>) -> usize {
     secs.ceil() as usize
 }
 
-/// Seconds in which `requests` are expected at `rate` req/s, within the bounds of a
-/// window sized to a model's traffic (traffic and error rate alike).
+/// Whole seconds in which `requests` are expected at `rate` req/s, within the bounds of
+/// a window sized to a model's traffic (traffic and error rate alike).
+// Rounded up: a window a fraction short would expect a fraction fewer than `requests`,
+// and a traffic drop would never be judged.
 fn secs_to_expect(requests: f64, rate: f64) -> f64 {
-    (requests / rate).clamp(TRAFFIC_MIN_WINDOW_S, TRAFFIC_MAX_WINDOW_S)
+    (requests / rate)
+        .ceil()
+        .clamp(TRAFFIC_MIN_WINDOW_S, TRAFFIC_MAX_WINDOW_S)
 }
 
 fn traffic(
@@ -637,22 +641,39 @@ fn traffic(
     firing: bool,
 ) -> Reading {
     let (normal, _) = normal_of(rule.metric, base);
+    let bursts = base.and_then(|b| b.qps_bursts).unwrap_or(1.0);
+    let lulls = base.is_some_and(|b| b.qps_lulls > 0);
+    // A client sending many requests at a time leaves lulls between its bursts that are
+    // its normal: it takes as many bursts as single requests to tell a drop. Without a
+    // lull in the last hour, a minute is known to hold enough of them.
+    let expected = if lulls {
+        TRAFFIC_EXPECTED * bursts
+    } else {
+        TRAFFIC_EXPECTED
+    };
+    let too_soon = |seen_s: f64| {
+        Reading::unknown(format!(
+            "events seen for only {} s since the broker connected: too soon to judge traffic",
+            seen_s.max(0.0) as i64
+        ))
+    };
     // Only seconds the monitor saw whole: not before the broker (re)connected.
     let seen_s = sight.events_since_ms.map_or(0.0, |t| {
         ((sight.now_ms - t) / 1000) as f64 - SETTLING_S as f64
     });
     let wanted_s = match (rule.window, rule.relative, normal) {
         (Some(w), _, _) => w.as_secs_f64(),
-        (None, Some(_), Some(n)) if n > 0.0 => secs_to_expect(TRAFFIC_EXPECTED, n),
+        (None, Some(_), Some(n)) if n > 0.0 && lulls => secs_to_expect(expected, n),
+        (None, Some(_), Some(n)) if n > 0.0 => {
+            let plain = secs_to_expect(TRAFFIC_EXPECTED, n);
+            secs_to_expect(TRAFFIC_EXPECTED * bursts, n).min(plain.max(60.0))
+        }
         (None, Some(_), _) => TRAFFIC_MIN_WINDOW_S,
         (None, None, _) => f64::from(m.window_s),
     };
     let secs = wanted_s.min(seen_s).floor();
     if secs < wanted_s.min(TRAFFIC_MIN_WINDOW_S) {
-        return Reading::unknown(format!(
-            "events seen for only {} s since the broker connected: too soon to judge traffic",
-            seen_s.max(0.0) as i64
-        ));
+        return too_soon(seen_s);
     }
     let (requests, _, n) = series_sums(m, secs as usize);
     let v = if n == 0 {
@@ -663,15 +684,27 @@ fn traffic(
     let limits = rule.limits(normal, None);
     let what = format!("{} req/s over the last {n} s", show_qps(v));
     let why = match (rule.relative, normal) {
-        (Some(_), Some(nq)) if nq * secs < TRAFFIC_EXPECTED => {
-            return Reading {
-                normal,
-                ..Reading::unknown(format!(
+        (Some(_), Some(nq)) if nq * wanted_s < expected => {
+            let why = if nq * wanted_s < TRAFFIC_EXPECTED {
+                format!(
                     "{what}; its normal {} req/s is too little traffic to tell a drop from chance",
                     show_qps(nq)
-                ))
+                )
+            } else {
+                format!(
+                    "{what}; its {} req/s are {}: {} s is too short to tell a drop from a lull",
+                    show_qps(nq),
+                    show_bursts(bursts),
+                    n
+                )
+            };
+            return Reading {
+                normal,
+                ..Reading::unknown(why)
             };
         }
+        // Connected for less of the window than holds enough of its requests.
+        (Some(_), Some(nq)) if nq * secs < expected => return too_soon(seen_s),
         (Some(_), Some(nq)) => format!(
             "{what}, {:.0} % of its normal {} req/s ({})",
             if nq > 0.0 { v / nq * 100.0 } else { 100.0 },

@@ -293,7 +293,8 @@ pub struct Rule {
     /// `Some`: judged against the model's baseline, `threshold` and `resolve` unused.
     pub relative: Option<Relative>,
     /// `None`: the store's live window (for a relative `qps` rule, a window long enough
-    /// to expect 20 requests at the model's normal rate; for a relative or backstop
+    /// to expect 20 requests at the model's normal rate, or 20 bursts of a model whose
+    /// requests come in bursts; for a relative or backstop
     /// `error_rate` rule, 30 requests: see `measure`). Error rate and qps can
     /// use any window up to the 5-minute per-second series; latency percentiles always
     /// use the live window.

@@ -1635,3 +1635,80 @@ fn a_quiet_models_long_tail_is_not_taken_for_a_slow_mode() {
         assert!(firing, "{model}: {:?}", fired_list(&sim));
     }
 }
+
+/// Batch clients, one a model: each sends 60 requests in 3 s, then nothing for a time
+/// drawn anew each time from its `(shortest, longest)` seconds; between its bursts the
+/// model is silent, and that is its normal. `beside`: other models' traffic.
+fn batch_clients(
+    sim: &mut Sim,
+    secs: i64,
+    clients: &[(&str, (i64, i64))],
+    beside: &[(&str, Traffic)],
+) {
+    let burst = Traffic::steady(20, 50.0);
+    // When each client's next burst starts.
+    let mut next: Vec<i64> = clients.iter().map(|_| sim.now_s).collect();
+    for _ in 0..secs {
+        let mut traffic = beside.to_vec();
+        for (i, &(model, (shortest, longest))) in clients.iter().enumerate() {
+            let since = sim.now_s - next[i];
+            traffic.push((
+                model,
+                if (0..3).contains(&since) {
+                    burst
+                } else {
+                    burst.silent()
+                },
+            ));
+            if since == 2 {
+                let pause = shortest + (sim.uniform() * (longest - shortest) as f64) as i64;
+                next[i] = sim.now_s + 1 + pause;
+            }
+        }
+        sim.second(&traffic);
+    }
+}
+
+#[test]
+fn a_batch_clients_pauses_are_no_traffic_drop_and_a_quiet_models_silence_is() {
+    let mut sim = Sim::new("");
+    // Under one request a second, a rate whose 20 requests take a fraction of a second
+    // past a whole one (57.1 s).
+    let quiet = Traffic::quiet(21, 40.0);
+    // Most of `batch`'s minutes hold a burst; most of `nightly`'s hold none.
+    let clients = [("batch", (57, 117)), ("nightly", (97, 197))];
+    batch_clients(&mut sim, 3 * 3600, &clients, &[("quiet", quiet)]);
+    assert_eq!(
+        fired_list(&sim),
+        BTreeMap::new(),
+        "three hours of two batch clients' bursts and a quiet model"
+    );
+    for model in ["batch", "nightly"] {
+        let b = sim.baseline(model);
+        assert!(
+            b.explanation.contains("× as uneven as steady traffic"),
+            "{}",
+            b.explanation
+        );
+    }
+    // Its normal is what it sends (0.4 req/s), not its median minute (a pause).
+    let q = sim.baseline("nightly").qps.expect("a normal");
+    assert!((0.3..0.5).contains(&q), "{q}");
+    assert_eq!(
+        sim.baseline("quiet").qps_bursts,
+        None,
+        "independent requests"
+    );
+    // The quiet model's callers stop: its window (about a minute) expects 20 requests,
+    // and none came.
+    let from = sim.now_s;
+    batch_clients(&mut sim, 300, &clients, &[("quiet", quiet.silent())]);
+    let after = sim.seconds_to(from, "traffic_drop", "quiet", TransitionKind::Firing);
+    assert!(after.is_some_and(|s| s <= 90), "{after:?}");
+    assert_eq!(
+        sim.fired_since(from).len(),
+        1,
+        "{:?}",
+        sim.fired_since(from)
+    );
+}

@@ -7,7 +7,7 @@ use modelmon::alert::{
 };
 use modelmon::config::Config;
 use modelmon::store::View;
-use modelmon::store::view::{ModelView, Stats};
+use modelmon::store::view::{ModelView, SeriesPoint, Stats};
 
 use super::engine::view;
 
@@ -204,6 +204,67 @@ fn builtin_reading(rule: &str, m: &ModelView, base: &Baseline) -> Reading {
         docker_blind: false,
     };
     model_reading(rule, m, None, Some(base), &sight, false)
+}
+
+#[test]
+fn a_bursty_models_silence_is_judged_over_as_many_bursts_as_a_steady_ones_requests() {
+    // Five minutes without a request.
+    let silent = ModelView {
+        model: "batch".into(),
+        window_s: 60,
+        series: (0..300)
+            .map(|sec| SeriesPoint {
+                sec,
+                ..SeriesPoint::default()
+            })
+            .collect(),
+        ..ModelView::default()
+    };
+    let normal = |qps: f64, bursts: Option<f64>, lulls: u32| Baseline {
+        qps: Some(qps),
+        qps_bursts: bursts,
+        qps_lulls: lulls,
+        ready: true,
+        from_ms: 0,
+        to_ms: 3_600_000,
+        ..Baseline::default()
+    };
+    let over = |b: &Baseline| {
+        let r = builtin_reading("traffic_drop", &silent, b);
+        assert_eq!(r.value, Some(0.0), "{}", r.why);
+        r.why.split(',').next().unwrap_or_default().to_owned()
+    };
+    // Sent request by request, 0.6 req/s: 34 s expect 20 of them.
+    assert_eq!(over(&normal(0.6, None, 0)), "0.00 req/s over the last 34 s");
+    // In bursts 4 × as uneven, with lulls between them in the last hour: 134 s expect
+    // 20 bursts.
+    assert_eq!(
+        over(&normal(0.6, Some(4.0), 3)),
+        "0.00 req/s over the last 134 s"
+    );
+    // As uneven without a lull in an hour (traffic that wobbles): a minute is known to
+    // hold enough of it.
+    assert_eq!(
+        over(&normal(0.6, Some(4.0), 0)),
+        "0.00 req/s over the last 60 s"
+    );
+    assert_eq!(
+        over(&normal(0.6, Some(30.0), 0)),
+        "0.00 req/s over the last 60 s"
+    );
+    assert_eq!(
+        over(&normal(2.0, Some(6.0), 0)),
+        "0.00 req/s over the last 60 s"
+    );
+    // 30 × as uneven with lulls: 20 bursts take 1000 s, past the 5 min the monitor keeps
+    // by the second. A lull is its normal: not judged.
+    let r = builtin_reading("traffic_drop", &silent, &normal(0.6, Some(30.0), 20));
+    assert_eq!(r.value, None);
+    assert_eq!(
+        r.why,
+        "0.00 req/s over the last 298 s; its 0.60 req/s are 30× as uneven as steady traffic: \
+         298 s is too short to tell a drop from a lull"
+    );
 }
 
 #[test]
