@@ -54,9 +54,10 @@ pub struct Baseline {
     /// minutes tell, and always in `earlier`.
     pub qps_bursts: Option<f64>,
     /// Minutes of the last hour under a quarter of the mean (lulls, a drop were they a
-    /// window): only a model that has them has its window lengthened past a minute for
-    /// its bursts. Traffic that wobbles from minute to minute varies as much, but never
-    /// comes near a drop, and a longer window would only make an outage slower to see.
+    /// window): only a model with [`MIN_LULLS`] of them has its window lengthened past a
+    /// minute for its bursts. Traffic that wobbles from minute to minute varies as much,
+    /// but never comes near a drop, and a longer window would only make an outage slower
+    /// to see.
     pub qps_lulls: u32,
     /// Time to first byte of the streamed answers (an LLM's first token), learnt like
     /// latency from the minutes that had enough of them; `None` for a model that does
@@ -187,10 +188,6 @@ fn lulls(minutes: &[(i64, u64)]) -> u32 {
     let quarter = total as f64 / minutes.len().max(1) as f64 / 4.0;
     let n = minutes.iter().filter(|m| (m.1 as f64) < quarter).count();
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-fn mean(xs: &[f64]) -> Option<f64> {
-    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
 /// The value 5 % of `xs` reach or pass (nearest rank).
@@ -464,18 +461,7 @@ fn learn(
         .min(usize::try_from(cfg.min_history.0.as_secs() / 60).unwrap_or(MIN_LATENCY_MINUTES));
     let qps_bursts = if ready { bursts(&arrivals) } else { None };
     let qps_lulls = lulls(&arrivals);
-    // A bursty model's median minute under half the mean is a pause between bursts (a
-    // batch client's every few minutes), not what it is sent: the mean is. Otherwise the
-    // median, which a spike that never became an alert moves little, and which leaves an
-    // hourly job's 20 minutes unjudged (its minutes do not vary: they step).
-    let qps = if ready {
-        let (mean, bursty) = (mean(&qps), qps_bursts.is_some() && qps_lulls > 0);
-        median(qps)
-            .zip(mean)
-            .map(|(m, a)| if bursty && m < a / 2.0 { a } else { m })
-    } else {
-        None
-    };
+    let qps = if ready { median(qps) } else { None };
     // How far p95 and p99 of a live window go by chance at the normal rate (of
     // requests, or of streamed answers), over the older half of the timed minutes, as
     // `usual_high`: a climb over the hour must not raise its own limit. A mode gives a
@@ -628,7 +614,7 @@ fn describe(b: &Baseline, cfg: &BaselineSection, span: Span) -> String {
     }
     if let Some(q) = b.qps {
         // Said only of a model whose bursts leave lulls: its traffic drop waits longer.
-        figures.push(match b.qps_bursts.filter(|_| b.qps_lulls > 0) {
+        figures.push(match b.bursts_with_lulls() {
             Some(d) => format!("{} req/s, {}", show_qps(q), show_bursts(d)),
             None => format!("{} req/s", show_qps(q)),
         });
@@ -710,7 +696,16 @@ pub fn show_qps(q: f64) -> String {
     }
 }
 
+/// Lulls in an hour that make a way of sending, not a deploy's one minute.
+pub const MIN_LULLS: u32 = 2;
+
 impl Baseline {
+    /// `qps_bursts` of a model whose bursts leave lulls between them ([`MIN_LULLS`]).
+    #[must_use]
+    pub fn bursts_with_lulls(&self) -> Option<f64> {
+        self.qps_bursts.filter(|_| self.qps_lulls >= MIN_LULLS)
+    }
+
     /// This normal of the last hour without its slow modes: what an alert that fired for
     /// staying in one is judged against until it resolves.
     #[must_use]

@@ -642,11 +642,12 @@ fn traffic(
 ) -> Reading {
     let (normal, _) = normal_of(rule.metric, base);
     let bursts = base.and_then(|b| b.qps_bursts).unwrap_or(1.0);
-    let lulls = base.is_some_and(|b| b.qps_lulls > 0);
+    let lulls = base.and_then(Baseline::bursts_with_lulls).is_some();
     // A client sending many requests at a time leaves lulls between its bursts that are
-    // its normal: it takes as many bursts as single requests to tell a drop. Without a
-    // lull in the last hour, a minute is known to hold enough of them.
-    let expected = if lulls {
+    // its normal: it takes as many bursts as single requests to tell a drop. Without
+    // lulls in the last hour, a minute is known to hold enough of them. A team's own
+    // window is judged as it is.
+    let expected = if lulls && rule.window.is_none() {
         TRAFFIC_EXPECTED * bursts
     } else {
         TRAFFIC_EXPECTED
@@ -695,7 +696,7 @@ fn traffic(
                     "{what}; its {} req/s are {}: {} s is too short to tell a drop from a lull",
                     show_qps(nq),
                     show_bursts(bursts),
-                    n
+                    wanted_s
                 )
             };
             return Reading {

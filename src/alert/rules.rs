@@ -294,7 +294,7 @@ pub struct Rule {
     pub relative: Option<Relative>,
     /// `None`: the store's live window (for a relative `qps` rule, a window long enough
     /// to expect 20 requests at the model's normal rate, or 20 bursts of a model whose
-    /// requests come in bursts; for a relative or backstop
+    /// requests come in bursts with lulls between them; for a relative or backstop
     /// `error_rate` rule, 30 requests: see `measure`). Error rate and qps can
     /// use any window up to the 5-minute per-second series; latency percentiles always
     /// use the live window.

@@ -263,7 +263,7 @@ fn a_bursty_models_silence_is_judged_over_as_many_bursts_as_a_steady_ones_reques
     assert_eq!(
         r.why,
         "0.00 req/s over the last 298 s; its 0.60 req/s are 30× as uneven as steady traffic: \
-         298 s is too short to tell a drop from a lull"
+         300 s is too short to tell a drop from a lull"
     );
 }
 
