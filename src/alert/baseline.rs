@@ -163,14 +163,13 @@ const MIN_MINUTE_PAIRS: usize = 5;
 // model's traffic wobbling 10 % from minute to minute is past it too (7 at 10 req/s),
 // and the window that expects 20 × it of its requests is still under 30 s.
 fn bursts(minutes: &[(i64, u64)]) -> Option<f64> {
-    let total: u64 = minutes.iter().map(|m| m.1).sum();
-    let per_minute = total as f64 / minutes.len().max(1) as f64;
+    let per_minute = per_minute(minutes);
     let mut squares: Vec<f64> = minutes
         .windows(2)
         .filter(|w| w[1].0 - w[0].0 == 60_000)
         .map(|w| (w[1].1 as f64 - w[0].1 as f64).powi(2))
         .collect();
-    if squares.len() < MIN_MINUTE_PAIRS || total == 0 {
+    if squares.len() < MIN_MINUTE_PAIRS || per_minute == 0.0 {
         return None;
     }
     squares.sort_by(f64::total_cmp);
@@ -182,10 +181,15 @@ fn bursts(minutes: &[(i64, u64)]) -> Option<f64> {
 /// The mean of the smallest nine tenths of the squares of a normal variable.
 const NINE_TENTHS: f64 = 0.623;
 
+/// The mean requests of `minutes` (`(start, requests)`), 0 for none.
+fn per_minute(minutes: &[(i64, u64)]) -> f64 {
+    let total: u64 = minutes.iter().map(|m| m.1).sum();
+    total as f64 / minutes.len().max(1) as f64
+}
+
 /// How many of `minutes` (`(start, requests)`) had under a quarter of their mean.
 fn lulls(minutes: &[(i64, u64)]) -> u32 {
-    let total: u64 = minutes.iter().map(|m| m.1).sum();
-    let quarter = total as f64 / minutes.len().max(1) as f64 / 4.0;
+    let quarter = per_minute(minutes) / 4.0;
     let n = minutes.iter().filter(|m| (m.1 as f64) < quarter).count();
     u32::try_from(n).unwrap_or(u32::MAX)
 }
